@@ -1,0 +1,233 @@
+//! Strict value types for the things a person or a caller names: PCI addresses and group ids.
+//!
+//! Both parse fallibly with range checks and print canonically, so nothing that reaches a sysfs
+//! path was ever a free-form string (a D-Bus argument, a CLI word, a plan file).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// Why a string is not a PCI address or group id. Carries the offending text, cut short so a
+/// hostile caller cannot make us echo megabytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("“{0}” is not a PCI address (expected DDDD:BB:SS.F, e.g. 0000:01:00.0, or BB:SS.F)")]
+    Address(String),
+    #[error("“{0}” is not an IOMMU group number")]
+    Group(String),
+}
+
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(40).filter(|c| !c.is_control()).collect();
+    if s.chars().count() > 40 {
+        out.push('…');
+    }
+    out
+}
+
+/// A PCI function address: domain, bus, device (slot), function.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PciAddress {
+    pub domain: u32,
+    pub bus: u8,
+    pub slot: u8,
+    pub function: u8,
+}
+
+impl PciAddress {
+    /// Builds an address, refusing a slot over 31 or a function over 7.
+    pub fn new(domain: u32, bus: u8, slot: u8, function: u8) -> Option<Self> {
+        (slot < 32 && function < 8).then_some(Self {
+            domain,
+            bus,
+            slot,
+            function,
+        })
+    }
+
+    /// The same slot's function 0 (the function that carries the multifunction bit).
+    pub fn function0(self) -> Self {
+        Self {
+            function: 0,
+            ..self
+        }
+    }
+
+    /// True when both are functions of one physical slot.
+    pub fn same_slot(self, other: Self) -> bool {
+        self.function0() == other.function0()
+    }
+}
+
+impl FromStr for PciAddress {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseError::Address(shorten(s));
+        if s.len() > 16 || !s.is_ascii() {
+            return Err(err());
+        }
+        let parts: Vec<&str> = s.split(':').collect();
+        let (domain, bus, rest) = match parts.as_slice() {
+            [d, b, r] => (*d, *b, *r),
+            [b, r] => ("0000", *b, *r),
+            _ => return Err(err()),
+        };
+        let (slot, function) = rest.split_once('.').ok_or_else(err)?;
+        let hex = |t: &str, max_len: usize| -> Result<u32, ParseError> {
+            if t.is_empty() || t.len() > max_len || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(err());
+            }
+            u32::from_str_radix(t, 16).map_err(|_| err())
+        };
+        let domain = hex(domain, 8)?;
+        let bus = hex(bus, 2)? as u8;
+        let slot = hex(slot, 2)?;
+        let function = hex(function, 1)?;
+        if slot > 31 || function > 7 {
+            return Err(err());
+        }
+        Ok(Self {
+            domain,
+            bus,
+            slot: slot as u8,
+            function: function as u8,
+        })
+    }
+}
+
+impl fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.slot, self.function
+        )
+    }
+}
+
+impl fmt::Debug for PciAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for PciAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PciAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An IOMMU group number as the kernel names it (`/sys/kernel/iommu_groups/N`).
+///
+/// Parsing only proves it is a number; whether the group exists is looked up in a fresh scan.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GroupId(pub u32);
+
+impl FromStr for GroupId {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseError::Group(shorten(s)));
+        }
+        s.parse::<u32>()
+            .map(GroupId)
+            .map_err(|_| ParseError::Group(shorten(s)))
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "group {}", self.0)
+    }
+}
+
+/// What a person typed where a device or a group is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Device(PciAddress),
+    Group(GroupId),
+}
+
+impl FromStr for Target {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains(':') {
+            s.parse().map(Target::Device)
+        } else {
+            s.parse()
+                .map(Target::Group)
+                .map_err(|_| ParseError::Address(shorten(s)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_canonically() {
+        let a: PciAddress = "0000:0A:1f.7".parse().unwrap();
+        assert_eq!(a.to_string(), "0000:0a:1f.7");
+        let short: PciAddress = "01:00.1".parse().unwrap();
+        assert_eq!(short.to_string(), "0000:01:00.1");
+        let wide: PciAddress = "10000:00:00.0".parse().unwrap();
+        assert_eq!(wide.domain, 0x10000);
+    }
+
+    #[test]
+    fn refuses_out_of_range_and_hostile_text() {
+        for bad in [
+            "",
+            "0000:01:20.0",
+            "0000:01:00.8",
+            "0000:100:00.0",
+            "../../etc",
+            "0000:01:00.0\0",
+            "0000:01:00",
+            "0000:01:00.0/../x",
+            "+000:01:00.0",
+            "0000:01:00.0 ",
+            "é0:00.0",
+        ] {
+            assert!(bad.parse::<PciAddress>().is_err(), "{bad:?} parsed");
+        }
+        let huge = "0".repeat(100_000);
+        let err = huge.parse::<PciAddress>().unwrap_err().to_string();
+        assert!(
+            err.len() < 200,
+            "error echoes the whole input: {}",
+            err.len()
+        );
+    }
+
+    #[test]
+    fn group_ids_are_plain_numbers() {
+        assert_eq!("14".parse::<GroupId>().unwrap(), GroupId(14));
+        for bad in ["-1", "1.0", "", "99999999999", "1 ", "0x1"] {
+            assert!(bad.parse::<GroupId>().is_err(), "{bad:?} parsed");
+        }
+        assert_eq!("3".parse::<Target>().unwrap(), Target::Group(GroupId(3)));
+        assert!(matches!(
+            "0000:00:01.0".parse::<Target>().unwrap(),
+            Target::Device(_)
+        ));
+    }
+}

@@ -1,0 +1,256 @@
+//! `passagectl`: the command line over Passage's library.
+//!
+//! Thin: parse words into typed values, call the library, print. Exit 0 on success, 2 with a
+//! one-line reason on stderr otherwise (1 is reserved for "not usable" answers such as verify's).
+
+use clap::{Parser, Subcommand};
+use passage::i18n::{tr, trf};
+use passage::{demo, names, report, scan, watch, HostRoot, Target};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "passagectl",
+    version,
+    about = "Give host PCI devices to virtual machines, one IOMMU group at a time"
+)]
+struct Cli {
+    /// Read a recorded or prepared host root instead of / (also: PASSAGE_ROOT).
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "demo")]
+    root: Option<PathBuf>,
+    /// Use the bundled demo host (a workstation with a GPU to give away).
+    #[arg(long, global = true)]
+    demo: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List IOMMU groups, their devices and whether they can be given to a guest.
+    List {
+        /// Machine-readable output (schema in docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain one device (DDDD:BB:SS.F) or group (N): why it is in its state, what to do.
+    Explain {
+        /// A PCI address such as 0000:01:00.0, or a group number.
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record this host's PCI facts into DIR, for bug reports; `--root DIR` reads them back.
+    Record {
+        /// Directory to create (must not exist or be empty).
+        out: PathBuf,
+    },
+    /// Print device events (add, remove, bind, unbind, change) as they happen.
+    Monitor {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        max_events: Option<u64>,
+    },
+}
+
+/// A failure with a sentence for the person at the terminal.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+enum Source {
+    Root(HostRoot),
+    Demo(demo::Demo),
+}
+
+impl Source {
+    fn root(&self) -> &HostRoot {
+        match self {
+            Source::Root(r) => r,
+            Source::Demo(d) => &d.root,
+        }
+    }
+}
+
+fn open_source(cli: &Cli) -> Result<Source, Failure> {
+    if cli.demo {
+        return Ok(Source::Demo(demo::open()?));
+    }
+    let path = cli
+        .root
+        .clone()
+        .or_else(|| std::env::var_os(names::ROOT_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    Ok(Source::Root(HostRoot::open(path)?))
+}
+
+fn print(s: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // `passagectl list | head` closes the pipe: that is not an error worth a message.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
+    Ok(serde_json::to_string_pretty(v)? + "\n")
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::List { json: as_json } => {
+            let src = open_source(&cli)?;
+            let host = scan::scan(src.root())?;
+            let rep = report::Report::build(&host);
+            print(&if *as_json {
+                json(&rep)?
+            } else {
+                report::list_text(&host, &rep)
+            })
+        }
+        Command::Explain {
+            target,
+            json: as_json,
+        } => {
+            let t: Target = target.parse()?;
+            let src = open_source(&cli)?;
+            let host = scan::scan(src.root())?;
+            if let Target::Group(_) = t {
+                if !host.iommu_enabled() {
+                    return Err(Failure(tr("there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)")));
+                }
+            }
+            let e = report::explanation(&host, t)?;
+            print(&if *as_json {
+                json(&e)?
+            } else {
+                report::explain_text(&host, &e)
+            })
+        }
+        Command::Record { out } => {
+            if cli.demo {
+                return Err(Failure(tr(
+                    "record captures a real host; the demo host is already a file in data/",
+                )));
+            }
+            if out.exists()
+                && std::fs::read_dir(out)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                return Err(Failure(trf(
+                    "{dir} exists and is not empty; record writes into a new directory",
+                    &[("dir", &out.display().to_string())],
+                )));
+            }
+            let path = cli
+                .root
+                .clone()
+                .or_else(|| std::env::var_os(names::ROOT_ENV).map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("/"));
+            let root = HostRoot::open_recording(path)?;
+            let host = scan::scan(&root)?;
+            let n = passage::host::write_recording(out, &root.recording())?;
+            // Prove the recording reads back to the same model before calling it done.
+            let back = scan::scan(&HostRoot::open(out)?)?;
+            if back != host {
+                return Err(Failure(trf("the recording in {dir} does not read back to the same facts; please report this", &[("dir", &out.display().to_string())])));
+            }
+            print(&trf("Recorded {n} files about {d} devices and {g} groups into {dir}.\nRead it back with: passagectl --root {dir} list\n", &[
+                ("n", &n.to_string()),
+                ("d", &host.devices.len().to_string()),
+                ("g", &host.groups.len().to_string()),
+                ("dir", &out.display().to_string()),
+            ]))
+        }
+        Command::Monitor {
+            json: as_json,
+            max_events,
+        } => {
+            if cli.demo || cli.root.is_some() {
+                return Err(Failure(tr("monitor watches this host's live devices; it cannot be used with --root or --demo")));
+            }
+            let root = HostRoot::open("/")?;
+            let mut host = scan::scan(&root)?;
+            let mon = watch::Monitor::open()?;
+            if !*as_json {
+                print(&trf(
+                    "Watching PCI devices (source: {source}); Ctrl+C stops.\n",
+                    &[("source", mon.source)],
+                ))?;
+            }
+            let mut seen = 0u64;
+            loop {
+                for ev in mon.wait(None)? {
+                    let u = watch::apply(&mut host, &root, &ev)?;
+                    let line = if *as_json {
+                        serde_json::to_string(&u)? + "\n"
+                    } else {
+                        let state = match (u.state_before, u.state_after) {
+                            (Some(a), Some(b)) if a != b => {
+                                format!("{} → {}", a.label(), b.label())
+                            }
+                            (_, Some(b)) => b.label(),
+                            (Some(a), None) => a.label(),
+                            (None, None) => String::new(),
+                        };
+                        let group = u
+                            .group
+                            .map(|g| format!("{} {g}: {state}", tr("group")))
+                            .unwrap_or_default();
+                        format!(
+                            "{:<7} {}  {} → {}  {}\n",
+                            serde_json::to_value(&u.action)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default(),
+                            u.address,
+                            u.driver_before.as_deref().unwrap_or("—"),
+                            u.driver_after.as_deref().unwrap_or("—"),
+                            group
+                        )
+                    };
+                    print(&line)?;
+                    seen += 1;
+                    if max_events.is_some_and(|m| seen >= m) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    passage::i18n::init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PASSAGE_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("passagectl: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

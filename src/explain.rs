@@ -1,0 +1,669 @@
+//! Verdicts: pure functions from the [`Host`] model to states and reasons a person can act on.
+//!
+//! Nothing here reads files or changes the kernel's groups. The group is the unit; each reason
+//! names the device it concerns, says what is going on in a sentence, and says what to do.
+//! Reason codes are stable (kebab-case) and listed in docs/JSON.md; messages are translated.
+
+use crate::address::{GroupId, PciAddress};
+use crate::config::PortType;
+use crate::i18n::{tr, trf};
+use crate::model::{short_vendor, Device, Group, Host, Use};
+use crate::scan::cmdline_has;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A group's state; the first that applies wins (shared/CONTRACTS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    HostCritical,
+    Assigned,
+    InUse,
+    Available,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::HostCritical => "host-critical",
+            State::Assigned => "assigned",
+            State::InUse => "in-use",
+            State::Available => "available",
+        }
+    }
+
+    /// The state in the user's language.
+    pub fn label(self) -> String {
+        match self {
+            State::HostCritical => tr("host-critical"),
+            State::Assigned => tr("assigned"),
+            State::InUse => tr("in use"),
+            State::Available => tr("available"),
+        }
+    }
+}
+
+/// How much a reason matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Stops the assignment until something changes.
+    Blocker,
+    /// Works, but the person should know or act first.
+    Warning,
+    /// Explains; nothing to do.
+    Info,
+}
+
+/// One reason: a stable code, the device it concerns, a sentence and a remedy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    pub device: Option<PciAddress>,
+    pub severity: Severity,
+    pub message: String,
+    pub remedy: Option<String>,
+}
+
+impl Reason {
+    fn new(code: &str, device: Option<PciAddress>, severity: Severity, message: String) -> Self {
+        Self {
+            code: code.to_string(),
+            device,
+            severity,
+            message,
+            remedy: None,
+        }
+    }
+    fn remedy(mut self, r: String) -> Self {
+        self.remedy = Some(r);
+        self
+    }
+}
+
+/// The IOMMU as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IommuVerdict {
+    pub enabled: bool,
+    pub reasons: Vec<Reason>,
+}
+
+/// A group's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupVerdict {
+    pub id: GroupId,
+    /// A summary a person recognises: "NVIDIA GP106 + HD Audio".
+    pub title: String,
+    pub devices: Vec<PciAddress>,
+    pub state: State,
+    /// The kernel's group type (DMA, DMA-FQ, identity, blocked).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// True when the group has no function a guest could use (only bridges and chipset glue).
+    pub assignable: bool,
+    pub reasons: Vec<Reason>,
+}
+
+fn name(d: &Device) -> String {
+    format!("{} ({})", d.address, d.display_name())
+}
+
+fn short_model(d: &Device) -> String {
+    match &d.device_name {
+        Some(n) => n.split(" [").next().unwrap_or(n).to_string(),
+        None => format!("{}:{}", d.vendor_id, d.device_id),
+    }
+}
+
+fn function_label(d: &Device) -> String {
+    match d.class.0 >> 8 {
+        0x0403 => tr("HD Audio"),
+        0x0c03 => tr("USB"),
+        0x0c80 => tr("Serial bus"),
+        0x0c05 => tr("SMBus"),
+        _ => d.class_name.clone(),
+    }
+}
+
+/// "NVIDIA GP106 + HD Audio", "Intel I350 + 3 more", "PCI bridge 0000:00:01.0".
+pub fn title(host: &Host, g: &Group) -> String {
+    let members: Vec<&Device> = host.members(g).collect();
+    let endpoints: Vec<&Device> = members
+        .iter()
+        .copied()
+        .filter(|d| d.is_endpoint() && !d.is_chipset_glue())
+        .collect();
+    let Some(first) = endpoints.first() else {
+        return match members.first() {
+            Some(d) => format!("{} {}", d.class_name, d.address),
+            None => trf("Group {id}", &[("id", &g.id.to_string())]),
+        };
+    };
+    let vendor = first.vendor_name.as_deref().map(short_vendor).unwrap_or("");
+    let mut parts = vec![format!("{vendor} {}", short_model(first))
+        .trim()
+        .to_string()];
+    let twins = endpoints
+        .iter()
+        .filter(|d| d.address.same_slot(first.address) && d.device_id == first.device_id)
+        .count();
+    if twins > 1 {
+        // Identical functions (a dual-port NIC): "Intel I350 Gigabit Network Connection ×2".
+        parts[0] = format!("{} ×{twins}", parts[0]);
+    }
+    let rest: Vec<&&Device> = endpoints
+        .iter()
+        .skip(1)
+        .filter(|d| !(d.address.same_slot(first.address) && d.device_id == first.device_id))
+        .collect();
+    for d in rest.iter().take(2) {
+        if d.vendor_id == first.vendor_id && d.address.same_slot(first.address) {
+            parts.push(function_label(d));
+        } else {
+            let v = d.vendor_name.as_deref().map(short_vendor).unwrap_or("");
+            parts.push(format!("{v} {}", short_model(d)).trim().to_string());
+        }
+    }
+    let mut t = parts.join(" + ");
+    if rest.len() > 2 {
+        t.push_str(&trf(" + {n} more", &[("n", &(rest.len() - 2).to_string())]));
+    }
+    t
+}
+
+/// The platform verdict: is there an IOMMU, and is anything about it wrong for every group.
+pub fn iommu(host: &Host) -> IommuVerdict {
+    let p = &host.platform;
+    let c = p.cmdline.as_str();
+    let mut reasons = Vec::new();
+    let enabled = host.iommu_enabled();
+    let vendor = p.cpu_vendor.as_deref();
+    if !enabled {
+        let off_words: Vec<&str> = c
+            .split_whitespace()
+            .filter(|w| {
+                matches!(
+                    *w,
+                    "intel_iommu=off" | "amd_iommu=off" | "iommu=off" | "amd_iommu=disabled"
+                )
+            })
+            .collect();
+        if !off_words.is_empty() {
+            let words = off_words.join(" ");
+            reasons.push(
+                Reason::new(
+                    "iommu-disabled-cmdline",
+                    None,
+                    Severity::Blocker,
+                    trf("The kernel command line turns the IOMMU off ({words}), so there are no isolation groups and no device can be given to a guest.", &[("words", &words)]),
+                )
+                .remedy(trf("Remove {words} from the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot.", &[("words", &words)])),
+            );
+        } else if vendor == Some("intel") && !p.units.is_empty() {
+            reasons.push(
+                Reason::new("iommu-not-enabled", None, Severity::Blocker,
+                    tr("The firmware describes an Intel VT-d IOMMU, but the kernel did not turn it on, so there are no isolation groups."))
+                .remedy(tr("Add intel_iommu=on to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot.")),
+            );
+        } else if vendor == Some("intel") {
+            reasons.push(
+                Reason::new("iommu-off", None, Severity::Blocker,
+                    tr("The kernel found no IOMMU: Intel VT-d is off in the firmware, or the kernel was not asked to use it (many distributions leave it off on Intel)."))
+                .remedy(tr("Add intel_iommu=on to the kernel command line and reboot; if there are still no groups, enable “VT-d” (sometimes “Intel Virtualization Technology for Directed I/O”) in the firmware setup.")),
+            );
+        } else if vendor == Some("amd") {
+            reasons.push(
+                Reason::new("iommu-off", None, Severity::Blocker,
+                    tr("The kernel found no IOMMU: AMD-Vi is switched off in the firmware (the kernel turns it on by itself when the firmware describes it)."))
+                .remedy(tr("Enable “IOMMU” (on some boards “AMD-Vi”, under NBIO or AMD CBS) and “SVM” in the firmware setup, then reboot.")),
+            );
+        } else {
+            reasons.push(
+                Reason::new("iommu-off", None, Severity::Blocker,
+                    tr("The kernel found no IOMMU, so there are no isolation groups and no device can be given to a guest."))
+                .remedy(tr("Enable the IOMMU in the firmware setup (VT-d on Intel, AMD-Vi/IOMMU on AMD, SMMU on ARM) and on the kernel command line (intel_iommu=on on Intel), then reboot.")),
+            );
+        }
+        return IommuVerdict { enabled, reasons };
+    }
+
+    if let Some(mode) = &p.acs_override {
+        reasons.push(
+            Reason::new("acs-override", None, Severity::Warning,
+                trf("The kernel was booted with pcie_acs_override={mode}: groups are split by a patch that assumes devices cannot reach each other. That is not proven by the hardware, so the groups shown are not real isolation — a device given to a guest may still reach its neighbours' memory.", &[("mode", mode)]))
+            .remedy(tr("Accept that risk knowingly, or move the card to a slot whose port has ACS (CPU-attached slots usually do) and boot without pcie_acs_override.")),
+        );
+    }
+    let ir_off = cmdline_has(c, "intremap") && c.split_whitespace().any(|w| w == "intremap=off");
+    let no_ir_unit = p
+        .units
+        .iter()
+        .find(|u| u.interrupt_remapping == Some(false));
+    if ir_off || no_ir_unit.is_some() {
+        let unsafe_ok = p.allow_unsafe_interrupts == Some(true);
+        let msg = if ir_off {
+            tr("Interrupt remapping is turned off on the kernel command line (intremap=off).")
+        } else {
+            trf(
+                "The IOMMU unit {unit} cannot remap interrupts.",
+                &[(
+                    "unit",
+                    &no_ir_unit.map(|u| u.name.clone()).unwrap_or_default(),
+                )],
+            )
+        };
+        if unsafe_ok {
+            reasons.push(
+                Reason::new("unsafe-interrupts-allowed", None, Severity::Warning,
+                    format!("{msg} {}", tr("vfio_iommu_type1.allow_unsafe_interrupts is set, so VFIO attaches groups anyway: a device in a guest can send the host arbitrary interrupts (MSI injection).")))
+                .remedy(tr("Enable interrupt remapping in the firmware (and remove intremap=off), then drop allow_unsafe_interrupts.")),
+            );
+        } else {
+            reasons.push(
+                Reason::new("no-interrupt-remapping", None, Severity::Blocker,
+                    format!("{msg} {}", tr("Without it vfio_iommu_type1 refuses to attach any group (VFIO_SET_IOMMU fails with EPERM), so QEMU cannot use any device.")))
+                .remedy(tr("Enable interrupt remapping (x2APIC / “Interrupt remapping” in the firmware setup, and remove intremap=off). As a last resort, vfio_iommu_type1.allow_unsafe_interrupts=1 lets VFIO work without it, at the price of letting the guest's device inject interrupts into the host.")),
+            );
+        }
+    } else if p.allow_unsafe_interrupts == Some(true) {
+        reasons.push(Reason::new("unsafe-interrupts-allowed", None, Severity::Info,
+            tr("vfio_iommu_type1.allow_unsafe_interrupts is set; interrupt remapping is available, so it changes nothing here.")));
+    }
+    if c.split_whitespace().any(|w| w == "iommu=pt") {
+        reasons.push(Reason::new("iommu-passthrough", None, Severity::Info,
+            tr("iommu=pt: host devices bypass IOMMU translation for speed. Groups given to guests are still isolated; VFIO gives them their own domain.")));
+    }
+    if !p.vfio_pci_ids.is_empty() {
+        let ids: Vec<String> = p
+            .vfio_pci_ids
+            .iter()
+            .map(|(v, d)| format!("{v}:{d}"))
+            .collect();
+        reasons.push(
+            Reason::new("vfio-pci-ids", None, Severity::Info,
+                trf("vfio-pci.ids={ids} on the kernel command line hands every device with these ids to vfio-pci at boot — including identical cards you meant to keep.", &[("ids", &ids.join(","))]))
+            .remedy(tr("Prefer Passage's persistent claims, which go by address; remove vfio-pci.ids when you switch.")),
+        );
+    }
+    IommuVerdict { enabled, reasons }
+}
+
+fn use_reason(d: &Device, u: &Use) -> Reason {
+    let dev = name(d);
+    match u {
+        Use::SystemFilesystem { mountpoint, source } => {
+            let code = if mountpoint == "/" { "root-filesystem" } else { "system-filesystem" };
+            Reason::new(code, Some(d.address), Severity::Blocker,
+                trf("{device} holds {mountpoint} ({source}); the host cannot run without it.", &[("device", &dev), ("mountpoint", mountpoint), ("source", source)]))
+            .remedy(tr("Keep this group on the host. If you need the other devices in it, move them (or the disk) to a slot in another group."))
+        }
+        Use::Filesystem { mountpoint, source } => Reason::new("mounted-filesystem", Some(d.address), Severity::Warning,
+                trf("{device} holds the filesystem mounted at {mountpoint} ({source}).", &[("device", &dev), ("mountpoint", mountpoint), ("source", source)]))
+            .remedy(trf("Unmount {mountpoint} (and remove it from /etc/fstab) before giving this group away.", &[("mountpoint", mountpoint)])),
+        Use::Swap { source } => Reason::new("swap", Some(d.address), Severity::Blocker,
+                trf("{device} holds swap space ({source}); taking it away can crash the host.", &[("device", &dev), ("source", source)]))
+            .remedy(trf("Run swapoff {source} and remove it from /etc/fstab, or keep this group on the host.", &[("source", source)])),
+        Use::Console { framebuffer } => Reason::new("console", Some(d.address), Severity::Blocker,
+                trf("{device} drives the host's console ({framebuffer}); taking it leaves the host without a screen.", &[("device", &dev), ("framebuffer", framebuffer)]))
+            .remedy(tr("Use another GPU (or the integrated one) for the host: set it as primary in the firmware setup, or run the host headless and reach it over the network.")),
+        Use::Display { connector } => Reason::new("display-attached", Some(d.address), Severity::Warning,
+                trf("{device} has a display connected ({connector}); the host's desktop may be using it.", &[("device", &dev), ("connector", connector)]))
+            .remedy(tr("Move the host's desktop to another GPU, or close the session on this one, before giving it away.")),
+        Use::DefaultRoute { interface } => Reason::new("default-route", Some(d.address), Severity::Blocker,
+                trf("{device} carries the host's default route ({interface}); taking it cuts the host off the network.", &[("device", &dev), ("interface", interface)]))
+            .remedy(tr("Give the guest another NIC, or an SR-IOV virtual function of this one, or move the host's route to another interface first.")),
+        Use::NetworkRoot { interface, source } => Reason::new("network-root", Some(d.address), Severity::Blocker,
+                trf("The host's root filesystem ({source}) comes over {interface} on {device}.", &[("device", &dev), ("interface", interface), ("source", source)]))
+            .remedy(tr("Keep this NIC on the host.")),
+    }
+}
+
+fn reset_reason(d: &Device) -> Option<Reason> {
+    if !d.is_endpoint() || d.is_chipset_glue() {
+        return None;
+    }
+    let none_listed = match &d.reset_methods {
+        Some(m) => m.is_empty(),
+        // No reset_method file: either no reset at all, or a kernel older than 5.15; fall back
+        // to what config space says.
+        None => d.capabilities.flr == Some(false) && d.capabilities.pm_reset == Some(false),
+    };
+    none_listed.then(|| {
+        Reason::new("no-reset", Some(d.address), Severity::Warning,
+            trf("{device} has no reset method the kernel can use: after the guest stops (or reboots) the device may stay in whatever state the guest left it.", &[("device", &name(d))]))
+        .remedy(tr("Shut the guest down cleanly rather than resetting it; for AMD GPUs the vendor-reset module adds a reset. A bus reset works only if nothing else sits on the same bus."))
+    })
+}
+
+/// Reasons about one device, independent of its neighbours.
+pub fn device_reasons(host: &Host, d: &Device) -> Vec<Reason> {
+    let mut out = Vec::new();
+    let dev = name(d);
+    for u in host.uses_of(d.address) {
+        out.push(use_reason(d, u));
+    }
+    if d.is_bridge() {
+        out.push(Reason::new("bridge", Some(d.address), Severity::Info,
+            trf("{device} is a PCI bridge: it stays with the host on pcieport, which is fine in a shared group, and it is never given to a guest itself.", &[("device", &dev)])));
+        return out;
+    }
+    if d.is_chipset_glue() {
+        out.push(Reason::new("chipset-function", Some(d.address), Severity::Info,
+            trf("{device} is part of the chipset ({class}); it stays with the host and is not given to a guest.", &[("device", &dev), ("class", &d.class_name)])));
+        return out;
+    }
+    match d.driver.as_deref() {
+        Some("vfio-pci") => out.push(Reason::new("claimed", Some(d.address), Severity::Info,
+            trf("{device} is bound to vfio-pci, ready for a guest.", &[("device", &dev)]))),
+        Some("pci-stub") => out.push(Reason::new("claimed", Some(d.address), Severity::Info,
+            trf("{device} is held by pci-stub (no host driver touches it).", &[("device", &dev)]))),
+        Some(drv) => out.push(
+            Reason::new("host-driver", Some(d.address), Severity::Warning,
+                trf("{device} is in use by the host driver {driver}; giving the group away unbinds it.", &[("device", &dev), ("driver", drv)]))
+            .remedy(trf("Stop what uses it on the host; Passage unbinds {driver} and binds vfio-pci when you apply.", &[("driver", drv)])),
+        ),
+        None => {}
+    }
+    if let Some(o) = &d.driver_override {
+        if d.driver.as_deref() != Some(o.as_str()) {
+            out.push(Reason::new(
+                "driver-override",
+                Some(d.address),
+                Severity::Info,
+                trf(
+                    "{device} has driver_override set to {driver}: the next probe binds it there.",
+                    &[("device", &dev), ("driver", o)],
+                ),
+            ));
+        }
+    }
+    if host
+        .platform
+        .vfio_pci_ids
+        .iter()
+        .any(|(v, i)| *v == d.vendor_id && *i == d.device_id)
+    {
+        out.push(Reason::new("claimed-by-ids", Some(d.address), Severity::Info,
+            trf("{device} matches vfio-pci.ids on the kernel command line, so vfio-pci takes it at every boot; releasing it cannot give it back to a host driver until that is removed.", &[("device", &dev)])));
+    }
+    if let Some(r) = reset_reason(d) {
+        out.push(r);
+    }
+    let vfs = d.virtfns.len().max(d.sriov_numvfs.unwrap_or(0) as usize);
+    if vfs > 0 {
+        out.push(
+            Reason::new("sriov-pf", Some(d.address), Severity::Warning,
+                trf("{device} is an SR-IOV physical function with {n} virtual functions enabled; unbinding it destroys them, and everything using them.", &[("device", &dev), ("n", &vfs.to_string())]))
+            .remedy(tr("Give guests the virtual functions instead (each is its own group), or set sriov_numvfs to 0 first.")),
+        );
+    }
+    if let Some(pf) = d.physfn {
+        out.push(Reason::new("sriov-vf", Some(d.address), Severity::Info,
+            trf("{device} is a virtual function of {pf}. Its reset is a reset of the physical function's bus: it can disturb the other functions of {pf}.", &[("device", &dev), ("pf", &pf.to_string())])));
+    }
+    for b in d.bars.iter().filter(|b| b.small) {
+        out.push(
+            Reason::new("small-bar", Some(d.address), Severity::Warning,
+                trf("BAR {index} of {device} is {size} bytes, smaller than a page: VFIO cannot map it into the guest, so every access traps (slow), and a neighbour's registers in the same page keep it from being mapped at all.", &[("index", &b.index.to_string()), ("device", &dev), ("size", &b.size.to_string())]))
+            .remedy(tr("Usually harmless for control registers. If performance suffers, boot with pci=resource_alignment=… for this device so its BAR gets a page of its own.")),
+        );
+    }
+    let c = &d.capabilities;
+    if c.intx_pin > 0 && c.express == Some(false) && c.msi == Some(false) && c.msix == Some(false) {
+        out.push(
+            Reason::new("intx-only", Some(d.address), Severity::Warning,
+                trf("{device} is conventional PCI and can only interrupt through INTx. VFIO needs PCI 2.3 interrupt masking to share that line; without it, the line must not be shared with any other device.", &[("device", &dev)]))
+            .remedy(tr("If QEMU reports that the interrupt cannot be masked, move the card so its interrupt line is not shared.")),
+        );
+    }
+    if c.express == Some(true) && c.aer == Some(false) {
+        out.push(Reason::new("no-aer", Some(d.address), Severity::Info,
+            trf("{device} has no Advanced Error Reporting: a hardware error in the guest's device cannot be reported to the guest, only noticed when things go wrong.", &[("device", &dev)])));
+    }
+    if d.boot_vga == Some(true)
+        && !host
+            .uses_of(d.address)
+            .iter()
+            .any(|u| matches!(u, Use::Console { .. }))
+    {
+        out.push(
+            Reason::new("boot-vga", Some(d.address), Severity::Info,
+                trf("{device} is the GPU the firmware booted with; its ROM may have been altered during boot.", &[("device", &dev)]))
+            .remedy(tr("If the guest shows no picture, give it a clean copy of the card's ROM (rom file=…), or make another GPU primary in the firmware setup.")),
+        );
+    }
+    if d.config_bytes > 0 && d.config_bytes <= crate::config::HEADER_LEN {
+        out.push(Reason::new("config-unreadable", Some(d.address), Severity::Info,
+            trf("Only the first {n} bytes of {device}'s configuration space are readable without root, so its ACS, reset and error-reporting capabilities are unknown here.", &[("n", &d.config_bytes.to_string()), ("device", &dev)])));
+    }
+    out
+}
+
+/// Why the kernel put these devices together, from the same facts the kernel uses. Never
+/// changes the group; where our reading cannot explain a link, says "kernel quirk".
+pub fn shape_reasons(host: &Host, g: &Group) -> Vec<Reason> {
+    let members: Vec<&Device> = host.members(g).collect();
+    if members.len() < 2 {
+        return Vec::new();
+    }
+    let in_group: BTreeSet<PciAddress> = members.iter().map(|d| d.address).collect();
+    let mut out = Vec::new();
+    // Union-find over members: each explanation links members; what stays apart is unexplained.
+    let mut parent: BTreeMap<PciAddress, PciAddress> = in_group.iter().map(|a| (*a, *a)).collect();
+    fn find(p: &mut BTreeMap<PciAddress, PciAddress>, a: PciAddress) -> PciAddress {
+        let mut x = a;
+        while let Some(&px) = p.get(&x) {
+            if px == x {
+                break;
+            }
+            x = px;
+        }
+        p.insert(a, x);
+        x
+    }
+    let union = |p: &mut BTreeMap<PciAddress, PciAddress>, a: PciAddress, b: PciAddress| {
+        let (ra, rb) = (find(p, a), find(p, b));
+        if ra != rb {
+            p.insert(ra, rb);
+        }
+    };
+
+    // 1. Bridges in the group and the members below them.
+    for b in members.iter().filter(|d| d.is_bridge()) {
+        let below: Vec<&&Device> = members
+            .iter()
+            .filter(|d| d.bridges.contains(&b.address))
+            .collect();
+        if below.is_empty() {
+            continue;
+        }
+        for d in &below {
+            union(&mut parent, b.address, d.address);
+        }
+        let names: Vec<String> = below.iter().map(|d| d.address.to_string()).collect();
+        let conventional = b.pcie_type == Some(PortType::PcieToPciBridge)
+            || (b.capabilities.express == Some(false) && b.class.is_pci_bridge());
+        let bname = name(b);
+        let list = names.join(", ");
+        if conventional {
+            out.push(Reason::new("shape-pci-bridge", Some(b.address), Severity::Info,
+                trf("{bridge} is a bridge to conventional PCI. Devices behind it ({devices}) reach memory under the bridge's own requester id, so the IOMMU cannot tell them apart: they form one group with the bridge.", &[("bridge", &bname), ("devices", &list)]))
+                .remedy(tr("This is how the hardware works. To give one of them away alone, it needs a PCIe slot of its own.")));
+            continue;
+        }
+        let (code, msg) = match b.capabilities.acs {
+            Some(Some(a)) if a.isolates() => ("shape-kernel-quirk",
+                trf("{bridge} has ACS enabled, yet the kernel groups it with {devices}: a kernel quirk or the platform decided this, not the port.", &[("bridge", &bname), ("devices", &list)])),
+            Some(_) => ("shape-no-acs",
+                trf("{bridge} does not isolate what is below it (no ACS, or ACS not enabled), so the kernel cannot rule out peer-to-peer traffic there: it keeps {devices} in the port's group.", &[("bridge", &bname), ("devices", &list)])),
+            None => ("shape-no-acs",
+                trf("{bridge} apparently does not isolate what is below it (its ACS capability cannot be read without root), so the kernel keeps {devices} in the port's group.", &[("bridge", &bname), ("devices", &list)])),
+        };
+        out.push(Reason::new(code, Some(b.address), Severity::Info, msg)
+            .remedy(tr("Use a slot behind a port with ACS (CPU-attached slots usually have it). pcie_acs_override only pretends to split the group.")));
+    }
+
+    // 2. Several functions of one card.
+    let mut slots: BTreeMap<PciAddress, Vec<&Device>> = BTreeMap::new();
+    for d in &members {
+        slots.entry(d.address.function0()).or_default().push(d);
+    }
+    for (slot, fns) in &slots {
+        if fns.len() < 2 {
+            continue;
+        }
+        for f in fns.iter().skip(1) {
+            union(&mut parent, fns[0].address, f.address);
+        }
+        let list: Vec<String> = fns.iter().map(|d| d.address.to_string()).collect();
+        let acs: Vec<_> = fns.iter().map(|d| d.capabilities.acs).collect();
+        let msg = if acs
+            .iter()
+            .all(|a| matches!(a, Some(Some(x)) if x.isolates()))
+        {
+            trf("The functions of the card at {slot} ({functions}) have ACS, yet the kernel keeps them together (a kernel quirk or a shared DMA alias).", &[("slot", &slot.to_string()), ("functions", &list.join(", "))])
+        } else if acs.iter().any(|a| a.is_none()) {
+            trf("{functions} are functions of one card. Unless a card has ACS, its functions may talk to each other inside it, so the kernel keeps them together (ACS cannot be read without root here).", &[("functions", &list.join(", "))])
+        } else {
+            trf("{functions} are functions of one card without ACS: they may talk to each other inside the card, so the kernel keeps them together.", &[("functions", &list.join(", "))])
+        };
+        out.push(
+            Reason::new("shape-multifunction", Some(*slot), Severity::Info, msg).remedy(tr(
+                "Give the whole card to one guest; hide the functions the guest should not see.",
+            )),
+        );
+    }
+
+    // 3. Devices behind one conventional bridge that is not itself in the group.
+    let mut behind: BTreeMap<PciAddress, Vec<PciAddress>> = BTreeMap::new();
+    for d in &members {
+        for b in &d.bridges {
+            if let Some(bd) = host.device(*b) {
+                if bd.pcie_type == Some(PortType::PcieToPciBridge) && !in_group.contains(b) {
+                    behind.entry(*b).or_default().push(d.address);
+                }
+            }
+        }
+    }
+    for (b, ds) in behind {
+        if ds.len() > 1 {
+            for d in ds.iter().skip(1) {
+                union(&mut parent, ds[0], *d);
+            }
+        }
+        let _ = b;
+    }
+
+    // 4. Whatever stays apart: the kernel knows something our reading does not.
+    let roots: BTreeSet<PciAddress> = in_group.iter().map(|a| find(&mut parent, *a)).collect();
+    if roots.len() > 1 {
+        let mut parts: BTreeMap<PciAddress, Vec<String>> = BTreeMap::new();
+        for a in &in_group {
+            let r = find(&mut parent, *a);
+            parts.entry(r).or_default().push(a.to_string());
+        }
+        let list: Vec<String> = parts.values().map(|v| v.join(" + ")).collect();
+        out.push(Reason::new("shape-kernel-quirk", None, Severity::Info,
+            trf("The kernel also joins {parts} into this group for a reason that does not show in their configuration space: a DMA-alias quirk, a missing ACS on a port above them, or how the platform's IOMMU describes them.", &[("parts", &list.join("; "))]))
+            .remedy(tr("Nothing to do in software that keeps isolation real; another slot may give a smaller group.")));
+    }
+    out
+}
+
+/// The verdict for one group.
+pub fn group(host: &Host, g: &Group) -> GroupVerdict {
+    let members: Vec<&Device> = host.members(g).collect();
+    let mut reasons = Vec::new();
+    for d in &members {
+        reasons.extend(device_reasons(host, d));
+    }
+    let endpoints: Vec<&Device> = members
+        .iter()
+        .copied()
+        .filter(|d| d.is_endpoint() && !d.is_chipset_glue())
+        .collect();
+    let assignable = !endpoints.is_empty();
+    let critical = members
+        .iter()
+        .any(|d| host.uses_of(d.address).iter().any(Use::is_critical));
+    // Chipset glue with a driver (k10temp on AMD's data fabric) is the host's either way and
+    // never given away, so it does not make a group "in use".
+    let on_host: Vec<&Device> = endpoints
+        .iter()
+        .copied()
+        .filter(|d| !d.driver_is_harmless())
+        .collect();
+    let claimed: Vec<&Device> = endpoints
+        .iter()
+        .copied()
+        .filter(|d| matches!(d.driver.as_deref(), Some("vfio-pci") | Some("pci-stub")))
+        .collect();
+    let busy_use = members.iter().any(|d| !host.uses_of(d.address).is_empty());
+
+    if endpoints.len() > 1 && !on_host.is_empty() {
+        let list: Vec<String> = on_host
+            .iter()
+            .map(|d| format!("{} ({})", name(d), d.driver.as_deref().unwrap_or("-")))
+            .collect();
+        reasons.push(
+            Reason::new("shares-group", None, Severity::Warning,
+                trf("Giving this group to a guest takes {n} devices from the host: {devices}.", &[("n", &on_host.len().to_string()), ("devices", &list.join("; "))]))
+            .remedy(tr("Hide the devices the guest should not see (they stay claimed, so the host cannot use them either), or move the card you want to a slot in a smaller group.")),
+        );
+    }
+    if !claimed.is_empty() && !on_host.is_empty() {
+        let blockers: Vec<String> = on_host
+            .iter()
+            .map(|d| format!("{} ({})", name(d), d.driver.as_deref().unwrap_or("-")))
+            .collect();
+        reasons.push(
+            Reason::new("partly-claimed", on_host.first().map(|d| d.address), Severity::Blocker,
+                trf("Only part of this group is on vfio-pci. QEMU will refuse it (“group is not viable”) until every member is released by the host; still held: {devices}.", &[("devices", &blockers.join("; "))]))
+            .remedy(tr("Claim the whole group with Passage (it binds every member together), or release it back to the host.")),
+        );
+    }
+    if !assignable {
+        reasons.push(Reason::new("nothing-to-assign", None, Severity::Info,
+            tr("This group holds only bridges and chipset functions; there is nothing in it to give a guest.")));
+    }
+    if let Some(kind) = &g.kind {
+        let msg = match kind.as_str() {
+            "identity" => tr("The group's IOMMU domain type is identity (passthrough): host DMA is not translated. VFIO moves the group to a DMA domain of its own when a guest takes it."),
+            "blocked" => tr("The group's IOMMU domain type is blocked: no DMA is allowed until a driver sets it up."),
+            "unmanaged" => tr("The group's IOMMU domain is unmanaged: a user-space driver (VFIO) controls it right now."),
+            _ => trf("The group's IOMMU domain type is {type}: host DMA is translated and checked.", &[("type", kind)]),
+        };
+        reasons.push(Reason::new("group-type", None, Severity::Info, msg));
+    }
+    if !g.other_members.is_empty() {
+        reasons.push(Reason::new("non-pci-members", None, Severity::Warning,
+            trf("The group also holds devices that are not PCI functions ({members}); they go with it.", &[("members", &g.other_members.join(", "))])));
+    }
+    reasons.extend(shape_reasons(host, g));
+
+    let state = if critical {
+        State::HostCritical
+    } else if assignable && on_host.is_empty() && !claimed.is_empty() {
+        State::Assigned
+    } else if !on_host.is_empty() || busy_use {
+        State::InUse
+    } else {
+        State::Available
+    };
+    GroupVerdict {
+        id: g.id,
+        title: title(host, g),
+        devices: g.devices.clone(),
+        state,
+        kind: g.kind.clone(),
+        assignable,
+        reasons,
+    }
+}
+
+/// Every group's verdict, in group order.
+pub fn groups(host: &Host) -> Vec<GroupVerdict> {
+    use rayon::prelude::*;
+    let gs: Vec<&Group> = host.groups.values().collect();
+    gs.par_iter().map(|g| group(host, g)).collect()
+}

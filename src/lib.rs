@@ -1,0 +1,23 @@
+//! Passage's core: host topology, explanations, and (in later modules) plans and exports.
+//!
+//! No GTK and no zbus here: the GUI, the CLI and the privileged helper are thin front ends over
+//! this library. See docs/ARCHITECTURE.md for the map.
+
+pub mod address;
+pub mod config;
+pub mod demo;
+pub mod explain;
+pub mod host;
+pub mod i18n;
+pub mod model;
+pub mod names;
+pub mod pci_names;
+pub mod report;
+pub mod scan;
+pub mod synth;
+pub mod usage;
+pub mod watch;
+
+pub use address::{GroupId, PciAddress, Target};
+pub use host::HostRoot;
+pub use model::Host;

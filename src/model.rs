@@ -1,0 +1,313 @@
+//! The host model: what the scanner found, as plain serde values.
+//!
+//! JSON field names and encodings here are a contract (shared/CONTRACTS.md, docs/JSON.md):
+//! ids are lowercase hex without `0x`, the class is 6 hex digits, unknown facts are `null`.
+
+use crate::address::{GroupId, PciAddress};
+use crate::config::{Capabilities, PortType};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+
+macro_rules! hex_newtype {
+    ($name:ident, $t:ty, $width:literal) => {
+        #[doc = concat!("A ", stringify!($t), " printed as ", $width, " lowercase hex digits without `0x`.")]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub $t);
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!("{:0", $width, "x}"), self.0)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                let t = s.strip_prefix("0x").unwrap_or(&s);
+                if t.is_empty() || t.len() > $width || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(serde::de::Error::custom(format!("“{s}” is not {} hex digits", $width)));
+                }
+                <$t>::from_str_radix(t, 16).map($name).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+hex_newtype!(Hex16, u16, 4);
+hex_newtype!(Hex8, u8, 2);
+hex_newtype!(ClassCode, u32, 6);
+
+impl ClassCode {
+    pub fn base(self) -> u8 {
+        (self.0 >> 16) as u8
+    }
+    pub fn sub(self) -> u8 {
+        (self.0 >> 8) as u8
+    }
+    /// PCI-to-PCI bridge (root ports, switch ports, PCIe-to-PCI bridges).
+    pub fn is_pci_bridge(self) -> bool {
+        self.0 >> 8 == 0x0604 || self.0 >> 8 == 0x0609
+    }
+    /// Any bridge class (host, ISA, PCI, …).
+    pub fn is_bridge(self) -> bool {
+        self.base() == 0x06
+    }
+    pub fn is_display(self) -> bool {
+        self.base() == 0x03
+    }
+}
+
+/// One BAR from the `resource` file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bar {
+    pub index: u8,
+    pub size: u64,
+    /// "mem" or "io".
+    pub kind: String,
+    pub prefetchable: bool,
+    pub is_64bit: bool,
+    /// MMIO smaller than the host page: VFIO cannot map it into the guest directly.
+    pub small: bool,
+}
+
+/// A PCI function as Passage knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub address: PciAddress,
+    pub vendor_id: Hex16,
+    pub device_id: Hex16,
+    pub subsystem_vendor_id: Option<Hex16>,
+    pub subsystem_device_id: Option<Hex16>,
+    pub class: ClassCode,
+    pub revision: Hex8,
+    pub vendor_name: Option<String>,
+    pub device_name: Option<String>,
+    pub class_name: String,
+    pub driver: Option<String>,
+    pub driver_override: Option<String>,
+    pub group: Option<GroupId>,
+    /// The bridge directly above, `null` on a root bus.
+    pub parent: Option<PciAddress>,
+    /// Every bridge between the device and its root bus, nearest first.
+    pub bridges: Vec<PciAddress>,
+    /// The root bus as sysfs names it (`pci0000:00`).
+    pub root_bus: String,
+    pub header_type: u8,
+    pub multifunction: bool,
+    pub pcie_type: Option<PortType>,
+    pub capabilities: Capabilities,
+    /// Bytes of config space that were readable (64 for an unprivileged reader).
+    pub config_bytes: usize,
+    pub bars: Vec<Bar>,
+    /// The kernel's `reset_method` list; `null` when the file is absent (no reset, or a kernel
+    /// older than 5.15).
+    pub reset_methods: Option<Vec<String>>,
+    pub boot_vga: Option<bool>,
+    pub numa_node: Option<i32>,
+    pub physfn: Option<PciAddress>,
+    pub virtfns: Vec<PciAddress>,
+    pub sriov_numvfs: Option<u32>,
+    pub iommu_unit: Option<String>,
+    /// The device's directory relative to the host root (`sys/devices/…`).
+    pub sysfs_path: String,
+}
+
+impl Device {
+    /// A short name for sentences: "NVIDIA GA102 [GeForce RTX 3080]" or the ids.
+    pub fn display_name(&self) -> String {
+        match (&self.device_name, &self.vendor_name) {
+            (Some(d), Some(v)) => format!("{} {}", short_vendor(v), d),
+            (None, Some(v)) => format!("{} {}:{}", short_vendor(v), self.vendor_id, self.device_id),
+            _ => format!(
+                "{} [{}:{}]",
+                self.class_name, self.vendor_id, self.device_id
+            ),
+        }
+    }
+
+    /// Bridges are never handed to a guest: they stay on `pcieport` (or no driver).
+    pub fn is_bridge(&self) -> bool {
+        self.class.is_pci_bridge() || self.header_type == 1
+    }
+
+    /// Host bridges, ISA bridges and other chipset glue that no guest could use.
+    pub fn is_chipset_glue(&self) -> bool {
+        self.class.is_bridge() && !self.is_bridge()
+    }
+
+    /// Members that count for viability: not bridges.
+    pub fn is_endpoint(&self) -> bool {
+        !self.is_bridge()
+    }
+
+    pub fn on_vfio(&self) -> bool {
+        self.driver.as_deref() == Some("vfio-pci")
+    }
+
+    /// Drivers that hold no DMA for the host and do not block a group's viability.
+    pub fn driver_is_harmless(&self) -> bool {
+        matches!(
+            self.driver.as_deref(),
+            None | Some("vfio-pci") | Some("pci-stub") | Some("pcieport")
+        )
+    }
+}
+
+/// Trims corporate suffixes: "NVIDIA Corporation" → "NVIDIA".
+pub fn short_vendor(v: &str) -> &str {
+    if let Some(i) = v.find(" [") {
+        // "Advanced Micro Devices, Inc. [AMD/ATI]" → the bracket is the common name.
+        let inner = &v[i + 2..];
+        if let Some(j) = inner.find(']') {
+            return &inner[..j];
+        }
+    }
+    for suffix in [
+        " Semiconductor Co., Ltd.",
+        " Electronics Co Ltd",
+        " Electronics Corporation",
+        " Technology Inc.",
+        " Corporation",
+        " Corp.",
+        " Co., Ltd.",
+        " Co Ltd",
+        ", Inc.",
+        " Inc.",
+    ] {
+        if let Some(s) = v.strip_suffix(suffix) {
+            return s;
+        }
+    }
+    v
+}
+
+/// An IOMMU group exactly as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: GroupId,
+    pub devices: Vec<PciAddress>,
+    /// Members that are not PCI functions (platform devices on ARM, for example).
+    pub other_members: Vec<String>,
+    /// The group's `type` file: DMA, DMA-FQ, identity, blocked, unmanaged.
+    pub kind: Option<String>,
+}
+
+/// One hardware IOMMU unit (`/sys/class/iommu/*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IommuUnit {
+    pub name: String,
+    /// "intel", "amd", "arm-smmu", "other".
+    pub kind: String,
+    /// Interrupt remapping support, where the unit says (Intel `ecap` bit 3).
+    pub interrupt_remapping: Option<bool>,
+}
+
+/// Facts about the platform that decide whether any group can be used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub cmdline: String,
+    pub units: Vec<IommuUnit>,
+    /// "intel" or "amd" from the host bridge's vendor, when it tells.
+    pub cpu_vendor: Option<String>,
+    pub acs_override: Option<String>,
+    /// `vfio-pci.ids=` / `vfio_pci.ids=` from the command line, as vendor:device pairs.
+    pub vfio_pci_ids: Vec<(Hex16, Hex16)>,
+    pub allow_unsafe_interrupts: Option<bool>,
+    pub vfio_pci_loaded: bool,
+    /// Group numbers with a `/dev/vfio/N` node.
+    pub vfio_nodes: Vec<GroupId>,
+    pub page_size: u64,
+}
+
+/// Why the host needs (or uses) a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Use {
+    /// Holds a filesystem the system cannot run without (`/`, `/usr`, `/boot`, `/var`…).
+    SystemFilesystem {
+        mountpoint: String,
+        source: String,
+    },
+    /// Holds some other mounted filesystem.
+    Filesystem {
+        mountpoint: String,
+        source: String,
+    },
+    Swap {
+        source: String,
+    },
+    /// Drives the console framebuffer.
+    Console {
+        framebuffer: String,
+    },
+    /// Has a display connected (but is not the console).
+    Display {
+        connector: String,
+    },
+    /// Carries the default route.
+    DefaultRoute {
+        interface: String,
+    },
+    /// The root filesystem comes over this NIC.
+    NetworkRoot {
+        interface: String,
+        source: String,
+    },
+}
+
+impl Use {
+    /// Uses the host cannot survive losing.
+    pub fn is_critical(&self) -> bool {
+        matches!(
+            self,
+            Use::SystemFilesystem { .. }
+                | Use::Swap { .. }
+                | Use::Console { .. }
+                | Use::DefaultRoute { .. }
+                | Use::NetworkRoot { .. }
+        )
+    }
+}
+
+/// The whole host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub devices: BTreeMap<PciAddress, Device>,
+    pub groups: BTreeMap<GroupId, Group>,
+    pub platform: Platform,
+    pub uses: BTreeMap<PciAddress, Vec<Use>>,
+}
+
+impl Host {
+    pub fn iommu_enabled(&self) -> bool {
+        !self.groups.is_empty()
+    }
+
+    pub fn device(&self, a: PciAddress) -> Option<&Device> {
+        self.devices.get(&a)
+    }
+
+    pub fn group_of(&self, a: PciAddress) -> Option<&Group> {
+        self.devices
+            .get(&a)
+            .and_then(|d| d.group)
+            .and_then(|g| self.groups.get(&g))
+    }
+
+    /// Devices in a group that exist in the model, in address order.
+    pub fn members<'a>(&'a self, g: &'a Group) -> impl Iterator<Item = &'a Device> + 'a {
+        g.devices.iter().filter_map(|a| self.devices.get(a))
+    }
+
+    pub fn uses_of(&self, a: PciAddress) -> &[Use] {
+        self.uses.get(&a).map(Vec::as_slice).unwrap_or(&[])
+    }
+}

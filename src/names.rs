@@ -1,0 +1,26 @@
+//! Every name something outside this code depends on, in one place (shared/CONTRACTS.md):
+//! bus names, object paths, error names, polkit action ids, the app id, file locations.
+
+/// The helper's well-known name on the system bus (versioned, like `org.freedesktop.bolt1`).
+pub const BUS_NAME: &str = "io.github.passage.Helper1";
+/// The helper's root object.
+pub const OBJECT_PATH: &str = "/io/github/passage/Helper1";
+/// The helper's interface.
+pub const INTERFACE: &str = "io.github.passage.Helper1";
+/// Prefix of the helper's named D-Bus errors (`…Error.NotFound`, `Busy`, …).
+pub const ERROR_PREFIX: &str = "io.github.passage.Helper1.Error";
+
+/// polkit: claim and release a group.
+pub const ACTION_CLAIM: &str = "io.github.passage.claim";
+/// polkit: claim a group the host needs (root disk, console, default route), with `force`.
+pub const ACTION_CLAIM_HOST_CRITICAL: &str = "io.github.passage.claim-host-critical";
+/// polkit: make a claim survive reboots.
+pub const ACTION_PERSIST: &str = "io.github.passage.persist";
+
+/// The desktop app id (desktop file, metainfo, GSettings schema, icons).
+pub const APP_ID: &str = "io.github.passage.Passage";
+
+/// The environment variable that names a host root when `--root` is not given.
+pub const ROOT_ENV: &str = "PASSAGE_ROOT";
+/// Where the helper keeps its journal and persistent claims.
+pub const STATE_DIR: &str = "/var/lib/passage";

@@ -1,0 +1,212 @@
+//! Live updates: kernel device events turned into incremental model updates.
+//!
+//! [`apply`] is the one path by which an event changes a [`Host`]: the udev monitor below feeds
+//! it, and so do tests and the GUI's event injection. It re-reads one device and one group,
+//! never the whole host.
+//!
+//! The monitor listens on udev's own socket when udevd runs (events arrive after its rules),
+//! else on the kernel's uevent socket directly (minimal systems and VMs have no udevd).
+
+use crate::address::{GroupId, PciAddress};
+use crate::explain::{self, State};
+use crate::host::HostRoot;
+use crate::model::{Device, Group, Host};
+use crate::scan::{scan_device, ScanError};
+use serde::Serialize;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+/// What happened to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Add,
+    Remove,
+    Bind,
+    Unbind,
+    Change,
+}
+
+/// One event about one PCI function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceEvent {
+    pub action: Action,
+    pub address: PciAddress,
+}
+
+/// What an event changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Update {
+    pub action: Action,
+    pub address: PciAddress,
+    pub group: Option<GroupId>,
+    pub driver_before: Option<String>,
+    pub driver_after: Option<String>,
+    pub state_before: Option<State>,
+    pub state_after: Option<State>,
+}
+
+fn group_state(host: &Host, g: Option<GroupId>) -> Option<State> {
+    let g = host.groups.get(&g?)?;
+    Some(explain::group(host, g).state)
+}
+
+fn read_group(root: &HostRoot, id: GroupId) -> Result<Option<Group>, ScanError> {
+    let gdir = Path::new("sys/kernel/iommu_groups").join(id.to_string());
+    let members = match root.read_dir(gdir.join("devices")) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ScanError::Io {
+                path: root.path().join(gdir),
+                source: e,
+            })
+        }
+    };
+    let mut devices = Vec::new();
+    let mut other_members = Vec::new();
+    for m in members {
+        let s = m.to_string_lossy();
+        match s.parse() {
+            Ok(a) => devices.push(a),
+            Err(_) => other_members.push(s.into_owned()),
+        }
+    }
+    let kind = root
+        .read_string(gdir.join("type"))
+        .ok()
+        .filter(|s| !s.is_empty());
+    Ok(Some(Group {
+        id,
+        devices,
+        other_members,
+        kind,
+    }))
+}
+
+/// Applies one event to the model by re-reading just that device and its group.
+pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Update, ScanError> {
+    let a = ev.address;
+    let old: Option<Device> = host.devices.get(&a).cloned();
+    let old_group = old.as_ref().and_then(|d| d.group);
+    let state_before = group_state(host, old_group);
+    let new = if ev.action == Action::Remove {
+        None
+    } else {
+        scan_device(root, a, host.platform.page_size.max(4096))?
+    };
+    match new {
+        None => {
+            host.devices.remove(&a);
+            if let Some(g) = old_group {
+                if let Some(grp) = host.groups.get_mut(&g) {
+                    grp.devices.retain(|x| *x != a);
+                    if grp.devices.is_empty() && grp.other_members.is_empty() {
+                        host.groups.remove(&g);
+                    }
+                }
+            }
+        }
+        Some(mut d) => {
+            let link = Path::new("sys/bus/pci/devices")
+                .join(a.to_string())
+                .join("iommu_group");
+            let gid = root
+                .read_link(&link)
+                .ok()
+                .and_then(|t| t.file_name()?.to_str()?.parse::<GroupId>().ok());
+            d.group = gid;
+            host.devices.insert(a, d);
+            if let Some(g) = gid {
+                match read_group(root, g)? {
+                    Some(grp) => {
+                        host.groups.insert(g, grp);
+                    }
+                    None => {
+                        host.groups.remove(&g);
+                    }
+                }
+                if host.platform.vfio_nodes.binary_search(&g).is_err()
+                    && root.exists(Path::new("dev/vfio").join(g.to_string()))
+                {
+                    host.platform.vfio_nodes.push(g);
+                    host.platform.vfio_nodes.sort();
+                }
+            }
+            if old_group.is_some() && old_group != gid {
+                if let Some(grp) = old_group.and_then(|g| host.groups.get_mut(&g)) {
+                    grp.devices.retain(|x| *x != a);
+                }
+            }
+        }
+    }
+    let group = host.devices.get(&a).and_then(|d| d.group).or(old_group);
+    Ok(Update {
+        action: ev.action.clone(),
+        address: a,
+        group,
+        driver_before: old.and_then(|d| d.driver),
+        driver_after: host.devices.get(&a).and_then(|d| d.driver.clone()),
+        state_before,
+        state_after: group_state(host, group),
+    })
+}
+
+/// A live source of PCI device events.
+pub struct Monitor {
+    socket: udev::MonitorSocket,
+    /// "udev" or "kernel": which socket we listen on.
+    pub source: &'static str,
+}
+
+impl Monitor {
+    /// Opens the monitor on the running system.
+    pub fn open() -> io::Result<Self> {
+        let udevd = Path::new("/run/udev/control").exists();
+        let builder = if udevd {
+            udev::MonitorBuilder::new()?
+        } else {
+            udev::MonitorBuilder::new_kernel()?
+        };
+        let socket = builder.match_subsystem("pci")?.listen()?;
+        Ok(Self {
+            socket,
+            source: if udevd { "udev" } else { "kernel" },
+        })
+    }
+
+    /// Waits up to `timeout` (forever with `None`) and returns the events that arrived.
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<DeviceEvent>> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        use std::os::fd::AsFd;
+        let fd = self.socket.as_fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let ts = timeout.map(|t| rustix::event::Timespec {
+            tv_sec: t.as_secs() as i64,
+            tv_nsec: t.subsec_nanos() as i64,
+        });
+        match poll(&mut fds, ts.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+        let mut out = Vec::new();
+        for ev in self.socket.iter() {
+            let action = match ev.event_type() {
+                udev::EventType::Add => Action::Add,
+                udev::EventType::Remove => Action::Remove,
+                udev::EventType::Bind => Action::Bind,
+                udev::EventType::Unbind => Action::Unbind,
+                udev::EventType::Change => Action::Change,
+                udev::EventType::Unknown => continue,
+            };
+            let dev = ev.device();
+            let Some(address) = dev.sysname().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            out.push(DeviceEvent { action, address });
+        }
+        Ok(out)
+    }
+}
