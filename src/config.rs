@@ -449,6 +449,12 @@ impl ConfigSpec {
         } else if self.flr {
             caps.push((CAP_AF, vec![0x06, 0x03]));
         }
+        if !self.full {
+            // What an unprivileged reader sees of a real device: the header says there is a
+            // capability list at 0x40, which lies beyond the 64 readable bytes.
+            b[0x06] |= 0x10;
+            b[0x34] = 0x40;
+        }
         if !caps.is_empty() {
             b[0x06] |= 0x10;
             b[0x34] = 0x40;

@@ -432,10 +432,6 @@ pub fn device_reasons(host: &Host, d: &Device) -> Vec<Reason> {
             .remedy(tr("If the guest shows no picture, give it a clean copy of the card's ROM (rom file=…), or make another GPU primary in the firmware setup.")),
         );
     }
-    if d.config_bytes > 0 && d.config_bytes <= crate::config::HEADER_LEN {
-        out.push(Reason::new("config-unreadable", Some(d.address), Severity::Info,
-            trf("Only the first {n} bytes of {device}'s configuration space are readable without root, so its ACS, reset and error-reporting capabilities are unknown here.", &[("n", &d.config_bytes.to_string()), ("device", &dev)])));
-    }
     out
 }
 
@@ -620,6 +616,18 @@ pub fn group(host: &Host, g: &Group) -> GroupVerdict {
             Reason::new("partly-claimed", on_host.first().map(|d| d.address), Severity::Blocker,
                 trf("Only part of this group is on vfio-pci. QEMU will refuse it (“group is not viable”) until every member is released by the host; still held: {devices}.", &[("devices", &blockers.join("; "))]))
             .remedy(tr("Claim the whole group with Passage (it binds every member together), or release it back to the host.")),
+        );
+    }
+    let unreadable: Vec<String> = members
+        .iter()
+        .filter(|d| d.config_bytes > 0 && d.config_bytes <= crate::config::HEADER_LEN)
+        .map(|d| d.address.to_string())
+        .collect();
+    if !unreadable.is_empty() {
+        reasons.push(
+            Reason::new("config-unreadable", None, Severity::Info,
+                trf("Only the first 64 bytes of configuration space are readable without root ({devices}), so ACS, reset and error-reporting capabilities are unknown here.", &[("devices", &unreadable.join(", "))]))
+            .remedy(tr("Run as root, or let the Passage helper read them (it reports parsed facts, never raw bytes).")),
         );
     }
     if !assignable {

@@ -37,6 +37,9 @@ pub enum Recorded {
     File(Vec<u8>),
     Link(PathBuf),
     Dir,
+    /// A device node (`/dev/vfio/N`) seen in a listing: written back as an empty file, since
+    /// only its name is read.
+    Node,
 }
 
 /// A host root, opened once.
@@ -100,14 +103,28 @@ impl HostRoot {
     }
 
     fn note(&self, rel: &Path, what: Recorded) {
-        if let Some(rec) = &self.recorder {
-            if let Ok(mut map) = rec.lock() {
-                // A link read at a path wins over a directory seen through it: writing the
-                // link back re-creates what was under it at the link's target.
-                if matches!(what, Recorded::Dir) && matches!(map.get(rel), Some(Recorded::Link(_)))
-                {
-                    return;
-                }
+        let Some(rec) = &self.recorder else {
+            return;
+        };
+        let Ok(mut map) = rec.lock() else {
+            return;
+        };
+        // A directory seen through a link belongs at the link's target: the link is written
+        // back as a link, and the directory where it points.
+        let target_of =
+            |link: &Path, t: &Path| normalize(&link.parent().unwrap_or(Path::new("")).join(t));
+        match (&what, map.get(rel)) {
+            (Recorded::Dir, Some(Recorded::Link(t))) => {
+                let at = target_of(rel, t);
+                map.entry(at).or_insert(Recorded::Dir);
+            }
+            (Recorded::Link(t), Some(Recorded::Dir)) => {
+                let at = target_of(rel, t);
+                map.entry(at).or_insert(Recorded::Dir);
+                map.insert(rel.to_path_buf(), what);
+            }
+            (Recorded::Node, Some(_)) => {}
+            _ => {
                 map.insert(rel.to_path_buf(), what);
             }
         }
@@ -191,16 +208,47 @@ impl HostRoot {
         let fd = self.open_in(rel, OFlags::RDONLY | OFlags::DIRECTORY)?;
         let mut names = Vec::new();
         let mut dir = rustix::fs::Dir::read_from(&fd)?;
+        let recording = self.recorder.is_some();
         while let Some(entry) = dir.read() {
             let entry = entry?;
             let name = entry.file_name().to_bytes();
             if name == b"." || name == b".." {
                 continue;
             }
-            names.push(OsString::from(std::ffi::OsStr::from_bytes(name)));
+            let name = OsString::from(std::ffi::OsStr::from_bytes(name));
+            if recording {
+                // A listing is read for its names: keep links (group members, virtfnN) and
+                // device nodes so the recording lists the same names. Plain files and
+                // directories are recorded only when read.
+                use rustix::fs::FileType;
+                match entry.file_type() {
+                    FileType::Symlink => {
+                        if let Ok(t) = rustix::fs::readlinkat(&fd, name.as_os_str(), Vec::new()) {
+                            let t = PathBuf::from(std::ffi::OsStr::from_bytes(t.as_bytes()));
+                            self.note(&rel.join(&name), Recorded::Link(t));
+                        }
+                    }
+                    FileType::CharacterDevice | FileType::BlockDevice => {
+                        self.note(&rel.join(&name), Recorded::Node)
+                    }
+                    _ => {}
+                }
+            }
+            names.push(name);
         }
         names.sort();
         self.note(rel, Recorded::Dir);
+        Ok(names)
+    }
+
+    /// A directory whose entry *names* are the facts (`dev/vfio`): when recording, every
+    /// entry is kept (as an empty file) even if it is never opened.
+    pub fn list_names(&self, rel: impl AsRef<Path>) -> io::Result<Vec<OsString>> {
+        let rel = rel.as_ref();
+        let names = self.read_dir(rel)?;
+        for n in &names {
+            self.note(&rel.join(n), Recorded::Node);
+        }
         Ok(names)
     }
 
@@ -266,43 +314,80 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
+/// Where `rel` really is once the recorded links along it are followed (lexically, inside the
+/// recording): files read through a link are written at the link's target.
+fn canonical(rel: &Path, rec: &BTreeMap<PathBuf, Recorded>) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in rel.components() {
+        out.push(c);
+        for _ in 0..40 {
+            match rec.get(&out) {
+                Some(Recorded::Link(t)) => {
+                    let base = out.parent().map(Path::to_path_buf).unwrap_or_default();
+                    out = normalize(&base.join(t));
+                }
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
 /// Writes a recording out as a tree that [`HostRoot::open`] reads back to the same facts.
 pub fn write_recording(out: &Path, rec: &BTreeMap<PathBuf, Recorded>) -> io::Result<usize> {
     std::fs::create_dir_all(out)?;
     let mut n = 0;
+    let mkparent = |p: &Path| -> io::Result<()> {
+        match p.parent() {
+            Some(d) => std::fs::create_dir_all(d),
+            None => Ok(()),
+        }
+    };
+    // Directories and files first, at their real places; links last, beside them.
     for (rel, what) in rec {
-        let dest = out.join(relative(rel)?);
+        relative(rel)?;
+        let at = || out.join(canonical(rel, rec));
         match what {
-            Recorded::Dir => std::fs::create_dir_all(&dest)?,
+            Recorded::Dir => std::fs::create_dir_all(at())?,
             Recorded::File(bytes) => {
-                if let Some(p) = dest.parent() {
-                    std::fs::create_dir_all(p)?;
-                }
+                let dest = at();
+                mkparent(&dest)?;
                 std::fs::write(&dest, bytes)?;
             }
-            Recorded::Link(target) => {
-                if let Some(p) = dest.parent() {
-                    std::fs::create_dir_all(p)?;
+            Recorded::Node => {
+                let dest = at();
+                mkparent(&dest)?;
+                if dest.symlink_metadata().is_err() {
+                    std::fs::write(&dest, b"")?;
                 }
-                if dest.symlink_metadata().is_ok() {
-                    continue;
-                }
-                // An absolute target means "from the host root": rewrite it relative, so the
-                // recording never points back into the machine that made it.
-                let target = if target.is_absolute() {
-                    let depth = rel.parent().map(|p| p.components().count()).unwrap_or(0);
-                    let mut t = PathBuf::new();
-                    for _ in 0..depth {
-                        t.push("..");
-                    }
-                    t.push(normalize(target));
-                    t
-                } else {
-                    target.clone()
-                };
-                std::os::unix::fs::symlink(target, &dest)?;
             }
+            Recorded::Link(_) => continue,
         }
+        n += 1;
+    }
+    for (rel, what) in rec {
+        let Recorded::Link(target) = what else {
+            continue;
+        };
+        let parent = rel.parent().map(|p| canonical(p, rec)).unwrap_or_default();
+        let dest = out.join(&parent).join(rel.file_name().unwrap_or_default());
+        std::fs::create_dir_all(out.join(&parent))?;
+        if dest.symlink_metadata().is_ok() {
+            continue;
+        }
+        // An absolute target means "from the host root": rewrite it relative, so the
+        // recording never points back into the machine that made it.
+        let target = if target.is_absolute() {
+            let mut t = PathBuf::new();
+            for _ in 0..parent.components().count() {
+                t.push("..");
+            }
+            t.push(normalize(target));
+            t
+        } else {
+            target.clone()
+        };
+        std::os::unix::fs::symlink(target, &dest)?;
         n += 1;
     }
     Ok(n)

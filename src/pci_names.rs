@@ -54,6 +54,6 @@ mod tests {
         assert!(d.unwrap_or_default().contains("GP106"));
         assert_eq!(super::class_name(0x030000), "VGA compatible controller");
         assert_eq!(super::lookup(0x1d0f, 0xfffe).1, None);
-        assert_eq!(super::lookup(0x0001, 0x0001), (None, None));
+        assert_eq!(super::lookup(0x0002, 0x0001), (None, None));
     }
 }

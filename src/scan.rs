@@ -459,7 +459,7 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
         .map(|s| s == "Y" || s == "1");
     p.vfio_pci_loaded =
         root.exists("sys/module/vfio_pci") || root.exists("sys/bus/pci/drivers/vfio-pci");
-    if let Ok(nodes) = root.read_dir("dev/vfio") {
+    if let Ok(nodes) = root.list_names("dev/vfio") {
         p.vfio_nodes = nodes
             .iter()
             .filter_map(|n| n.to_str()?.parse().ok())

@@ -34,7 +34,8 @@ pub struct MachineSpec {
 pub struct DeviceSpec {
     pub bdf: String,
     pub vendor: String,
-    pub device: String,
+    /// `null` where the listing did not give it (written as 0000).
+    pub device: Option<String>,
     /// 4 hex digits (class + subclass, as `lspci -nn` prints) or 6 (with prog-if).
     pub class: String,
     #[serde(default)]
@@ -355,7 +356,10 @@ impl MachineSpec {
             let s = r.spec;
             let dir = &paths[&r.addr];
             let vendor = hex(&s.bdf, &s.vendor, "vendor")? as u16;
-            let device = hex(&s.bdf, &s.device, "device")? as u16;
+            let device = match &s.device {
+                Some(d) => hex(&s.bdf, d, "device")? as u16,
+                None => 0,
+            };
             let rev = match &s.revision {
                 Some(v) => hex(&s.bdf, v, "revision")? as u8,
                 None => 0,
@@ -742,7 +746,7 @@ pub fn sriov_farm(pfs: u32, vfs_per_pf: u32) -> MachineSpec {
     devices.push(DeviceSpec {
         bdf: "0000:00:00.0".into(),
         vendor: "8086".into(),
-        device: "09a2".into(),
+        device: Some("09a2".into()),
         class: "0600".into(),
         group: Some(next_group()),
         ..Default::default()
@@ -766,7 +770,7 @@ pub fn sriov_farm(pfs: u32, vfs_per_pf: u32) -> MachineSpec {
         devices.push(DeviceSpec {
             bdf: rp.clone(),
             vendor: "8086".into(),
-            device: "347a".into(),
+            device: Some("347a".into()),
             class: "060400".into(),
             group: Some(next_group()),
             driver: Some("pcieport".into()),
@@ -777,7 +781,7 @@ pub fn sriov_farm(pfs: u32, vfs_per_pf: u32) -> MachineSpec {
         devices.push(DeviceSpec {
             bdf: pf.clone(),
             vendor: "15b3".into(),
-            device: "1019".into(),
+            device: Some("1019".into()),
             class: "020000".into(),
             group: Some(next_group()),
             driver: Some("mlx5_core".into()),
@@ -792,7 +796,7 @@ pub fn sriov_farm(pfs: u32, vfs_per_pf: u32) -> MachineSpec {
             devices.push(DeviceSpec {
                 bdf: format!("0000:{bus:02x}:{:02x}.{}", n / 8, n % 8),
                 vendor: "15b3".into(),
-                device: "101a".into(),
+                device: Some("101a".into()),
                 class: "020000".into(),
                 group: Some(next_group()),
                 driver: Some(if v % 2 == 0 { "mlx5_core" } else { "vfio-pci" }.into()),

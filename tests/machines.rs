@@ -1,0 +1,482 @@
+//! Every recorded real machine, read back through a host-root tree: groups exactly as the
+//! kernel made them, and verdicts that make sense. Then named scenarios on top of real facts.
+
+mod common;
+use common::*;
+use passage::explain::{self, Severity, State};
+use passage::synth::{BlockSpec, DmSpec, MountSpec, NetSpec};
+use passage::{GroupId, PciAddress};
+use std::collections::{BTreeMap, BTreeSet};
+
+fn addr(s: &str) -> PciAddress {
+    s.parse().unwrap()
+}
+
+#[test]
+fn every_machine_reads_back_with_the_kernels_groups_exactly() {
+    let all = machines();
+    assert!(all.len() >= 14, "fixtures missing: {}", all.len());
+    for (name, spec) in &all {
+        let b = build(spec);
+        let mut want: BTreeMap<u32, BTreeSet<PciAddress>> = BTreeMap::new();
+        for d in &spec.devices {
+            if let Some(g) = d.group {
+                want.entry(g).or_default().insert(addr(&d.bdf));
+            }
+        }
+        let got: BTreeMap<u32, BTreeSet<PciAddress>> = b
+            .host
+            .groups
+            .values()
+            .map(|g| (g.id.0, g.devices.iter().copied().collect()))
+            .collect();
+        assert_eq!(got, want, "{name}: groups differ");
+        assert_eq!(
+            b.host.devices.len(),
+            spec.devices.len(),
+            "{name}: device count"
+        );
+        for d in &spec.devices {
+            let m = &b.host.devices[&addr(&d.bdf)];
+            assert_eq!(m.vendor_id.to_string(), d.vendor, "{name} {}", d.bdf);
+            if let Some(dev) = &d.device {
+                assert_eq!(&m.device_id.to_string(), dev, "{name} {}", d.bdf);
+            }
+            assert!(
+                m.class.to_string().starts_with(&d.class),
+                "{name} {}",
+                d.bdf
+            );
+            assert_eq!(m.driver, d.driver, "{name} {}: driver", d.bdf);
+            assert_eq!(m.group.map(|g| g.0), d.group, "{name} {}: group", d.bdf);
+            if let Some(p) = d.parent.as_deref().filter(|p| *p != "unknown") {
+                assert_eq!(m.parent, Some(addr(p)), "{name} {}: parent", d.bdf);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_machines_verdicts_make_sense() {
+    for (name, spec) in machines() {
+        let b = build(&spec);
+        let iommu = explain::iommu(&b.host);
+        assert!(
+            iommu.enabled,
+            "{name}: the listing has groups, so the IOMMU is on"
+        );
+        for g in explain::groups(&b.host) {
+            let members: Vec<_> = g.devices.iter().map(|a| &b.host.devices[a]).collect();
+            // A group of bridges and chipset glue offers nothing to a guest.
+            if members.iter().all(|d| d.is_bridge() || d.is_chipset_glue()) {
+                assert!(
+                    !g.assignable,
+                    "{name} group {}: only bridges, yet assignable",
+                    g.id
+                );
+            }
+            let endpoints: Vec<_> = members
+                .iter()
+                .filter(|d| d.is_endpoint() && !d.is_chipset_glue())
+                .collect();
+            let on_vfio = endpoints.iter().filter(|d| d.on_vfio()).count();
+            let on_host: Vec<_> = endpoints
+                .iter()
+                .filter(|d| !d.driver_is_harmless())
+                .collect();
+            match g.state {
+                State::Assigned => {
+                    assert!(
+                        on_vfio > 0 && on_host.is_empty(),
+                        "{name} group {}: assigned but {on_host:?}",
+                        g.id
+                    )
+                }
+                State::Available => assert!(
+                    on_host.is_empty(),
+                    "{name} group {}: available with host drivers",
+                    g.id
+                ),
+                State::InUse => {}
+                State::HostCritical => {
+                    panic!("{name} group {}: critical without any usage facts", g.id)
+                }
+            }
+            if on_vfio > 0 && !on_host.is_empty() {
+                assert_eq!(g.state, State::InUse, "{name} group {}", g.id);
+                let r = g
+                    .reasons
+                    .iter()
+                    .find(|r| r.code == "partly-claimed")
+                    .expect("partly-claimed");
+                assert_eq!(r.severity, Severity::Blocker);
+                for d in &on_host {
+                    assert!(
+                        r.message.contains(&d.address.to_string()),
+                        "{name}: blocker {} not named",
+                        d.address
+                    );
+                }
+            }
+            // Every host-driven sibling is named in the "what the host loses" reason.
+            if endpoints.len() > 1 && !on_host.is_empty() {
+                let r = g
+                    .reasons
+                    .iter()
+                    .find(|r| r.code == "shares-group")
+                    .expect("shares-group");
+                for d in &on_host {
+                    assert!(r.message.contains(&d.address.to_string()));
+                    assert!(r.message.contains(d.driver.as_deref().unwrap()));
+                }
+            }
+            // Multi-device groups always say why they have their shape.
+            if g.devices.len() > 1 {
+                assert!(
+                    g.reasons.iter().any(|r| r.code.starts_with("shape-")),
+                    "{name} group {}: no shape reason",
+                    g.id
+                );
+            }
+            for r in &g.reasons {
+                assert!(!r.message.is_empty() && !r.code.is_empty());
+                assert!(
+                    r.code.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                    "code {}",
+                    r.code
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn asus_b550_the_kioxia_nvme_in_the_chipset_group_holds_root() {
+    let mut spec = load("asus-tuf-b550m-plus-5800x");
+    // Scenario on top of the real listing: the KIOXIA NVMe (05:00.0) holds /.
+    spec.host.blocks.push(BlockSpec {
+        name: "nvme1n1".into(),
+        pci: "0000:05:00.0".into(),
+        majmin: "259:0".into(),
+        partitions: vec![("nvme1n1p2".into(), "259:2".into())],
+    });
+    spec.host.mounts.push(MountSpec {
+        mountpoint: "/".into(),
+        fstype: "ext4".into(),
+        source: "/dev/nvme1n1p2".into(),
+    });
+    let b = build(&spec);
+    let v = b.verdict_of("0000:05:00.0");
+    assert_eq!(v.state, State::HostCritical);
+    let r = v
+        .reasons
+        .iter()
+        .find(|r| r.code == "root-filesystem")
+        .expect("root-filesystem");
+    assert_eq!(r.device, Some(addr("0000:05:00.0")));
+    assert!(
+        r.message.contains("0000:05:00.0") && r.message.contains("KIOXIA"),
+        "{}",
+        r.message
+    );
+    assert!(r.remedy.is_some());
+    // The whole chipset goes with it: the RX 550 and the RTL8125 are in the same group.
+    assert!(v.devices.contains(&addr("0000:04:00.0")) && v.devices.contains(&addr("0000:07:00.0")));
+    // The GTX 1060 on vfio-pci (via vfio-pci.ids on the command line) is assigned.
+    let gpu = b.verdict_of("0000:08:00.0");
+    assert_eq!(gpu.state, State::Assigned);
+    assert!(gpu.reasons.iter().any(|r| r.code == "claimed-by-ids"));
+    let iommu = explain::iommu(&b.host);
+    assert!(iommu.reasons.iter().any(|r| r.code == "vfio-pci-ids"));
+}
+
+#[test]
+fn asus_b550_chipset_group_shape_is_explained_by_its_ports() {
+    // As an unprivileged reader sees it (64-byte config): ACS is unknown, so the reasons say
+    // "apparently" and name the ports and the multifunction chipset device.
+    let b = build(&load("asus-tuf-b550m-plus-5800x"));
+    let v = b.verdict_of("0000:02:00.0");
+    let shapes: Vec<_> = v
+        .reasons
+        .iter()
+        .filter(|r| r.code.starts_with("shape-"))
+        .collect();
+    assert!(shapes.iter().any(|r| r.code == "shape-no-acs"
+        && r.device == Some(addr("0000:03:04.0"))
+        && r.message.contains("0000:05:00.0")));
+    assert!(shapes
+        .iter()
+        .any(|r| r.code == "shape-multifunction" && r.message.contains("0000:02:00.2")));
+    assert!(
+        !shapes.iter().any(|r| r.code == "shape-kernel-quirk"),
+        "{shapes:#?}"
+    );
+
+    // Scenario: the same machine read as root, where the downstream ports show no ACS.
+    let mut spec = load("asus-tuf-b550m-plus-5800x");
+    for d in spec
+        .devices
+        .iter_mut()
+        .filter(|d| d.device.as_deref() == Some("43ea"))
+    {
+        d.config = Some(passage::config::ConfigSpec {
+            full: true,
+            port_type: Some(passage::config::PortType::DownstreamPort),
+            ..Default::default()
+        });
+    }
+    let b = build(&spec);
+    let r = b
+        .verdict_of("0000:05:00.0")
+        .reasons
+        .into_iter()
+        .find(|r| r.code == "shape-no-acs" && r.device == Some(addr("0000:03:04.0")))
+        .unwrap();
+    assert!(!r.message.contains("apparently"), "{}", r.message);
+}
+
+#[test]
+fn acs_override_machines_warn_that_groups_are_not_real_isolation() {
+    for name in [
+        "asus-tuf-b550m-plus-5800x-acso-multifunction",
+        "hp-envy-700-z87-gtx770-acso",
+    ] {
+        let b = build(&load(name));
+        let iommu = explain::iommu(&b.host);
+        let r = iommu
+            .reasons
+            .iter()
+            .find(|r| r.code == "acs-override")
+            .expect(name);
+        assert_eq!(r.severity, Severity::Warning);
+        assert!(r.message.contains("not real isolation"));
+    }
+    // The HP's GTX 770 sits on vfio-pci in a group of its own (only the override does that).
+    let b = build(&load("hp-envy-700-z87-gtx770-acso"));
+    let gpu = b
+        .host
+        .devices
+        .values()
+        .find(|d| d.vendor_id.0 == 0x10de && d.class.is_display())
+        .unwrap();
+    assert_eq!(
+        b.verdict_of(&gpu.address.to_string()).state,
+        State::Assigned
+    );
+}
+
+#[test]
+fn z370_gpu_shares_the_cpu_root_port_group() {
+    let b = build(&load("msi-z370i-i5-8400-gtx1070"));
+    let v = b.verdict_of("0000:01:00.0");
+    assert_eq!(
+        v.devices,
+        vec![
+            addr("0000:00:01.0"),
+            addr("0000:01:00.0"),
+            addr("0000:01:00.1")
+        ]
+    );
+    assert!(v.assignable);
+    assert!(v
+        .reasons
+        .iter()
+        .any(|r| r.code == "bridge" && r.device == Some(addr("0000:00:01.0"))));
+    assert!(v
+        .reasons
+        .iter()
+        .any(|r| r.code == "shape-no-acs" && r.device == Some(addr("0000:00:01.0"))));
+    assert!(v.title.contains("GP104"), "{}", v.title);
+}
+
+#[test]
+fn xeon_bmc_vga_shares_the_ast1150_bridge_group() {
+    let mut spec = load("xeon-sapphire-rapids-dmar");
+    // Scenario: read as root, the AST1150 shows its PCIe capability (a PCIe-to-PCI bridge).
+    for d in spec
+        .devices
+        .iter_mut()
+        .filter(|d| d.device.as_deref() == Some("1150"))
+    {
+        d.config = Some(passage::config::ConfigSpec {
+            full: true,
+            port_type: Some(passage::config::PortType::PcieToPciBridge),
+            ..Default::default()
+        });
+    }
+    let b = build(&spec);
+    assert_eq!(b.host.groups.len(), 238);
+    let v = b.verdict_of("0000:03:00.0");
+    let r = v
+        .reasons
+        .iter()
+        .find(|r| r.code == "shape-pci-bridge")
+        .expect("shape-pci-bridge");
+    assert_eq!(r.device, Some(addr("0000:02:00.0")));
+    assert!(r.message.contains("0000:03:00.0"));
+    // Each Sapphire Rapids DMAR unit is named on its devices.
+    assert_eq!(
+        b.host.devices[&addr("0000:03:00.0")].iommu_unit.as_deref(),
+        Some("dmar19")
+    );
+}
+
+#[test]
+fn sriov_pf_and_vfs_say_what_unbinding_costs() {
+    let b = build(&load("power9-connectx5-sriov-partial"));
+    let pf = b.verdict_of("0000:01:00.0");
+    let r = pf
+        .reasons
+        .iter()
+        .find(|r| r.code == "sriov-pf")
+        .expect("sriov-pf");
+    assert!(r.message.contains('2'), "{}", r.message);
+    let vf = b.verdict_of("0000:01:00.2");
+    assert_eq!(vf.devices.len(), 1);
+    assert!(vf
+        .reasons
+        .iter()
+        .any(|r| r.code == "sriov-vf" && r.message.contains("0000:01:00.0")));
+    assert_eq!(
+        b.host.devices[&addr("0000:01:00.0")].virtfns,
+        vec![addr("0000:01:00.2"), addr("0000:01:00.3")]
+    );
+}
+
+#[test]
+fn libvirt_mock_tree_with_several_pci_domains() {
+    let b = build(&load("libvirt-virpcimock-synthetic"));
+    assert!(b.host.devices.contains_key(&addr("0021:de:1f.1")));
+    assert_eq!(
+        b.host.devices[&addr("0021:de:1f.1")].physfn,
+        Some(addr("0021:de:1f.0"))
+    );
+    assert_eq!(b.verdict_of("0005:90:01.0").devices.len(), 4);
+}
+
+#[test]
+fn umockdev_recordings_keep_reset_methods() {
+    let b = build(&load("umockdev-fwupd-lenovo-tr-pro-psp"));
+    let d = &b.host.devices[&addr("0000:23:00.1")];
+    assert_eq!(d.reset_methods.as_deref(), Some(&["flr".to_string()][..]));
+    assert_eq!(
+        d.subsystem_vendor_id.map(|v| v.to_string()).as_deref(),
+        Some("17aa")
+    );
+    assert!(!b.codes_of("0000:23:00.1").contains(&"no-reset".to_string()));
+}
+
+#[test]
+fn without_an_iommu_there_are_no_groups_and_the_remedy_names_the_vendor_switch() {
+    let mut spec = load("msi-z370i-i5-8400-gtx1070");
+    spec.host.iommu = Some("off".into());
+    spec.kernel_cmdline = Some("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet".into());
+    let b = build(&spec);
+    assert!(b.host.groups.is_empty());
+    assert!(b.host.devices.values().all(|d| d.group.is_none()));
+    let v = explain::iommu(&b.host);
+    assert!(!v.enabled);
+    let r = &v.reasons[0];
+    assert_eq!(r.code, "iommu-off");
+    assert!(r.remedy.as_deref().unwrap().contains("intel_iommu=on"));
+
+    let mut spec = load("msi-b450m-mortar-raven");
+    spec.host.iommu = Some("off".into());
+    let v = explain::iommu(&build(&spec).host);
+    assert!(v.reasons[0].remedy.as_deref().unwrap().contains("AMD-Vi"));
+
+    let mut spec = load("msi-z370i-i5-8400-gtx1070");
+    spec.host.iommu = Some("off".into());
+    spec.kernel_cmdline = Some("quiet intel_iommu=off".into());
+    let v = explain::iommu(&build(&spec).host);
+    assert_eq!(v.reasons[0].code, "iommu-disabled-cmdline");
+    assert!(v.reasons[0].message.contains("intel_iommu=off"));
+}
+
+#[test]
+fn no_interrupt_remapping_blocks_every_group_unless_unsafe_interrupts_are_allowed() {
+    let mut spec = load("msi-z370i-i5-8400-gtx1070");
+    spec.host.interrupt_remapping = Some(false);
+    let v = explain::iommu(&build(&spec).host);
+    let r = v
+        .reasons
+        .iter()
+        .find(|r| r.code == "no-interrupt-remapping")
+        .expect("blocker");
+    assert_eq!(r.severity, Severity::Blocker);
+    assert!(r.message.contains("EPERM"));
+    spec.host.allow_unsafe_interrupts = Some(true);
+    let v = explain::iommu(&build(&spec).host);
+    assert!(!v.reasons.iter().any(|r| r.code == "no-interrupt-remapping"));
+    assert_eq!(
+        v.reasons
+            .iter()
+            .find(|r| r.code == "unsafe-interrupts-allowed")
+            .unwrap()
+            .severity,
+        Severity::Warning
+    );
+}
+
+#[test]
+fn root_on_lvm_swap_and_default_route_make_groups_host_critical() {
+    let mut spec = load("msi-z370i-i5-8400-gtx1070");
+    // Scenario: an NVMe would sit behind a PCH port; here the SATA controller 00:17.0 holds
+    // an LVM root, the Intel NIC 00:1f.6 carries the default route.
+    spec.host.blocks.push(BlockSpec {
+        name: "sda".into(),
+        pci: "0000:00:17.0".into(),
+        majmin: "8:0".into(),
+        partitions: vec![("sda2".into(), "8:2".into()), ("sda3".into(), "8:3".into())],
+    });
+    spec.host.dm.push(DmSpec {
+        name: "dm-0".into(),
+        dm_name: "vg0-root".into(),
+        majmin: "254:0".into(),
+        slaves: vec!["sda2".into()],
+    });
+    spec.host.mounts.push(MountSpec {
+        mountpoint: "/".into(),
+        fstype: "xfs".into(),
+        source: "/dev/mapper/vg0-root".into(),
+    });
+    spec.host.swaps.push("/dev/sda3".into());
+    spec.host.net.push(NetSpec {
+        iface: "eno1".into(),
+        pci: "0000:00:1f.6".into(),
+    });
+    spec.host.default_route = Some("eno1".into());
+    let b = build(&spec);
+    let sata = b.verdict_of("0000:00:17.0");
+    assert_eq!(sata.state, State::HostCritical);
+    let codes = b.codes_of("0000:00:17.0");
+    assert!(
+        codes.contains(&"root-filesystem".into()) && codes.contains(&"swap".into()),
+        "{codes:?}"
+    );
+    let nic = b.verdict_of("0000:00:1f.6");
+    assert_eq!(nic.state, State::HostCritical);
+    assert!(nic
+        .reasons
+        .iter()
+        .any(|r| r.code == "default-route" && r.message.contains("eno1")));
+    // The GPU is untouched by all this.
+    assert_ne!(b.verdict_of("0000:01:00.0").state, State::HostCritical);
+}
+
+#[test]
+fn z370_devices_without_a_reset_file_are_flagged() {
+    let mut spec = load("msi-z370i-i5-8400-gtx1070");
+    for d in spec.devices.iter_mut().filter(|d| d.bdf == "0000:01:00.1") {
+        d.has_reset = Some(false);
+    }
+    let b = build(&spec);
+    let v = b.verdict_of("0000:01:00.1");
+    let r = v
+        .reasons
+        .iter()
+        .find(|r| r.code == "no-reset")
+        .expect("no-reset");
+    assert_eq!(r.device, Some(addr("0000:01:00.1")));
+    let _ = GroupId(0);
+}
