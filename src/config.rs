@@ -114,7 +114,9 @@ pub struct Capabilities {
     pub flr: Option<bool>,
     /// Advanced Error Reporting.
     pub aer: Option<bool>,
-    /// Access Control Services: `Some(None)` = known absent.
+    /// Access Control Services: `Some(None)` = known absent. In JSON: `null` unknown, `false`
+    /// absent, else `{"capability", "control"}`.
+    #[serde(with = "acs_json")]
     pub acs: Option<Option<Acs>>,
     /// SR-IOV: `Some(0)` = known absent, else the TotalVFs the PF supports.
     pub sriov_total_vfs: Option<u16>,
@@ -123,6 +125,37 @@ pub struct Capabilities {
     /// PCI 2.3 "Interrupt Disable" support, needed for VFIO to share INTx. Every PCIe function
     /// has it; for conventional PCI only a write test tells, so it stays unknown.
     pub intx_disable: Option<bool>,
+}
+
+mod acs_json {
+    use super::Acs;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Absent(bool),
+        Present(Acs),
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<Option<Acs>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(None) => s.serialize_bool(false),
+            Some(Some(a)) => a.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Acs>>, D::Error> {
+        Ok(match Option::<Wire>::deserialize(d)? {
+            None => None,
+            Some(Wire::Absent(false)) => Some(None),
+            Some(Wire::Absent(true)) => {
+                return Err(serde::de::Error::custom("acs is null, false or an object"))
+            }
+            Some(Wire::Present(a)) => Some(Some(a)),
+        })
+    }
 }
 
 /// The parsed configuration space of one function.

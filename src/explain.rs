@@ -634,7 +634,13 @@ pub fn group(host: &Host, g: &Group) -> GroupVerdict {
         reasons.push(Reason::new("nothing-to-assign", None, Severity::Info,
             tr("This group holds only bridges and chipset functions; there is nothing in it to give a guest.")));
     }
-    if let Some(kind) = &g.kind {
+    // DMA and DMA-FQ are the normal case (the JSON carries the type anyway); the others
+    // change what the group is doing right now, so they get a sentence.
+    if let Some(kind) = g
+        .kind
+        .as_ref()
+        .filter(|k| !matches!(k.as_str(), "DMA" | "DMA-FQ"))
+    {
         let msg = match kind.as_str() {
             "identity" => tr("The group's IOMMU domain type is identity (passthrough): host DMA is not translated. VFIO moves the group to a DMA domain of its own when a guest takes it."),
             "blocked" => tr("The group's IOMMU domain type is blocked: no DMA is allowed until a driver sets it up."),

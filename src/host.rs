@@ -10,7 +10,7 @@
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -153,17 +153,20 @@ impl HostRoot {
     pub fn read(&self, rel: impl AsRef<Path>) -> io::Result<Vec<u8>> {
         let rel = rel.as_ref();
         let fd = self.open_in(rel, OFlags::RDONLY)?;
-        let mut file = std::fs::File::from(fd);
-        let mut buf = Vec::with_capacity(256);
-        (&mut file).take(MAX_FILE + 1).read_to_end(&mut buf)?;
-        if buf.len() as u64 > MAX_FILE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} is larger than {MAX_FILE} bytes", rel.display()),
-            ));
-        }
+        let buf = read_fd(&fd, rel)?;
         self.note(rel, Recorded::File(buf.clone()));
         Ok(buf)
+    }
+
+    /// Opens a directory for reading many entries from it with one path walk.
+    pub fn open_dir(&self, rel: impl AsRef<Path>) -> io::Result<DirHandle<'_>> {
+        let rel = rel.as_ref();
+        let fd = self.open_in(rel, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        Ok(DirHandle {
+            root: self,
+            rel: rel.to_path_buf(),
+            fd,
+        })
     }
 
     /// Reads a text attribute, trimmed of its trailing newline and surrounding blanks.
@@ -204,41 +207,7 @@ impl HostRoot {
 
     /// The file names in a directory, sorted.
     pub fn read_dir(&self, rel: impl AsRef<Path>) -> io::Result<Vec<OsString>> {
-        let rel = rel.as_ref();
-        let fd = self.open_in(rel, OFlags::RDONLY | OFlags::DIRECTORY)?;
-        let mut names = Vec::new();
-        let mut dir = rustix::fs::Dir::read_from(&fd)?;
-        let recording = self.recorder.is_some();
-        while let Some(entry) = dir.read() {
-            let entry = entry?;
-            let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            let name = OsString::from(std::ffi::OsStr::from_bytes(name));
-            if recording {
-                // A listing is read for its names: keep links (group members, virtfnN) and
-                // device nodes so the recording lists the same names. Plain files and
-                // directories are recorded only when read.
-                use rustix::fs::FileType;
-                match entry.file_type() {
-                    FileType::Symlink => {
-                        if let Ok(t) = rustix::fs::readlinkat(&fd, name.as_os_str(), Vec::new()) {
-                            let t = PathBuf::from(std::ffi::OsStr::from_bytes(t.as_bytes()));
-                            self.note(&rel.join(&name), Recorded::Link(t));
-                        }
-                    }
-                    FileType::CharacterDevice | FileType::BlockDevice => {
-                        self.note(&rel.join(&name), Recorded::Node)
-                    }
-                    _ => {}
-                }
-            }
-            names.push(name);
-        }
-        names.sort();
-        self.note(rel, Recorded::Dir);
-        Ok(names)
+        self.open_dir(rel)?.names()
     }
 
     /// A directory whose entry *names* are the facts (`dev/vfio`): when recording, every
@@ -274,6 +243,174 @@ impl HostRoot {
             self.note(rel, Recorded::Dir);
         }
         found
+    }
+}
+
+/// Reads a file that is already open: sysfs returns an attribute in one read, so a short read
+/// ends it (saving a syscall per file on hosts with thousands of functions).
+fn read_fd(fd: &OwnedFd, rel: &Path) -> io::Result<Vec<u8>> {
+    // Room for a whole extended config space plus one byte, so a full read is one syscall.
+    let mut buf: Vec<u8> = Vec::with_capacity(4097);
+    loop {
+        let before = buf.len();
+        let room = buf.capacity() - before;
+        let n = loop {
+            match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut buf)) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => break other?,
+            }
+        };
+        if n == 0 || n < room {
+            break;
+        }
+        if buf.len() as u64 > MAX_FILE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is larger than {MAX_FILE} bytes", rel.display()),
+            ));
+        }
+        buf.reserve(buf.len());
+    }
+    Ok(buf)
+}
+
+/// A directory opened once; its entries are read by name without walking the path again.
+/// Names must be single path components: `..`, `/` and empty names are refused, and files
+/// are opened without following symlinks (sysfs attributes are never links).
+pub struct DirHandle<'r> {
+    root: &'r HostRoot,
+    rel: PathBuf,
+    fd: OwnedFd,
+}
+
+impl DirHandle<'_> {
+    /// The directory, relative to the host root.
+    pub fn rel(&self) -> &Path {
+        &self.rel
+    }
+
+    fn check(name: &str) -> io::Result<()> {
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\0')
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a file name: {name:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The entries' names, sorted. While recording, links and device nodes among them are
+    /// kept so the recording lists the same names.
+    pub fn names(&mut self) -> io::Result<Vec<OsString>> {
+        let recording = self.root.recorder.is_some();
+        let mut names = Vec::new();
+        let mut dir = rustix::fs::Dir::read_from(&self.fd)?;
+        while let Some(entry) = dir.read() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let name = OsString::from(std::ffi::OsStr::from_bytes(name));
+            if recording {
+                use rustix::fs::FileType;
+                match entry.file_type() {
+                    FileType::Symlink => {
+                        if let Ok(t) =
+                            rustix::fs::readlinkat(&self.fd, name.as_os_str(), Vec::new())
+                        {
+                            let t = PathBuf::from(std::ffi::OsStr::from_bytes(t.as_bytes()));
+                            self.root.note(&self.rel.join(&name), Recorded::Link(t));
+                        }
+                    }
+                    FileType::CharacterDevice | FileType::BlockDevice => {
+                        self.root.note(&self.rel.join(&name), Recorded::Node)
+                    }
+                    _ => {}
+                }
+            }
+            names.push(name);
+        }
+        names.sort();
+        self.root.note(&self.rel, Recorded::Dir);
+        Ok(names)
+    }
+
+    /// Reads the file `name` in this directory.
+    pub fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        Self::check(name)?;
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let buf = read_fd(&fd, Path::new(name))?;
+        if self.root.recorder.is_some() {
+            self.root
+                .note(&self.rel.join(name), Recorded::File(buf.clone()));
+        }
+        Ok(buf)
+    }
+
+    /// Reads a text attribute, trimmed.
+    pub fn read_string(&self, name: &str) -> io::Result<String> {
+        let b = self.read(name)?;
+        Ok(String::from_utf8_lossy(&b).trim().to_string())
+    }
+
+    /// The raw target of the link `name` in this directory.
+    pub fn read_link(&self, name: &str) -> io::Result<PathBuf> {
+        Self::check(name)?;
+        let t = rustix::fs::readlinkat(&self.fd, name, Vec::new())?;
+        let t = PathBuf::from(std::ffi::OsStr::from_bytes(t.as_bytes()));
+        if self.root.recorder.is_some() {
+            self.root
+                .note(&self.rel.join(name), Recorded::Link(t.clone()));
+        }
+        Ok(t)
+    }
+
+    /// The link `name` resolved to a root-relative path (see [`HostRoot::resolve_link`]).
+    pub fn resolve_link(&self, name: &str) -> io::Result<PathBuf> {
+        let t = self.read_link(name)?;
+        Ok(normalize(&self.rel.join(t)))
+    }
+
+    /// Reads a file below this directory (`N/type`), never resolving outside it.
+    pub fn read_beneath(&self, sub: &Path) -> io::Result<Vec<u8>> {
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            relative(sub)?,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        let rel = self.rel.join(sub);
+        let buf = read_fd(&fd, &rel)?;
+        self.root.note(&rel, Recorded::File(buf.clone()));
+        Ok(buf)
+    }
+
+    /// A subdirectory (`N/devices`), opened beneath this one.
+    pub fn open_subdir(&self, sub: &Path) -> io::Result<DirHandle<'_>> {
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            relative(sub)?,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Ok(DirHandle {
+            root: self.root,
+            rel: self.rel.join(sub),
+            fd,
+        })
     }
 }
 

@@ -46,25 +46,42 @@ const GROUPS: &str = "sys/kernel/iommu_groups";
 /// Scans everything: the entry point for every front end.
 pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
     let names_dir = Path::new(DEVICES);
-    let entries = root
-        .read_dir(names_dir)
+    let mut listing = root
+        .open_dir(names_dir)
         .map_err(|e| io_err(root, names_dir, e))?;
-    let mut addrs = Vec::with_capacity(entries.len());
-    for name in &entries {
-        let s = name.to_string_lossy();
-        let a: PciAddress = s.parse().map_err(|_| {
+    let entries = listing.names().map_err(|e| io_err(root, names_dir, e))?;
+    let mut found = Vec::with_capacity(entries.len());
+    for name in entries {
+        let a: PciAddress = name.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
             malformed(
                 root,
-                &names_dir.join(name),
+                &names_dir.join(&name),
                 "an entry that is not a PCI address",
             )
         })?;
-        addrs.push(a);
+        found.push((a, name));
     }
     let page_size = rustix::param::page_size() as u64;
-    let scanned: Vec<Result<Option<Device>, ScanError>> = addrs
+    let listing = &listing;
+    // Each device: its link, then its directory, on every core.
+    let scanned: Vec<Result<Option<Device>, ScanError>> = found
         .par_iter()
-        .map(|a| scan_device(root, *a, page_size))
+        .map(|(a, name)| {
+            let name = name.to_string_lossy();
+            let dir = match listing.resolve_link(&name) {
+                Ok(d) => d,
+                Err(e) if not_found(&e) => return Ok(None),
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    return Err(malformed(
+                        root,
+                        &names_dir.join(&*name),
+                        "not a link into sys/devices",
+                    ))
+                }
+                Err(e) => return Err(io_err(root, &names_dir.join(&*name), e)),
+            };
+            read_device(root, *a, &dir, page_size)
+        })
         .collect();
     let mut devices = BTreeMap::new();
     for d in scanned {
@@ -72,14 +89,8 @@ pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
             devices.insert(d.address, d);
         }
     }
-    let groups = scan_groups(root)?;
-    for g in groups.values() {
-        for a in &g.devices {
-            if let Some(d) = devices.get_mut(a) {
-                d.group = Some(g.id);
-            }
-        }
-    }
+    link_virtfns(&mut devices);
+    let groups = scan_groups(root, &devices)?;
     let mut platform = scan_platform(root)?;
     platform.page_size = page_size;
     platform.cpu_vendor = devices
@@ -106,54 +117,65 @@ pub fn scan_device(
     page_size: u64,
 ) -> Result<Option<Device>, ScanError> {
     let link = Path::new(DEVICES).join(address.to_string());
-    let dir = match root.resolve_link(&link) {
-        Ok(d) => d,
+    match root.resolve_link(&link) {
+        Ok(dir) => read_device(root, address, &dir, page_size),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(io_err(root, &link, e)),
+    }
+}
+
+/// Reads one device from its directory (`sys/devices/…/ADDR`), opened once.
+fn read_device(
+    root: &HostRoot,
+    address: PciAddress,
+    dir: &Path,
+    page_size: u64,
+) -> Result<Option<Device>, ScanError> {
+    let link = Path::new(DEVICES).join(address.to_string());
+    let h = match root.open_dir(dir) {
+        Ok(h) => h,
         Err(e) if not_found(&e) => return Ok(None),
         Err(e) => return Err(io_err(root, &link, e)),
     };
-    let names = match root.read_dir(&dir) {
-        Ok(n) => n,
-        Err(e) if not_found(&e) => return Ok(None),
-        Err(e) => return Err(io_err(root, &dir, e)),
-    };
-    let has = |n: &str| names.iter().any(|x| x == n);
+    let dir = dir.to_path_buf();
     let rel = |n: &str| dir.join(n);
+    // Attributes are opened by name; one that is absent costs one failed open, which is
+    // cheaper than listing a sysfs directory of forty entries for every device.
+    let try_read = |n: &str| -> Result<Option<Vec<u8>>, ScanError> {
+        match h.read(n) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(io_err(root, &rel(n), e)),
+        }
+    };
 
     // Identity comes from config space when it is readable: one read instead of six.
-    let config = if has("config") {
-        let p = rel("config");
-        let bytes = root.read(&p).map_err(|e| io_err(root, &p, e))?;
-        match ConfigSpace::parse(&bytes) {
+    let config = match try_read("config")? {
+        Some(bytes) => match ConfigSpace::parse(&bytes) {
             Ok(c) => Some(c),
             Err(crate::config::ConfigError::Absent) => None,
-            Err(e) => return Err(malformed(root, &p, e.to_string())),
-        }
-    } else {
-        None
+            Err(e) => return Err(malformed(root, &rel("config"), e.to_string())),
+        },
+        None => None,
     };
     let (vendor, device, class, revision, subsystem) = match &config {
         Some(c) => (c.vendor_id, c.device_id, c.class, c.revision, c.subsystem),
         None => {
             let hex_attr = |n: &str, max: u32| -> Result<u32, ScanError> {
                 let p = rel(n);
-                let s = root.read_string(&p).map_err(|e| io_err(root, &p, e))?;
+                let s = h.read_string(n).map_err(|e| io_err(root, &p, e))?;
                 parse_hex(&s)
                     .filter(|v| *v <= max)
                     .ok_or_else(|| malformed(root, &p, format!("“{s}” is not a hex id")))
             };
-            let sub = if has("subsystem_vendor") && has("subsystem_device") {
-                Some((
-                    hex_attr("subsystem_vendor", 0xffff)? as u16,
-                    hex_attr("subsystem_device", 0xffff)? as u16,
-                ))
-            } else {
-                None
+            let sub = match (
+                hex_attr("subsystem_vendor", 0xffff),
+                hex_attr("subsystem_device", 0xffff),
+            ) {
+                (Ok(v), Ok(d)) => Some((v as u16, d as u16)),
+                _ => None,
             };
-            let revision = if has("revision") {
-                hex_attr("revision", 0xff)? as u8
-            } else {
-                0
-            };
+            let revision = hex_attr("revision", 0xff).unwrap_or(0) as u8;
             (
                 hex_attr("vendor", 0xffff)? as u16,
                 hex_attr("device", 0xffff)? as u16,
@@ -165,11 +187,8 @@ pub fn scan_device(
     };
 
     let link_name = |n: &str| -> Result<Option<String>, ScanError> {
-        if !has(n) {
-            return Ok(None);
-        }
         let p = rel(n);
-        match root.read_link(&p) {
+        match h.read_link(n) {
             Ok(t) => Ok(t.file_name().map(|f| f.to_string_lossy().into_owned())),
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(io_err(root, &p, e)),
@@ -187,30 +206,20 @@ pub fn scan_device(
         })?),
         None => None,
     };
-    let mut virtfns = Vec::new();
-    for n in names
-        .iter()
-        .filter(|n| n.to_string_lossy().starts_with("virtfn"))
-    {
-        let p = dir.join(n);
-        if let Ok(t) = root.read_link(&p) {
-            if let Some(a) = t
-                .file_name()
-                .and_then(|f| f.to_str())
-                .and_then(|s| s.parse().ok())
-            {
-                virtfns.push(a);
-            }
-        }
-    }
-    virtfns.sort();
+    let group = match link_name("iommu_group")? {
+        Some(g) => Some(g.parse::<GroupId>().map_err(|_| {
+            malformed(
+                root,
+                &rel("iommu_group"),
+                format!("points to “{g}”, which is not a group"),
+            )
+        })?),
+        None => None,
+    };
 
     let opt_string = |n: &str| -> Result<Option<String>, ScanError> {
-        if !has(n) {
-            return Ok(None);
-        }
         let p = rel(n);
-        match root.read_string(&p) {
+        match h.read_string(n) {
             Ok(s) => Ok(Some(s)),
             Err(e) if not_found(&e) => Ok(None),
             // Some attributes refuse reads in some states; that is "unknown", not an error.
@@ -221,7 +230,13 @@ pub fn scan_device(
     let driver_override = opt_string("driver_override")?.filter(|s| !s.is_empty() && s != "(null)");
     let reset_methods = opt_string("reset_method")?
         .map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>());
-    let boot_vga = match opt_string("boot_vga")? {
+    // Only display devices have boot_vga; only SR-IOV PFs have sriov_numvfs.
+    let display = (class >> 16) == 0x03;
+    let boot_vga = match if display {
+        opt_string("boot_vga")?
+    } else {
+        None
+    } {
         Some(s) => Some(match s.as_str() {
             "1" => true,
             "0" => false,
@@ -243,7 +258,14 @@ pub fn scan_device(
             .filter(|n| *n >= 0),
             None => None,
         };
-    let sriov_numvfs = match opt_string("sriov_numvfs")? {
+    let may_sriov = config
+        .as_ref()
+        .is_none_or(|c| c.caps.sriov_total_vfs != Some(0));
+    let sriov_numvfs = match if may_sriov {
+        opt_string("sriov_numvfs")?
+    } else {
+        None
+    } {
         Some(s) => Some(s.parse::<u32>().map_err(|_| {
             malformed(root, &rel("sriov_numvfs"), format!("“{s}” is not a number"))
         })?),
@@ -304,7 +326,7 @@ pub fn scan_device(
         class_name: pci_names::class_name(class),
         driver,
         driver_override,
-        group: None,
+        group,
         parent: chain.first().copied(),
         bridges: chain,
         root_bus,
@@ -318,7 +340,7 @@ pub fn scan_device(
         boot_vga,
         numa_node,
         physfn,
-        virtfns,
+        virtfns: Vec::new(),
         sriov_numvfs,
         iommu_unit,
         sysfs_path: dir.to_string_lossy().into_owned(),
@@ -370,41 +392,84 @@ pub fn parse_resource(s: &str, page_size: u64) -> Result<Vec<Bar>, String> {
     Ok(bars)
 }
 
-fn scan_groups(root: &HostRoot) -> Result<BTreeMap<GroupId, Group>, ScanError> {
+/// Fills each physical function's `virtfns` from its VFs' `physfn` links (the same fact,
+/// read once instead of twice).
+pub fn link_virtfns(devices: &mut BTreeMap<PciAddress, Device>) {
+    let mut vfs: BTreeMap<PciAddress, Vec<PciAddress>> = BTreeMap::new();
+    for d in devices.values() {
+        if let Some(pf) = d.physfn {
+            vfs.entry(pf).or_default().push(d.address);
+        }
+    }
+    for d in devices.values_mut() {
+        d.virtfns = vfs.remove(&d.address).unwrap_or_default();
+    }
+}
+
+/// Groups: the list of group numbers from `sys/kernel/iommu_groups`, PCI members from each
+/// device's `iommu_group` link (read with the device), and the `devices/` directory read for
+/// groups no PCI function points to (their members are platform devices). Each group's
+/// `type` is read from its directory.
+fn scan_groups(
+    root: &HostRoot,
+    devices: &BTreeMap<PciAddress, Device>,
+) -> Result<BTreeMap<GroupId, Group>, ScanError> {
     let dir = Path::new(GROUPS);
-    let names = match root.read_dir(dir) {
-        Ok(n) => n,
+    let mut groups_dir = match root.open_dir(dir) {
+        Ok(d) => d,
         Err(e) if not_found(&e) => return Ok(BTreeMap::new()),
         Err(e) => return Err(io_err(root, dir, e)),
     };
-    let mut ids = Vec::with_capacity(names.len());
+    let names = groups_dir.names().map_err(|e| io_err(root, dir, e))?;
+    let mut members: BTreeMap<GroupId, Vec<PciAddress>> = BTreeMap::new();
     for n in &names {
         let id: GroupId = n.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
             malformed(root, &dir.join(n), "a group directory that is not a number")
         })?;
-        ids.push(id);
+        members.insert(id, Vec::new());
     }
-    let groups: Vec<Result<Group, ScanError>> = ids
-        .par_iter()
-        .map(|id| {
-            let gdir = dir.join(id.to_string());
-            let ddir = gdir.join("devices");
-            let members = root.read_dir(&ddir).map_err(|e| io_err(root, &ddir, e))?;
-            let mut devices = Vec::new();
+    for d in devices.values() {
+        if let Some(g) = d.group {
+            members
+                .get_mut(&g)
+                .ok_or_else(|| {
+                    malformed(
+                        root,
+                        Path::new(&d.sysfs_path).join("iommu_group").as_path(),
+                        format!("points to group {g}, which {GROUPS} does not list"),
+                    )
+                })?
+                .push(d.address);
+        }
+    }
+    let groups_dir = &groups_dir;
+    let members: Vec<(GroupId, Vec<PciAddress>)> = members.into_iter().collect();
+    let groups: Vec<Result<Group, ScanError>> = members
+        .into_par_iter()
+        .map(|(id, mut devices)| {
+            let gsub = PathBuf::from(id.to_string());
             let mut other_members = Vec::new();
-            for m in members {
-                let s = m.to_string_lossy();
-                match s.parse::<PciAddress>() {
-                    Ok(a) => devices.push(a),
-                    Err(_) => other_members.push(s.into_owned()),
+            if devices.is_empty() {
+                let dsub = gsub.join("devices");
+                let names = groups_dir
+                    .open_subdir(&dsub)
+                    .and_then(|mut d| d.names())
+                    .map_err(|e| io_err(root, &dir.join(&dsub), e))?;
+                for m in names {
+                    let s = m.to_string_lossy();
+                    match s.parse::<PciAddress>() {
+                        Ok(a) => devices.push(a),
+                        Err(_) => other_members.push(s.into_owned()),
+                    }
                 }
             }
-            let kind = match root.read_string(gdir.join("type")) {
-                Ok(s) if !s.is_empty() => Some(s),
-                _ => None,
-            };
+            let kind = groups_dir
+                .read_beneath(&gsub.join("type"))
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                .filter(|s| !s.is_empty());
             Ok(Group {
-                id: *id,
+                id,
                 devices,
                 other_members,
                 kind,

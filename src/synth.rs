@@ -409,6 +409,22 @@ impl MachineSpec {
                 &dir.join("numa_node"),
                 format!("{}\n", s.numa_node.unwrap_or(-1)),
             )?;
+            // Files lspci reads too, so the benchmark's peer runs on the same tree.
+            write(
+                root,
+                &dir.join("irq"),
+                format!("{}\n", 16 + (r.addr.slot as u32 % 8)),
+            )?;
+            write(root, &dir.join("enable"), "1\n")?;
+            let modalias = format!(
+                "pci:v0000{vendor:04X}d0000{device:04X}sv0000{:04X}sd0000{:04X}bc{:02X}sc{:02X}i{:02X}\n",
+                sub.0,
+                sub.1,
+                r.class >> 16,
+                (r.class >> 8) & 0xff,
+                r.class & 0xff
+            );
+            write(root, &dir.join("modalias"), modalias)?;
             let over = s.driver_override.clone().unwrap_or_else(|| "(null)".into());
             write(root, &dir.join("driver_override"), format!("{over}\n"))?;
             write(root, &dir.join("resource"), resource_file(&s.bars))?;

@@ -108,15 +108,8 @@ pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Updat
                 }
             }
         }
-        Some(mut d) => {
-            let link = Path::new("sys/bus/pci/devices")
-                .join(a.to_string())
-                .join("iommu_group");
-            let gid = root
-                .read_link(&link)
-                .ok()
-                .and_then(|t| t.file_name()?.to_str()?.parse::<GroupId>().ok());
-            d.group = gid;
+        Some(d) => {
+            let gid = d.group;
             host.devices.insert(a, d);
             if let Some(g) = gid {
                 match read_group(root, g)? {
@@ -141,6 +134,7 @@ pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Updat
             }
         }
     }
+    crate::scan::link_virtfns(&mut host.devices);
     let group = host.devices.get(&a).and_then(|d| d.group).or(old_group);
     Ok(Update {
         action: ev.action.clone(),

@@ -98,6 +98,38 @@ fn list_json_follows_the_documented_schema_on_the_demo_host() {
 }
 
 #[test]
+fn parallel_json_is_byte_for_byte_serdes_json() {
+    let b = build(&load("asus-tuf-b550m-plus-5800x"));
+    let rep = passage::report::Report::build(&b.host);
+    assert_eq!(rep.to_json().unwrap(), serde_json::to_string(&rep).unwrap());
+    // Unknown, absent and present ACS are three different things on the wire.
+    let v: serde_json::Value = serde_json::from_str(&rep.to_json().unwrap()).unwrap();
+    let d = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["address"] == "0000:01:00.0")
+        .unwrap();
+    assert!(
+        d["capabilities"]["acs"].is_null(),
+        "64-byte config: unknown"
+    );
+    let o = run(&["--demo", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let acs = |a: &str| {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["address"] == a)
+            .unwrap()["capabilities"]["acs"]
+            .clone()
+    };
+    assert_eq!(acs("0000:0b:00.0"), serde_json::json!(false));
+    assert_eq!(acs("0000:00:01.1")["control"], 31);
+}
+
+#[test]
 fn explain_tells_the_story_of_a_group_and_of_a_device() {
     let o = run(&["--demo", "explain", "17"]);
     assert!(o.status.success());
@@ -235,11 +267,15 @@ fn malformed_trees_get_a_clear_error_and_never_a_panic() {
     });
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 
-    // A missing group directory member list.
+    // A device that claims a group the kernel does not list, and one whose link is garbage.
+    let o = list_damaged(|r| std::fs::remove_dir_all(r.join("sys/kernel/iommu_groups/1")).unwrap());
+    assert_clean_failure(&o, "does not list");
     let o = list_damaged(|r| {
-        std::fs::remove_dir_all(r.join("sys/kernel/iommu_groups/1/devices")).unwrap()
+        let l = dev_dir(r, "0000:01:00.0").join("iommu_group");
+        std::fs::remove_file(&l).unwrap();
+        symlink("../../../kernel/iommu_groups/x1", &l).unwrap();
     });
-    assert_clean_failure(&o, "iommu_groups/1/devices");
+    assert_clean_failure(&o, "not a group");
 }
 
 #[test]

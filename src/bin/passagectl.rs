@@ -103,8 +103,15 @@ fn print(s: &str) -> Result<(), Failure> {
     }
 }
 
+/// Pretty for a person at a terminal, compact for a pipe (a 10,000-function host's listing is
+/// tens of megabytes pretty-printed).
 fn json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
-    Ok(serde_json::to_string_pretty(v)? + "\n")
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        Ok(serde_json::to_string_pretty(v)? + "\n")
+    } else {
+        Ok(serde_json::to_string(v)? + "\n")
+    }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
