@@ -1,0 +1,83 @@
+//! Live updates: an event re-reads one device and its group and nothing else, through the
+//! same `apply` the monitor uses.
+
+mod common;
+use common::*;
+use passage::explain::{self, State};
+use passage::watch::{apply, Action, DeviceEvent};
+use std::os::unix::fs::symlink;
+
+#[test]
+fn binding_the_gpu_group_to_vfio_pci_turns_it_assigned_one_event_at_a_time() {
+    let b = build(&load("msi-z370i-i5-8400-gtx1070"));
+    let root = b.root();
+    let mut host = b.host.clone();
+    let gpu = "0000:01:00.0".parse().unwrap();
+    let audio = "0000:01:00.1".parse().unwrap();
+    let dir =
+        |a: &str| std::fs::canonicalize(b.dir.path().join("sys/bus/pci/devices").join(a)).unwrap();
+    std::fs::create_dir_all(b.dir.path().join("sys/bus/pci/drivers/vfio-pci")).unwrap();
+    std::fs::create_dir_all(b.dir.path().join("sys/bus/pci/drivers/nouveau")).unwrap();
+    // The fixture's source did not name drivers; start from nouveau on the GPU.
+    symlink(
+        "../../../../bus/pci/drivers/nouveau",
+        dir("0000:01:00.0").join("driver"),
+    )
+    .unwrap();
+    apply(
+        &mut host,
+        &root,
+        &DeviceEvent {
+            action: Action::Bind,
+            address: gpu,
+        },
+    )
+    .unwrap();
+    assert_eq!(host.devices[&gpu].driver.as_deref(), Some("nouveau"));
+
+    std::fs::remove_file(dir("0000:01:00.0").join("driver")).unwrap();
+    symlink(
+        "../../../../bus/pci/drivers/vfio-pci",
+        dir("0000:01:00.0").join("driver"),
+    )
+    .unwrap();
+    let u = apply(
+        &mut host,
+        &root,
+        &DeviceEvent {
+            action: Action::Bind,
+            address: gpu,
+        },
+    )
+    .unwrap();
+    assert_eq!(u.driver_before.as_deref(), Some("nouveau"));
+    assert_eq!(u.driver_after.as_deref(), Some("vfio-pci"));
+    assert_eq!(u.state_before, Some(State::InUse));
+    assert_eq!(
+        u.state_after,
+        Some(State::Assigned),
+        "audio has no driver, the port is a bridge"
+    );
+    assert_eq!(u.group, host.devices[&gpu].group);
+
+    // A hot-unplug removes the device from the model and from its group.
+    let u = apply(
+        &mut host,
+        &root,
+        &DeviceEvent {
+            action: Action::Remove,
+            address: audio,
+        },
+    )
+    .unwrap();
+    assert!(!host.devices.contains_key(&audio));
+    let g = &host.groups[&u.group.unwrap()];
+    assert!(!g.devices.contains(&audio));
+    // And the model after events equals a fresh scan of the same tree, minus the removed one.
+    let fresh = passage::scan::scan(&root).unwrap();
+    assert_eq!(fresh.devices[&gpu], host.devices[&gpu]);
+    assert_eq!(
+        explain::group(&fresh, &fresh.groups[&u.group.unwrap()]).state,
+        State::Assigned
+    );
+}
