@@ -16,6 +16,7 @@ pub mod report;
 pub mod scan;
 pub mod synth;
 pub mod usage;
+pub mod vfio;
 pub mod watch;
 
 pub use address::{GroupId, PciAddress, Target};

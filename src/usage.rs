@@ -11,12 +11,12 @@ use crate::host::HostRoot;
 use crate::model::Use;
 use crate::scan::ScanError;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Mount points whose loss takes the system down (as opposed to a data disk).
 const SYSTEM_MOUNTS: &[&str] = &["/", "/usr", "/boot", "/boot/efi", "/efi", "/var", "/etc"];
 /// Filesystems that come over the network: their NIC is what holds them.
-const NETWORK_FS: &[&str] = &["nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "9p"];
+const NETWORK_FS: &[&str] = &["nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs"];
 /// Enough to follow any sane dm/md/LVM stack; stops a hostile `slaves` loop.
 const MAX_STACK: usize = 16;
 
@@ -214,6 +214,21 @@ impl Ctx<'_> {
         out
     }
 
+    /// A virtio-9p mount tag → the PCI function of the virtio device that exports it.
+    fn virtio_9p_to_pci(&self, tag: &str) -> Option<PciAddress> {
+        let devs = self.root.read_dir("sys/bus/virtio/devices").ok()?;
+        devs.into_iter().find_map(|v| {
+            let dev = self
+                .root
+                .resolve_link(Path::new("sys/bus/virtio/devices").join(&v))
+                .ok()?;
+            let t = self.root.read_string(dev.join("mount_tag")).ok()?;
+            (t.trim_end_matches('\0') == tag)
+                .then(|| pci_ancestor(&dev))
+                .flatten()
+        })
+    }
+
     /// Network interface → PCI functions under it, through bridges, bonds and VLANs.
     fn net_to_pci(&self, iface: &str, out: &mut BTreeSet<PciAddress>, depth: usize) {
         if depth > MAX_STACK || iface.is_empty() || iface.contains('/') {
@@ -309,6 +324,13 @@ pub fn scan_uses(root: &HostRoot) -> Result<BTreeMap<PciAddress, Vec<Use>>, Scan
                         );
                     }
                 }
+            }
+            continue;
+        }
+        if m.fstype == "9p" {
+            // virtio-9p: the mount source is the tag of a virtio device (a VM's shared root).
+            if let Some(a) = cx.virtio_9p_to_pci(&m.source) {
+                cx.add(a, mk());
             }
             continue;
         }
@@ -418,26 +440,6 @@ pub fn scan_uses(root: &HostRoot) -> Result<BTreeMap<PciAddress, Vec<Use>>, Scan
         }
     }
     Ok(cx.uses)
-}
-
-/// Paths the usage scan may read, for documentation and `record`'s manifest.
-pub fn sources() -> Vec<PathBuf> {
-    [
-        "proc/self/mountinfo",
-        "proc/swaps",
-        "proc/net/route",
-        "proc/net/ipv6_route",
-        "sys/class/block",
-        "sys/dev/block",
-        "sys/class/net",
-        "sys/class/graphics",
-        "sys/class/drm",
-        "sys/fs/btrfs",
-        "run/udev/data",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .collect()
 }
 
 #[cfg(test)]

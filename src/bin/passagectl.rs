@@ -47,6 +47,13 @@ enum Command {
         /// Directory to create (must not exist or be empty).
         out: PathBuf,
     },
+    /// Check that QEMU can use GROUP, by QEMU's own steps; exit 0 usable, 1 not usable, 2 error.
+    Verify {
+        /// An IOMMU group number.
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print device events (add, remove, bind, unbind, change) as they happen.
     Monitor {
         /// One JSON object per line.
@@ -114,17 +121,20 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli) -> Result<u8, Failure> {
     match &cli.command {
         Command::List { json: as_json } => {
             let src = open_source(&cli)?;
             let host = scan::scan(src.root())?;
             let rep = report::Report::build(&host);
-            print(&if *as_json {
+            print(&if !*as_json {
+                report::list_text(&host, &rep)
+            } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 json(&rep)?
             } else {
-                report::list_text(&host, &rep)
-            })
+                rep.to_json()? + "\n"
+            })?;
+            Ok(0)
         }
         Command::Explain {
             target,
@@ -143,7 +153,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 json(&e)?
             } else {
                 report::explain_text(&host, &e)
-            })
+            })?;
+            Ok(0)
         }
         Command::Record { out } => {
             if cli.demo {
@@ -179,7 +190,57 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ("d", &host.devices.len().to_string()),
                 ("g", &host.groups.len().to_string()),
                 ("dir", &out.display().to_string()),
-            ]))
+            ]))?;
+            Ok(0)
+        }
+        Command::Verify {
+            group,
+            json: as_json,
+        } => {
+            let id: passage::GroupId = group.parse()?;
+            if cli.demo || cli.root.is_some() {
+                return Err(Failure(tr(
+                    "verify opens this host's /dev/vfio; it cannot be used with --root or --demo",
+                )));
+            }
+            let root = HostRoot::open("/")?;
+            let host = scan::scan(&root)?;
+            if !host.iommu_enabled() {
+                return Err(Failure(tr("there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)")));
+            }
+            let v = passage::vfio::verify(
+                &host,
+                id,
+                std::path::Path::new("/dev"),
+                std::path::Path::new("/proc"),
+            )?;
+            if *as_json {
+                print(&json(&v)?)?;
+            }
+            match v {
+                passage::vfio::Verdict::Usable { devices } => {
+                    if !*as_json {
+                        let list: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+                        print(&trf("Group {id} is usable by QEMU: viable, attached to a VFIO container with the IOMMU, devices open: {devices}.\n", &[("id", &id.to_string()), ("devices", &list.join(", "))]))?;
+                    }
+                    Ok(0)
+                }
+                passage::vfio::Verdict::NotUsable {
+                    message, remedy, ..
+                } => {
+                    if !*as_json {
+                        let mut s = trf(
+                            "Group {id} is NOT usable by QEMU: {message}\n",
+                            &[("id", &id.to_string()), ("message", &message)],
+                        );
+                        if let Some(r) = remedy {
+                            s.push_str(&format!("  → {r}\n"));
+                        }
+                        print(&s)?;
+                    }
+                    Ok(1)
+                }
+            }
         }
         Command::Monitor {
             json: as_json,
@@ -231,7 +292,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     print(&line)?;
                     seen += 1;
                     if max_events.is_some_and(|m| seen >= m) {
-                        return Ok(());
+                        return Ok(0);
                     }
                 }
             }
@@ -254,7 +315,7 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(Failure(msg)) => {
             eprintln!("passagectl: {msg}");
             ExitCode::from(2)

@@ -1,0 +1,283 @@
+//! The VFIO usability check: the same steps QEMU takes to use a group, done and undone, with
+//! the answer in words. Interrupt-remapping and RMRR problems, partial groups and a guest
+//! holding the group all surface here, before QEMU would die on them.
+//!
+//! Steps (Documentation/driver-api/vfio.rst): open `/dev/vfio/vfio` (a container), open
+//! `/dev/vfio/N`, `VFIO_GROUP_GET_STATUS` (viable?), `VFIO_GROUP_SET_CONTAINER`,
+//! `VFIO_SET_IOMMU` (type1v2), then `VFIO_GROUP_GET_DEVICE_FD` for each member on vfio-pci.
+//! Closing the file descriptors undoes all of it.
+
+use crate::address::{GroupId, PciAddress};
+use crate::i18n::trf;
+use crate::model::Host;
+use serde::Serialize;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// ioctl numbers: `_IO(VFIO_TYPE, VFIO_BASE + n)` with VFIO_TYPE ';' and VFIO_BASE 100.
+const fn vfio_io(n: u64) -> u64 {
+    ((b';' as u64) << 8) | (100 + n)
+}
+const VFIO_GET_API_VERSION: u64 = vfio_io(0);
+const VFIO_CHECK_EXTENSION: u64 = vfio_io(1);
+const VFIO_SET_IOMMU: u64 = vfio_io(2);
+const VFIO_GROUP_GET_STATUS: u64 = vfio_io(3);
+const VFIO_GROUP_SET_CONTAINER: u64 = vfio_io(4);
+const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(6);
+const VFIO_API_VERSION: i32 = 0;
+const VFIO_TYPE1_IOMMU: u64 = 1;
+const VFIO_TYPE1V2_IOMMU: u64 = 3;
+const GROUP_FLAGS_VIABLE: u32 = 1;
+
+#[repr(C)]
+struct GroupStatus {
+    argsz: u32,
+    flags: u32,
+}
+
+/// The outcome, as a person needs it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "verdict")]
+pub enum Verdict {
+    /// QEMU will be able to use the group.
+    Usable { devices: Vec<PciAddress> },
+    /// It will not, and this is why.
+    NotUsable {
+        code: String,
+        message: String,
+        remedy: Option<String>,
+    },
+}
+
+/// Errors that are not an answer about the group (no permission, no such group).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("there is no IOMMU group {0} on this host")]
+    NoGroup(GroupId),
+    #[error("checking a group needs root (or the Passage helper): {0}")]
+    Permission(io::Error),
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+}
+
+fn errno_io(what: impl Into<String>) -> impl FnOnce(io::Error) -> VerifyError {
+    let what = what.into();
+    move |source| VerifyError::Io { what, source }
+}
+
+fn ioctl(f: &File, req: u64, arg: u64) -> io::Result<i32> {
+    // SAFETY: the VFIO ioctls used here take either an integer argument or a pointer to a
+    // struct that lives on the caller's stack for the duration of the call.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), req as _, arg) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn not_usable(code: &str, message: String, remedy: Option<String>) -> Verdict {
+    Verdict::NotUsable {
+        code: code.into(),
+        message,
+        remedy,
+    }
+}
+
+/// Processes that hold `/dev/vfio/N` open, as "pid (comm)".
+pub fn holders(proc_root: &Path, group: GroupId) -> Vec<String> {
+    let node = format!("/dev/vfio/{group}");
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir(proc_root) else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let name = p.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == Path::new(&node)))
+        {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push(format!("{pid} ({})", comm.trim()));
+        }
+    }
+    out
+}
+
+/// Runs QEMU's steps on group `id` of the live host (`dev` is normally `/dev`).
+pub fn verify(
+    host: &Host,
+    id: GroupId,
+    dev: &Path,
+    proc_root: &Path,
+) -> Result<Verdict, VerifyError> {
+    let group = host.groups.get(&id).ok_or(VerifyError::NoGroup(id))?;
+    let members: Vec<_> = host.members(group).collect();
+    let blockers: Vec<String> = members
+        .iter()
+        .filter(|d| d.is_endpoint() && !d.driver_is_harmless())
+        .map(|d| format!("{} ({})", d.address, d.driver.as_deref().unwrap_or("?")))
+        .collect();
+    let node: PathBuf = dev.join("vfio").join(id.to_string());
+    if !node.exists() {
+        return Ok(not_usable(
+            "not-bound",
+            trf("No member of group {id} is bound to vfio-pci, so there is no /dev/vfio/{id} for QEMU to open.", &[("id", &id.to_string())]),
+            Some(trf("Claim the group: passagectl claim {id}.", &[("id", &id.to_string())])),
+        ));
+    }
+    let container = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev.join("vfio/vfio"))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => VerifyError::Permission(e),
+            _ => VerifyError::Io {
+                what: "opening /dev/vfio/vfio".into(),
+                source: e,
+            },
+        })?;
+    let group_file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&node)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            let who = holders(proc_root, id);
+            let who = if who.is_empty() {
+                "another process".to_string()
+            } else {
+                who.join(", ")
+            };
+            return Ok(not_usable(
+                "held-by-process",
+                trf("Group {id} is held open by {who} (a running guest, most likely); VFIO lets one user have a group at a time.", &[("id", &id.to_string()), ("who", &who)]),
+                Some(trf("Stop that guest (or process) first, or give it this group in its configuration instead of starting a second one.", &[])),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(VerifyError::Permission(e))
+        }
+        Err(e) => {
+            return Err(VerifyError::Io {
+                what: format!("opening {}", node.display()),
+                source: e,
+            })
+        }
+    };
+    let api =
+        ioctl(&container, VFIO_GET_API_VERSION, 0).map_err(errno_io("VFIO_GET_API_VERSION"))?;
+    if api != VFIO_API_VERSION {
+        return Ok(not_usable(
+            "vfio-api",
+            trf(
+                "The kernel speaks VFIO API version {v}, not 0.",
+                &[("v", &api.to_string())],
+            ),
+            None,
+        ));
+    }
+    let mut status = GroupStatus {
+        argsz: std::mem::size_of::<GroupStatus>() as u32,
+        flags: 0,
+    };
+    ioctl(
+        &group_file,
+        VFIO_GROUP_GET_STATUS,
+        &mut status as *mut GroupStatus as u64,
+    )
+    .map_err(errno_io("VFIO_GROUP_GET_STATUS"))?;
+    if status.flags & GROUP_FLAGS_VIABLE == 0 {
+        let list = if blockers.is_empty() {
+            "—".to_string()
+        } else {
+            blockers.join("; ")
+        };
+        return Ok(not_usable(
+            "not-viable",
+            trf("Group {id} is not viable: every member must be released by the host, but these are still on host drivers: {devices}. QEMU would stop with “group {id} is not viable”.", &[("id", &id.to_string()), ("devices", &list)]),
+            Some(trf("Claim the whole group (passagectl claim {id}), which binds every member together.", &[("id", &id.to_string())])),
+        ));
+    }
+    let fd = container.as_raw_fd();
+    if let Err(e) = ioctl(
+        &group_file,
+        VFIO_GROUP_SET_CONTAINER,
+        &fd as *const i32 as u64,
+    ) {
+        return Ok(not_usable(
+            "set-container",
+            trf(
+                "The kernel refused to put group {id} in a VFIO container ({error}).",
+                &[("id", &id.to_string()), ("error", &e.to_string())],
+            ),
+            None,
+        ));
+    }
+    let iommu = if ioctl(&container, VFIO_CHECK_EXTENSION, VFIO_TYPE1V2_IOMMU).unwrap_or(0) > 0 {
+        VFIO_TYPE1V2_IOMMU
+    } else {
+        VFIO_TYPE1_IOMMU
+    };
+    if let Err(e) = ioctl(&container, VFIO_SET_IOMMU, iommu) {
+        let (code, message, remedy) = match e.raw_os_error() {
+            Some(libc::EPERM) => (
+                "no-interrupt-remapping",
+                trf("The IOMMU driver refused group {id} (EPERM from VFIO_SET_IOMMU): the platform has no interrupt remapping, and vfio_iommu_type1 does not allow unsafe interrupts.", &[("id", &id.to_string())]),
+                Some(trf("Enable interrupt remapping in the firmware; as a last resort set vfio_iommu_type1.allow_unsafe_interrupts=1, which lets the device inject interrupts into the host.", &[])),
+            ),
+            _ => (
+                "iommu-attach",
+                trf("The IOMMU could not attach group {id} ({error}). On Intel this is often a device with an RMRR (“ineligible for IOMMU domain attach” in the kernel log).", &[("id", &id.to_string()), ("error", &e.to_string())]),
+                Some(trf("Check the kernel log (dmesg) for the device; an RMRR-bound device usually cannot be assigned.", &[])),
+            ),
+        };
+        return Ok(not_usable(code, message, remedy));
+    }
+    let mut opened = Vec::new();
+    for d in members.iter().filter(|d| d.on_vfio()) {
+        let name = CString::new(d.address.to_string()).map_err(|e| VerifyError::Io {
+            what: "address".into(),
+            source: io::Error::other(e),
+        })?;
+        // SAFETY: `name` is a NUL-terminated string that outlives the call.
+        let r = unsafe {
+            libc::ioctl(
+                group_file.as_raw_fd(),
+                VFIO_GROUP_GET_DEVICE_FD as _,
+                name.as_ptr(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return Ok(not_usable(
+                "device-open",
+                trf(
+                    "The group is attached, but {device} cannot be opened for a guest ({error}).",
+                    &[
+                        ("device", &d.address.to_string()),
+                        ("error", &e.to_string()),
+                    ],
+                ),
+                None,
+            ));
+        }
+        // SAFETY: r is a file descriptor the kernel just gave us; File closes it.
+        drop(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(r) });
+        opened.push(d.address);
+    }
+    Ok(Verdict::Usable { devices: opened })
+}

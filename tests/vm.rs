@@ -1,0 +1,420 @@
+//! Passage checked against a real Linux kernel: each test boots a stock Debian kernel in QEMU
+//! (q35 + emulated VT-d with interrupt remapping) with a PCI topology built for the purpose,
+//! runs tests/vm/guest-job.sh inside it against this build's passagectl, and compares what
+//! Passage says with what the kernel did. See docs/TESTING.md for running one by hand.
+//!
+//! If this machine cannot run QEMU at all, these tests fail and say why: they never pass
+//! silently.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// One VM at a time: two cores, and TCG is already slow.
+static VM: Mutex<()> = Mutex::new(());
+
+struct Run {
+    out: PathBuf,
+}
+
+impl Run {
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out.join(name))
+            .unwrap_or_else(|e| panic!("{}: {e}\nguest log:\n{}", name, self.log()))
+    }
+    fn json(&self, name: &str) -> Value {
+        serde_json::from_str(&self.file(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", self.log()))
+    }
+    fn rc(&self, name: &str) -> i32 {
+        self.file(name).trim().parse().unwrap()
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.out.join("job.log")).unwrap_or_default()
+    }
+    /// The kernel's listing: group → {member → driver}.
+    fn kernel(&self, name: &str) -> BTreeMap<u64, BTreeMap<String, String>> {
+        let mut m: BTreeMap<u64, BTreeMap<String, String>> = BTreeMap::new();
+        for line in self.file(name).lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            m.entry(f[0].parse().unwrap())
+                .or_default()
+                .insert(f[1].into(), f[2].into());
+        }
+        m
+    }
+}
+
+fn boot(topology: &str, partial: &str, full: &str, hold: bool) -> Run {
+    let _one = VM.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("vm")
+        .join(topology);
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let job = out.with_extension("job.sh");
+    let header = format!(
+        "PASSAGECTL={}\nPARTIAL={partial}\nFULL={full}\nHOLD={}\n",
+        env!("CARGO_BIN_EXE_passagectl"),
+        u8::from(hold)
+    );
+    let body = std::fs::read_to_string(root.join("tests/vm/guest-job.sh")).unwrap();
+    std::fs::write(&job, header + &body).unwrap();
+    let o = Command::new("python3")
+        .arg(root.join("tests/vm/vm.py"))
+        .args(["run", topology])
+        .arg(&out)
+        .arg(&job)
+        .output()
+        .expect("python3 is needed for the VM harness");
+    assert!(
+        o.status.success(),
+        "the real-kernel test bed could not run {topology}:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let run = Run { out };
+    assert_eq!(run.rc("job.rc"), 0, "guest job failed:\n{}", run.log());
+    assert!(
+        run.out.join("job.done").exists(),
+        "guest job stopped early:\n{}",
+        run.log()
+    );
+    eprintln!("{topology}: {} s in the VM", run.file("seconds").trim());
+    run
+}
+
+/// `passagectl list --json` agrees with the kernel exactly: same groups, same members, same
+/// drivers, for every device.
+fn assert_agrees_with_kernel(run: &Run, stage: &str) -> Value {
+    assert_eq!(run.rc(&format!("{stage}-list.rc")), 0);
+    let list = run.json(&format!("{stage}-list.json"));
+    let kernel = run.kernel(&format!("{stage}-kernel.txt"));
+    let ours: BTreeMap<u64, BTreeSet<String>> = list["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["id"].as_u64().unwrap(),
+                g["devices"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    let theirs: BTreeMap<u64, BTreeSet<String>> = kernel
+        .iter()
+        .map(|(g, m)| (*g, m.keys().cloned().collect()))
+        .collect();
+    assert_eq!(ours, theirs, "{stage}: groups differ from the kernel's");
+    let drivers: BTreeMap<String, String> = kernel
+        .values()
+        .flatten()
+        .map(|(a, d)| (a.clone(), d.clone()))
+        .collect();
+    for d in list["devices"].as_array().unwrap() {
+        let a = d["address"].as_str().unwrap();
+        if let Some(k) = drivers.get(a) {
+            let ours = d["driver"].as_str().unwrap_or("-");
+            assert_eq!(ours, k, "{stage}: driver of {a}");
+        }
+    }
+    list
+}
+
+fn device<'a>(list: &'a Value, addr: &str) -> &'a Value {
+    list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["address"] == addr)
+        .unwrap_or_else(|| panic!("no {addr}"))
+}
+
+fn ids(d: &Value) -> String {
+    format!(
+        "{}:{}",
+        d["vendor_id"].as_str().unwrap(),
+        d["device_id"].as_str().unwrap()
+    )
+}
+
+/// Groups whose members have these vendor:device ids (a multiset, order free).
+fn groups_with<'a>(list: &'a Value, want: &[&str]) -> Vec<&'a Value> {
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    list["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| {
+            let mut have: Vec<String> = g["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| ids(device(list, a.as_str().unwrap())))
+                .collect();
+            have.sort();
+            have == want
+        })
+        .collect()
+}
+
+fn reason<'a>(g: &'a Value, code: &str) -> Option<&'a Value> {
+    g["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == code)
+}
+
+fn addr_of(list: &Value, ids_: &str) -> Vec<String> {
+    list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| ids(d) == ids_)
+        .map(|d| d["address"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const E1000E: &str = "8086:10d3";
+const E1000: &str = "8086:100e";
+const RTL8139: &str = "10ec:8139";
+const XHCI: &str = "1033:0194";
+const ROOT_PORT: &str = "1b36:000c";
+const PCIE_PCI_BRIDGE: &str = "1b36:000e";
+const PCI_BRIDGE: &str = "1b36:0001";
+const SWITCH_UP: &str = "104c:8232";
+const SWITCH_DOWN: &str = "104c:8233";
+const IOH3420: &str = "8086:3420";
+const VIRTIO_9P: &str = "1af4:1009";
+
+#[test]
+fn root_ports_each_endpoint_alone_and_a_bound_group_is_usable_by_qemu() {
+    // The first e1000e sits behind the root port at 00:02.0, so on bus 01.
+    let run = boot("root-ports", "", "0000:01:00.0", true);
+    let list = assert_agrees_with_kernel(&run, "boot");
+    assert_eq!(list["iommu"]["enabled"], true);
+    assert_eq!(groups_with(&list, &[E1000E]).len(), 2);
+    assert_eq!(groups_with(&list, &[XHCI]).len(), 1);
+    assert_eq!(groups_with(&list, &[ROOT_PORT]).len(), 3);
+    for g in groups_with(&list, &[ROOT_PORT]) {
+        assert_eq!(g["assignable"], false);
+    }
+    // The VM's root filesystem is the 9p share: its virtio device is host-critical.
+    for g in groups_with(&list, &[VIRTIO_9P]) {
+        assert!(
+            reason(g, "root-filesystem").is_some() || reason(g, "mounted-filesystem").is_some(),
+            "{g}"
+        );
+    }
+    assert!(groups_with(&list, &[VIRTIO_9P])
+        .iter()
+        .any(|g| g["state"] == "host-critical"));
+
+    // Bound by a plain shell sequence, the group is usable by QEMU's own steps.
+    assert_eq!(
+        run.rc("full-verify.rc"),
+        0,
+        "{}",
+        run.file("full-verify.txt")
+    );
+    let v: Value = run.json("full-verify.json");
+    assert_eq!(v["verdict"], "usable");
+    assert_eq!(v["devices"][0], "0000:01:00.0");
+    let list = assert_agrees_with_kernel(&run, "full");
+    let g = run.file("full-group").trim().parse::<u64>().unwrap();
+    let grp = list["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == g)
+        .unwrap();
+    assert_eq!(grp["state"], "assigned");
+    // Held open by a process, QEMU could not have it: verify says who holds it.
+    assert_eq!(run.rc("held-verify.rc"), 1);
+    let held = run.file("held-verify.txt");
+    let pid = run.file("holder.pid");
+    assert!(
+        held.contains("held open by") && held.contains(pid.trim()),
+        "{held}"
+    );
+}
+
+#[test]
+fn pci_bridges_group_their_conventional_devices_and_a_partial_group_is_not_viable() {
+    // Behind the pcie-pci-bridge (root port 00:02.0 → bus 01, bridge 01:00.0 → bus 02):
+    // e1000 at 02:01.0, rtl8139 at 02:02.0.
+    let run = boot("pci-bridges", "0000:02:01.0", "0000:02:01.0", false);
+    let list = assert_agrees_with_kernel(&run, "boot");
+    let behind_pcie = groups_with(&list, &[PCIE_PCI_BRIDGE, E1000, RTL8139]);
+    let behind_pci = groups_with(&list, &[PCI_BRIDGE, E1000, RTL8139]);
+    assert_eq!(
+        (behind_pcie.len(), behind_pci.len()),
+        (1, 1),
+        "{}",
+        run.file("boot-list.txt")
+    );
+    for (g, bridge) in [
+        (behind_pcie[0], PCIE_PCI_BRIDGE),
+        (behind_pci[0], PCI_BRIDGE),
+    ] {
+        let r =
+            reason(g, "shape-pci-bridge").unwrap_or_else(|| panic!("no shape-pci-bridge in {g}"));
+        let b = r["device"].as_str().unwrap();
+        assert_eq!(ids(device(&list, b)), bridge);
+        assert_eq!(g["assignable"], true);
+    }
+    // Only the e1000 bound: the kernel says not viable, and Passage names the rtl8139.
+    assert_eq!(
+        run.rc("partial-verify.rc"),
+        1,
+        "{}",
+        run.file("partial-verify.txt")
+    );
+    let msg = run.file("partial-verify.txt");
+    assert!(
+        msg.contains("not viable") && msg.contains("0000:02:02.0") && msg.contains("8139cp"),
+        "{msg}"
+    );
+    let list = assert_agrees_with_kernel(&run, "partial");
+    let g = groups_with(&list, &[PCIE_PCI_BRIDGE, E1000, RTL8139])[0];
+    assert_eq!(g["state"], "in-use");
+    let r = reason(g, "partly-claimed").expect("partly-claimed");
+    assert_eq!(r["device"], "0000:02:02.0");
+    // The whole group bound (the bridge has no driver to lose): usable.
+    assert_eq!(
+        run.rc("full-verify.rc"),
+        0,
+        "{}",
+        run.file("full-verify.txt")
+    );
+    let list = assert_agrees_with_kernel(&run, "full");
+    assert_eq!(
+        groups_with(&list, &[PCIE_PCI_BRIDGE, E1000, RTL8139])[0]["state"],
+        "assigned"
+    );
+}
+
+#[test]
+fn switch_and_ioh3420_ports_without_acs_keep_their_endpoints() {
+    let run = boot("switch-no-acs", "", "", false);
+    let list = assert_agrees_with_kernel(&run, "boot");
+    assert_eq!(
+        groups_with(&list, &[SWITCH_UP]).len(),
+        1,
+        "the upstream port is alone"
+    );
+    let down = groups_with(&list, &[SWITCH_DOWN, E1000E]);
+    assert_eq!(down.len(), 2, "{}", run.file("boot-list.txt"));
+    let ioh = groups_with(&list, &[IOH3420, E1000E]);
+    assert_eq!(ioh.len(), 1);
+    for (g, port) in down
+        .iter()
+        .map(|g| (*g, SWITCH_DOWN))
+        .chain([(ioh[0], IOH3420)])
+    {
+        let r = reason(g, "shape-no-acs").unwrap_or_else(|| panic!("no shape-no-acs in {g}"));
+        assert_eq!(ids(device(&list, r["device"].as_str().unwrap())), port);
+        assert!(
+            !r["message"].as_str().unwrap().contains("apparently"),
+            "read as root, ACS is known: {r}"
+        );
+    }
+    assert!(run.kernel("boot-kernel.txt").len() > 5);
+}
+
+#[test]
+fn multifunction_functions_share_a_group_and_bind_together() {
+    // The two e1000e functions at 01:00.0/01:00.1 behind the root port at 00:02.0.
+    let run = boot("multifunction", "", "0000:01:00.0", false);
+    let list = assert_agrees_with_kernel(&run, "boot");
+    let mf = groups_with(&list, &[E1000E, E1000E]);
+    assert_eq!(mf.len(), 1, "{}", run.file("boot-list.txt"));
+    assert!(reason(mf[0], "shape-multifunction").is_some(), "{}", mf[0]);
+    assert_eq!(
+        groups_with(&list, &[E1000E]).len(),
+        1,
+        "the e1000e on the root complex is alone"
+    );
+    // q35's own 00:1f.x functions share one group, explained as one multifunction device.
+    let q35: Vec<&Value> = list["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| {
+            g["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d == "0000:00:1f.0")
+        })
+        .collect();
+    assert_eq!(q35.len(), 1);
+    assert!(q35[0]["devices"].as_array().unwrap().len() >= 3);
+    assert!(
+        reason(q35[0], "shape-multifunction").is_some(),
+        "{}",
+        q35[0]
+    );
+    assert_eq!(
+        run.rc("full-verify.rc"),
+        0,
+        "{}",
+        run.file("full-verify.txt")
+    );
+    let v = run.json("full-verify.json");
+    assert_eq!(v["devices"].as_array().unwrap().len(), 2);
+    let _ = addr_of(&list, E1000E);
+}
+
+fn assert_no_groups(run: &Run) -> Value {
+    let list = run.json("boot-list.json");
+    assert_eq!(
+        list["iommu"]["enabled"],
+        false,
+        "{}",
+        run.file("boot-list.txt")
+    );
+    assert!(list["groups"].as_array().unwrap().is_empty());
+    assert!(run.kernel("boot-kernel.txt").is_empty());
+    assert!(list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["group"].is_null()));
+    list
+}
+
+#[test]
+fn without_vt_d_in_the_firmware_there_are_no_groups_and_passage_says_how_to_turn_it_on() {
+    let run = boot("no-iommu", "", "", false);
+    let list = assert_no_groups(&run);
+    let r = &list["iommu"]["reasons"][0];
+    assert_eq!(r["code"], "iommu-off", "{r}");
+    let remedy = r["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains("intel_iommu=on") && remedy.contains("VT-d"),
+        "{r}"
+    );
+}
+
+#[test]
+fn with_intel_iommu_off_passage_names_the_parameter_to_remove() {
+    let run = boot("iommu-off-cmdline", "", "", false);
+    let list = assert_no_groups(&run);
+    let r = &list["iommu"]["reasons"][0];
+    assert_eq!(r["code"], "iommu-disabled-cmdline", "{r}");
+    assert!(
+        r["remedy"].as_str().unwrap().contains("intel_iommu=off"),
+        "{r}"
+    );
+}

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Passage's real-kernel test bed: boot a stock Debian kernel in QEMU (q35 + emulated VT-d)
+with a chosen PCI topology, run a job script inside it against the host's own binaries, and
+bring the results back.
+
+    tests/vm/vm.py prepare                 fetch kernel, build vmlinux + initramfs (cached)
+    tests/vm/vm.py run TOPOLOGY OUT JOB    boot TOPOLOGY, run JOB (a shell script) in the guest
+    tests/vm/vm.py topologies              list topologies and their QEMU arguments
+
+How the guest sees things: the host's / is exported read-only over 9p and the guest chroots
+into it, with /proc, /sys and /dev bind-mounted from the guest kernel, so `target/debug/
+passagectl` and python3 run unchanged inside. OUT is a second, writable 9p share mounted at
+/tmp in the chroot: JOB is copied there, and everything it writes there comes back; its exit
+code lands in OUT/job.rc and its output in OUT/job.log.
+
+Everything comes from Debian packages: the kernel (apt-get download, dpkg-deb -x), QEMU and
+busybox-static (installed by ./dev). See shared knowledge in docs/TESTING.md.
+"""
+
+import hashlib
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("PASSAGE_VM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "passage-vm")
+
+# Modules the guest loads at boot, with their dependencies resolved from each module's own
+# `depends=` modinfo string (the package ships no modules.dep and the host may have no kmod).
+MODULES = [
+    "virtio_pci", "9pnet_virtio", "9p",
+    "vfio", "vfio_iommu_type1", "vfio_pci",
+    "e1000e", "e1000", "8139cp", "igb", "xhci_pci",
+]
+
+BASE_APPEND = "console=ttyS0 panic=-1 quiet rdinit=/init"
+
+# Each topology: QEMU device arguments and whether the guest kernel turns the IOMMU on.
+# Root ports need a unique chassis/slot; group numbers depend on device order, so tests
+# compare membership, never numbers.
+TOPOLOGIES = {
+    # (1) Root ports, each with one endpoint: every endpoint alone in its group.
+    "root-ports": [
+        "-device", "pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x2",
+        "-device", "e1000e,bus=rp1,netdev=n1", "-netdev", "user,id=n1,restrict=on",
+        "-device", "pcie-root-port,id=rp2,chassis=2,slot=2,bus=pcie.0,addr=0x3",
+        "-device", "nec-usb-xhci,bus=rp2",
+        "-device", "pcie-root-port,id=rp3,chassis=3,slot=3,bus=pcie.0,addr=0x4",
+        "-device", "e1000e,bus=rp3,netdev=n2", "-netdev", "user,id=n2,restrict=on",
+    ],
+    # (2) A PCIe-to-PCI bridge with two conventional devices; a conventional PCI bridge on the
+    # root complex with two more.
+    "pci-bridges": [
+        "-device", "pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x2",
+        "-device", "pcie-pci-bridge,id=pb1,bus=rp1",
+        "-device", "e1000,bus=pb1,addr=0x1,netdev=n1", "-netdev", "user,id=n1,restrict=on",
+        "-device", "rtl8139,bus=pb1,addr=0x2,netdev=n2", "-netdev", "user,id=n2,restrict=on",
+        "-device", "pci-bridge,id=b2,chassis_nr=9,bus=pcie.0,addr=0x3",
+        "-device", "e1000,bus=b2,addr=0x1,netdev=n3", "-netdev", "user,id=n3,restrict=on",
+        "-device", "rtl8139,bus=b2,addr=0x2,netdev=n4", "-netdev", "user,id=n4,restrict=on",
+    ],
+    # (3) A PCIe switch (upstream + two downstream ports) and an ioh3420 port (no ACS).
+    "switch-no-acs": [
+        "-device", "pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x2",
+        "-device", "x3130-upstream,id=up1,bus=rp1",
+        "-device", "xio3130-downstream,id=dn1,bus=up1,chassis=2,slot=0",
+        "-device", "e1000e,bus=dn1,netdev=n1", "-netdev", "user,id=n1,restrict=on",
+        "-device", "xio3130-downstream,id=dn2,bus=up1,chassis=3,slot=1",
+        "-device", "e1000e,bus=dn2,netdev=n2", "-netdev", "user,id=n2,restrict=on",
+        "-device", "ioh3420,id=io1,chassis=4,slot=4,bus=pcie.0,addr=0x3",
+        "-device", "e1000e,bus=io1,netdev=n3", "-netdev", "user,id=n3,restrict=on",
+    ],
+    # (4) A multifunction endpoint behind a root port, a device on the root complex, and q35's
+    # own 00:1f.x functions.
+    "multifunction": [
+        "-device", "pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x2",
+        "-device", "e1000e,bus=rp1,addr=0x0.0,multifunction=on,netdev=n1", "-netdev", "user,id=n1,restrict=on",
+        "-device", "e1000e,bus=rp1,addr=0x0.1,netdev=n2", "-netdev", "user,id=n2,restrict=on",
+        "-device", "e1000e,bus=pcie.0,addr=0x5,netdev=n3", "-netdev", "user,id=n3,restrict=on",
+    ],
+}
+# Boots without a working IOMMU, on the root-ports topology: (5a) the firmware has no VT-d
+# (no intel-iommu device, no DMAR table); (5b) the kernel is told intel_iommu=off. (Debian's
+# 6.1 kernel turns VT-d on by default, so merely leaving out intel_iommu=on changes nothing.)
+NO_IOMMU = {
+    "no-iommu": {"iommu_device": False, "append": ""},
+    "iommu-off-cmdline": {"iommu_device": True, "append": " intel_iommu=off"},
+}
+NO_IOMMU_BASE = "root-ports"
+
+
+def log(*a):
+    print("vm:", *a, file=sys.stderr, flush=True)
+
+
+class Unavailable(Exception):
+    """The machine cannot run the test bed; the message says what is missing."""
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def kernel_deb():
+    """Downloads (once) the kernel image package that linux-image-amd64 points to."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    meta = sorted(CACHE.glob("linux-image-amd64_*.deb"))
+    if not meta:
+        log("downloading linux-image-amd64 (metapackage)")
+        run(["apt-get", "download", "linux-image-amd64"], cwd=CACHE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        meta = sorted(CACHE.glob("linux-image-amd64_*.deb"))
+    if not meta:
+        raise Unavailable("apt-get download linux-image-amd64 failed (is apt configured?)")
+    dep = subprocess.run(["dpkg-deb", "-f", str(meta[-1]), "Depends"], check=True, capture_output=True, text=True).stdout
+    pkg = dep.split(",")[0].split("(")[0].strip()
+    debs = sorted(CACHE.glob(f"{pkg}_*.deb"))
+    if not debs:
+        log(f"downloading {pkg}")
+        run(["apt-get", "download", pkg], cwd=CACHE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        debs = sorted(CACHE.glob(f"{pkg}_*.deb"))
+    if not debs:
+        raise Unavailable(f"apt-get download {pkg} failed")
+    return debs[-1]
+
+
+def extract_vmlinux(vmlinuz: Path, out: Path):
+    """The uncompressed kernel for QEMU's PVH entry (saves seconds per boot over bzImage)."""
+    data = vmlinuz.read_bytes()
+    i = data.find(b"\xfd7zXZ\x00")
+    if i < 0:
+        raise Unavailable(f"{vmlinuz} is not XZ-compressed; extend extract_vmlinux")
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    out.write_bytes(d.decompress(data[i:]))
+
+
+def modinfo_depends(ko: Path):
+    data = ko.read_bytes()
+    for field in data.split(b"\x00"):
+        if field.startswith(b"depends="):
+            return [m for m in field[8:].decode().split(",") if m]
+    return []
+
+
+def resolve_modules(moddir: Path):
+    """Module files to insmod, dependencies first."""
+    by_name = {}
+    for ko in moddir.rglob("*.ko"):
+        by_name[ko.stem.replace("-", "_")] = ko
+    order, seen = [], set()
+
+    def visit(name):
+        name = name.replace("-", "_")
+        if name in seen:
+            return
+        seen.add(name)
+        ko = by_name.get(name)
+        if ko is None:
+            return  # built into the kernel
+        for dep in modinfo_depends(ko):
+            visit(dep)
+        order.append(ko)
+
+    for m in MODULES:
+        visit(m)
+    return order
+
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules.order); do insmod /lib/modules/$m 2>/dev/null; done
+mkdir -p /hostroot
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /hostroot || { echo "vm: cannot mount host root"; poweroff -f; }
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /hostroot/tmp || { echo "vm: cannot mount out"; poweroff -f; }
+mount --bind /proc /hostroot/proc
+mount --bind /sys /hostroot/sys
+mount --bind /dev /hostroot/dev
+mount -t tmpfs run /hostroot/run 2>/dev/null
+echo "vm: job starting"
+chroot /hostroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 PASSAGE_IN_VM=1 /bin/bash /tmp/job.sh > /hostroot/tmp/job.log 2>&1
+echo $? > /hostroot/tmp/job.rc
+echo "vm: job finished rc=$(cat /hostroot/tmp/job.rc)"
+sync
+umount /hostroot/tmp
+poweroff -f
+"""
+
+
+def prepare():
+    """Kernel, vmlinux and initramfs in the cache; returns (vmlinux, initramfs, kver)."""
+    if not shutil.which("qemu-system-x86_64"):
+        raise Unavailable("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    bb = Path("/bin/busybox")
+    # The initramfs has no C library: busybox must be the static build (no ELF interpreter).
+    if not bb.exists() or b"ld-linux" in bb.read_bytes()[:65536]:
+        raise Unavailable("busybox-static is not installed (apt-get install busybox-static)")
+    deb = kernel_deb()
+    kroot = CACHE / deb.stem
+    if not (kroot / "boot").exists():
+        log(f"unpacking {deb.name}")
+        tmp = CACHE / (deb.stem + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        run(["dpkg-deb", "-x", str(deb), str(tmp)])
+        tmp.rename(kroot)
+    kver = next((kroot / "lib/modules").iterdir()).name
+    vmlinux = CACHE / f"vmlinux-{kver}"
+    if not vmlinux.exists():
+        log("extracting vmlinux")
+        extract_vmlinux(kroot / f"boot/vmlinuz-{kver}", vmlinux.with_suffix(".tmp"))
+        vmlinux.with_suffix(".tmp").rename(vmlinux)
+    mods = resolve_modules(kroot / "lib/modules" / kver)
+    key = hashlib.sha256((INIT + "\n".join(str(m) for m in mods)).encode()).hexdigest()[:12]
+    initrd = CACHE / f"initramfs-{kver}-{key}.cpio"
+    if not initrd.exists():
+        log("building initramfs")
+        stage = CACHE / "initramfs.stage"
+        shutil.rmtree(stage, ignore_errors=True)
+        for d in ["bin", "proc", "sys", "dev", "lib/modules", "hostroot"]:
+            (stage / d).mkdir(parents=True, exist_ok=True)
+        shutil.copy2("/bin/busybox", stage / "bin/busybox")
+        names = []
+        for ko in mods:
+            shutil.copy2(ko, stage / "lib/modules" / ko.name)
+            names.append(ko.name)
+        (stage / "modules.order").write_text("\n".join(names) + "\n")
+        (stage / "init").write_text(INIT)
+        (stage / "init").chmod(0o755)
+        files = subprocess.run(["find", ".", "-print0"], cwd=stage, check=True, capture_output=True).stdout
+        with open(initrd.with_suffix(".tmp"), "wb") as f:
+            subprocess.run(["cpio", "--null", "-o", "-H", "newc", "-R", "0:0", "--quiet"], cwd=stage, input=files, stdout=f, check=True)
+        initrd.with_suffix(".tmp").rename(initrd)
+        shutil.rmtree(stage, ignore_errors=True)
+    return vmlinux, initrd, kver
+
+
+def accel():
+    """KVM only where hardware-assisted KVM is loaded; the software kvm_pvm crawls."""
+    if Path("/dev/kvm").exists() and (Path("/sys/module/kvm_intel").exists() or Path("/sys/module/kvm_amd").exists()):
+        return ["-accel", "kvm", "-cpu", "host"]
+    return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+
+
+def qemu_command(topology, vmlinux, initrd, out: Path):
+    if topology in TOPOLOGIES:
+        devices, iommu_device, append = TOPOLOGIES[topology], True, BASE_APPEND + " intel_iommu=on"
+    elif topology in NO_IOMMU:
+        v = NO_IOMMU[topology]
+        devices, iommu_device, append = TOPOLOGIES[NO_IOMMU_BASE], v["iommu_device"], BASE_APPEND + v["append"]
+    else:
+        raise SystemExit(f"unknown topology {topology}; known: {', '.join([*TOPOLOGIES, *NO_IOMMU])}")
+    iommu = ["-device", "intel-iommu,intremap=on,caching-mode=on"] if iommu_device else []
+    return [
+        "qemu-system-x86_64", *accel(),
+        "-machine", "q35,kernel-irqchip=split", "-smp", "2", "-m", "1G",
+        *iommu,
+        "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
+        "-kernel", str(vmlinux), "-initrd", str(initrd), "-append", append,
+        # 9p shares on the root complex, each alone in its group: never bind them.
+        "-fsdev", "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device", "virtio-9p-pci,fsdev=fs0,mount_tag=hostroot,bus=pcie.0,addr=0x10",
+        "-fsdev", f"local,id=fs1,path={out},security_model=none",
+        "-device", "virtio-9p-pci,fsdev=fs1,mount_tag=out,bus=pcie.0,addr=0x11",
+        *devices,
+    ]
+
+
+def boot(topology, out: Path, job: Path, timeout=600):
+    vmlinux, initrd, _ = prepare()
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(job, out / "job.sh")
+    for f in ["job.rc", "job.log"]:
+        (out / f).unlink(missing_ok=True)
+    cmd = qemu_command(topology, vmlinux, initrd, out)
+    (out / "qemu.cmd").write_text(" ".join(cmd) + "\n")
+    t0 = time.monotonic()
+    with open(out / "console.log", "wb") as console:
+        try:
+            subprocess.run(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"{topology}: the VM did not finish within {timeout} s; see {out}/console.log")
+    (out / "seconds").write_text(f"{time.monotonic() - t0:.1f}\n")
+    if not (out / "job.rc").exists():
+        tail = (out / "console.log").read_text(errors="replace")[-3000:]
+        raise SystemExit(f"{topology}: the guest did not run the job; console:\n{tail}")
+    return int((out / "job.rc").read_text().strip() or "1")
+
+
+def main(argv):
+    if len(argv) >= 1 and argv[0] == "prepare":
+        try:
+            v, i, k = prepare()
+        except Unavailable as e:
+            raise SystemExit(f"vm: cannot run the real-kernel tests here: {e}")
+        print(f"kernel {k}\nvmlinux {v}\ninitramfs {i}")
+        return 0
+    if len(argv) >= 1 and argv[0] == "topologies":
+        for name, devs in TOPOLOGIES.items():
+            print(name, " ".join(devs))
+        for name, v in NO_IOMMU.items():
+            print(name, f"({NO_IOMMU_BASE}; intel-iommu device: {v['iommu_device']}; append:{v['append'] or ' -'})")
+        return 0
+    if len(argv) == 4 and argv[0] == "run":
+        try:
+            rc = boot(argv[1], Path(argv[2]).resolve(), Path(argv[3]))
+        except Unavailable as e:
+            raise SystemExit(f"vm: cannot run the real-kernel tests here: {e}")
+        print(f"job exit code {rc}")
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
