@@ -48,6 +48,10 @@ impl Run {
 }
 
 fn boot(topology: &str, partial: &str, full: &str, hold: bool) -> Run {
+    boot_with(topology, "", partial, full, hold)
+}
+
+fn boot_with(topology: &str, pre: &str, partial: &str, full: &str, hold: bool) -> Run {
     let _one = VM.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -57,7 +61,7 @@ fn boot(topology: &str, partial: &str, full: &str, hold: bool) -> Run {
     std::fs::create_dir_all(&out).unwrap();
     let job = out.with_extension("job.sh");
     let header = format!(
-        "PASSAGECTL={}\nPARTIAL={partial}\nFULL={full}\nHOLD={}\n",
+        "PASSAGECTL={}\nPRE='{pre}'\nPARTIAL={partial}\nFULL={full}\nHOLD={}\n",
         env!("CARGO_BIN_EXE_passagectl"),
         u8::from(hold)
     );
@@ -114,6 +118,31 @@ fn assert_agrees_with_kernel(run: &Run, stage: &str) -> Value {
         .map(|(g, m)| (*g, m.keys().cloned().collect()))
         .collect();
     assert_eq!(ours, theirs, "{stage}: groups differ from the kernel's");
+    // `explain` tells the same story for every multi-device group, shape included.
+    if stage == "boot" {
+        for (g, members) in &theirs {
+            if members.len() < 2 {
+                continue;
+            }
+            let e = run.json(&format!("explain-{g}.json"));
+            let ours = list["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["id"] == *g)
+                .unwrap();
+            assert_eq!(&e["group"], ours, "explain {g} differs from list");
+            assert!(
+                e["group"]["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["code"].as_str().unwrap().starts_with("shape-")),
+                "group {g} has no shape reason: {}",
+                e["group"]
+            );
+        }
+    }
     let drivers: BTreeMap<String, String> = kernel
         .values()
         .flatten()
@@ -374,6 +403,67 @@ fn multifunction_functions_share_a_group_and_bind_together() {
     let v = run.json("full-verify.json");
     assert_eq!(v["devices"].as_array().unwrap().len(), 2);
     let _ = addr_of(&list, E1000E);
+}
+
+#[test]
+fn sriov_virtual_functions_get_groups_of_their_own_and_bind_alone() {
+    // igb (QEMU >= 8) behind the root port at 00:02.0: the PF is 01:00.0; the guest enables
+    // two VFs and binds the first.
+    let pre = "echo 2 > /sys/bus/pci/devices/0000:01:00.0/sriov_numvfs; FULL=$(basename $(readlink /sys/bus/pci/devices/0000:01:00.0/virtfn0))";
+    let run = boot_with("sriov", pre, "", "", false);
+    let list = assert_agrees_with_kernel(&run, "boot");
+    let pf = device(&list, "0000:01:00.0");
+    // Read from the PF's SR-IOV capability; QEMU's igb model advertises 8 VFs.
+    assert_eq!(
+        pf["capabilities"]["sriov_total_vfs"].as_u64(),
+        Some(8),
+        "{pf}"
+    );
+    let vfs: Vec<String> = pf["virtfns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(vfs.len(), 2, "{pf}");
+    let pf_group = list["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == pf["group"])
+        .unwrap();
+    let r = reason(pf_group, "sriov-pf").expect("sriov-pf");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 virtual functions"),
+        "{r}"
+    );
+    for vf in &vfs {
+        let d = device(&list, vf);
+        assert_eq!(d["physfn"], "0000:01:00.0");
+        let g = list["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == d["group"])
+            .unwrap();
+        assert_eq!(
+            g["devices"].as_array().unwrap().len(),
+            1,
+            "each VF alone: {g}"
+        );
+        assert!(reason(g, "sriov-vf").is_some());
+    }
+    assert_eq!(
+        run.rc("full-verify.rc"),
+        0,
+        "{}",
+        run.file("full-verify.txt")
+    );
+    let v = run.json("full-verify.json");
+    assert_eq!(v["devices"][0].as_str(), Some(vfs[0].as_str()));
 }
 
 fn assert_no_groups(run: &Run) -> Value {

@@ -1,5 +1,5 @@
 # Runs inside the test VM (chrooted into the host's root, /tmp = the results share).
-# The host test prepends: PASSAGECTL, PARTIAL (an address to bind alone, or empty), FULL (an
+# The host test prepends: PASSAGECTL, PRE (shell to run first), PARTIAL (an address to bind alone, or empty), FULL (an
 # address whose whole group to bind, or empty), HOLD (1: hold the FULL group open and verify).
 # It collects facts and exit codes; the assertions live in tests/vm.rs.
 set -u
@@ -34,10 +34,17 @@ snapshot() { # name
   kernel_listing > $OUT/$1-kernel.txt
 }
 
+# A topology may need the guest to set something up first (enable SR-IOV VFs, say); PRE may
+# also set FULL or PARTIAL from what it created.
+if [ -n "${PRE:-}" ]; then eval "$PRE"; fi
+
 snapshot boot
 $P list > $OUT/boot-list.txt 2>&1
+# The whole story of every group with more than one member (the ones that need a "why").
 for gd in /sys/kernel/iommu_groups/*; do
   [ -d "$gd" ] || continue
+  set -- "$gd"/devices/*
+  [ $# -gt 1 ] || continue
   n=${gd##*/}
   $P explain $n --json > $OUT/explain-$n.json 2>$OUT/explain-$n.err
 done

@@ -82,7 +82,14 @@ TOPOLOGIES = {
         "-device", "e1000e,bus=rp1,addr=0x0.1,netdev=n2", "-netdev", "user,id=n2,restrict=on",
         "-device", "e1000e,bus=pcie.0,addr=0x5,netdev=n3", "-netdev", "user,id=n3,restrict=on",
     ],
+    # (4b) An SR-IOV physical function (igb, QEMU >= 8) whose VFs the guest job enables.
+    "sriov": [
+        "-device", "pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x2",
+        "-device", "igb,bus=rp1,netdev=n1", "-netdev", "user,id=n1,restrict=on",
+    ],
 }
+# Topologies whose devices QEMU 7.2 (Debian 12) lacks: run with bookworm-backports' QEMU.
+NEEDS_NEW_QEMU = {"sriov"}
 # Boots without a working IOMMU, on the root-ports topology: (5a) the firmware has no VT-d
 # (no intel-iommu device, no DMAR table); (5b) the kernel is told intel_iommu=off. (Debian's
 # 6.1 kernel turns VT-d on by default, so merely leaving out intel_iommu=on changes nothing.)
@@ -240,6 +247,56 @@ def prepare():
     return vmlinux, initrd, kver
 
 
+def apt_uri():
+    """The Debian mirror this machine's apt already uses (so nothing else is ever named)."""
+    for f in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        if not f.is_file() or "disabled" in f.name:
+            continue
+        text = f.read_text(errors="replace")
+        for line in text.splitlines():
+            parts = line.split()
+            if f.suffix == ".sources" and parts[:1] == ["URIs:"]:
+                for uri in parts[1:]:
+                    if uri.rstrip("/").endswith("/debian"):
+                        return uri
+            elif parts[:1] == ["deb"]:
+                uri = next((p for p in parts[1:] if "://" in p), "")
+                if uri.rstrip("/").endswith("/debian"):
+                    return uri
+    raise Unavailable("no Debian mirror in /etc/apt to fetch backports' QEMU from")
+
+
+def new_qemu():
+    """QEMU from <codename>-backports, unpacked privately: the host's apt sources and state are
+    left untouched (private lists and cache under the test cache)."""
+    d = CACHE / "qemu-backports"
+    binary = d / "root/usr/bin/qemu-system-x86_64"
+    if binary.exists():
+        return binary
+    codename = "bookworm"
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            codename = line.split("=", 1)[1].strip('"') or codename
+    for sub in ["lists/partial", "cache/archives/partial", "debs"]:
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    (d / "sources.list").write_text(
+        f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {apt_uri()} {codename}-backports main\n")
+    opts = [f"-oDir::Etc::SourceList={d}/sources.list", "-oDir::Etc::SourceParts=/nonexistent",
+            f"-oDir::State::Lists={d}/lists", f"-oDir::Cache={d}/cache", "-oAPT::Get::List-Cleanup=0"]
+    log(f"fetching QEMU from {codename}-backports")
+    run(["apt-get", *opts, "update"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pkgs = [f"{p}/{codename}-backports" for p in ["qemu-system-x86", "qemu-system-common", "qemu-system-data"]]
+    run(["apt-get", *opts, "download", *pkgs], cwd=d / "debs", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = d / "root.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for deb in sorted((d / "debs").glob("*.deb")):
+        run(["dpkg-deb", "-x", str(deb), str(tmp)])
+    tmp.rename(d / "root")
+    if subprocess.run([str(binary), "-device", "igb,help"], capture_output=True).returncode != 0:
+        raise Unavailable(f"{binary} does not run or has no igb device")
+    return binary
+
+
 def accel():
     """KVM only where hardware-assisted KVM is loaded; the software kvm_pvm crawls."""
     if Path("/dev/kvm").exists() and (Path("/sys/module/kvm_intel").exists() or Path("/sys/module/kvm_amd").exists()):
@@ -256,8 +313,9 @@ def qemu_command(topology, vmlinux, initrd, out: Path):
     else:
         raise SystemExit(f"unknown topology {topology}; known: {', '.join([*TOPOLOGIES, *NO_IOMMU])}")
     iommu = ["-device", "intel-iommu,intremap=on,caching-mode=on"] if iommu_device else []
+    qemu = str(new_qemu()) if topology in NEEDS_NEW_QEMU else "qemu-system-x86_64"
     return [
-        "qemu-system-x86_64", *accel(),
+        qemu, *accel(),
         "-machine", "q35,kernel-irqchip=split", "-smp", "2", "-m", "1G",
         *iommu,
         "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
