@@ -4,9 +4,11 @@
 //! this library. See docs/ARCHITECTURE.md for the map.
 
 pub mod address;
+pub mod claim;
 pub mod config;
 pub mod demo;
 pub mod explain;
+pub mod fakekernel;
 pub mod host;
 pub mod i18n;
 pub mod model;

@@ -116,6 +116,24 @@ pub fn holders(proc_root: &Path, group: GroupId) -> Vec<String> {
     out
 }
 
+/// The kernel's viability flag for a group node (`VFIO_GROUP_GET_STATUS`).
+pub fn group_status(node: &Path) -> io::Result<bool> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(node)?;
+    let mut status = GroupStatus {
+        argsz: std::mem::size_of::<GroupStatus>() as u32,
+        flags: 0,
+    };
+    ioctl(
+        &f,
+        VFIO_GROUP_GET_STATUS,
+        &mut status as *mut GroupStatus as u64,
+    )?;
+    Ok(status.flags & GROUP_FLAGS_VIABLE != 0)
+}
+
 /// Runs QEMU's steps on group `id` of the live host (`dev` is normally `/dev`).
 pub fn verify(
     host: &Host,

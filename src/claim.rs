@@ -1,0 +1,743 @@
+//! Claiming and releasing whole groups: plan, journal, execute, verify, roll back.
+//!
+//! The only code that changes drivers. It is planned first (a list of [`Step`]s a person can
+//! read and a test can snapshot), then executed by one owner with the original state journaled
+//! (written atomically and fsync'd) before the first write, so a crash or `kill -9` at any
+//! point is undone by [`replay`] at the next start: every device ends on its recorded driver or
+//! on vfio-pci, never stranded on nothing (a device that had no driver may end with none).
+//!
+//! The sequence is libvirt's (virpci.c): `driver_override`, `unbind`, `drivers_probe`, then
+//! re-read the `driver` link, because the kernel reports success for a probe that failed.
+//! Bridges are never touched: they stay on `pcieport`.
+
+use crate::address::{GroupId, PciAddress};
+use crate::explain::{self, State};
+use crate::i18n::trf;
+use crate::model::Host;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The driver that makes a group usable by a guest.
+pub const VFIO_PCI: &str = "vfio-pci";
+
+/// What can go wrong, each with the name of its D-Bus error (`io.github.passage.Helper1.Error.*`).
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgs(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    BadState(String),
+    #[error("{0}")]
+    HostCritical(String),
+    /// A step failed; everything was put back (`rolled_back` says how each device ended).
+    #[error("{message}")]
+    Failed {
+        message: String,
+        rolled_back: Vec<Outcome>,
+    },
+}
+
+impl ClaimError {
+    /// The D-Bus error name's last part.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClaimError::NotFound(_) => "NotFound",
+            ClaimError::InvalidArgs(_) => "InvalidArgs",
+            ClaimError::Busy(_) => "Busy",
+            ClaimError::BadState(_) => "BadState",
+            ClaimError::HostCritical(_) => "HostCritical",
+            ClaimError::Failed { .. } => "Failed",
+        }
+    }
+}
+
+/// The kernel, as far as claiming needs it. [`Sysfs`] is the real one; tests use
+/// [`crate::fakekernel::FakeKernel`], which models the kernel's answers (and its lies).
+pub trait Kernel: Send + Sync {
+    /// Writes `value` to a sysfs attribute (`rel` relative to the host root).
+    fn write(&self, rel: &Path, value: &str) -> io::Result<()>;
+    /// The driver bound to `a` now (the `driver` link), `None` when unbound.
+    fn driver_of(&self, a: PciAddress) -> io::Result<Option<String>>;
+    /// Makes sure vfio-pci is available (loads the module on a real host).
+    fn load_vfio(&self) -> io::Result<()>;
+    /// The kernel's own viability answer for a group (`VFIO_GROUP_GET_STATUS`), where it can
+    /// be asked; `None` when it cannot (no /dev/vfio node, as in a fake tree).
+    fn group_viable(&self, g: GroupId) -> io::Result<Option<bool>>;
+    /// Processes holding `/dev/vfio/N` open ("pid (comm)").
+    fn holders(&self, g: GroupId) -> Vec<String>;
+}
+
+/// The real kernel under a host root (`/` for the helper; a VM's `/` in the test bed).
+pub struct Sysfs {
+    root: PathBuf,
+}
+
+impl Sysfs {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+}
+
+impl Kernel for Sysfs {
+    fn write(&self, rel: &Path, value: &str) -> io::Result<()> {
+        // Sysfs attributes exist already: never create, and write the value in one call.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.root.join(rel))?;
+        f.write_all(value.as_bytes())
+    }
+
+    fn driver_of(&self, a: PciAddress) -> io::Result<Option<String>> {
+        let link = self.root.join(format!("sys/bus/pci/devices/{a}/driver"));
+        match std::fs::read_link(link) {
+            Ok(t) => Ok(t.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn load_vfio(&self) -> io::Result<()> {
+        if self.root.join("sys/bus/pci/drivers/vfio-pci").exists() {
+            return Ok(());
+        }
+        let st = std::process::Command::new("modprobe")
+            .arg("vfio-pci")
+            .status()?;
+        if st.success() && self.root.join("sys/bus/pci/drivers/vfio-pci").exists() {
+            Ok(())
+        } else {
+            Err(io::Error::other("modprobe vfio-pci failed"))
+        }
+    }
+
+    fn group_viable(&self, g: GroupId) -> io::Result<Option<bool>> {
+        let node = self.root.join(format!("dev/vfio/{g}"));
+        if !node.exists() {
+            return Ok(None);
+        }
+        crate::vfio::group_status(&node).map(Some)
+    }
+
+    fn holders(&self, g: GroupId) -> Vec<String> {
+        crate::vfio::holders(&self.root.join("proc"), g)
+    }
+}
+
+/// One write (or check) of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// `echo DRIVER > …/driver_override` (empty clears it).
+    SetOverride { device: PciAddress, driver: String },
+    /// `echo ADDR > …/driver/unbind`.
+    Unbind { device: PciAddress, driver: String },
+    /// `echo ADDR > /sys/bus/pci/drivers_probe`.
+    Probe { device: PciAddress },
+    /// `echo ADDR > /sys/bus/pci/drivers/DRIVER/bind`.
+    Bind { device: PciAddress, driver: String },
+    /// Re-read the driver link: the kernel reports success for failed probes.
+    Expect {
+        device: PciAddress,
+        driver: Option<String>,
+    },
+}
+
+/// One member's state before Passage touched it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Original {
+    pub address: PciAddress,
+    pub vendor_id: String,
+    pub device_id: String,
+    pub driver: Option<String>,
+    pub driver_override: Option<String>,
+}
+
+/// The journal of one operation on one group: written before the first sysfs write, removed
+/// when the operation ends (done or rolled back). Its presence at start means "undo me".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    pub operation: String,
+    pub group: GroupId,
+    pub members: Vec<Original>,
+}
+
+/// How a device ended after a rollback or release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub device: PciAddress,
+    pub wanted: Option<String>,
+    pub driver: Option<String>,
+}
+
+/// The helper's state directory (`/var/lib/passage`): journals of operations in flight and
+/// records of the groups it holds (with their original drivers, for release).
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(dir.join("claims"))?;
+        Ok(Self { dir })
+    }
+
+    fn journal_path(&self, g: GroupId) -> PathBuf {
+        self.dir.join(format!("journal-{g}.json"))
+    }
+
+    fn claim_path(&self, g: GroupId) -> PathBuf {
+        self.dir.join("claims").join(format!("{g}.json"))
+    }
+
+    /// Writes `value` to `path` so that a crash leaves the old or the new file, never half:
+    /// temporary file, fsync, rename, fsync of the directory.
+    fn write_atomic<T: Serialize>(&self, path: &Path, value: &T) -> io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if let Some(d) = path.parent() {
+            std::fs::File::open(d)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {
+                if let Some(d) = path.parent() {
+                    std::fs::File::open(d)?.sync_all()?;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Journals left by an operation that did not finish.
+    pub fn pending(&self) -> io::Result<Vec<Journal>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let p = e?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with("journal-") && name.ends_with(".json") {
+                let j: Journal =
+                    serde_json::from_slice(&std::fs::read(&p)?).map_err(io::Error::other)?;
+                out.push(j);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The groups Passage holds, with their members' original drivers.
+    pub fn claims(&self) -> io::Result<Vec<Journal>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.dir.join("claims"))? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                out.push(serde_json::from_slice(&std::fs::read(&p)?).map_err(io::Error::other)?);
+            }
+        }
+        out.sort_by_key(|j: &Journal| j.group);
+        Ok(out)
+    }
+
+    fn claim_record(&self, g: GroupId) -> io::Result<Option<Journal>> {
+        match std::fs::read(self.claim_path(g)) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(io::Error::other)?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Mutations of one group are serialized; a second caller is told so, not queued.
+#[derive(Default)]
+pub struct Locks {
+    busy: Mutex<BTreeSet<GroupId>>,
+}
+
+/// Held while a group is being changed.
+pub struct GroupLock<'a> {
+    locks: &'a Locks,
+    group: GroupId,
+}
+
+impl Drop for GroupLock<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.locks.busy.lock() {
+            b.remove(&self.group);
+        }
+    }
+}
+
+impl Locks {
+    pub fn try_lock(&self, g: GroupId) -> Result<GroupLock<'_>, ClaimError> {
+        let mut b = self
+            .busy
+            .lock()
+            .map_err(|_| ClaimError::Busy(String::new()))?;
+        if !b.insert(g) {
+            return Err(ClaimError::Busy(trf(
+                "Group {id} is being changed by another request right now; try again when it has finished.",
+                &[("id", &g.to_string())],
+            )));
+        }
+        Ok(GroupLock {
+            locks: self,
+            group: g,
+        })
+    }
+}
+
+fn attr(a: PciAddress, name: &str) -> PathBuf {
+    PathBuf::from(format!("sys/bus/pci/devices/{a}/{name}"))
+}
+
+/// Executes one step. `Expect` failures say what the kernel did instead.
+pub fn execute(k: &dyn Kernel, step: &Step) -> Result<(), String> {
+    let w = |rel: PathBuf, v: String| {
+        k.write(&rel, &v)
+            .map_err(|e| format!("writing {v:?} to /{}: {e}", rel.display()))
+    };
+    match step {
+        Step::SetOverride { device, driver } => {
+            // An empty override is written as a newline, which the kernel reads as "clear".
+            let v = if driver.is_empty() {
+                "\n".to_string()
+            } else {
+                driver.clone()
+            };
+            w(attr(*device, "driver_override"), v)
+        }
+        Step::Unbind { device, .. } => w(attr(*device, "driver/unbind"), device.to_string()),
+        Step::Probe { device } => w(
+            PathBuf::from("sys/bus/pci/drivers_probe"),
+            device.to_string(),
+        ),
+        Step::Bind { device, driver } => w(
+            PathBuf::from(format!("sys/bus/pci/drivers/{driver}/bind")),
+            device.to_string(),
+        ),
+        Step::Expect { device, driver } => {
+            let now = k
+                .driver_of(*device)
+                .map_err(|e| format!("reading the driver of {device}: {e}"))?;
+            if now == *driver {
+                Ok(())
+            } else {
+                Err(trf(
+                    "{device} should be on {wanted} but is on {actual}: the driver refused it (the kernel reports success for failed probes; see the kernel log)",
+                    &[
+                        ("device", &device.to_string()),
+                        ("wanted", driver.as_deref().unwrap_or("no driver")),
+                        ("actual", now.as_deref().unwrap_or("no driver")),
+                    ],
+                ))
+            }
+        }
+    }
+}
+
+/// The steps that give the group's endpoints to vfio-pci. Empty when it already is.
+pub fn claim_steps(host: &Host, g: GroupId) -> Result<(Vec<Step>, Vec<Original>), ClaimError> {
+    let group = host.groups.get(&g).ok_or_else(|| no_group(g))?;
+    let mut steps = Vec::new();
+    let mut originals = Vec::new();
+    for d in host.members(group).filter(|d| d.is_endpoint()) {
+        originals.push(Original {
+            address: d.address,
+            vendor_id: d.vendor_id.to_string(),
+            device_id: d.device_id.to_string(),
+            driver: d.driver.clone(),
+            driver_override: d.driver_override.clone(),
+        });
+        if d.on_vfio() {
+            continue;
+        }
+        steps.push(Step::SetOverride {
+            device: d.address,
+            driver: VFIO_PCI.into(),
+        });
+        if let Some(drv) = &d.driver {
+            steps.push(Step::Unbind {
+                device: d.address,
+                driver: drv.clone(),
+            });
+        }
+        steps.push(Step::Probe { device: d.address });
+        steps.push(Step::Expect {
+            device: d.address,
+            driver: Some(VFIO_PCI.into()),
+        });
+    }
+    Ok((steps, originals))
+}
+
+/// The steps that put members back on their recorded drivers.
+pub fn restore_steps(
+    originals: &[Original],
+    current: &dyn Fn(PciAddress) -> Option<String>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for o in originals {
+        let now = current(o.address);
+        if now == o.driver {
+            // Already there; still put the original override back.
+            steps.push(Step::SetOverride {
+                device: o.address,
+                driver: o.driver_override.clone().unwrap_or_default(),
+            });
+            continue;
+        }
+        steps.push(Step::SetOverride {
+            device: o.address,
+            driver: o.driver_override.clone().unwrap_or_default(),
+        });
+        if let Some(d) = now {
+            steps.push(Step::Unbind {
+                device: o.address,
+                driver: d,
+            });
+        }
+        if let Some(d) = &o.driver {
+            // Bind explicitly to the recorded driver: a probe could pick another one.
+            steps.push(Step::Bind {
+                device: o.address,
+                driver: d.clone(),
+            });
+        }
+        steps.push(Step::Expect {
+            device: o.address,
+            driver: o.driver.clone(),
+        });
+    }
+    steps
+}
+
+fn no_group(g: GroupId) -> ClaimError {
+    ClaimError::NotFound(trf(
+        "There is no IOMMU group {id} on this host.",
+        &[("id", &g.to_string())],
+    ))
+}
+
+/// Options a caller can set.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimOptions {
+    /// Claim even a group the host needs (root disk, console, default route).
+    pub force: bool,
+}
+
+/// What a finished claim or release did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Done {
+    pub group: GroupId,
+    /// False when there was nothing to do (already claimed / already released).
+    pub changed: bool,
+    pub steps: Vec<Step>,
+}
+
+/// Puts every member back, step by step, ignoring individual failures (they are reported in
+/// the outcomes): a rollback must try everything.
+fn rollback(k: &dyn Kernel, originals: &[Original]) -> Vec<Outcome> {
+    let current = |a: PciAddress| k.driver_of(a).ok().flatten();
+    for step in restore_steps(originals, &current) {
+        if let Err(e) = execute(k, &step) {
+            tracing::warn!("rollback step {step:?}: {e}");
+        }
+    }
+    originals
+        .iter()
+        .map(|o| Outcome {
+            device: o.address,
+            wanted: o.driver.clone(),
+            driver: k.driver_of(o.address).ok().flatten(),
+        })
+        .collect()
+}
+
+fn io_failed(what: &str, e: io::Error) -> ClaimError {
+    ClaimError::Failed {
+        message: format!("{what}: {e}"),
+        rolled_back: Vec::new(),
+    }
+}
+
+/// Claims group `g` for vfio-pci as one transaction.
+pub fn claim(
+    host: &Host,
+    g: GroupId,
+    opts: &ClaimOptions,
+    k: &dyn Kernel,
+    state: &StateDir,
+    locks: &Locks,
+) -> Result<Done, ClaimError> {
+    let _lock = locks.try_lock(g)?;
+    let group = host.groups.get(&g).ok_or_else(|| no_group(g))?;
+    let verdict = explain::group(host, group);
+    if !verdict.assignable {
+        return Err(ClaimError::InvalidArgs(trf(
+            "Group {id} holds only bridges and chipset functions; there is nothing in it to give a guest.",
+            &[("id", &g.to_string())],
+        )));
+    }
+    if verdict.state == State::HostCritical && !opts.force {
+        let why: Vec<String> = verdict
+            .reasons
+            .iter()
+            .filter(|r| r.severity == explain::Severity::Blocker)
+            .map(|r| r.message.clone())
+            .collect();
+        return Err(ClaimError::HostCritical(trf(
+            "Group {id} is needed by the host: {why} Claiming it anyway needs the force option and administrator approval.",
+            &[("id", &g.to_string()), ("why", &why.join(" "))],
+        )));
+    }
+    let (steps, originals) = claim_steps(host, g)?;
+    if steps.is_empty() {
+        return Ok(Done {
+            group: g,
+            changed: false,
+            steps,
+        });
+    }
+    k.load_vfio()
+        .map_err(|e| io_failed("loading vfio-pci", e))?;
+    let journal = Journal {
+        version: 1,
+        operation: "claim".into(),
+        group: g,
+        members: originals.clone(),
+    };
+    state
+        .write_atomic(&state.journal_path(g), &journal)
+        .map_err(|e| io_failed("writing the journal", e))?;
+    for step in &steps {
+        if let Err(why) = execute(k, step) {
+            let outcomes = rollback(k, &originals);
+            let _ = state.remove(&state.journal_path(g));
+            let dev = step_device(step);
+            return Err(ClaimError::Failed {
+                message: trf(
+                    "Claiming group {id} failed at {device}: {why}. Every member was put back on its driver.",
+                    &[("id", &g.to_string()), ("device", &dev.to_string()), ("why", &why)],
+                ),
+                rolled_back: outcomes,
+            });
+        }
+    }
+    // The kernel's own word on the whole group, where it can be asked.
+    match k.group_viable(g) {
+        Ok(Some(false)) => {
+            let outcomes = rollback(k, &originals);
+            let _ = state.remove(&state.journal_path(g));
+            return Err(ClaimError::Failed {
+                message: trf(
+                    "Every member of group {id} was bound, but the kernel still does not call the group viable. Every member was put back on its driver.",
+                    &[("id", &g.to_string())],
+                ),
+                rolled_back: outcomes,
+            });
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("checking viability of group {g}: {e}"),
+    }
+    // Record the originals for release, then drop the journal: from here on the claim stands.
+    let mut record = journal;
+    record.operation = "held".into();
+    state
+        .write_atomic(&state.claim_path(g), &record)
+        .map_err(|e| io_failed("recording the claim", e))?;
+    state
+        .remove(&state.journal_path(g))
+        .map_err(|e| io_failed("closing the journal", e))?;
+    Ok(Done {
+        group: g,
+        changed: true,
+        steps,
+    })
+}
+
+fn step_device(s: &Step) -> PciAddress {
+    match s {
+        Step::SetOverride { device, .. }
+        | Step::Unbind { device, .. }
+        | Step::Probe { device }
+        | Step::Bind { device, .. }
+        | Step::Expect { device, .. } => *device,
+    }
+}
+
+/// Gives group `g` back to the host drivers recorded when it was claimed.
+pub fn release(
+    host: &Host,
+    g: GroupId,
+    k: &dyn Kernel,
+    state: &StateDir,
+    locks: &Locks,
+) -> Result<Done, ClaimError> {
+    let _lock = locks.try_lock(g)?;
+    let group = host.groups.get(&g).ok_or_else(|| no_group(g))?;
+    let holders = k.holders(g);
+    if !holders.is_empty() {
+        return Err(ClaimError::BadState(trf(
+            "Group {id} is held open by {who} (a running guest, most likely). Releasing it now would block until that process lets go, or make QEMU unplug the device from the running guest. Stop the guest first.",
+            &[("id", &g.to_string()), ("who", &holders.join(", "))],
+        )));
+    }
+    let record = state
+        .claim_record(g)
+        .map_err(|e| io_failed("reading the claim record", e))?;
+    let known = record.is_some();
+    let originals: Vec<Original> = match record {
+        Some(r) => r.members,
+        // Not claimed by Passage (by hand, or vfio-pci.ids): give the members to whatever
+        // driver the kernel picks once the override is cleared.
+        None => host
+            .members(group)
+            .filter(|d| d.is_endpoint() && d.on_vfio())
+            .map(|d| Original {
+                address: d.address,
+                vendor_id: d.vendor_id.to_string(),
+                device_id: d.device_id.to_string(),
+                driver: None,
+                driver_override: None,
+            })
+            .collect(),
+    };
+    let by_ids: Vec<String> = host
+        .members(group)
+        .filter(|d| {
+            host.platform
+                .vfio_pci_ids
+                .iter()
+                .any(|(v, i)| *v == d.vendor_id && *i == d.device_id)
+        })
+        .map(|d| d.address.to_string())
+        .collect();
+    if !by_ids.is_empty() {
+        return Err(ClaimError::BadState(trf(
+            "{devices} are claimed by vfio-pci.ids on the kernel command line; vfio-pci would take them straight back. Remove vfio-pci.ids from the kernel command line (and the initramfs) first.",
+            &[("devices", &by_ids.join(", "))],
+        )));
+    }
+    let current = |a: PciAddress| k.driver_of(a).ok().flatten();
+    let steps = if known {
+        restore_steps(&originals, &current)
+    } else {
+        // Unknown originals: clear the override and let the kernel probe.
+        originals
+            .iter()
+            .flat_map(|o| {
+                [
+                    Step::SetOverride {
+                        device: o.address,
+                        driver: String::new(),
+                    },
+                    Step::Unbind {
+                        device: o.address,
+                        driver: VFIO_PCI.into(),
+                    },
+                    Step::Probe { device: o.address },
+                ]
+            })
+            .collect()
+    };
+    let changed = steps.iter().any(|s| !matches!(s, Step::SetOverride { .. }));
+    let journal = Journal {
+        version: 1,
+        operation: "release".into(),
+        group: g,
+        members: originals.clone(),
+    };
+    state
+        .write_atomic(&state.journal_path(g), &journal)
+        .map_err(|e| io_failed("writing the journal", e))?;
+    let mut failure = None;
+    for step in &steps {
+        if let Err(why) = execute(k, step) {
+            failure = Some((step_device(step), why));
+            break;
+        }
+    }
+    if let Some((dev, why)) = failure {
+        // Finish what can be finished; a device the host driver refuses stays on vfio-pci
+        // (usable, never stranded), and the journal stays for the next start to retry.
+        let outcomes = rollback(k, &originals);
+        return Err(ClaimError::Failed {
+            message: trf(
+                "Releasing group {id} failed at {device}: {why}.",
+                &[
+                    ("id", &g.to_string()),
+                    ("device", &dev.to_string()),
+                    ("why", &why),
+                ],
+            ),
+            rolled_back: outcomes,
+        });
+    }
+    state
+        .remove(&state.claim_path(g))
+        .map_err(|e| io_failed("removing the claim record", e))?;
+    state
+        .remove(&state.journal_path(g))
+        .map_err(|e| io_failed("closing the journal", e))?;
+    Ok(Done {
+        group: g,
+        changed,
+        steps,
+    })
+}
+
+/// At start: undo every operation that did not finish (a crash, a `kill -9`). Each member goes
+/// back to its recorded driver; one the host driver refuses is left on vfio-pci rather than on
+/// nothing.
+pub fn replay(k: &dyn Kernel, state: &StateDir) -> io::Result<Vec<(GroupId, Vec<Outcome>)>> {
+    let mut out = Vec::new();
+    for j in state.pending()? {
+        let outcomes = rollback(k, &j.members);
+        for o in &outcomes {
+            if o.driver.is_none() && o.wanted.is_some() {
+                // The recorded driver refused: vfio-pci is better than nothing.
+                let _ = execute(
+                    k,
+                    &Step::SetOverride {
+                        device: o.device,
+                        driver: VFIO_PCI.into(),
+                    },
+                );
+                let _ = execute(k, &Step::Probe { device: o.device });
+            }
+        }
+        let outcomes = j
+            .members
+            .iter()
+            .map(|m| Outcome {
+                device: m.address,
+                wanted: m.driver.clone(),
+                driver: k.driver_of(m.address).ok().flatten(),
+            })
+            .collect();
+        // Claim or release, the members are back on their recorded host drivers (or, where
+        // one refused, on vfio-pci): the group is no longer held as a whole.
+        state.remove(&state.claim_path(j.group))?;
+        state.remove(&state.journal_path(j.group))?;
+        out.push((j.group, outcomes));
+    }
+    Ok(out)
+}

@@ -1,0 +1,267 @@
+//! Claims and releases as transactions, on a fake kernel with failure injection: the exact
+//! sysfs writes, rollback when a member refuses, journal replay after a kill, busy groups,
+//! host-critical groups, and groups a guest holds.
+
+use passage::claim::{self, ClaimError, ClaimOptions, Locks, StateDir};
+use passage::fakekernel::FakeKernel;
+use passage::synth::MachineSpec;
+use passage::{scan, GroupId, Host, HostRoot, PciAddress};
+
+struct Bed {
+    dir: tempfile::TempDir,
+    state_dir: tempfile::TempDir,
+    kernel: FakeKernel,
+    locks: Locks,
+}
+
+impl Bed {
+    /// The demo workstation: group 19 is the RTX 3080 (nvidia) + its audio (snd_hda_intel)
+    /// behind a root port; group 17 the chipset holding the console GPU and the default route.
+    fn demo() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        MachineSpec::from_json(passage::demo::DEMO_HOST)
+            .unwrap()
+            .write_tree(dir.path())
+            .unwrap();
+        let kernel = FakeKernel::new(dir.path()).unwrap();
+        Bed {
+            dir,
+            state_dir: tempfile::tempdir().unwrap(),
+            kernel,
+            locks: Locks::default(),
+        }
+    }
+    fn host(&self) -> Host {
+        scan::scan(&HostRoot::open(self.dir.path()).unwrap()).unwrap()
+    }
+    fn state(&self) -> StateDir {
+        StateDir::new(self.state_dir.path()).unwrap()
+    }
+    fn claim(&self, g: u32, force: bool) -> Result<claim::Done, ClaimError> {
+        claim::claim(
+            &self.host(),
+            GroupId(g),
+            &ClaimOptions { force },
+            &self.kernel,
+            &self.state(),
+            &self.locks,
+        )
+    }
+    fn release(&self, g: u32) -> Result<claim::Done, ClaimError> {
+        claim::release(
+            &self.host(),
+            GroupId(g),
+            &self.kernel,
+            &self.state(),
+            &self.locks,
+        )
+    }
+    fn driver(&self, a: &str) -> Option<String> {
+        self.host().devices[&a.parse::<PciAddress>().unwrap()]
+            .driver
+            .clone()
+    }
+    fn journals(&self) -> usize {
+        std::fs::read_dir(self.state_dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("journal-")
+            })
+            .count()
+    }
+}
+
+const GPU: &str = "0000:0b:00.0";
+const AUDIO: &str = "0000:0b:00.1";
+
+#[test]
+fn claiming_the_gpu_group_binds_both_functions_with_libvirts_sequence() {
+    let bed = Bed::demo();
+    let done = bed.claim(19, false).unwrap();
+    assert!(done.changed);
+    assert_eq!(bed.driver(GPU).as_deref(), Some("vfio-pci"));
+    assert_eq!(bed.driver(AUDIO).as_deref(), Some("vfio-pci"));
+    assert_eq!(
+        bed.driver("0000:00:03.1").as_deref(),
+        Some("pcieport"),
+        "the root port is not in the group; bridges are never touched"
+    );
+    insta::assert_json_snapshot!("claim_gpu_group_writes", bed.kernel.writes());
+    let host = bed.host();
+    let g = &host.groups[&GroupId(19)];
+    assert_eq!(
+        passage::explain::group(&host, g).state,
+        passage::explain::State::Assigned
+    );
+    assert_eq!(
+        bed.journals(),
+        0,
+        "the journal is closed once the claim stands"
+    );
+    assert_eq!(bed.state().claims().unwrap().len(), 1);
+
+    // Claiming an already-claimed group succeeds without a single write.
+    let before = bed.kernel.writes().len();
+    assert!(!bed.claim(19, false).unwrap().changed);
+    assert_eq!(bed.kernel.writes().len(), before);
+}
+
+#[test]
+fn releasing_puts_every_member_back_on_its_recorded_driver() {
+    let bed = Bed::demo();
+    bed.claim(19, false).unwrap();
+    let n = bed.kernel.writes().len();
+    let done = bed.release(19).unwrap();
+    assert!(done.changed);
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bed.driver(AUDIO).as_deref(), Some("snd_hda_intel"));
+    insta::assert_json_snapshot!(
+        "release_gpu_group_writes",
+        bed.kernel.writes()[n..].to_vec()
+    );
+    assert!(bed.state().claims().unwrap().is_empty());
+    assert_eq!(bed.journals(), 0);
+}
+
+#[test]
+fn claiming_rolls_back_when_the_second_device_refuses_vfio_pci() {
+    let bed = Bed::demo();
+    bed.kernel
+        .faults
+        .lock()
+        .unwrap()
+        .refuse_bind
+        .insert((AUDIO.parse().unwrap(), "vfio-pci".into()));
+    let err = bed.claim(19, false).unwrap_err();
+    let ClaimError::Failed {
+        message,
+        rolled_back,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains(AUDIO) && message.contains("put back"),
+        "{message}"
+    );
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bed.driver(AUDIO).as_deref(), Some("snd_hda_intel"));
+    assert!(
+        rolled_back.iter().all(|o| o.driver == o.wanted),
+        "{rolled_back:?}"
+    );
+    assert_eq!(bed.journals(), 0);
+    assert!(bed.state().claims().unwrap().is_empty());
+    assert_eq!(err.name(), "Failed");
+}
+
+#[test]
+fn claiming_rolls_back_when_a_driver_will_not_let_go() {
+    let bed = Bed::demo();
+    bed.kernel
+        .faults
+        .lock()
+        .unwrap()
+        .refuse_unbind
+        .insert(AUDIO.parse().unwrap());
+    let err = bed.claim(19, false).unwrap_err();
+    assert!(err.to_string().contains("busy"), "{err}");
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bed.driver(AUDIO).as_deref(), Some("snd_hda_intel"));
+}
+
+#[test]
+fn a_kill_at_any_write_is_undone_by_replay_at_the_next_start() {
+    // Count the writes of an undisturbed claim, then kill the helper at each one in turn.
+    let total = {
+        let bed = Bed::demo();
+        bed.claim(19, false).unwrap();
+        bed.kernel.writes().len()
+    };
+    assert!(total >= 6);
+    for at in 1..=total {
+        let bed = Bed::demo();
+        bed.kernel.faults.lock().unwrap().die_at_write = Some(at);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bed.claim(19, false)));
+        assert!(r.is_err(), "write {at}: the kill did not happen");
+        assert_eq!(
+            bed.journals(),
+            1,
+            "write {at}: the journal must survive the kill"
+        );
+        bed.kernel.faults.lock().unwrap().die_at_write = None;
+        let replayed = claim::replay(&bed.kernel, &bed.state()).unwrap();
+        assert_eq!(replayed.len(), 1);
+        for (a, want) in [(GPU, "nvidia"), (AUDIO, "snd_hda_intel")] {
+            assert_eq!(
+                bed.driver(a).as_deref(),
+                Some(want),
+                "killed at write {at}: {a} stranded"
+            );
+        }
+        assert_eq!(bed.journals(), 0);
+    }
+}
+
+#[test]
+fn a_second_caller_gets_busy_while_a_group_is_being_changed() {
+    let bed = Bed::demo();
+    let _held = bed.locks.try_lock(GroupId(19)).unwrap();
+    let err = bed.claim(19, false).unwrap_err();
+    assert_eq!(err.name(), "Busy");
+    assert!(bed.kernel.writes().is_empty());
+    // Another group is not blocked.
+    assert!(bed.claim(18, false).is_ok());
+}
+
+#[test]
+fn host_critical_groups_are_refused_without_force() {
+    let bed = Bed::demo();
+    let err = bed.claim(17, false).unwrap_err();
+    assert_eq!(err.name(), "HostCritical");
+    assert!(
+        err.to_string().contains("console") && err.to_string().contains("default route"),
+        "{err}"
+    );
+    assert!(bed.kernel.writes().is_empty(), "refused before any write");
+    assert!(bed.claim(17, true).is_ok());
+}
+
+#[test]
+fn release_of_a_group_a_guest_holds_is_refused_up_front() {
+    let bed = Bed::demo();
+    bed.claim(19, false).unwrap();
+    bed.kernel.hold(GroupId(19), "4242 (qemu-system-x86)");
+    let n = bed.kernel.writes().len();
+    let err = bed.release(19).unwrap_err();
+    assert_eq!(err.name(), "BadState");
+    assert!(err.to_string().contains("4242 (qemu-system-x86)"), "{err}");
+    assert_eq!(bed.kernel.writes().len(), n, "no write at all");
+    assert_eq!(bed.driver(GPU).as_deref(), Some("vfio-pci"));
+}
+
+#[test]
+fn unknown_groups_and_bridge_only_groups_change_nothing() {
+    let bed = Bed::demo();
+    assert_eq!(bed.claim(999, false).unwrap_err().name(), "NotFound");
+    assert_eq!(bed.claim(1, false).unwrap_err().name(), "InvalidArgs");
+    assert_eq!(bed.release(999).unwrap_err().name(), "NotFound");
+    assert!(bed.kernel.writes().is_empty());
+}
+
+#[test]
+fn a_group_already_on_vfio_pci_from_elsewhere_is_released_to_the_kernels_choice() {
+    // Group 20 (the Renesas card) was put on vfio-pci before Passage: no record of its
+    // original driver, so release clears the override and lets the kernel probe.
+    let bed = Bed::demo();
+    let done = bed.release(20).unwrap();
+    assert!(done.changed);
+    assert!(done
+        .steps
+        .iter()
+        .any(|s| matches!(s, claim::Step::Probe { .. })));
+}
