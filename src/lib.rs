@@ -6,6 +6,8 @@
 pub mod address;
 pub mod claim;
 pub mod config;
+#[cfg(feature = "dbus")]
+pub mod dbus;
 pub mod demo;
 pub mod explain;
 pub mod fakekernel;

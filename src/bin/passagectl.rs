@@ -54,6 +54,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Give a whole group to vfio-pci, through the helper (polkit asks for a password).
+    Claim {
+        group: String,
+        /// Claim even a group the host needs (its root disk, console or network).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Give a claimed group back to the host drivers it was taken from, through the helper.
+    Release { group: String },
+    /// The groups the helper holds, and any operation it is still undoing.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print device events (add, remove, bind, unbind, change) as they happen.
     Monitor {
         /// One JSON object per line.
@@ -118,6 +132,55 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
         Ok(serde_json::to_string_pretty(v)? + "\n")
     } else {
         Ok(serde_json::to_string(v)? + "\n")
+    }
+}
+
+/// Commands that change this host's drivers only make sense on this host.
+fn refuse_fake(cli: &Cli, what: &str) -> Result<(), Failure> {
+    if cli.demo || cli.root.is_some() {
+        return Err(Failure(trf("{command} acts on this host through the helper; it cannot be used with --root or --demo", &[("command", what)])));
+    }
+    Ok(())
+}
+
+/// Runs one conversation with the helper on the system bus, with errors in words.
+fn helper_call<T, F, Fut>(f: F) -> Result<T, Failure>
+where
+    F: FnOnce(passage::dbus::HelperProxy<'static>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, passage::dbus::HelperError>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let h = passage::dbus::connect().await.map_err(|e| {
+            Failure(trf("cannot reach the Passage helper on the system bus ({error}); is passage-helper installed?", &[("error", &e.to_string())]))
+        })?;
+        f(h).await.map_err(|e| Failure(helper_error_text(&e)))
+    })
+}
+
+fn helper_error_text(e: &passage::dbus::HelperError) -> String {
+    use passage::dbus::HelperError as E;
+    match e {
+        E::NotFound(m)
+        | E::InvalidArgs(m)
+        | E::Busy(m)
+        | E::BadState(m)
+        | E::HostCritical(m)
+        | E::Failed(m) => m.clone(),
+        E::NotAuthorized(m) => trf("not authorized: {why}", &[("why", m)]),
+        E::ZBus(zbus::Error::MethodError(name, msg, _))
+            if name
+                .as_str()
+                .starts_with("org.freedesktop.DBus.Error.ServiceUnknown") =>
+        {
+            trf(
+                "the Passage helper is not installed or could not start ({detail})",
+                &[("detail", msg.as_deref().unwrap_or(""))],
+            )
+        }
+        E::ZBus(z) => z.to_string(),
     }
 }
 
@@ -241,6 +304,72 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     Ok(1)
                 }
             }
+        }
+        Command::Claim { group, force } => {
+            let g: passage::GroupId = group.parse()?;
+            refuse_fake(&cli, "claim")?;
+            let changed = helper_call(|h| async move {
+                let mut opts = std::collections::HashMap::new();
+                opts.insert("force", zbus::Variant::Bool(*force));
+                h.claim(g.0, opts).await
+            })?;
+            print(&if changed {
+                trf(
+                    "Group {id} is now on vfio-pci, ready for a guest.\n",
+                    &[("id", &g.to_string())],
+                )
+            } else {
+                trf(
+                    "Group {id} was already on vfio-pci; nothing changed.\n",
+                    &[("id", &g.to_string())],
+                )
+            })?;
+            Ok(0)
+        }
+        Command::Release { group } => {
+            let g: passage::GroupId = group.parse()?;
+            refuse_fake(&cli, "release")?;
+            let changed =
+                helper_call(
+                    |h| async move { h.release(g.0, std::collections::HashMap::new()).await },
+                )?;
+            print(&if changed {
+                trf(
+                    "Group {id} is back with the host.\n",
+                    &[("id", &g.to_string())],
+                )
+            } else {
+                trf(
+                    "Group {id} was not claimed; nothing changed.\n",
+                    &[("id", &g.to_string())],
+                )
+            })?;
+            Ok(0)
+        }
+        Command::Status { json: as_json } => {
+            refuse_fake(&cli, "status")?;
+            let (claims, journal) = helper_call(|h| async move {
+                let c = h.claims().await?;
+                let j = h.journal().await?;
+                Ok((c, j))
+            })?;
+            if *as_json {
+                let pending: serde_json::Value = serde_json::from_str(&journal)?;
+                let v = serde_json::json!({"claims": claims.iter().map(|(g, d)| serde_json::json!({"group": g, "devices": d})).collect::<Vec<_>>(), "pending": pending});
+                print(&json(&v)?)?;
+            } else if claims.is_empty() {
+                print(&tr("The helper holds no groups.\n"))?;
+            } else {
+                let mut s = String::new();
+                for (g, devs) in claims {
+                    s.push_str(&trf(
+                        "group {id}: {devices}\n",
+                        &[("id", &g.to_string()), ("devices", &devs.join(", "))],
+                    ));
+                }
+                print(&s)?;
+            }
+            Ok(0)
         }
         Command::Monitor {
             json: as_json,

@@ -1,0 +1,472 @@
+//! `passage-helper`: the only code that runs as root. A D-Bus system service
+//! (`io.github.passage.Helper1`, started by D-Bus activation through systemd) that claims and
+//! releases whole IOMMU groups as transactions, and answers the questions an unprivileged
+//! client cannot (full config space, VFIO usability).
+//!
+//! Every mutation passes the bouncer ([`Helper::authorize`]): polkit `CheckAuthorization` for
+//! the *caller's system bus name* (from the message header, never our own PID), with user
+//! interaction allowed unless the caller says otherwise. Anything that is not explicitly
+//! authorized is denied. Callers pass group numbers and addresses, which are parsed and looked
+//! up in a fresh scan; nothing they send reaches a path.
+//!
+//! Also runs one transaction without D-Bus, as root, for boot-time re-claim and tests:
+//! `passage-helper --claim N [--force]`, `--release N`, `--replay`.
+
+use clap::Parser;
+use passage::claim::{self, ClaimOptions, Kernel, Locks, StateDir, Sysfs};
+use passage::dbus::{HelperError, Options};
+use passage::explain::{self, State};
+use passage::fakekernel::FakeKernel;
+use passage::{names, scan, GroupId, Host, HostRoot, PciAddress};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use zbus::message::Header;
+use zbus::{OwnedVariant, Variant};
+use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "passage-helper",
+    version,
+    about = "Passage's privileged service: claims and releases IOMMU groups for vfio-pci"
+)]
+struct Args {
+    /// Host root. Anything but / is a test tree, driven by the fake kernel (never the real one).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Where journals and claim records live.
+    #[arg(long, default_value = names::STATE_DIR)]
+    state_dir: PathBuf,
+    /// Claim GROUP now, without D-Bus (as root), then exit.
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["release", "replay"])]
+    claim: Option<String>,
+    /// With --claim: claim even a group the host needs.
+    #[arg(long, requires = "claim")]
+    force: bool,
+    /// Release GROUP now, without D-Bus, then exit.
+    #[arg(long, value_name = "GROUP", conflicts_with = "replay")]
+    release: Option<String>,
+    /// Undo unfinished operations (what the service does at start), then exit.
+    #[arg(long)]
+    replay: bool,
+}
+
+struct Helper {
+    root: PathBuf,
+    kernel: Arc<dyn Kernel>,
+    state: Arc<StateDir>,
+    locks: Arc<Locks>,
+}
+
+fn failed(e: impl std::fmt::Display) -> HelperError {
+    HelperError::Failed(e.to_string())
+}
+
+impl Helper {
+    fn scan(root: &PathBuf) -> Result<Host, HelperError> {
+        let r = HostRoot::open(root).map_err(failed)?;
+        scan::scan(&r).map_err(failed)
+    }
+
+    async fn scan_async(&self) -> Result<Host, HelperError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || Self::scan(&root))
+            .await
+            .map_err(failed)?
+    }
+
+    /// The bouncer: one place that asks polkit, for the caller's bus name, and says no unless
+    /// polkit says yes.
+    async fn authorize(
+        &self,
+        conn: &zbus::Connection,
+        hdr: &Header<'_>,
+        action: &str,
+        details: HashMap<&str, &str>,
+        opts: &Options,
+    ) -> Result<(), HelperError> {
+        let subject = Subject::new_for_message_header(hdr)
+            .map_err(|e| HelperError::NotAuthorized(format!("cannot tell who is asking: {e}")))?;
+        let authority = AuthorityProxy::new(conn).await.map_err(|e| {
+            HelperError::NotAuthorized(format!(
+                "polkit is not available, so nobody can be authorized: {e}"
+            ))
+        })?;
+        let flags = if opts.no_user_interaction {
+            CheckAuthorizationFlags::empty()
+        } else {
+            CheckAuthorizationFlags::ALLOW_USER_INTERACTION
+        };
+        let r = authority
+            .check_authorization(&subject, action, &details, flags, "")
+            .await
+            .map_err(|e| HelperError::NotAuthorized(format!("polkit could not decide: {e}")))?;
+        if r.is_authorized {
+            Ok(())
+        } else if r.is_challenge {
+            Err(HelperError::NotAuthorized(format!(
+                "{action} needs an administrator's password, and no authentication agent answered."
+            )))
+        } else {
+            Err(HelperError::NotAuthorized(format!(
+                "{action} is not allowed for this user."
+            )))
+        }
+    }
+}
+
+fn group_details(host: &Host, g: GroupId) -> Result<(String, State), HelperError> {
+    let group = host.groups.get(&g).ok_or_else(|| {
+        HelperError::NotFound(format!("There is no IOMMU group {g} on this host."))
+    })?;
+    let devices: Vec<String> = host
+        .members(group)
+        .filter(|d| d.is_endpoint())
+        .map(|d| format!("{} {}", d.address, d.display_name()))
+        .collect();
+    Ok((devices.join(", "), explain::group(host, group).state))
+}
+
+#[zbus::interface(name = "io.github.passage.Helper1")]
+impl Helper {
+    /// Version of this interface; bumped only on incompatible change.
+    #[zbus(property)]
+    fn version(&self) -> u32 {
+        1
+    }
+
+    #[zbus(out_args("changed"))]
+    async fn claim(
+        &self,
+        group: u32,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<bool, HelperError> {
+        let opts = Options::parse(&options, &["force", "auth.no_user_interaction"])?;
+        let g = GroupId(group);
+        let host = self.scan_async().await?;
+        let (devices, state) = group_details(&host, g)?;
+        if state == State::HostCritical && !opts.force {
+            // Refused before polkit is even asked: without force there is nothing to approve.
+            return Err(claim::claim(
+                &host,
+                g,
+                &ClaimOptions { force: false },
+                self.kernel.as_ref(),
+                &self.state,
+                &self.locks,
+            )
+            .err()
+            .map(HelperError::from)
+            .unwrap_or_else(|| {
+                HelperError::HostCritical(format!("Group {g} is needed by the host."))
+            }));
+        }
+        let action = if state == State::HostCritical {
+            names::ACTION_CLAIM_HOST_CRITICAL
+        } else {
+            names::ACTION_CLAIM
+        };
+        let gs = g.to_string();
+        let details = HashMap::from([("group", gs.as_str()), ("devices", devices.as_str())]);
+        self.authorize(conn, &hdr, action, details, &opts).await?;
+        let (kernel, state_dir, locks) =
+            (self.kernel.clone(), self.state.clone(), self.locks.clone());
+        let force = opts.force;
+        tokio::task::spawn_blocking(move || {
+            claim::claim(
+                &host,
+                g,
+                &ClaimOptions { force },
+                kernel.as_ref(),
+                &state_dir,
+                &locks,
+            )
+        })
+        .await
+        .map_err(failed)?
+        .map(|d| d.changed)
+        .map_err(HelperError::from)
+    }
+
+    #[zbus(out_args("changed"))]
+    async fn release(
+        &self,
+        group: u32,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<bool, HelperError> {
+        let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
+        let g = GroupId(group);
+        let host = self.scan_async().await?;
+        let (devices, _) = group_details(&host, g)?;
+        let gs = g.to_string();
+        let details = HashMap::from([("group", gs.as_str()), ("devices", devices.as_str())]);
+        self.authorize(conn, &hdr, names::ACTION_CLAIM, details, &opts)
+            .await?;
+        let (kernel, state_dir, locks) =
+            (self.kernel.clone(), self.state.clone(), self.locks.clone());
+        // Unbinding from vfio-pci can block while a user holds the group: never on the thread
+        // that serves requests.
+        tokio::task::spawn_blocking(move || {
+            claim::release(&host, g, kernel.as_ref(), &state_dir, &locks)
+        })
+        .await
+        .map_err(failed)?
+        .map(|d| d.changed)
+        .map_err(HelperError::from)
+    }
+
+    #[zbus(out_args("claims"))]
+    async fn claims(&self) -> Result<Vec<(u32, Vec<String>)>, HelperError> {
+        Ok(self
+            .state
+            .claims()
+            .map_err(failed)?
+            .into_iter()
+            .map(|j| {
+                (
+                    j.group.0,
+                    j.members.iter().map(|m| m.address.to_string()).collect(),
+                )
+            })
+            .collect())
+    }
+
+    #[zbus(out_args("pending"))]
+    async fn journal(&self) -> Result<String, HelperError> {
+        serde_json::to_string(&self.state.pending().map_err(failed)?).map_err(failed)
+    }
+
+    #[zbus(out_args("usable", "code", "message", "remedy"))]
+    async fn verify(&self, group: u32) -> Result<(bool, String, String, String), HelperError> {
+        let host = self.scan_async().await?;
+        let root = self.root.clone();
+        let v = tokio::task::spawn_blocking(move || {
+            passage::vfio::verify(&host, GroupId(group), &root.join("dev"), &root.join("proc"))
+        })
+        .await
+        .map_err(failed)?;
+        match v {
+            Ok(passage::vfio::Verdict::Usable { devices }) => Ok((
+                true,
+                "usable".into(),
+                devices
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                String::new(),
+            )),
+            Ok(passage::vfio::Verdict::NotUsable {
+                code,
+                message,
+                remedy,
+            }) => Ok((false, code, message, remedy.unwrap_or_default())),
+            Err(passage::vfio::VerifyError::NoGroup(g)) => Err(HelperError::NotFound(format!(
+                "There is no IOMMU group {g} on this host."
+            ))),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    #[zbus(out_args("facts"))]
+    async fn describe(&self, address: &str) -> Result<HashMap<String, OwnedVariant>, HelperError> {
+        let a: PciAddress = address
+            .parse()
+            .map_err(|e: passage::address::ParseError| HelperError::InvalidArgs(e.to_string()))?;
+        let host = self.scan_async().await?;
+        let d = host.device(a).ok_or_else(|| {
+            HelperError::NotFound(format!("There is no PCI device {a} on this host."))
+        })?;
+        let c = &d.capabilities;
+        let mut out: HashMap<String, OwnedVariant> = HashMap::new();
+        let mut put = |k: &str, v: Variant<'_>| {
+            if let Ok(v) = v.try_into() {
+                out.insert(k.to_string(), v);
+            }
+        };
+        put("config_bytes", Variant::U32(d.config_bytes as u32));
+        for (k, v) in [
+            ("flr", c.flr),
+            ("aer", c.aer),
+            ("pm_reset", c.pm_reset),
+            ("express", c.express),
+            ("msi", c.msi),
+            ("msix", c.msix),
+        ] {
+            if let Some(b) = v {
+                put(k, Variant::Bool(b));
+            }
+        }
+        if let Some(acs) = c.acs {
+            put(
+                "acs",
+                Variant::from(match acs {
+                    None => "absent".to_string(),
+                    Some(a) if a.isolates() => "isolates".to_string(),
+                    Some(_) => "partial".to_string(),
+                }),
+            );
+        }
+        if let Some(t) = c.port_type {
+            let s = serde_json::to_value(t)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            put("pcie_type", Variant::from(s));
+        }
+        if let Some(n) = c.sriov_total_vfs {
+            put("sriov_total_vfs", Variant::U32(n as u32));
+        }
+        if let Some(m) = &d.reset_methods {
+            put("reset_methods", Variant::from(m.clone()));
+        }
+        Ok(out)
+    }
+}
+
+fn kernel_for(root: &PathBuf) -> Result<Arc<dyn Kernel>, String> {
+    if root == &PathBuf::from("/") {
+        Ok(Arc::new(Sysfs::new("/")))
+    } else {
+        // A tree has no kernel behind it: the fake models the kernel's answers on it.
+        Ok(Arc::new(
+            FakeKernel::new(root).map_err(|e| format!("{}: {e}", root.display()))?,
+        ))
+    }
+}
+
+fn one_shot(args: &Args, kernel: &dyn Kernel, state: &StateDir) -> Result<(), String> {
+    let locks = Locks::default();
+    for (g, outcomes) in claim::replay(kernel, state).map_err(|e| e.to_string())? {
+        for o in outcomes {
+            println!(
+                "replayed group {g}: {} on {}",
+                o.device,
+                o.driver.as_deref().unwrap_or("no driver")
+            );
+        }
+    }
+    let host = || Helper::scan(&args.root).map_err(|e| format!("{e:?}"));
+    if let Some(g) = &args.claim {
+        let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
+        let d = claim::claim(
+            &host()?,
+            g,
+            &ClaimOptions { force: args.force },
+            kernel,
+            state,
+            &locks,
+        )
+        .map_err(|e| e.to_string())?;
+        println!(
+            "group {g} {}",
+            if d.changed {
+                "claimed"
+            } else {
+                "was already claimed"
+            }
+        );
+    }
+    if let Some(g) = &args.release {
+        let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
+        let d = claim::release(&host()?, g, kernel, state, &locks).map_err(|e| e.to_string())?;
+        println!(
+            "group {g} {}",
+            if d.changed {
+                "released"
+            } else {
+                "was not claimed"
+            }
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    passage::i18n::init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PASSAGE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let state = match StateDir::new(&args.state_dir) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!(
+                "passage-helper: state directory {}: {e}",
+                args.state_dir.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let kernel = match kernel_for(&args.root) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("passage-helper: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.claim.is_some() || args.release.is_some() || args.replay {
+        return match one_shot(&args, kernel.as_ref(), &state) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("passage-helper: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("passage-helper: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async move {
+        // A crash or kill during an earlier claim is undone before anyone can ask anything.
+        match claim::replay(kernel.as_ref(), &state) {
+            Ok(done) => {
+                for (g, outcomes) in done {
+                    tracing::warn!("replayed unfinished operation on group {g}: {outcomes:?}");
+                }
+            }
+            Err(e) => tracing::error!("replaying journals: {e}"),
+        }
+        let helper = Helper {
+            root: args.root.clone(),
+            kernel,
+            state,
+            locks: Arc::new(Locks::default()),
+        };
+        let conn = zbus::connection::Builder::system()
+            .name(names::BUS_NAME)
+            .serve_at(names::OBJECT_PATH, helper)
+            .build()
+            .await;
+        let _conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!(
+                    "passage-helper: cannot serve {} on the system bus: {e}",
+                    names::BUS_NAME
+                );
+                return ExitCode::from(2);
+            }
+        };
+        tracing::info!("serving {} at {}", names::BUS_NAME, names::OBJECT_PATH);
+        let _ = tokio::signal::ctrl_c().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,127 @@
+//! The helper's D-Bus contract, shared by the service (`passage-helper`) and its clients
+//! (`passagectl`, the app): the named errors, the client proxy, the options. Only built with
+//! the `dbus` feature; the core library never sees zbus.
+//!
+//! Interface documentation: data/io.github.passage.Helper1.xml.
+
+use crate::claim::ClaimError;
+use crate::names;
+use std::collections::HashMap;
+use zbus::{OwnedVariant as OwnedValue, Variant as Value};
+
+/// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "io.github.passage.Helper1.Error")]
+pub enum HelperError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    NotFound(String),
+    InvalidArgs(String),
+    Busy(String),
+    NotAuthorized(String),
+    BadState(String),
+    HostCritical(String),
+    Failed(String),
+}
+
+impl From<ClaimError> for HelperError {
+    fn from(e: ClaimError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ClaimError::NotFound(_) => HelperError::NotFound(msg),
+            ClaimError::InvalidArgs(_) => HelperError::InvalidArgs(msg),
+            ClaimError::Busy(_) => HelperError::Busy(msg),
+            ClaimError::BadState(_) => HelperError::BadState(msg),
+            ClaimError::HostCritical(_) => HelperError::HostCritical(msg),
+            ClaimError::Failed { rolled_back, .. } => {
+                let ends: Vec<String> = rolled_back
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{} on {}",
+                            o.device,
+                            o.driver.as_deref().unwrap_or("no driver")
+                        )
+                    })
+                    .collect();
+                if ends.is_empty() {
+                    HelperError::Failed(msg)
+                } else {
+                    HelperError::Failed(format!("{msg} Now: {}.", ends.join(", ")))
+                }
+            }
+        }
+    }
+}
+
+/// Options every mutating method takes (`a{sv}`), parsed strictly: unknown keys and wrong
+/// types are refused before anything happens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `force` (b): claim a host-critical group (needs its own polkit action).
+    pub force: bool,
+    /// `auth.no_user_interaction` (b): fail rather than prompt for a password.
+    pub no_user_interaction: bool,
+}
+
+impl Options {
+    pub fn parse(raw: &HashMap<String, OwnedValue>, allowed: &[&str]) -> Result<Self, HelperError> {
+        let mut o = Options::default();
+        if raw.len() > 8 {
+            return Err(HelperError::InvalidArgs("too many options".into()));
+        }
+        for (k, v) in raw {
+            if !allowed.contains(&k.as_str()) {
+                let k: String = k.chars().take(40).collect();
+                return Err(HelperError::InvalidArgs(format!("unknown option “{k}”")));
+            }
+            let b = match &**v {
+                Value::Bool(b) => *b,
+                _ => {
+                    return Err(HelperError::InvalidArgs(format!(
+                        "option “{k}” must be a boolean"
+                    )))
+                }
+            };
+            match k.as_str() {
+                "force" => o.force = b,
+                "auth.no_user_interaction" => o.no_user_interaction = b,
+                _ => {}
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The client side of `io.github.passage.Helper1`.
+#[zbus::proxy(
+    interface = "io.github.passage.Helper1",
+    default_service = "io.github.passage.Helper1",
+    default_path = "/io/github/passage/Helper1"
+)]
+pub trait Helper {
+    /// Claims a whole group for vfio-pci. Returns false when it already was.
+    fn claim(&self, group: u32, options: HashMap<&str, Value<'_>>) -> Result<bool, HelperError>;
+    /// Gives a group back to the drivers it was claimed from.
+    fn release(&self, group: u32, options: HashMap<&str, Value<'_>>) -> Result<bool, HelperError>;
+    /// The groups the helper holds: (group, member addresses).
+    fn claims(&self) -> Result<Vec<(u32, Vec<String>)>, HelperError>;
+    /// Operations that did not finish, as JSON (empty list normally).
+    fn journal(&self) -> Result<String, HelperError>;
+    /// QEMU's steps on a group: (usable, code, message, remedy).
+    fn verify(&self, group: u32) -> Result<(bool, String, String, String), HelperError>;
+    /// Facts from the full config space of one device (what a user cannot read).
+    fn describe(&self, address: &str) -> Result<HashMap<String, OwnedValue>, HelperError>;
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<u32>;
+}
+
+/// Connects to the helper on the system bus (or `DBUS_SYSTEM_BUS_ADDRESS`).
+pub async fn connect() -> Result<HelperProxy<'static>, HelperError> {
+    let conn = zbus::Connection::system().await?;
+    Ok(HelperProxy::builder(&conn)
+        .destination(names::BUS_NAME)
+        .path(names::OBJECT_PATH)
+        .build()
+        .await?)
+}

@@ -1,0 +1,400 @@
+//! The real helper on a private dbus-daemon started with a system-bus configuration (the
+//! project's bus policy included as a package would install it), with the real polkitd on that
+//! bus judging every mutation by the project's polkit policy. The helper drives a fake kernel
+//! over the demo host's tree (`--root`), so nothing on this machine's PCI bus changes.
+//!
+//! Needs root (to run polkitd and install the policy file where polkitd reads it). CI runs as
+//! root; elsewhere the test says why it did not run.
+
+use passage::dbus::{HelperError, HelperProxy};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use zbus::Variant;
+
+const POLICY: &str = "/usr/share/polkit-1/actions/io.github.passage.policy";
+const RULE: &str = "/etc/polkit-1/rules.d/49-passage-test.rules";
+
+/// One bus at a time: the policy file and the test rule are shared places on this machine.
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct Bus {
+    _one: std::sync::MutexGuard<'static, ()>,
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+    installed_policy: bool,
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(RULE);
+        if self.installed_policy {
+            let _ = std::fs::remove_file(POLICY);
+        }
+    }
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Bus {
+    fn address(&self) -> String {
+        format!("unix:path={}", self.dir.path().join("bus").display())
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn start() -> Option<Bus> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!(
+                "the helper bus test needs root (polkitd, the installed policy): not run here"
+            );
+            return None;
+        }
+        let polkitd = ["/usr/lib/polkit-1/polkitd", "/usr/libexec/polkitd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("polkitd is not installed (apt-get install polkitd): the helper's authorization cannot be tested");
+        let dir = tempfile::tempdir().unwrap();
+        // The unprivileged caller (nobody) must reach the socket.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let conf = format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={bus}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include ignore_missing="yes">/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf</include>
+  <include>{ours}</include>
+</busconfig>"#,
+            bus = dir.path().join("bus").display(),
+            ours = repo()
+                .join("data/dbus/io.github.passage.Helper1.conf")
+                .display()
+        );
+        std::fs::write(dir.path().join("system.conf"), conf).unwrap();
+        let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bus = Bus {
+            _one: one,
+            dir,
+            children: Vec::new(),
+            installed_policy: false,
+        };
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!(
+                "--config-file={}",
+                bus.dir.path().join("system.conf").display()
+            ))
+            .args(["--nofork", "--nopidfile"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon");
+        bus.children.push(daemon);
+        wait_for(
+            || bus.dir.path().join("bus").exists(),
+            "the private bus socket",
+        );
+
+        // The project's policy, where polkitd reads actions (as a package would install it).
+        let ours = std::fs::read(repo().join("data/polkit/io.github.passage.policy")).unwrap();
+        if std::fs::read(POLICY).ok().as_deref() != Some(&ours[..]) {
+            std::fs::write(POLICY, &ours).unwrap();
+            bus.installed_policy = true;
+        }
+        let _ = std::fs::remove_file(RULE);
+        let pk = Command::new(polkitd)
+            .arg("--no-debug")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("polkitd");
+        bus.children.push(pk);
+        wait_for(
+            || name_has_owner(&bus, "org.freedesktop.PolicyKit1"),
+            "polkitd on the private bus",
+        );
+
+        // The demo host as a tree the helper's fake kernel drives.
+        passage::synth::MachineSpec::from_json(passage::demo::DEMO_HOST)
+            .unwrap()
+            .write_tree(&bus.root())
+            .unwrap();
+        let helper = Command::new(env!("CARGO_BIN_EXE_passage-helper"))
+            .arg("--root")
+            .arg(bus.root())
+            .arg("--state-dir")
+            .arg(bus.state())
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+            .env("PASSAGE_LOG", "warn")
+            .spawn()
+            .expect("passage-helper");
+        bus.children.push(helper);
+        wait_for(
+            || name_has_owner(&bus, "io.github.passage.Helper1"),
+            "passage-helper on the private bus",
+        );
+        Some(bus)
+    }
+
+    /// `passagectl ARGS` as root or as nobody, talking to the helper on this bus.
+    fn passagectl(&self, as_nobody: bool, args: &[&str]) -> Output {
+        let bin = env!("CARGO_BIN_EXE_passagectl");
+        let mut c = if as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+            c
+        } else {
+            Command::new(bin)
+        };
+        c.args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.address())
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap()
+    }
+
+    fn driver(&self, a: &str) -> Option<String> {
+        std::fs::read_link(
+            self.root()
+                .join("sys/bus/pci/devices")
+                .join(a)
+                .join("driver"),
+        )
+        .ok()
+        .map(|t| t.file_name().unwrap().to_string_lossy().into_owned())
+    }
+
+    fn proxy(&self) -> (tokio::runtime::Runtime, HelperProxy<'static>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = self.address();
+        let p = rt.block_on(async move {
+            let conn = zbus::connection::Builder::address(addr.as_str())
+                .build()
+                .await
+                .unwrap();
+            HelperProxy::new(&conn).await.unwrap()
+        });
+        (rt, p)
+    }
+}
+
+fn name_has_owner(bus: &Bus, name: &str) -> bool {
+    Command::new("dbus-send")
+        .args([
+            &format!("--bus={}", bus.address()),
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            &format!("string:{name}"),
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+        .unwrap_or(false)
+}
+
+fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not come up within 20 s");
+}
+
+fn err_name(e: &HelperError) -> String {
+    match e {
+        HelperError::ZBus(zbus::Error::MethodError(n, _, _)) => n.to_string(),
+        HelperError::ZBus(z) => format!("zbus: {z}"),
+        HelperError::NotFound(_) => "NotFound".into(),
+        HelperError::InvalidArgs(_) => "InvalidArgs".into(),
+        HelperError::Busy(_) => "Busy".into(),
+        HelperError::NotAuthorized(_) => "NotAuthorized".into(),
+        HelperError::BadState(_) => "BadState".into(),
+        HelperError::HostCritical(_) => "HostCritical".into(),
+        HelperError::Failed(_) => "Failed".into(),
+    }
+}
+
+const GPU: &str = "0000:0b:00.0";
+
+#[test]
+fn polkit_decides_every_claim_on_a_real_bus() {
+    let Some(bus) = Bus::start() else { return };
+
+    // Unauthorized: nobody, no agent to ask for a password → NotAuthorized and no write.
+    let o = bus.passagectl(true, &["claim", "19"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not authorized") && err.contains("io.github.passage.claim"),
+        "{err}"
+    );
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    assert!(!bus.state().join("claims/19.json").exists());
+
+    // Root is authorized by polkit itself.
+    let o = bus.passagectl(false, &["claim", "19"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(bus.driver(GPU).as_deref(), Some("vfio-pci"));
+    let o = bus.passagectl(false, &["status"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("group 19: 0000:0b:00.0, 0000:0b:00.1"));
+
+    // Host-critical without force is refused before polkit is asked; nothing changes.
+    let o = bus.passagectl(false, &["claim", "17"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needed by the host"));
+    assert_eq!(bus.driver("0000:07:00.0").as_deref(), Some("r8169"));
+
+    // A rule that grants nobody the claim action: now polkit says yes.
+    std::fs::write(
+        RULE,
+        "polkit.addRule(function(action, subject) {\n  if (action.id == \"io.github.passage.claim\" && subject.user == \"nobody\") return polkit.Result.YES;\n});\n",
+    )
+    .unwrap();
+    let mut released = None;
+    for _ in 0..40 {
+        // polkitd reloads rules when the directory changes; give it a moment.
+        let o = bus.passagectl(true, &["release", "19"]);
+        if o.status.success() {
+            released = Some(o);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(released.is_some(), "the rule never took effect");
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    // The rule grants only the plain claim action, never the host-critical one.
+    let o = bus.passagectl(true, &["claim", "17", "--force"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not authorized"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(bus.driver("0000:07:00.0").as_deref(), Some("r8169"));
+}
+
+#[test]
+fn hostile_arguments_get_named_errors_and_change_nothing() {
+    let Some(bus) = Bus::start() else { return };
+    let (rt, p) = bus.proxy();
+    rt.block_on(async {
+        assert_eq!(p.version().await.unwrap(), 1);
+        let e = p.describe("../../etc/passwd").await.unwrap_err();
+        assert!(err_name(&e).ends_with("InvalidArgs"), "{e:?}");
+        let e = p.describe(&"0".repeat(1 << 16)).await.unwrap_err();
+        assert!(err_name(&e).ends_with("InvalidArgs"), "{e:?}");
+        let e = p.describe("0000:99:00.0").await.unwrap_err();
+        assert!(err_name(&e).ends_with("NotFound"), "{e:?}");
+        let facts = p.describe(GPU).await.unwrap();
+        assert!(
+            facts.contains_key("flr") && facts.contains_key("acs"),
+            "{facts:?}"
+        );
+        let e = p.claim(u32::MAX, HashMap::new()).await.unwrap_err();
+        assert!(err_name(&e).ends_with("NotFound"), "{e:?}");
+        let mut bad = HashMap::new();
+        bad.insert("force", Variant::from("yes"));
+        let e = p.claim(19, bad).await.unwrap_err();
+        assert!(err_name(&e).ends_with("InvalidArgs"), "{e:?}");
+        let mut unknown = HashMap::new();
+        unknown.insert("path", Variant::from("/etc/shadow"));
+        let e = p.claim(19, unknown).await.unwrap_err();
+        assert!(err_name(&e).ends_with("InvalidArgs"), "{e:?}");
+        let (usable, code, _, _) = p.verify(19).await.unwrap();
+        assert!(!usable);
+        assert_eq!(code, "not-bound");
+        assert_eq!(p.journal().await.unwrap(), "[]");
+    });
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    assert!(std::fs::read_dir(bus.state().join("claims"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn the_documented_interface_is_the_one_served() {
+    let Some(bus) = Bus::start() else { return };
+    let o = Command::new("dbus-send")
+        .args([
+            &format!("--bus={}", bus.address()),
+            "--print-reply=literal",
+            "--dest=io.github.passage.Helper1",
+            "/io/github/passage/Helper1",
+            "org.freedesktop.DBus.Introspectable.Introspect",
+        ])
+        .output()
+        .unwrap();
+    let served = String::from_utf8_lossy(&o.stdout).to_string();
+    let documented =
+        std::fs::read_to_string(repo().join("data/io.github.passage.Helper1.xml")).unwrap();
+    // Every method and argument signature served is documented, and nothing more.
+    let sigs = |xml: &str| -> Vec<String> {
+        let Some(at) = xml.find("<interface name=\"io.github.passage.Helper1\"") else {
+            panic!("no interface in:\n{xml}")
+        };
+        let iface = &xml[at..];
+        let iface = &iface[..iface.find("</interface>").unwrap()];
+        let mut v: Vec<String> = iface
+            .split('<')
+            .filter(|t| {
+                t.starts_with("method ") || t.starts_with("arg ") || t.starts_with("property ")
+            })
+            .map(|t| {
+                let attr = |k: &str| {
+                    t.split(&format!("{k}=\""))
+                        .nth(1)
+                        .map(|r| r[..r.find('"').unwrap()].to_string())
+                        .unwrap_or_default()
+                };
+                format!(
+                    "{} {} {} {}",
+                    t.split_whitespace().next().unwrap(),
+                    attr("name"),
+                    attr("type"),
+                    attr("direction")
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sigs(&documented), sigs(&served), "served:\n{served}");
+}
