@@ -52,6 +52,15 @@ fn boot(topology: &str, partial: &str, full: &str, hold: bool) -> Run {
 }
 
 fn boot_with(topology: &str, pre: &str, partial: &str, full: &str, hold: bool) -> Run {
+    let header = format!(
+        "PASSAGECTL={}\nPRE='{pre}'\nPARTIAL={partial}\nFULL={full}\nHOLD={}\n",
+        env!("CARGO_BIN_EXE_passagectl"),
+        u8::from(hold)
+    );
+    boot_job(topology, &header, "tests/vm/guest-job.sh")
+}
+
+fn boot_job(topology: &str, header: &str, script: &str) -> Run {
     let _one = VM.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -60,13 +69,8 @@ fn boot_with(topology: &str, pre: &str, partial: &str, full: &str, hold: bool) -
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
     let job = out.with_extension("job.sh");
-    let header = format!(
-        "PASSAGECTL={}\nPRE='{pre}'\nPARTIAL={partial}\nFULL={full}\nHOLD={}\n",
-        env!("CARGO_BIN_EXE_passagectl"),
-        u8::from(hold)
-    );
-    let body = std::fs::read_to_string(root.join("tests/vm/guest-job.sh")).unwrap();
-    std::fs::write(&job, header + &body).unwrap();
+    let body = std::fs::read_to_string(root.join(script)).unwrap();
+    std::fs::write(&job, header.to_string() + &body).unwrap();
     let o = Command::new("python3")
         .arg(root.join("tests/vm/vm.py"))
         .args(["run", topology])
@@ -464,6 +468,69 @@ fn sriov_virtual_functions_get_groups_of_their_own_and_bind_alone() {
     );
     let v = run.json("full-verify.json");
     assert_eq!(v["devices"][0].as_str(), Some(vfs[0].as_str()));
+}
+
+/// `member driver` lines → map.
+fn members(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, d)| (a.to_string(), d.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_helper_claims_releases_rolls_back_and_survives_kill_9_on_a_real_kernel() {
+    // pci-bridges: the group behind the pcie-pci-bridge (bridge 01:00.0 + e1000 02:01.0 +
+    // rtl8139 02:02.0) and the e1000e alone behind the second root port (04:00.0).
+    let header = format!(
+        "PASSAGECTL={}\nHELPER={}\nMULTI=0000:02:01.0\nSINGLE=0000:04:00.0\nREFUSE=0000:02:02.0\n",
+        env!("CARGO_BIN_EXE_passagectl"),
+        env!("CARGO_BIN_EXE_passage-helper")
+    );
+    let run = boot_job("pci-bridges", &header, "tests/vm/guest-helper-job.sh");
+    let multi = run.file("multi-group").trim().to_string();
+    let single = run.file("single-group").trim().to_string();
+    let before_multi = members(&run.file("multi-before.txt"));
+    assert_eq!(before_multi.get("0000:02:01.0").map(String::as_str), Some("e1000"));
+    assert_eq!(before_multi.get("0000:02:02.0").map(String::as_str), Some("8139cp"));
+    for (g, before) in [(&single, members(&run.file("single-before.txt"))), (&multi, before_multi.clone())] {
+        assert_eq!(run.rc(&format!("claim-{g}.rc")), 0, "{}", run.file(&format!("claim-{g}.txt")));
+        let claimed = members(&run.file(&format!("claimed-{g}.txt")));
+        for (a, d) in &claimed {
+            let bridge = before[a] == "-" && a.ends_with(":00.0") && a.starts_with("0000:01");
+            if bridge {
+                assert_eq!(d, "-", "the bridge {a} is never bound");
+            } else {
+                assert_eq!(d, "vfio-pci", "{a} in group {g}");
+            }
+        }
+        assert_eq!(run.rc(&format!("verify-{g}.rc")), 0, "{}", run.file(&format!("verify-{g}.txt")));
+        assert!(run.file(&format!("reclaim-{g}.txt")).contains("already"), "claiming twice changes nothing");
+        assert_eq!(run.rc(&format!("release-{g}.rc")), 0, "{}", run.file(&format!("release-{g}.txt")));
+        assert_eq!(members(&run.file(&format!("released-{g}.txt"))), before, "group {g} back on its drivers");
+    }
+    // The refusing member: the claim fails naming it, and every member is back.
+    assert_eq!(run.rc("refused.rc"), 1);
+    let why = run.file("refused.txt");
+    assert!(why.contains("0000:02:02.0") && why.contains("put back"), "{why}");
+    assert_eq!(members(&run.file("after-refusal.txt")), before_multi);
+    assert!(!run.file("state-after-refusal.txt").contains("journal"), "no journal left");
+    // kill -9 at sixteen moments: after replay, never a member on no driver that had one.
+    let kills = run.file("kills.txt");
+    let mut mid_transaction = 0;
+    for line in kills.lines() {
+        if line.contains("journal=1") {
+            mid_transaction += 1;
+        }
+        let after = line.split("after-replay:").nth(1).unwrap_or("");
+        for (a, want) in &before_multi {
+            let got = after.split_whitespace().skip_while(|w| w != a).nth(1).unwrap_or("?");
+            assert!(got == want || got == "vfio-pci" || want == "-", "{a} stranded on {got} after: {line}");
+        }
+    }
+    eprintln!("kill -9: {} kills, {mid_transaction} landed mid-transaction", kills.lines().count());
+    std::fs::write(run.out.join("kill-summary"), format!("{} {mid_transaction}\n", kills.lines().count())).unwrap();
+    assert_eq!(members(&run.file("multi-end.txt")), before_multi);
 }
 
 fn assert_no_groups(run: &Run) -> Value {

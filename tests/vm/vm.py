@@ -62,6 +62,9 @@ TOPOLOGIES = {
         "-device", "pci-bridge,id=b2,chassis_nr=9,bus=pcie.0,addr=0x3",
         "-device", "e1000,bus=b2,addr=0x1,netdev=n3", "-netdev", "user,id=n3,restrict=on",
         "-device", "rtl8139,bus=b2,addr=0x2,netdev=n4", "-netdev", "user,id=n4,restrict=on",
+        # A single-device group too, for the helper's claims (bus 04).
+        "-device", "pcie-root-port,id=rp2,chassis=2,slot=2,bus=pcie.0,addr=0x4",
+        "-device", "e1000e,bus=rp2,netdev=n5", "-netdev", "user,id=n5,restrict=on",
     ],
     # (3) A PCIe switch (upstream + two downstream ports) and an ioh3420 port (no ACS).
     "switch-no-acs": [
