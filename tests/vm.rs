@@ -491,10 +491,24 @@ fn the_helper_claims_releases_rolls_back_and_survives_kill_9_on_a_real_kernel() 
     let multi = run.file("multi-group").trim().to_string();
     let single = run.file("single-group").trim().to_string();
     let before_multi = members(&run.file("multi-before.txt"));
-    assert_eq!(before_multi.get("0000:02:01.0").map(String::as_str), Some("e1000"));
-    assert_eq!(before_multi.get("0000:02:02.0").map(String::as_str), Some("8139cp"));
-    for (g, before) in [(&single, members(&run.file("single-before.txt"))), (&multi, before_multi.clone())] {
-        assert_eq!(run.rc(&format!("claim-{g}.rc")), 0, "{}", run.file(&format!("claim-{g}.txt")));
+    assert_eq!(
+        before_multi.get("0000:02:01.0").map(String::as_str),
+        Some("e1000")
+    );
+    assert_eq!(
+        before_multi.get("0000:02:02.0").map(String::as_str),
+        Some("8139cp")
+    );
+    for (g, before) in [
+        (&single, members(&run.file("single-before.txt"))),
+        (&multi, before_multi.clone()),
+    ] {
+        assert_eq!(
+            run.rc(&format!("claim-{g}.rc")),
+            0,
+            "{}",
+            run.file(&format!("claim-{g}.txt"))
+        );
         let claimed = members(&run.file(&format!("claimed-{g}.txt")));
         for (a, d) in &claimed {
             let bridge = before[a] == "-" && a.ends_with(":00.0") && a.starts_with("0000:01");
@@ -504,17 +518,40 @@ fn the_helper_claims_releases_rolls_back_and_survives_kill_9_on_a_real_kernel() 
                 assert_eq!(d, "vfio-pci", "{a} in group {g}");
             }
         }
-        assert_eq!(run.rc(&format!("verify-{g}.rc")), 0, "{}", run.file(&format!("verify-{g}.txt")));
-        assert!(run.file(&format!("reclaim-{g}.txt")).contains("already"), "claiming twice changes nothing");
-        assert_eq!(run.rc(&format!("release-{g}.rc")), 0, "{}", run.file(&format!("release-{g}.txt")));
-        assert_eq!(members(&run.file(&format!("released-{g}.txt"))), before, "group {g} back on its drivers");
+        assert_eq!(
+            run.rc(&format!("verify-{g}.rc")),
+            0,
+            "{}",
+            run.file(&format!("verify-{g}.txt"))
+        );
+        assert!(
+            run.file(&format!("reclaim-{g}.txt")).contains("already"),
+            "claiming twice changes nothing"
+        );
+        assert_eq!(
+            run.rc(&format!("release-{g}.rc")),
+            0,
+            "{}",
+            run.file(&format!("release-{g}.txt"))
+        );
+        assert_eq!(
+            members(&run.file(&format!("released-{g}.txt"))),
+            before,
+            "group {g} back on its drivers"
+        );
     }
     // The refusing member: the claim fails naming it, and every member is back.
     assert_eq!(run.rc("refused.rc"), 1);
     let why = run.file("refused.txt");
-    assert!(why.contains("0000:02:02.0") && why.contains("put back"), "{why}");
+    assert!(
+        why.contains("0000:02:02.0") && why.contains("put back"),
+        "{why}"
+    );
     assert_eq!(members(&run.file("after-refusal.txt")), before_multi);
-    assert!(!run.file("state-after-refusal.txt").contains("journal"), "no journal left");
+    assert!(
+        !run.file("state-after-refusal.txt").contains("journal"),
+        "no journal left"
+    );
     // kill -9 at sixteen moments: after replay, never a member on no driver that had one.
     let kills = run.file("kills.txt");
     let mut mid_transaction = 0;
@@ -524,12 +561,26 @@ fn the_helper_claims_releases_rolls_back_and_survives_kill_9_on_a_real_kernel() 
         }
         let after = line.split("after-replay:").nth(1).unwrap_or("");
         for (a, want) in &before_multi {
-            let got = after.split_whitespace().skip_while(|w| w != a).nth(1).unwrap_or("?");
-            assert!(got == want || got == "vfio-pci" || want == "-", "{a} stranded on {got} after: {line}");
+            let got = after
+                .split_whitespace()
+                .skip_while(|w| w != a)
+                .nth(1)
+                .unwrap_or("?");
+            assert!(
+                got == want || got == "vfio-pci" || want == "-",
+                "{a} stranded on {got} after: {line}"
+            );
         }
     }
-    eprintln!("kill -9: {} kills, {mid_transaction} landed mid-transaction", kills.lines().count());
-    std::fs::write(run.out.join("kill-summary"), format!("{} {mid_transaction}\n", kills.lines().count())).unwrap();
+    eprintln!(
+        "kill -9: {} kills, {mid_transaction} landed mid-transaction",
+        kills.lines().count()
+    );
+    std::fs::write(
+        run.out.join("kill-summary"),
+        format!("{} {mid_transaction}\n", kills.lines().count()),
+    )
+    .unwrap();
     assert_eq!(members(&run.file("multi-end.txt")), before_multi);
 }
 

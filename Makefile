@@ -1,0 +1,49 @@
+# Passage: build, install, uninstall. `./dev run` and `./dev test` are the everyday entry points.
+#
+#   make                      release build of passagectl and passage-helper
+#   make install DESTDIR=… PREFIX=…    (PREFIX defaults to /usr/local)
+#   make uninstall
+#
+# Files the system reads only from fixed places (D-Bus system policy and activation, systemd
+# units, polkit actions) go there whatever the PREFIX.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR = $(PREFIX)/bin
+LIBEXECDIR = $(PREFIX)/libexec
+DATADIR = $(PREFIX)/share
+DBUS_SYSTEM_CONF = /usr/share/dbus-1/system.d
+DBUS_SYSTEM_SERVICES = /usr/share/dbus-1/system-services
+SYSTEMD_UNITS = /usr/lib/systemd/system
+POLKIT_ACTIONS = /usr/share/polkit-1/actions
+CARGO ?= cargo
+# Where the built binaries are (tests install their debug build with BINSRC=target/debug).
+BINSRC ?= target/release
+
+INSTALLED = \
+	$(BINDIR)/passagectl \
+	$(LIBEXECDIR)/passage-helper \
+	$(DBUS_SYSTEM_CONF)/io.github.passage.Helper1.conf \
+	$(DBUS_SYSTEM_SERVICES)/io.github.passage.Helper1.service \
+	$(SYSTEMD_UNITS)/passage-helper.service \
+	$(POLKIT_ACTIONS)/io.github.passage.policy \
+	$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml
+
+all:
+	PASSAGE_LOCALEDIR=$(DATADIR)/locale $(CARGO) build --release --bins
+
+install: all
+	install -Dm755 $(BINSRC)/passagectl $(DESTDIR)$(BINDIR)/passagectl
+	install -Dm755 $(BINSRC)/passage-helper $(DESTDIR)$(LIBEXECDIR)/passage-helper
+	install -Dm644 data/dbus/io.github.passage.Helper1.conf $(DESTDIR)$(DBUS_SYSTEM_CONF)/io.github.passage.Helper1.conf
+	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' data/dbus/io.github.passage.Helper1.service.in | \
+		install -Dm644 /dev/stdin $(DESTDIR)$(DBUS_SYSTEM_SERVICES)/io.github.passage.Helper1.service
+	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' data/systemd/passage-helper.service.in | \
+		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-helper.service
+	install -Dm644 data/polkit/io.github.passage.policy $(DESTDIR)$(POLKIT_ACTIONS)/io.github.passage.policy
+	install -Dm644 data/io.github.passage.Helper1.xml $(DESTDIR)$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+
+.PHONY: all install uninstall

@@ -1,0 +1,124 @@
+//! Files the system reads are checked by the system's own tools: xmllint (against polkit's DTD
+//! where it is installed), systemd-analyze verify, and an install into a temporary DESTDIR.
+
+use std::path::Path;
+use std::process::Command;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn ok(c: &mut Command) -> String {
+    let o = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{c:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn xml_files_are_valid() {
+    assert!(
+        tool("xmllint"),
+        "xmllint is needed (apt-get install libxml2-utils)"
+    );
+    let policy = repo().join("data/polkit/io.github.passage.policy");
+    let dtd = Path::new("/usr/share/polkit-1/policyconfig-1.dtd");
+    if dtd.exists() {
+        ok(Command::new("xmllint")
+            .args(["--noout", "--dtdvalid"])
+            .arg(dtd)
+            .arg(&policy));
+    } else {
+        ok(Command::new("xmllint").arg("--noout").arg(&policy));
+    }
+    for f in [
+        "data/dbus/io.github.passage.Helper1.conf",
+        "data/io.github.passage.Helper1.xml",
+    ] {
+        ok(Command::new("xmllint").arg("--noout").arg(repo().join(f)));
+    }
+    // Every action the helper checks is declared, and nothing else.
+    let text = std::fs::read_to_string(&policy).unwrap();
+    for a in [
+        passage::names::ACTION_CLAIM,
+        passage::names::ACTION_CLAIM_HOST_CRITICAL,
+        passage::names::ACTION_PERSIST,
+    ] {
+        assert!(
+            text.contains(&format!("id=\"{a}\"")),
+            "{a} missing from the policy"
+        );
+    }
+    assert_eq!(text.matches("<action id=").count(), 3);
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    if !tool("systemd-analyze") {
+        panic!("systemd-analyze is needed to check the unit (part of systemd)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let helper = Path::new(env!("CARGO_BIN_EXE_passage-helper"));
+    let unit = std::fs::read_to_string(repo().join("data/systemd/passage-helper.service.in"))
+        .unwrap()
+        .replace("@LIBEXECDIR@", helper.parent().unwrap().to_str().unwrap());
+    let path = dir.path().join("passage-helper.service");
+    std::fs::write(&path, unit).unwrap();
+    ok(Command::new("systemd-analyze").arg("verify").arg(&path));
+}
+
+#[test]
+fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
+    let dest = tempfile::tempdir().unwrap();
+    // Install what is already built (the test binaries), not a second release build.
+    let bins = Path::new(env!("CARGO_BIN_EXE_passagectl"))
+        .parent()
+        .unwrap();
+    let make = |target: &str| {
+        let mut c = Command::new("make");
+        c.current_dir(repo())
+            .arg(target)
+            .arg(format!("DESTDIR={}", dest.path().display()))
+            .arg("PREFIX=/opt/passage")
+            .arg(format!("BINSRC={}", bins.display()))
+            .arg("CARGO=true");
+        ok(&mut c)
+    };
+    make("install");
+    let expect = [
+        "opt/passage/bin/passagectl",
+        "opt/passage/libexec/passage-helper",
+        "opt/passage/share/dbus-1/interfaces/io.github.passage.Helper1.xml",
+        "usr/share/dbus-1/system.d/io.github.passage.Helper1.conf",
+        "usr/share/dbus-1/system-services/io.github.passage.Helper1.service",
+        "usr/lib/systemd/system/passage-helper.service",
+        "usr/share/polkit-1/actions/io.github.passage.policy",
+    ];
+    for f in expect {
+        assert!(dest.path().join(f).is_file(), "{f} not installed");
+    }
+    let act = std::fs::read_to_string(
+        dest.path()
+            .join("usr/share/dbus-1/system-services/io.github.passage.Helper1.service"),
+    )
+    .unwrap();
+    assert!(
+        act.contains("Exec=/opt/passage/libexec/passage-helper"),
+        "{act}"
+    );
+    make("uninstall");
+    for f in expect {
+        assert!(!dest.path().join(f).exists(), "{f} left after uninstall");
+    }
+}
