@@ -26,6 +26,7 @@ INSTALLED = \
 	$(DBUS_SYSTEM_CONF)/io.github.passage.Helper1.conf \
 	$(DBUS_SYSTEM_SERVICES)/io.github.passage.Helper1.service \
 	$(SYSTEMD_UNITS)/passage-helper.service \
+	$(SYSTEMD_UNITS)/passage-reclaim.service \
 	$(POLKIT_ACTIONS)/io.github.passage.policy \
 	$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml
 
@@ -40,6 +41,8 @@ install: all
 		install -Dm644 /dev/stdin $(DESTDIR)$(DBUS_SYSTEM_SERVICES)/io.github.passage.Helper1.service
 	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' data/systemd/passage-helper.service.in | \
 		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-helper.service
+	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' data/systemd/passage-reclaim.service.in | \
+		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-reclaim.service
 	install -Dm644 data/polkit/io.github.passage.policy $(DESTDIR)$(POLKIT_ACTIONS)/io.github.passage.policy
 	install -Dm644 data/io.github.passage.Helper1.xml $(DESTDIR)$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml
 

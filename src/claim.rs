@@ -190,6 +190,11 @@ impl StateDir {
         Ok(Self { dir })
     }
 
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
     fn journal_path(&self, g: GroupId) -> PathBuf {
         self.dir.join(format!("journal-{g}.json"))
     }

@@ -104,6 +104,13 @@ pub trait Helper {
     fn claim(&self, group: u32, options: HashMap<&str, Value<'_>>) -> Result<bool, HelperError>;
     /// Gives a group back to the drivers it was claimed from.
     fn release(&self, group: u32, options: HashMap<&str, Value<'_>>) -> Result<bool, HelperError>;
+    /// Claims a group at every boot (on) or stops doing so (off): (changed, notes).
+    fn persist(
+        &self,
+        group: u32,
+        on: bool,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<(bool, Vec<String>), HelperError>;
     /// The groups the helper holds: (group, member addresses).
     fn claims(&self) -> Result<Vec<(u32, Vec<String>)>, HelperError>;
     /// Operations that did not finish, as JSON (empty list normally).

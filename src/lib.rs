@@ -16,6 +16,7 @@ pub mod i18n;
 pub mod model;
 pub mod names;
 pub mod pci_names;
+pub mod persist;
 pub mod report;
 pub mod scan;
 pub mod synth;

@@ -518,6 +518,16 @@ impl MachineSpec {
         std::fs::create_dir_all(root.join("dev"))?;
         for drv in &drivers {
             std::fs::create_dir_all(root.join("sys/bus/pci/drivers").join(drv))?;
+            // Every driver but the PCIe port driver comes from a module of (nearly) its name.
+            if drv != "pcieport" {
+                let module = drv.replace('-', "_");
+                std::fs::create_dir_all(root.join("sys/module").join(&module))?;
+                link(
+                    root,
+                    &Path::new("sys/bus/pci/drivers").join(drv).join("module"),
+                    &Path::new("sys/module").join(&module),
+                )?;
+            }
         }
         if iommu_on {
             std::fs::create_dir_all(root.join("sys/kernel/iommu_groups"))?;

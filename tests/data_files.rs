@@ -70,12 +70,14 @@ fn the_systemd_unit_verifies() {
     }
     let dir = tempfile::tempdir().unwrap();
     let helper = Path::new(env!("CARGO_BIN_EXE_passage-helper"));
-    let unit = std::fs::read_to_string(repo().join("data/systemd/passage-helper.service.in"))
-        .unwrap()
-        .replace("@LIBEXECDIR@", helper.parent().unwrap().to_str().unwrap());
-    let path = dir.path().join("passage-helper.service");
-    std::fs::write(&path, unit).unwrap();
-    ok(Command::new("systemd-analyze").arg("verify").arg(&path));
+    for name in ["passage-helper.service", "passage-reclaim.service"] {
+        let unit = std::fs::read_to_string(repo().join(format!("data/systemd/{name}.in")))
+            .unwrap()
+            .replace("@LIBEXECDIR@", helper.parent().unwrap().to_str().unwrap());
+        let path = dir.path().join(name);
+        std::fs::write(&path, unit).unwrap();
+        ok(Command::new("systemd-analyze").arg("verify").arg(&path));
+    }
 }
 
 #[test]
@@ -103,6 +105,7 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
         "usr/share/dbus-1/system.d/io.github.passage.Helper1.conf",
         "usr/share/dbus-1/system-services/io.github.passage.Helper1.service",
         "usr/lib/systemd/system/passage-helper.service",
+        "usr/lib/systemd/system/passage-reclaim.service",
         "usr/share/polkit-1/actions/io.github.passage.policy",
     ];
     for f in expect {

@@ -300,6 +300,21 @@ fn polkit_decides_every_claim_on_a_real_bus() {
     }
     assert!(released.is_some(), "the rule never took effect");
     assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    // Persistence is its own action: the rule does not grant it to nobody; root gets it.
+    let o = bus.passagectl(true, &["persist", "19", "on"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("io.github.passage.persist"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!bus.root().join(passage::persist::UDEV_RULE).exists());
+    let o = bus.passagectl(false, &["persist", "19", "on"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rule = std::fs::read_to_string(bus.root().join(passage::persist::UDEV_RULE)).unwrap();
+    assert!(rule.contains("KERNEL==\"0000:0b:00.0\""), "{rule}");
+    let o = bus.passagectl(false, &["persist", "19", "off"]);
+    assert!(o.status.success());
+    assert!(!bus.root().join(passage::persist::UDEV_RULE).exists());
     // The rule grants only the plain claim action, never the host-critical one.
     let o = bus.passagectl(true, &["claim", "17", "--force"]);
     assert!(

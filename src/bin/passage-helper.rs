@@ -51,6 +51,10 @@ struct Args {
     /// Undo unfinished operations (what the service does at start), then exit.
     #[arg(long)]
     replay: bool,
+    /// At boot (passage-reclaim.service): claim every persisted group whose members are still
+    /// where and what they were, then exit.
+    #[arg(long, conflicts_with_all = ["claim", "release"])]
+    reclaim: bool,
 }
 
 struct Helper {
@@ -221,6 +225,38 @@ impl Helper {
         .map_err(HelperError::from)
     }
 
+    #[zbus(out_args("changed", "notes"))]
+    async fn persist(
+        &self,
+        group: u32,
+        on: bool,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(bool, Vec<String>), HelperError> {
+        let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
+        let g = GroupId(group);
+        let host = self.scan_async().await?;
+        let devices = if on {
+            group_details(&host, g)?.0
+        } else {
+            String::new()
+        };
+        let gs = g.to_string();
+        let details = HashMap::from([("group", gs.as_str()), ("devices", devices.as_str())]);
+        self.authorize(conn, &hdr, names::ACTION_PERSIST, details, &opts)
+            .await?;
+        let (root, state) = (self.root.clone(), self.state.clone());
+        let _lock = self.locks.try_lock(g).map_err(HelperError::from)?;
+        tokio::task::spawn_blocking(move || {
+            let r = HostRoot::open(&root).map_err(failed)?;
+            passage::persist::set(&host, &r, &root, g, on, &state).map_err(HelperError::from)
+        })
+        .await
+        .map_err(failed)?
+        .map(|d| (d.changed, d.notes))
+    }
+
     #[zbus(out_args("claims"))]
     async fn claims(&self) -> Result<Vec<(u32, Vec<String>)>, HelperError> {
         Ok(self
@@ -373,6 +409,30 @@ fn one_shot(args: &Args, kernel: &dyn Kernel, state: &StateDir) -> Result<(), St
             }
         );
     }
+    if args.reclaim {
+        let h = host()?;
+        for (recorded, check) in
+            passage::persist::reclaimable(&h, state).map_err(|e| e.to_string())?
+        {
+            match check {
+                Ok(g) => {
+                    match claim::claim(&h, g, &ClaimOptions { force: false }, kernel, state, &locks)
+                    {
+                        Ok(d) => println!(
+                            "persisted group {recorded} (now {g}): {}",
+                            if d.changed {
+                                "claimed"
+                            } else {
+                                "already claimed"
+                            }
+                        ),
+                        Err(e) => eprintln!("persisted group {recorded}: not claimed: {e}"),
+                    }
+                }
+                Err(why) => eprintln!("persisted group {recorded}: skipped: {why}"),
+            }
+        }
+    }
     if let Some(g) = &args.release {
         let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
         let d = claim::release(&host()?, g, kernel, state, &locks).map_err(|e| e.to_string())?;
@@ -415,7 +475,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.claim.is_some() || args.release.is_some() || args.replay {
+    if args.claim.is_some() || args.release.is_some() || args.replay || args.reclaim {
         return match one_shot(&args, kernel.as_ref(), &state) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -63,6 +63,13 @@ enum Command {
     },
     /// Give a claimed group back to the host drivers it was taken from, through the helper.
     Release { group: String },
+    /// Claim GROUP at every boot (on), or stop (off), through the helper.
+    Persist {
+        group: String,
+        /// on or off
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// The groups the helper holds, and any operation it is still undoing.
     Status {
         #[arg(long)]
@@ -344,6 +351,27 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     &[("id", &g.to_string())],
                 )
             })?;
+            Ok(0)
+        }
+        Command::Persist { group, state } => {
+            let g: passage::GroupId = group.parse()?;
+            refuse_fake(&cli, "persist")?;
+            let on = state == "on";
+            let (_, notes) = helper_call(|h| async move {
+                h.persist(g.0, on, std::collections::HashMap::new()).await
+            })?;
+            let mut s = if on {
+                trf("Group {id} will be claimed for vfio-pci at every boot (by address, checked against its ids).\n", &[("id", &g.to_string())])
+            } else {
+                trf(
+                    "Group {id} is no longer claimed at boot.\n",
+                    &[("id", &g.to_string())],
+                )
+            };
+            for n in notes {
+                s.push_str(&format!("  · {n}\n"));
+            }
+            print(&s)?;
             Ok(0)
         }
         Command::Status { json: as_json } => {
