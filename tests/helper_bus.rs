@@ -269,6 +269,20 @@ fn polkit_decides_every_claim_on_a_real_bus() {
     assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
     assert!(!bus.state().join("claims/19.json").exists());
 
+    // verify needs /dev/vfio, which is root's: an unprivileged caller is answered by the helper.
+    let o = bus.passagectl(true, &["verify", "19"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("NOT usable") && out.contains("vfio-pci"),
+        "{out}"
+    );
+
     // Root is authorized by polkit itself.
     let o = bus.passagectl(false, &["claim", "19"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -61,7 +61,11 @@ struct Helper {
     root: PathBuf,
     kernel: Arc<dyn Kernel>,
     state: Arc<StateDir>,
+    /// Held by the engine while it changes a group.
     locks: Arc<Locks>,
+    /// Held for a whole request on a group, from its first look to its answer — including the
+    /// time polkit spends asking for a password — so a second request is told `Busy` at once.
+    requests: Locks,
 }
 
 fn failed(e: impl std::fmt::Display) -> HelperError {
@@ -151,6 +155,7 @@ impl Helper {
     ) -> Result<bool, HelperError> {
         let opts = Options::parse(&options, &["force", "auth.no_user_interaction"])?;
         let g = GroupId(group);
+        let _request = self.requests.try_lock(g)?;
         let host = self.scan_async().await?;
         let (devices, state) = group_details(&host, g)?;
         if state == State::HostCritical && !opts.force {
@@ -206,6 +211,7 @@ impl Helper {
     ) -> Result<bool, HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
+        let _request = self.requests.try_lock(g)?;
         let host = self.scan_async().await?;
         let (devices, _) = group_details(&host, g)?;
         let gs = g.to_string();
@@ -236,6 +242,7 @@ impl Helper {
     ) -> Result<(bool, Vec<String>), HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
+        let _request = self.requests.try_lock(g)?;
         let host = self.scan_async().await?;
         let devices = if on {
             group_details(&host, g)?.0
@@ -247,7 +254,6 @@ impl Helper {
         self.authorize(conn, &hdr, names::ACTION_PERSIST, details, &opts)
             .await?;
         let (root, state) = (self.root.clone(), self.state.clone());
-        let _lock = self.locks.try_lock(g).map_err(HelperError::from)?;
         tokio::task::spawn_blocking(move || {
             let r = HostRoot::open(&root).map_err(failed)?;
             passage::persist::set(&host, &r, &root, g, on, &state).map_err(HelperError::from)
@@ -509,6 +515,7 @@ fn main() -> ExitCode {
             kernel,
             state,
             locks: Arc::new(Locks::default()),
+            requests: Locks::default(),
         };
         let conn = zbus::connection::Builder::system()
             .name(names::BUS_NAME)

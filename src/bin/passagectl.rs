@@ -273,17 +273,37 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     "verify opens this host's /dev/vfio; it cannot be used with --root or --demo",
                 )));
             }
-            let root = HostRoot::open("/")?;
-            let host = scan::scan(&root)?;
-            if !host.iommu_enabled() {
-                return Err(Failure(tr("there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)")));
-            }
-            let v = passage::vfio::verify(
-                &host,
-                id,
-                std::path::Path::new("/dev"),
-                std::path::Path::new("/proc"),
-            )?;
+            let v = if rustix::process::geteuid().is_root() {
+                let root = HostRoot::open("/")?;
+                let host = scan::scan(&root)?;
+                if !host.iommu_enabled() {
+                    return Err(Failure(tr("there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)")));
+                }
+                passage::vfio::verify(
+                    &host,
+                    id,
+                    std::path::Path::new("/dev"),
+                    std::path::Path::new("/proc"),
+                )?
+            } else {
+                // /dev/vfio is root's: ask the helper, which runs the same steps.
+                let (usable, code, message, remedy) =
+                    helper_call(|h| async move { h.verify(id.0).await })?;
+                if usable {
+                    passage::vfio::Verdict::Usable {
+                        devices: message
+                            .split_whitespace()
+                            .filter_map(|a| a.parse().ok())
+                            .collect(),
+                    }
+                } else {
+                    passage::vfio::Verdict::NotUsable {
+                        code,
+                        message,
+                        remedy: Some(remedy).filter(|r| !r.is_empty()),
+                    }
+                }
+            };
             if *as_json {
                 print(&json(&v)?)?;
             }
