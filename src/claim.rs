@@ -233,6 +233,24 @@ impl StateDir {
         }
     }
 
+    /// Writes the journal of an operation before its first sysfs write.
+    fn open_journal(
+        &self,
+        operation: &str,
+        g: GroupId,
+        members: &[Original],
+    ) -> Result<Journal, ClaimError> {
+        let journal = Journal {
+            version: 1,
+            operation: operation.into(),
+            group: g,
+            members: members.to_vec(),
+        };
+        self.write_atomic(&self.journal_path(g), &journal)
+            .map_err(|e| io_failed("writing the journal", e))?;
+        Ok(journal)
+    }
+
     /// Journals left by an operation that did not finish.
     pub fn pending(&self) -> io::Result<Vec<Journal>> {
         let mut out = Vec::new();
@@ -523,15 +541,7 @@ pub fn claim(
     }
     k.load_vfio()
         .map_err(|e| io_failed("loading vfio-pci", e))?;
-    let journal = Journal {
-        version: 1,
-        operation: "claim".into(),
-        group: g,
-        members: originals.clone(),
-    };
-    state
-        .write_atomic(&state.journal_path(g), &journal)
-        .map_err(|e| io_failed("writing the journal", e))?;
+    let journal = state.open_journal("claim", g, &originals)?;
     for step in &steps {
         if let Err(why) = execute(k, step) {
             let outcomes = rollback(k, &originals);
@@ -664,15 +674,7 @@ pub fn release(
             .collect()
     };
     let changed = steps.iter().any(|s| !matches!(s, Step::SetOverride { .. }));
-    let journal = Journal {
-        version: 1,
-        operation: "release".into(),
-        group: g,
-        members: originals.clone(),
-    };
-    state
-        .write_atomic(&state.journal_path(g), &journal)
-        .map_err(|e| io_failed("writing the journal", e))?;
+    state.open_journal("release", g, &originals)?;
     let mut failure = None;
     for step in &steps {
         if let Err(why) = execute(k, step) {

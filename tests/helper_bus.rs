@@ -427,3 +427,47 @@ fn the_documented_interface_is_the_one_served() {
     };
     assert_eq!(sigs(&documented), sigs(&served), "served:\n{served}");
 }
+
+#[test]
+fn a_second_claim_while_the_first_waits_for_polkit_is_told_busy() {
+    let Some(bus) = Bus::start() else { return };
+    // polkitd runs this rule for every check: it takes two seconds to say yes to nobody, as a
+    // person typing a password would. Meanwhile the first request holds group 18.
+    std::fs::write(
+        RULE,
+        "polkit.addRule(function(action, subject) {\n  if (action.id == \"io.github.passage.claim\" && subject.user == \"nobody\") { polkit.spawn([\"/bin/sleep\", \"2\"]); return polkit.Result.YES; }\n});\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500)); // polkitd notices the new rule
+    let bin = env!("CARGO_BIN_EXE_passagectl");
+    let spawn = || {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                bin,
+                "claim",
+                "18",
+            ])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+            .env("LC_ALL", "C.UTF-8")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    std::thread::sleep(Duration::from_millis(700));
+    let second = spawn().wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    let err2 = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(second.status.code(), Some(2), "{err2}");
+    assert!(err2.contains("being changed by another request"), "{err2}");
+    assert_eq!(bus.driver("0000:09:00.0").as_deref(), Some("vfio-pci"));
+}

@@ -125,6 +125,11 @@ impl Helper {
     }
 }
 
+/// What polkit's prompt shows: `$(group)` and `$(devices)` in the policy's messages.
+fn prompt_details<'a>(group: &'a str, devices: &'a str) -> HashMap<&'a str, &'a str> {
+    HashMap::from([("group", group), ("devices", devices)])
+}
+
 fn group_details(host: &Host, g: GroupId) -> Result<(String, State), HelperError> {
     let group = host.groups.get(&g).ok_or_else(|| {
         HelperError::NotFound(format!("There is no IOMMU group {g} on this host."))
@@ -180,7 +185,7 @@ impl Helper {
             names::ACTION_CLAIM
         };
         let gs = g.to_string();
-        let details = HashMap::from([("group", gs.as_str()), ("devices", devices.as_str())]);
+        let details = prompt_details(&gs, &devices);
         self.authorize(conn, &hdr, action, details, &opts).await?;
         let (kernel, state_dir, locks) =
             (self.kernel.clone(), self.state.clone(), self.locks.clone());
@@ -215,7 +220,7 @@ impl Helper {
         let host = self.scan_async().await?;
         let (devices, _) = group_details(&host, g)?;
         let gs = g.to_string();
-        let details = HashMap::from([("group", gs.as_str()), ("devices", devices.as_str())]);
+        let details = prompt_details(&gs, &devices);
         self.authorize(conn, &hdr, names::ACTION_CLAIM, details, &opts)
             .await?;
         let (kernel, state_dir, locks) =
@@ -250,7 +255,7 @@ impl Helper {
             String::new()
         };
         let gs = g.to_string();
-        let details = HashMap::from([("group", gs.as_str()), ("devices", devices.as_str())]);
+        let details = prompt_details(&gs, &devices);
         self.authorize(conn, &hdr, names::ACTION_PERSIST, details, &opts)
             .await?;
         let (root, state) = (self.root.clone(), self.state.clone());
