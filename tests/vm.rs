@@ -584,6 +584,28 @@ fn the_helper_claims_releases_rolls_back_and_survives_kill_9_on_a_real_kernel() 
     assert_eq!(members(&run.file("multi-end.txt")), before_multi);
 }
 
+#[test]
+fn the_helper_service_on_a_real_kernel_tells_a_concurrent_claim_busy() {
+    // root-ports: the e1000e at 01:00.0 is alone in its group. The guest runs a private system
+    // bus, real polkitd (a rule makes it take 3 s to approve nobody) and passage-helper.
+    let header = format!(
+        "PASSAGECTL={}\nHELPER={}\nREPO={}\nDEVICE=0000:01:00.0\n",
+        env!("CARGO_BIN_EXE_passagectl"),
+        env!("CARGO_BIN_EXE_passage-helper"),
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let run = boot_job("root-ports", &header, "tests/vm/guest-service-job.sh");
+    assert!(!run.out.join("service-errors.txt").exists(), "{}", run.file("service-errors.txt"));
+    assert_eq!(run.file("service-before.txt").trim(), "e1000e");
+    assert_eq!(run.rc("first.rc"), 0, "{}\nhelper log:\n{}", run.file("first.txt"), run.file("helper.log"));
+    assert_eq!(run.rc("second.rc"), 2, "{}", run.file("second.txt"));
+    assert!(run.file("second.txt").contains("being changed by another request"), "{}", run.file("second.txt"));
+    assert_eq!(run.file("service-after.txt").trim(), "vfio-pci");
+    assert_eq!(run.rc("service-verify.rc"), 0, "{}", run.file("service-verify.txt"));
+    assert_eq!(run.rc("service-release.rc"), 0, "{}", run.file("service-release.txt"));
+    assert_eq!(run.file("service-released.txt").trim(), "e1000e");
+}
+
 fn assert_no_groups(run: &Run) -> Value {
     let list = run.json("boot-list.json");
     assert_eq!(
