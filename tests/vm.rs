@@ -595,14 +595,39 @@ fn the_helper_service_on_a_real_kernel_tells_a_concurrent_claim_busy() {
         env!("CARGO_MANIFEST_DIR")
     );
     let run = boot_job("root-ports", &header, "tests/vm/guest-service-job.sh");
-    assert!(!run.out.join("service-errors.txt").exists(), "{}", run.file("service-errors.txt"));
+    assert!(
+        !run.out.join("service-errors.txt").exists(),
+        "{}",
+        run.file("service-errors.txt")
+    );
     assert_eq!(run.file("service-before.txt").trim(), "e1000e");
-    assert_eq!(run.rc("first.rc"), 0, "{}\nhelper log:\n{}", run.file("first.txt"), run.file("helper.log"));
+    assert_eq!(
+        run.rc("first.rc"),
+        0,
+        "{}\nhelper log:\n{}",
+        run.file("first.txt"),
+        run.file("helper.log")
+    );
     assert_eq!(run.rc("second.rc"), 2, "{}", run.file("second.txt"));
-    assert!(run.file("second.txt").contains("being changed by another request"), "{}", run.file("second.txt"));
+    assert!(
+        run.file("second.txt")
+            .contains("being changed by another request"),
+        "{}",
+        run.file("second.txt")
+    );
     assert_eq!(run.file("service-after.txt").trim(), "vfio-pci");
-    assert_eq!(run.rc("service-verify.rc"), 0, "{}", run.file("service-verify.txt"));
-    assert_eq!(run.rc("service-release.rc"), 0, "{}", run.file("service-release.txt"));
+    assert_eq!(
+        run.rc("service-verify.rc"),
+        0,
+        "{}",
+        run.file("service-verify.txt")
+    );
+    assert_eq!(
+        run.rc("service-release.rc"),
+        0,
+        "{}",
+        run.file("service-release.txt")
+    );
     assert_eq!(run.file("service-released.txt").trim(), "e1000e");
 }
 
