@@ -2,8 +2,8 @@
 # The host test prepends PASSAGECTL, HELPER, MULTI (a member of a multi-device group), SINGLE
 # (a device alone in its group), REFUSE (a member of MULTI that will not take vfio-pci).
 set -u
-OUT=/tmp
-S=/tmp/state
+OUT=${OUT:-/run/passage-out}
+S=$OUT/state
 H="$HELPER --state-dir $S"
 P=$PASSAGECTL
 

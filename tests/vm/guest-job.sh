@@ -1,9 +1,9 @@
-# Runs inside the test VM (chrooted into the host's root, /tmp = the results share).
+# Runs inside the test VM (chrooted into the host's root; $OUT = the results share).
 # The host test prepends: PASSAGECTL, PRE (shell to run first), PARTIAL (an address to bind alone, or empty), FULL (an
 # address whose whole group to bind, or empty), HOLD (1: hold the FULL group open and verify).
 # It collects facts and exit codes; the assertions live in tests/vm.rs.
 set -u
-OUT=/tmp
+OUT=${OUT:-/run/passage-out}
 P=$PASSAGECTL
 uname -r > $OUT/kernel-release
 
@@ -68,7 +68,7 @@ if [ -n "${FULL:-}" ]; then
   $P verify $g --json > $OUT/full-verify.json 2>&1
   snapshot full
   if [ "${HOLD:-0}" = 1 ]; then
-    python3 -c "import os, time; fd = os.open('/dev/vfio/$g', os.O_RDWR); open('/tmp/holder.ready', 'w').close(); time.sleep(60)" &
+    python3 -c "import os, time; fd = os.open('/dev/vfio/$g', os.O_RDWR); open('$OUT/holder.ready', 'w').close(); time.sleep(60)" &
     holder=$!
     for _ in $(seq 50); do [ -e $OUT/holder.ready ] && break; sleep 0.1; done
     echo $holder > $OUT/holder.pid

@@ -2,7 +2,7 @@
 # kernel, with a private system bus and real polkitd inside the guest. The host test prepends
 # PASSAGECTL, HELPER, REPO and DEVICE (an endpoint alone in its group).
 set -u
-OUT=/tmp
+OUT=${OUT:-/run/passage-out}
 R=/run/passage-test
 mkdir -p $R/state && chmod 755 $R
 cat > $R/system.conf <<CONF

@@ -10,8 +10,8 @@ bring the results back.
 How the guest sees things: the host's / is exported read-only over 9p and the guest chroots
 into it, with /proc, /sys and /dev bind-mounted from the guest kernel, so `target/debug/
 passagectl` and python3 run unchanged inside. OUT is a second, writable 9p share mounted at
-/tmp in the chroot: JOB is copied there, and everything it writes there comes back; its exit
-code lands in OUT/job.rc and its output in OUT/job.log.
+/run/passage-out in the chroot (also in $OUT): JOB is copied there, and everything it writes
+there comes back; its exit code lands in OUT/job.rc and its output in OUT/job.log.
 
 Everything comes from Debian packages: the kernel (apt-get download, dpkg-deb -x), QEMU and
 busybox-static (installed by ./dev). See shared knowledge in docs/TESTING.md.
@@ -188,17 +188,20 @@ mount -t devtmpfs dev /dev
 for m in $(cat /modules.order); do insmod /lib/modules/$m 2>/dev/null; done
 mkdir -p /hostroot
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /hostroot || { echo "vm: cannot mount host root"; poweroff -f; }
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /hostroot/tmp || { echo "vm: cannot mount out"; poweroff -f; }
 mount --bind /proc /hostroot/proc
 mount --bind /sys /hostroot/sys
 mount --bind /dev /hostroot/dev
-mount -t tmpfs run /hostroot/run 2>/dev/null
+mount -t tmpfs run /hostroot/run
+# The results share lives under /run (a tmpfs here), never over a host directory: the project
+# may be checked out anywhere, /tmp included, and must stay visible.
+mkdir -p /hostroot/run/passage-out
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /hostroot/run/passage-out || { echo "vm: cannot mount out"; poweroff -f; }
 echo "vm: job starting"
-chroot /hostroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 PASSAGE_IN_VM=1 /bin/bash /tmp/job.sh > /hostroot/tmp/job.log 2>&1
-echo $? > /hostroot/tmp/job.rc
-echo "vm: job finished rc=$(cat /hostroot/tmp/job.rc)"
+chroot /hostroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 PASSAGE_IN_VM=1 OUT=/run/passage-out /bin/bash /run/passage-out/job.sh > /hostroot/run/passage-out/job.log 2>&1
+echo $? > /hostroot/run/passage-out/job.rc
+echo "vm: job finished rc=$(cat /hostroot/run/passage-out/job.rc)"
 sync
-umount /hostroot/tmp
+umount /hostroot/run/passage-out
 poweroff -f
 """
 
