@@ -56,15 +56,17 @@ echo $G > $OUT/service-group
 drv() { local d; d=$(readlink /sys/bus/pci/devices/$DEVICE/driver); echo ${d##*/}; }
 drv > $OUT/service-before.txt
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+# A copy nobody may run: the checkout may sit where nobody cannot go.
+cp $PASSAGECTL $R/passagectl && chmod 755 $R/passagectl && PASSAGECTL_NOBODY=$R/passagectl
 # Two concurrent claims of one group: polkit takes 3 s to approve the first; the second
 # arrives meanwhile.
-as_nobody $PASSAGECTL claim $G > $OUT/first.txt 2>&1 &
+as_nobody $PASSAGECTL_NOBODY claim $G > $OUT/first.txt 2>&1 &
 first=$!
 sleep 1
-as_nobody $PASSAGECTL claim $G > $OUT/second.txt 2>&1; echo $? > $OUT/second.rc
+as_nobody $PASSAGECTL_NOBODY claim $G > $OUT/second.txt 2>&1; echo $? > $OUT/second.rc
 wait $first; echo $? > $OUT/first.rc
 drv > $OUT/service-after.txt
 $PASSAGECTL verify $G > $OUT/service-verify.txt 2>&1; echo $? > $OUT/service-verify.rc
-as_nobody $PASSAGECTL release $G > $OUT/service-release.txt 2>&1; echo $? > $OUT/service-release.rc
+as_nobody $PASSAGECTL_NOBODY release $G > $OUT/service-release.txt 2>&1; echo $? > $OUT/service-release.rc
 drv > $OUT/service-released.txt
 echo done > $OUT/job.done
