@@ -419,18 +419,14 @@ pub fn restore_steps(
     let mut steps = Vec::new();
     for o in originals {
         let now = current(o.address);
-        if now == o.driver {
-            // Already there; still put the original override back.
-            steps.push(Step::SetOverride {
-                device: o.address,
-                driver: o.driver_override.clone().unwrap_or_default(),
-            });
-            continue;
-        }
+        // The original override always goes back, even where the driver already matches.
         steps.push(Step::SetOverride {
             device: o.address,
             driver: o.driver_override.clone().unwrap_or_default(),
         });
+        if now == o.driver {
+            continue;
+        }
         if let Some(d) = now {
             steps.push(Step::Unbind {
                 device: o.address,
@@ -501,16 +497,9 @@ fn io_failed(what: &str, e: io::Error) -> ClaimError {
     }
 }
 
-/// Claims group `g` for vfio-pci as one transaction.
-pub fn claim(
-    host: &Host,
-    g: GroupId,
-    opts: &ClaimOptions,
-    k: &dyn Kernel,
-    state: &StateDir,
-    locks: &Locks,
-) -> Result<Done, ClaimError> {
-    let _lock = locks.try_lock(g)?;
+/// Whether group `g` may be claimed at all: it exists, holds something a guest can use, and is
+/// not needed by the host unless `force` is set. Asks nothing of the kernel.
+pub fn check(host: &Host, g: GroupId, opts: &ClaimOptions) -> Result<(), ClaimError> {
     let group = host.groups.get(&g).ok_or_else(|| no_group(g))?;
     let verdict = explain::group(host, group);
     if !verdict.assignable {
@@ -531,6 +520,20 @@ pub fn claim(
             &[("id", &g.to_string()), ("why", &why.join(" "))],
         )));
     }
+    Ok(())
+}
+
+/// Claims group `g` for vfio-pci as one transaction.
+pub fn claim(
+    host: &Host,
+    g: GroupId,
+    opts: &ClaimOptions,
+    k: &dyn Kernel,
+    state: &StateDir,
+    locks: &Locks,
+) -> Result<Done, ClaimError> {
+    let _lock = locks.try_lock(g)?;
+    check(host, g, opts)?;
     let (steps, originals) = claim_steps(host, g)?;
     if steps.is_empty() {
         return Ok(Done {

@@ -541,13 +541,10 @@ pub fn shape_reasons(host: &Host, g: &Group) -> Vec<Reason> {
             }
         }
     }
-    for (b, ds) in behind {
-        if ds.len() > 1 {
-            for d in ds.iter().skip(1) {
-                union(&mut parent, ds[0], *d);
-            }
+    for ds in behind.values() {
+        for d in ds.iter().skip(1) {
+            union(&mut parent, ds[0], *d);
         }
-        let _ = b;
     }
 
     // 4. Whatever stays apart: the kernel knows something our reading does not.

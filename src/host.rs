@@ -97,11 +97,6 @@ impl HostRoot {
         &self.path
     }
 
-    /// The real host's root `/`.
-    pub fn is_system_root(&self) -> bool {
-        self.path == Path::new("/")
-    }
-
     fn note(&self, rel: &Path, what: Recorded) {
         let Some(rec) = &self.recorder else {
             return;

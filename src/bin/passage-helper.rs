@@ -163,22 +163,8 @@ impl Helper {
         let _request = self.requests.try_lock(g)?;
         let host = self.scan_async().await?;
         let (devices, state) = group_details(&host, g)?;
-        if state == State::HostCritical && !opts.force {
-            // Refused before polkit is even asked: without force there is nothing to approve.
-            return Err(claim::claim(
-                &host,
-                g,
-                &ClaimOptions { force: false },
-                self.kernel.as_ref(),
-                &self.state,
-                &self.locks,
-            )
-            .err()
-            .map(HelperError::from)
-            .unwrap_or_else(|| {
-                HelperError::HostCritical(format!("Group {g} is needed by the host."))
-            }));
-        }
+        // Refused before polkit is even asked: without force there is nothing to approve.
+        claim::check(&host, g, &ClaimOptions { force: opts.force })?;
         let action = if state == State::HostCritical {
             names::ACTION_CLAIM_HOST_CRITICAL
         } else {
