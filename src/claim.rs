@@ -203,21 +203,10 @@ impl StateDir {
         self.dir.join("claims").join(format!("{g}.json"))
     }
 
-    /// Writes `value` to `path` so that a crash leaves the old or the new file, never half:
-    /// temporary file, fsync, rename, fsync of the directory.
+    /// Writes `value` to `path` so that a crash leaves the old or the new file, never half.
     fn write_atomic<T: Serialize>(&self, path: &Path, value: &T) -> io::Result<()> {
-        let tmp = path.with_extension("tmp");
         let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        if let Some(d) = path.parent() {
-            std::fs::File::open(d)?.sync_all()?;
-        }
-        Ok(())
+        crate::store::write_atomic(path, &bytes)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 use passage::i18n::{tr, trf};
-use passage::{demo, names, report, scan, watch, HostRoot, Target};
+use passage::{demo, export, names, plan, report, scan, store, watch, HostRoot, Target};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +75,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build and check an assignment plan: which guest gets which groups, and how.
+    Plan {
+        /// The plan file (default: ~/.config/passage/plan.json; with --demo, the demo plan).
+        #[arg(long, global = true, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        #[command(subcommand)]
+        action: PlanAction,
+    },
+    /// Write a guest's VM configuration from a plan.
+    Export {
+        /// The plan file (default: ~/.config/passage/plan.json; with --demo, the demo plan).
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// The guest to export (default: the plan's first guest holding groups).
+        #[arg(long, value_name = "NAME")]
+        guest: Option<String>,
+        #[arg(long, value_name = "F", value_parser = FORMATS)]
+        format: String,
+        /// QEMU: the iommufd form (QEMU 8.2+, a kernel with CONFIG_IOMMUFD).
+        #[arg(long)]
+        iommufd: bool,
+        /// Write to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Local guest profiles (for plain QEMU, crosvm, cloud-hypervisor, Proxmox, KubeVirt, Nova).
+    Guests {
+        #[command(subcommand)]
+        action: Option<GuestsAction>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print device events (add, remove, bind, unbind, change) as they happen.
     Monitor {
         /// One JSON object per line.
@@ -84,6 +116,94 @@ enum Command {
         #[arg(long, value_name = "N")]
         max_events: Option<u64>,
     },
+}
+
+const FORMATS: [&str; 9] = [
+    "libvirt",
+    "libvirt-domain",
+    "qemu",
+    "proxmox",
+    "cloud-hypervisor",
+    "crosvm",
+    "kubevirt",
+    "nova",
+    "json",
+];
+const VMMS: [&str; 7] = [
+    "libvirt",
+    "qemu",
+    "cloud-hypervisor",
+    "crosvm",
+    "proxmox",
+    "kubevirt",
+    "nova",
+];
+
+#[derive(Subcommand, Debug)]
+enum PlanAction {
+    /// The plan: guests, their groups and devices with guest addresses, and its problems.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the plan against this host; exit 0 when it can be applied, 1 when not.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a whole group to a guest (a guest from the plan, a local profile or libvirt).
+    Assign {
+        group: String,
+        guest: String,
+        /// Even a group the host needs (its root disk, console or network).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Take a group out of the plan.
+    Unassign { group: String },
+    /// Show a device to its guest, or hide it (it stays claimed with its group).
+    Visible {
+        address: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Choose a device's guest address (BB:SS.F), or let Passage place it (auto).
+    Address { address: String, at: String },
+    /// Expose the device's option ROM (on) or not (off).
+    Rombar {
+        address: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// QEMU's legacy VGA for a GPU that is the guest's primary display.
+    XVga {
+        address: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// When a guest's groups are claimed: kept (now, until released) or on-start (libvirt hook).
+    Lifecycle {
+        guest: String,
+        #[arg(value_parser = ["kept", "on-start"])]
+        lifecycle: String,
+    },
+    /// Take a guest out of the plan (its groups stay with the host).
+    RemoveGuest { guest: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum GuestsAction {
+    /// Add a local guest profile.
+    Add {
+        name: String,
+        #[arg(long, value_parser = VMMS, default_value = "qemu")]
+        vmm: String,
+        /// q35 (PCIe root ports) or pc (one flat bus), or a versioned name.
+        #[arg(long, default_value = "q35")]
+        machine: String,
+    },
+    /// Remove a local guest profile.
+    Remove { name: String },
 }
 
 /// A failure with a sentence for the person at the terminal.
@@ -419,6 +539,37 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Plan { plan, action } => plan_command(&cli, plan.as_deref(), action),
+        Command::Export {
+            plan,
+            guest,
+            format,
+            iommufd,
+            output,
+        } => {
+            let src = open_source(&cli)?;
+            let host = scan::scan(src.root())?;
+            let (p, _) = load_plan(&cli, plan.as_deref())?;
+            let format: export::Format = format.parse()?;
+            let opts = export::Options {
+                iommufd: *iommufd,
+                ..Default::default()
+            };
+            let e = export::export(&p, &host, guest.as_deref(), format, &opts)?;
+            for n in &e.notes {
+                eprintln!("passagectl: {} {n}", tr("note:"));
+            }
+            match output {
+                Some(path) => passage::store::write_atomic(path, e.text.as_bytes())
+                    .map_err(|err| Failure(format!("{}: {err}", path.display())))?,
+                None => print(&e.text)?,
+            }
+            Ok(0)
+        }
+        Command::Guests {
+            action,
+            json: as_json,
+        } => guests_command(&cli, action.as_ref(), *as_json),
         Command::Monitor {
             json: as_json,
             max_events,
@@ -473,6 +624,321 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Where the plan comes from: `--plan FILE`, the demo plan, or the user's default file.
+/// The path is `None` for the built-in demo plan, which cannot be saved over.
+fn load_plan(
+    cli: &Cli,
+    path: Option<&std::path::Path>,
+) -> Result<(plan::Plan, Option<PathBuf>), Failure> {
+    if let Some(p) = path {
+        return Ok((store::load_plan(p)?, Some(p.to_path_buf())));
+    }
+    if cli.demo {
+        return Ok((demo::plan()?, None));
+    }
+    let p = store::default_plan_path().ok_or_else(|| {
+        Failure(tr(
+            "no home directory to keep the plan in; name a file with --plan FILE",
+        ))
+    })?;
+    Ok((store::load_plan(&p)?, Some(p)))
+}
+
+fn on_off(s: &str) -> bool {
+    s == "on"
+}
+
+/// A guest for `plan assign` that the plan does not have yet: a local profile, else a demo
+/// guest.
+fn find_guest(cli: &Cli, name: &str) -> Result<Option<plan::Guest>, Failure> {
+    if let Some(path) = store::profiles_path() {
+        if let Some(p) = store::load_profiles(&path)?
+            .into_iter()
+            .find(|p| p.name == name)
+        {
+            return Ok(Some(p.to_guest()?));
+        }
+    }
+    if cli.demo {
+        if let Some(g) = demo::plan()?.guest(name) {
+            let mut g = g.clone();
+            g.groups.clear();
+            return Ok(Some(g));
+        }
+    }
+    Ok(None)
+}
+
+fn problems_text(problems: &[plan::Problem]) -> String {
+    let mut s = String::new();
+    for p in problems {
+        let mark = match p.severity {
+            plan::Severity::Error => "✗",
+            plan::Severity::Warning => "!",
+        };
+        s.push_str(&format!("  {mark} [{}] {}\n", p.code, p.message));
+        if let Some(r) = &p.remedy {
+            s.push_str(&format!("      → {r}\n"));
+        }
+    }
+    s
+}
+
+fn plan_text(p: &plan::Plan, host: &passage::Host, problems: &[plan::Problem]) -> String {
+    let mut s = String::new();
+    if p.guests.is_empty() {
+        s.push_str(&tr(
+            "The plan has no guests yet: passagectl plan assign GROUP GUEST.\n",
+        ));
+    }
+    for g in &p.guests {
+        s.push_str(&trf(
+            "{guest} ({vmm}, {machine}, {lifecycle})\n",
+            &[
+                ("guest", &g.name),
+                ("vmm", g.vmm.as_str()),
+                ("machine", &g.machine),
+                (
+                    "lifecycle",
+                    &match g.lifecycle {
+                        plan::Lifecycle::Kept => tr("claimed and kept"),
+                        plan::Lifecycle::OnStart => tr("claimed while it runs"),
+                    },
+                ),
+            ],
+        ));
+        if g.groups.is_empty() {
+            s.push_str(&format!("    {}\n", tr("(no groups)")));
+        }
+        let r = plan::resolve(g, host);
+        for gp in &g.groups {
+            s.push_str(&format!("  {} {}\n", tr("group"), gp.group));
+            for d in &gp.devices {
+                let rd = r.devices.iter().find(|x| x.address == d.address);
+                let at = match (d.visible, rd.and_then(|x| x.guest_address)) {
+                    (false, _) => tr("hidden (held)"),
+                    (true, Some(a)) => format!("→ {a}"),
+                    (true, None) => tr("placed by the VMM"),
+                };
+                let name = rd.map(|x| x.name.clone()).unwrap_or_default();
+                let mut flags = Vec::new();
+                if rd.is_some_and(|x| x.multifunction) {
+                    flags.push("multifunction");
+                }
+                if !d.rombar {
+                    flags.push("rombar=off");
+                }
+                if d.x_vga {
+                    flags.push("x-vga");
+                }
+                s.push_str(&format!(
+                    "    {}  {:<16} {}{}\n",
+                    d.address,
+                    at,
+                    name,
+                    if flags.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  [{}]", flags.join(", "))
+                    }
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        s.push('\n');
+        s.push_str(&problems_text(problems));
+    }
+    s
+}
+
+/// One change to a plan, applied by `Plan::try_edit` (refused if it adds an error).
+type PlanEdit<'a> = dyn FnOnce(&mut plan::Plan) -> Result<(), plan::PlanError> + 'a;
+
+fn plan_command(
+    cli: &Cli,
+    path: Option<&std::path::Path>,
+    action: &PlanAction,
+) -> Result<u8, Failure> {
+    let src = open_source(cli)?;
+    let host = scan::scan(src.root())?;
+    let (mut p, file) = load_plan(cli, path)?;
+    let edit: Box<PlanEdit> = match action {
+        PlanAction::Show { json: as_json } | PlanAction::Check { json: as_json } => {
+            let problems = plan::check(&p, &host);
+            let errors = problems.iter().any(|x| x.severity == plan::Severity::Error);
+            if *as_json {
+                let v = serde_json::json!({
+                    "ok": !errors,
+                    "problems": problems,
+                    "resolved": p.guests.iter().map(|g| plan::resolve(g, &host)).collect::<Vec<_>>(),
+                });
+                print(&json(&v)?)?;
+            } else if matches!(action, PlanAction::Show { .. }) {
+                print(&plan_text(&p, &host, &problems))?;
+            } else if problems.is_empty() {
+                print(&tr("The plan can be applied as it is.\n"))?;
+            } else {
+                print(&problems_text(&problems))?;
+            }
+            return Ok(if errors && matches!(action, PlanAction::Check { .. }) {
+                1
+            } else {
+                0
+            });
+        }
+        PlanAction::Assign {
+            group,
+            guest,
+            force,
+        } => {
+            let g: passage::GroupId = group.parse()?;
+            let (guest, force) = (guest.clone(), *force);
+            if p.guest(&guest).is_none() {
+                let found = find_guest(cli, &guest)?.ok_or_else(|| {
+                    Failure(trf("there is no guest named “{guest}”; add one with: passagectl guests add {guest} --vmm qemu", &[("guest", &guest.chars().take(40).collect::<String>())]))
+                })?;
+                p.add_guest(found)?;
+            }
+            let host = &host;
+            Box::new(move |p| p.assign(host, g, &guest, force))
+        }
+        PlanAction::Unassign { group } => {
+            let g: passage::GroupId = group.parse()?;
+            Box::new(move |p| p.unassign(g).map(|_| ()))
+        }
+        PlanAction::Visible { address, state } => {
+            let a: passage::PciAddress = address.parse()?;
+            let on = on_off(state);
+            Box::new(move |p| p.set_visible(a, on))
+        }
+        PlanAction::Address { address, at } => {
+            let a: passage::PciAddress = address.parse()?;
+            let at = if at == "auto" {
+                None
+            } else {
+                Some(at.parse::<plan::GuestAddress>()?)
+            };
+            Box::new(move |p| p.set_guest_address(a, at))
+        }
+        PlanAction::Rombar { address, state } => {
+            let a: passage::PciAddress = address.parse()?;
+            let on = on_off(state);
+            Box::new(move |p| p.set_rombar(a, on))
+        }
+        PlanAction::XVga { address, state } => {
+            let a: passage::PciAddress = address.parse()?;
+            let on = on_off(state);
+            Box::new(move |p| p.set_x_vga(a, on))
+        }
+        PlanAction::Lifecycle { guest, lifecycle } => {
+            let l: plan::Lifecycle = lifecycle.parse()?;
+            let guest = guest.clone();
+            Box::new(move |p| p.set_lifecycle(&guest, l))
+        }
+        PlanAction::RemoveGuest { guest } => {
+            let guest = guest.clone();
+            Box::new(move |p| p.remove_guest(&guest).map(|_| ()))
+        }
+    };
+    let Some(file) = file else {
+        return Err(Failure(tr("the demo plan is built in and cannot be changed; name a file to work on a copy: --plan FILE")));
+    };
+    let problems = p.try_edit(&host, edit)?;
+    store::save_plan(&file, &p)?;
+    let mut s = trf("Saved {file}.\n", &[("file", &file.display().to_string())]);
+    s.push_str(&problems_text(&problems));
+    print(&s)?;
+    Ok(0)
+}
+
+fn guests_command(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Result<u8, Failure> {
+    let path = store::profiles_path()
+        .ok_or_else(|| Failure(tr("no home directory to keep guest profiles in")))?;
+    let mut profiles = store::load_profiles(&path)?;
+    match action {
+        None => {
+            #[derive(serde::Serialize)]
+            struct Row {
+                name: String,
+                vmm: plan::Vmm,
+                machine: String,
+                source: &'static str,
+            }
+            let mut rows: Vec<Row> = profiles
+                .iter()
+                .map(|p| Row {
+                    name: p.name.clone(),
+                    vmm: p.vmm,
+                    machine: p.machine.clone(),
+                    source: "local",
+                })
+                .collect();
+            if cli.demo {
+                for g in demo::plan()?.guests {
+                    rows.push(Row {
+                        name: g.name,
+                        vmm: g.vmm,
+                        machine: g.machine,
+                        source: "demo",
+                    });
+                }
+            }
+            if as_json {
+                print(&json(&rows)?)?;
+            } else if rows.is_empty() {
+                print(&tr(
+                    "No guests yet: passagectl guests add NAME --vmm qemu\n",
+                ))?;
+            } else {
+                let mut s = String::new();
+                for r in rows {
+                    s.push_str(&format!(
+                        "{:<24} {:<17} {:<10} {}\n",
+                        r.name,
+                        r.vmm.as_str(),
+                        r.machine,
+                        r.source
+                    ));
+                }
+                print(&s)?;
+            }
+            Ok(0)
+        }
+        Some(GuestsAction::Add { name, vmm, machine }) => {
+            plan::check_guest_name(name)?;
+            store::check_machine(machine)?;
+            if profiles.iter().any(|p| &p.name == name) {
+                return Err(Failure(trf(
+                    "there already is a guest profile named “{name}”",
+                    &[("name", name)],
+                )));
+            }
+            profiles.push(store::Profile {
+                name: name.clone(),
+                vmm: vmm.parse()?,
+                machine: machine.clone(),
+            });
+            store::save_profiles(&path, &profiles)?;
+            print(&trf("Added guest {name}.\n", &[("name", name)]))?;
+            Ok(0)
+        }
+        Some(GuestsAction::Remove { name }) => {
+            let before = profiles.len();
+            profiles.retain(|p| &p.name != name);
+            if profiles.len() == before {
+                return Err(Failure(trf(
+                    "there is no guest profile named “{name}”",
+                    &[("name", &name.chars().take(40).collect::<String>())],
+                )));
+            }
+            store::save_profiles(&path, &profiles)?;
+            print(&trf("Removed guest {name}.\n", &[("name", name)]))?;
+            Ok(0)
         }
     }
 }

@@ -6,6 +6,7 @@ bring the results back.
     tests/vm/vm.py prepare                 fetch kernel, build vmlinux + initramfs (cached)
     tests/vm/vm.py run TOPOLOGY OUT JOB    boot TOPOLOGY, run JOB (a shell script) in the guest
     tests/vm/vm.py topologies              list topologies and their QEMU arguments
+    tests/vm/vm.py new-qemu                print the path of bookworm-backports' QEMU (fetched once)
 
 How the guest sees things: the host's / is exported read-only over 9p and the guest chroots
 into it, with /proc, /sys and /dev bind-mounted from the guest kernel, so `target/debug/
@@ -369,6 +370,12 @@ def main(argv):
             print(name, " ".join(devs))
         for name, v in NO_IOMMU.items():
             print(name, f"({NO_IOMMU_BASE}; intel-iommu device: {v['iommu_device']}; append:{v['append'] or ' -'})")
+        return 0
+    if len(argv) == 1 and argv[0] == "new-qemu":
+        try:
+            print(new_qemu())
+        except Unavailable as e:
+            raise SystemExit(f"vm: cannot fetch backports' QEMU here: {e}")
         return 0
     if len(argv) == 4 and argv[0] == "run":
         try:

@@ -1,0 +1,191 @@
+//! The user's own files: the plan and the local guest profiles under the XDG config dir
+//! (`$XDG_CONFIG_HOME/passage/`, `~/.config/passage/`), written atomically so a crash or a
+//! full disk leaves the old file, never half of a new one.
+
+use crate::i18n::trf;
+use crate::plan::{check_guest_name, Guest, Plan, PlanError, Vmm};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Largest plan or profile file we read: a plan for every function of a 10,000-function host
+/// is a few MiB; anything far larger is not ours.
+pub const MAX_FILE: u64 = 64 << 20;
+
+/// `$XDG_CONFIG_HOME/passage`, else `~/.config/passage`.
+pub fn config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("passage"))
+}
+
+/// Where `passagectl plan` and the app keep the plan unless told otherwise.
+pub fn default_plan_path() -> Option<PathBuf> {
+    config_dir().map(|d| d.join("plan.json"))
+}
+
+/// Where local guest profiles live.
+pub fn profiles_path() -> Option<PathBuf> {
+    config_dir().map(|d| d.join("guests.json"))
+}
+
+/// Why a file of ours could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Plan { path: PathBuf, source: PlanError },
+    #[error("{path}: not a guest profile list: {detail}")]
+    Profiles { path: PathBuf, detail: String },
+    #[error("{0} is larger than any file Passage writes")]
+    TooLarge(PathBuf),
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old or the new file, never half:
+/// temporary file beside it, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(d)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_small(path: &Path) -> Result<Option<String>, StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > MAX_FILE => return Err(StoreError::TooLarge(path.to_path_buf())),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::read_to_string(path).map(Some).map_err(io)
+}
+
+/// Reads a plan file; a missing file is an empty plan (the first edit creates it).
+pub fn load_plan(path: &Path) -> Result<Plan, StoreError> {
+    match read_small(path)? {
+        None => Ok(Plan::default()),
+        Some(s) => Plan::from_json(&s).map_err(|source| StoreError::Plan {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn write_creating(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).map_err(io)?;
+    }
+    write_atomic(path, bytes).map_err(io)
+}
+
+pub fn save_plan(path: &Path, plan: &Plan) -> Result<(), StoreError> {
+    write_creating(path, plan.to_json().as_bytes())
+}
+
+/// A local guest profile: a guest Passage knows without libvirt (plain QEMU, crosvm, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub vmm: Vmm,
+    #[serde(default = "q35")]
+    pub machine: String,
+}
+
+fn q35() -> String {
+    "q35".into()
+}
+
+impl Profile {
+    /// The profile as a plan guest holding nothing yet.
+    pub fn to_guest(&self) -> Result<Guest, PlanError> {
+        let mut g = Guest::new(&self.name, self.vmm)?;
+        g.machine = self.machine.clone();
+        Ok(g)
+    }
+}
+
+/// Machine types Passage knows how to lay out (and their versioned names).
+pub fn check_machine(m: &str) -> Result<(), PlanError> {
+    let ok = !m.is_empty()
+        && m.len() <= 32
+        && m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && (m.contains("q35") || m == "pc" || m.starts_with("pc-i440fx"));
+    if ok {
+        Ok(())
+    } else {
+        Err(PlanError::Refused(trf(
+            "“{machine}” is not a machine type Passage lays out (q35, pc, or their versioned names such as pc-q35-8.2)",
+            &[("machine", &m.chars().take(32).collect::<String>())],
+        )))
+    }
+}
+
+pub fn load_profiles(path: &Path) -> Result<Vec<Profile>, StoreError> {
+    let Some(s) = read_small(path)? else {
+        return Ok(Vec::new());
+    };
+    let v: Vec<Profile> = serde_json::from_str(&s).map_err(|e| StoreError::Profiles {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    for p in &v {
+        check_guest_name(&p.name).map_err(|e| StoreError::Profiles {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(v)
+}
+
+pub fn save_profiles(path: &Path, profiles: &[Profile]) -> Result<(), StoreError> {
+    let s = serde_json::to_string_pretty(profiles).unwrap_or_default() + "\n";
+    write_creating(path, s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_survives_a_round_trip_and_a_missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/plan.json");
+        assert_eq!(load_plan(&p).unwrap(), Plan::default());
+        let mut plan = Plan::default();
+        plan.add_guest(Guest::new("vm1", Vmm::Qemu).unwrap())
+            .unwrap();
+        save_plan(&p, &plan).unwrap();
+        assert_eq!(load_plan(&p).unwrap(), plan);
+        assert!(!p.with_extension("tmp").exists());
+    }
+
+    #[test]
+    fn machine_types_are_checked() {
+        for ok in ["q35", "pc-q35-8.2", "pc", "pc-i440fx-7.2"] {
+            assert!(check_machine(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "q35;rm", "isapc", &"q35".repeat(20)] {
+            assert!(check_machine(bad).is_err(), "{bad:?}");
+        }
+    }
+}
