@@ -30,6 +30,7 @@ pub fn yaml(
         selectors.insert((v, p), name.clone());
         host_devices.push(json!({"name": format!("hostdev{i}"), "deviceName": name}));
     }
+    let mut same_ids = Vec::new();
     for (v, p) in selectors.keys() {
         let planned: Vec<String> = r
             .visible()
@@ -44,7 +45,7 @@ pub fn yaml(
             .filter(|a| !planned.contains(a))
             .collect();
         if !others.is_empty() {
-            notes.push(trf(
+            same_ids.push(trf(
                 "KubeVirt selects devices by vendor:device ({ids}): this host also has {others}, and the node may hand out any of them that is on vfio-pci — not necessarily {planned}.",
                 &[("ids", &format!("{v}:{p}")), ("others", &others.join(", ")), ("planned", &planned.join(", "))],
             ));
@@ -84,6 +85,10 @@ pub fn yaml(
     if let Some(h) = hidden_note(r) {
         out.push_str(&format!("# {h}\n"));
         notes.push(h);
+    }
+    for w in same_ids {
+        out.push_str(&format!("# {w}\n"));
+        notes.push(w);
     }
     out.push_str("---\n");
     out.push_str(&to(&cr)?);

@@ -1,0 +1,513 @@
+//! Exports as their consumers read them: every format snapshotted on the demo host, libvirt XML
+//! validated by libvirt's own `virt-xml-validate`, every QEMU property checked against the QEMU
+//! in use (and bookworm-backports' QEMU 10 for the iommufd form), the emitted root ports
+//! accepted by a real QEMU, YAML parsed by PyYAML, JSON read back with `--plan`.
+
+mod common;
+use common::*;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const FORMATS: [&str; 9] = [
+    "libvirt",
+    "libvirt-domain",
+    "qemu",
+    "proxmox",
+    "cloud-hypervisor",
+    "crosvm",
+    "kubevirt",
+    "nova",
+    "json",
+];
+
+fn run(args: &[&str]) -> Output {
+    passagectl().args(args).output().expect("run passagectl")
+}
+
+fn export(args: &[&str]) -> String {
+    let o = run(&[&["--demo", "export"], args].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "export {args:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    String::from_utf8(o.stdout).expect("utf-8")
+}
+
+fn tool(name: &str) -> String {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .expect("sh");
+    assert!(
+        found.status.success(),
+        "{name} is not installed: ./dev test installs it (see docs/TESTING.md)"
+    );
+    String::from_utf8_lossy(&found.stdout).trim().to_string()
+}
+
+#[test]
+fn every_format_on_the_demo_host_matches_its_snapshot() {
+    for f in FORMATS {
+        for guest in ["win11", "router"] {
+            let text = export(&["--format", f, "--guest", guest]);
+            insta::assert_snapshot!(format!("{f}-{guest}"), text);
+        }
+    }
+    // Without --guest: the plan's first guest holding groups.
+    assert_eq!(
+        export(&["--format", "qemu"]),
+        export(&["--format", "qemu", "--guest", "win11"])
+    );
+}
+
+fn validate(xml: &str, what: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("domain.xml");
+    std::fs::write(&p, xml).unwrap();
+    let o = Command::new(tool("virt-xml-validate"))
+        .arg(&p)
+        .arg("domain")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{what} does not validate:\n{}{}\n{xml}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn libvirt_exports_pass_virt_xml_validate() {
+    for guest in ["win11", "router"] {
+        let domain = export(&["--format", "libvirt-domain", "--guest", guest]);
+        assert!(domain.contains("managed=\"no\""));
+        validate(&domain, &format!("the libvirt-domain export of {guest}"));
+        // The devices fragment, placed in a complete domain of someone else's making.
+        let frag = export(&["--format", "libvirt", "--guest", guest]);
+        let inner = frag
+            .split_once("<devices>")
+            .and_then(|(_, r)| r.rsplit_once("</devices>"))
+            .map(|(i, _)| i)
+            .expect("one <devices> element");
+        let mine = format!(
+            "<domain type='kvm'><name>someone</name><memory unit='MiB'>1024</memory>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <controller type='pci' index='0' model='pcie-root'/>{inner}</devices></domain>"
+        );
+        validate(
+            &mine,
+            &format!("the libvirt export of {guest} inside a domain"),
+        );
+    }
+}
+
+/// `-device NAME,help` of a QEMU binary: the property names it knows.
+fn qemu_props(qemu: &str, what: &[&str]) -> BTreeSet<String> {
+    let o = Command::new(qemu).args(what).output().expect("run qemu");
+    assert!(o.status.success(), "{qemu} {what:?} failed");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let props: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.trim_start().split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    assert!(props.len() > 5, "{qemu} {what:?} listed {props:?}");
+    props
+}
+
+/// Every `-device TYPE,k=v,…` / `-object TYPE,…` in an export, as (kind, type, keys).
+fn emitted(args: &str) -> Vec<(String, String, Vec<String>)> {
+    let mut out = Vec::new();
+    let words: Vec<&str> = args
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(|l| l.trim_end_matches('\\').split_whitespace())
+        .collect();
+    for w in words.windows(2) {
+        if w[0] == "-device" || w[0] == "-object" {
+            let mut parts = w[1].split(',');
+            let ty = parts.next().unwrap().to_string();
+            let keys = parts
+                .map(|kv| kv.split_once('=').expect("k=v").0.to_string())
+                .collect();
+            out.push((w[0].to_string(), ty, keys));
+        }
+    }
+    out
+}
+
+fn check_qemu_properties(qemu: &str, text: &str) {
+    let vfio = qemu_props(qemu, &["-device", "vfio-pci,help"]);
+    let port = qemu_props(qemu, &["-device", "pcie-root-port,help"]);
+    let found = emitted(text);
+    assert!(found.iter().any(|(_, t, _)| t == "vfio-pci"), "{text}");
+    for (kind, ty, keys) in found {
+        let known = match (kind.as_str(), ty.as_str()) {
+            ("-device", "vfio-pci") => &vfio,
+            ("-device", "pcie-root-port") => &port,
+            ("-object", "iommufd") => {
+                let o = Command::new(qemu)
+                    .args(["-object", "iommufd,help"])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{qemu} has no iommufd object");
+                continue;
+            }
+            other => panic!("unexpected {other:?} in the export"),
+        };
+        for k in keys {
+            if k == "bus" || k == "id" {
+                continue; // every device has them; help does not list them
+            }
+            assert!(known.contains(&k), "{qemu}: {ty} has no property {k}");
+        }
+    }
+}
+
+#[test]
+fn every_emitted_qemu_property_exists_in_the_qemu_in_use() {
+    let qemu = tool("qemu-system-x86_64");
+    let plan = demo_plan_copy();
+    // Exercise every option: x-vga on the GPU, no ROM BAR on the USB card.
+    plan_cmd(&plan, &["x-vga", "0000:0b:00.0", "on"]);
+    plan_cmd(&plan, &["rombar", "0000:0c:00.0", "off"]);
+    let text = export_plan(&plan, &["--format", "qemu", "--guest", "win11"]);
+    assert!(
+        text.contains("x-vga=on") && text.contains("rombar=0"),
+        "{text}"
+    );
+    check_qemu_properties(&qemu, &text);
+    // The iommufd form against a QEMU that has iommufd (Debian 12's 7.2 does not; the test
+    // bed's QEMU 10 from bookworm-backports does).
+    let new = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/vm.py"))
+        .arg("new-qemu")
+        .output()
+        .expect("tests/vm/vm.py new-qemu");
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    let new = String::from_utf8_lossy(&new.stdout).trim().to_string();
+    let text = export_plan(
+        &plan,
+        &["--format", "qemu", "--guest", "win11", "--iommufd"],
+    );
+    assert!(text.contains("-object iommufd,id=") && text.contains(",iommufd="));
+    check_qemu_properties(&new, &text);
+}
+
+#[test]
+fn a_real_qemu_accepts_the_emitted_root_ports_and_addresses() {
+    // No VFIO device on this machine, so stand an emulated NIC in for each vfio-pci device at
+    // the same bus and address: QEMU then checks ports, ids, addresses and multifunction.
+    let qemu = tool("qemu-system-x86_64");
+    let text = export(&["--format", "qemu", "--guest", "win11"]);
+    let mut args: Vec<String> = vec![
+        "-machine".into(),
+        "q35,accel=tcg".into(),
+        "-nodefaults".into(),
+        "-display".into(),
+        "none".into(),
+        "-S".into(),
+        "-qmp".into(),
+        "stdio".into(),
+    ];
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let l = l.trim_end_matches('\\').trim();
+        let (flag, value) = l.split_once(' ').unwrap();
+        let value = if let Some(rest) = value.strip_prefix("vfio-pci,") {
+            let keep: Vec<&str> = rest
+                .split(',')
+                .filter(|kv| !kv.starts_with("host=") && !kv.starts_with("x-vga"))
+                .collect();
+            format!("e1000e,{}", keep.join(","))
+        } else {
+            value.to_string()
+        };
+        args.push(flag.into());
+        args.push(value);
+    }
+    // Ask QEMU where it put each device: the bus it hangs on, and its devfn.
+    let ids = ["passage-hostdev0", "passage-hostdev1", "passage-hostdev2"];
+    let mut qmp = String::from("{\"execute\":\"qmp_capabilities\"}\n");
+    for id in ids {
+        for prop in ["parent_bus", "addr"] {
+            qmp.push_str(&format!(
+                "{{\"execute\":\"qom-get\",\"arguments\":{{\"path\":\"/machine/peripheral/{id}\",\"property\":\"{prop}\"}}}}\n"
+            ));
+        }
+    }
+    qmp.push_str("{\"execute\":\"quit\"}\n");
+    let mut child = Command::new(&qemu)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(qmp.as_bytes())
+            .unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "QEMU refused {args:?}:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let answers: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("return").cloned())
+        .filter(|r| !r.as_object().is_some_and(|o| o.is_empty()))
+        .collect();
+    assert_eq!(answers.len(), 6, "{answers:?}");
+    let place = |i: usize| {
+        let bus = answers[2 * i].as_str().unwrap().to_string();
+        let devfn = answers[2 * i + 1].as_u64().unwrap();
+        (bus, devfn >> 3, devfn & 7)
+    };
+    // The GPU's two functions share slot 0 behind one port; the USB card has its own port.
+    let port = |n: u8| format!("/machine/peripheral/passage-rp{n}/passage-rp{n}");
+    assert_eq!(place(0), (port(1), 0, 0));
+    assert_eq!(place(1), (port(1), 0, 1));
+    assert_eq!(place(2), (port(2), 0, 0));
+}
+
+#[test]
+fn kubevirt_yaml_and_every_json_output_parse() {
+    let yaml = export(&["--format", "kubevirt", "--guest", "win11"]);
+    let o = Command::new(tool("python3"))
+        .args([
+            "-c",
+            "import sys, yaml, json; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(yaml.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "PyYAML: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let docs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let docs: Vec<&serde_json::Value> = docs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| !d.is_null())
+        .collect();
+    assert_eq!(docs.len(), 2);
+    let sel = &docs[0]["spec"]["configuration"]["permittedHostDevices"]["pciHostDevices"];
+    assert!(sel
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["pciVendorSelector"] == "10DE:2206"));
+    let devs = &docs[1]["spec"]["template"]["spec"]["domain"]["devices"]["hostDevices"];
+    assert_eq!(devs.as_array().unwrap().len(), 3);
+    // Nova reads every value as JSON.
+    let nova = export(&["--format", "nova", "--guest", "win11"]);
+    let mut specs = 0;
+    for l in nova.lines() {
+        if let Some((k, v)) = l.split_once(" = ") {
+            let v: serde_json::Value =
+                serde_json::from_str(v).unwrap_or_else(|e| panic!("{l}: {e}"));
+            assert!(k == "device_spec" || k == "alias", "{l}");
+            specs += usize::from(k == "device_spec");
+            assert!(v.is_object());
+        }
+    }
+    assert_eq!(specs, 3, "{nova}");
+}
+
+#[test]
+fn the_json_export_reads_back_as_the_same_plan() {
+    let j = export(&["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v["resolved"][0]["devices"][0]["guest_address"], "01:00.0");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("exported.json");
+    std::fs::write(&p, &j).unwrap();
+    for f in FORMATS {
+        let from_file = export(&["--plan", p.to_str().unwrap(), "--format", f]);
+        assert_eq!(from_file, export(&["--format", f]), "{f}");
+    }
+}
+
+/// A writable copy of the demo plan for CLI edits.
+struct PlanCopy {
+    dir: tempfile::TempDir,
+}
+
+impl PlanCopy {
+    fn path(&self) -> String {
+        self.dir.path().join("plan.json").display().to_string()
+    }
+}
+
+fn demo_plan_copy() -> PlanCopy {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plan.json"), passage::demo::DEMO_PLAN).unwrap();
+    PlanCopy { dir }
+}
+
+fn plan_cmd(p: &PlanCopy, args: &[&str]) -> Output {
+    let path = p.path();
+    let o = passagectl()
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .args([&["--demo", "plan"], args, &["--plan", &path]].concat())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "plan {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn export_plan(p: &PlanCopy, args: &[&str]) -> String {
+    export(&[&["--plan", p.path().as_str()], args].concat())
+}
+
+#[test]
+fn bad_plans_and_bad_words_get_one_clear_line_and_change_nothing() {
+    let p = demo_plan_copy();
+    let before = std::fs::read(p.path()).unwrap();
+    let path = p.path();
+    let cases: [(&[&str], &str); 9] = [
+        (
+            &["plan", "address", "0000:0c:00.0", "01:00.3"],
+            "function 0",
+        ),
+        (
+            &["plan", "address", "0000:0c:00.0", "../x"],
+            "not a guest PCI address",
+        ),
+        (
+            &["plan", "visible", "0000:42:00.0", "off"],
+            "not in the plan",
+        ),
+        (&["plan", "assign", "999", "win11"], "no IOMMU group 999"),
+        (&["plan", "assign", "16", "win11"], "needed by the host"),
+        (&["plan", "assign", "19", "nobody"], "no guest named"),
+        (&["export", "--format", "yaml"], "invalid value"),
+        (
+            &["export", "--format", "qemu", "--guest", "nobody"],
+            "no guest named",
+        ),
+        (
+            &["export", "--format", "qemu", "--guest", "ci-runner"],
+            "holds no groups",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = passagectl()
+            .env("XDG_CONFIG_HOME", p.dir.path())
+            .args([&["--demo"], args, &["--plan", &path]].concat())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected “{needle}” in {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "{args:?} changed the plan"
+        );
+    }
+    // A hand-broken file: a device of another card at the GPU's address, and a clash.
+    let broken = String::from_utf8(before.clone())
+        .unwrap()
+        .replacen("\"2206\"", "\"2204\"", 1);
+    std::fs::write(&path, broken).unwrap();
+    let o = run(&["--demo", "export", "--plan", &path, "--format", "libvirt"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("cannot be exported") && err.contains("10de:2204"),
+        "{err}"
+    );
+    let o = run(&["--demo", "plan", "check", "--plan", &path]);
+    assert_eq!(o.status.code(), Some(1), "check says not applicable");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[ids-changed]"));
+    for garbage in ["{", "{\"version\": 9}", "[]", &"x".repeat(1000)] {
+        std::fs::write(&path, garbage).unwrap();
+        let o = run(&["--demo", "export", "--plan", &path, "--format", "qemu"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{garbage:.20}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn a_plan_is_built_from_the_command_line_as_a_person_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().to_str().unwrap();
+    let ctl = |args: &[&str]| {
+        passagectl()
+            .env("XDG_CONFIG_HOME", cfg)
+            .args([&["--demo"], args].concat())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let o = ctl(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(&["guests", "add", "gamer", "--vmm", "libvirt"]);
+    ok(&["guests", "add", "fw", "--vmm", "crosvm", "--machine", "pc"]);
+    assert!(ok(&["guests"]).contains("gamer"));
+    let plan = dir.path().join("passage/plan.json");
+    let plan_s = plan.to_str().unwrap();
+    // The default plan file lives under XDG_CONFIG_HOME … but --demo reads the built-in one
+    // unless --plan names a file, so name it.
+    ok(&["plan", "assign", "19", "gamer", "--plan", plan_s]);
+    ok(&["plan", "assign", "18", "fw", "--plan", plan_s]);
+    ok(&["plan", "visible", "0000:09:00.1", "off", "--plan", plan_s]);
+    ok(&["plan", "lifecycle", "gamer", "on-start", "--plan", plan_s]);
+    let show = ok(&["plan", "show", "--plan", plan_s]);
+    assert!(show.contains("0000:0b:00.1  → 01:00.1"), "{show}");
+    assert!(show.contains("hidden"), "{show}");
+    assert_eq!(
+        ctl(&["plan", "check", "--plan", plan_s]).status.code(),
+        Some(0)
+    );
+    let crosvm = ok(&[
+        "export", "--plan", plan_s, "--guest", "fw", "--format", "crosvm",
+    ]);
+    assert!(crosvm.contains("--vfio /sys/bus/pci/devices/0000:09:00.0,guest-address=00:10.0"));
+    assert!(
+        !crosvm.contains("0000:09:00.1,"),
+        "hidden port not given: {crosvm}"
+    );
+    // The built-in demo plan cannot be edited in place.
+    let o = ctl(&["plan", "unassign", "19"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--plan FILE"));
+    // Written atomically: no temporary file left.
+    assert!(!plan.with_extension("tmp").exists());
+}
