@@ -5,7 +5,7 @@
 #   make uninstall
 #
 # Files the system reads only from fixed places (D-Bus system policy and activation, systemd
-# units, polkit actions) go there whatever the PREFIX.
+# units, polkit actions, the libvirt qemu hook) go there whatever the PREFIX.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -16,6 +16,8 @@ DBUS_SYSTEM_CONF = /usr/share/dbus-1/system.d
 DBUS_SYSTEM_SERVICES = /usr/share/dbus-1/system-services
 SYSTEMD_UNITS = /usr/lib/systemd/system
 POLKIT_ACTIONS = /usr/share/polkit-1/actions
+# libvirt (6.5 and newer) runs every executable in qemu.d; a hook of the user's own stays.
+LIBVIRT_HOOKS = /etc/libvirt/hooks/qemu.d
 CARGO ?= cargo
 # Where the built binaries are (tests install their debug build with BINSRC=target/debug).
 BINSRC ?= target/release
@@ -28,7 +30,8 @@ INSTALLED = \
 	$(SYSTEMD_UNITS)/passage-helper.service \
 	$(SYSTEMD_UNITS)/passage-reclaim.service \
 	$(POLKIT_ACTIONS)/io.github.passage.policy \
-	$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml
+	$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml \
+	$(LIBVIRT_HOOKS)/passage
 
 all:
 	PASSAGE_LOCALEDIR=$(DATADIR)/locale $(CARGO) build --release --bins
@@ -45,6 +48,8 @@ install: all
 		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-reclaim.service
 	install -Dm644 data/polkit/io.github.passage.policy $(DESTDIR)$(POLKIT_ACTIONS)/io.github.passage.policy
 	install -Dm644 data/io.github.passage.Helper1.xml $(DESTDIR)$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml
+	sed 's|@BINDIR@|$(BINDIR)|g' data/libvirt/qemu-hook.in | \
+		install -Dm755 /dev/stdin $(DESTDIR)$(LIBVIRT_HOOKS)/passage
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))

@@ -12,8 +12,11 @@ pub mod demo;
 pub mod explain;
 pub mod export;
 pub mod fakekernel;
+pub mod hook;
 pub mod host;
 pub mod i18n;
+#[cfg(feature = "dbus")]
+pub mod libvirt;
 pub mod model;
 pub mod names;
 pub mod pci_names;

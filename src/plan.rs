@@ -705,7 +705,7 @@ impl ResolvedGuest {
 /// Decides every visible device's guest address: the person's choice where given; otherwise
 /// each host slot gets the next free guest slot and keeps its function numbers (a GPU and its
 /// audio stay one multifunction device), renumbered from 0 when function 0 is hidden.
-fn place(guest: &Guest, layout: Layout) -> BTreeMap<PciAddress, GuestAddress> {
+fn place(guest: &Guest, layout: Layout, room: &Room) -> BTreeMap<PciAddress, GuestAddress> {
     // Addresses the person chose are for the guest's own VMM; another layout places afresh.
     let own = layout == guest.layout();
     let mut out = BTreeMap::new();
@@ -718,7 +718,7 @@ fn place(guest: &Guest, layout: Layout) -> BTreeMap<PciAddress, GuestAddress> {
         .flat_map(|p| p.devices.iter())
         .filter(|d| d.visible)
         .collect();
-    let mut taken: BTreeSet<(u8, u8)> = BTreeSet::new();
+    let mut taken: BTreeSet<(u8, u8)> = room.taken.clone();
     let chosen = |d: &DevicePlan| d.guest_address.filter(|_| own);
     for d in &visible {
         if let Some(a) = chosen(d) {
@@ -736,7 +736,7 @@ fn place(guest: &Guest, layout: Layout) -> BTreeMap<PciAddress, GuestAddress> {
         }
     }
     let mut next = match layout {
-        Layout::RootPorts => (1u8, 0u8),
+        Layout::RootPorts => (room.first_port.max(1), 0u8),
         _ => (0u8, FLAT_FIRST_SLOT),
     };
     let mut advance = |taken: &mut BTreeSet<(u8, u8)>| -> Option<(u8, u8)> {
@@ -788,7 +788,22 @@ pub fn resolve(guest: &Guest, host: &Host) -> ResolvedGuest {
 /// Resolves a guest for another VMM's layout (exporting a libvirt guest as crosvm arguments,
 /// say): the person's own addresses apply only to the guest's own layout.
 pub fn resolve_as(guest: &Guest, host: &Host, layout: Layout) -> ResolvedGuest {
-    let placed = place(guest, layout);
+    resolve_in(guest, host, layout, &Room::default())
+}
+
+/// Guest slots already used by the guest's own devices (read from a libvirt domain), which
+/// devices Passage places must avoid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Room {
+    /// (bus, slot) pairs in use.
+    pub taken: BTreeSet<(u8, u8)>,
+    /// The first root-port bus (controller index) free for new ports; 0 means 1.
+    pub first_port: u8,
+}
+
+/// Resolves a guest into a definition that already has devices of its own.
+pub fn resolve_in(guest: &Guest, host: &Host, layout: Layout, room: &Room) -> ResolvedGuest {
+    let placed = place(guest, layout, room);
     let mut slot_count: BTreeMap<(u8, u8), usize> = BTreeMap::new();
     for a in placed.values() {
         *slot_count.entry(a.slot_key()).or_default() += 1;

@@ -107,6 +107,7 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
         "usr/lib/systemd/system/passage-helper.service",
         "usr/lib/systemd/system/passage-reclaim.service",
         "usr/share/polkit-1/actions/io.github.passage.policy",
+        "etc/libvirt/hooks/qemu.d/passage",
     ];
     for f in expect {
         assert!(dest.path().join(f).is_file(), "{f} not installed");
@@ -120,6 +121,20 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
         act.contains("Exec=/opt/passage/libexec/passage-helper"),
         "{act}"
     );
+    let hook = dest.path().join("etc/libvirt/hooks/qemu.d/passage");
+    let text = std::fs::read_to_string(&hook).unwrap();
+    assert!(
+        text.contains("exec /opt/passage/bin/passagectl hook-qemu"),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&hook).unwrap().permissions().mode() & 0o111,
+        0o111,
+        "libvirt runs only executable hooks"
+    );
+    let o = Command::new("sh").arg("-n").arg(&hook).output().unwrap();
+    assert!(o.status.success(), "the hook is not valid sh");
     make("uninstall");
     for f in expect {
         assert!(!dest.path().join(f).exists(), "{f} left after uninstall");

@@ -484,3 +484,87 @@ fn a_second_claim_while_the_first_waits_for_polkit_is_told_busy() {
     assert!(err2.contains("being changed by another request"), "{err2}");
     assert_eq!(bus.driver("0000:09:00.0").as_deref(), Some("vfio-pci"));
 }
+
+/// libvirt's qemu hook, as libvirtd calls it: the domain XML on stdin.
+fn hook(bus: &Bus, args: &[&str], xml: &str) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(bus.passagectl_bin())
+        .args(["--root", bus.root().to_str().unwrap(), "hook-qemu"])
+        .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .env("LC_ALL", "C.UTF-8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(xml.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_libvirt_hook_claims_a_guests_groups_when_it_starts_and_gives_them_back_when_it_stops() {
+    let Some(bus) = Bus::start() else { return };
+    // The demo's win11 guest as Passage writes it: on-start, GPU + audio and the USB card.
+    let host = passage::scan::scan(&passage::HostRoot::open(bus.root()).unwrap()).unwrap();
+    let plan = passage::demo::plan().unwrap();
+    let xml = passage::export::export(
+        &plan,
+        &host,
+        Some("win11"),
+        passage::export::Format::LibvirtDomain,
+        &Default::default(),
+    )
+    .unwrap()
+    .text;
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    // Calls the hook does not act on pass through, without even reading the XML.
+    let o = hook(&bus, &["win11", "start", "begin", "-"], "");
+    assert!(o.status.success());
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+
+    let o = hook(&bus, &["win11", "prepare", "begin", "-"], &xml);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(bus.driver(GPU).as_deref(), Some("vfio-pci"));
+    assert_eq!(bus.driver("0000:0b:00.1").as_deref(), Some("vfio-pci"));
+    assert_eq!(bus.driver("0000:0c:00.0").as_deref(), Some("vfio-pci"));
+
+    let o = hook(&bus, &["win11", "release", "end", "-"], &xml);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bus.driver("0000:0b:00.1").as_deref(), Some("snd_hda_intel"));
+
+    // A domain Passage did not mark on-start is left alone.
+    let kept = xml.replace("lifecycle=\"on-start\"", "lifecycle=\"kept\"");
+    let o = hook(&bus, &["win11", "prepare", "begin", "-"], &kept);
+    assert!(o.status.success());
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+
+    // A device the host does not have stops the start with a sentence, and claims nothing.
+    let wrong = xml.replace("bus=\"0x0b\"", "bus=\"0x7e\"");
+    let o = hook(&bus, &["win11", "prepare", "begin", "-"], &wrong);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("0000:7e:00.0"), "{err}");
+    assert_eq!(
+        bus.driver("0000:0c:00.0").as_deref(),
+        Some("vfio-pci"),
+        "the USB card was claimed by the demo already"
+    );
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    // Passage's domain with broken XML: refused, nothing claimed.
+    let broken = xml.replacen("</source>", "</sauce>", 1);
+    let o = hook(&bus, &["win11", "prepare", "begin", "-"], &broken);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("not well-formed"), "{err}");
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    // Someone else's domain, or no XML at all: not ours, passes through.
+    let o = hook(
+        &bus,
+        &["other", "prepare", "begin", "-"],
+        "<domain><devices>",
+    );
+    assert!(o.status.success());
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+}

@@ -107,6 +107,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// libvirt's qemu hook (installed as /etc/libvirt/hooks/qemu.d/passage): claims the groups
+    /// of guests started on demand, gives them back when they stop. Domain XML on stdin.
+    #[command(hide = true)]
+    HookQemu {
+        domain: String,
+        op: String,
+        subop: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        extra: Vec<String>,
+    },
     /// Print device events (add, remove, bind, unbind, change) as they happen.
     Monitor {
         /// One JSON object per line.
@@ -570,6 +580,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             action,
             json: as_json,
         } => guests_command(&cli, action.as_ref(), *as_json),
+        Command::HookQemu {
+            domain, op, subop, ..
+        } => hook_qemu(&cli, domain, op, subop),
         Command::Monitor {
             json: as_json,
             max_events,
@@ -652,8 +665,18 @@ fn on_off(s: &str) -> bool {
     s == "on"
 }
 
-/// A guest for `plan assign` that the plan does not have yet: a local profile, else a demo
-/// guest.
+/// This host's libvirt domains through libvirt-dbus on the system bus, or why not.
+fn libvirt_domains() -> Result<Vec<passage::libvirt::LibvirtDomain>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async { passage::libvirt::Libvirt::system().await?.domains().await })
+        .map_err(|e| e.to_string())
+}
+
+/// A guest for `plan assign` that the plan does not have yet: a local profile, a libvirt
+/// domain, else a demo guest.
 fn find_guest(cli: &Cli, name: &str) -> Result<Option<plan::Guest>, Failure> {
     if let Some(path) = store::profiles_path() {
         if let Some(p) = store::load_profiles(&path)?
@@ -661,6 +684,13 @@ fn find_guest(cli: &Cli, name: &str) -> Result<Option<plan::Guest>, Failure> {
             .find(|p| p.name == name)
         {
             return Ok(Some(p.to_guest()?));
+        }
+    }
+    if !cli.demo && cli.root.is_none() {
+        if let Ok(domains) = libvirt_domains() {
+            if let Some(d) = domains.into_iter().find(|d| d.name == name) {
+                return Ok(Some(d.to_guest()?));
+            }
         }
     }
     if cli.demo {
@@ -868,6 +898,10 @@ fn guests_command(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Re
                 vmm: plan::Vmm,
                 machine: String,
                 source: &'static str,
+                /// libvirt's state; `null` for guests libvirt does not know.
+                state: Option<passage::libvirt::DomainState>,
+                /// Groups the guest's definition holds (libvirt hostdevs, or the demo plan).
+                groups: Vec<passage::GroupId>,
             }
             let mut rows: Vec<Row> = profiles
                 .iter()
@@ -876,16 +910,39 @@ fn guests_command(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Re
                     vmm: p.vmm,
                     machine: p.machine.clone(),
                     source: "local",
+                    state: None,
+                    groups: Vec::new(),
                 })
                 .collect();
             if cli.demo {
                 for g in demo::plan()?.guests {
+                    let groups = g.groups.iter().map(|p| p.group).collect();
                     rows.push(Row {
                         name: g.name,
                         vmm: g.vmm,
                         machine: g.machine,
                         source: "demo",
+                        state: None,
+                        groups,
                     });
+                }
+            } else {
+                match libvirt_domains() {
+                    Ok(domains) => {
+                        let src = open_source(cli)?;
+                        let host = scan::scan(src.root())?;
+                        for d in domains {
+                            rows.push(Row {
+                                groups: d.groups(&host),
+                                name: d.name,
+                                vmm: plan::Vmm::Libvirt,
+                                machine: d.machine.unwrap_or_default(),
+                                source: "libvirt",
+                                state: Some(d.state),
+                            });
+                        }
+                    }
+                    Err(why) => eprintln!("passagectl: {} {why}", tr("note:")),
                 }
             }
             if as_json {
@@ -897,12 +954,24 @@ fn guests_command(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Re
             } else {
                 let mut s = String::new();
                 for r in rows {
+                    let groups: Vec<String> = r.groups.iter().map(|g| g.to_string()).collect();
+                    let state = r
+                        .state
+                        .and_then(|st| serde_json::to_value(st).ok())
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
                     s.push_str(&format!(
-                        "{:<24} {:<17} {:<10} {}\n",
+                        "{:<24} {:<17} {:<12} {:<8} {:<9} {}\n",
                         r.name,
                         r.vmm.as_str(),
                         r.machine,
-                        r.source
+                        r.source,
+                        state,
+                        if groups.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{} {}", tr("groups"), groups.join(" "))
+                        }
                     ));
                 }
                 print(&s)?;
@@ -939,6 +1008,76 @@ fn guests_command(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Re
             store::save_profiles(&path, &profiles)?;
             print(&trf("Removed guest {name}.\n", &[("name", name)]))?;
             Ok(0)
+        }
+    }
+}
+
+/// The most domain XML the hook reads from libvirt.
+const MAX_DOMAIN_XML: u64 = 16 << 20;
+
+fn hook_qemu(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failure> {
+    use std::io::Read;
+    if cli.demo {
+        return Err(Failure(tr(
+            "the libvirt hook acts on this host; it cannot be used with --demo",
+        )));
+    }
+    // Only the calls we act on need the XML; the others return before reading it.
+    if !matches!((op, subop), ("prepare", "begin") | ("release", "end")) {
+        return Ok(0);
+    }
+    let mut xml = String::new();
+    std::io::stdin()
+        .take(MAX_DOMAIN_XML)
+        .read_to_string(&mut xml)?;
+    // The topology is read from the root the helper drives (/, or --root in tests); the
+    // changes go through the helper like any claim.
+    let src = open_source(cli)?;
+    let host = scan::scan(src.root())?;
+    let action = passage::hook::decide(op, subop, &xml, &host)?;
+    let no_prompt = || {
+        let mut o = std::collections::HashMap::new();
+        // libvirt runs hooks without a terminal: nobody could answer a password prompt.
+        o.insert("auth.no_user_interaction", zbus::Variant::Bool(true));
+        o
+    };
+    match action {
+        passage::hook::Action::Nothing => Ok(0),
+        passage::hook::Action::Claim(groups) => {
+            for g in &groups {
+                let id = g.0;
+                helper_call(|h| async move { h.claim(id, no_prompt()).await }).map_err(
+                    |Failure(m)| {
+                        Failure(trf(
+                            "cannot start {guest}: claiming group {id} failed: {why}",
+                            &[("guest", domain), ("id", &g.to_string()), ("why", &m)],
+                        ))
+                    },
+                )?;
+            }
+            Ok(0)
+        }
+        passage::hook::Action::Release(groups) => {
+            let mut failed = Vec::new();
+            for g in &groups {
+                let id = g.0;
+                if let Err(Failure(m)) =
+                    helper_call(|h| async move { h.release(id, no_prompt()).await })
+                {
+                    failed.push(trf(
+                        "group {id}: {why}",
+                        &[("id", &g.to_string()), ("why", &m)],
+                    ));
+                }
+            }
+            if failed.is_empty() {
+                Ok(0)
+            } else {
+                Err(Failure(trf(
+                    "{guest} stopped, but not every group went back to the host: {failures}",
+                    &[("guest", domain), ("failures", &failed.join("; "))],
+                )))
+            }
         }
     }
 }

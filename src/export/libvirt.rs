@@ -9,15 +9,37 @@
 
 use super::{claim_note, hidden_note, ExportError};
 use crate::address::PciAddress;
-use crate::plan::{GuestAddress, Layout, Lifecycle, ResolvedGuest};
+use crate::model::Host;
+use crate::plan::{resolve_in, Guest, GuestAddress, Layout, Lifecycle, ResolvedGuest, Room};
 use quick_xml::events::{BytesText, Event};
 use quick_xml::Writer;
+use std::collections::BTreeSet;
 use std::io;
 
 /// The namespace of Passage's element in a domain's `<metadata>`.
 pub const METADATA_NS: &str = "https://github.com/passage/passage/libvirt/1";
 
+/// User aliases of the hostdevs Passage writes (libvirt keeps `ua-` aliases as given), so a
+/// later apply knows which are its own.
+pub const ALIAS_PREFIX: &str = "ua-passage-hostdev";
+
 type W = Writer<Vec<u8>>;
+
+fn metadata_element(w: &mut W, lifecycle: Lifecycle) -> io::Result<()> {
+    w.create_element("passage:guest")
+        .with_attributes([
+            ("xmlns:passage", METADATA_NS),
+            (
+                "lifecycle",
+                match lifecycle {
+                    Lifecycle::Kept => "kept",
+                    Lifecycle::OnStart => "on-start",
+                },
+            ),
+        ])
+        .write_empty()?;
+    Ok(())
+}
 
 fn hex(v: u32, width: usize) -> String {
     format!("0x{v:0width$x}")
@@ -40,7 +62,7 @@ fn hostdev_elements(w: &mut W, r: &ResolvedGuest) -> io::Result<()> {
                     Ok(())
                 })?;
                 w.create_element("alias")
-                    .with_attribute(("name", format!("ua-passage-hostdev{i}").as_str()))
+                    .with_attribute(("name", format!("{ALIAS_PREFIX}{i}").as_str()))
                     .write_empty()?;
                 w.create_element("rom")
                     .with_attribute(("bar", if d.rombar { "on" } else { "off" }))
@@ -178,21 +200,8 @@ pub fn domain(
             .write_inner_content(|w| {
                 w.create_element("name")
                     .write_text_content(BytesText::new(&r.name))?;
-                w.create_element("metadata").write_inner_content(|w| {
-                    w.create_element("passage:guest")
-                        .with_attributes([
-                            ("xmlns:passage", METADATA_NS),
-                            (
-                                "lifecycle",
-                                match r.lifecycle {
-                                    Lifecycle::Kept => "kept",
-                                    Lifecycle::OnStart => "on-start",
-                                },
-                            ),
-                        ])
-                        .write_empty()?;
-                    Ok(())
-                })?;
+                w.create_element("metadata")
+                    .write_inner_content(|w| metadata_element(w, r.lifecycle))?;
                 w.create_element("memory")
                     .with_attribute(("unit", "MiB"))
                     .write_text_content(BytesText::new("2048"))?;
@@ -346,6 +355,333 @@ pub fn lifecycle(xml: &str) -> Option<Lifecycle> {
                 return attr(&e, "lifecycle").and_then(|l| l.parse().ok());
             }
             Ok((_, Event::Eof)) | Err(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+/// Where a domain's own devices sit: every PCI guest address except those of the hostdevs
+/// that `keep` says go, and the first controller index free for a new root port.
+fn room(xml: &str, goes: &dyn Fn(&Hostdev, Option<&str>) -> bool) -> Result<Room, DomainXmlError> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut room = Room::default();
+    let mut max_index: u32 = 0;
+    let mut in_hostdev: Option<Vec<(u8, u8)>> = None;
+    let mut hostdev_source: Option<PciAddress> = None;
+    let mut hostdev_alias: Option<String> = None;
+    let mut stack: Vec<String> = Vec::new();
+    loop {
+        let ev = reader
+            .read_event()
+            .map_err(|e| DomainXmlError::Xml(e.to_string()))?;
+        let (e, empty) = match &ev {
+            Event::Start(e) => (e, false),
+            Event::Empty(e) => (e, true),
+            Event::End(_) => {
+                if stack.pop().as_deref() == Some("hostdev") {
+                    let slots = in_hostdev.take().unwrap_or_default();
+                    let gone = hostdev_source.take().is_some_and(|source| {
+                        goes(
+                            &Hostdev {
+                                source,
+                                guest: None,
+                                managed: false,
+                            },
+                            hostdev_alias.as_deref(),
+                        )
+                    });
+                    hostdev_alias = None;
+                    if !gone {
+                        room.taken.extend(slots);
+                    }
+                }
+                continue;
+            }
+            Event::Eof => break,
+            _ => continue,
+        };
+        let name = e.local_name().as_ref().to_string();
+        let parent = stack.last().map(String::as_str);
+        match name.as_str() {
+            "hostdev" if parent == Some("devices") && !empty => in_hostdev = Some(Vec::new()),
+            "controller" if attr(e, "type").as_deref() == Some("pci") => {
+                if let Some(i) = num(attr(e, "index"), 0xff) {
+                    max_index = max_index.max(i);
+                }
+            }
+            "alias" if parent == Some("hostdev") => hostdev_alias = attr(e, "name"),
+            "address" if parent == Some("source") && in_hostdev.is_some() => {
+                hostdev_source = PciAddress::new(
+                    num(attr(e, "domain"), u32::MAX).unwrap_or(0),
+                    num(attr(e, "bus"), 0xff).unwrap_or(0) as u8,
+                    num(attr(e, "slot"), 31).unwrap_or(0) as u8,
+                    num(attr(e, "function"), 7).unwrap_or(0) as u8,
+                );
+            }
+            "address" if attr(e, "type").as_deref() == Some("pci") => {
+                if let (Some(b), Some(sl)) = (num(attr(e, "bus"), 0xff), num(attr(e, "slot"), 31)) {
+                    let key = (b as u8, sl as u8);
+                    max_index = max_index.max(b);
+                    match in_hostdev.as_mut() {
+                        Some(v) => v.push(key),
+                        None => {
+                            room.taken.insert(key);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        if !empty {
+            stack.push(name);
+        }
+    }
+    room.first_port = (max_index + 1).min(0xff) as u8;
+    Ok(room)
+}
+
+/// Why a plan could not be written into a domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Xml(#[from] DomainXmlError),
+    #[error("guest address {at} chosen for {device} is already used by another device of domain {domain}")]
+    Taken {
+        at: GuestAddress,
+        device: PciAddress,
+        domain: String,
+    },
+    #[error("writing the domain definition: {0}")]
+    Write(String),
+}
+
+/// A domain's definition with the guest's plan written in: the PCI hostdevs Passage manages
+/// (its own, by alias, and any of the plan's devices) replaced, new root ports added after
+/// the domain's own controllers, guest addresses chosen around the domain's own devices, and
+/// Passage's metadata (the lifecycle the hook reads) set. Everything else is left as it was.
+pub fn updated_domain(xml: &str, guest: &Guest, host: &Host) -> Result<String, ApplyError> {
+    let planned: BTreeSet<PciAddress> = guest
+        .groups
+        .iter()
+        .flat_map(|g| g.devices.iter().map(|d| d.address))
+        .collect();
+    let goes = |h: &Hostdev, alias: Option<&str>| {
+        planned.contains(&h.source) || alias.is_some_and(|a| a.starts_with(ALIAS_PREFIX))
+    };
+    let room = room(xml, &goes)?;
+    let layout = Layout::of(
+        crate::plan::Vmm::Libvirt,
+        &machine_of(xml).unwrap_or_default(),
+    );
+    for d in guest.groups.iter().flat_map(|g| &g.devices) {
+        if let Some(at) = d.guest_address.filter(|_| d.visible) {
+            if room.taken.contains(&at.slot_key()) {
+                return Err(ApplyError::Taken {
+                    at,
+                    device: d.address,
+                    domain: guest.name.clone(),
+                });
+            }
+        }
+    }
+    let r = resolve_in(guest, host, layout, &room);
+    let w_err = |e: io::Error| ApplyError::Write(e.to_string());
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut w = Writer::new(Vec::new());
+    let mut stack: Vec<String> = Vec::new();
+    let mut saw_metadata = false;
+    // A <hostdev> held back until we know whether it stays.
+    let mut held: Option<Held> = None;
+    // Depth of an element of ours in <metadata> being dropped.
+    let mut dropping: Option<usize> = None;
+    loop {
+        let ev = reader
+            .read_event()
+            .map_err(|e| DomainXmlError::Xml(e.to_string()))?;
+        if matches!(ev, Event::Eof) {
+            break;
+        }
+        let depth = stack.len();
+        if let Some(d) = dropping {
+            match &ev {
+                Event::Start(e) => stack.push(e.local_name().as_ref().to_string()),
+                Event::End(_) => {
+                    stack.pop();
+                    if stack.len() == d {
+                        dropping = None;
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if let Some(Held {
+            events,
+            source,
+            alias,
+            depth: d,
+        }) = held.as_mut()
+        {
+            match &ev {
+                Event::Start(e) => {
+                    let n = e.local_name().as_ref().to_string();
+                    if n == "alias" {
+                        *alias = attr(e, "name");
+                    }
+                    stack.push(n);
+                }
+                Event::Empty(e) => {
+                    let n = e.local_name().as_ref().to_string();
+                    if n == "alias" {
+                        *alias = attr(e, "name");
+                    }
+                    if n == "address" && stack.last().map(String::as_str) == Some("source") {
+                        *source = PciAddress::new(
+                            num(attr(e, "domain"), u32::MAX).unwrap_or(0),
+                            num(attr(e, "bus"), 0xff).unwrap_or(0) as u8,
+                            num(attr(e, "slot"), 31).unwrap_or(0) as u8,
+                            num(attr(e, "function"), 7).unwrap_or(0) as u8,
+                        );
+                    }
+                }
+                Event::End(_) => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+            events.push(ev.clone());
+            if stack.len() == *d {
+                let Held {
+                    events,
+                    source,
+                    alias,
+                    ..
+                } = held.take().unwrap_or_default();
+                let gone = source.is_some_and(|s| {
+                    goes(
+                        &Hostdev {
+                            source: s,
+                            guest: None,
+                            managed: false,
+                        },
+                        alias.as_deref(),
+                    )
+                });
+                if !gone {
+                    for e in events {
+                        w.write_event(e).map_err(w_err)?;
+                    }
+                }
+            }
+            continue;
+        }
+        match &ev {
+            Event::Start(e) => {
+                let n = e.local_name().as_ref().to_string();
+                let parent = stack.last().map(String::as_str);
+                if n == "hostdev" && parent == Some("devices") {
+                    stack.push(n);
+                    held = Some(Held {
+                        events: vec![ev.clone()],
+                        source: None,
+                        alias: None,
+                        depth,
+                    });
+                    continue;
+                }
+                if parent == Some("metadata") && is_ours(e) {
+                    stack.push(n);
+                    dropping = Some(depth);
+                    continue;
+                }
+                stack.push(n);
+                w.write_event(ev.clone()).map_err(w_err)?;
+            }
+            Event::Empty(e) => {
+                let parent = stack.last().map(String::as_str);
+                if parent == Some("metadata") && is_ours(e) {
+                    continue;
+                }
+                if e.local_name().as_ref() == "metadata" && parent == Some("domain") {
+                    saw_metadata = true;
+                    w.create_element("metadata")
+                        .write_inner_content(|w| metadata_element(w, r.lifecycle))
+                        .map_err(w_err)?;
+                    continue;
+                }
+                w.write_event(ev.clone()).map_err(w_err)?;
+            }
+            Event::End(e) => {
+                let n = e.local_name().as_ref().to_string();
+                stack.pop();
+                let parent = stack.last().map(String::as_str);
+                match (n.as_str(), parent) {
+                    ("metadata", Some("domain")) => {
+                        saw_metadata = true;
+                        metadata_element(&mut w, r.lifecycle).map_err(w_err)?;
+                    }
+                    ("devices", Some("domain")) => {
+                        controllers(&mut w, &r, false).map_err(w_err)?;
+                        hostdev_elements(&mut w, &r).map_err(w_err)?;
+                    }
+                    _ => {}
+                }
+                w.write_event(ev.clone()).map_err(w_err)?;
+                if n == "name"
+                    && parent == Some("domain")
+                    && !saw_metadata
+                    && !xml.contains("<metadata")
+                {
+                    saw_metadata = true;
+                    w.create_element("metadata")
+                        .write_inner_content(|w| metadata_element(w, r.lifecycle))
+                        .map_err(w_err)?;
+                }
+            }
+            _ => w.write_event(ev.clone()).map_err(w_err)?,
+        }
+    }
+    String::from_utf8(w.into_inner()).map_err(|e| ApplyError::Write(e.to_string()))
+}
+
+/// A `<hostdev>` being read: its events, source address, alias, and the depth it opened at.
+#[derive(Default)]
+struct Held<'a> {
+    events: Vec<Event<'a>>,
+    source: Option<PciAddress>,
+    alias: Option<String>,
+    depth: usize,
+}
+
+fn is_ours(e: &quick_xml::events::BytesStart) -> bool {
+    e.attributes()
+        .flatten()
+        .any(|a| a.value.as_ref() == METADATA_NS)
+}
+
+/// The machine type a domain definition names (`<type machine='pc-q35-7.2'>`).
+pub fn machine_of(xml: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut stack: Vec<String> = Vec::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) => {
+                let n = e.local_name().as_ref().to_string();
+                if n == "type" && stack.last().map(String::as_str) == Some("os") {
+                    return attr(&e, "machine");
+                }
+                stack.push(n);
+            }
+            Ok(Event::Empty(e))
+                if e.local_name().as_ref() == "type"
+                    && stack.last().map(String::as_str) == Some("os") =>
+            {
+                return attr(&e, "machine");
+            }
+            Ok(Event::End(_)) => {
+                stack.pop();
+            }
+            Ok(Event::Eof) | Err(_) => return None,
             _ => {}
         }
     }
