@@ -673,3 +673,60 @@ fn with_intel_iommu_off_passage_names_the_parameter_to_remove() {
         "{r}"
     );
 }
+
+#[test]
+fn a_qemu_started_with_the_exported_arguments_opens_the_claimed_group() {
+    // multifunction: the two e1000e functions at 01:00.0/01:00.1, one group, like a GPU and
+    // its audio. Inside the guest: plan → export --format qemu → claim → QEMU with exactly
+    // those arguments.
+    let header = format!(
+        "PASSAGECTL={}\nHELPER={}\nDEVICE=0000:01:00.0\n",
+        env!("CARGO_BIN_EXE_passagectl"),
+        env!("CARGO_BIN_EXE_passage-helper")
+    );
+    let run = boot_job("multifunction", &header, "tests/vm/guest-export-job.sh");
+    let g = run.file("export-group").trim().to_string();
+    assert_eq!(run.rc("plan.rc"), 0, "{}", run.file("plan.txt"));
+    assert_eq!(run.rc("export.rc"), 0, "{}", run.file("export.err"));
+    let args = run.file("export.args");
+    assert!(
+        args.contains("host=0000:01:00.0") && args.contains("multifunction=on"),
+        "{args}"
+    );
+    assert_eq!(run.rc("claim.rc"), 0, "{}", run.file("claim.txt"));
+    for line in run.file("export-claimed.txt").lines() {
+        assert!(line.ends_with(" vfio-pci"), "{line}");
+    }
+    // QEMU opened the group (its fd on /dev/vfio/G and the container), attached the devices
+    // where the plan said, and ran until told to quit.
+    let fds = run.file("qemu-fds.txt");
+    assert!(
+        fds.lines().any(|l| l == format!("/dev/vfio/{g}")),
+        "QEMU did not open /dev/vfio/{g}: {fds}\n{}",
+        run.file("qemu.log")
+    );
+    assert!(fds.lines().any(|l| l == "/dev/vfio/vfio"), "{fds}");
+    assert_eq!(run.rc("qmp.rc"), 0, "{}", run.file("qmp.err"));
+    let q = run.json("qmp.json");
+    assert_eq!(
+        q["passage-hostdev0"]["parent_bus"],
+        "/machine/peripheral/passage-rp1/passage-rp1"
+    );
+    assert_eq!(q["passage-hostdev0"]["addr"], 0, "slot 0 function 0");
+    assert_eq!(q["passage-hostdev1"]["addr"], 1, "slot 0 function 1");
+    assert_eq!(q["passage-hostdev0"]["host"], "0000:01:00.0");
+    assert_eq!(run.rc("qemu.rc"), 0, "{}", run.file("qemu.log"));
+    // While QEMU held it, verify named the holder.
+    assert_eq!(run.rc("verify-while-open.rc"), 1);
+    assert!(
+        run.file("verify-while-open.txt").contains("qemu"),
+        "{}",
+        run.file("verify-while-open.txt")
+    );
+    assert_eq!(run.rc("release.rc"), 0, "{}", run.file("release.txt"));
+    assert_eq!(run.file("export-after.txt"), run.file("export-before.txt"));
+    eprintln!(
+        "nested QEMU ran {} s inside the TCG guest",
+        run.file("qemu.seconds").trim()
+    );
+}
