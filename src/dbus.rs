@@ -62,7 +62,14 @@ pub struct Options {
     pub force: bool,
     /// `auth.no_user_interaction` (b): fail rather than prompt for a password.
     pub no_user_interaction: bool,
+    /// `expect_devices` (as): the group's usable members as the caller knows them (a plan,
+    /// a libvirt domain); the claim is refused unless the group holds exactly these, so a
+    /// renumbered group or another host's numbers never claim the wrong devices.
+    pub expect_devices: Option<Vec<crate::PciAddress>>,
 }
+
+/// The most addresses `expect_devices` may carry (a group of 256 functions is a whole bus).
+pub const MAX_EXPECTED: usize = 256;
 
 impl Options {
     pub fn parse(raw: &HashMap<String, OwnedValue>, allowed: &[&str]) -> Result<Self, HelperError> {
@@ -74,6 +81,10 @@ impl Options {
             if !allowed.contains(&k.as_str()) {
                 let k: String = k.chars().take(40).collect();
                 return Err(HelperError::InvalidArgs(format!("unknown option “{k}”")));
+            }
+            if k == "expect_devices" {
+                o.expect_devices = Some(parse_addresses(v)?);
+                continue;
             }
             let b = match &**v {
                 Value::Bool(b) => *b,
@@ -91,6 +102,41 @@ impl Options {
         }
         Ok(o)
     }
+}
+
+fn parse_addresses(v: &Value<'_>) -> Result<Vec<crate::PciAddress>, HelperError> {
+    let bad = || {
+        HelperError::InvalidArgs(
+            "option “expect_devices” must be a list of PCI addresses (as)".into(),
+        )
+    };
+    let Value::Array(a) = v else {
+        return Err(bad());
+    };
+    if a.len() > MAX_EXPECTED {
+        return Err(HelperError::InvalidArgs(format!(
+            "option “expect_devices” lists more than {MAX_EXPECTED} devices"
+        )));
+    }
+    a.iter()
+        .map(|item| match item {
+            Value::Str(s) => s
+                .as_str()
+                .parse()
+                .map_err(|e: crate::address::ParseError| HelperError::InvalidArgs(e.to_string())),
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+/// The `expect_devices` value for a claim: the addresses, as `as`.
+pub fn expect_devices(addresses: &[crate::PciAddress]) -> Value<'static> {
+    Value::from(
+        addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<String>>(),
+    )
 }
 
 /// The client side of `io.github.passage.Helper1`.

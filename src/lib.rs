@@ -4,6 +4,7 @@
 //! this library. See docs/ARCHITECTURE.md for the map.
 
 pub mod address;
+pub mod apply;
 pub mod claim;
 pub mod config;
 #[cfg(feature = "dbus")]

@@ -568,3 +568,134 @@ fn the_libvirt_hook_claims_a_guests_groups_when_it_starts_and_gives_them_back_wh
     assert!(o.status.success());
     assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
 }
+
+#[test]
+fn applying_a_plan_claims_what_guests_keep_and_gives_it_back_when_a_later_step_fails() {
+    let Some(bus) = Bus::start() else { return };
+    let plan = bus.dir.path().join("plan.json");
+    std::fs::write(&plan, passage::demo::DEMO_PLAN).unwrap();
+    let root = bus.root();
+    let apply = |args: &[&str]| {
+        bus.passagectl(
+            false,
+            &[
+                &["--root", root.to_str().unwrap(), "plan", "apply", "--plan"],
+                &[plan.to_str().unwrap()][..],
+                args,
+            ]
+            .concat(),
+        )
+    };
+    // The router keeps its dual-port NIC, the hidden port included (the group moves whole).
+    let o = apply(&["--guest", "router"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("✓ claim group 18 for router"), "{out}");
+    assert!(
+        out.contains("passagectl export --guest router --format qemu"),
+        "{out}"
+    );
+    assert_eq!(bus.driver("0000:09:00.0").as_deref(), Some("vfio-pci"));
+    assert_eq!(bus.driver("0000:09:00.1").as_deref(), Some("vfio-pci"));
+
+    // win11 kept (not on-start): its groups are claimed, then writing its libvirt definition
+    // fails (no libvirt-dbus on this bus) — and what this run claimed is given back.
+    let o = bus.passagectl(
+        false,
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--demo",
+            "plan",
+            "lifecycle",
+            "win11",
+            "kept",
+            "--plan",
+            plan.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "--root and --demo do not mix");
+    let o = bus.passagectl(
+        false,
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "plan",
+            "lifecycle",
+            "win11",
+            "kept",
+            "--plan",
+            plan.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = apply(&["--guest", "win11"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(out.contains("✓ claim group 19 for win11"), "{out}");
+    assert!(
+        out.contains("✗ write the devices into libvirt's definition of win11"),
+        "{out}"
+    );
+    assert!(out.contains("libvirt-dbus"), "{out}");
+    assert!(out.contains("↺ group 19 given back to the host"), "{out}");
+    assert!(err.contains("was not applied"), "{err}");
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bus.driver("0000:0b:00.1").as_deref(), Some("snd_hda_intel"));
+    // The USB card was on vfio-pci before this run: it stays, not "given back" to nothing.
+    assert_eq!(bus.driver("0000:0c:00.0").as_deref(), Some("vfio-pci"));
+}
+
+#[test]
+fn a_claim_that_expects_other_members_is_refused_before_anything_happens() {
+    let Some(bus) = Bus::start() else { return };
+    let (rt, p) = bus.proxy();
+    let expect = |addrs: &[&str]| {
+        let a: Vec<passage::PciAddress> = addrs.iter().map(|s| s.parse().unwrap()).collect();
+        let mut o = HashMap::new();
+        o.insert("expect_devices", passage::dbus::expect_devices(&a));
+        o
+    };
+    // Group 19 is the GPU and its audio; a caller who thinks it is only the GPU is refused.
+    let e = rt
+        .block_on(p.claim(19, expect(&["0000:0b:00.0"])))
+        .unwrap_err();
+    assert_eq!(err_name(&e), "BadState", "{e:?}");
+    assert!(format!("{e:?}").contains("0000:0b:00.1"), "{e:?}");
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    // Wrong types and hostile lists are InvalidArgs.
+    let mut o = HashMap::new();
+    o.insert("expect_devices", Variant::from("0000:0b:00.0"));
+    let e = rt.block_on(p.claim(19, o)).unwrap_err();
+    assert_eq!(err_name(&e), "InvalidArgs");
+    let mut o = HashMap::new();
+    o.insert(
+        "expect_devices",
+        Variant::from(vec!["0000:0b:00.0".to_string(), "../../x".to_string()]),
+    );
+    let e = rt.block_on(p.claim(19, o)).unwrap_err();
+    assert_eq!(err_name(&e), "InvalidArgs");
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
+    // The right members: claimed.
+    let e = rt
+        .block_on(p.claim(19, expect(&["0000:0b:00.0", "0000:0b:00.1"])))
+        .map(|_| ());
+    assert!(e.is_ok(), "the right members claim: {e:?}");
+    assert_eq!(bus.driver(GPU).as_deref(), Some("vfio-pci"));
+    let mut o = HashMap::new();
+    o.insert(
+        "expect_devices",
+        Variant::from(vec!["../../etc".to_string()]),
+    );
+    let e = rt.block_on(p.release(19, o)).unwrap_err();
+    assert_eq!(
+        err_name(&e),
+        "InvalidArgs",
+        "release takes no expect_devices"
+    );
+}

@@ -126,6 +126,29 @@ impl Helper {
 }
 
 /// What polkit's prompt shows: `$(group)` and `$(devices)` in the policy's messages.
+/// Refuses a claim whose caller knows the group by other members than this host has now.
+fn check_expected(host: &Host, g: GroupId, expected: &[PciAddress]) -> Result<(), HelperError> {
+    let have: std::collections::BTreeSet<PciAddress> = passage::plan::assignable_members(host, g)
+        .iter()
+        .map(|d| d.address)
+        .collect();
+    let want: std::collections::BTreeSet<PciAddress> = expected.iter().copied().collect();
+    if have == want {
+        return Ok(());
+    }
+    let list = |s: &std::collections::BTreeSet<PciAddress>| {
+        s.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(HelperError::BadState(format!(
+        "Group {g} holds {} on this host, not {} as the caller expected; the groups changed (or the plan is for another host). Nothing was claimed.",
+        list(&have),
+        list(&want)
+    )))
+}
+
 fn prompt_details<'a>(group: &'a str, devices: &'a str) -> HashMap<&'a str, &'a str> {
     HashMap::from([("group", group), ("devices", devices)])
 }
@@ -158,11 +181,17 @@ impl Helper {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<bool, HelperError> {
-        let opts = Options::parse(&options, &["force", "auth.no_user_interaction"])?;
+        let opts = Options::parse(
+            &options,
+            &["force", "auth.no_user_interaction", "expect_devices"],
+        )?;
         let g = GroupId(group);
         let _request = self.requests.try_lock(g)?;
         let host = self.scan_async().await?;
         let (devices, state) = group_details(&host, g)?;
+        if let Some(expected) = &opts.expect_devices {
+            check_expected(&host, g, expected)?;
+        }
         // Refused before polkit is even asked: without force there is nothing to approve.
         claim::check(&host, g, &ClaimOptions { force: opts.force })?;
         let action = if state == State::HostCritical {

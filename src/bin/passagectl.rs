@@ -199,6 +199,14 @@ enum PlanAction {
     },
     /// Take a guest out of the plan (its groups stay with the host).
     RemoveGuest { guest: String },
+    /// Carry the plan out on this host: claim the groups guests keep (through the helper; polkit
+    /// asks for the password) and write libvirt guests' definitions. All or nothing: a failure
+    /// gives back what this run claimed.
+    Apply {
+        /// Only this guest (default: every guest holding groups).
+        #[arg(long, value_name = "NAME")]
+        guest: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -786,6 +794,130 @@ fn plan_text(p: &plan::Plan, host: &passage::Host, problems: &[plan::Problem]) -
     s
 }
 
+/// Carries out `apply`'s steps with the helper and libvirt-dbus on the system bus.
+struct BusExecutor<'a> {
+    rt: tokio::runtime::Runtime,
+    helper: Option<passage::dbus::HelperProxy<'static>>,
+    plan: &'a plan::Plan,
+    host: &'a passage::Host,
+}
+
+impl BusExecutor<'_> {
+    fn helper(&mut self) -> Result<passage::dbus::HelperProxy<'static>, String> {
+        if let Some(h) = &self.helper {
+            return Ok(h.clone());
+        }
+        let h = self.rt.block_on(passage::dbus::connect()).map_err(|e| {
+            trf("cannot reach the Passage helper on the system bus ({error}); is passage-helper installed?", &[("error", &e.to_string())])
+        })?;
+        self.helper = Some(h.clone());
+        Ok(h)
+    }
+}
+
+impl passage::apply::Executor for BusExecutor<'_> {
+    fn claim(&mut self, group: passage::GroupId, force: bool) -> Result<bool, String> {
+        let h = self.helper()?;
+        // The group's members as the plan knows them: the helper refuses if its host differs.
+        let in_group: Vec<passage::PciAddress> = plan::assignable_members(self.host, group)
+            .iter()
+            .map(|d| d.address)
+            .collect();
+        let planned: Vec<passage::PciAddress> = self
+            .plan
+            .guests
+            .iter()
+            .flat_map(|g| &g.groups)
+            .flat_map(|p| p.devices.iter().map(|d| d.address))
+            .filter(|a| in_group.contains(a))
+            .collect();
+        self.rt
+            .block_on(async move {
+                let mut o = std::collections::HashMap::new();
+                o.insert("force", zbus::Variant::Bool(force));
+                o.insert("expect_devices", passage::dbus::expect_devices(&planned));
+                h.claim(group.0, o).await
+            })
+            .map_err(|e| helper_error_text(&e))
+    }
+
+    fn release(&mut self, group: passage::GroupId) -> Result<bool, String> {
+        let h = self.helper()?;
+        self.rt
+            .block_on(async move { h.release(group.0, std::collections::HashMap::new()).await })
+            .map_err(|e| helper_error_text(&e))
+    }
+
+    fn define(&mut self, guest: &plan::Guest) -> Result<(), String> {
+        let host = self.host;
+        self.rt
+            .block_on(async {
+                passage::libvirt::Libvirt::system()
+                    .await?
+                    .apply(guest, host)
+                    .await
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The export format that fits a VMM.
+fn format_for(vmm: plan::Vmm) -> &'static str {
+    match vmm {
+        plan::Vmm::Libvirt => "libvirt",
+        plan::Vmm::Qemu => "qemu",
+        plan::Vmm::CloudHypervisor => "cloud-hypervisor",
+        plan::Vmm::Crosvm => "crosvm",
+        plan::Vmm::Proxmox => "proxmox",
+        plan::Vmm::Kubevirt => "kubevirt",
+        plan::Vmm::Nova => "nova",
+    }
+}
+
+fn plan_apply(
+    cli: &Cli,
+    p: &plan::Plan,
+    host: &passage::Host,
+    guest: Option<&str>,
+) -> Result<u8, Failure> {
+    if cli.demo {
+        return Err(Failure(tr("the demo host is not this machine; export the demo plan instead (passagectl --demo export --format F)")));
+    }
+    let steps = passage::apply::steps(p, host, guest)?;
+    let mut exec = BusExecutor {
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        helper: None,
+        plan: p,
+        host,
+    };
+    let outcome = passage::apply::run(p, &steps, &mut exec, &mut |d| {
+        let mark = if d.ok { "✓" } else { "✗" };
+        let _ = print(&format!("{mark} {}: {}\n", d.step.describe(), d.message));
+    });
+    for (_, what) in &outcome.rolled_back {
+        print(&format!("↺ {what}\n"))?;
+    }
+    if !outcome.ok() {
+        return Err(Failure(tr(
+            "the plan was not applied; what this run had claimed was given back (see above)",
+        )));
+    }
+    for g in &p.guests {
+        if guest.is_some_and(|n| n != g.name) || g.groups.is_empty() || g.vmm == plan::Vmm::Libvirt
+        {
+            continue;
+        }
+        print(&trf(
+            "{guest}: its groups are ready; its configuration: passagectl export --guest {guest} --format {format}\n",
+            &[("guest", &g.name), ("format", format_for(g.vmm))],
+        ))?;
+    }
+    Ok(0)
+}
+
 /// One change to a plan, applied by `Plan::try_edit` (refused if it adds an error).
 type PlanEdit<'a> = dyn FnOnce(&mut plan::Plan) -> Result<(), plan::PlanError> + 'a;
 
@@ -821,6 +953,7 @@ fn plan_command(
                 0
             });
         }
+        PlanAction::Apply { guest } => return plan_apply(cli, &p, &host, guest.as_deref()),
         PlanAction::Assign {
             group,
             guest,
@@ -1046,14 +1179,20 @@ fn hook_qemu(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failu
         passage::hook::Action::Claim(groups) => {
             for g in &groups {
                 let id = g.0;
-                helper_call(|h| async move { h.claim(id, no_prompt()).await }).map_err(
-                    |Failure(m)| {
-                        Failure(trf(
-                            "cannot start {guest}: claiming group {id} failed: {why}",
-                            &[("guest", domain), ("id", &g.to_string()), ("why", &m)],
-                        ))
-                    },
-                )?;
+                // The group's members as this host's topology has them: the helper refuses if
+                // it sees another group under that number.
+                let expected: Vec<passage::PciAddress> = plan::assignable_members(&host, *g)
+                    .iter()
+                    .map(|d| d.address)
+                    .collect();
+                let mut opts = no_prompt();
+                opts.insert("expect_devices", passage::dbus::expect_devices(&expected));
+                helper_call(|h| async move { h.claim(id, opts).await }).map_err(|Failure(m)| {
+                    Failure(trf(
+                        "cannot start {guest}: claiming group {id} failed: {why}",
+                        &[("guest", domain), ("id", &g.to_string()), ("why", &m)],
+                    ))
+                })?;
             }
             Ok(0)
         }
