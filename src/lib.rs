@@ -29,6 +29,7 @@ pub mod store;
 pub mod synth;
 pub mod usage;
 pub mod vfio;
+pub mod view;
 pub mod watch;
 
 pub use address::{GroupId, PciAddress, Target};

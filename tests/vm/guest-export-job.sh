@@ -57,6 +57,7 @@ $P verify $G > $OUT/verify-while-open.txt 2>&1; echo $? > $OUT/verify-while-open
 $P list --json > $OUT/list-while-open.json 2>/dev/null
 python3 $R/qmp.py $R/qmp.sock quit > /dev/null 2>&1
 wait $QPID; echo $? > $OUT/qemu.rc
+dmesg | tail -20 > $OUT/dmesg-after-qemu.txt
 echo $(( $(date +%s) - t0 )) > $OUT/qemu.seconds
 $HELPER --state-dir $R/state --release $G > $OUT/release.txt 2>&1; echo $? > $OUT/release.rc
 members > $OUT/export-after.txt

@@ -1,0 +1,196 @@
+//! The app's decisions without pixels: cards under their ports, filters, a drop that assigns
+//! or is refused with the reason, hiding and readdressing from an expanded card, "Why?".
+
+mod common;
+use common::*;
+use passage::explain::State;
+use passage::synth::MachineSpec;
+use passage::view::{self, Filter, Holders, Kind};
+use passage::{demo, plan, GroupId};
+
+fn demo_host() -> Built {
+    build(&MachineSpec::from_json(demo::DEMO_HOST).unwrap())
+}
+
+fn card<'a>(sections: &'a [view::Section], g: u32) -> &'a view::Card {
+    sections
+        .iter()
+        .flat_map(|s| &s.cards)
+        .find(|c| c.group == GroupId(g))
+        .unwrap_or_else(|| panic!("no card for group {g}"))
+}
+
+#[test]
+fn cards_sit_under_the_port_they_are_behind_and_say_what_the_plan_does() {
+    let b = demo_host();
+    let plan = demo::plan().unwrap();
+    let s = view::sections(&b.host, &plan, &Holders::new());
+    let gpu_section = s
+        .iter()
+        .find(|s| s.cards.iter().any(|c| c.group == GroupId(19)))
+        .unwrap();
+    assert!(
+        gpu_section.title.contains("0000:00:03.1"),
+        "{}",
+        gpu_section.title
+    );
+    let gpu = card(&s, 19);
+    assert_eq!(gpu.title, "NVIDIA GA102 + HD Audio");
+    assert_eq!(gpu.badge, "pending → win11");
+    assert_eq!(gpu.planned_for.as_deref(), Some("win11"));
+    assert!(gpu.kinds.contains(&Kind::Gpu) && gpu.kinds.contains(&Kind::Audio));
+    let rows: Vec<(String, Option<bool>, Option<String>)> = gpu
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.address.to_string(),
+                d.visible,
+                d.guest_address.map(|a| a.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("0000:0b:00.0".into(), Some(true), Some("01:00.0".into())),
+            ("0000:0b:00.1".into(), Some(true), Some("01:00.1".into())),
+        ]
+    );
+    // The NIC's hidden port shows as held, without a guest address.
+    let nic = card(&s, 18);
+    let hidden = nic
+        .devices
+        .iter()
+        .find(|d| d.address.to_string() == "0000:09:00.1")
+        .unwrap();
+    assert_eq!((hidden.visible, hidden.guest_address), (Some(false), None));
+    // The root disk's group is host-critical and says why on the card.
+    let root = card(&s, 16);
+    assert_eq!(root.state, State::HostCritical);
+    assert!(root.headline.as_deref().unwrap().contains("holds /"));
+    // A guest that holds a group on the host (its libvirt definition) shows as assigned.
+    let mut holders = Holders::new();
+    holders.insert(GroupId(19), "win11".into());
+    let s = view::sections(&b.host, &plan, &holders);
+    assert_eq!(card(&s, 19).badge, "assigned → win11");
+}
+
+#[test]
+fn the_filter_finds_by_words_class_and_state() {
+    let b = demo_host();
+    let s = view::sections(&b.host, &plan::Plan::default(), &Holders::new());
+    let count = |f: &Filter| {
+        view::filtered(&s, f)
+            .iter()
+            .map(|x| x.cards.len())
+            .sum::<usize>()
+    };
+    let all = count(&Filter::default());
+    assert_eq!(all, b.host.groups.len());
+    let f = Filter {
+        text: "nvidia audio".into(),
+        ..Default::default()
+    };
+    let hits: Vec<GroupId> = view::filtered(&s, &f)
+        .iter()
+        .flat_map(|x| x.cards.iter().map(|c| c.group))
+        .collect();
+    assert_eq!(hits, vec![GroupId(19)]);
+    let usb = count(&Filter {
+        kind: Some(Kind::Usb),
+        ..Default::default()
+    });
+    assert!(usb >= 2 && usb < all, "{usb}");
+    let critical = count(&Filter {
+        state: Some(State::HostCritical),
+        ..Default::default()
+    });
+    assert_eq!(critical, 2, "the root disk's group and the chipset group");
+    let useful = count(&Filter {
+        assignable_only: true,
+        ..Default::default()
+    });
+    assert!(useful < all);
+    assert_eq!(
+        count(&Filter {
+            text: "no such device anywhere".into(),
+            ..Default::default()
+        }),
+        0
+    );
+}
+
+#[test]
+fn dropping_a_group_on_a_guest_assigns_it_or_says_why_not() {
+    let b = demo_host();
+    let mut p = demo::plan().unwrap();
+    // The GPU group moves from win11 to ci-runner with a drop.
+    let after = view::drop_on(&mut p, &b.host, GroupId(19), "ci-runner").unwrap();
+    assert!(after.iter().all(|x| x.severity == plan::Severity::Warning));
+    assert_eq!(p.holder(GroupId(19)).unwrap().name, "ci-runner");
+    // The root disk's group is refused at the drop, with the reason, and nothing changes.
+    let before = p.clone();
+    let why = view::drop_on(&mut p, &b.host, GroupId(16), "router")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        why.contains("needed by the host") && why.contains("holds /"),
+        "{why}"
+    );
+    assert_eq!(p, before);
+    // A group of bridges has nothing to give.
+    let bridges = b.host.group_of("0000:00:01.1".parse().unwrap()).unwrap().id;
+    assert!(view::drop_on(&mut p, &b.host, bridges, "router").is_err());
+    assert_eq!(p, before);
+}
+
+#[test]
+fn an_expanded_card_hides_and_readdresses_devices_checked_live() {
+    let b = demo_host();
+    let mut p = demo::plan().unwrap();
+    let audio = "0000:0b:00.1".parse().unwrap();
+    p.try_edit(&b.host, |p| p.set_visible(audio, false))
+        .unwrap();
+    let s = view::sections(&b.host, &p, &Holders::new());
+    let row = card(&s, 19)
+        .devices
+        .iter()
+        .find(|d| d.address == audio)
+        .unwrap()
+        .clone();
+    assert_eq!((row.visible, row.guest_address), (Some(false), None));
+    // The GPU is alone in its slot now: not multifunction.
+    let r = plan::resolve(p.guest("win11").unwrap(), &b.host);
+    assert!(!r.devices.iter().any(|d| d.multifunction));
+    // Typing a clashing address is refused live; a free one is taken.
+    let gpu = "0000:0b:00.0".parse().unwrap();
+    let usb_at = "02:00.0".parse().unwrap();
+    assert!(
+        p.try_edit(&b.host, |p| p.set_guest_address(gpu, Some(usb_at)))
+            .is_ok(),
+        "the USB card was placed, not chosen: it makes room"
+    );
+    let usb = "0000:0c:00.0".parse().unwrap();
+    let e = p
+        .try_edit(&b.host, |p| p.set_guest_address(usb, Some(usb_at)))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("02:00.0"), "{e}");
+}
+
+#[test]
+fn why_tells_what_stands_in_the_way_the_shape_and_what_the_host_loses() {
+    let b = demo_host();
+    let w = view::why(&b.host, GroupId(19)).unwrap();
+    assert_eq!(w.title, "NVIDIA GA102 + HD Audio");
+    assert!(w.in_the_way.iter().any(|r| r.code == "host-driver"));
+    assert!(w.shape.iter().any(|r| r.code == "shape-multifunction"));
+    assert_eq!(w.host_loses.len(), 2, "{:?}", w.host_loses);
+    assert!(w.host_loses[0].contains("nvidia"));
+    // The chipset group: the host loses its SATA, USB, NIC and display.
+    let chipset = view::why(&b.host, GroupId(17)).unwrap();
+    assert!(chipset.host_loses.len() >= 5, "{:?}", chipset.host_loses);
+    assert!(chipset.in_the_way.iter().any(|r| r.code == "default-route"));
+    assert!(view::why(&b.host, GroupId(999)).is_none());
+}
