@@ -12,7 +12,7 @@ fn demo_host() -> Built {
     build(&MachineSpec::from_json(demo::DEMO_HOST).unwrap())
 }
 
-fn card<'a>(sections: &'a [view::Section], g: u32) -> &'a view::Card {
+fn card(sections: &[view::Section], g: u32) -> &view::Card {
     sections
         .iter()
         .flat_map(|s| &s.cards)
