@@ -178,3 +178,111 @@ pub async fn connect() -> Result<HelperProxy<'static>, HelperError> {
         .build()
         .await?)
 }
+
+/// Carries out [`crate::apply`]'s steps on this host: claims through the helper on the system
+/// bus (with `expect_devices` from the plan), definitions through libvirt-dbus. Used by
+/// `passagectl plan apply` and the app's Apply.
+pub struct SystemExecutor<'a> {
+    rt: tokio::runtime::Runtime,
+    helper: Option<HelperProxy<'static>>,
+    plan: &'a crate::plan::Plan,
+    host: &'a crate::Host,
+}
+
+impl<'a> SystemExecutor<'a> {
+    pub fn new(plan: &'a crate::plan::Plan, host: &'a crate::Host) -> std::io::Result<Self> {
+        Ok(Self {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            helper: None,
+            plan,
+            host,
+        })
+    }
+
+    fn helper(&mut self) -> Result<HelperProxy<'static>, String> {
+        if let Some(h) = &self.helper {
+            return Ok(h.clone());
+        }
+        let h = self.rt.block_on(connect()).map_err(|e| {
+            crate::i18n::trf(
+                "cannot reach the Passage helper on the system bus ({error}); is passage-helper installed?",
+                &[("error", &e.to_string())],
+            )
+        })?;
+        self.helper = Some(h.clone());
+        Ok(h)
+    }
+}
+
+/// A helper error as the sentence a person reads.
+pub fn error_text(e: &HelperError) -> String {
+    match e {
+        HelperError::NotFound(m)
+        | HelperError::InvalidArgs(m)
+        | HelperError::Busy(m)
+        | HelperError::BadState(m)
+        | HelperError::HostCritical(m)
+        | HelperError::Failed(m) => m.clone(),
+        HelperError::NotAuthorized(m) => crate::i18n::trf("not authorized: {why}", &[("why", m)]),
+        HelperError::ZBus(zbus::Error::MethodError(name, msg, _))
+            if name
+                .as_str()
+                .starts_with("org.freedesktop.DBus.Error.ServiceUnknown") =>
+        {
+            crate::i18n::trf(
+                "the Passage helper is not installed or could not start ({detail})",
+                &[("detail", msg.as_deref().unwrap_or(""))],
+            )
+        }
+        HelperError::ZBus(z) => z.to_string(),
+    }
+}
+
+impl crate::apply::Executor for SystemExecutor<'_> {
+    fn claim(&mut self, group: crate::GroupId, force: bool) -> Result<bool, String> {
+        let h = self.helper()?;
+        // The group's members as the plan knows them: the helper refuses if its host differs.
+        let in_group: Vec<crate::PciAddress> = crate::plan::assignable_members(self.host, group)
+            .iter()
+            .map(|d| d.address)
+            .collect();
+        let planned: Vec<crate::PciAddress> = self
+            .plan
+            .guests
+            .iter()
+            .flat_map(|g| &g.groups)
+            .flat_map(|p| p.devices.iter().map(|d| d.address))
+            .filter(|a| in_group.contains(a))
+            .collect();
+        self.rt
+            .block_on(async move {
+                let mut o = HashMap::new();
+                o.insert("force", Value::Bool(force));
+                o.insert("expect_devices", expect_devices(&planned));
+                h.claim(group.0, o).await
+            })
+            .map_err(|e| error_text(&e))
+    }
+
+    fn release(&mut self, group: crate::GroupId) -> Result<bool, String> {
+        let h = self.helper()?;
+        self.rt
+            .block_on(async move { h.release(group.0, HashMap::new()).await })
+            .map_err(|e| error_text(&e))
+    }
+
+    fn define(&mut self, guest: &crate::plan::Guest) -> Result<(), String> {
+        let host = self.host;
+        self.rt
+            .block_on(async {
+                crate::libvirt::Libvirt::system()
+                    .await?
+                    .apply(guest, host)
+                    .await
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}

@@ -13,6 +13,8 @@ pub mod demo;
 pub mod explain;
 pub mod export;
 pub mod fakekernel;
+#[cfg(feature = "gui")]
+pub mod gui;
 pub mod hook;
 pub mod host;
 pub mod i18n;

@@ -46,16 +46,17 @@ impl Kind {
         }
     }
 
-    /// The symbolic icon the app uses (assets/icons/…).
+    /// The symbolic icon the app uses: the icon theme's device icons (every GNOME desktop has
+    /// them), until Passage ships its own class icons.
     pub fn icon(self) -> &'static str {
         match self {
-            Kind::Gpu => "passage-gpu-symbolic",
-            Kind::Network => "passage-network-symbolic",
-            Kind::Storage => "passage-storage-symbolic",
-            Kind::Usb => "passage-usb-symbolic",
-            Kind::Audio => "passage-audio-symbolic",
-            Kind::Bridge => "passage-bridge-symbolic",
-            Kind::Other => "passage-device-symbolic",
+            Kind::Gpu => "video-display-symbolic",
+            Kind::Network => "network-wired-symbolic",
+            Kind::Storage => "drive-harddisk-symbolic",
+            Kind::Usb => "media-removable-symbolic",
+            Kind::Audio => "audio-card-symbolic",
+            Kind::Bridge => "network-workgroup-symbolic",
+            Kind::Other => "computer-symbolic",
         }
     }
 
@@ -351,6 +352,7 @@ mod tests {
 
     #[test]
     fn every_class_has_an_icon_and_a_label() {
+        // Symbolic icons recolour with the theme; a full-colour one would not.
         for k in Kind::ALL {
             assert!(k.icon().ends_with("-symbolic"));
             assert!(!k.label().is_empty());

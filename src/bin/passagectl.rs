@@ -306,27 +306,7 @@ where
 }
 
 fn helper_error_text(e: &passage::dbus::HelperError) -> String {
-    use passage::dbus::HelperError as E;
-    match e {
-        E::NotFound(m)
-        | E::InvalidArgs(m)
-        | E::Busy(m)
-        | E::BadState(m)
-        | E::HostCritical(m)
-        | E::Failed(m) => m.clone(),
-        E::NotAuthorized(m) => trf("not authorized: {why}", &[("why", m)]),
-        E::ZBus(zbus::Error::MethodError(name, msg, _))
-            if name
-                .as_str()
-                .starts_with("org.freedesktop.DBus.Error.ServiceUnknown") =>
-        {
-            trf(
-                "the Passage helper is not installed or could not start ({detail})",
-                &[("detail", msg.as_deref().unwrap_or(""))],
-            )
-        }
-        E::ZBus(z) => z.to_string(),
-    }
+    passage::dbus::error_text(e)
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
@@ -794,74 +774,6 @@ fn plan_text(p: &plan::Plan, host: &passage::Host, problems: &[plan::Problem]) -
     s
 }
 
-/// Carries out `apply`'s steps with the helper and libvirt-dbus on the system bus.
-struct BusExecutor<'a> {
-    rt: tokio::runtime::Runtime,
-    helper: Option<passage::dbus::HelperProxy<'static>>,
-    plan: &'a plan::Plan,
-    host: &'a passage::Host,
-}
-
-impl BusExecutor<'_> {
-    fn helper(&mut self) -> Result<passage::dbus::HelperProxy<'static>, String> {
-        if let Some(h) = &self.helper {
-            return Ok(h.clone());
-        }
-        let h = self.rt.block_on(passage::dbus::connect()).map_err(|e| {
-            trf("cannot reach the Passage helper on the system bus ({error}); is passage-helper installed?", &[("error", &e.to_string())])
-        })?;
-        self.helper = Some(h.clone());
-        Ok(h)
-    }
-}
-
-impl passage::apply::Executor for BusExecutor<'_> {
-    fn claim(&mut self, group: passage::GroupId, force: bool) -> Result<bool, String> {
-        let h = self.helper()?;
-        // The group's members as the plan knows them: the helper refuses if its host differs.
-        let in_group: Vec<passage::PciAddress> = plan::assignable_members(self.host, group)
-            .iter()
-            .map(|d| d.address)
-            .collect();
-        let planned: Vec<passage::PciAddress> = self
-            .plan
-            .guests
-            .iter()
-            .flat_map(|g| &g.groups)
-            .flat_map(|p| p.devices.iter().map(|d| d.address))
-            .filter(|a| in_group.contains(a))
-            .collect();
-        self.rt
-            .block_on(async move {
-                let mut o = std::collections::HashMap::new();
-                o.insert("force", zbus::Variant::Bool(force));
-                o.insert("expect_devices", passage::dbus::expect_devices(&planned));
-                h.claim(group.0, o).await
-            })
-            .map_err(|e| helper_error_text(&e))
-    }
-
-    fn release(&mut self, group: passage::GroupId) -> Result<bool, String> {
-        let h = self.helper()?;
-        self.rt
-            .block_on(async move { h.release(group.0, std::collections::HashMap::new()).await })
-            .map_err(|e| helper_error_text(&e))
-    }
-
-    fn define(&mut self, guest: &plan::Guest) -> Result<(), String> {
-        let host = self.host;
-        self.rt
-            .block_on(async {
-                passage::libvirt::Libvirt::system()
-                    .await?
-                    .apply(guest, host)
-                    .await
-            })
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-}
-
 /// The export format that fits a VMM.
 fn format_for(vmm: plan::Vmm) -> &'static str {
     match vmm {
@@ -885,14 +797,7 @@ fn plan_apply(
         return Err(Failure(tr("the demo host is not this machine; export the demo plan instead (passagectl --demo export --format F)")));
     }
     let steps = passage::apply::steps(p, host, guest)?;
-    let mut exec = BusExecutor {
-        rt: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        helper: None,
-        plan: p,
-        host,
-    };
+    let mut exec = passage::dbus::SystemExecutor::new(p, host)?;
     let outcome = passage::apply::run(p, &steps, &mut exec, &mut |d| {
         let mark = if d.ok { "✓" } else { "✗" };
         let _ = print(&format!("{mark} {}: {}\n", d.step.describe(), d.message));

@@ -1,0 +1,449 @@
+//! Group cards (rows of the host list view, with section headers between them) and guest rows
+//! (drop targets). Widgets are made once per visible row and rebound as the list scrolls.
+
+use super::Msg;
+use crate::i18n::{tr, trf};
+use crate::plan;
+use crate::view::{Card, DeviceRow};
+use crate::GroupId;
+use gtk::prelude::*;
+use gtk::{gdk, glib};
+use relm4::typed_view::list::RelmListItem;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// Where the probe (and keyboard activation) finds live widgets: group → card, guest → row.
+#[derive(Clone, Default)]
+pub struct Registry {
+    pub cards: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Box>>>>,
+    pub expanders: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Expander>>>>,
+    pub why_buttons: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Button>>>>,
+    pub guests: Rc<RefCell<BTreeMap<String, glib::WeakRef<gtk::ListBoxRow>>>>,
+    /// Header buttons by name ("export", "apply").
+    pub buttons: Rc<RefCell<BTreeMap<String, glib::WeakRef<gtk::Button>>>>,
+    pub loading: Rc<RefCell<Option<gtk::Label>>>,
+}
+
+/// One row of the host list: a section header or a group card.
+pub struct RowItem {
+    header: Option<String>,
+    card: Option<Card>,
+    expanded: bool,
+    tx: Option<relm4::Sender<Msg>>,
+    registry: Option<Registry>,
+}
+
+impl RowItem {
+    pub fn header(title: &str) -> Self {
+        Self {
+            header: Some(title.to_string()),
+            card: None,
+            expanded: false,
+            tx: None,
+            registry: None,
+        }
+    }
+
+    pub fn card(card: Card, expanded: bool, tx: relm4::Sender<Msg>, registry: Registry) -> Self {
+        Self {
+            header: None,
+            card: Some(card),
+            expanded,
+            tx: Some(tx),
+            registry: Some(registry),
+        }
+    }
+}
+
+/// The group shown at a list position (for Enter on a card).
+pub fn group_at(view: &gtk::ListView, pos: u32) -> Option<GroupId> {
+    let model = view.model()?;
+    let obj = model.item(pos)?;
+    let boxed = obj.downcast_ref::<glib::BoxedAnyObject>()?;
+    let item = boxed.try_borrow::<RowItem>().ok()?;
+    item.card.as_ref().map(|c| c.group)
+}
+
+pub struct RowWidgets {
+    header: gtk::Label,
+    card: gtk::Box,
+    icon: gtk::Image,
+    title: gtk::Label,
+    group: gtk::Label,
+    badge: gtk::Label,
+    headline: gtk::Label,
+    expander: gtk::Expander,
+    devices: gtk::Box,
+    why: gtk::Button,
+    id: Rc<Cell<u32>>,
+    tx: Rc<RefCell<Option<relm4::Sender<Msg>>>>,
+    /// While binding, the expander's notify must not report a change of the person's.
+    binding: Rc<Cell<bool>>,
+}
+
+const STATE_CLASSES: [&str; 5] = [
+    "state-available",
+    "state-in-use",
+    "state-assigned",
+    "state-host-critical",
+    "state-pending",
+];
+
+impl RelmListItem for RowItem {
+    type Root = gtk::Box;
+    type Widgets = RowWidgets;
+
+    fn setup(_item: &gtk::ListItem) -> (gtk::Box, RowWidgets) {
+        let root = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        let header = gtk::Label::new(None);
+        header.set_xalign(0.0);
+        header.add_css_class("section");
+        root.append(&header);
+
+        let card = gtk::Box::new(gtk::Orientation::Vertical, 4);
+        card.add_css_class("card");
+        card.set_focusable(true);
+        let top = gtk::Box::new(gtk::Orientation::Horizontal, 8);
+        let icon = gtk::Image::new();
+        icon.set_pixel_size(24);
+        let title = gtk::Label::new(None);
+        title.add_css_class("heading");
+        title.set_xalign(0.0);
+        title.set_hexpand(true);
+        title.set_ellipsize(gtk::pango::EllipsizeMode::End);
+        let group = gtk::Label::new(None);
+        group.add_css_class("dim-label");
+        let badge = gtk::Label::new(None);
+        badge.add_css_class("badge");
+        let why = gtk::Button::with_label(&tr("Why?"));
+        why.add_css_class("flat");
+        let assign = gtk::Button::with_label(&tr("Assign to…"));
+        assign.add_css_class("flat");
+        top.append(&icon);
+        top.append(&title);
+        top.append(&group);
+        top.append(&badge);
+        top.append(&why);
+        top.append(&assign);
+        card.append(&top);
+        let headline = gtk::Label::new(None);
+        headline.set_wrap(true);
+        headline.set_xalign(0.0);
+        headline.add_css_class("headline");
+        card.append(&headline);
+        let expander = gtk::Expander::new(None);
+        let devices = gtk::Box::new(gtk::Orientation::Vertical, 2);
+        expander.set_child(Some(&devices));
+        card.append(&expander);
+        root.append(&card);
+
+        let id = Rc::new(Cell::new(0u32));
+        let tx: Rc<RefCell<Option<relm4::Sender<Msg>>>> = Rc::new(RefCell::new(None));
+        let binding = Rc::new(Cell::new(false));
+        // The card is the drag source; what travels is the group number.
+        let drag = gtk::DragSource::new();
+        drag.set_actions(gdk::DragAction::COPY);
+        {
+            let id = id.clone();
+            drag.connect_prepare(move |_, _, _| {
+                Some(gdk::ContentProvider::for_value(&id.get().to_value()))
+            });
+        }
+        card.add_controller(drag);
+        {
+            let (id, tx) = (id.clone(), tx.clone());
+            why.connect_clicked(move |_| {
+                if let Some(t) = tx.borrow().as_ref() {
+                    t.emit(Msg::Why(GroupId(id.get())));
+                }
+            });
+        }
+        {
+            let (id, tx) = (id.clone(), tx.clone());
+            assign.connect_clicked(move |_| {
+                if let Some(t) = tx.borrow().as_ref() {
+                    t.emit(Msg::Choose(GroupId(id.get())));
+                }
+            });
+        }
+        {
+            let (id, tx, binding) = (id.clone(), tx.clone(), binding.clone());
+            expander.connect_expanded_notify(move |e| {
+                if binding.get() {
+                    return;
+                }
+                if let Some(t) = tx.borrow().as_ref() {
+                    t.emit(Msg::Expanded(GroupId(id.get()), e.is_expanded()));
+                }
+            });
+        }
+        (
+            root,
+            RowWidgets {
+                header,
+                card,
+                icon,
+                title,
+                group,
+                badge,
+                headline,
+                expander,
+                devices,
+                why,
+                id,
+                tx,
+                binding,
+            },
+        )
+    }
+
+    fn bind(&mut self, w: &mut RowWidgets, _root: &mut gtk::Box) {
+        w.binding.set(true);
+        if let Some(h) = &self.header {
+            w.header.set_label(h);
+            w.header.set_visible(true);
+            w.card.set_visible(false);
+            w.binding.set(false);
+            return;
+        }
+        w.header.set_visible(false);
+        w.card.set_visible(true);
+        let Some(c) = &self.card else {
+            w.binding.set(false);
+            return;
+        };
+        w.id.set(c.group.0);
+        *w.tx.borrow_mut() = self.tx.clone();
+        if let Some(r) = &self.registry {
+            r.cards.borrow_mut().insert(c.group.0, w.card.downgrade());
+            r.expanders
+                .borrow_mut()
+                .insert(c.group.0, w.expander.downgrade());
+            r.why_buttons
+                .borrow_mut()
+                .insert(c.group.0, w.why.downgrade());
+        }
+        w.title.set_label(&c.title);
+        w.group
+            .set_label(&trf("group {id}", &[("id", &c.group.to_string())]));
+        w.badge.set_label(&c.badge);
+        for cls in STATE_CLASSES {
+            w.badge.remove_css_class(cls);
+        }
+        w.badge
+            .add_css_class(if c.planned_for.is_some() && c.held_by != c.planned_for {
+                "state-pending"
+            } else {
+                match c.state {
+                    crate::explain::State::Available => "state-available",
+                    crate::explain::State::InUse => "state-in-use",
+                    crate::explain::State::Assigned => "state-assigned",
+                    crate::explain::State::HostCritical => "state-host-critical",
+                }
+            });
+        let kind = c.devices.iter().find(|d| d.assignable).map(|d| d.kind);
+        w.icon.set_icon_name(Some(
+            kind.map(|k| k.icon())
+                .unwrap_or("network-workgroup-symbolic"),
+        ));
+        w.headline.set_label(c.headline.as_deref().unwrap_or(""));
+        w.headline.set_visible(c.headline.is_some());
+        super::accessible_label(
+            &w.card,
+            &trf(
+                "Group {id}: {title}, {state}",
+                &[
+                    ("id", &c.group.to_string()),
+                    ("title", &c.title),
+                    ("state", &c.badge),
+                ],
+            ),
+        );
+        w.expander.set_label(Some(&match c.devices.len() {
+            1 => tr("1 device"),
+            n => trf("{n} devices", &[("n", &n.to_string())]),
+        }));
+        w.expander.set_expanded(self.expanded);
+        while let Some(child) = w.devices.first_child() {
+            w.devices.remove(&child);
+        }
+        for d in &c.devices {
+            w.devices
+                .append(&device_row(d, c.planned_for.is_some(), self.tx.clone()));
+        }
+        w.binding.set(false);
+    }
+
+    fn unbind(&mut self, w: &mut RowWidgets, _root: &mut gtk::Box) {
+        *w.tx.borrow_mut() = None;
+    }
+}
+
+fn device_row(d: &DeviceRow, planned: bool, tx: Option<relm4::Sender<Msg>>) -> gtk::Box {
+    let row = gtk::Box::new(gtk::Orientation::Horizontal, 8);
+    row.add_css_class("device");
+    let icon = gtk::Image::from_icon_name(d.kind.icon());
+    row.append(&icon);
+    let text = format!(
+        "{}  {}  {}",
+        d.address,
+        d.name,
+        d.driver.as_deref().unwrap_or("—")
+    );
+    let label = gtk::Label::new(Some(&text));
+    label.set_xalign(0.0);
+    label.set_hexpand(true);
+    label.set_ellipsize(gtk::pango::EllipsizeMode::Middle);
+    row.append(&label);
+    if !d.assignable {
+        let l = gtk::Label::new(Some(&tr("stays with the host")));
+        l.add_css_class("dim-label");
+        row.append(&l);
+        return row;
+    }
+    let visible = gtk::Switch::new();
+    visible.set_active(d.visible.unwrap_or(true));
+    visible.set_sensitive(planned);
+    visible.set_valign(gtk::Align::Center);
+    visible.set_tooltip_text(Some(&tr(
+        "Visible to the guest (hidden devices stay claimed with their group)",
+    )));
+    super::accessible_label(
+        &visible,
+        &trf(
+            "{device} visible to the guest",
+            &[("device", &d.address.to_string())],
+        ),
+    );
+    let held = gtk::Label::new(Some(&tr("held")));
+    held.add_css_class("dim-label");
+    held.set_visible(d.visible == Some(false));
+    row.append(&held);
+    row.append(&visible);
+    let addr = gtk::Entry::new();
+    addr.set_width_chars(8);
+    addr.set_max_length(8);
+    addr.set_sensitive(planned && d.visible != Some(false));
+    if let Some(a) = d.chosen_address {
+        addr.set_text(&a.to_string());
+    }
+    addr.set_placeholder_text(Some(
+        &d.guest_address
+            .map(|a| trf("{at} (auto)", &[("at", &a.to_string())]))
+            .unwrap_or_else(|| tr("auto")),
+    ));
+    addr.set_tooltip_text(Some(&tr(
+        "Guest PCI address BB:SS.F; empty lets Passage place it",
+    )));
+    super::accessible_label(
+        &addr,
+        &trf(
+            "Guest address of {device}",
+            &[("device", &d.address.to_string())],
+        ),
+    );
+    row.append(&addr);
+    if let Some(tx) = tx {
+        let a = d.address;
+        let t = tx.clone();
+        visible.connect_state_set(move |_, on| {
+            t.emit(Msg::SetVisible(a, on));
+            glib::Propagation::Proceed
+        });
+        addr.connect_activate(move |e| tx.emit(Msg::SetAddress(a, e.text().to_string())));
+    }
+    row
+}
+
+/// A guest: a drop target that lists the groups it holds and, after a refused drop, why.
+pub fn guest_row(
+    g: &plan::Guest,
+    held: &[(GroupId, String)],
+    refusal: Option<&str>,
+    tx: relm4::Sender<Msg>,
+) -> gtk::ListBoxRow {
+    let row = gtk::ListBoxRow::new();
+    row.add_css_class("guest");
+    let b = gtk::Box::new(gtk::Orientation::Vertical, 4);
+    let name = gtk::Label::new(Some(&g.name));
+    name.add_css_class("heading");
+    name.set_xalign(0.0);
+    b.append(&name);
+    let lifecycle = match g.lifecycle {
+        plan::Lifecycle::Kept => tr("claimed and kept"),
+        plan::Lifecycle::OnStart => tr("claimed while it runs"),
+    };
+    let info = gtk::Label::new(Some(&format!(
+        "{} · {} · {}",
+        g.vmm.as_str(),
+        g.machine,
+        lifecycle
+    )));
+    info.add_css_class("dim-label");
+    info.set_xalign(0.0);
+    b.append(&info);
+    if held.is_empty() {
+        let l = gtk::Label::new(Some(&tr("Drop a group here")));
+        l.add_css_class("dim-label");
+        l.set_xalign(0.0);
+        b.append(&l);
+    }
+    for (id, title) in held {
+        let line = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+        let l = gtk::Label::new(Some(&trf(
+            "group {id} · {title}",
+            &[("id", &id.to_string()), ("title", title)],
+        )));
+        l.set_xalign(0.0);
+        l.set_hexpand(true);
+        l.set_ellipsize(gtk::pango::EllipsizeMode::End);
+        line.append(&l);
+        let remove = gtk::Button::from_icon_name("window-close-symbolic");
+        remove.add_css_class("flat");
+        remove.set_tooltip_text(Some(&tr("Take the group out of the plan")));
+        super::accessible_label(
+            &remove,
+            &trf(
+                "Take group {id} out of the plan",
+                &[("id", &id.to_string())],
+            ),
+        );
+        let (t, gid) = (tx.clone(), *id);
+        remove.connect_clicked(move |_| t.emit(Msg::Unassign(gid)));
+        line.append(&remove);
+        b.append(&line);
+    }
+    if let Some(why) = refusal {
+        let l = gtk::Label::new(Some(why));
+        l.set_wrap(true);
+        l.set_xalign(0.0);
+        l.add_css_class("refusal");
+        b.append(&l);
+    }
+    row.set_child(Some(&b));
+    super::accessible_label(&row, &trf("Guest {name}", &[("name", &g.name)]));
+    let drop = gtk::DropTarget::new(glib::Type::U32, gdk::DragAction::COPY);
+    let guest = g.name.clone();
+    drop.connect_drop(move |_, value, _, _| match value.get::<u32>() {
+        Ok(id) => {
+            tx.emit(Msg::Assign {
+                group: GroupId(id),
+                guest: guest.clone(),
+            });
+            true
+        }
+        Err(_) => false,
+    });
+    {
+        let r = row.clone();
+        drop.connect_enter(move |_, _, _| {
+            r.add_css_class("drop-hover");
+            gdk::DragAction::COPY
+        });
+        let r = row.clone();
+        drop.connect_leave(move |_| r.remove_css_class("drop-hover"));
+    }
+    row.add_controller(drop);
+    row
+}

@@ -1,0 +1,795 @@
+//! The Passage app (feature `gui`): host groups as cards you drag onto guests.
+//!
+//! Thin over the library: [`crate::view`] decides what a card says and whether a drop is
+//! allowed, [`crate::plan`] keeps the plan, [`crate::export`] writes configurations,
+//! [`crate::apply`] carries a plan out through the helper. This module draws those values and
+//! turns gestures (drag and drop, the "Assign to…" menu, switches, address fields) into calls.
+//!
+//! The host is scanned off the main loop (a command), so the window appears at once; device
+//! events from the kernel come in through one long-lived command and update the model through
+//! [`crate::watch::apply`], the same path `passagectl monitor` uses.
+
+mod cards;
+mod dialogs;
+mod probe;
+
+use crate::explain::{self, State};
+use crate::i18n::{tr, trf};
+use crate::model::Host;
+use crate::plan::{self, Plan};
+use crate::view::{self, Filter, Holders, Kind};
+use crate::{demo, names, scan, store, GroupId, HostRoot, PciAddress};
+use cards::{Registry, RowItem};
+use gtk::prelude::*;
+use relm4::prelude::*;
+use relm4::typed_view::list::TypedListView;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// How the app was started.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The bundled demo host and its guests and plan.
+    pub demo: bool,
+    /// A recorded host root instead of `/`.
+    pub root: Option<PathBuf>,
+    /// The plan file (default: the user's; with `--demo`, the demo plan kept in memory).
+    pub plan: Option<PathBuf>,
+}
+
+/// Starts the app; returns when its window closes.
+pub fn run(opts: Options) {
+    let app = RelmApp::new(names::APP_ID).with_args(Vec::new());
+    relm4::set_global_css(include_str!("../../ui/style.css"));
+    app.run::<App>(opts);
+}
+
+/// Where the host facts come from; keeps a demo tree alive while the app runs.
+enum Source {
+    Root(HostRoot),
+    Demo(demo::Demo),
+}
+
+impl Source {
+    fn root(&self) -> &HostRoot {
+        match self {
+            Source::Root(r) => r,
+            Source::Demo(d) => &d.root,
+        }
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Source")
+    }
+}
+
+/// What the background scan brings back.
+#[derive(Debug)]
+pub struct Loaded {
+    source: Source,
+    host: Host,
+    plan: Plan,
+    /// Guests the plan does not hold yet: local profiles, libvirt domains, demo guests.
+    known: Vec<plan::Guest>,
+    holders: Holders,
+    /// Why libvirt guests are missing, when they are.
+    libvirt_note: Option<String>,
+    plan_note: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Msg {
+    Search(String),
+    KindFilter(Option<Kind>),
+    StateFilter(Option<State>),
+    /// Show groups with nothing to give too.
+    ShowAll(bool),
+    /// A group dropped on (or chosen for) a guest.
+    Assign {
+        group: GroupId,
+        guest: String,
+    },
+    Unassign(GroupId),
+    /// Open the "Assign to…" chooser for a group (keyboard and menu path).
+    Choose(GroupId),
+    Why(GroupId),
+    SetVisible(PciAddress, bool),
+    SetAddress(PciAddress, String),
+    Expanded(GroupId, bool),
+    Export,
+    Apply,
+}
+
+#[derive(Debug)]
+pub enum Cmd {
+    Loaded(Box<Result<Loaded, String>>),
+    Event(crate::watch::DeviceEvent),
+    Applied(Box<Result<crate::apply::Outcome, String>>),
+    Progress(crate::apply::Done),
+}
+
+pub struct App {
+    opts: Options,
+    source: Option<Source>,
+    host: Option<Host>,
+    plan: Plan,
+    plan_path: Option<PathBuf>,
+    known: Vec<plan::Guest>,
+    holders: Holders,
+    filter: Filter,
+    expanded: BTreeSet<GroupId>,
+    /// The last refusal per guest, shown at the drop.
+    refusals: BTreeMap<String, String>,
+    notes: Vec<String>,
+    list: TypedListView<RowItem, gtk::NoSelection>,
+    registry: Registry,
+    window: gtk::ApplicationWindow,
+    guests_box: gtk::ListBox,
+    banner: gtk::Label,
+    status: gtk::Label,
+    sender: ComponentSender<App>,
+    probe: Option<probe::Probe>,
+    apply_log: Option<gtk::TextBuffer>,
+}
+
+impl App {
+    fn title_for(&self, g: GroupId) -> String {
+        self.host
+            .as_ref()
+            .and_then(|h| h.groups.get(&g).map(|grp| explain::title(h, grp)))
+            .unwrap_or_else(|| trf("Group {id}", &[("id", &g.to_string())]))
+    }
+
+    /// Every guest a group can be dropped on: the plan's, then the others known.
+    fn guest_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.plan.guests.iter().map(|g| g.name.clone()).collect();
+        for g in &self.known {
+            if !v.contains(&g.name) {
+                v.push(g.name.clone());
+            }
+        }
+        v
+    }
+
+    fn save(&mut self) {
+        if let Some(p) = &self.plan_path {
+            if let Err(e) = store::save_plan(p, &self.plan) {
+                self.status.set_label(&e.to_string());
+            }
+        }
+    }
+
+    /// Redraws the cards, the guests and the banner from the model.
+    fn refresh(&mut self) {
+        let Some(host) = &self.host else {
+            return;
+        };
+        let sections = view::sections(host, &self.plan, &self.holders);
+        let shown = view::filtered(&sections, &self.filter);
+        self.list.clear();
+        let tx = self.sender.input_sender().clone();
+        let mut rows = Vec::new();
+        for s in shown {
+            rows.push(RowItem::header(&s.title));
+            for c in s.cards {
+                let expanded = self.expanded.contains(&c.group);
+                rows.push(RowItem::card(
+                    c,
+                    expanded,
+                    tx.clone(),
+                    self.registry.clone(),
+                ));
+            }
+        }
+        self.list.extend_from_iter(rows);
+        let iommu = explain::iommu(host);
+        let mut banner: Vec<String> = Vec::new();
+        if !iommu.enabled {
+            for r in &iommu.reasons {
+                banner.push(match &r.remedy {
+                    Some(rem) => format!("{} {rem}", r.message),
+                    None => r.message.clone(),
+                });
+            }
+        }
+        banner.extend(self.notes.iter().cloned());
+        self.banner.set_visible(!banner.is_empty());
+        self.banner.set_label(&banner.join("\n"));
+        let problems = plan::check(&self.plan, host);
+        let errors = problems
+            .iter()
+            .filter(|p| p.severity == plan::Severity::Error)
+            .count();
+        self.status.set_label(&if errors > 0 {
+            trf(
+                "The plan has {n} problems to solve before Apply.",
+                &[("n", &errors.to_string())],
+            )
+        } else {
+            trf(
+                "{groups} groups on this host · {planned} in the plan",
+                &[
+                    ("groups", &host.groups.len().to_string()),
+                    (
+                        "planned",
+                        &self
+                            .plan
+                            .guests
+                            .iter()
+                            .map(|g| g.groups.len())
+                            .sum::<usize>()
+                            .to_string(),
+                    ),
+                ],
+            )
+        });
+        self.refresh_guests();
+        if let Some(p) = &self.probe {
+            p.set_plan(self.plan.to_json());
+        }
+    }
+
+    fn refresh_guests(&mut self) {
+        while let Some(row) = self.guests_box.row_at_index(0) {
+            self.guests_box.remove(&row);
+        }
+        let tx = self.sender.input_sender().clone();
+        for name in self.guest_names() {
+            let in_plan = self.plan.guest(&name);
+            let g = in_plan.or_else(|| self.known.iter().find(|k| k.name == name));
+            let Some(g) = g else { continue };
+            let held: Vec<(GroupId, String)> = in_plan
+                .map(|g| {
+                    g.groups
+                        .iter()
+                        .map(|p| (p.group, self.title_for(p.group)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let row = cards::guest_row(
+                g,
+                &held,
+                self.refusals.get(&name).map(String::as_str),
+                tx.clone(),
+            );
+            self.registry
+                .guests
+                .borrow_mut()
+                .insert(name.clone(), row.downgrade());
+            self.guests_box.append(&row);
+        }
+    }
+
+    fn edit(&mut self, edit: impl FnOnce(&mut Plan, &Host) -> Result<(), plan::PlanError>) {
+        let Some(host) = &self.host else { return };
+        let host = host.clone();
+        match self.plan.try_edit(&host, |p| edit(p, &host)) {
+            Ok(_) => {
+                self.save();
+                self.status.set_label("");
+            }
+            Err(e) => self.status.set_label(&e.to_string()),
+        }
+        self.refresh();
+    }
+}
+
+fn load(opts: &Options) -> Result<Loaded, String> {
+    let source = if opts.demo {
+        Source::Demo(demo::open().map_err(|e| e.to_string())?)
+    } else {
+        let path = opts
+            .root
+            .clone()
+            .or_else(|| std::env::var_os(names::ROOT_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        Source::Root(HostRoot::open(path).map_err(|e| e.to_string())?)
+    };
+    let host = scan::scan(source.root()).map_err(|e| e.to_string())?;
+    let mut plan_note = None;
+    let plan = match (&opts.plan, opts.demo) {
+        (Some(p), _) => store::load_plan(p).map_err(|e| e.to_string())?,
+        (None, true) => demo::plan().map_err(|e| e.to_string())?,
+        (None, false) => match store::default_plan_path().map(|p| store::load_plan(&p)) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                plan_note = Some(e.to_string());
+                Plan::default()
+            }
+            None => Plan::default(),
+        },
+    };
+    let mut known = Vec::new();
+    if let Some(p) = store::profiles_path() {
+        if let Ok(profiles) = store::load_profiles(&p) {
+            known.extend(profiles.iter().filter_map(|p| p.to_guest().ok()));
+        }
+    }
+    let mut holders = Holders::new();
+    let mut libvirt_note = None;
+    if opts.demo {
+        for g in demo::plan().map_err(|e| e.to_string())?.guests {
+            let mut g = g.clone();
+            g.groups.clear();
+            known.push(g);
+        }
+    } else {
+        match libvirt_domains() {
+            Ok(domains) => {
+                for d in domains {
+                    for g in d.groups(&host) {
+                        holders.insert(g, d.name.clone());
+                    }
+                    if let Ok(g) = d.to_guest() {
+                        known.push(g);
+                    }
+                }
+            }
+            Err(e) => libvirt_note = Some(e),
+        }
+    }
+    Ok(Loaded {
+        source,
+        host,
+        plan,
+        known,
+        holders,
+        libvirt_note,
+        plan_note,
+    })
+}
+
+fn libvirt_domains() -> Result<Vec<crate::libvirt::LibvirtDomain>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async { crate::libvirt::Libvirt::system().await?.domains().await })
+        .map_err(|e| e.to_string())
+}
+
+fn dropdown(items: &[String]) -> gtk::DropDown {
+    let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    gtk::DropDown::from_strings(&refs)
+}
+
+impl Component for App {
+    type CommandOutput = Cmd;
+    type Input = Msg;
+    type Output = ();
+    type Init = Options;
+    type Root = gtk::ApplicationWindow;
+    type Widgets = ();
+
+    fn init_root() -> Self::Root {
+        gtk::ApplicationWindow::builder()
+            .title(tr("Passage"))
+            .default_width(1180)
+            .default_height(760)
+            .build()
+    }
+
+    fn init(
+        opts: Options,
+        window: Self::Root,
+        sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
+        // Header: search and filters on the left, Export and Apply on the right.
+        let header = gtk::HeaderBar::new();
+        let search = gtk::SearchEntry::new();
+        search.set_placeholder_text(Some(&tr("Search devices, drivers, groups")));
+        accessible_label(&search, &tr("Search"));
+        header.pack_start(&search);
+        let mut kinds = vec![tr("All classes")];
+        kinds.extend(Kind::ALL.iter().map(|k| k.label()));
+        let kind_dd = dropdown(&kinds);
+        accessible_label(&kind_dd, &tr("Device class"));
+        header.pack_start(&kind_dd);
+        let states = [
+            None,
+            Some(State::Available),
+            Some(State::InUse),
+            Some(State::Assigned),
+            Some(State::HostCritical),
+        ];
+        let state_labels: Vec<String> = states
+            .iter()
+            .map(|s| s.map(State::label).unwrap_or_else(|| tr("All states")))
+            .collect();
+        let state_dd = dropdown(&state_labels);
+        accessible_label(&state_dd, &tr("Group state"));
+        header.pack_start(&state_dd);
+        let all = gtk::ToggleButton::with_label(&tr("Bridges too"));
+        all.set_tooltip_text(Some(&tr(
+            "Also show groups with nothing a guest could use (bridges, chipset functions)",
+        )));
+        header.pack_start(&all);
+        let apply = gtk::Button::with_label(&tr("Apply"));
+        apply.add_css_class("suggested-action");
+        apply.set_tooltip_text(Some(&tr(
+            "Claim the planned groups and write the guests' configurations",
+        )));
+        header.pack_end(&apply);
+        let export = gtk::Button::with_label(&tr("Export…"));
+        header.pack_end(&export);
+        window.set_titlebar(Some(&header));
+
+        // Left: the host's groups, in sections by port, in a list view (widgets only for the
+        // rows on screen, so thousands of SR-IOV functions stay smooth).
+        let list: TypedListView<RowItem, gtk::NoSelection> = TypedListView::new();
+        list.view.add_css_class("groups");
+        accessible_label(&list.view, &tr("IOMMU groups of this host"));
+        let banner = gtk::Label::new(None);
+        banner.set_wrap(true);
+        banner.set_xalign(0.0);
+        banner.add_css_class("banner");
+        banner.set_visible(false);
+        let loading = gtk::Label::new(Some(&tr("Reading this host's devices…")));
+        let left = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        left.append(&banner);
+        let scroller = gtk::ScrolledWindow::new();
+        scroller.set_vexpand(true);
+        scroller.set_child(Some(&list.view));
+        left.append(&loading);
+        left.append(&scroller);
+        let status = gtk::Label::new(None);
+        status.set_xalign(0.0);
+        status.set_wrap(true);
+        status.add_css_class("status");
+        left.append(&status);
+
+        // Right: guests, each a drop target.
+        let right = gtk::Box::new(gtk::Orientation::Vertical, 6);
+        let guests_title = gtk::Label::new(Some(&tr("Guests")));
+        guests_title.add_css_class("title-3");
+        guests_title.set_xalign(0.0);
+        right.append(&guests_title);
+        let hint = gtk::Label::new(Some(&tr(
+            "Drag a group onto a guest, or press Enter on a group to choose one.",
+        )));
+        hint.set_wrap(true);
+        hint.set_xalign(0.0);
+        hint.add_css_class("dim-label");
+        right.append(&hint);
+        let guests_box = gtk::ListBox::new();
+        guests_box.set_selection_mode(gtk::SelectionMode::None);
+        guests_box.add_css_class("guests");
+        accessible_label(&guests_box, &tr("Guests"));
+        let gscroll = gtk::ScrolledWindow::new();
+        gscroll.set_vexpand(true);
+        gscroll.set_child(Some(&guests_box));
+        right.append(&gscroll);
+        right.set_margin_start(8);
+        right.set_margin_end(8);
+        right.set_margin_top(8);
+
+        let paned = gtk::Paned::new(gtk::Orientation::Horizontal);
+        paned.set_start_child(Some(&left));
+        paned.set_end_child(Some(&right));
+        paned.set_position(760);
+        paned.set_shrink_start_child(false);
+        window.set_child(Some(&paned));
+
+        {
+            let s = sender.clone();
+            search.connect_search_changed(move |e| s.input(Msg::Search(e.text().to_string())));
+            let s = sender.clone();
+            kind_dd.connect_selected_notify(move |d| {
+                let i = d.selected() as usize;
+                s.input(Msg::KindFilter(
+                    i.checked_sub(1).and_then(|i| Kind::ALL.get(i).copied()),
+                ));
+            });
+            let s = sender.clone();
+            state_dd.connect_selected_notify(move |d| {
+                s.input(Msg::StateFilter(
+                    states.get(d.selected() as usize).copied().flatten(),
+                ));
+            });
+            let s = sender.clone();
+            all.connect_toggled(move |b| s.input(Msg::ShowAll(b.is_active())));
+            let s = sender.clone();
+            export.connect_clicked(move |_| s.input(Msg::Export));
+            let s = sender.clone();
+            apply.connect_clicked(move |_| s.input(Msg::Apply));
+        }
+
+        let registry = Registry::default();
+        registry
+            .buttons
+            .borrow_mut()
+            .insert("export".into(), export.downgrade());
+        registry
+            .buttons
+            .borrow_mut()
+            .insert("apply".into(), apply.downgrade());
+        let probe = probe::Probe::from_env(&window, registry.clone());
+        let model = App {
+            plan_path: opts
+                .plan
+                .clone()
+                .or_else(|| (!opts.demo).then(store::default_plan_path).flatten()),
+            opts: opts.clone(),
+            source: None,
+            host: None,
+            plan: Plan::default(),
+            known: Vec::new(),
+            holders: Holders::new(),
+            // Groups of bridges and chipset glue have nothing to give: hidden unless asked for.
+            filter: Filter {
+                assignable_only: true,
+                ..Default::default()
+            },
+            expanded: BTreeSet::new(),
+            refusals: BTreeMap::new(),
+            notes: Vec::new(),
+            list,
+            registry,
+            window: window.clone(),
+            guests_box,
+            banner,
+            status,
+            sender: sender.clone(),
+            probe,
+            apply_log: None,
+        };
+        {
+            let s = sender.clone();
+            model.list.view.connect_activate(move |view, pos| {
+                if let Some(g) = cards::group_at(view, pos) {
+                    s.input(Msg::Choose(g));
+                }
+            });
+        }
+        // The scan runs off the main loop: the window is on screen before it finishes.
+        let o = opts.clone();
+        let loading2 = loading.clone();
+        sender.spawn_oneshot_command(move || Cmd::Loaded(Box::new(load(&o))));
+        model.registry.loading.replace(Some(loading2));
+        ComponentParts { model, widgets: () }
+    }
+
+    fn update(&mut self, msg: Msg, sender: ComponentSender<Self>, _root: &Self::Root) {
+        match msg {
+            Msg::Search(t) => {
+                self.filter.text = t;
+                self.refresh();
+            }
+            Msg::KindFilter(k) => {
+                self.filter.kind = k;
+                self.refresh();
+            }
+            Msg::StateFilter(s) => {
+                self.filter.state = s;
+                self.refresh();
+            }
+            Msg::ShowAll(on) => {
+                self.filter.assignable_only = !on;
+                self.refresh();
+            }
+            Msg::Assign { group, guest } => {
+                let Some(host) = self.host.clone() else {
+                    return;
+                };
+                if self.plan.guest(&guest).is_none() {
+                    if let Some(g) = self.known.iter().find(|k| k.name == guest).cloned() {
+                        let _ = self.plan.add_guest(g);
+                    }
+                }
+                match view::drop_on(&mut self.plan, &host, group, &guest) {
+                    Ok(_) => {
+                        self.refusals.remove(&guest);
+                        self.status.set_label(&trf(
+                            "Group {id} is planned for {guest}; press Apply to claim it.",
+                            &[("id", &group.to_string()), ("guest", &guest)],
+                        ));
+                        self.save();
+                    }
+                    Err(e) => {
+                        self.refusals.insert(guest.clone(), e.to_string());
+                    }
+                }
+                self.refresh();
+            }
+            Msg::Unassign(g) => self.edit(move |p, _| p.unassign(g).map(|_| ())),
+            Msg::Choose(g) => {
+                let names = self.guest_names();
+                dialogs::choose_guest(
+                    &self.window,
+                    g,
+                    &self.title_for(g),
+                    &names,
+                    sender.input_sender().clone(),
+                );
+            }
+            Msg::Why(g) => {
+                if let Some(host) = &self.host {
+                    if let Some(w) = view::why(host, g) {
+                        let dlg = dialogs::why(&self.window, g, &w);
+                        if let Some(p) = &self.probe {
+                            p.opened("why", &dlg);
+                        }
+                    }
+                }
+            }
+            Msg::SetVisible(a, on) => self.edit(move |p, _| p.set_visible(a, on)),
+            Msg::SetAddress(a, text) => {
+                let text = text.trim().to_string();
+                if text.is_empty() || text == "auto" {
+                    self.edit(move |p, _| p.set_guest_address(a, None));
+                } else {
+                    match text.parse::<plan::GuestAddress>() {
+                        Ok(at) => self.edit(move |p, _| p.set_guest_address(a, Some(at))),
+                        Err(e) => {
+                            self.status.set_label(&e.to_string());
+                        }
+                    }
+                }
+            }
+            Msg::Expanded(g, on) => {
+                if on {
+                    self.expanded.insert(g);
+                } else {
+                    self.expanded.remove(&g);
+                }
+            }
+            Msg::Export => {
+                if let Some(host) = &self.host {
+                    let (dlg, preview) = dialogs::export(&self.window, &self.plan, host);
+                    if let Some(p) = &self.probe {
+                        p.opened("export", &dlg);
+                        p.set_preview(preview);
+                    }
+                }
+            }
+            Msg::Apply => {
+                let Some(host) = self.host.clone() else {
+                    return;
+                };
+                if self.opts.demo {
+                    self.status.set_label(&tr("This is the demo host, not this machine: nothing to apply. Export the plan to see what it would write."));
+                    return;
+                }
+                let steps = match crate::apply::steps(&self.plan, &host, None) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.status.set_label(&e.to_string());
+                        return;
+                    }
+                };
+                let log = dialogs::progress(&self.window, &steps);
+                self.apply_log = Some(log);
+                let plan = self.plan.clone();
+                sender.spawn_command(move |out| {
+                    let r = crate::dbus::SystemExecutor::new(&plan, &host)
+                        .map_err(|e| e.to_string())
+                        .map(|mut exec| {
+                            crate::apply::run(&plan, &steps, &mut exec, &mut |d| {
+                                let _ = out.send(Cmd::Progress(d.clone()));
+                            })
+                        });
+                    let _ = out.send(Cmd::Applied(Box::new(r)));
+                });
+            }
+        }
+    }
+
+    fn update_cmd(&mut self, cmd: Cmd, sender: ComponentSender<Self>, _root: &Self::Root) {
+        match cmd {
+            Cmd::Loaded(r) => {
+                if let Some(l) = self.registry.loading.borrow().as_ref() {
+                    l.set_visible(false);
+                }
+                match *r {
+                    Ok(l) => {
+                        self.notes.clear();
+                        self.notes.extend(
+                            l.libvirt_note
+                                .map(|n| trf("No libvirt guests: {why}", &[("why", &n)])),
+                        );
+                        self.notes.extend(l.plan_note);
+                        self.plan = l.plan;
+                        self.known = l.known;
+                        self.holders = l.holders;
+                        self.host = Some(l.host);
+                        let live = !self.opts.demo && self.opts.root.is_none();
+                        self.source = Some(l.source);
+                        self.refresh();
+                        if live {
+                            sender.spawn_command(|out| {
+                                let Ok(mon) = crate::watch::Monitor::open() else {
+                                    return;
+                                };
+                                while let Ok(events) = mon.wait(None) {
+                                    for ev in events {
+                                        if out.send(Cmd::Event(ev)).is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                            });
+                        }
+                        if let Some(p) = &self.probe {
+                            p.set_loaded();
+                        }
+                    }
+                    Err(e) => {
+                        self.banner.set_visible(true);
+                        self.banner.set_label(&trf(
+                            "Passage could not read this host: {why}",
+                            &[("why", &e)],
+                        ));
+                    }
+                }
+            }
+            Cmd::Event(ev) => {
+                if let (Some(host), Some(src)) = (&mut self.host, &self.source) {
+                    if crate::watch::apply(host, src.root(), &ev).is_ok() {
+                        self.refresh();
+                    }
+                }
+            }
+            Cmd::Progress(d) => {
+                if let Some(log) = &self.apply_log {
+                    let mark = if d.ok { "✓" } else { "✗" };
+                    let mut end = log.end_iter();
+                    log.insert(
+                        &mut end,
+                        &format!("{mark} {}: {}\n", d.step.describe(), d.message),
+                    );
+                }
+            }
+            Cmd::Applied(r) => {
+                if let Some(log) = &self.apply_log {
+                    let mut end = log.end_iter();
+                    let text = match *r {
+                        Ok(o) if o.ok() => tr("Done: the plan is applied.\n"),
+                        Ok(o) => {
+                            let mut t = tr("Not applied.\n");
+                            for (_, what) in o.rolled_back {
+                                t.push_str(&format!("↺ {what}\n"));
+                            }
+                            t
+                        }
+                        Err(e) => trf("Not applied: {why}\n", &[("why", &e)]),
+                    };
+                    log.insert(&mut end, &text);
+                }
+                // The host changed: read it again (off the main loop).
+                let o = self.opts.clone();
+                sender.spawn_oneshot_command(move || Cmd::Loaded(Box::new(load(&o))));
+            }
+        }
+    }
+}
+
+/// Gives a widget the name a screen reader speaks. gtk4-rs binds GtkAccessible only from GTK
+/// 4.10, but the C function is in every GTK 4 (Debian 12 has 4.8), so it is declared here.
+pub(crate) fn accessible_label(w: &impl IsA<gtk::Widget>, label: &str) {
+    use gtk::glib::translate::ToGlibPtr;
+    extern "C" {
+        fn gtk_accessible_update_property_value(
+            accessible: *mut std::ffi::c_void,
+            n_properties: std::ffi::c_int,
+            properties: *mut std::ffi::c_int,
+            values: *const gtk::glib::gobject_ffi::GValue,
+        );
+    }
+    /// `GTK_ACCESSIBLE_PROPERTY_LABEL` in gtkenums.h.
+    const LABEL: std::ffi::c_int = 4;
+    let value = label.to_value();
+    let mut props = [LABEL];
+    let widget: *mut gtk::ffi::GtkWidget = w.as_ref().to_glib_none().0;
+    // SAFETY: every GtkWidget implements GtkAccessible; one property with one initialized
+    // string GValue, both alive for the call.
+    unsafe {
+        gtk_accessible_update_property_value(
+            widget.cast(),
+            1,
+            props.as_mut_ptr(),
+            ToGlibPtr::<*const gtk::glib::gobject_ffi::GValue>::to_glib_none(&value).0,
+        );
+    }
+}

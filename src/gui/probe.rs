@@ -1,0 +1,98 @@
+//! What the window shows, written for the tests that drive it through a real X server
+//! (tests/gui.rs): where each card, expander, "Why?" button and guest row is on screen, which
+//! dialogs are open, the export preview and the plan. Only when `PASSAGE_PROBE` names a file;
+//! nothing else reads it.
+
+use super::cards::Registry;
+use gtk::glib;
+use gtk::prelude::*;
+use serde_json::{json, Map, Value};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+#[derive(Default)]
+struct Data {
+    loaded: bool,
+    plan: String,
+    preview: Option<gtk::TextBuffer>,
+    open: BTreeMap<String, glib::WeakRef<gtk::Window>>,
+}
+
+/// The app's handle on the probe.
+pub struct Probe {
+    data: Rc<RefCell<Data>>,
+}
+
+fn bounds(w: &gtk::Widget, window: &gtk::ApplicationWindow) -> Option<Value> {
+    if !w.is_mapped() {
+        return None;
+    }
+    let b = w.compute_bounds(window)?;
+    Some(json!([b.x(), b.y(), b.width(), b.height()]))
+}
+
+fn rects<K: ToString, T: IsA<gtk::Widget>>(
+    m: &BTreeMap<K, glib::WeakRef<T>>,
+    window: &gtk::ApplicationWindow,
+) -> Map<String, Value> {
+    m.iter()
+        .filter_map(|(k, v)| {
+            let w = v.upgrade()?;
+            bounds(w.upcast_ref(), window).map(|b| (k.to_string(), b))
+        })
+        .collect()
+}
+
+impl Probe {
+    pub fn from_env(window: &gtk::ApplicationWindow, registry: Registry) -> Option<Self> {
+        let path = PathBuf::from(std::env::var_os("PASSAGE_PROBE")?);
+        let data: Rc<RefCell<Data>> = Rc::default();
+        let (w, d) = (window.clone(), data.clone());
+        glib::timeout_add_local(std::time::Duration::from_millis(200), move || {
+            let d = d.borrow();
+            let open: Vec<&String> = d
+                .open
+                .iter()
+                .filter(|(_, v)| v.upgrade().is_some_and(|x| x.is_visible()))
+                .map(|(k, _)| k)
+                .collect();
+            let v = json!({
+                "loaded": d.loaded,
+                "window": [w.width(), w.height()],
+                "cards": rects(&registry.cards.borrow(), &w),
+                "expanders": rects(&registry.expanders.borrow(), &w),
+                "why": rects(&registry.why_buttons.borrow(), &w),
+                "guests": rects(&registry.guests.borrow(), &w),
+                "buttons": rects(&registry.buttons.borrow(), &w),
+                "open": open,
+                "export_preview": d.preview.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
+                "plan": d.plan,
+            });
+            let _ = crate::store::write_atomic(&path, v.to_string().as_bytes());
+            glib::ControlFlow::Continue
+        });
+        Some(Self { data })
+    }
+
+    pub fn set_loaded(&self) {
+        self.data.borrow_mut().loaded = true;
+    }
+
+    pub fn set_plan(&self, plan: String) {
+        self.data.borrow_mut().plan = plan;
+    }
+
+    pub fn set_preview(&self, b: gtk::TextBuffer) {
+        self.data.borrow_mut().preview = Some(b);
+    }
+
+    /// A dialog the tests may look for by name.
+    pub fn opened(&self, name: &str, w: &gtk::Window) {
+        self.data
+            .borrow_mut()
+            .open
+            .insert(name.to_string(), w.downgrade());
+    }
+}

@@ -1,0 +1,268 @@
+//! The app as a person uses it: a real window on a real X server (Xvfb), driven by a real
+//! pointer (xdotool). A group card dragged onto a guest changes the plan on disk; the export
+//! preview shows the libvirt XML; screenshots of the main window, an expanded group and the
+//! "Why?" view are saved in target/tmp/gui/ (and the best copied to assets/screenshots/ by
+//! hand). Where the widgets are comes from the app's probe (`PASSAGE_PROBE`), not guesses.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One X server at a time: the pointer is shared.
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct Session {
+    _one: std::sync::MutexGuard<'static, ()>,
+    display: String,
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn artifacts() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gui");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "{what} did not happen in {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Session {
+    /// Xvfb plus `passage --demo --plan COPY`, with the probe on.
+    fn start(lang: Option<&str>) -> Session {
+        let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        let n = 90 + (std::process::id() % 100);
+        let display = format!(":{n}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Session {
+            _one: one,
+            display: display.clone(),
+            dir,
+            children: Vec::new(),
+        };
+        let xvfb = Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (./dev test installs xvfb)");
+        s.children.push(xvfb);
+        wait_for("Xvfb", 20, || {
+            Path::new(&format!("/tmp/.X11-unix/X{n}"))
+                .exists()
+                .then_some(())
+        });
+        std::fs::write(s.plan_path(), passage::demo::DEMO_PLAN).unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_passage"));
+        c.args(["--demo", "--plan"])
+            .arg(s.plan_path())
+            .env("DISPLAY", &display)
+            .env("GDK_BACKEND", "x11")
+            .env("GSK_RENDERER", "cairo")
+            .env("NO_AT_BRIDGE", "1")
+            .env("XDG_CONFIG_HOME", s.dir.path())
+            .env("PASSAGE_PROBE", s.probe_path())
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        match lang {
+            Some(l) => {
+                c.env("LANG", l).env("LC_ALL", l);
+            }
+            None => {
+                c.env("LC_ALL", "C.UTF-8");
+            }
+        }
+        if let Some(dir) = locale_dir() {
+            c.env("PASSAGE_LOCALEDIR", dir);
+        }
+        s.children.push(c.spawn().expect("the passage binary"));
+        s
+    }
+
+    fn plan_path(&self) -> PathBuf {
+        self.dir.path().join("plan.json")
+    }
+    fn probe_path(&self) -> PathBuf {
+        self.dir.path().join("probe.json")
+    }
+
+    fn probe(&self) -> Option<Value> {
+        serde_json::from_slice(&std::fs::read(self.probe_path()).ok()?).ok()
+    }
+
+    /// Waits until the probe shows something, and returns it.
+    fn until(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        wait_for(what, 60, || self.probe().filter(|p| f(p)))
+    }
+
+    fn xdotool(&self, args: &[&str]) -> String {
+        let o = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .expect("xdotool (./dev test installs it)");
+        assert!(
+            o.status.success(),
+            "xdotool {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// The window's top-left corner on the screen.
+    fn origin(&self) -> (f64, f64) {
+        let id = self.xdotool(&["search", "--sync", "--onlyvisible", "--class", "passage"]);
+        let id = id.lines().last().unwrap().trim().to_string();
+        let geo = self.xdotool(&["getwindowgeometry", "--shell", &id]);
+        let get = |k: &str| {
+            geo.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        };
+        (get("X"), get("Y"))
+    }
+
+    /// Screen coordinates of a point inside a widget the probe lists.
+    fn point(&self, p: &Value, kind: &str, key: &str, fx: f64, fy: f64) -> (i64, i64) {
+        let r = &p[kind][key];
+        assert!(r.is_array(), "no {kind} {key} on screen: {p}");
+        let (ox, oy) = self.origin();
+        let f = |i: usize| r[i].as_f64().unwrap();
+        (
+            (ox + f(0) + f(2) * fx) as i64,
+            (oy + f(1) + f(3) * fy) as i64,
+        )
+    }
+
+    fn click(&self, (x, y): (i64, i64)) {
+        self.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+        std::thread::sleep(Duration::from_millis(150));
+        self.xdotool(&["click", "1"]);
+    }
+
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let out = artifacts().join(format!("{name}.png"));
+        let o = Command::new("import")
+            .args(["-display", &self.display, "-window", "root"])
+            .arg(&out)
+            .output()
+            .expect("import (./dev test installs imagemagick)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            std::fs::metadata(&out).unwrap().len() > 10_000,
+            "{name} is empty"
+        );
+        out
+    }
+
+    fn plan(&self) -> passage::plan::Plan {
+        passage::plan::Plan::from_json(&std::fs::read_to_string(self.plan_path()).unwrap()).unwrap()
+    }
+}
+
+fn locale_dir() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("locale");
+    d.join("de/LC_MESSAGES/passage.mo").exists().then_some(d)
+}
+
+#[test]
+fn a_group_dragged_onto_a_guest_with_a_real_pointer_changes_the_plan() {
+    let s = Session::start(None);
+    let p = s.until("the host's cards and the guests", |p| {
+        p["loaded"] == true && p["cards"]["18"].is_array() && p["guests"]["ci-runner"].is_array()
+    });
+    s.screenshot("main-window");
+    assert_eq!(
+        s.plan().holder(passage::GroupId(18)).unwrap().name,
+        "router"
+    );
+    // Press on the card's title area, move in steps (GTK starts a drag after a few pixels),
+    // release over the ci-runner guest.
+    let (x0, y0) = s.point(&p, "cards", "18", 0.15, 0.2);
+    let (x1, y1) = s.point(&p, "guests", "ci-runner", 0.5, 0.5);
+    s.xdotool(&["mousemove", &x0.to_string(), &y0.to_string()]);
+    std::thread::sleep(Duration::from_millis(200));
+    s.xdotool(&["mousedown", "1"]);
+    for i in 1..=20 {
+        let x = x0 + (x1 - x0) * i / 20;
+        let y = y0 + (y1 - y0) * i / 20;
+        s.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    s.xdotool(&["mouseup", "1"]);
+    let plan = wait_for("the plan on disk to change", 20, || {
+        let plan = s.plan();
+        (plan.holder(passage::GroupId(18)).map(|g| g.name.as_str()) == Some("ci-runner"))
+            .then_some(plan)
+    });
+    // The whole group moved, its hidden port still hidden.
+    let g = plan.guest("ci-runner").unwrap();
+    assert_eq!(g.groups.len(), 1);
+    assert!(!g.groups[0].devices[1].visible);
+    assert!(plan.guest("router").unwrap().groups.is_empty());
+    s.screenshot("after-drop");
+}
+
+#[test]
+fn an_expanded_group_why_and_the_export_preview_show_what_the_library_says() {
+    let s = Session::start(None);
+    let p = s.until("the cards", |p| {
+        p["loaded"] == true && p["expanders"]["19"].is_array()
+    });
+    // Expand the GPU group: its two functions with switches and guest addresses.
+    s.click(s.point(&p, "expanders", "19", 0.05, 0.5));
+    std::thread::sleep(Duration::from_millis(600));
+    s.screenshot("expanded-group");
+    // "Why?" on the GPU group.
+    let p = s.probe().unwrap();
+    s.click(s.point(&p, "why", "19", 0.5, 0.5));
+    s.until("the Why? window", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "why"))
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    s.screenshot("why");
+    s.xdotool(&["key", "Escape"]);
+    s.until("the Why? window to close", |p| {
+        !p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "why"))
+    });
+    // Export: the preview holds libvirt's <hostdev> elements for win11.
+    let p = s.probe().unwrap();
+    s.click(s.point(&p, "buttons", "export", 0.5, 0.5));
+    let p = s.until("the export preview", |p| p["export_preview"].is_string());
+    let xml = p["export_preview"].as_str().unwrap();
+    assert!(
+        xml.contains("<hostdev mode=\"subsystem\" type=\"pci\" managed=\"no\">"),
+        "{xml}"
+    );
+    assert!(xml.contains("bus=\"0x0b\""), "{xml}");
+    std::thread::sleep(Duration::from_millis(600));
+    s.screenshot("export");
+}
