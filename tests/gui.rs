@@ -52,7 +52,11 @@ impl Session {
     /// Xvfb plus `passage --demo --plan COPY`, with the probe on.
     fn start(lang: Option<&str>) -> Session {
         let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-        let n = 90 + (std::process::id() % 100);
+        // A display of its own per session: a new Xvfb never meets the last one's socket.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = 90
+            + (std::process::id() % 50) * 4
+            + NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let display = format!(":{n}");
         let dir = tempfile::tempdir().unwrap();
         let mut s = Session {
@@ -85,16 +89,12 @@ impl Session {
             .env_remove("WAYLAND_DISPLAY")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        match lang {
-            Some(l) => {
-                c.env("LANG", l).env("LC_ALL", l);
-            }
-            None => {
-                c.env("LC_ALL", "C.UTF-8");
-            }
-        }
-        if let Some(dir) = locale_dir() {
-            c.env("PASSAGE_LOCALEDIR", dir);
+        // LANGUAGE picks the translation; under C.UTF-8 glibc honours it (under plain C it
+        // would not), so no locale has to be generated on the machine.
+        c.env("LC_ALL", "C.UTF-8");
+        if let Some(l) = lang {
+            c.env("LANGUAGE", l)
+                .env("PASSAGE_LOCALEDIR", compile_catalogs(s.dir.path()));
         }
         s.children.push(c.spawn().expect("the passage binary"));
         s
@@ -111,9 +111,22 @@ impl Session {
         serde_json::from_slice(&std::fs::read(self.probe_path()).ok()?).ok()
     }
 
-    /// Waits until the probe shows something, and returns it.
+    /// Waits until the probe shows something, twice in a row with nothing moved (a list being
+    /// rebuilt moves its rows), and returns it.
     fn until(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        wait_for(what, 60, || self.probe().filter(|p| f(p)))
+        let mut last: Option<Value> = None;
+        wait_for(what, 60, || {
+            let p = self.probe().filter(|p| f(p));
+            let stable = match (&p, &last) {
+                (Some(a), Some(b)) => a["cards"] == b["cards"] && a["guests"] == b["guests"],
+                _ => false,
+            };
+            if p.is_some() {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            last = p.clone();
+            p.filter(|_| stable)
+        })
     }
 
     fn xdotool(&self, args: &[&str]) -> String {
@@ -132,8 +145,9 @@ impl Session {
 
     /// The window's top-left corner on the screen.
     fn origin(&self) -> (f64, f64) {
-        let id = self.xdotool(&["search", "--sync", "--onlyvisible", "--class", "passage"]);
-        let id = id.lines().last().unwrap().trim().to_string();
+        // The main window by its title (dialogs have titles of their own).
+        let id = self.xdotool(&["search", "--sync", "--onlyvisible", "--name", "^Passage$"]);
+        let id = id.lines().next().unwrap().trim().to_string();
         let geo = self.xdotool(&["getwindowgeometry", "--shell", &id]);
         let get = |k: &str| {
             geo.lines()
@@ -183,9 +197,27 @@ impl Session {
     }
 }
 
-fn locale_dir() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("locale");
-    d.join("de/LC_MESSAGES/passage.mo").exists().then_some(d)
+/// Every po/LANG.po compiled with msgfmt into DIR/locale/LANG/LC_MESSAGES/passage.mo.
+fn compile_catalogs(dir: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = dir.join("locale");
+    let langs = std::fs::read_to_string(repo.join("po/LINGUAS")).unwrap();
+    for lang in langs
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let d = out.join(lang).join("LC_MESSAGES");
+        std::fs::create_dir_all(&d).unwrap();
+        let o = Command::new("msgfmt")
+            .arg("--check")
+            .arg("-o")
+            .arg(d.join("passage.mo"))
+            .arg(repo.join(format!("po/{lang}.po")))
+            .output()
+            .expect("msgfmt (gettext)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    out
 }
 
 #[test]
@@ -265,4 +297,16 @@ fn an_expanded_group_why_and_the_export_preview_show_what_the_library_says() {
     assert!(xml.contains("bus=\"0x0b\""), "{xml}");
     std::thread::sleep(Duration::from_millis(600));
     s.screenshot("export");
+}
+
+#[test]
+fn the_app_speaks_german_when_asked() {
+    let s = Session::start(Some("de"));
+    let p = s.until("the cards", |p| {
+        p["loaded"] == true && p["cards"]["19"].is_array()
+    });
+    assert_eq!(p["labels"]["apply"], "Anwenden", "{}", p["labels"]);
+    assert_eq!(p["labels"]["export"], "Exportieren …");
+    std::thread::sleep(Duration::from_millis(400));
+    s.screenshot("main-window-de");
 }

@@ -277,6 +277,15 @@ impl RelmListItem for RowItem {
 
     fn unbind(&mut self, w: &mut RowWidgets, _root: &mut gtk::Box) {
         *w.tx.borrow_mut() = None;
+        // Forget this row's widgets unless another row has taken the group's entry since.
+        if let (Some(r), Some(c)) = (&self.registry, &self.card) {
+            let id = c.group.0;
+            if r.cards.borrow().get(&id).and_then(|x| x.upgrade()).as_ref() == Some(&w.card) {
+                r.cards.borrow_mut().remove(&id);
+                r.expanders.borrow_mut().remove(&id);
+                r.why_buttons.borrow_mut().remove(&id);
+            }
+        }
     }
 }
 

@@ -66,6 +66,13 @@ impl Probe {
                 "why": rects(&registry.why_buttons.borrow(), &w),
                 "guests": rects(&registry.guests.borrow(), &w),
                 "buttons": rects(&registry.buttons.borrow(), &w),
+                // What the buttons say, in the language the app runs in.
+                "labels": registry
+                    .buttons
+                    .borrow()
+                    .iter()
+                    .filter_map(|(k, b)| Some((k.clone(), Value::from(b.upgrade()?.label()?.to_string()))))
+                    .collect::<Map<String, Value>>(),
                 "open": open,
                 "export_preview": d.preview.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
                 "plan": d.plan,
