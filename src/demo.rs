@@ -41,3 +41,49 @@ pub fn open() -> Result<Demo, DemoError> {
     let root = HostRoot::open(dir.path())?;
     Ok(Demo { root, _dir: dir })
 }
+
+/// Where a front end reads the host from: this machine (or a recorded root), or the demo host.
+pub enum Source {
+    Root(HostRoot),
+    Demo(Demo),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Root(r) => write!(f, "Source::Root({})", r.path().display()),
+            Source::Demo(_) => f.write_str("Source::Demo"),
+        }
+    }
+}
+
+/// Why a host source could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    #[error(transparent)]
+    Root(#[from] crate::host::RootError),
+}
+
+impl Source {
+    /// The demo host, else `root`, else `PASSAGE_ROOT`, else `/` (`--root` wins over the
+    /// environment, shared/CONTRACTS.md).
+    pub fn open(demo: bool, root: Option<&std::path::Path>) -> Result<Self, SourceError> {
+        if demo {
+            return Ok(Source::Demo(open()?));
+        }
+        let path = root
+            .map(std::path::Path::to_path_buf)
+            .or_else(|| std::env::var_os(crate::names::ROOT_ENV).map(std::path::PathBuf::from))
+            .unwrap_or_else(|| std::path::PathBuf::from("/"));
+        Ok(Source::Root(HostRoot::open(path)?))
+    }
+
+    pub fn root(&self) -> &HostRoot {
+        match self {
+            Source::Root(r) => r,
+            Source::Demo(d) => &d.root,
+        }
+    }
+}

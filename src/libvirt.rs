@@ -270,3 +270,14 @@ fn name_of(xml_text: &str) -> Option<String> {
         }
     }
 }
+
+/// This host's libvirt domains (`qemu:///system`), for callers without an async runtime; the
+/// error is the sentence to show.
+pub fn system_domains() -> Result<Vec<LibvirtDomain>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async { Libvirt::system().await?.domains().await })
+        .map_err(|e| e.to_string())
+}

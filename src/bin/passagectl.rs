@@ -233,30 +233,8 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
-enum Source {
-    Root(HostRoot),
-    Demo(demo::Demo),
-}
-
-impl Source {
-    fn root(&self) -> &HostRoot {
-        match self {
-            Source::Root(r) => r,
-            Source::Demo(d) => &d.root,
-        }
-    }
-}
-
-fn open_source(cli: &Cli) -> Result<Source, Failure> {
-    if cli.demo {
-        return Ok(Source::Demo(demo::open()?));
-    }
-    let path = cli
-        .root
-        .clone()
-        .or_else(|| std::env::var_os(names::ROOT_ENV).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/"));
-    Ok(Source::Root(HostRoot::open(path)?))
+fn open_source(cli: &Cli) -> Result<demo::Source, Failure> {
+    Ok(demo::Source::open(cli.demo, cli.root.as_deref())?)
 }
 
 fn print(s: &str) -> Result<(), Failure> {
@@ -653,16 +631,6 @@ fn on_off(s: &str) -> bool {
     s == "on"
 }
 
-/// This host's libvirt domains through libvirt-dbus on the system bus, or why not.
-fn libvirt_domains() -> Result<Vec<passage::libvirt::LibvirtDomain>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async { passage::libvirt::Libvirt::system().await?.domains().await })
-        .map_err(|e| e.to_string())
-}
-
 /// A guest for `plan assign` that the plan does not have yet: a local profile, a libvirt
 /// domain, else a demo guest.
 fn find_guest(cli: &Cli, name: &str) -> Result<Option<plan::Guest>, Failure> {
@@ -675,7 +643,7 @@ fn find_guest(cli: &Cli, name: &str) -> Result<Option<plan::Guest>, Failure> {
         }
     }
     if !cli.demo && cli.root.is_none() {
-        if let Ok(domains) = libvirt_domains() {
+        if let Ok(domains) = passage::libvirt::system_domains() {
             if let Some(d) = domains.into_iter().find(|d| d.name == name) {
                 return Ok(Some(d.to_guest()?));
             }
@@ -965,7 +933,7 @@ fn guests_command(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Re
                     });
                 }
             } else {
-                match libvirt_domains() {
+                match passage::libvirt::system_domains() {
                     Ok(domains) => {
                         let src = open_source(cli)?;
                         let host = scan::scan(src.root())?;

@@ -263,6 +263,17 @@ fn num(s: Option<String>, max: u32) -> Option<u32> {
     (v <= max).then_some(v)
 }
 
+/// A `<address domain= bus= slot= function=>` of a hostdev's `<source>`; `None` when any part
+/// is missing or out of range.
+fn read_source_address(e: &quick_xml::events::BytesStart) -> Option<PciAddress> {
+    PciAddress::new(
+        num(attr(e, "domain"), u32::MAX).unwrap_or(0),
+        u8::try_from(num(attr(e, "bus"), 0xff)?).ok()?,
+        u8::try_from(num(attr(e, "slot"), 31)?).ok()?,
+        u8::try_from(num(attr(e, "function"), 7)?).ok()?,
+    )
+}
+
 /// The PCI `<hostdev>`s of a domain definition: host source address, guest address, managed.
 pub fn hostdevs(xml: &str) -> Result<Vec<Hostdev>, DomainXmlError> {
     let mut reader = quick_xml::Reader::from_str(xml);
@@ -304,14 +315,7 @@ pub fn hostdevs(xml: &str) -> Result<Vec<Hostdev>, DomainXmlError> {
             }
             ("address", Some("source"), Some("hostdev")) => {
                 if let Some(c) = cur.as_mut() {
-                    let a = PciAddress::new(
-                        num(attr(e, "domain"), u32::MAX).unwrap_or(0),
-                        num(attr(e, "bus"), 0xff).unwrap_or(u32::MAX) as u8,
-                        num(attr(e, "slot"), 31).unwrap_or(99) as u8,
-                        num(attr(e, "function"), 7).unwrap_or(99) as u8,
-                    )
-                    .filter(|_| num(attr(e, "bus"), 0xff).is_some())
-                    .ok_or_else(|| {
+                    let a = read_source_address(e).ok_or_else(|| {
                         DomainXmlError::BadAddress(
                             String::from_utf8_lossy(e.attributes_raw().as_bytes())
                                 .chars()
@@ -411,12 +415,7 @@ fn room(xml: &str, goes: &dyn Fn(&Hostdev, Option<&str>) -> bool) -> Result<Room
             }
             "alias" if parent == Some("hostdev") => hostdev_alias = attr(e, "name"),
             "address" if parent == Some("source") && in_hostdev.is_some() => {
-                hostdev_source = PciAddress::new(
-                    num(attr(e, "domain"), u32::MAX).unwrap_or(0),
-                    num(attr(e, "bus"), 0xff).unwrap_or(0) as u8,
-                    num(attr(e, "slot"), 31).unwrap_or(0) as u8,
-                    num(attr(e, "function"), 7).unwrap_or(0) as u8,
-                );
+                hostdev_source = read_source_address(e);
             }
             "address" if attr(e, "type").as_deref() == Some("pci") => {
                 if let (Some(b), Some(sl)) = (num(attr(e, "bus"), 0xff), num(attr(e, "slot"), 31)) {
@@ -536,12 +535,7 @@ pub fn updated_domain(xml: &str, guest: &Guest, host: &Host) -> Result<String, A
                         *alias = attr(e, "name");
                     }
                     if n == "address" && stack.last().map(String::as_str) == Some("source") {
-                        *source = PciAddress::new(
-                            num(attr(e, "domain"), u32::MAX).unwrap_or(0),
-                            num(attr(e, "bus"), 0xff).unwrap_or(0) as u8,
-                            num(attr(e, "slot"), 31).unwrap_or(0) as u8,
-                            num(attr(e, "function"), 7).unwrap_or(0) as u8,
-                        );
+                        *source = read_source_address(e);
                     }
                 }
                 Event::End(_) => {

@@ -13,12 +13,13 @@ mod cards;
 mod dialogs;
 mod probe;
 
+use crate::demo::Source;
 use crate::explain::{self, State};
 use crate::i18n::{tr, trf};
 use crate::model::Host;
 use crate::plan::{self, Plan};
 use crate::view::{self, Filter, Holders, Kind};
-use crate::{demo, names, scan, store, GroupId, HostRoot, PciAddress};
+use crate::{demo, names, scan, store, GroupId, PciAddress};
 use cards::{Registry, RowItem};
 use gtk::prelude::*;
 use relm4::prelude::*;
@@ -42,27 +43,6 @@ pub fn run(opts: Options) {
     let app = RelmApp::new(names::APP_ID).with_args(Vec::new());
     relm4::set_global_css(include_str!("../../ui/style.css"));
     app.run::<App>(opts);
-}
-
-/// Where the host facts come from; keeps a demo tree alive while the app runs.
-enum Source {
-    Root(HostRoot),
-    Demo(demo::Demo),
-}
-
-impl Source {
-    fn root(&self) -> &HostRoot {
-        match self {
-            Source::Root(r) => r,
-            Source::Demo(d) => &d.root,
-        }
-    }
-}
-
-impl std::fmt::Debug for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Source")
-    }
 }
 
 /// What the background scan brings back.
@@ -277,16 +257,7 @@ impl App {
 }
 
 fn load(opts: &Options) -> Result<Loaded, String> {
-    let source = if opts.demo {
-        Source::Demo(demo::open().map_err(|e| e.to_string())?)
-    } else {
-        let path = opts
-            .root
-            .clone()
-            .or_else(|| std::env::var_os(names::ROOT_ENV).map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/"));
-        Source::Root(HostRoot::open(path).map_err(|e| e.to_string())?)
-    };
+    let source = Source::open(opts.demo, opts.root.as_deref()).map_err(|e| e.to_string())?;
     let host = scan::scan(source.root()).map_err(|e| e.to_string())?;
     let mut plan_note = None;
     let plan = match (&opts.plan, opts.demo) {
@@ -316,7 +287,7 @@ fn load(opts: &Options) -> Result<Loaded, String> {
             known.push(g);
         }
     } else {
-        match libvirt_domains() {
+        match crate::libvirt::system_domains() {
             Ok(domains) => {
                 for d in domains {
                     for g in d.groups(&host) {
@@ -339,15 +310,6 @@ fn load(opts: &Options) -> Result<Loaded, String> {
         libvirt_note,
         plan_note,
     })
-}
-
-fn libvirt_domains() -> Result<Vec<crate::libvirt::LibvirtDomain>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async { crate::libvirt::Libvirt::system().await?.domains().await })
-        .map_err(|e| e.to_string())
 }
 
 fn dropdown(items: &[String]) -> gtk::DropDown {
