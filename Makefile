@@ -22,8 +22,16 @@ CARGO ?= cargo
 # Where the built binaries are (tests install their debug build with BINSRC=target/debug).
 BINSRC ?= target/release
 
+LANGS = $(shell grep -v '^\s*\#' po/LINGUAS)
+
 INSTALLED = \
 	$(BINDIR)/passagectl \
+	$(BINDIR)/passage \
+	$(DATADIR)/applications/io.github.passage.Passage.desktop \
+	$(DATADIR)/metainfo/io.github.passage.Passage.metainfo.xml \
+	$(DATADIR)/icons/hicolor/scalable/apps/io.github.passage.Passage.svg \
+	$(DATADIR)/icons/hicolor/symbolic/apps/io.github.passage.Passage-symbolic.svg \
+	$(foreach l,$(LANGS),$(DATADIR)/locale/$(l)/LC_MESSAGES/passage.mo) \
 	$(LIBEXECDIR)/passage-helper \
 	$(DBUS_SYSTEM_CONF)/io.github.passage.Helper1.conf \
 	$(DBUS_SYSTEM_SERVICES)/io.github.passage.Helper1.service \
@@ -38,6 +46,12 @@ all:
 
 install: all
 	install -Dm755 $(BINSRC)/passagectl $(DESTDIR)$(BINDIR)/passagectl
+	install -Dm755 $(BINSRC)/passage $(DESTDIR)$(BINDIR)/passage
+	install -Dm644 data/io.github.passage.Passage.desktop $(DESTDIR)$(DATADIR)/applications/io.github.passage.Passage.desktop
+	install -Dm644 data/io.github.passage.Passage.metainfo.xml $(DESTDIR)$(DATADIR)/metainfo/io.github.passage.Passage.metainfo.xml
+	install -Dm644 assets/icons/hicolor/scalable/apps/io.github.passage.Passage.svg $(DESTDIR)$(DATADIR)/icons/hicolor/scalable/apps/io.github.passage.Passage.svg
+	install -Dm644 assets/icons/hicolor/symbolic/apps/io.github.passage.Passage-symbolic.svg $(DESTDIR)$(DATADIR)/icons/hicolor/symbolic/apps/io.github.passage.Passage-symbolic.svg
+	for l in $(LANGS); do install -d $(DESTDIR)$(DATADIR)/locale/$$l/LC_MESSAGES && msgfmt -o $(DESTDIR)$(DATADIR)/locale/$$l/LC_MESSAGES/passage.mo po/$$l.po || exit 1; done
 	install -Dm755 $(BINSRC)/passage-helper $(DESTDIR)$(LIBEXECDIR)/passage-helper
 	install -Dm644 data/dbus/io.github.passage.Helper1.conf $(DESTDIR)$(DBUS_SYSTEM_CONF)/io.github.passage.Helper1.conf
 	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' data/dbus/io.github.passage.Helper1.service.in | \

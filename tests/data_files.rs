@@ -64,6 +64,47 @@ fn xml_files_are_valid() {
 }
 
 #[test]
+fn the_desktop_file_metainfo_and_icons_pass_their_validators() {
+    assert!(
+        tool("desktop-file-validate") && tool("appstreamcli"),
+        "desktop-file-validate and appstreamcli are needed (./dev test installs desktop-file-utils and appstream)"
+    );
+    let desktop = repo().join("data/io.github.passage.Passage.desktop");
+    let out = ok(Command::new("desktop-file-validate").arg(&desktop));
+    assert!(!out.contains("error"), "{out}");
+    let meta = repo().join("data/io.github.passage.Passage.metainfo.xml");
+    ok(Command::new("appstreamcli")
+        .args(["validate", "--no-net"])
+        .arg(&meta));
+    // The app id is one name everywhere (shared/CONTRACTS.md).
+    let id = passage::names::APP_ID;
+    let text = std::fs::read_to_string(&meta).unwrap();
+    assert!(text.contains(&format!("<id>{id}</id>")));
+    assert!(text.contains(&format!(
+        "<launchable type=\"desktop-id\">{id}.desktop</launchable>"
+    )));
+    assert!(std::fs::read_to_string(&desktop)
+        .unwrap()
+        .contains(&format!("Icon={id}")));
+    // Every screenshot the metainfo names is in the repository.
+    for line in text.lines().filter(|l| l.contains("<image>")) {
+        let file = line
+            .split("/main/")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("</image>")
+            .trim();
+        assert!(repo().join(file).is_file(), "{file} missing");
+    }
+    for svg in [
+        format!("assets/icons/hicolor/scalable/apps/{id}.svg"),
+        format!("assets/icons/hicolor/symbolic/apps/{id}-symbolic.svg"),
+    ] {
+        ok(Command::new("xmllint").arg("--noout").arg(repo().join(svg)));
+    }
+}
+
+#[test]
 fn the_systemd_unit_verifies() {
     if !tool("systemd-analyze") {
         panic!("systemd-analyze is needed to check the unit (part of systemd)");
@@ -108,6 +149,12 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
         "usr/lib/systemd/system/passage-reclaim.service",
         "usr/share/polkit-1/actions/io.github.passage.policy",
         "etc/libvirt/hooks/qemu.d/passage",
+        "opt/passage/bin/passage",
+        "opt/passage/share/applications/io.github.passage.Passage.desktop",
+        "opt/passage/share/metainfo/io.github.passage.Passage.metainfo.xml",
+        "opt/passage/share/icons/hicolor/scalable/apps/io.github.passage.Passage.svg",
+        "opt/passage/share/icons/hicolor/symbolic/apps/io.github.passage.Passage-symbolic.svg",
+        "opt/passage/share/locale/de/LC_MESSAGES/passage.mo",
     ];
     for f in expect {
         assert!(dest.path().join(f).is_file(), "{f} not installed");

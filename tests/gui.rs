@@ -310,3 +310,21 @@ fn the_app_speaks_german_when_asked() {
     std::thread::sleep(Duration::from_millis(400));
     s.screenshot("main-window-de");
 }
+
+#[test]
+fn without_a_display_the_app_says_so_in_one_line() {
+    let o = Command::new(env!("CARGO_BIN_EXE_passage"))
+        .arg("--demo")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot open a display") && err.contains("passagectl"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

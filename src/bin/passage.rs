@@ -28,9 +28,13 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    passage::gui::run(passage::gui::Options {
+    let r = passage::gui::run(passage::gui::Options {
         demo: cli.demo,
         root: cli.root,
         plan: cli.plan,
     });
+    if let Err(why) = r {
+        eprintln!("passage: {why}");
+        std::process::exit(2);
+    }
 }

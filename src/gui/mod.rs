@@ -38,11 +38,20 @@ pub struct Options {
     pub plan: Option<PathBuf>,
 }
 
-/// Starts the app; returns when its window closes.
-pub fn run(opts: Options) {
+/// Starts the app; returns when its window closes, or at once with a sentence when there is
+/// no display to open it on.
+pub fn run(opts: Options) -> Result<(), String> {
+    gtk::init().map_err(|e| {
+        trf(
+            "cannot open a display ({error}); start Passage in a graphical session, or use passagectl",
+            &[("error", &e.to_string())],
+        )
+    })?;
     let app = RelmApp::new(names::APP_ID).with_args(Vec::new());
     relm4::set_global_css(include_str!("../../ui/style.css"));
+    gtk::Window::set_default_icon_name(names::APP_ID);
     app.run::<App>(opts);
+    Ok(())
 }
 
 /// What the background scan brings back.
