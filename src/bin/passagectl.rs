@@ -91,7 +91,7 @@ enum Command {
         /// The guest to export (default: the plan's first guest holding groups).
         #[arg(long, value_name = "NAME")]
         guest: Option<String>,
-        #[arg(long, value_name = "F", value_parser = FORMATS)]
+        #[arg(long, value_name = "F", value_parser = formats())]
         format: String,
         /// QEMU: the iommufd form (QEMU 8.2+, a kernel with CONFIG_IOMMUFD).
         #[arg(long)]
@@ -128,26 +128,15 @@ enum Command {
     },
 }
 
-const FORMATS: [&str; 9] = [
-    "libvirt",
-    "libvirt-domain",
-    "qemu",
-    "proxmox",
-    "cloud-hypervisor",
-    "crosvm",
-    "kubevirt",
-    "nova",
-    "json",
-];
-const VMMS: [&str; 7] = [
-    "libvirt",
-    "qemu",
-    "cloud-hypervisor",
-    "crosvm",
-    "proxmox",
-    "kubevirt",
-    "nova",
-];
+/// The words `--format` takes: the library's formats, by their contract names.
+fn formats() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(export::Format::ALL.map(|f| f.as_str()))
+}
+
+/// The words `--vmm` takes.
+fn vmms() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(plan::Vmm::ALL.map(|v| v.as_str()))
+}
 
 #[derive(Subcommand, Debug)]
 enum PlanAction {
@@ -214,7 +203,7 @@ enum GuestsAction {
     /// Add a local guest profile.
     Add {
         name: String,
-        #[arg(long, value_parser = VMMS, default_value = "qemu")]
+        #[arg(long, value_parser = vmms(), default_value = "qemu")]
         vmm: String,
         /// q35 (PCIe root ports) or pc (one flat bus), or a versioned name.
         #[arg(long, default_value = "q35")]
