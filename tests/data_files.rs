@@ -187,3 +187,64 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
         assert!(!dest.path().join(f).exists(), "{f} left after uninstall");
     }
 }
+
+/// (msgid, msgstr) pairs of a .po file, continuation lines joined.
+fn po_entries(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let (mut id, mut s, mut in_id, mut in_str) = (String::new(), String::new(), false, false);
+    let unq = |l: &str| l.trim().trim_matches('"').to_string();
+    for line in text.lines().chain(std::iter::once("")) {
+        if let Some(r) = line.strip_prefix("msgid ") {
+            if in_str {
+                out.push((std::mem::take(&mut id), std::mem::take(&mut s)));
+            }
+            id = unq(r);
+            (in_id, in_str) = (true, false);
+        } else if let Some(r) = line.strip_prefix("msgstr ") {
+            s = unq(r);
+            (in_id, in_str) = (false, true);
+        } else if line.starts_with('"') {
+            if in_id {
+                id.push_str(&unq(line));
+            } else if in_str {
+                s.push_str(&unq(line));
+            }
+        } else if in_str {
+            out.push((std::mem::take(&mut id), std::mem::take(&mut s)));
+            in_str = false;
+        }
+    }
+    out
+}
+
+fn placeholders(s: &str) -> std::collections::BTreeSet<String> {
+    s.split('{')
+        .skip(1)
+        .filter_map(|p| p.split_once('}').map(|(n, _)| n.to_string()))
+        .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect()
+}
+
+#[test]
+fn every_translation_keeps_the_placeholders_of_its_original() {
+    let langs = std::fs::read_to_string(repo().join("po/LINGUAS")).unwrap();
+    let mut checked = 0;
+    for lang in langs
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let text = std::fs::read_to_string(repo().join(format!("po/{lang}.po"))).unwrap();
+        for (id, s) in po_entries(&text) {
+            if id.is_empty() || s.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                placeholders(&id),
+                placeholders(&s),
+                "{lang}: “{s}” does not keep the placeholders of “{id}”"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} translations checked");
+}
