@@ -328,3 +328,30 @@ fn without_a_display_the_app_says_so_in_one_line() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn without_a_pointer_drag_the_keyboard_assigns_a_group() {
+    let s = Session::start(None);
+    let p = s.until("the cards", |p| {
+        p["loaded"] == true && p["cards"]["18"].is_array()
+    });
+    // Focus the NIC's card, Enter: "Assign to…" opens with a button per guest.
+    s.click(s.point(&p, "cards", "18", 0.3, 0.2));
+    s.xdotool(&["key", "Return"]);
+    s.until("the Assign to… window", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "assign"))
+    });
+    // Tab to the second guest (win11, router, ci-runner: the first has focus), Enter.
+    std::thread::sleep(Duration::from_millis(300));
+    s.xdotool(&["key", "Tab"]);
+    s.xdotool(&["key", "Tab"]);
+    s.xdotool(&["key", "Return"]);
+    let plan = wait_for("the plan on disk to change", 20, || {
+        let plan = s.plan();
+        (plan.holder(passage::GroupId(18)).map(|g| g.name.as_str()) == Some("ci-runner"))
+            .then_some(plan)
+    });
+    assert_eq!(plan.guest("ci-runner").unwrap().groups.len(), 1);
+}

@@ -50,7 +50,7 @@ pub fn choose_guest(
     title: &str,
     guests: &[String],
     tx: relm4::Sender<Msg>,
-) {
+) -> gtk::Window {
     let win = window(parent, &tr("Assign to…"), 360, 120);
     let b = gtk::Box::new(gtk::Orientation::Vertical, 6);
     b.set_margin_top(12);
@@ -83,6 +83,7 @@ pub fn choose_guest(
     b.append(&close_button(&win));
     win.set_child(Some(&b));
     win.present();
+    win
 }
 
 fn reason_markup(r: &Reason) -> String {

@@ -567,13 +567,16 @@ impl Component for App {
             Msg::Unassign(g) => self.edit(move |p, _| p.unassign(g).map(|_| ())),
             Msg::Choose(g) => {
                 let names = self.guest_names();
-                dialogs::choose_guest(
+                let dlg = dialogs::choose_guest(
                     &self.window,
                     g,
                     &self.title_for(g),
                     &names,
                     sender.input_sender().clone(),
                 );
+                if let Some(p) = &self.probe {
+                    p.opened("assign", &dlg);
+                }
             }
             Msg::Why(g) => {
                 if let Some(host) = &self.host {
