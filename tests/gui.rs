@@ -52,30 +52,40 @@ impl Session {
     /// Xvfb plus `passage --demo --plan COPY`, with the probe on.
     fn start(lang: Option<&str>) -> Session {
         let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-        // A display of its own per session: a new Xvfb never meets the last one's socket.
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = 90
-            + (std::process::id() % 50) * 4
-            + NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let display = format!(":{n}");
         let dir = tempfile::tempdir().unwrap();
+        // Xvfb picks a free display itself (-displayfd) and says which: no clash with another
+        // X server on the machine, or with the last test's.
+        let mut xvfb = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1400x900x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (./dev test installs xvfb)");
+        let mut line = String::new();
+        {
+            use std::io::BufRead;
+            let out = xvfb.stdout.take().unwrap();
+            std::io::BufReader::new(out).read_line(&mut line).unwrap();
+        }
+        let n: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb said {line:?}"));
+        let display = format!(":{n}");
         let mut s = Session {
             _one: one,
             display: display.clone(),
             dir,
-            children: Vec::new(),
+            children: vec![xvfb],
         };
-        let xvfb = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (./dev test installs xvfb)");
-        s.children.push(xvfb);
-        wait_for("Xvfb", 20, || {
-            Path::new(&format!("/tmp/.X11-unix/X{n}"))
-                .exists()
-                .then_some(())
-        });
         std::fs::write(s.plan_path(), passage::demo::DEMO_PLAN).unwrap();
         let mut c = Command::new(env!("CARGO_BIN_EXE_passage"));
         c.args(["--demo", "--plan"])
