@@ -51,6 +51,12 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 impl Session {
     /// Xvfb plus `passage --demo --plan COPY`, with the probe on.
     fn start(lang: Option<&str>) -> Session {
+        Self::start_on(lang, None)
+    }
+
+    /// The same on a host tree (`--root TREE`) instead of the demo; with a FIFO for injected
+    /// device events beside the probe file.
+    fn start_on(lang: Option<&str>, tree: Option<&Path>) -> Session {
         let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         // Xvfb picks a free display itself (-displayfd) and says which: no clash with another
@@ -88,7 +94,18 @@ impl Session {
         };
         std::fs::write(s.plan_path(), passage::demo::DEMO_PLAN).unwrap();
         let mut c = Command::new(env!("CARGO_BIN_EXE_passage"));
-        c.args(["--demo", "--plan"])
+        match tree {
+            Some(t) => {
+                let fifo = s.dir.path().join("probe.json.events");
+                let o = Command::new("mkfifo").arg(&fifo).output().unwrap();
+                assert!(o.status.success());
+                c.arg("--root").arg(t);
+            }
+            None => {
+                c.arg("--demo");
+            }
+        }
+        c.arg("--plan")
             .arg(s.plan_path())
             .env("DISPLAY", &display)
             .env("GDK_BACKEND", "x11")
@@ -364,4 +381,48 @@ fn without_a_pointer_drag_the_keyboard_assigns_a_group() {
             .then_some(plan)
     });
     assert_eq!(plan.guest("ci-runner").unwrap().groups.len(), 1);
+}
+
+#[test]
+fn a_device_another_tool_binds_updates_its_card_without_a_rescan() {
+    use passage::claim::Kernel;
+    // The demo host as a tree of its own, so "another tool" can bind a device in it.
+    let tree = tempfile::tempdir().unwrap();
+    passage::synth::MachineSpec::from_json(passage::demo::DEMO_HOST)
+        .unwrap()
+        .write_tree(tree.path())
+        .unwrap();
+    let s = Session::start_on(None, Some(tree.path()));
+    let p = s.until("the SMBus card", |p| {
+        p["loaded"] == true && p["badges"]["14"].is_string()
+    });
+    assert_eq!(p["badges"]["14"], "in use", "{}", p["badges"]);
+    // Bind 0000:00:14.0 to vfio-pci the way any tool does (override, unbind, probe) …
+    let k = passage::fakekernel::FakeKernel::new(tree.path()).unwrap();
+    let a = "0000:00:14.0";
+    k.write(
+        Path::new(&format!("sys/bus/pci/devices/{a}/driver_override")),
+        "vfio-pci",
+    )
+    .unwrap();
+    k.write(
+        Path::new(&format!("sys/bus/pci/devices/{a}/driver/unbind")),
+        a,
+    )
+    .unwrap();
+    k.write(Path::new("sys/bus/pci/drivers_probe"), a).unwrap();
+    assert_eq!(
+        k.driver_of(a.parse().unwrap()).unwrap().as_deref(),
+        Some("vfio-pci")
+    );
+    // … and the kernel's event reaches the app through the same path a uevent takes.
+    std::fs::write(
+        s.dir.path().join("probe.json.events"),
+        format!("bind {a}\n"),
+    )
+    .unwrap();
+    let p = s.until("the card to follow", |p| p["badges"]["14"] == "assigned");
+    assert_eq!(p["events"], 1);
+    eprintln!("event to redrawn list: {} ms", p["event_ms"]);
+    s.screenshot("after-event");
 }

@@ -19,6 +19,7 @@ pub struct Registry {
     pub cards: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Box>>>>,
     pub expanders: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Expander>>>>,
     pub why_buttons: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Button>>>>,
+    pub badges: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Label>>>>,
     pub guests: Rc<RefCell<BTreeMap<String, glib::WeakRef<gtk::ListBoxRow>>>>,
     /// Header buttons by name ("export", "apply").
     pub buttons: Rc<RefCell<BTreeMap<String, glib::WeakRef<gtk::Button>>>>,
@@ -223,6 +224,7 @@ impl RelmListItem for RowItem {
             r.why_buttons
                 .borrow_mut()
                 .insert(c.group.0, w.why.downgrade());
+            r.badges.borrow_mut().insert(c.group.0, w.badge.downgrade());
         }
         w.title.set_label(&c.title);
         w.group
@@ -284,6 +286,7 @@ impl RelmListItem for RowItem {
                 r.cards.borrow_mut().remove(&id);
                 r.expanders.borrow_mut().remove(&id);
                 r.why_buttons.borrow_mut().remove(&id);
+                r.badges.borrow_mut().remove(&id);
             }
         }
     }

@@ -94,7 +94,8 @@ pub enum Msg {
 #[derive(Debug)]
 pub enum Cmd {
     Loaded(Box<Result<Loaded, String>>),
-    Event(crate::watch::DeviceEvent),
+    /// A device event, and when it arrived (for the probe's latency figure).
+    Event(crate::watch::DeviceEvent, std::time::Instant),
     Applied(Box<Result<crate::apply::Outcome, String>>),
     Progress(crate::apply::Done),
 }
@@ -318,6 +319,24 @@ fn load(opts: &Options) -> Result<Loaded, String> {
         holders,
         libvirt_note,
         plan_note,
+    })
+}
+
+/// "bind 0000:0b:00.0" → a device event (the probe's injection format).
+fn parse_event(line: &str) -> Option<crate::watch::DeviceEvent> {
+    use crate::watch::Action;
+    let (action, addr) = line.trim().split_once(' ')?;
+    let action = match action {
+        "add" => Action::Add,
+        "remove" => Action::Remove,
+        "bind" => Action::Bind,
+        "unbind" => Action::Unbind,
+        "change" => Action::Change,
+        _ => return None,
+    };
+    Some(crate::watch::DeviceEvent {
+        action,
+        address: addr.trim().parse().ok()?,
     })
 }
 
@@ -678,7 +697,10 @@ impl Component for App {
                                 };
                                 while let Ok(events) = mon.wait(None) {
                                     for ev in events {
-                                        if out.send(Cmd::Event(ev)).is_err() {
+                                        if out
+                                            .send(Cmd::Event(ev, std::time::Instant::now()))
+                                            .is_err()
+                                        {
                                             return;
                                         }
                                     }
@@ -687,6 +709,27 @@ impl Component for App {
                         }
                         if let Some(p) = &self.probe {
                             p.set_loaded();
+                        }
+                        // Tests and benchmarks inject events through the same path as the
+                        // kernel's: lines "ACTION ADDRESS" on the probe's FIFO.
+                        if let Some(path) = probe::Probe::events_path() {
+                            sender.spawn_command(move |out| {
+                                use std::io::BufRead;
+                                let Ok(f) = std::fs::File::open(&path) else {
+                                    return;
+                                };
+                                for line in std::io::BufReader::new(f).lines().map_while(Result::ok)
+                                {
+                                    if let Some(ev) = parse_event(&line) {
+                                        if out
+                                            .send(Cmd::Event(ev, std::time::Instant::now()))
+                                            .is_err()
+                                        {
+                                            return;
+                                        }
+                                    }
+                                }
+                            });
                         }
                     }
                     Err(e) => {
@@ -698,10 +741,14 @@ impl Component for App {
                     }
                 }
             }
-            Cmd::Event(ev) => {
+            Cmd::Event(ev, at) => {
                 if let (Some(host), Some(src)) = (&mut self.host, &self.source) {
+                    // One device and its group re-read, never the whole host.
                     if crate::watch::apply(host, src.root(), &ev).is_ok() {
                         self.refresh();
+                        if let Some(p) = &self.probe {
+                            p.event_applied(at.elapsed().as_secs_f64() * 1000.0);
+                        }
                     }
                 }
             }

@@ -15,6 +15,9 @@ use std::rc::Rc;
 #[derive(Default)]
 struct Data {
     loaded: bool,
+    /// Device events applied, and how long the last took from its arrival to the redrawn list.
+    events: u64,
+    event_ms: f64,
     plan: String,
     preview: Option<gtk::TextBuffer>,
     open: BTreeMap<String, glib::WeakRef<gtk::Window>>,
@@ -74,6 +77,14 @@ impl Probe {
                     .filter_map(|(k, b)| Some((k.clone(), Value::from(b.upgrade()?.label()?.to_string()))))
                     .collect::<Map<String, Value>>(),
                 "open": open,
+                "badges": registry
+                    .badges
+                    .borrow()
+                    .iter()
+                    .filter_map(|(k, b)| Some((k.to_string(), Value::from(b.upgrade()?.label().to_string()))))
+                    .collect::<Map<String, Value>>(),
+                "events": d.events,
+                "event_ms": d.event_ms,
                 "export_preview": d.preview.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
                 "plan": d.plan,
             });
@@ -81,6 +92,22 @@ impl Probe {
             glib::ControlFlow::Continue
         });
         Some(Self { data })
+    }
+
+    /// The file device events are injected through, when the test made one (a FIFO beside the
+    /// probe file: `PROBE.events`).
+    pub fn events_path() -> Option<PathBuf> {
+        let p = PathBuf::from(std::env::var_os("PASSAGE_PROBE")?);
+        let mut name = p.file_name()?.to_os_string();
+        name.push(".events");
+        let e = p.with_file_name(name);
+        e.exists().then_some(e)
+    }
+
+    pub fn event_applied(&self, ms: f64) {
+        let mut d = self.data.borrow_mut();
+        d.events += 1;
+        d.event_ms = ms;
     }
 
     pub fn set_loaded(&self) {
