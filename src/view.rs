@@ -180,6 +180,19 @@ pub fn sections(host: &Host, plan: &Plan, holders: &Holders) -> Vec<Section> {
         .collect()
 }
 
+/// One group's card as [`sections`] would draw it: what a device event redraws, without
+/// recomputing every other group.
+pub fn card_of(host: &Host, plan: &Plan, holders: &Holders, g: GroupId) -> Option<Card> {
+    let group = host.groups.get(&g)?;
+    let v = explain::group(host, group);
+    let resolved: BTreeMap<&str, plan::ResolvedGuest> = plan
+        .holder(g)
+        .map(|guest| (guest.name.as_str(), plan::resolve(guest, host)))
+        .into_iter()
+        .collect();
+    Some(card(host, plan, &resolved, holders, &v))
+}
+
 fn card(
     host: &Host,
     plan: &Plan,

@@ -114,6 +114,8 @@ pub struct App {
     refusals: BTreeMap<String, String>,
     notes: Vec<String>,
     list: TypedListView<RowItem, gtk::NoSelection>,
+    /// Where each group's card is in the list (for redrawing one card).
+    positions: BTreeMap<GroupId, u32>,
     registry: Registry,
     window: gtk::ApplicationWindow,
     guests_box: gtk::ListBox,
@@ -161,9 +163,11 @@ impl App {
         self.list.clear();
         let tx = self.sender.input_sender().clone();
         let mut rows = Vec::new();
+        self.positions.clear();
         for s in shown {
             rows.push(RowItem::header(&s.title));
             for c in s.cards {
+                self.positions.insert(c.group, rows.len() as u32);
                 let expanded = self.expanded.contains(&c.group);
                 rows.push(RowItem::card(
                     c,
@@ -250,6 +254,31 @@ impl App {
                 .insert(name.clone(), row.downgrade());
             self.guests_box.append(&row);
         }
+    }
+
+    /// Redraws one group's card in place; false when the list must be rebuilt instead (the
+    /// group is new, gone, or no longer matches the filter).
+    fn redraw_card(&mut self, g: Option<GroupId>) -> bool {
+        let (Some(g), Some(host)) = (g, &self.host) else {
+            return false;
+        };
+        let Some(card) = view::card_of(host, &self.plan, &self.holders, g) else {
+            return false;
+        };
+        if !self.filter.matches(&card) {
+            return false;
+        }
+        let Some(&pos) = self.positions.get(&g) else {
+            return false;
+        };
+        let expanded = self.expanded.contains(&g);
+        let tx = self.sender.input_sender().clone();
+        self.list.remove(pos);
+        self.list.insert(
+            pos,
+            RowItem::card(card, expanded, tx, self.registry.clone()),
+        );
+        true
     }
 
     fn edit(&mut self, edit: impl FnOnce(&mut Plan, &Host) -> Result<(), plan::PlanError>) {
@@ -516,6 +545,7 @@ impl Component for App {
             refusals: BTreeMap::new(),
             notes: Vec::new(),
             list,
+            positions: BTreeMap::new(),
             registry,
             window: window.clone(),
             guests_box,
@@ -742,14 +772,18 @@ impl Component for App {
                 }
             }
             Cmd::Event(ev, at) => {
-                if let (Some(host), Some(src)) = (&mut self.host, &self.source) {
-                    // One device and its group re-read, never the whole host.
-                    if crate::watch::apply(host, src.root(), &ev).is_ok() {
-                        self.refresh();
-                        if let Some(p) = &self.probe {
-                            p.event_applied(at.elapsed().as_secs_f64() * 1000.0);
-                        }
-                    }
+                let (Some(host), Some(src)) = (&mut self.host, &self.source) else {
+                    return;
+                };
+                // One device and its group re-read, never the whole host; one card redrawn.
+                let Ok(u) = crate::watch::apply(host, src.root(), &ev) else {
+                    return;
+                };
+                if !self.redraw_card(u.group) {
+                    self.refresh();
+                }
+                if let Some(p) = &self.probe {
+                    p.event_applied(at.elapsed().as_secs_f64() * 1000.0);
                 }
             }
             Cmd::Progress(d) => {
