@@ -194,3 +194,21 @@ fn why_tells_what_stands_in_the_way_the_shape_and_what_the_host_loses() {
     assert!(chipset.in_the_way.iter().any(|r| r.code == "default-route"));
     assert!(view::why(&b.host, GroupId(999)).is_none());
 }
+
+#[test]
+fn one_card_is_the_same_card_the_whole_list_draws() {
+    let b = demo_host();
+    let plan = demo::plan().unwrap();
+    let s = view::sections(&b.host, &plan, &Holders::new());
+    for g in [14, 16, 18, 19, 20] {
+        assert_eq!(
+            view::card_of(&b.host, &plan, &Holders::new(), GroupId(g)).as_ref(),
+            Some(card(&s, g)),
+            "group {g}"
+        );
+    }
+    assert_eq!(
+        view::card_of(&b.host, &plan, &Holders::new(), GroupId(999)),
+        None
+    );
+}
