@@ -297,7 +297,16 @@ impl App {
 
 fn load(opts: &Options) -> Result<Loaded, String> {
     let source = Source::open(opts.demo, opts.root.as_deref()).map_err(|e| e.to_string())?;
-    let host = scan::scan(source.root()).map_err(|e| e.to_string())?;
+    // One core stays with GTK: a scan on every core would hold back the window's frames.
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let host = pool
+        .install(|| scan::scan(source.root()))
+        .map_err(|e| e.to_string())?;
     let mut plan_note = None;
     let plan = match (&opts.plan, opts.demo) {
         (Some(p), _) => store::load_plan(p).map_err(|e| e.to_string())?,
@@ -563,10 +572,18 @@ impl Component for App {
                 }
             });
         }
-        // The scan runs off the main loop: the window is on screen before it finishes.
+        // The scan runs off the main loop, and only once the window is mapped: on two cores a
+        // scan started at once (it uses every core) starves GTK's own start-up.
         let o = opts.clone();
         let loading2 = loading.clone();
-        sender.spawn_oneshot_command(move || Cmd::Loaded(Box::new(load(&o))));
+        let s = sender.clone();
+        let started = std::cell::Cell::new(false);
+        window.connect_map(move |_| {
+            if !started.replace(true) {
+                let o = o.clone();
+                s.spawn_oneshot_command(move || Cmd::Loaded(Box::new(load(&o))));
+            }
+        });
         model.registry.loading.replace(Some(loading2));
         ComponentParts { model, widgets: () }
     }
