@@ -1,23 +1,19 @@
 //! cloud-hypervisor: `--device path=/sys/bus/pci/devices/…/` for each visible function.
 //! cloud-hypervisor chooses guest slots itself and gives every function a slot of its own.
 
-use super::{claim_note, hidden_note, sysfs_path};
+use super::{comment_header, sysfs_path};
 use crate::i18n::{tr, trf};
 use crate::plan::ResolvedGuest;
 
 pub fn args(r: &ResolvedGuest, notes: &mut Vec<String>) -> String {
-    let mut out = format!(
-        "# {}\n# {}\n",
-        trf(
+    let mut out = comment_header(
+        &trf(
             "cloud-hypervisor arguments for guest {guest}.",
-            &[("guest", &r.name)]
+            &[("guest", &r.name)],
         ),
-        claim_note(r)
+        r,
+        notes,
     );
-    if let Some(h) = hidden_note(r) {
-        out.push_str(&format!("# {h}\n"));
-        notes.push(h);
-    }
     let devs: Vec<String> = r
         .visible()
         .enumerate()

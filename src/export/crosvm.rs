@@ -1,20 +1,16 @@
 //! crosvm: `--vfio /sys/bus/pci/devices/…,guest-address=BB:SS.F` for each visible function, on
 //! crosvm's one PCI bus.
 
-use super::{claim_note, hidden_note, sysfs_path};
+use super::{comment_header, sysfs_path};
 use crate::i18n::{tr, trf};
 use crate::plan::ResolvedGuest;
 
 pub fn args(r: &ResolvedGuest, notes: &mut Vec<String>) -> String {
-    let mut out = format!(
-        "# {}\n# {}\n",
-        trf("crosvm arguments for guest {guest}.", &[("guest", &r.name)]),
-        claim_note(r)
+    let mut out = comment_header(
+        &trf("crosvm arguments for guest {guest}.", &[("guest", &r.name)]),
+        r,
+        notes,
     );
-    if let Some(h) = hidden_note(r) {
-        out.push_str(&format!("# {h}\n"));
-        notes.push(h);
-    }
     let lines: Vec<String> = r
         .visible()
         .map(|d| {

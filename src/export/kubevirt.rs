@@ -5,7 +5,7 @@
 //! KubeVirt selects by vendor:device, not by address: on a host with identical cards any of
 //! them may be handed out, so that is said every time it applies.
 
-use super::{claim_note, hidden_note, ExportError};
+use super::{comment_header, ExportError};
 use crate::i18n::trf;
 use crate::model::Host;
 use crate::plan::ResolvedGuest;
@@ -74,18 +74,11 @@ pub fn yaml(
             detail: e.to_string(),
         })
     };
-    let mut out = format!(
-        "# {}\n# {}\n",
-        trf(
-            "KubeVirt for guest {guest}: merge the first document into the KubeVirt CR, the second into the VirtualMachine.",
-            &[("guest", &r.name)]
-        ),
-        claim_note(r)
+    let mut out = comment_header(
+        &trf("KubeVirt for guest {guest}: merge the first document into the KubeVirt CR, the second into the VirtualMachine.", &[("guest", &r.name)]),
+        r,
+        notes,
     );
-    if let Some(h) = hidden_note(r) {
-        out.push_str(&format!("# {h}\n"));
-        notes.push(h);
-    }
     for w in same_ids {
         out.push_str(&format!("# {w}\n"));
         notes.push(w);

@@ -286,6 +286,17 @@ fn claim_note(r: &ResolvedGuest) -> String {
     }
 }
 
+/// The `#` comment lines every text format opens with: what it is, how its groups get claimed,
+/// and which devices stay claimed but hidden (that one also becomes a note).
+fn comment_header(title: &str, r: &ResolvedGuest, notes: &mut Vec<String>) -> String {
+    let mut out = format!("# {title}\n# {}\n", claim_note(r));
+    if let Some(h) = hidden_note(r) {
+        out.push_str(&format!("# {h}\n"));
+        notes.push(h);
+    }
+    out
+}
+
 /// `/sys/bus/pci/devices/…` for VMMs that take a sysfs path.
 fn sysfs_path(d: &ResolvedDevice) -> String {
     format!("/sys/bus/pci/devices/{}", d.address)

@@ -2,24 +2,17 @@
 //! stay with it) and one `alias` per kind of device, plus the flavor property that asks for
 //! them. Nova reads each value as JSON.
 
-use super::{claim_note, hidden_note};
+use super::comment_header;
 use crate::i18n::{tr, trf};
 use crate::plan::ResolvedGuest;
 use std::collections::BTreeMap;
 
 pub fn config(r: &ResolvedGuest, notes: &mut Vec<String>) -> String {
-    let mut out = format!(
-        "# {}\n# {}\n",
-        trf(
-            "OpenStack Nova for guest {guest}: nova.conf on the compute node (device_spec and alias) and on the API nodes (alias).",
-            &[("guest", &r.name)]
-        ),
-        claim_note(r)
+    let mut out = comment_header(
+        &trf("OpenStack Nova for guest {guest}: nova.conf on the compute node (device_spec and alias) and on the API nodes (alias).", &[("guest", &r.name)]),
+        r,
+        notes,
     );
-    if let Some(h) = hidden_note(r) {
-        out.push_str(&format!("# {h}\n"));
-        notes.push(h);
-    }
     out.push_str("[pci]\n");
     // Aliases by (vendor, product, type), counted for the flavor.
     let mut aliases: BTreeMap<(String, String, &str), usize> = BTreeMap::new();

@@ -5,26 +5,18 @@
 //! passed as one multifunction device (`0000:0b:00`, no function), as Proxmox does for GPUs;
 //! otherwise each visible function gets its own line.
 
-use super::{claim_note, hidden_note};
+use super::comment_header;
 use crate::i18n::{tr, trf};
 use crate::model::Host;
 use crate::plan::{assignable_members, ResolvedDevice, ResolvedGuest};
 
 pub fn config(r: &ResolvedGuest, host: &Host, notes: &mut Vec<String>) -> String {
     let q35 = r.machine.contains("q35");
-    let mut out = String::new();
-    out.push_str(&format!(
-        "# {}\n",
-        trf(
-            "Proxmox VE, guest {guest}: add to /etc/pve/qemu-server/<VMID>.conf (or qm set <VMID> --hostpciN …).",
-            &[("guest", &r.name)]
-        )
-    ));
-    out.push_str(&format!("# {}\n", claim_note(r)));
-    if let Some(h) = hidden_note(r) {
-        out.push_str(&format!("# {h}\n"));
-        notes.push(h);
-    }
+    let mut out = comment_header(
+        &trf("Proxmox VE, guest {guest}: add to /etc/pve/qemu-server/<VMID>.conf (or qm set <VMID> --hostpciN …).", &[("guest", &r.name)]),
+        r,
+        notes,
+    );
     if q35 {
         out.push_str("machine: q35\n");
     } else {

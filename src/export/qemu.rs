@@ -3,7 +3,7 @@
 //! pastes into a shell script. Every `vfio-pci` property used here is checked against
 //! `qemu-system-x86_64 -device vfio-pci,help` in tests.
 
-use super::{claim_note, hidden_note};
+use super::comment_header;
 use crate::i18n::trf;
 use crate::plan::{Layout, ResolvedGuest};
 
@@ -61,19 +61,14 @@ pub fn args(r: &ResolvedGuest, iommufd: bool, notes: &mut Vec<String>) -> String
     } else {
         r.machine.as_str()
     };
-    let mut out = String::new();
-    out.push_str(&format!(
-        "# {}\n",
-        trf(
+    let mut out = comment_header(
+        &trf(
             "QEMU arguments for guest {guest} (machine {machine}).",
-            &[("guest", &r.name), ("machine", machine)]
-        )
-    ));
-    out.push_str(&format!("# {}\n", claim_note(r)));
-    if let Some(h) = hidden_note(r) {
-        out.push_str(&format!("# {h}\n"));
-        notes.push(h);
-    }
+            &[("guest", &r.name), ("machine", machine)],
+        ),
+        r,
+        notes,
+    );
     if iommufd {
         out.push_str(&format!("# {}\n", crate::i18n::tr("The iommufd form needs QEMU 8.2 or newer and a kernel with CONFIG_IOMMUFD and CONFIG_VFIO_DEVICE_CDEV.")));
     }
