@@ -114,6 +114,8 @@ pub struct App {
     refusals: BTreeMap<String, String>,
     notes: Vec<String>,
     list: TypedListView<RowItem, gtk::NoSelection>,
+    /// Every card as last computed, by section (filters redraw from these).
+    sections: Vec<view::Section>,
     /// Where each group's card is in the list (for redrawing one card).
     positions: BTreeMap<GroupId, u32>,
     registry: Registry,
@@ -154,12 +156,10 @@ impl App {
     }
 
     /// Redraws the cards, the guests and the banner from the model.
-    fn refresh(&mut self) {
-        let Some(host) = &self.host else {
-            return;
-        };
-        let sections = view::sections(host, &self.plan, &self.holders);
-        let shown = view::filtered(&sections, &self.filter);
+    /// Rebuilds the list rows from the cached cards under the current filter; typing in the
+    /// search box costs this, never a new verdict for every group.
+    fn redraw_list(&mut self) {
+        let shown = view::filtered(&self.sections, &self.filter);
         self.list.clear();
         let tx = self.sender.input_sender().clone();
         let mut rows = Vec::new();
@@ -178,6 +178,18 @@ impl App {
             }
         }
         self.list.extend_from_iter(rows);
+    }
+
+    /// Recomputes every card from the model, then the list, the guests and the banner.
+    fn refresh(&mut self) {
+        let Some(host) = &self.host else {
+            return;
+        };
+        self.sections = view::sections(host, &self.plan, &self.holders);
+        self.redraw_list();
+        let Some(host) = &self.host else {
+            return;
+        };
         let iommu = explain::iommu(host);
         let mut banner: Vec<String> = Vec::new();
         if !iommu.enabled {
@@ -271,6 +283,14 @@ impl App {
         let Some(&pos) = self.positions.get(&g) else {
             return false;
         };
+        if let Some(cached) = self
+            .sections
+            .iter_mut()
+            .flat_map(|s| s.cards.iter_mut())
+            .find(|c| c.group == g)
+        {
+            *cached = card.clone();
+        }
         let expanded = self.expanded.contains(&g);
         let tx = self.sender.input_sender().clone();
         self.list.remove(pos);
@@ -554,6 +574,7 @@ impl Component for App {
             refusals: BTreeMap::new(),
             notes: Vec::new(),
             list,
+            sections: Vec::new(),
             positions: BTreeMap::new(),
             registry,
             window: window.clone(),
@@ -592,19 +613,19 @@ impl Component for App {
         match msg {
             Msg::Search(t) => {
                 self.filter.text = t;
-                self.refresh();
+                self.redraw_list();
             }
             Msg::KindFilter(k) => {
                 self.filter.kind = k;
-                self.refresh();
+                self.redraw_list();
             }
             Msg::StateFilter(s) => {
                 self.filter.state = s;
-                self.refresh();
+                self.redraw_list();
             }
             Msg::ShowAll(on) => {
                 self.filter.assignable_only = !on;
-                self.refresh();
+                self.redraw_list();
             }
             Msg::Assign { group, guest } => {
                 let Some(host) = self.host.clone() else {
