@@ -1,4 +1,4 @@
-//! Passage's core: host topology, explanations, and (in later modules) plans and exports.
+//! Passage's core: host topology, explanations, plans, exports, and the claim engine.
 //!
 //! No GTK and no zbus here: the GUI, the CLI and the privileged helper are thin front ends over
 //! this library. See docs/ARCHITECTURE.md for the map.
@@ -6,6 +6,7 @@
 pub mod address;
 pub mod apply;
 pub mod claim;
+pub mod cli;
 pub mod config;
 #[cfg(feature = "dbus")]
 pub mod dbus;

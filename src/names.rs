@@ -19,6 +19,8 @@ pub const ACTION_PERSIST: &str = "io.github.passage.persist";
 
 /// The desktop app id (desktop file, metainfo, GSettings schema, icons).
 pub const APP_ID: &str = "io.github.passage.Passage";
+/// Where the app's GResource lives (GtkApplication's default for [`APP_ID`]).
+pub const RESOURCE_BASE: &str = "/io/github/passage/Passage";
 
 /// The environment variable that names a host root when `--root` is not given.
 pub const ROOT_ENV: &str = "PASSAGE_ROOT";

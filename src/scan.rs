@@ -406,6 +406,26 @@ pub fn link_virtfns(devices: &mut BTreeMap<PciAddress, Device>) {
     }
 }
 
+/// Groups from the devices' `iommu_group` links alone, for a root that hides the groups
+/// directory; empty when no device points to a group (the IOMMU is off).
+fn groups_from_links(devices: &BTreeMap<PciAddress, Device>) -> BTreeMap<GroupId, Group> {
+    let mut out: BTreeMap<GroupId, Group> = BTreeMap::new();
+    for d in devices.values() {
+        if let Some(id) = d.group {
+            out.entry(id)
+                .or_insert_with(|| Group {
+                    id,
+                    devices: Vec::new(),
+                    other_members: Vec::new(),
+                    kind: None,
+                })
+                .devices
+                .push(d.address);
+        }
+    }
+    out
+}
+
 /// Groups: the list of group numbers from `sys/kernel/iommu_groups`, PCI members from each
 /// device's `iommu_group` link (read with the device), and the `devices/` directory read for
 /// groups no PCI function points to (their members are platform devices). Each group's
@@ -417,7 +437,9 @@ fn scan_groups(
     let dir = Path::new(GROUPS);
     let mut groups_dir = match root.open_dir(dir) {
         Ok(d) => d,
-        Err(e) if not_found(&e) => return Ok(BTreeMap::new()),
+        // No groups directory but devices that point to groups: a sandbox (Flatpak shows
+        // /sys/devices, not /sys/kernel) — the links are the kernel's own answer still.
+        Err(e) if not_found(&e) => return Ok(groups_from_links(devices)),
         Err(e) => return Err(io_err(root, dir, e)),
     };
     let names = groups_dir.names().map_err(|e| io_err(root, dir, e))?;

@@ -46,17 +46,17 @@ impl Kind {
         }
     }
 
-    /// The symbolic icon the app uses: the icon theme's device icons (every GNOME desktop has
-    /// them), until Passage ships its own class icons.
+    /// The symbolic icon the app uses: Passage's own class icons (assets/icons/classes/, in the
+    /// app's GResource), drawn for these seven kinds so they read the same on every theme.
     pub fn icon(self) -> &'static str {
         match self {
-            Kind::Gpu => "video-display-symbolic",
-            Kind::Network => "network-wired-symbolic",
-            Kind::Storage => "drive-harddisk-symbolic",
-            Kind::Usb => "media-removable-symbolic",
-            Kind::Audio => "audio-card-symbolic",
-            Kind::Bridge => "network-workgroup-symbolic",
-            Kind::Other => "computer-symbolic",
+            Kind::Gpu => "passage-gpu-symbolic",
+            Kind::Network => "passage-network-symbolic",
+            Kind::Storage => "passage-storage-symbolic",
+            Kind::Usb => "passage-usb-symbolic",
+            Kind::Audio => "passage-audio-symbolic",
+            Kind::Bridge => "passage-bridge-symbolic",
+            Kind::Other => "passage-other-symbolic",
         }
     }
 
@@ -366,9 +366,23 @@ mod tests {
     #[test]
     fn every_class_has_an_icon_and_a_label() {
         // Symbolic icons recolour with the theme; a full-colour one would not.
+        // Each is drawn in assets/icons/classes and compiled into the app's GResource.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let resources =
+            std::fs::read_to_string(dir.join("ui/io.github.passage.Passage.gresource.xml"))
+                .unwrap();
         for k in Kind::ALL {
             assert!(k.icon().ends_with("-symbolic"));
             assert!(!k.label().is_empty());
+            let file = format!("icons/classes/{}.svg", k.icon());
+            assert!(dir.join("assets").join(&file).is_file(), "{file} missing");
+            assert!(
+                resources.contains(&format!(
+                    "alias=\"icons/scalable/actions/{}.svg\">{file}<",
+                    k.icon()
+                )),
+                "{file} is not in the GResource"
+            );
         }
     }
 }

@@ -61,6 +61,81 @@ fn xml_files_are_valid() {
         );
     }
     assert_eq!(text.matches("<action id=").count(), 3);
+    // The prompts are translated (po/update-pot merges them from po/LANG.po) and keep the
+    // details polkit fills in.
+    for lang in languages() {
+        let n = text
+            .matches(&format!("<message xml:lang=\"{lang}\">"))
+            .count();
+        assert_eq!(n, 3, "{lang}: {n} of 3 polkit messages translated");
+    }
+    for m in text.split("<message").skip(1) {
+        assert!(m.contains("$(group)") && m.contains("$(devices)"), "{m}");
+    }
+}
+
+/// The languages in po/LINGUAS.
+fn languages() -> Vec<String> {
+    std::fs::read_to_string(repo().join("po/LINGUAS"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_translated_data_files_are_made_from_their_sources_and_the_translations() {
+    // po/update-pot --check regenerates them and fails on any difference.
+    ok(Command::new(repo().join("po/update-pot")).arg("--check"));
+    let desktop =
+        std::fs::read_to_string(repo().join("data/io.github.passage.Passage.desktop")).unwrap();
+    let meta = std::fs::read_to_string(repo().join("data/io.github.passage.Passage.metainfo.xml"))
+        .unwrap();
+    for lang in languages() {
+        for key in ["GenericName", "Comment", "Keywords"] {
+            assert!(
+                desktop.contains(&format!("\n{key}[{lang}]=")),
+                "{key}[{lang}] missing"
+            );
+        }
+        assert!(meta.contains(&format!("<summary xml:lang=\"{lang}\">")));
+        assert!(meta.contains(&format!("<p xml:lang=\"{lang}\">")));
+    }
+}
+
+#[test]
+fn the_gsettings_schema_compiles_strictly_and_names_the_app() {
+    assert!(
+        tool("glib-compile-schemas"),
+        "glib-compile-schemas is needed (libglib2.0-bin)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}.gschema.xml", passage::names::APP_ID);
+    std::fs::copy(repo().join("data").join(&name), dir.path().join(&name)).unwrap();
+    ok(Command::new("glib-compile-schemas")
+        .arg("--strict")
+        .arg(dir.path()));
+    assert!(dir.path().join("gschemas.compiled").is_file());
+    let text = std::fs::read_to_string(dir.path().join(&name)).unwrap();
+    assert!(text.contains(&format!("<schema id=\"{}\"", passage::names::APP_ID)));
+    // The keys the app reads (src/gui/settings.rs).
+    let code = std::fs::read_to_string(repo().join("src/gui/settings.rs")).unwrap();
+    for key in [
+        "window-width",
+        "window-height",
+        "window-maximized",
+        "pane-position",
+        "show-bridges",
+        "last-plan",
+    ] {
+        assert!(text.contains(&format!("<key name=\"{key}\"")), "{key}");
+        assert!(
+            code.contains(&format!("\"{key}\"")),
+            "the app never uses {key}"
+        );
+    }
 }
 
 #[test]
@@ -96,11 +171,26 @@ fn the_desktop_file_metainfo_and_icons_pass_their_validators() {
             .trim();
         assert!(repo().join(file).is_file(), "{file} missing");
     }
-    for svg in [
-        format!("assets/icons/hicolor/scalable/apps/{id}.svg"),
-        format!("assets/icons/hicolor/symbolic/apps/{id}-symbolic.svg"),
-    ] {
-        ok(Command::new("xmllint").arg("--noout").arg(repo().join(svg)));
+    let mut svgs = vec![
+        repo().join(format!("assets/icons/hicolor/scalable/apps/{id}.svg")),
+        repo().join(format!(
+            "assets/icons/hicolor/symbolic/apps/{id}-symbolic.svg"
+        )),
+    ];
+    let classes: Vec<_> = std::fs::read_dir(repo().join("assets/icons/classes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(classes.len(), 7, "one icon per device class");
+    svgs.extend(classes);
+    for svg in svgs {
+        ok(Command::new("xmllint").arg("--noout").arg(&svg));
+        // Symbolic icons are recoloured through their fills: a stroke would not follow the
+        // theme's colour.
+        if svg.to_string_lossy().ends_with("-symbolic.svg") {
+            let text = std::fs::read_to_string(&svg).unwrap();
+            assert!(!text.contains("stroke"), "{}: strokes", svg.display());
+        }
     }
 }
 
@@ -124,6 +214,7 @@ fn the_systemd_unit_verifies() {
 #[test]
 fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
     let dest = tempfile::tempdir().unwrap();
+    let docs = tempfile::tempdir().unwrap();
     // Install what is already built (the test binaries), not a second release build.
     let bins = Path::new(env!("CARGO_BIN_EXE_passagectl"))
         .parent()
@@ -135,6 +226,7 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
             .arg(format!("DESTDIR={}", dest.path().display()))
             .arg("PREFIX=/opt/passage")
             .arg(format!("BINSRC={}", bins.display()))
+            .arg(format!("DOCSRC={}", docs.path().display()))
             .arg("CARGO=true");
         ok(&mut c)
     };
@@ -155,6 +247,17 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
         "opt/passage/share/icons/hicolor/scalable/apps/io.github.passage.Passage.svg",
         "opt/passage/share/icons/hicolor/symbolic/apps/io.github.passage.Passage-symbolic.svg",
         "opt/passage/share/locale/de/LC_MESSAGES/passage.mo",
+        "opt/passage/share/glib-2.0/schemas/io.github.passage.Passage.gschema.xml",
+        "opt/passage/share/man/man1/passagectl.1",
+        "opt/passage/share/man/man1/passagectl-plan-assign.1",
+        "opt/passage/share/man/man1/passage.1",
+        "opt/passage/share/man/man8/passage-helper.8",
+        "opt/passage/share/bash-completion/completions/passagectl",
+        "opt/passage/share/bash-completion/completions/passage",
+        "opt/passage/share/zsh/site-functions/_passagectl",
+        "opt/passage/share/zsh/site-functions/_passage",
+        "opt/passage/share/fish/vendor_completions.d/passagectl.fish",
+        "opt/passage/share/fish/vendor_completions.d/passage.fish",
     ];
     for f in expect {
         assert!(dest.path().join(f).is_file(), "{f} not installed");
@@ -186,6 +289,12 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
     for f in expect {
         assert!(!dest.path().join(f).exists(), "{f} left after uninstall");
     }
+    // Nothing else is left either: only empty directories remain.
+    let left: Vec<_> = walk(dest.path())
+        .into_iter()
+        .filter(|p| !p.is_dir())
+        .collect();
+    assert!(left.is_empty(), "left after uninstall: {left:?}");
 }
 
 /// (msgid, msgstr) pairs of a .po file, continuation lines joined.
@@ -217,11 +326,23 @@ fn po_entries(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// `{name}` (ours) and `$(name)` (polkit's, filled from the helper's details).
 fn placeholders(s: &str) -> std::collections::BTreeSet<String> {
-    s.split('{')
+    let ours = s
+        .split('{')
         .skip(1)
-        .filter_map(|p| p.split_once('}').map(|(n, _)| n.to_string()))
-        .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter_map(|p| p.split_once('}').map(|(n, _)| n.to_string()));
+    let polkit = s
+        .split("$(")
+        .skip(1)
+        .filter_map(|p| p.split_once(')').map(|(n, _)| format!("$({n})")));
+    ours.chain(polkit)
+        .filter(|n| {
+            n.trim_start_matches("$(")
+                .trim_end_matches(')')
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_')
+        })
         .collect()
 }
 
@@ -247,4 +368,226 @@ fn every_translation_keeps_the_placeholders_of_its_original() {
         }
     }
     assert!(checked > 100, "only {checked} translations checked");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn man_pages_and_completions_are_read_by_mandoc_bash_fish_and_zsh() {
+    for t in ["mandoc", "bash", "fish", "zsh"] {
+        assert!(
+            tool(t),
+            "{t} is needed (./dev test installs mandoc, fish and zsh)"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ok(Command::new(env!("CARGO_BIN_EXE_passagectl"))
+        .arg("generate-docs")
+        .arg(dir.path()));
+    let man = dir.path().join("man");
+    let mut pages: Vec<_> = std::fs::read_dir(&man)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.sort();
+    // One page per visible command, none for the hidden ones (the libvirt hook, this generator).
+    for name in [
+        "passagectl.1",
+        "passagectl-list.1",
+        "passagectl-explain.1",
+        "passagectl-claim.1",
+        "passagectl-plan.1",
+        "passagectl-plan-assign.1",
+        "passagectl-export.1",
+        "passage.1",
+        "passage-helper.8",
+    ] {
+        assert!(man.join(name).is_file(), "{name} missing: {pages:?}");
+    }
+    for hidden in ["passagectl-hook-qemu.1", "passagectl-generate-docs.1"] {
+        assert!(
+            !man.join(hidden).exists(),
+            "{hidden} documents a hidden command"
+        );
+    }
+    // mandoc reads each page and finds nothing wrong at warning level or above.
+    // (clap_mangen spaces each possible value with .sp and .br, which mandoc calls redundant:
+    // a matter of style, not of meaning, so that one warning is let through.)
+    for p in &pages {
+        let o = Command::new("mandoc")
+            .args(["-T", "lint", "-W", "warning"])
+            .arg(p)
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        let wrong: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("skipping paragraph macro: br"))
+            .collect();
+        assert!(wrong.is_empty(), "{}: {wrong:?}", p.display());
+    }
+    // The pages carry this version's release date, the metainfo's too.
+    let meta = std::fs::read_to_string(repo().join("data/io.github.passage.Passage.metainfo.xml"))
+        .unwrap();
+    assert!(meta.contains(&format!(
+        "<release version=\"{}\" date=\"{}\">",
+        env!("CARGO_PKG_VERSION"),
+        passage::cli::RELEASE_DATE
+    )));
+    let page = |name: &str| {
+        let o = Command::new("mandoc")
+            .args(["-T", "utf8"])
+            .arg(man.join(name))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).replace(['\u{8}'], "")
+    };
+    let export = page("passagectl-export.1");
+    assert!(export.contains("kubevirt"), "{export}");
+    assert!(page("passagectl.1").contains("passagectl-plan(1)"));
+
+    let comp = dir.path().join("completions");
+    // bash: the words a person gets after pressing Tab.
+    let bash = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let script = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; \
+             _passagectl passagectl '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            comp.join("bash/passagectl.bash").display(),
+            words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+            words.len() - 1,
+            words[words.len() - 1],
+            words[words.len().saturating_sub(2)],
+        );
+        ok(Command::new("bash").arg("-c").arg(script))
+    };
+    assert!(bash("passagectl pl").lines().any(|l| l == "plan"));
+    let formats = bash("passagectl export --format ");
+    for f in passage::export::Format::ALL {
+        assert!(formats.lines().any(|l| l == f.as_str()), "{f:?}: {formats}");
+    }
+    // fish: its own completion query.
+    let fish = ok(Command::new("fish")
+        .args(["--no-config", "-c"])
+        .arg(format!(
+            "source {}; complete -C 'passagectl pl'",
+            comp.join("fish/passagectl.fish").display()
+        )));
+    assert!(fish.lines().any(|l| l.starts_with("plan")), "{fish}");
+    // zsh: the completion function parses.
+    for f in ["_passagectl", "_passage"] {
+        ok(Command::new("zsh").arg("-n").arg(comp.join("zsh").join(f)));
+    }
+}
+
+#[test]
+fn the_flatpak_manifest_parses_and_everything_it_names_exists() {
+    assert!(
+        tool("flatpak-builder"),
+        "flatpak-builder is needed (./dev test installs it)"
+    );
+    let manifest = repo().join("flatpak/io.github.passage.Passage.yml");
+    // (flatpak-builder makes its state directory where it runs: not in the checkout.)
+    let scratch = tempfile::tempdir().unwrap();
+    let shown = ok(Command::new("flatpak-builder")
+        .current_dir(scratch.path())
+        .arg("--show-manifest")
+        .arg(&manifest));
+    let json: serde_json::Value = serde_json::from_str(&shown[shown.find('{').unwrap()..])
+        .unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_eq!(json["id"], passage::names::APP_ID);
+    assert_eq!(json["command"], "passage");
+    let args: Vec<&str> = json["finish-args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for need in [
+        format!("--system-talk-name={}", passage::names::BUS_NAME),
+        "--system-talk-name=org.libvirt".to_string(),
+    ] {
+        assert!(args.contains(&need.as_str()), "{need} missing: {args:?}");
+    }
+    // Every source it names is here; every make target it runs exists.
+    let module = &json["modules"][0];
+    let makefile = std::fs::read_to_string(repo().join("Makefile")).unwrap();
+    for cmd in module["build-commands"].as_array().unwrap() {
+        let cmd = cmd.as_str().unwrap();
+        let target = cmd.split_whitespace().nth(1).unwrap();
+        assert!(
+            makefile.contains(&format!("\n{target}:")),
+            "make {target}: no such target"
+        );
+    }
+    // flatpak-builder read cargo-sources.json into the module's sources (so it exists and
+    // parses); the checkout itself is the one directory source.
+    let mut vendored = std::collections::BTreeMap::new();
+    let mut dirs = 0;
+    for s in module["sources"].as_array().unwrap() {
+        match s["type"].as_str() {
+            Some("dir") => {
+                let rel = s["path"].as_str().unwrap();
+                assert!(
+                    repo()
+                        .join("flatpak")
+                        .join(rel)
+                        .join("Cargo.toml")
+                        .is_file(),
+                    "the dir source {rel} is not the checkout"
+                );
+                dirs += 1;
+            }
+            Some("archive") => {
+                let dest = s["dest"].as_str().unwrap();
+                vendored.insert(
+                    dest.trim_start_matches("cargo/vendor/").to_string(),
+                    s["sha256"].as_str().unwrap().to_string(),
+                );
+            }
+            Some("inline") => {}
+            other => panic!("a source Passage does not expect: {other:?} {s}"),
+        }
+    }
+    assert_eq!(dirs, 1);
+    // The vendored crates are exactly Cargo.lock's, with its checksums.
+    let lock = std::fs::read_to_string(repo().join("Cargo.lock")).unwrap();
+    let mut locked = std::collections::BTreeMap::new();
+    for pkg in lock.split("[[package]]").skip(1) {
+        let field = |k: &str| {
+            pkg.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} = \"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+        };
+        if let Some(sum) = field("checksum") {
+            locked.insert(
+                format!("{}-{}", field("name").unwrap(), field("version").unwrap()),
+                sum,
+            );
+        }
+    }
+    let missing: Vec<_> = locked
+        .iter()
+        .filter(|(k, v)| vendored.get(*k) != Some(v))
+        .collect();
+    let extra: Vec<_> = vendored
+        .keys()
+        .filter(|k| !locked.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "flatpak/cargo-sources.json is stale (run flatpak/update-cargo-sources): \
+         missing or changed {missing:?}, not in Cargo.lock {extra:?}"
+    );
 }

@@ -57,6 +57,26 @@ fn every_machine_reads_back_with_the_kernels_groups_exactly() {
 }
 
 #[test]
+fn a_sandbox_that_hides_the_groups_directory_still_sees_the_kernels_groups() {
+    // Flatpak shows an app /sys/devices but not /sys/kernel: the devices' iommu_group links
+    // are then the only copy of the kernel's answer, and they are enough.
+    for (name, spec) in machines() {
+        let b = build(&spec);
+        std::fs::remove_dir_all(b.dir.path().join("sys/kernel/iommu_groups")).unwrap();
+        let hidden = passage::scan::scan(&b.root()).unwrap();
+        let members = |h: &passage::Host| -> BTreeMap<GroupId, Vec<PciAddress>> {
+            h.groups
+                .values()
+                .filter(|g| !g.devices.is_empty())
+                .map(|g| (g.id, g.devices.clone()))
+                .collect()
+        };
+        assert_eq!(members(&hidden), members(&b.host), "{name}");
+        assert_eq!(hidden.iommu_enabled(), b.host.iommu_enabled(), "{name}");
+    }
+}
+
+#[test]
 fn every_machines_verdicts_make_sense() {
     for (name, spec) in machines() {
         let b = build(&spec);

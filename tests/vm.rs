@@ -15,8 +15,11 @@ use std::sync::Mutex;
 /// One VM at a time: two cores, and TCG is already slow.
 static VM: Mutex<()> = Mutex::new(());
 
+/// One boot's results. It holds the VM lock until the test is done with them: another test on
+/// the same topology would otherwise start its boot and clear them while they are read.
 struct Run {
     out: PathBuf,
+    _one: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Run {
@@ -61,11 +64,22 @@ fn boot_with(topology: &str, pre: &str, partial: &str, full: &str, hold: bool) -
 }
 
 fn boot_job(topology: &str, header: &str, script: &str) -> Run {
-    let _one = VM.lock().unwrap_or_else(|e| e.into_inner());
+    let one = VM.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("vm")
-        .join(topology);
+    // One directory per topology and job, so each test's artifacts survive the run.
+    let stem = Path::new(script)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("job")
+        .trim_start_matches("guest-")
+        .trim_end_matches("-job")
+        .trim_end_matches("job");
+    let name = if stem.is_empty() {
+        topology.to_string()
+    } else {
+        format!("{topology}-{stem}")
+    };
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm").join(name);
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
     let job = out.with_extension("job.sh");
@@ -84,7 +98,7 @@ fn boot_job(topology: &str, header: &str, script: &str) -> Run {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let run = Run { out };
+    let run = Run { out, _one: one };
     assert_eq!(run.rc("job.rc"), 0, "guest job failed:\n{}", run.log());
     assert!(
         run.out.join("job.done").exists(),

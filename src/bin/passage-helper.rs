@@ -14,6 +14,7 @@
 
 use clap::Parser;
 use passage::claim::{self, ClaimOptions, Kernel, Locks, StateDir, Sysfs};
+use passage::cli::helper::Args;
 use passage::dbus::{HelperError, Options};
 use passage::explain::{self, State};
 use passage::fakekernel::FakeKernel;
@@ -25,37 +26,6 @@ use std::sync::Arc;
 use zbus::message::Header;
 use zbus::{OwnedVariant, Variant};
 use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "passage-helper",
-    version,
-    about = "Passage's privileged service: claims and releases IOMMU groups for vfio-pci"
-)]
-struct Args {
-    /// Host root. Anything but / is a test tree, driven by the fake kernel (never the real one).
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
-    /// Where journals and claim records live.
-    #[arg(long, default_value = names::STATE_DIR)]
-    state_dir: PathBuf,
-    /// Claim GROUP now, without D-Bus (as root), then exit.
-    #[arg(long, value_name = "GROUP", conflicts_with_all = ["release", "replay"])]
-    claim: Option<String>,
-    /// With --claim: claim even a group the host needs.
-    #[arg(long, requires = "claim")]
-    force: bool,
-    /// Release GROUP now, without D-Bus, then exit.
-    #[arg(long, value_name = "GROUP", conflicts_with = "replay")]
-    release: Option<String>,
-    /// Undo unfinished operations (what the service does at start), then exit.
-    #[arg(long)]
-    replay: bool,
-    /// At boot (passage-reclaim.service): claim every persisted group whose members are still
-    /// where and what they were, then exit.
-    #[arg(long, conflicts_with_all = ["claim", "release"])]
-    reclaim: bool,
-}
 
 struct Helper {
     root: PathBuf,

@@ -3,215 +3,13 @@
 //! Thin: parse words into typed values, call the library, print. Exit 0 on success, 2 with a
 //! one-line reason on stderr otherwise (1 is reserved for "not usable" answers such as verify's).
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use passage::cli::ctl::{Cli, Command, GuestsAction, PlanAction};
 use passage::i18n::{tr, trf};
 use passage::{demo, export, names, plan, report, scan, store, watch, HostRoot, Target};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "passagectl",
-    version,
-    about = "Give host PCI devices to virtual machines, one IOMMU group at a time"
-)]
-struct Cli {
-    /// Read a recorded or prepared host root instead of / (also: PASSAGE_ROOT).
-    #[arg(long, global = true, value_name = "DIR", conflicts_with = "demo")]
-    root: Option<PathBuf>,
-    /// Use the bundled demo host (a workstation with a GPU to give away).
-    #[arg(long, global = true)]
-    demo: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// List IOMMU groups, their devices and whether they can be given to a guest.
-    List {
-        /// Machine-readable output (schema in docs/JSON.md).
-        #[arg(long)]
-        json: bool,
-    },
-    /// Explain one device (DDDD:BB:SS.F) or group (N): why it is in its state, what to do.
-    Explain {
-        /// A PCI address such as 0000:01:00.0, or a group number.
-        target: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Record this host's PCI facts into DIR, for bug reports; `--root DIR` reads them back.
-    Record {
-        /// Directory to create (must not exist or be empty).
-        out: PathBuf,
-    },
-    /// Check that QEMU can use GROUP, by QEMU's own steps; exit 0 usable, 1 not usable, 2 error.
-    Verify {
-        /// An IOMMU group number.
-        group: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Give a whole group to vfio-pci, through the helper (polkit asks for a password).
-    Claim {
-        group: String,
-        /// Claim even a group the host needs (its root disk, console or network).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Give a claimed group back to the host drivers it was taken from, through the helper.
-    Release { group: String },
-    /// Claim GROUP at every boot (on), or stop (off), through the helper.
-    Persist {
-        group: String,
-        /// on or off
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
-    },
-    /// The groups the helper holds, and any operation it is still undoing.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Build and check an assignment plan: which guest gets which groups, and how.
-    Plan {
-        /// The plan file (default: ~/.config/passage/plan.json; with --demo, the demo plan).
-        #[arg(long, global = true, value_name = "FILE")]
-        plan: Option<PathBuf>,
-        #[command(subcommand)]
-        action: PlanAction,
-    },
-    /// Write a guest's VM configuration from a plan.
-    Export {
-        /// The plan file (default: ~/.config/passage/plan.json; with --demo, the demo plan).
-        #[arg(long, value_name = "FILE")]
-        plan: Option<PathBuf>,
-        /// The guest to export (default: the plan's first guest holding groups).
-        #[arg(long, value_name = "NAME")]
-        guest: Option<String>,
-        #[arg(long, value_name = "F", value_parser = formats())]
-        format: String,
-        /// QEMU: the iommufd form (QEMU 8.2+, a kernel with CONFIG_IOMMUFD).
-        #[arg(long)]
-        iommufd: bool,
-        /// Write to FILE instead of standard output.
-        #[arg(long, short, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
-    /// Local guest profiles (for plain QEMU, crosvm, cloud-hypervisor, Proxmox, KubeVirt, Nova).
-    Guests {
-        #[command(subcommand)]
-        action: Option<GuestsAction>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// libvirt's qemu hook (installed as /etc/libvirt/hooks/qemu.d/passage): claims the groups
-    /// of guests started on demand, gives them back when they stop. Domain XML on stdin.
-    #[command(hide = true)]
-    HookQemu {
-        domain: String,
-        op: String,
-        subop: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        extra: Vec<String>,
-    },
-    /// Print device events (add, remove, bind, unbind, change) as they happen.
-    Monitor {
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-        /// Stop after this many events.
-        #[arg(long, value_name = "N")]
-        max_events: Option<u64>,
-    },
-}
-
-/// The words `--format` takes: the library's formats, by their contract names.
-fn formats() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(export::Format::ALL.map(|f| f.as_str()))
-}
-
-/// The words `--vmm` takes.
-fn vmms() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(plan::Vmm::ALL.map(|v| v.as_str()))
-}
-
-#[derive(Subcommand, Debug)]
-enum PlanAction {
-    /// The plan: guests, their groups and devices with guest addresses, and its problems.
-    Show {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check the plan against this host; exit 0 when it can be applied, 1 when not.
-    Check {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Give a whole group to a guest (a guest from the plan, a local profile or libvirt).
-    Assign {
-        group: String,
-        guest: String,
-        /// Even a group the host needs (its root disk, console or network).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Take a group out of the plan.
-    Unassign { group: String },
-    /// Show a device to its guest, or hide it (it stays claimed with its group).
-    Visible {
-        address: String,
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
-    },
-    /// Choose a device's guest address (BB:SS.F), or let Passage place it (auto).
-    Address { address: String, at: String },
-    /// Expose the device's option ROM (on) or not (off).
-    Rombar {
-        address: String,
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
-    },
-    /// QEMU's legacy VGA for a GPU that is the guest's primary display.
-    XVga {
-        address: String,
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
-    },
-    /// When a guest's groups are claimed: kept (now, until released) or on-start (libvirt hook).
-    Lifecycle {
-        guest: String,
-        #[arg(value_parser = ["kept", "on-start"])]
-        lifecycle: String,
-    },
-    /// Take a guest out of the plan (its groups stay with the host).
-    RemoveGuest { guest: String },
-    /// Carry the plan out on this host: claim the groups guests keep (through the helper; polkit
-    /// asks for the password) and write libvirt guests' definitions. All or nothing: a failure
-    /// gives back what this run claimed.
-    Apply {
-        /// Only this guest (default: every guest holding groups).
-        #[arg(long, value_name = "NAME")]
-        guest: Option<String>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum GuestsAction {
-    /// Add a local guest profile.
-    Add {
-        name: String,
-        #[arg(long, value_parser = vmms(), default_value = "qemu")]
-        vmm: String,
-        /// q35 (PCIe root ports) or pc (one flat bus), or a versioned name.
-        #[arg(long, default_value = "q35")]
-        machine: String,
-    },
-    /// Remove a local guest profile.
-    Remove { name: String },
-}
 
 /// A failure with a sentence for the person at the terminal.
 struct Failure(String);
@@ -592,6 +390,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     }
                 }
             }
+        }
+        Command::GenerateDocs { dir } => {
+            passage::cli::generate_docs(dir)?;
+            Ok(0)
         }
     }
 }

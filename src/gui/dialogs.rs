@@ -284,7 +284,10 @@ pub fn export(
 }
 
 /// Apply's progress: the planned steps first, then each result as it comes.
-pub fn progress(parent: &gtk::ApplicationWindow, steps: &[crate::apply::Step]) -> gtk::TextBuffer {
+pub fn progress(
+    parent: &gtk::ApplicationWindow,
+    steps: &[crate::apply::Step],
+) -> (gtk::Window, gtk::TextBuffer) {
     let win = window(parent, &tr("Apply"), 560, 360);
     let buffer = gtk::TextBuffer::new(None);
     let mut t = tr("Passage will:\n");
@@ -304,5 +307,5 @@ pub fn progress(parent: &gtk::ApplicationWindow, steps: &[crate::apply::Step]) -
     b.append(&close_button(&win));
     win.set_child(Some(&b));
     win.present();
-    buffer
+    (win, buffer)
 }

@@ -12,6 +12,7 @@
 mod cards;
 mod dialogs;
 mod probe;
+mod settings;
 
 use crate::demo::Source;
 use crate::explain::{self, State};
@@ -47,10 +48,33 @@ pub fn run(opts: Options) -> Result<(), String> {
             &[("error", &e.to_string())],
         )
     })?;
+    // The CSS and the device-class icons travel inside the binary (build.rs). relm4 names the
+    // application after it is built, so GApplication never derives a resource base path from
+    // the id and GTK would not look in the resource's icons/: both are wired here.
+    gtk::gio::resources_register_include!("passage.gresource")
+        .map_err(|e| format!("the app's built-in resources are missing: {e}"))?;
     let app = RelmApp::new(names::APP_ID).with_args(Vec::new());
-    relm4::set_global_css(include_str!("../../ui/style.css"));
+    relm4::main_application().set_resource_base_path(Some(names::RESOURCE_BASE));
+    let css = gtk::CssProvider::new();
+    css.load_from_resource(&format!("{}/style.css", names::RESOURCE_BASE));
+    if let Some(display) = gtk::gdk::Display::default() {
+        gtk::style_context_add_provider_for_display(
+            &display,
+            &css,
+            gtk::STYLE_PROVIDER_PRIORITY_APPLICATION,
+        );
+        gtk::IconTheme::for_display(&display)
+            .add_resource_path(&format!("{}/icons", names::RESOURCE_BASE));
+    }
+    // Ctrl+Q and Ctrl+W close the window, as in every GNOME app (and keep where it was left).
+    relm4::main_application().set_accels_for_action("window.close", &["<Control>q", "<Control>w"]);
     gtk::Window::set_default_icon_name(names::APP_ID);
-    app.run::<App>(opts);
+    let settings = settings::open();
+    let mut opts = opts;
+    if !opts.demo {
+        opts.plan = settings::plan_to_open(settings.as_ref(), opts.plan.take());
+    }
+    app.run::<App>((opts, settings));
     Ok(())
 }
 
@@ -66,6 +90,8 @@ pub struct Loaded {
     /// Why libvirt guests are missing, when they are.
     libvirt_note: Option<String>,
     plan_note: Option<String>,
+    /// What a sandbox hides from the scan, when the app runs in one.
+    sandbox_note: Option<String>,
 }
 
 #[derive(Debug)]
@@ -369,6 +395,11 @@ fn load(opts: &Options) -> Result<Loaded, String> {
             Err(e) => libvirt_note = Some(e),
         }
     }
+    // Flatpak shows the app its own mounts and network, not the host's.
+    let sandbox_note = (!opts.demo
+        && opts.root.is_none()
+        && std::path::Path::new("/.flatpak-info").exists())
+    .then(|| tr("Passage runs in a Flatpak sandbox: it cannot see the host's mounts, swap and network routes, so no group is marked as needed by the host here. The helper checks that on the host before every claim and refuses such a group."));
     Ok(Loaded {
         source,
         host,
@@ -377,6 +408,7 @@ fn load(opts: &Options) -> Result<Loaded, String> {
         holders,
         libvirt_note,
         plan_note,
+        sandbox_note,
     })
 }
 
@@ -407,7 +439,7 @@ impl Component for App {
     type CommandOutput = Cmd;
     type Input = Msg;
     type Output = ();
-    type Init = Options;
+    type Init = (Options, Option<gtk::gio::Settings>);
     type Root = gtk::ApplicationWindow;
     type Widgets = ();
 
@@ -420,12 +452,13 @@ impl Component for App {
     }
 
     fn init(
-        opts: Options,
+        (opts, settings): Self::Init,
         window: Self::Root,
         sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
         // Header: search and filters on the left, Export and Apply on the right.
         let header = gtk::HeaderBar::new();
+        header.set_title_widget(Some(&title_widget(&opts)));
         let search = gtk::SearchEntry::new();
         search.set_placeholder_text(Some(&tr("Search devices, drivers, groups")));
         accessible_label(&search, &tr("Search"));
@@ -519,6 +552,8 @@ impl Component for App {
         paned.set_position(760);
         paned.set_shrink_start_child(false);
         window.set_child(Some(&paned));
+        // Where the person left the window, the divider and the bridges toggle last time.
+        let show_bridges = settings::restore(settings.as_ref(), &window, &paned, &all);
 
         {
             let s = sender.clone();
@@ -537,7 +572,12 @@ impl Component for App {
                 ));
             });
             let s = sender.clone();
-            all.connect_toggled(move |b| s.input(Msg::ShowAll(b.is_active())));
+            let keep = settings.clone();
+            all.connect_toggled(move |b| {
+                settings::remember_bridges(keep.as_ref(), b.is_active());
+                s.input(Msg::ShowAll(b.is_active()));
+            });
+            settings::remember_on_close(settings.as_ref(), &window, &paned);
             let s = sender.clone();
             export.connect_clicked(move |_| s.input(Msg::Export));
             let s = sender.clone();
@@ -554,11 +594,15 @@ impl Component for App {
             .borrow_mut()
             .insert("apply".into(), apply.downgrade());
         let probe = probe::Probe::from_env(&window, registry.clone());
+        let plan_path = opts
+            .plan
+            .clone()
+            .or_else(|| (!opts.demo).then(store::default_plan_path).flatten());
+        if let Some(p) = &probe {
+            p.set_plan_path(plan_path.as_deref());
+        }
         let model = App {
-            plan_path: opts
-                .plan
-                .clone()
-                .or_else(|| (!opts.demo).then(store::default_plan_path).flatten()),
+            plan_path,
             opts: opts.clone(),
             source: None,
             host: None,
@@ -567,7 +611,7 @@ impl Component for App {
             holders: Holders::new(),
             // Groups of bridges and chipset glue have nothing to give: hidden unless asked for.
             filter: Filter {
-                assignable_only: true,
+                assignable_only: !show_bridges,
                 ..Default::default()
             },
             expanded: BTreeSet::new(),
@@ -720,7 +764,11 @@ impl Component for App {
                         return;
                     }
                 };
-                let log = dialogs::progress(&self.window, &steps);
+                let (dlg, log) = dialogs::progress(&self.window, &steps);
+                if let Some(p) = &self.probe {
+                    p.opened("apply", &dlg);
+                    p.set_apply_log(log.clone());
+                }
                 self.apply_log = Some(log);
                 let plan = self.plan.clone();
                 sender.spawn_command(move |out| {
@@ -751,6 +799,7 @@ impl Component for App {
                                 .map(|n| trf("No libvirt guests: {why}", &[("why", &n)])),
                         );
                         self.notes.extend(l.plan_note);
+                        self.notes.extend(l.sandbox_note);
                         self.plan = l.plan;
                         self.known = l.known;
                         self.holders = l.holders;
@@ -856,6 +905,28 @@ impl Component for App {
             }
         }
     }
+}
+
+/// "Passage" over the plan being edited (or "demo host"), so a person always knows which file
+/// Apply and Export work from.
+fn title_widget(opts: &Options) -> gtk::Box {
+    let b = gtk::Box::new(gtk::Orientation::Vertical, 0);
+    b.set_valign(gtk::Align::Center);
+    let title = gtk::Label::new(Some(&tr("Passage")));
+    title.add_css_class("title");
+    b.append(&title);
+    let what = match (&opts.plan, opts.demo) {
+        (_, true) => tr("the demo host and its demo plan"),
+        (Some(p), false) => settings::display_path(p),
+        (None, false) => store::default_plan_path()
+            .map(|p| settings::display_path(&p))
+            .unwrap_or_default(),
+    };
+    let sub = gtk::Label::new(Some(&what));
+    sub.add_css_class("subtitle");
+    sub.set_ellipsize(gtk::pango::EllipsizeMode::Start);
+    b.append(&sub);
+    b
 }
 
 /// Gives a widget the name a screen reader speaks. gtk4-rs binds GtkAccessible only from GTK

@@ -20,6 +20,10 @@ struct Data {
     event_ms: f64,
     plan: String,
     preview: Option<gtk::TextBuffer>,
+    /// Apply's progress window: each step as it is done, then the outcome.
+    apply_log: Option<gtk::TextBuffer>,
+    /// The plan file the app edits (none for the demo's built-in plan).
+    plan_path: Option<String>,
     open: BTreeMap<String, glib::WeakRef<gtk::Window>>,
 }
 
@@ -86,6 +90,8 @@ impl Probe {
                 "events": d.events,
                 "event_ms": d.event_ms,
                 "export_preview": d.preview.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
+                "apply_log": d.apply_log.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
+                "plan_path": d.plan_path,
                 "plan": d.plan,
             });
             let _ = crate::store::write_atomic(&path, v.to_string().as_bytes());
@@ -116,6 +122,14 @@ impl Probe {
 
     pub fn set_plan(&self, plan: String) {
         self.data.borrow_mut().plan = plan;
+    }
+
+    pub fn set_apply_log(&self, b: gtk::TextBuffer) {
+        self.data.borrow_mut().apply_log = Some(b);
+    }
+
+    pub fn set_plan_path(&self, p: Option<&std::path::Path>) {
+        self.data.borrow_mut().plan_path = p.map(|p| p.display().to_string());
     }
 
     pub fn set_preview(&self, b: gtk::TextBuffer) {

@@ -1,0 +1,381 @@
+//! The command lines of Passage's three programs, as clap definitions in one place, so that the
+//! man pages and shell completions are made from the very definitions the programs parse
+//! (`passagectl generate-docs DIR`, which `make` runs; [`generate_docs`]).
+//!
+//! Words are parsed here only into plain values; each program turns them into typed values
+//! (`GroupId`, `PciAddress`, …) with errors in words.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// `passagectl`, the command line.
+pub mod ctl {
+    use crate::{export, plan};
+    use clap::{Parser, Subcommand};
+    use std::path::PathBuf;
+
+    #[derive(Parser, Debug)]
+    #[command(
+        name = "passagectl",
+        version,
+        about = "Give host PCI devices to virtual machines, one IOMMU group at a time"
+    )]
+    pub struct Cli {
+        /// Read a recorded or prepared host root instead of / (also: PASSAGE_ROOT).
+        #[arg(long, global = true, value_name = "DIR", conflicts_with = "demo")]
+        pub root: Option<PathBuf>,
+        /// Use the bundled demo host (a workstation with a GPU to give away).
+        #[arg(long, global = true)]
+        pub demo: bool,
+        #[command(subcommand)]
+        pub command: Command,
+    }
+
+    #[derive(Subcommand, Debug)]
+    pub enum Command {
+        /// List IOMMU groups, their devices and whether they can be given to a guest.
+        List {
+            /// Machine-readable output (schema in docs/JSON.md).
+            #[arg(long)]
+            json: bool,
+        },
+        /// Explain one device (DDDD:BB:SS.F) or group (N): why it is in its state, what to do.
+        Explain {
+            /// A PCI address such as 0000:01:00.0, or a group number.
+            target: String,
+            #[arg(long)]
+            json: bool,
+        },
+        /// Record this host's PCI facts into DIR, for bug reports; `--root DIR` reads them back.
+        Record {
+            /// Directory to create (must not exist or be empty).
+            out: PathBuf,
+        },
+        /// Check that QEMU can use GROUP, by QEMU's own steps; exit 0 usable, 1 not usable, 2 error.
+        Verify {
+            /// An IOMMU group number.
+            group: String,
+            #[arg(long)]
+            json: bool,
+        },
+        /// Give a whole group to vfio-pci, through the helper (polkit asks for a password).
+        Claim {
+            group: String,
+            /// Claim even a group the host needs (its root disk, console or network).
+            #[arg(long)]
+            force: bool,
+        },
+        /// Give a claimed group back to the host drivers it was taken from, through the helper.
+        Release { group: String },
+        /// Claim GROUP at every boot (on), or stop (off), through the helper.
+        Persist {
+            group: String,
+            /// on or off
+            #[arg(value_parser = ["on", "off"])]
+            state: String,
+        },
+        /// The groups the helper holds, and any operation it is still undoing.
+        Status {
+            #[arg(long)]
+            json: bool,
+        },
+        /// Build and check an assignment plan: which guest gets which groups, and how.
+        Plan {
+            /// The plan file (default: ~/.config/passage/plan.json; with --demo, the demo plan).
+            #[arg(long, global = true, value_name = "FILE")]
+            plan: Option<PathBuf>,
+            #[command(subcommand)]
+            action: PlanAction,
+        },
+        /// Write a guest's VM configuration from a plan.
+        Export {
+            /// The plan file (default: ~/.config/passage/plan.json; with --demo, the demo plan).
+            #[arg(long, value_name = "FILE")]
+            plan: Option<PathBuf>,
+            /// The guest to export (default: the plan's first guest holding groups).
+            #[arg(long, value_name = "NAME")]
+            guest: Option<String>,
+            /// What to write: libvirt (<hostdev> elements), libvirt-domain (a whole domain),
+            /// qemu (-device arguments), proxmox (hostpciN lines), cloud-hypervisor, crosvm,
+            /// kubevirt (YAML), nova (pci settings) or json (the resolved plan).
+            #[arg(long, value_name = "F", value_parser = formats())]
+            format: String,
+            /// QEMU: the iommufd form (QEMU 8.2+, a kernel with CONFIG_IOMMUFD).
+            #[arg(long)]
+            iommufd: bool,
+            /// Write to FILE instead of standard output.
+            #[arg(long, short, value_name = "FILE")]
+            output: Option<PathBuf>,
+        },
+        /// Local guest profiles (for plain QEMU, crosvm, cloud-hypervisor, Proxmox, KubeVirt, Nova).
+        Guests {
+            #[command(subcommand)]
+            action: Option<GuestsAction>,
+            #[arg(long)]
+            json: bool,
+        },
+        /// libvirt's qemu hook (installed as /etc/libvirt/hooks/qemu.d/passage): claims the groups
+        /// of guests started on demand, gives them back when they stop. Domain XML on stdin.
+        #[command(hide = true)]
+        HookQemu {
+            domain: String,
+            op: String,
+            subop: String,
+            #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+            extra: Vec<String>,
+        },
+        /// Print device events (add, remove, bind, unbind, change) as they happen.
+        Monitor {
+            /// One JSON object per line.
+            #[arg(long)]
+            json: bool,
+            /// Stop after this many events.
+            #[arg(long, value_name = "N")]
+            max_events: Option<u64>,
+        },
+        /// Write the man pages and shell completions of passagectl, passage and passage-helper
+        /// into DIR (`man/`, `completions/`); `make` runs it.
+        #[command(hide = true)]
+        GenerateDocs {
+            /// Directory to write into (created if missing).
+            dir: PathBuf,
+        },
+    }
+
+    /// The words `--format` takes: the library's formats, by their contract names.
+    pub fn formats() -> clap::builder::PossibleValuesParser {
+        clap::builder::PossibleValuesParser::new(export::Format::ALL.map(|f| f.as_str()))
+    }
+
+    /// The words `--vmm` takes.
+    pub fn vmms() -> clap::builder::PossibleValuesParser {
+        clap::builder::PossibleValuesParser::new(plan::Vmm::ALL.map(|v| v.as_str()))
+    }
+
+    #[derive(Subcommand, Debug)]
+    pub enum PlanAction {
+        /// The plan: guests, their groups and devices with guest addresses, and its problems.
+        Show {
+            #[arg(long)]
+            json: bool,
+        },
+        /// Check the plan against this host; exit 0 when it can be applied, 1 when not.
+        Check {
+            #[arg(long)]
+            json: bool,
+        },
+        /// Give a whole group to a guest (a guest from the plan, a local profile or libvirt).
+        Assign {
+            group: String,
+            guest: String,
+            /// Even a group the host needs (its root disk, console or network).
+            #[arg(long)]
+            force: bool,
+        },
+        /// Take a group out of the plan.
+        Unassign { group: String },
+        /// Show a device to its guest, or hide it (it stays claimed with its group).
+        Visible {
+            address: String,
+            #[arg(value_parser = ["on", "off"])]
+            state: String,
+        },
+        /// Choose a device's guest address (BB:SS.F), or let Passage place it (auto).
+        Address { address: String, at: String },
+        /// Expose the device's option ROM (on) or not (off).
+        Rombar {
+            address: String,
+            #[arg(value_parser = ["on", "off"])]
+            state: String,
+        },
+        /// QEMU's legacy VGA for a GPU that is the guest's primary display.
+        XVga {
+            address: String,
+            #[arg(value_parser = ["on", "off"])]
+            state: String,
+        },
+        /// When a guest's groups are claimed: kept (now, until released) or on-start (libvirt hook).
+        Lifecycle {
+            guest: String,
+            #[arg(value_parser = ["kept", "on-start"])]
+            lifecycle: String,
+        },
+        /// Take a guest out of the plan (its groups stay with the host).
+        RemoveGuest { guest: String },
+        /// Carry the plan out on this host: claim the groups guests keep (through the helper; polkit
+        /// asks for the password) and write libvirt guests' definitions. All or nothing: a failure
+        /// gives back what this run claimed.
+        Apply {
+            /// Only this guest (default: every guest holding groups).
+            #[arg(long, value_name = "NAME")]
+            guest: Option<String>,
+        },
+    }
+
+    #[derive(Subcommand, Debug)]
+    pub enum GuestsAction {
+        /// Add a local guest profile.
+        Add {
+            name: String,
+            #[arg(long, value_parser = vmms(), default_value = "qemu")]
+            vmm: String,
+            /// q35 (PCIe root ports) or pc (one flat bus), or a versioned name.
+            #[arg(long, default_value = "q35")]
+            machine: String,
+        },
+        /// Remove a local guest profile.
+        Remove { name: String },
+    }
+}
+
+/// `passage`, the desktop app.
+pub mod app {
+    use clap::Parser;
+    use std::path::PathBuf;
+
+    #[derive(Parser, Debug)]
+    #[command(
+        name = "passage",
+        version,
+        about = "Give host PCI devices to virtual machines, one IOMMU group at a time",
+        long_about = "The Passage app: this host's IOMMU groups as cards you drag onto guests \
+            (libvirt domains and local guest profiles), with the reasons a group cannot be \
+            given away and what to do. Apply claims the planned groups through passage-helper."
+    )]
+    pub struct Cli {
+        /// Open the bundled demo host (a workstation with a GPU to give away) and its guests.
+        #[arg(long, conflicts_with = "root")]
+        pub demo: bool,
+        /// Read a recorded host root instead of / (also: PASSAGE_ROOT).
+        #[arg(long, value_name = "DIR")]
+        pub root: Option<PathBuf>,
+        /// The plan file (default: the one opened last, else ~/.config/passage/plan.json; with
+        /// --demo, kept in memory).
+        #[arg(long, value_name = "FILE")]
+        pub plan: Option<PathBuf>,
+    }
+}
+
+/// `passage-helper`, the privileged service.
+pub mod helper {
+    use crate::names;
+    use clap::Parser;
+    use std::path::PathBuf;
+
+    #[derive(Parser, Debug)]
+    #[command(
+        name = "passage-helper",
+        version,
+        about = "Passage's privileged service: claims and releases IOMMU groups for vfio-pci",
+        long_about = "The D-Bus system service io.github.passage.Helper1, started by D-Bus \
+            activation. Every change it makes is authorized by polkit for the caller and \
+            carried out as a journaled transaction over a whole IOMMU group. Run by hand (as \
+            root) it carries out one transaction without D-Bus and exits."
+    )]
+    pub struct Args {
+        /// Host root. Anything but / is a test tree, driven by the fake kernel (never the real one).
+        #[arg(long, default_value = "/")]
+        pub root: PathBuf,
+        /// Where journals and claim records live.
+        #[arg(long, default_value = names::STATE_DIR)]
+        pub state_dir: PathBuf,
+        /// Claim GROUP now, without D-Bus (as root), then exit.
+        #[arg(long, value_name = "GROUP", conflicts_with_all = ["release", "replay"])]
+        pub claim: Option<String>,
+        /// With --claim: claim even a group the host needs.
+        #[arg(long, requires = "claim")]
+        pub force: bool,
+        /// Release GROUP now, without D-Bus, then exit.
+        #[arg(long, value_name = "GROUP", conflicts_with = "replay")]
+        pub release: Option<String>,
+        /// Undo unfinished operations (what the service does at start), then exit.
+        #[arg(long)]
+        pub replay: bool,
+        /// At boot (passage-reclaim.service): claim every persisted group whose members are still
+        /// where and what they were, then exit.
+        #[arg(long, conflicts_with_all = ["claim", "release"])]
+        pub reclaim: bool,
+    }
+}
+
+/// The date of this version's release, printed in the man pages' headers; the AppStream
+/// metainfo's release of the same version carries the same date (tests/data_files.rs).
+pub const RELEASE_DATE: &str = "2026-12-02";
+
+/// The shells completions are written for, and where each looks for them.
+const SHELLS: [(clap_complete::Shell, &str); 3] = [
+    (clap_complete::Shell::Bash, "bash"),
+    (clap_complete::Shell::Zsh, "zsh"),
+    (clap_complete::Shell::Fish, "fish"),
+];
+
+/// Writes into `dir`: `man/` with passagectl(1) and a page per subcommand
+/// (`passagectl-plan-assign.1`, as git and cargo do), passage(1) and passage-helper(8); and
+/// `completions/{bash,zsh,fish}/` for passagectl and passage. Returns the files written.
+pub fn generate_docs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    use clap::CommandFactory;
+    let man = dir.join("man");
+    std::fs::create_dir_all(&man)?;
+    let ctl = ctl::Cli::command();
+    let app = app::Cli::command();
+    let helper = helper::Args::command();
+    let mut written = Vec::new();
+    man_pages(&ctl, "1", &man, &mut written)?;
+    man_pages(&app, "1", &man, &mut written)?;
+    man_pages(&helper, "8", &man, &mut written)?;
+    for (shell, sub) in SHELLS {
+        let d = dir.join("completions").join(sub);
+        std::fs::create_dir_all(&d)?;
+        for cmd in [&ctl, &app] {
+            let mut cmd = cmd.clone();
+            let name = cmd.get_name().to_string();
+            written.push(clap_complete::generate_to(shell, &mut cmd, name, &d)?);
+        }
+    }
+    Ok(written)
+}
+
+/// One page for `cmd` and one for every visible subcommand below it, named by their path.
+fn man_pages(
+    cmd: &clap::Command,
+    section: &'static str,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> io::Result<()> {
+    let mut cmd = cmd.clone();
+    cmd.build();
+    page(&cmd, cmd.get_name(), section, dir, written)
+}
+
+fn page(
+    cmd: &clap::Command,
+    name: &str,
+    section: &'static str,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> io::Result<()> {
+    let named = cmd.clone().name(name.to_string());
+    let path = dir.join(format!("{name}.{section}"));
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(named)
+        .section(section)
+        .date(RELEASE_DATE)
+        .source(format!("Passage {}", env!("CARGO_PKG_VERSION")))
+        .manual("Passage")
+        .render(&mut buf)?;
+    std::fs::write(&path, buf)?;
+    written.push(path);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        page(
+            sub,
+            &format!("{name}-{}", sub.get_name()),
+            section,
+            dir,
+            written,
+        )?;
+    }
+    Ok(())
+}
