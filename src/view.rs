@@ -103,6 +103,8 @@ pub struct Card {
     pub planned_for: Option<String>,
     /// The guest that holds it on the host now (a libvirt definition's hostdevs).
     pub held_by: Option<String>,
+    /// The plan gives it to a guest and Apply has not carried that out yet.
+    pub pending: bool,
     pub devices: Vec<DeviceRow>,
     /// The worst reason's sentence, for the card's subtitle.
     pub headline: Option<String>,
@@ -225,9 +227,15 @@ fn card(
         .collect();
     let planned_for = guest.map(|g| g.name.clone());
     let held_by = holders.get(&v.id).cloned();
+    // Applied: the guest it is planned for holds it, or nobody else does and it is on
+    // vfio-pci already (a kept guest's claim; a plain QEMU has no definition to hold it).
+    let pending = planned_for.is_some()
+        && held_by != planned_for
+        && !(held_by.is_none() && v.state == State::Assigned);
     let badge = match (&planned_for, &held_by) {
-        (Some(p), h) if h.as_ref() != Some(p) => trf("pending → {guest}", &[("guest", p)]),
-        (_, Some(h)) => trf("assigned → {guest}", &[("guest", h)]),
+        (Some(p), _) if pending => trf("pending → {guest}", &[("guest", p)]),
+        (Some(p), _) => trf("assigned → {guest}", &[("guest", p)]),
+        (None, Some(h)) => trf("assigned → {guest}", &[("guest", h)]),
         _ => v.state.label(),
     };
     let headline = v
@@ -256,6 +264,7 @@ fn card(
         assignable: v.assignable,
         planned_for,
         held_by,
+        pending,
         devices,
         headline,
         kinds,

@@ -17,10 +17,33 @@ struct Session {
     display: String,
     dir: tempfile::TempDir,
     children: Vec<Child>,
+    /// The app itself.
+    app: Option<Child>,
+}
+
+/// How to start the app.
+#[derive(Default)]
+struct Launch<'a> {
+    lang: Option<&'a str>,
+    /// A host tree (`--root`) instead of the demo.
+    tree: Option<&'a Path>,
+    /// Start without `--plan` (the app picks the plan it remembers, or the default).
+    no_plan: bool,
+    /// `--plan` this file instead of the session's copy of the demo plan.
+    plan: Option<&'a Path>,
+    /// What the session's plan copy holds (default: the demo plan).
+    plan_text: Option<&'a str>,
+    /// XDG_CONFIG_HOME (settings, the default plan), when it must outlive the session.
+    config: Option<&'a Path>,
+    env: Vec<(&'a str, String)>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if let Some(app) = self.app.as_mut() {
+            let _ = app.kill();
+            let _ = app.wait();
+        }
         for c in self.children.iter_mut().rev() {
             let _ = c.kill();
             let _ = c.wait();
@@ -51,12 +74,23 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 impl Session {
     /// Xvfb plus `passage --demo --plan COPY`, with the probe on.
     fn start(lang: Option<&str>) -> Session {
-        Self::start_on(lang, None)
+        Self::launch(Launch {
+            lang,
+            ..Default::default()
+        })
     }
 
     /// The same on a host tree (`--root TREE`) instead of the demo; with a FIFO for injected
     /// device events beside the probe file.
     fn start_on(lang: Option<&str>, tree: Option<&Path>) -> Session {
+        Self::launch(Launch {
+            lang,
+            tree,
+            ..Default::default()
+        })
+    }
+
+    fn launch(l: Launch) -> Session {
         let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         // Xvfb picks a free display itself (-displayfd) and says which: no clash with another
@@ -91,10 +125,19 @@ impl Session {
             display: display.clone(),
             dir,
             children: vec![xvfb],
+            app: None,
         };
-        std::fs::write(s.plan_path(), passage::demo::DEMO_PLAN).unwrap();
+        std::fs::write(
+            s.plan_path(),
+            l.plan_text.unwrap_or(passage::demo::DEMO_PLAN),
+        )
+        .unwrap();
+        let config = l
+            .config
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| s.dir.path().to_path_buf());
         let mut c = Command::new(env!("CARGO_BIN_EXE_passage"));
-        match tree {
+        match l.tree {
             Some(t) => {
                 let fifo = s.dir.path().join("probe.json.events");
                 let o = Command::new("mkfifo").arg(&fifo).output().unwrap();
@@ -105,26 +148,44 @@ impl Session {
                 c.arg("--demo");
             }
         }
-        c.arg("--plan")
-            .arg(s.plan_path())
-            .env("DISPLAY", &display)
+        if !l.no_plan {
+            c.arg("--plan").arg(l.plan.unwrap_or(&s.plan_path()));
+        }
+        c.env("DISPLAY", &display)
             .env("GDK_BACKEND", "x11")
             .env("GSK_RENDERER", "cairo")
             .env("NO_AT_BRIDGE", "1")
-            .env("XDG_CONFIG_HOME", s.dir.path())
+            .env("XDG_CONFIG_HOME", &config)
+            // The app's settings as an installed app has them: its schema compiled, kept in a
+            // key file under XDG_CONFIG_HOME (no dconf on a test machine).
+            .env("GSETTINGS_SCHEMA_DIR", compile_schema(&config))
+            .env("GSETTINGS_BACKEND", "keyfile")
             .env("PASSAGE_PROBE", s.probe_path())
             .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        for (k, v) in l.env {
+            c.env(k, v);
+        }
         // LANGUAGE picks the translation; under C.UTF-8 glibc honours it (under plain C it
         // would not), so no locale has to be generated on the machine.
         c.env("LC_ALL", "C.UTF-8");
-        if let Some(l) = lang {
-            c.env("LANGUAGE", l)
+        if let Some(lang) = l.lang {
+            c.env("LANGUAGE", lang)
                 .env("PASSAGE_LOCALEDIR", compile_catalogs(s.dir.path()));
         }
-        s.children.push(c.spawn().expect("the passage binary"));
+        s.app = Some(c.spawn().expect("the passage binary"));
         s
+    }
+
+    /// Closes the window as a person does (Ctrl+Q) and waits for the app to end.
+    fn close(&mut self) {
+        self.xdotool(&["key", "ctrl+q"]);
+        let app = self.app.as_mut().unwrap();
+        wait_for("the app to end after Ctrl+Q", 20, || {
+            app.try_wait().unwrap()
+        });
     }
 
     fn plan_path(&self) -> PathBuf {
@@ -170,11 +231,15 @@ impl Session {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// The main window's X id, found by its title (dialogs have titles of their own).
+    fn window_id(&self) -> String {
+        let id = self.xdotool(&["search", "--sync", "--onlyvisible", "--name", "^Passage$"]);
+        id.lines().next().unwrap().trim().to_string()
+    }
+
     /// The window's top-left corner on the screen.
     fn origin(&self) -> (f64, f64) {
-        // The main window by its title (dialogs have titles of their own).
-        let id = self.xdotool(&["search", "--sync", "--onlyvisible", "--name", "^Passage$"]);
-        let id = id.lines().next().unwrap().trim().to_string();
+        let id = self.window_id();
         let geo = self.xdotool(&["getwindowgeometry", "--shell", &id]);
         let get = |k: &str| {
             geo.lines()
@@ -222,6 +287,22 @@ impl Session {
     fn plan(&self) -> passage::plan::Plan {
         passage::plan::Plan::from_json(&std::fs::read_to_string(self.plan_path()).unwrap()).unwrap()
     }
+}
+
+/// The app's GSettings schema compiled into DIR/schemas (as a package's trigger would).
+fn compile_schema(dir: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = dir.join("schemas");
+    std::fs::create_dir_all(&out).unwrap();
+    let name = "io.github.passage.Passage.gschema.xml";
+    std::fs::copy(repo.join("data").join(name), out.join(name)).unwrap();
+    let o = Command::new("glib-compile-schemas")
+        .arg("--strict")
+        .arg(&out)
+        .output()
+        .expect("glib-compile-schemas (libglib2.0-bin)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
 }
 
 /// Every po/LANG.po compiled with msgfmt into DIR/locale/LANG/LC_MESSAGES/passage.mo.
@@ -425,4 +506,127 @@ fn a_device_another_tool_binds_updates_its_card_without_a_rescan() {
     assert_eq!(p["events"], 1);
     eprintln!("event to redrawn list: {} ms", p["event_ms"]);
     s.screenshot("after-event");
+}
+
+#[test]
+fn the_window_the_bridges_toggle_and_the_plan_come_back_as_they_were_left() {
+    let tree = tempfile::tempdir().unwrap();
+    passage::synth::MachineSpec::from_json(passage::demo::DEMO_HOST)
+        .unwrap()
+        .write_tree(tree.path())
+        .unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let elsewhere = config.path().join("elsewhere.json");
+    std::fs::write(&elsewhere, passage::demo::DEMO_PLAN).unwrap();
+    let left = {
+        let mut s = Session::launch(Launch {
+            tree: Some(tree.path()),
+            plan: Some(&elsewhere),
+            config: Some(config.path()),
+            ..Default::default()
+        });
+        let p = s.until("the cards", |p| {
+            p["loaded"] == true && p["cards"]["19"].is_array()
+        });
+        assert_eq!(p["active"]["bridges"], false, "{}", p["active"]);
+        let first = p["window"].clone();
+        // A person makes the window smaller, shows the bridges too, and quits with Ctrl+Q.
+        let id = s.window_id();
+        s.xdotool(&["windowsize", &id, "1000", "660"]);
+        let p = s.until("the window to take its new size", |p| p["window"] != first);
+        s.click(s.point(&p, "buttons", "bridges", 0.5, 0.5));
+        let p = s.until("the bridges to show", |p| p["active"]["bridges"] == true);
+        s.close();
+        p["window"].clone()
+    };
+    let keyfile = std::fs::read_to_string(config.path().join("glib-2.0/settings/keyfile")).unwrap();
+    assert!(keyfile.contains("show-bridges=true"), "{keyfile}");
+    // Started again, without --plan: the same size, the bridges shown, the plan from before.
+    let s = Session::launch(Launch {
+        tree: Some(tree.path()),
+        no_plan: true,
+        config: Some(config.path()),
+        ..Default::default()
+    });
+    // (With the bridges shown and a smaller window, the GPU's card may be below the fold.)
+    let p = s.until("the cards", |p| p["loaded"] == true);
+    assert_eq!(p["window"], left);
+    assert_eq!(p["active"]["bridges"], true);
+    assert_eq!(p["plan_path"], elsewhere.display().to_string());
+    let plan = passage::plan::Plan::from_json(p["plan"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        plan.holder(passage::GroupId(19)).map(|g| g.name.as_str()),
+        Some("win11")
+    );
+}
+
+#[path = "common/bus.rs"]
+mod bus;
+
+#[test]
+fn apply_claims_through_the_real_helper_and_says_what_it_gave_back_when_a_step_fails() {
+    // The real helper and polkitd on a private system bus, driving a fake kernel over the demo
+    // host's tree; the app reads the same tree.
+    let Some(bus) = bus::Bus::start() else {
+        return;
+    };
+    let nic = ["0000:09:00.0", "0000:09:00.1"];
+    let before: Vec<_> = nic.iter().map(|a| bus.driver(a)).collect();
+    let env = || vec![("DBUS_SYSTEM_BUS_ADDRESS", bus.address())];
+    let apply = |s: &Session| -> String {
+        let p = s.until("the cards", |p| {
+            p["loaded"] == true && p["cards"]["18"].is_array()
+        });
+        s.click(s.point(&p, "buttons", "apply", 0.5, 0.5));
+        let p = s.until("Apply's outcome", |p| {
+            p["apply_log"]
+                .as_str()
+                .is_some_and(|t| t.contains("Done") || t.contains("Not applied"))
+        });
+        p["apply_log"].as_str().unwrap().to_string()
+    };
+    {
+        // The demo plan: router keeps group 18 (claimed now); win11 is a libvirt guest, and
+        // this bus has no libvirt-dbus, so writing its definition fails after the claim.
+        let s = Session::launch(Launch {
+            tree: Some(&bus.root()),
+            env: env(),
+            ..Default::default()
+        });
+        let log = apply(&s);
+        assert!(log.contains("✓ claim group 18 for router"), "{log}");
+        assert!(
+            log.contains("✗ write the devices into libvirt's definition of win11"),
+            "{log}"
+        );
+        assert!(log.contains("Not applied."), "{log}");
+        assert!(
+            log.contains("↺"),
+            "nothing said about what was given back: {log}"
+        );
+        s.screenshot("apply-rolled-back");
+        let after: Vec<_> = nic.iter().map(|a| bus.driver(a)).collect();
+        assert_eq!(after, before, "group 18 was not given back");
+    }
+    // The same without win11's groups: Apply claims group 18 and its card says so.
+    let mut plan = passage::plan::Plan::from_json(passage::demo::DEMO_PLAN).unwrap();
+    for g in [19, 20] {
+        plan.unassign(passage::GroupId(g)).unwrap();
+    }
+    let text = plan.to_json();
+    let s = Session::launch(Launch {
+        tree: Some(&bus.root()),
+        plan_text: Some(&text),
+        env: env(),
+        ..Default::default()
+    });
+    let log = apply(&s);
+    assert!(log.contains("Done: the plan is applied."), "{log}");
+    for a in nic {
+        assert_eq!(bus.driver(a).as_deref(), Some("vfio-pci"), "{a}");
+    }
+    s.until("the card to say assigned", |p| {
+        p["badges"]["18"] == "assigned → router"
+    });
+    s.screenshot("apply-done");
 }

@@ -212,3 +212,37 @@ fn one_card_is_the_same_card_the_whole_list_draws() {
         None
     );
 }
+
+#[test]
+fn a_card_stops_saying_pending_once_apply_has_claimed_its_group() {
+    use passage::claim::Kernel;
+    let b = demo_host();
+    let plan = demo::plan().unwrap();
+    let s = view::sections(&b.host, &plan, &Holders::new());
+    let nic = card(&s, 18);
+    assert!(nic.pending);
+    assert_eq!(nic.badge, "pending → router");
+    // Apply claims router's group (a plain QEMU guest keeps it claimed): both ports on
+    // vfio-pci, the way the helper binds them.
+    let k = passage::fakekernel::FakeKernel::new(b.dir.path()).unwrap();
+    for a in ["0000:09:00.0", "0000:09:00.1"] {
+        k.write(
+            std::path::Path::new(&format!("sys/bus/pci/devices/{a}/driver_override")),
+            "vfio-pci",
+        )
+        .unwrap();
+        k.write(std::path::Path::new("sys/bus/pci/drivers_probe"), a)
+            .unwrap();
+    }
+    let host = passage::scan::scan(&b.root()).unwrap();
+    let s = view::sections(&host, &plan, &Holders::new());
+    let nic = card(&s, 18);
+    assert_eq!(nic.state, State::Assigned);
+    assert!(!nic.pending);
+    assert_eq!(nic.badge, "assigned → router");
+    // A group libvirt holds for another guest than the plan's is still pending.
+    let mut holders = Holders::new();
+    holders.insert(GroupId(18), "someone-else".into());
+    let s = view::sections(&host, &plan, &holders);
+    assert!(card(&s, 18).pending);
+}

@@ -233,17 +233,16 @@ impl RelmListItem for RowItem {
         for cls in STATE_CLASSES {
             w.badge.remove_css_class(cls);
         }
-        w.badge
-            .add_css_class(if c.planned_for.is_some() && c.held_by != c.planned_for {
-                "state-pending"
-            } else {
-                match c.state {
-                    crate::explain::State::Available => "state-available",
-                    crate::explain::State::InUse => "state-in-use",
-                    crate::explain::State::Assigned => "state-assigned",
-                    crate::explain::State::HostCritical => "state-host-critical",
-                }
-            });
+        w.badge.add_css_class(if c.pending {
+            "state-pending"
+        } else {
+            match c.state {
+                crate::explain::State::Available => "state-available",
+                crate::explain::State::InUse => "state-in-use",
+                crate::explain::State::Assigned => "state-assigned",
+                crate::explain::State::HostCritical => "state-host-critical",
+            }
+        });
         let kind = c.devices.iter().find(|d| d.assignable).map(|d| d.kind);
         w.icon.set_icon_name(Some(
             kind.map(|k| k.icon())

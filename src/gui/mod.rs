@@ -593,6 +593,10 @@ impl Component for App {
             .buttons
             .borrow_mut()
             .insert("apply".into(), apply.downgrade());
+        registry.buttons.borrow_mut().insert(
+            "bridges".into(),
+            all.upcast_ref::<gtk::Button>().downgrade(),
+        );
         let probe = probe::Probe::from_env(&window, registry.clone());
         let plan_path = opts
             .plan

@@ -80,6 +80,16 @@ impl Probe {
                     .iter()
                     .filter_map(|(k, b)| Some((k.clone(), Value::from(b.upgrade()?.label()?.to_string()))))
                     .collect::<Map<String, Value>>(),
+                // Toggle buttons: on or off.
+                "active": registry
+                    .buttons
+                    .borrow()
+                    .iter()
+                    .filter_map(|(k, b)| {
+                        let t = b.upgrade()?.downcast::<gtk::ToggleButton>().ok()?;
+                        Some((k.clone(), Value::from(t.is_active())))
+                    })
+                    .collect::<Map<String, Value>>(),
                 "open": open,
                 "badges": registry
                     .badges
