@@ -295,6 +295,13 @@ pub mod helper {
         /// where and what they were, then exit.
         #[arg(long, conflicts_with_all = ["claim", "release"])]
         pub reclaim: bool,
+        /// Claim GROUP at every boot from now on (the udev rule, modprobe softdeps and the
+        /// re-claim list), without D-Bus, then exit.
+        #[arg(long, value_name = "GROUP", conflicts_with_all = ["claim", "release", "reclaim", "unpersist"])]
+        pub persist: Option<String>,
+        /// Stop claiming GROUP at boot, without D-Bus, then exit.
+        #[arg(long, value_name = "GROUP", conflicts_with_all = ["claim", "release", "reclaim"])]
+        pub unpersist: Option<String>,
     }
 }
 

@@ -74,6 +74,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// The udev rules for these groups.
 pub fn render_udev(list: &[Persisted]) -> String {
+    // After the override, the rule loads vfio-pci and probes the device at once: udev runs
+    // RUN entries in order, so this happens before 80-drivers loads the host driver's module.
+    // Without it, a vfio-pci already loaded for another persisted device (udev handles events
+    // in parallel) would never look at this one again, and it would stay without a driver.
     let mut s = String::from(
         "# Written by passage-helper (passagectl persist). Each line claims one address for vfio-pci\n\
          # at boot, before its host driver loads, if the device there still has the recorded ids.\n",
@@ -81,7 +85,7 @@ pub fn render_udev(list: &[Persisted]) -> String {
     for p in list {
         for m in &p.members {
             s.push_str(&format!(
-                "# group {} — recorded host driver: {}\nACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\"{}\", ATTR{{vendor}}==\"0x{}\", ATTR{{device}}==\"0x{}\", ATTR{{driver_override}}=\"vfio-pci\"\n",
+                "# group {} — recorded host driver: {}\nACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\"{}\", ATTR{{vendor}}==\"0x{}\", ATTR{{device}}==\"0x{}\", ATTR{{driver_override}}=\"vfio-pci\", RUN{{builtin}}+=\"kmod load vfio-pci\", RUN+=\"/bin/sh -c 'echo $kernel > /sys/bus/pci/drivers_probe'\"\n",
                 p.group,
                 m.driver.as_deref().unwrap_or("none"),
                 m.address,

@@ -50,6 +50,14 @@ fn persisting_the_gpu_group_writes_address_rules_and_softdeps() {
         "{rule}"
     );
     assert!(rule.contains("recorded host driver: nvidia"), "{rule}");
+    // vfio-pci is loaded and the device probed by the rule itself, before 80-drivers loads
+    // the host driver (tests/vm.rs proves it on a real boot).
+    for line in rule.lines().filter(|l| l.starts_with("ACTION")) {
+        assert!(
+            line.ends_with(r#"RUN{builtin}+="kmod load vfio-pci", RUN+="/bin/sh -c 'echo $kernel > /sys/bus/pci/drivers_probe'""#),
+            "{line}"
+        );
+    }
     assert!(!rule.contains("0000:00:03.1"), "bridges are never claimed");
     let conf = std::fs::read_to_string(conf).unwrap();
     assert_eq!(

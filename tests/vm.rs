@@ -64,6 +64,22 @@ fn boot_with(topology: &str, pre: &str, partial: &str, full: &str, hold: bool) -
 }
 
 fn boot_job(topology: &str, header: &str, script: &str) -> Run {
+    boot_job_with(topology, header, script, false, &[])
+}
+
+/// A boot where udev, not the initramfs, loads the host drivers (vm.py's "udev" boot), with
+/// files from an earlier boot placed in OUT/seed first.
+fn boot_udev(topology: &str, header: &str, script: &str, seed: &[(String, Vec<u8>)]) -> Run {
+    boot_job_with(topology, header, script, true, seed)
+}
+
+fn boot_job_with(
+    topology: &str,
+    header: &str,
+    script: &str,
+    udev: bool,
+    seed: &[(String, Vec<u8>)],
+) -> Run {
     let one = VM.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // One directory per topology and job, so each test's artifacts survive the run.
@@ -74,14 +90,23 @@ fn boot_job(topology: &str, header: &str, script: &str) -> Run {
         .trim_start_matches("guest-")
         .trim_end_matches("-job")
         .trim_end_matches("job");
-    let name = if stem.is_empty() {
+    let mut name = if stem.is_empty() {
         topology.to_string()
     } else {
         format!("{topology}-{stem}")
     };
+    if udev {
+        name.push_str("-udev");
+    }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm").join(name);
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
+    if !seed.is_empty() {
+        std::fs::create_dir_all(out.join("seed")).unwrap();
+        for (name, bytes) in seed {
+            std::fs::write(out.join("seed").join(name), bytes).unwrap();
+        }
+    }
     let job = out.with_extension("job.sh");
     let body = std::fs::read_to_string(root.join(script)).unwrap();
     std::fs::write(&job, header.to_string() + &body).unwrap();
@@ -90,6 +115,7 @@ fn boot_job(topology: &str, header: &str, script: &str) -> Run {
         .args(["run", topology])
         .arg(&out)
         .arg(&job)
+        .args(udev.then_some("udev"))
         .output()
         .expect("python3 is needed for the VM harness");
     assert!(
@@ -742,5 +768,167 @@ fn a_qemu_started_with_the_exported_arguments_opens_the_claimed_group() {
     eprintln!(
         "nested QEMU ran {} s inside the TCG guest",
         run.file("qemu.seconds").trim()
+    );
+}
+
+/// `ADDRESS VENDOR:DEVICE DRIVER` lines (guest-persist-job.sh) → address → (ids, driver).
+fn functions(text: &str) -> BTreeMap<String, (String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3).then(|| (f[0].to_string(), (f[1].to_string(), f[2].to_string())))
+        })
+        .collect()
+}
+
+#[test]
+fn a_persisted_group_is_claimed_at_the_next_boot_before_its_host_driver_and_only_at_its_address() {
+    // persist: e1000e at 01:00.0 and e1000 at 03:00.0 are persisted; the identical e1000e at
+    // 02:00.0 is not. Boot 1 (drivers bound, as a user has them) persists; boot 2 is a boot as
+    // a distribution does it, udev loading drivers by modalias; boot 3 the same machine after
+    // a card moved (an rtl8139 now at 01:00.0).
+    let (a, twin, c) = ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0");
+    let header = |stage: &str| {
+        format!(
+            "PASSAGECTL={}\nHELPER={}\nSTAGE={stage}\nPERSIST='{a} {c}'\nTWIN={twin}\n",
+            env!("CARGO_BIN_EXE_passagectl"),
+            env!("CARGO_BIN_EXE_passage-helper")
+        )
+    };
+    let seed: Vec<(String, Vec<u8>)> = {
+        let setup = boot_job("persist", &header("setup"), "tests/vm/guest-persist-job.sh");
+        let before = functions(&setup.file("setup-drivers.txt"));
+        assert_eq!(before[a].1, "e1000e");
+        assert_eq!(before[twin], before[a], "the twin is the same card");
+        assert_eq!(before[c].1, "e1000");
+        assert!(
+            setup.file("persist.rc").lines().all(|l| l == "0"),
+            "{}",
+            setup.file("persist.txt")
+        );
+        let rule = setup.file("seed/61-passage-vfio.rules");
+        assert!(rule.contains(&format!("KERNEL==\"{a}\"")), "{rule}");
+        assert!(rule.contains(&format!("KERNEL==\"{c}\"")), "{rule}");
+        assert!(!rule.contains(twin), "the twin must not be taken: {rule}");
+        let softdeps = setup.file("seed/passage-vfio.conf");
+        assert!(
+            softdeps.contains("softdep e1000e pre: vfio-pci"),
+            "{softdeps}"
+        );
+        assert!(
+            softdeps.contains("softdep e1000 pre: vfio-pci"),
+            "{softdeps}"
+        );
+        ["61-passage-vfio.rules", "passage-vfio.conf", "persist.json"]
+            .iter()
+            .map(|f| (f.to_string(), setup.file(&format!("seed/{f}")).into_bytes()))
+            .collect()
+    };
+    {
+        let boot = boot_udev(
+            "persist",
+            &header("boot"),
+            "tests/vm/guest-persist-job.sh",
+            &seed,
+        );
+        // Before udev ran, no host driver was loaded: the race is really run.
+        let before = functions(&boot.file("before-udev.txt"));
+        for d in [a, twin, c] {
+            assert_eq!(before[d].1, "-", "{d} was bound before udev: {before:?}");
+        }
+        assert_eq!(boot.rc("settle.rc"), 0, "{}", boot.file("udevd.log"));
+        // udevd's own log (--debug): the rule set the override and probed each persisted
+        // device before 80-drivers loaded its host driver; it never touched the twin.
+        let udevd = boot.file("udevd.log");
+        for d in [a, c] {
+            let line = |needle: &str| {
+                udevd
+                    .lines()
+                    .position(|l| l.starts_with(&format!("{d}: ")) && l.contains(needle))
+                    .unwrap_or_else(|| panic!("{d}: no “{needle}” in udevd's log"))
+            };
+            let set = line("61-passage-vfio.rules");
+            let probe = line(&format!(
+                "Running command \"/bin/sh -c 'echo {d} > /sys/bus/pci/drivers_probe'\""
+            ));
+            let host_driver = line("Running built-in command \"kmod load\"");
+            assert!(set < probe && probe < host_driver, "{d}: out of order");
+        }
+        assert!(
+            !udevd
+                .lines()
+                .any(|l| l.starts_with(twin) && l.contains("61-passage-vfio")),
+            "the rule acted on the twin"
+        );
+        assert!(
+            !udevd
+                .lines()
+                .any(|l| l.contains("61-passage-vfio") && l.to_lowercase().contains("invalid")),
+            "udevd found the rule invalid"
+        );
+        let after = functions(&boot.file("after-udev.txt"));
+        assert_eq!(
+            after[a].1,
+            "vfio-pci",
+            "{after:?}\n{}",
+            boot.file("modules.txt")
+        );
+        assert_eq!(
+            after[c].1,
+            "vfio-pci",
+            "{after:?}\n{}",
+            boot.file("modules.txt")
+        );
+        assert_eq!(
+            after[twin].1, "e1000e",
+            "the identical card stays the host's"
+        );
+        let modules = boot.file("modules.txt");
+        for m in ["vfio_pci", "e1000e", "e1000"] {
+            assert!(modules.lines().any(|l| l == m), "{m} not loaded: {modules}");
+        }
+        // The boot-time re-claim finds both groups already claimed and changes nothing.
+        assert_eq!(boot.rc("reclaim.rc"), 0, "{}", boot.file("reclaim.txt"));
+        let reclaim = boot.file("reclaim.txt");
+        assert_eq!(reclaim.matches("already claimed").count(), 2, "{reclaim}");
+        assert_eq!(
+            functions(&boot.file("after-reclaim.txt")),
+            after,
+            "{reclaim}"
+        );
+        // And Passage says so.
+        let list = boot.json("list.json");
+        let state_of = |d: &str| {
+            list["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["devices"].as_array().unwrap().iter().any(|x| x == d))
+                .map(|g| g["state"].as_str().unwrap().to_string())
+        };
+        assert_eq!(state_of(a).as_deref(), Some("assigned"));
+        assert_eq!(state_of(c).as_deref(), Some("assigned"));
+        assert_ne!(state_of(twin).as_deref(), Some("assigned"));
+        eprintln!(
+            "udev boot: drivers settled in {} s",
+            boot.file("udev.seconds").trim()
+        );
+    }
+    // A card moved: 01:00.0 now holds an rtl8139. The rule's ids no longer match, so its own
+    // driver takes it; the re-claim skips that group and says why; the e1000 is still claimed.
+    let shifted = boot_udev(
+        "persist-shifted",
+        &header("boot"),
+        "tests/vm/guest-persist-job.sh",
+        &seed,
+    );
+    let after = functions(&shifted.file("after-reclaim.txt"));
+    assert_eq!(after[a].0, "10ec:8139");
+    assert_eq!(after[a].1, "8139cp", "{after:?}");
+    assert_eq!(after[c].1, "vfio-pci", "{after:?}");
+    let reclaim = shifted.file("reclaim.txt");
+    assert!(
+        reclaim.contains("skipped") && reclaim.contains("10ec:8139"),
+        "{reclaim}"
     );
 }

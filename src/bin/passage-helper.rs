@@ -429,6 +429,24 @@ fn one_shot(args: &Args, kernel: &dyn Kernel, state: &StateDir) -> Result<(), St
             }
         }
     }
+    for (g, on) in [(&args.persist, true), (&args.unpersist, false)] {
+        let Some(g) = g else { continue };
+        let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
+        let r = HostRoot::open(&args.root).map_err(|e| e.to_string())?;
+        let d = passage::persist::set(&host()?, &r, &args.root, g, on, state)
+            .map_err(|e| e.to_string())?;
+        println!(
+            "group {g} {}",
+            match (on, d.changed) {
+                (true, _) => "is claimed at every boot",
+                (false, true) => "is no longer claimed at boot",
+                (false, false) => "was not claimed at boot",
+            }
+        );
+        for n in d.notes {
+            println!("  {n}");
+        }
+    }
     if let Some(g) = &args.release {
         let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
         let d = claim::release(&host()?, g, kernel, state, &locks).map_err(|e| e.to_string())?;
@@ -471,7 +489,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.claim.is_some() || args.release.is_some() || args.replay || args.reclaim {
+    if args.claim.is_some()
+        || args.release.is_some()
+        || args.replay
+        || args.reclaim
+        || args.persist.is_some()
+        || args.unpersist.is_some()
+    {
         return match one_shot(&args, kernel.as_ref(), &state) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -4,7 +4,9 @@ with a chosen PCI topology, run a job script inside it against the host's own bi
 bring the results back.
 
     tests/vm/vm.py prepare                 fetch kernel, build vmlinux + initramfs (cached)
-    tests/vm/vm.py run TOPOLOGY OUT JOB    boot TOPOLOGY, run JOB (a shell script) in the guest
+    tests/vm/vm.py run TOPOLOGY OUT JOB [udev]
+                                           boot TOPOLOGY, run JOB (a shell script) in the guest;
+                                           with "udev", host drivers are left to udev (below)
     tests/vm/vm.py topologies              list topologies and their QEMU arguments
     tests/vm/vm.py new-qemu                print the path of bookworm-backports' QEMU (fetched once)
 
@@ -13,6 +15,11 @@ into it, with /proc, /sys and /dev bind-mounted from the guest kernel, so `targe
 passagectl` and python3 run unchanged inside. OUT is a second, writable 9p share mounted at
 /run/passage-out in the chroot (also in $OUT): JOB is copied there, and everything it writes
 there comes back; its exit code lands in OUT/job.rc and its output in OUT/job.log.
+
+A "udev" boot is a boot as a distribution does it: the initramfs loads only what reaches the
+host's files (virtio, 9p), and no host driver; the job starts systemd-udevd (the host's udev
+package) over the guest kernel's own modules (OUT/moddir names them, with depmod's indexes), so
+udev loads drivers by modalias and applies /etc/udev/rules.d and /etc/modprobe.d as at boot.
 
 Everything comes from Debian packages: the kernel (apt-get download, dpkg-deb -x), QEMU and
 busybox-static (installed by ./dev). See shared knowledge in docs/TESTING.md.
@@ -37,6 +44,10 @@ MODULES = [
     "vfio", "vfio_iommu_type1", "vfio_pci",
     "e1000e", "e1000", "8139cp", "igb", "xhci_pci",
 ]
+
+# What a "udev" boot loads itself: only what reaches the host's files (and overlayfs, which
+# makes the host's read-only root writable in the guest, on tmpfs).
+INFRA_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
 
 BASE_APPEND = "console=ttyS0 panic=-1 quiet rdinit=/init"
 
@@ -85,6 +96,26 @@ TOPOLOGIES = {
         "-device", "e1000e,bus=rp1,addr=0x0.0,multifunction=on,netdev=n1", "-netdev", "user,id=n1,restrict=on",
         "-device", "e1000e,bus=rp1,addr=0x0.1,netdev=n2", "-netdev", "user,id=n2,restrict=on",
         "-device", "e1000e,bus=pcie.0,addr=0x5,netdev=n3", "-netdev", "user,id=n3,restrict=on",
+    ],
+    # (4c) Persistence across a boot: two identical e1000e cards (only the first persisted) and
+    # an e1000 (persisted too, another driver), each alone behind its root port.
+    "persist": [
+        "-device", "pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x2",
+        "-device", "e1000e,bus=rp1,netdev=n1", "-netdev", "user,id=n1,restrict=on",
+        "-device", "pcie-root-port,id=rp2,chassis=2,slot=2,bus=pcie.0,addr=0x3",
+        "-device", "e1000e,bus=rp2,netdev=n2", "-netdev", "user,id=n2,restrict=on",
+        "-device", "pcie-root-port,id=rp3,chassis=3,slot=3,bus=pcie.0,addr=0x4",
+        "-device", "e1000,bus=rp3,netdev=n3", "-netdev", "user,id=n3,restrict=on",
+    ],
+    # (4d) The same machine after a card moved: another device (an rtl8139) now sits at the first
+    # card's address, which the persisted rule must leave alone.
+    "persist-shifted": [
+        "-device", "pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x2",
+        "-device", "rtl8139,bus=rp1,netdev=n1", "-netdev", "user,id=n1,restrict=on",
+        "-device", "pcie-root-port,id=rp2,chassis=2,slot=2,bus=pcie.0,addr=0x3",
+        "-device", "e1000e,bus=rp2,netdev=n2", "-netdev", "user,id=n2,restrict=on",
+        "-device", "pcie-root-port,id=rp3,chassis=3,slot=3,bus=pcie.0,addr=0x4",
+        "-device", "e1000,bus=rp3,netdev=n3", "-netdev", "user,id=n3,restrict=on",
     ],
     # (4b) An SR-IOV physical function (igb, QEMU >= 8) whose VFs the guest job enables.
     "sriov": [
@@ -156,7 +187,7 @@ def modinfo_depends(ko: Path):
     return []
 
 
-def resolve_modules(moddir: Path):
+def resolve_modules(moddir: Path, names=MODULES):
     """Module files to insmod, dependencies first."""
     by_name = {}
     for ko in moddir.rglob("*.ko"):
@@ -175,7 +206,7 @@ def resolve_modules(moddir: Path):
             visit(dep)
         order.append(ko)
 
-    for m in MODULES:
+    for m in names:
         visit(m)
     return order
 
@@ -186,9 +217,21 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in $(cat /modules.order); do insmod /lib/modules/$m 2>/dev/null; done
+# A "udev" boot loads only what reaches the host's files; udev loads the rest, as at boot.
+mods=/modules.order
+grep -q passage.coldplug=udev /proc/cmdline && mods=/modules.infra
+for m in $(cat $mods); do insmod /lib/modules/$m 2>/dev/null; done
 mkdir -p /hostroot
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /hostroot || { echo "vm: cannot mount host root"; poweroff -f; }
+if [ $mods = /modules.infra ]; then
+  # A writable root, as a booting system has: the host's files below, changes on tmpfs.
+  mkdir -p /lower /rw
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /lower || { echo "vm: cannot mount host root"; poweroff -f; }
+  mount -t tmpfs rw /rw
+  mkdir -p /rw/upper /rw/work
+  mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /hostroot || { echo "vm: cannot make the root writable"; poweroff -f; }
+else
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /hostroot || { echo "vm: cannot mount host root"; poweroff -f; }
+fi
 mount --bind /proc /hostroot/proc
 mount --bind /sys /hostroot/sys
 mount --bind /dev /hostroot/dev
@@ -230,7 +273,8 @@ def prepare():
         extract_vmlinux(kroot / f"boot/vmlinuz-{kver}", vmlinux.with_suffix(".tmp"))
         vmlinux.with_suffix(".tmp").rename(vmlinux)
     mods = resolve_modules(kroot / "lib/modules" / kver)
-    key = hashlib.sha256((INIT + "\n".join(str(m) for m in mods)).encode()).hexdigest()[:12]
+    infra = resolve_modules(kroot / "lib/modules" / kver, INFRA_MODULES)
+    key = hashlib.sha256((INIT + "\n".join(str(m) for m in mods + infra)).encode()).hexdigest()[:12]
     initrd = CACHE / f"initramfs-{kver}-{key}.cpio"
     if not initrd.exists():
         log("building initramfs")
@@ -240,10 +284,14 @@ def prepare():
             (stage / d).mkdir(parents=True, exist_ok=True)
         shutil.copy2("/bin/busybox", stage / "bin/busybox")
         names = []
+        for ko in infra:
+            if ko not in mods:
+                shutil.copy2(ko, stage / "lib/modules" / ko.name)
         for ko in mods:
             shutil.copy2(ko, stage / "lib/modules" / ko.name)
             names.append(ko.name)
         (stage / "modules.order").write_text("\n".join(names) + "\n")
+        (stage / "modules.infra").write_text("\n".join(ko.name for ko in infra) + "\n")
         (stage / "init").write_text(INIT)
         (stage / "init").chmod(0o755)
         files = subprocess.run(["find", ".", "-print0"], cwd=stage, check=True, capture_output=True).stdout
@@ -314,7 +362,22 @@ def accel():
     return ["-accel", "tcg,thread=multi", "-cpu", "max,avx=off,avx2=off,fma=off,f16c=off,vaes=off,vpclmulqdq=off"]
 
 
-def qemu_command(topology, vmlinux, initrd, out: Path):
+def udev_modules(kver):
+    """The guest kernel's module tree with depmod's indexes (made once, by the host's kmod), for
+    udev inside the guest to load drivers by modalias."""
+    deb = kernel_deb()
+    moddir = CACHE / deb.stem / "lib/modules"
+    if not (moddir / kver / "modules.alias.bin").exists():
+        depmod = shutil.which("depmod") or next((p for p in ["/sbin/depmod", "/usr/sbin/depmod"] if Path(p).exists()), None)
+        if not depmod:
+            raise Unavailable("depmod is not installed (apt-get install kmod)")
+        run([depmod, "-b", str(CACHE / deb.stem), kver])
+    if not any(Path(p).exists() for p in ["/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd"]):
+        raise Unavailable("systemd-udevd is not installed (apt-get install udev)")
+    return moddir
+
+
+def qemu_command(topology, vmlinux, initrd, out: Path, udev=False):
     if topology in TOPOLOGIES:
         devices, iommu_device, append = TOPOLOGIES[topology], True, BASE_APPEND + " intel_iommu=on"
     elif topology in NO_IOMMU:
@@ -322,6 +385,8 @@ def qemu_command(topology, vmlinux, initrd, out: Path):
         devices, iommu_device, append = TOPOLOGIES[NO_IOMMU_BASE], v["iommu_device"], BASE_APPEND + v["append"]
     else:
         raise SystemExit(f"unknown topology {topology}; known: {', '.join([*TOPOLOGIES, *NO_IOMMU])}")
+    if udev:
+        append += " passage.coldplug=udev"
     iommu = ["-device", "intel-iommu,intremap=on,caching-mode=on"] if iommu_device else []
     qemu = str(new_qemu()) if topology in NEEDS_NEW_QEMU else "qemu-system-x86_64"
     return [
@@ -339,13 +404,15 @@ def qemu_command(topology, vmlinux, initrd, out: Path):
     ]
 
 
-def boot(topology, out: Path, job: Path, timeout=600):
-    vmlinux, initrd, _ = prepare()
+def boot(topology, out: Path, job: Path, timeout=600, udev=False):
+    vmlinux, initrd, kver = prepare()
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(job, out / "job.sh")
     for f in ["job.rc", "job.log"]:
         (out / f).unlink(missing_ok=True)
-    cmd = qemu_command(topology, vmlinux, initrd, out)
+    if udev:
+        (out / "moddir").write_text(f"{udev_modules(kver)}\n")
+    cmd = qemu_command(topology, vmlinux, initrd, out, udev)
     (out / "qemu.cmd").write_text(" ".join(cmd) + "\n")
     t0 = time.monotonic()
     with open(out / "console.log", "wb") as console:
@@ -380,9 +447,9 @@ def main(argv):
         except Unavailable as e:
             raise SystemExit(f"vm: cannot fetch backports' QEMU here: {e}")
         return 0
-    if len(argv) == 4 and argv[0] == "run":
+    if len(argv) in (4, 5) and argv[0] == "run" and argv[4:] in ([], ["udev"]):
         try:
-            rc = boot(argv[1], Path(argv[2]).resolve(), Path(argv[3]))
+            rc = boot(argv[1], Path(argv[2]).resolve(), Path(argv[3]), udev=argv[4:] == ["udev"])
         except Unavailable as e:
             raise SystemExit(f"vm: cannot run the real-kernel tests here: {e}")
         print(f"job exit code {rc}")
