@@ -465,3 +465,104 @@ fn a_claim_that_expects_other_members_is_refused_before_anything_happens() {
         "release takes no expect_devices"
     );
 }
+
+/// Reads what a child prints until `done` says enough, or `secs` pass; returns it all.
+fn read_until(
+    out: impl std::io::Read + Send + 'static,
+    secs: u64,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = out;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = Vec::new();
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while !done(&String::from_utf8_lossy(&text)) {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(b) => text.extend(b),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// What polkit's own text agent (pkttyagent, on a pseudo-terminal) shows for `passagectl ARGS`
+/// run as nobody, with the agent in locale `lang`; nobody types the password, so the request
+/// is dismissed. Returns the agent's screen and the caller's output.
+fn prompt_for(bus: &Bus, args: &str, lang: &str) -> (String, Output) {
+    let bin = bus.passagectl_bin();
+    // The caller waits for its agent before asking: polkit asks the agent registered for the
+    // caller's process (exec keeps its pid and start time).
+    let caller = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("sleep 3; exec {} {args}", bin.display()))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .env("LC_ALL", "C.UTF-8")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut agent = Command::new("script")
+        .args(["-qfec"])
+        .arg(format!("pkttyagent --process {}", caller.id()))
+        .arg("/dev/null")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .env_remove("LC_ALL")
+        .env("LANG", lang)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) and pkttyagent (polkitd)");
+    let screen = read_until(agent.stdout.take().unwrap(), 40, |t| {
+        t.contains("Password:")
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    (screen, caller.wait_with_output().unwrap())
+}
+
+#[test]
+fn the_password_prompt_a_real_agent_shows_names_the_group_and_its_devices() {
+    let Some(bus) = Bus::start() else { return };
+    let (prompt, o) = prompt_for(&bus, "claim 18", "en_US.UTF-8");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        prompt.contains("AUTHENTICATING FOR io.github.passage.claim"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains(
+            "Authentication is required to change which drivers hold IOMMU group 18: \
+             0000:09:00.0 Intel I350 Gigabit Network Connection, 0000:09:00.1"
+        ),
+        "the prompt does not name the group and its devices:\n{prompt}"
+    );
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("not authorized"), "{err}");
+    assert_eq!(bus.driver("0000:09:00.0"), None, "nothing may change");
+    assert!(!bus.state().join("claims/18.json").exists());
+    // An agent in German shows the German prompt (po/de.po, merged into the policy).
+    let (prompt, _) = prompt_for(&bus, "persist 18 on", "de_DE.UTF-8");
+    assert!(
+        prompt.contains(
+            "Legitimierung ist nötig, um die IOMMU-Gruppe 18 bei jedem Start zu übernehmen: \
+             0000:09:00.0"
+        ),
+        "{prompt}"
+    );
+}
