@@ -167,12 +167,21 @@ pub fn sections(host: &Host, plan: &Plan, holders: &Holders) -> Vec<Section> {
         .iter()
         .map(|g| (g.name.as_str(), plan::resolve(g, host)))
         .collect();
+    // Cards are made on every core (a 10,000-function host has 10,000 of them), then sorted
+    // into their sections in order.
+    use rayon::prelude::*;
+    let made: Vec<((u8, Option<PciAddress>), Card)> = verdicts
+        .par_iter()
+        .map(|v| {
+            (
+                section_key(host, v),
+                card(host, plan, &resolved, holders, v),
+            )
+        })
+        .collect();
     let mut by: BTreeMap<(u8, Option<PciAddress>), Vec<Card>> = BTreeMap::new();
-    for v in &verdicts {
-        let key = section_key(host, v);
-        by.entry(key)
-            .or_default()
-            .push(card(host, plan, &resolved, holders, v));
+    for (key, c) in made {
+        by.entry(key).or_default().push(c);
     }
     by.into_iter()
         .map(|(k, cards)| Section {

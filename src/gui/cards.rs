@@ -29,7 +29,7 @@ pub struct Registry {
 /// One row of the host list: a section header or a group card.
 pub struct RowItem {
     header: Option<String>,
-    card: Option<Card>,
+    card: Option<Rc<Card>>,
     expanded: bool,
     tx: Option<relm4::Sender<Msg>>,
     registry: Option<Registry>,
@@ -46,7 +46,12 @@ impl RowItem {
         }
     }
 
-    pub fn card(card: Card, expanded: bool, tx: relm4::Sender<Msg>, registry: Registry) -> Self {
+    pub fn card(
+        card: Rc<Card>,
+        expanded: bool,
+        tx: relm4::Sender<Msg>,
+        registry: Registry,
+    ) -> Self {
         Self {
             header: None,
             card: Some(card),
@@ -66,6 +71,24 @@ pub fn group_at(view: &gtk::ListView, pos: u32) -> Option<GroupId> {
     item.card.as_ref().map(|c| c.group)
 }
 
+/// A card's device rows, made only when its expander is open: a switch and an address entry
+/// per device are the costliest widgets of a card, and GTK 4.8's list view keeps ~200 rows
+/// alive, most of them never expanded.
+struct DeviceRows {
+    devices: Vec<DeviceRow>,
+    planned: bool,
+    tx: Option<relm4::Sender<Msg>>,
+}
+
+fn fill_devices(devices: &gtk::Box, rows: &DeviceRows) {
+    while let Some(child) = devices.first_child() {
+        devices.remove(&child);
+    }
+    for d in &rows.devices {
+        devices.append(&device_row(d, rows.planned, rows.tx.clone()));
+    }
+}
+
 pub struct RowWidgets {
     header: gtk::Label,
     card: gtk::Box,
@@ -78,6 +101,9 @@ pub struct RowWidgets {
     devices: gtk::Box,
     why: gtk::Button,
     id: Rc<Cell<u32>>,
+    /// What the device rows will show once the expander opens (and whether they are made).
+    rows: Rc<RefCell<Option<DeviceRows>>>,
+    rows_made: Rc<Cell<bool>>,
     tx: Rc<RefCell<Option<relm4::Sender<Msg>>>>,
     /// While binding, the expander's notify must not report a change of the person's.
     binding: Rc<Cell<bool>>,
@@ -128,8 +154,11 @@ impl RelmListItem for RowItem {
         top.append(&why);
         top.append(&assign);
         card.append(&top);
+        // One line, ellipsized, the whole sentence in its tooltip and in "Why?": a wrapping
+        // label is measured again for every width, and GTK 4.8's list keeps ~200 rows alive.
         let headline = gtk::Label::new(None);
-        headline.set_wrap(true);
+        headline.set_ellipsize(gtk::pango::EllipsizeMode::End);
+        headline.set_single_line_mode(true);
         headline.set_xalign(0.0);
         headline.add_css_class("headline");
         card.append(&headline);
@@ -142,6 +171,8 @@ impl RelmListItem for RowItem {
         let id = Rc::new(Cell::new(0u32));
         let tx: Rc<RefCell<Option<relm4::Sender<Msg>>>> = Rc::new(RefCell::new(None));
         let binding = Rc::new(Cell::new(false));
+        let rows: Rc<RefCell<Option<DeviceRows>>> = Rc::new(RefCell::new(None));
+        let rows_made = Rc::new(Cell::new(false));
         // The card is the drag source; what travels is the group number.
         let drag = gtk::DragSource::new();
         drag.set_actions(gdk::DragAction::COPY);
@@ -170,7 +201,14 @@ impl RelmListItem for RowItem {
         }
         {
             let (id, tx, binding) = (id.clone(), tx.clone(), binding.clone());
+            let (rows, rows_made, devices) = (rows.clone(), rows_made.clone(), devices.clone());
             expander.connect_expanded_notify(move |e| {
+                if e.is_expanded() && !rows_made.get() {
+                    if let Some(r) = rows.borrow().as_ref() {
+                        fill_devices(&devices, r);
+                        rows_made.set(true);
+                    }
+                }
                 if binding.get() {
                     return;
                 }
@@ -195,6 +233,8 @@ impl RelmListItem for RowItem {
                 id,
                 tx,
                 binding,
+                rows,
+                rows_made,
             },
         )
     }
@@ -249,6 +289,7 @@ impl RelmListItem for RowItem {
                 .unwrap_or("network-workgroup-symbolic"),
         ));
         w.headline.set_label(c.headline.as_deref().unwrap_or(""));
+        w.headline.set_tooltip_text(c.headline.as_deref());
         w.headline.set_visible(c.headline.is_some());
         super::accessible_label(
             &w.card,
@@ -265,14 +306,24 @@ impl RelmListItem for RowItem {
             1 => tr("1 device"),
             n => trf("{n} devices", &[("n", &n.to_string())]),
         }));
-        w.expander.set_expanded(self.expanded);
+        // The device rows of this card replace the last card's, now if it is open, else when
+        // it opens (the expander's handler makes them).
         while let Some(child) = w.devices.first_child() {
             w.devices.remove(&child);
         }
-        for d in &c.devices {
-            w.devices
-                .append(&device_row(d, c.planned_for.is_some(), self.tx.clone()));
+        w.rows_made.set(false);
+        *w.rows.borrow_mut() = Some(DeviceRows {
+            devices: c.devices.clone(),
+            planned: c.planned_for.is_some(),
+            tx: self.tx.clone(),
+        });
+        if self.expanded && w.expander.is_expanded() {
+            if let Some(r) = w.rows.borrow().as_ref() {
+                fill_devices(&w.devices, r);
+            }
+            w.rows_made.set(true);
         }
+        w.expander.set_expanded(self.expanded);
         w.binding.set(false);
     }
 

@@ -42,6 +42,14 @@ pub struct Options {
 /// Starts the app; returns when its window closes, or at once with a sentence when there is
 /// no display to open it on.
 pub fn run(opts: Options) -> Result<(), String> {
+    // Which plan to open needs only GSettings (no display): settled first, so the host can be
+    // read while GTK starts.
+    let settings = settings::open();
+    let mut opts = opts;
+    if !opts.demo {
+        opts.plan = settings::plan_to_open(settings.as_ref(), opts.plan.take());
+    }
+    let first = start_loading(opts.clone());
     gtk::init().map_err(|e| {
         trf(
             "cannot open a display ({error}); start Passage in a graphical session, or use passagectl",
@@ -69,13 +77,51 @@ pub fn run(opts: Options) -> Result<(), String> {
     // Ctrl+Q and Ctrl+W close the window, as in every GNOME app (and keep where it was left).
     relm4::main_application().set_accels_for_action("window.close", &["<Control>q", "<Control>w"]);
     gtk::Window::set_default_icon_name(names::APP_ID);
-    let settings = settings::open();
-    let mut opts = opts;
-    if !opts.demo {
-        opts.plan = settings::plan_to_open(settings.as_ref(), opts.plan.take());
-    }
-    app.run::<App>((opts, settings));
+    app.run::<App>((opts, settings, first));
     Ok(())
+}
+
+/// Reads the host (and makes every card) on threads of its own from the moment the process
+/// starts, at a lower priority than GTK's main thread: the window's first frames come first,
+/// and the rest of both cores goes to the scan while GTK starts.
+fn start_loading(opts: Options) -> std::sync::mpsc::Receiver<Result<Loaded, String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("passage-load".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(load(&opts));
+        });
+    if let Err(e) = spawned {
+        let (tx, rx2) = std::sync::mpsc::channel();
+        let _ = tx.send(Err(e.to_string()));
+        return rx2;
+    }
+    rx
+}
+
+/// Nice 10 for the calling thread (Linux applies PRIO_PROCESS with pid 0 to the thread).
+fn lower_priority() {
+    let _ = rustix::process::setpriority_process(None, 10);
+}
+
+/// A section of the host list as the app keeps it: its title and its cards, shared with the
+/// list's rows.
+struct Shown {
+    title: String,
+    cards: Vec<std::rc::Rc<view::Card>>,
+}
+
+impl Shown {
+    fn all(sections: Vec<view::Section>) -> Vec<Shown> {
+        sections
+            .into_iter()
+            .map(|s| Shown {
+                title: s.title,
+                cards: s.cards.into_iter().map(std::rc::Rc::new).collect(),
+            })
+            .collect()
+    }
 }
 
 /// What the background scan brings back.
@@ -92,6 +138,8 @@ pub struct Loaded {
     plan_note: Option<String>,
     /// What a sandbox hides from the scan, when the app runs in one.
     sandbox_note: Option<String>,
+    /// Every group's card, made on the loading threads.
+    sections: Vec<view::Section>,
 }
 
 #[derive(Debug)]
@@ -140,8 +188,9 @@ pub struct App {
     refusals: BTreeMap<String, String>,
     notes: Vec<String>,
     list: TypedListView<RowItem, gtk::NoSelection>,
-    /// Every card as last computed, by section (filters redraw from these).
-    sections: Vec<view::Section>,
+    /// Every card as last computed, by section (filters redraw from these). The list's rows
+    /// share these cards rather than copying them.
+    sections: Vec<Shown>,
     /// Where each group's card is in the list (for redrawing one card).
     positions: BTreeMap<GroupId, u32>,
     registry: Registry,
@@ -185,18 +234,20 @@ impl App {
     /// Rebuilds the list rows from the cached cards under the current filter; typing in the
     /// search box costs this, never a new verdict for every group.
     fn redraw_list(&mut self) {
-        let shown = view::filtered(&self.sections, &self.filter);
         self.list.clear();
         let tx = self.sender.input_sender().clone();
         let mut rows = Vec::new();
         self.positions.clear();
-        for s in shown {
-            rows.push(RowItem::header(&s.title));
-            for c in s.cards {
+        for s in &self.sections {
+            let mut header = Some(&s.title);
+            for c in s.cards.iter().filter(|c| self.filter.matches(c)) {
+                if let Some(h) = header.take() {
+                    rows.push(RowItem::header(h));
+                }
                 self.positions.insert(c.group, rows.len() as u32);
                 let expanded = self.expanded.contains(&c.group);
                 rows.push(RowItem::card(
-                    c,
+                    c.clone(),
                     expanded,
                     tx.clone(),
                     self.registry.clone(),
@@ -211,7 +262,12 @@ impl App {
         let Some(host) = &self.host else {
             return;
         };
-        self.sections = view::sections(host, &self.plan, &self.holders);
+        self.sections = Shown::all(view::sections(host, &self.plan, &self.holders));
+        self.redraw();
+    }
+
+    /// Draws the list from the cached cards, then the guests, the banner and the status.
+    fn redraw(&mut self) {
         self.redraw_list();
         let Some(host) = &self.host else {
             return;
@@ -309,6 +365,7 @@ impl App {
         let Some(&pos) = self.positions.get(&g) else {
             return false;
         };
+        let card = std::rc::Rc::new(card);
         if let Some(cached) = self
             .sections
             .iter_mut()
@@ -343,16 +400,21 @@ impl App {
 
 fn load(opts: &Options) -> Result<Loaded, String> {
     let source = Source::open(opts.demo, opts.root.as_deref()).map_err(|e| e.to_string())?;
-    // One core stays with GTK: a scan on every core would hold back the window's frames.
-    let threads =
-        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    // Every core, niced: GTK's main thread is served first and the scan takes what is left.
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+        .thread_name(|i| format!("passage-scan-{i}"))
+        .start_handler(|_| lower_priority())
         .build()
         .map_err(|e| e.to_string())?;
+    let t = std::time::Instant::now();
     let host = pool
         .install(|| scan::scan(source.root()))
         .map_err(|e| e.to_string())?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        rss = rss_kib(),
+        "scanned"
+    );
     let mut plan_note = None;
     let plan = match (&opts.plan, opts.demo) {
         (Some(p), _) => store::load_plan(p).map_err(|e| e.to_string())?,
@@ -400,6 +462,14 @@ fn load(opts: &Options) -> Result<Loaded, String> {
         && opts.root.is_none()
         && std::path::Path::new("/.flatpak-info").exists())
     .then(|| tr("Passage runs in a Flatpak sandbox: it cannot see the host's mounts, swap and network routes, so no group is marked as needed by the host here. The helper checks that on the host before every claim and refuses such a group."));
+    // Every card too: ~10,000 verdicts are work for these threads, not for the main loop.
+    let t = std::time::Instant::now();
+    let sections = pool.install(|| view::sections(&host, &plan, &holders));
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        rss = rss_kib(),
+        "cards made"
+    );
     Ok(Loaded {
         source,
         host,
@@ -409,6 +479,7 @@ fn load(opts: &Options) -> Result<Loaded, String> {
         libvirt_note,
         plan_note,
         sandbox_note,
+        sections,
     })
 }
 
@@ -439,7 +510,11 @@ impl Component for App {
     type CommandOutput = Cmd;
     type Input = Msg;
     type Output = ();
-    type Init = (Options, Option<gtk::gio::Settings>);
+    type Init = (
+        Options,
+        Option<gtk::gio::Settings>,
+        std::sync::mpsc::Receiver<Result<Loaded, String>>,
+    );
     type Root = gtk::ApplicationWindow;
     type Widgets = ();
 
@@ -452,7 +527,7 @@ impl Component for App {
     }
 
     fn init(
-        (opts, settings): Self::Init,
+        (opts, settings, first): Self::Init,
         window: Self::Root,
         sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
@@ -641,19 +716,14 @@ impl Component for App {
                 }
             });
         }
-        // The scan runs off the main loop, and only once the window is mapped: on two cores a
-        // scan started at once (it uses every core) starves GTK's own start-up.
-        let o = opts.clone();
-        let loading2 = loading.clone();
-        let s = sender.clone();
-        let started = std::cell::Cell::new(false);
-        window.connect_map(move |_| {
-            if !started.replace(true) {
-                let o = o.clone();
-                s.spawn_oneshot_command(move || Cmd::Loaded(Box::new(load(&o))));
-            }
+        // The host has been read since the process started (start_loading): its result comes
+        // in as a command, off the main loop.
+        sender.spawn_oneshot_command(move || {
+            Cmd::Loaded(Box::new(first.recv().unwrap_or_else(|_| {
+                Err("the thread reading the host stopped".to_string())
+            })))
         });
-        model.registry.loading.replace(Some(loading2));
+        model.registry.loading.replace(Some(loading.clone()));
         ComponentParts { model, widgets: () }
     }
 
@@ -810,7 +880,15 @@ impl Component for App {
                         self.host = Some(l.host);
                         let live = !self.opts.demo && self.opts.root.is_none();
                         self.source = Some(l.source);
-                        self.refresh();
+                        self.sections = Shown::all(l.sections);
+                        let t = std::time::Instant::now();
+                        self.redraw();
+                        give_back_freed_memory();
+                        tracing::debug!(
+                            ms = t.elapsed().as_millis() as u64,
+                            rss = rss_kib(),
+                            "list built"
+                        );
                         if live {
                             sender.spawn_command(|out| {
                                 let Ok(mon) = crate::watch::Monitor::open() else {
@@ -960,4 +1038,26 @@ pub(crate) fn accessible_label(w: &impl IsA<gtk::Widget>, label: &str) {
             ToGlibPtr::<*const gtk::glib::gobject_ffi::GValue>::to_glib_none(&value).0,
         );
     }
+}
+
+/// The loading threads freed most of what they allocated (every file read, every verdict's
+/// scratch), but glibc keeps freed memory in each thread's arena: hand it back to the system.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; no pointer of ours is involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Resident memory now, in KiB (for the debug log's figures).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -15,6 +15,10 @@ use std::rc::Rc;
 #[derive(Default)]
 struct Data {
     loaded: bool,
+    /// When (UNIX time, seconds) the first frame was painted, and the first frame after every
+    /// group was in the list: the benchmark's figures, taken inside the app.
+    first_frame_at: Option<f64>,
+    loaded_frame_at: Option<f64>,
     /// Device events applied, and how long the last took from its arrival to the redrawn list.
     events: u64,
     event_ms: f64,
@@ -52,10 +56,33 @@ fn rects<K: ToString, T: IsA<gtk::Widget>>(
         .collect()
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl Probe {
     pub fn from_env(window: &gtk::ApplicationWindow, registry: Registry) -> Option<Self> {
         let path = PathBuf::from(std::env::var_os("PASSAGE_PROBE")?);
         let data: Rc<RefCell<Data>> = Rc::default();
+        {
+            let d = data.clone();
+            window.connect_realize(move |w| {
+                let Some(clock) = w.frame_clock() else { return };
+                let d = d.clone();
+                clock.connect_after_paint(move |_| {
+                    let mut d = d.borrow_mut();
+                    let now = unix_now();
+                    if d.first_frame_at.is_none() {
+                        d.first_frame_at = Some(now);
+                    }
+                    if d.loaded && d.loaded_frame_at.is_none() {
+                        d.loaded_frame_at = Some(now);
+                    }
+                });
+            });
+        }
         let (w, d) = (window.clone(), data.clone());
         glib::timeout_add_local(std::time::Duration::from_millis(200), move || {
             let d = d.borrow();
@@ -67,6 +94,8 @@ impl Probe {
                 .collect();
             let v = json!({
                 "loaded": d.loaded,
+                "first_frame_at": d.first_frame_at,
+                "loaded_frame_at": d.loaded_frame_at,
                 "window": [w.width(), w.height()],
                 "cards": rects(&registry.cards.borrow(), &w),
                 "expanders": rects(&registry.expanders.borrow(), &w),
