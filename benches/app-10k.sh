@@ -37,13 +37,15 @@ for run in $(seq "$runs"); do
   exec 3> "$work/probe.json.events"   # opened once the app reads it
   until python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("loaded_frame_at") else 1)' "$work/probe.json" 2>/dev/null; do sleep 0.05; done
   rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+  hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   echo "change $vf" >&3
-  until python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["events"] >= 1 else 1)' "$work/probe.json" 2>/dev/null; do sleep 0.05; done
-  python3 - "$work/probe.json" "$t0" "$rss" "$run" <<'PY'
+  until python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("event_frame_ms") else 1)' "$work/probe.json" 2>/dev/null; do sleep 0.05; done
+  python3 - "$work/probe.json" "$t0" "$rss" "$run" "$hwm" <<'PY'
 import json, sys
-p = json.load(open(sys.argv[1])); t0 = float(sys.argv[2]); rss = int(sys.argv[3])
+p = json.load(open(sys.argv[1])); t0 = float(sys.argv[2]); rss = int(sys.argv[3]); hwm = int(sys.argv[5])
 print(f"run {sys.argv[4]}: first frame {p['first_frame_at'] - t0:.3f} s · every group listed "
-      f"{p['loaded_frame_at'] - t0:.3f} s · RSS {rss / 1024:.0f} MiB · event → card {p['event_ms']:.1f} ms")
+      f"{p['loaded_frame_at'] - t0:.3f} s · RSS {rss / 1024:.0f} MiB (peak {hwm / 1024:.0f}) · event → card redrawn "
+      f"{p['event_ms']:.1f} ms, on screen {p['event_frame_ms']:.1f} ms")
 PY
   exec 3>&-
   kill $pid; wait $pid 2>/dev/null || true

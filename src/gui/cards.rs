@@ -8,7 +8,7 @@ use crate::view::{Card, DeviceRow};
 use crate::GroupId;
 use gtk::prelude::*;
 use gtk::{gdk, glib};
-use relm4::typed_view::list::RelmListItem;
+use relm4::typed_view::grid::RelmGridItem;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -63,7 +63,7 @@ impl RowItem {
 }
 
 /// The group shown at a list position (for Enter on a card).
-pub fn group_at(view: &gtk::ListView, pos: u32) -> Option<GroupId> {
+pub fn group_at(view: &gtk::GridView, pos: u32) -> Option<GroupId> {
     let model = view.model()?;
     let obj = model.item(pos)?;
     let boxed = obj.downcast_ref::<glib::BoxedAnyObject>()?;
@@ -72,8 +72,7 @@ pub fn group_at(view: &gtk::ListView, pos: u32) -> Option<GroupId> {
 }
 
 /// A card's device rows, made only when its expander is open: a switch and an address entry
-/// per device are the costliest widgets of a card, and GTK 4.8's list view keeps ~200 rows
-/// alive, most of them never expanded.
+/// per device are the costliest widgets of a card, and most cards are never opened.
 struct DeviceRows {
     devices: Vec<DeviceRow>,
     planned: bool,
@@ -117,7 +116,7 @@ const STATE_CLASSES: [&str; 5] = [
     "state-pending",
 ];
 
-impl RelmListItem for RowItem {
+impl RelmGridItem for RowItem {
     type Root = gtk::Box;
     type Widgets = RowWidgets;
 

@@ -22,6 +22,10 @@ struct Data {
     /// Device events applied, and how long the last took from its arrival to the redrawn list.
     events: u64,
     event_ms: f64,
+    /// The last event's arrival, until the frame that shows it is painted; then how long that
+    /// took (what a person sees: from the kernel's event to the redrawn card on screen).
+    event_at: Option<std::time::Instant>,
+    event_frame_ms: Option<f64>,
     plan: String,
     preview: Option<gtk::TextBuffer>,
     /// Apply's progress window: each step as it is done, then the outcome.
@@ -80,6 +84,9 @@ impl Probe {
                     if d.loaded && d.loaded_frame_at.is_none() {
                         d.loaded_frame_at = Some(now);
                     }
+                    if let Some(at) = d.event_at.take() {
+                        d.event_frame_ms = Some(at.elapsed().as_secs_f64() * 1000.0);
+                    }
                 });
             });
         }
@@ -128,6 +135,7 @@ impl Probe {
                     .collect::<Map<String, Value>>(),
                 "events": d.events,
                 "event_ms": d.event_ms,
+                "event_frame_ms": d.event_frame_ms,
                 "export_preview": d.preview.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
                 "apply_log": d.apply_log.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
                 "plan_path": d.plan_path,
@@ -149,10 +157,13 @@ impl Probe {
         e.exists().then_some(e)
     }
 
-    pub fn event_applied(&self, ms: f64) {
+    /// A device event was applied to the model and its card redrawn; `at` is when it arrived.
+    pub fn event_applied(&self, at: std::time::Instant) {
         let mut d = self.data.borrow_mut();
         d.events += 1;
-        d.event_ms = ms;
+        d.event_ms = at.elapsed().as_secs_f64() * 1000.0;
+        d.event_at = Some(at);
+        d.event_frame_ms = None;
     }
 
     pub fn set_loaded(&self) {
