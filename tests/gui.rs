@@ -630,3 +630,58 @@ fn apply_claims_through_the_real_helper_and_says_what_it_gave_back_when_a_step_f
     });
     s.screenshot("apply-done");
 }
+
+#[test]
+fn a_cards_context_menu_assigns_and_explains_by_pointer_and_by_keyboard() {
+    let s = Session::start(None);
+    let p = s.until("the cards", |p| {
+        p["loaded"] == true && p["cards"]["18"].is_array()
+    });
+    // Right click on the NIC's card: its menu offers the other guests, Why? and taking it out.
+    s.xdotool(&["mousemove", "--sync", "0", "0"]);
+    let (x, y) = s.point(&p, "cards", "18", 0.3, 0.5);
+    s.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+    std::thread::sleep(Duration::from_millis(150));
+    s.xdotool(&["click", "3"]);
+    let p = s.until("the card's menu", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "menu"))
+            && p["buttons"]["menu-assign:ci-runner"].is_array()
+    });
+    assert!(p["buttons"]["menu-unassign"].is_array(), "{}", p["buttons"]);
+    assert!(
+        !p["buttons"]["menu-assign:router"].is_array(),
+        "the guest that holds it is not offered again"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    s.screenshot("card-menu");
+    s.click(s.point(&p, "buttons", "menu-assign:ci-runner", 0.5, 0.5));
+    let plan = wait_for("the plan on disk to change", 20, || {
+        let plan = s.plan();
+        (plan.holder(passage::GroupId(18)).map(|g| g.name.as_str()) == Some("ci-runner"))
+            .then_some(plan)
+    });
+    assert_eq!(plan.guest("ci-runner").unwrap().groups.len(), 1);
+    // From the keyboard: focus the GPU's card, Shift+F10, then Why? from the menu.
+    let p = s.until("the menu to close", |p| {
+        !p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "menu"))
+    });
+    s.click(s.point(&p, "cards", "19", 0.3, 0.2));
+    s.xdotool(&["key", "shift+F10"]);
+    let p = s.until("the GPU card's menu", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "menu"))
+            && p["buttons"]["menu-why"].is_array()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    s.click(s.point(&p, "buttons", "menu-why", 0.5, 0.5));
+    s.until("the Why? window", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "why"))
+    });
+}

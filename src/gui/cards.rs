@@ -62,6 +62,19 @@ impl RowItem {
     }
 }
 
+/// The group whose card holds the keyboard focus (the focus sits on the list's row around
+/// the card, or inside it).
+pub fn focused_group(window: &gtk::ApplicationWindow, registry: &Registry) -> Option<GroupId> {
+    let focus = gtk::prelude::GtkWindowExt::focus(window)?;
+    registry.cards.borrow().iter().find_map(|(g, card)| {
+        let card = card.upgrade()?;
+        (focus == *card.upcast_ref::<gtk::Widget>()
+            || focus.is_ancestor(&card)
+            || card.is_ancestor(&focus))
+        .then_some(GroupId(*g))
+    })
+}
+
 /// The group shown at a list position (for Enter on a card).
 pub fn group_at(view: &gtk::GridView, pos: u32) -> Option<GroupId> {
     let model = view.model()?;
@@ -182,6 +195,20 @@ impl RelmGridItem for RowItem {
             });
         }
         card.add_controller(drag);
+        // The context menu by pointer (the keyboard's Shift+F10 / Menu key is the list's).
+        let click = gtk::GestureClick::new();
+        click.set_button(gdk::BUTTON_SECONDARY);
+        {
+            let (id, tx) = (id.clone(), tx.clone());
+            click.connect_pressed(move |gesture, _, x, y| {
+                gesture.set_state(gtk::EventSequenceState::Claimed);
+                if let Some(t) = tx.borrow().as_ref() {
+                    t.emit(Msg::Menu(GroupId(id.get()), Some((x, y))));
+                }
+            });
+        }
+        card.add_controller(click);
+
         {
             let (id, tx) = (id.clone(), tx.clone());
             why.connect_clicked(move |_| {

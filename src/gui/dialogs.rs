@@ -1,5 +1,5 @@
-//! The app's secondary windows: "Assign to…", "Why?", Export (preview, copy, save) and the
-//! progress of Apply. GTK 4.8: plain transient windows and `FileChooserNative` (no 4.10
+//! The app's secondary windows: a card's context menu, "Assign to…", "Why?", Export (preview,
+//! copy, save) and the progress of Apply. GTK 4.8: plain transient windows and `FileChooserNative` (no 4.10
 //! dialogs).
 
 use super::Msg;
@@ -308,4 +308,76 @@ pub fn progress(
     win.set_child(Some(&b));
     win.present();
     (win, buffer)
+}
+
+/// A card's context menu (right click, Shift+F10 or the Menu key): assign the group to each
+/// guest, "Why?", and take it out of the plan when the plan holds it. The menu's buttons are
+/// named in `buttons` (`menu-assign:GUEST`, `menu-why`, `menu-unassign`) for the probe.
+pub fn card_menu(
+    card: &gtk::Box,
+    g: GroupId,
+    guests: &[String],
+    planned_for: Option<&str>,
+    at: Option<(f64, f64)>,
+    tx: relm4::Sender<Msg>,
+    buttons: &super::cards::Registry,
+) -> gtk::Popover {
+    let pop = gtk::Popover::new();
+    pop.set_parent(card);
+    pop.set_position(gtk::PositionType::Bottom);
+    if let Some((x, y)) = at {
+        pop.set_pointing_to(Some(&gtk::gdk::Rectangle::new(x as i32, y as i32, 1, 1)));
+    }
+    let b = gtk::Box::new(gtk::Orientation::Vertical, 0);
+    let entry = |label: &str, key: String, msg: Msg| {
+        let button = gtk::Button::with_label(label);
+        button.add_css_class("flat");
+        if let Some(l) = button.child().and_downcast::<gtk::Label>() {
+            l.set_xalign(0.0);
+        }
+        let (p, t) = (pop.clone(), tx.clone());
+        let msg = std::cell::RefCell::new(Some(msg));
+        button.connect_clicked(move |_| {
+            p.popdown();
+            if let Some(m) = msg.borrow_mut().take() {
+                t.emit(m);
+            }
+        });
+        buttons.buttons.borrow_mut().insert(key, button.downgrade());
+        button
+    };
+    for guest in guests.iter().filter(|n| Some(n.as_str()) != planned_for) {
+        b.append(&entry(
+            &trf("Assign to {guest}", &[("guest", guest)]),
+            format!("menu-assign:{guest}"),
+            Msg::Assign {
+                group: g,
+                guest: guest.clone(),
+            },
+        ));
+    }
+    if guests.is_empty() {
+        let none = gtk::Label::new(Some(&tr(
+            "No guests yet: add a libvirt domain or a local guest profile.",
+        )));
+        none.add_css_class("dim-label");
+        b.append(&none);
+    }
+    b.append(&gtk::Separator::new(gtk::Orientation::Horizontal));
+    b.append(&entry(&tr("Why?"), "menu-why".into(), Msg::Why(g)));
+    if let Some(guest) = planned_for {
+        b.append(&entry(
+            &trf("Take out of {guest}'s plan", &[("guest", guest)]),
+            "menu-unassign".into(),
+            Msg::Unassign(g),
+        ));
+    }
+    pop.set_child(Some(&b));
+    // The card's row may be reused for another group: the menu goes with its closing.
+    pop.connect_closed(|p| {
+        let p = p.clone();
+        glib::idle_add_local_once(move || p.unparent());
+    });
+    pop.popup();
+    pop
 }

@@ -162,6 +162,8 @@ pub enum Msg {
     Unassign(GroupId),
     /// Open the "Assign to…" chooser for a group (keyboard and menu path).
     Choose(GroupId),
+    /// A card's context menu, at a point inside the card (or under it, from the keyboard).
+    Menu(GroupId, Option<(f64, f64)>),
     Why(GroupId),
     SetVisible(PciAddress, bool),
     SetAddress(PciAddress, String),
@@ -720,6 +722,24 @@ impl Component for App {
             apply_log: None,
         };
         {
+            // Shift+F10 or the Menu key on a focused card opens its context menu.
+            let keys = gtk::ShortcutController::new();
+            let (s, win, reg) = (sender.clone(), window.clone(), model.registry.clone());
+            keys.add_shortcut(gtk::Shortcut::new(
+                gtk::ShortcutTrigger::parse_string("<Shift>F10|Menu"),
+                Some(gtk::CallbackAction::new(
+                    move |_, _| match cards::focused_group(&win, &reg) {
+                        Some(g) => {
+                            s.input(Msg::Menu(g, None));
+                            gtk::glib::Propagation::Stop
+                        }
+                        None => gtk::glib::Propagation::Proceed,
+                    },
+                )),
+            ));
+            model.list.view.add_controller(keys);
+        }
+        {
             let s = sender.clone();
             model.list.view.connect_activate(move |view, pos| {
                 if let Some(g) = cards::group_at(view, pos) {
@@ -791,7 +811,31 @@ impl Component for App {
                     sender.input_sender().clone(),
                 );
                 if let Some(p) = &self.probe {
-                    p.opened("assign", &dlg);
+                    p.opened("assign", dlg.upcast_ref());
+                }
+            }
+            Msg::Menu(g, at) => {
+                let Some(card) = self
+                    .registry
+                    .cards
+                    .borrow()
+                    .get(&g.0)
+                    .and_then(|w| w.upgrade())
+                else {
+                    return;
+                };
+                let planned = self.plan.holder(g).map(|guest| guest.name.clone());
+                let pop = dialogs::card_menu(
+                    &card,
+                    g,
+                    &self.guest_names(),
+                    planned.as_deref(),
+                    at,
+                    sender.input_sender().clone(),
+                    &self.registry,
+                );
+                if let Some(p) = &self.probe {
+                    p.opened("menu", pop.upcast_ref());
                 }
             }
             Msg::Why(g) => {
@@ -799,7 +843,7 @@ impl Component for App {
                     if let Some(w) = view::why(host, g) {
                         let dlg = dialogs::why(&self.window, g, &w);
                         if let Some(p) = &self.probe {
-                            p.opened("why", &dlg);
+                            p.opened("why", dlg.upcast_ref());
                         }
                     }
                 }
@@ -829,7 +873,7 @@ impl Component for App {
                 if let Some(host) = &self.host {
                     let (dlg, preview) = dialogs::export(&self.window, &self.plan, host);
                     if let Some(p) = &self.probe {
-                        p.opened("export", &dlg);
+                        p.opened("export", dlg.upcast_ref());
                         p.set_preview(preview);
                     }
                 }
@@ -851,7 +895,7 @@ impl Component for App {
                 };
                 let (dlg, log) = dialogs::progress(&self.window, &steps);
                 if let Some(p) = &self.probe {
-                    p.opened("apply", &dlg);
+                    p.opened("apply", dlg.upcast_ref());
                     p.set_apply_log(log.clone());
                 }
                 self.apply_log = Some(log);

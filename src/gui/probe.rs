@@ -32,7 +32,7 @@ struct Data {
     apply_log: Option<gtk::TextBuffer>,
     /// The plan file the app edits (none for the demo's built-in plan).
     plan_path: Option<String>,
-    open: BTreeMap<String, glib::WeakRef<gtk::Window>>,
+    open: BTreeMap<String, glib::WeakRef<gtk::Widget>>,
 }
 
 /// The app's handle on the probe.
@@ -40,9 +40,23 @@ pub struct Probe {
     data: Rc<RefCell<Data>>,
 }
 
+/// Where a widget is, in the main window's coordinates. A widget in a popover (a card's menu)
+/// lives on a surface of its own: its place is the popup's position on the window's surface
+/// plus its place inside the popover.
 fn bounds(w: &gtk::Widget, window: &gtk::ApplicationWindow) -> Option<Value> {
     if !w.is_mapped() {
         return None;
+    }
+    if let Some(pop) = w.native().and_then(|n| n.downcast::<gtk::Popover>().ok()) {
+        use gtk::gdk::prelude::PopupExt;
+        let b = w.compute_bounds(&pop)?;
+        let surface = pop.surface()?;
+        let popup = surface.downcast_ref::<gtk::gdk::Popup>()?;
+        let (px, py) = pop.surface_transform();
+        let (wx, wy) = window.surface_transform();
+        let x = f64::from(popup.position_x()) + px - wx + f64::from(b.x());
+        let y = f64::from(popup.position_y()) + py - wy + f64::from(b.y());
+        return Some(json!([x, y, b.width(), b.height()]));
     }
     let b = w.compute_bounds(window)?;
     Some(json!([b.x(), b.y(), b.width(), b.height()]))
@@ -186,8 +200,8 @@ impl Probe {
         self.data.borrow_mut().preview = Some(b);
     }
 
-    /// A dialog the tests may look for by name.
-    pub fn opened(&self, name: &str, w: &gtk::Window) {
+    /// A dialog or menu the tests may look for by name.
+    pub fn opened(&self, name: &str, w: &gtk::Widget) {
         self.data
             .borrow_mut()
             .open
