@@ -21,6 +21,9 @@ pub enum Step {
         guest: String,
         group: GroupId,
         force: bool,
+        /// The group's members (the helper refuses the group unless they are exactly these),
+        /// named again in the step's outcome.
+        devices: Vec<crate::PciAddress>,
     },
     /// Write the guest's devices into its libvirt definition.
     Define { guest: String },
@@ -92,6 +95,7 @@ pub fn steps(plan: &Plan, host: &Host, guest: Option<&str>) -> Result<Vec<Step>,
                         .and_then(|d| d.group)
                         .unwrap_or(p.group),
                     force: p.force,
+                    devices: p.devices.iter().map(|d| d.address).collect(),
                 });
             }
         }
@@ -153,15 +157,21 @@ pub fn run(
     let mut claimed_now: Vec<GroupId> = Vec::new();
     for step in steps {
         let r = match step {
-            Step::Claim { group, force, .. } => exec.claim(*group, *force).map(|changed| {
+            Step::Claim {
+                group,
+                force,
+                devices,
+                ..
+            } => exec.claim(*group, *force).map(|changed| {
+                // Each device by name: the helper claimed exactly these or nothing.
+                let list: Vec<String> = devices.iter().map(|a| a.to_string()).collect();
+                let args = [("id", group.to_string()), ("devices", list.join(", "))];
+                let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 if changed {
                     claimed_now.push(*group);
-                    trf("group {id} is on vfio-pci", &[("id", &group.to_string())])
+                    trf("group {id} is on vfio-pci: {devices}", &args)
                 } else {
-                    trf(
-                        "group {id} was already on vfio-pci",
-                        &[("id", &group.to_string())],
-                    )
+                    trf("group {id} was already on vfio-pci: {devices}", &args)
                 }
             }),
             Step::Define { guest } => match plan.guest(guest) {

@@ -594,7 +594,12 @@ fn apply_claims_through_the_real_helper_and_says_what_it_gave_back_when_a_step_f
             ..Default::default()
         });
         let log = apply(&s);
-        assert!(log.contains("✓ claim group 18 for router"), "{log}");
+        assert!(
+            log.contains(
+                "✓ claim group 18 for router: group 18 is on vfio-pci: 0000:09:00.0, 0000:09:00.1"
+            ),
+            "{log}"
+        );
         assert!(
             log.contains("✗ write the devices into libvirt's definition of win11"),
             "{log}"
