@@ -179,6 +179,43 @@ pub async fn connect() -> Result<HelperProxy<'static>, HelperError> {
         .await?)
 }
 
+/// Whether Apply can reach the helper: it runs now, or D-Bus starts it on the first call
+/// (its activation file is installed). `Err` says in words what is missing and what to do.
+/// Asks the bus daemon only, so it never starts the helper.
+pub fn helper_reachable() -> Result<(), String> {
+    let not_installed = || {
+        crate::i18n::tr("The Passage helper is not installed, so Apply cannot claim groups (plans and exports work without it). Install it with “make install”, or your distribution's passage package.")
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let conn = zbus::Connection::system().await.map_err(|e| {
+            crate::i18n::trf(
+                "There is no system bus here ({error}), so Apply cannot reach the Passage helper.",
+                &[("error", &e.to_string())],
+            )
+        })?;
+        let bus = zbus::fdo::DBusProxy::new(&conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = zbus::names::BusName::try_from(names::BUS_NAME).map_err(|e| e.to_string())?;
+        if bus.name_has_owner(name).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let activatable = bus
+            .list_activatable_names()
+            .await
+            .map_err(|e| e.to_string())?;
+        if activatable.iter().any(|n| n.as_str() == names::BUS_NAME) {
+            Ok(())
+        } else {
+            Err(not_installed())
+        }
+    })
+}
+
 /// Carries out [`crate::apply`]'s steps on this host: claims through the helper on the system
 /// bus (with `expect_devices` from the plan), definitions through libvirt-dbus. Used by
 /// `passagectl plan apply` and the app's Apply.

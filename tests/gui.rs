@@ -552,6 +552,9 @@ fn the_window_the_bridges_toggle_and_the_plan_come_back_as_they_were_left() {
     let p = s.until("the cards", |p| p["loaded"] == true);
     assert_eq!(p["window"], left);
     assert_eq!(p["active"]["bridges"], true);
+    // No system bus on this test's side: the banner says Apply cannot reach the helper.
+    let banner = p["banner"].as_str().unwrap_or_default();
+    assert!(banner.contains("Passage helper"), "{banner}");
     assert_eq!(p["plan_path"], elsewhere.display().to_string());
     let plan = passage::plan::Plan::from_json(p["plan"].as_str().unwrap()).unwrap();
     assert_eq!(
@@ -594,6 +597,12 @@ fn apply_claims_through_the_real_helper_and_says_what_it_gave_back_when_a_step_f
             ..Default::default()
         });
         let log = apply(&s);
+        // The helper is on this bus: the banner says nothing about it.
+        let banner = s.probe().unwrap()["banner"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!banner.contains("Passage helper"), "{banner}");
         assert!(
             log.contains(
                 "✓ claim group 18 for router: group 18 is on vfio-pci: 0000:09:00.0, 0000:09:00.1"

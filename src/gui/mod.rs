@@ -143,6 +143,8 @@ pub struct Loaded {
     plan_note: Option<String>,
     /// What a sandbox hides from the scan, when the app runs in one.
     sandbox_note: Option<String>,
+    /// Why Apply could not reach the helper, when it could not (not installed, no system bus).
+    helper_note: Option<String>,
     /// Every group's card, made on the loading threads.
     sections: Vec<view::Section>,
 }
@@ -292,6 +294,9 @@ impl App {
         banner.extend(self.notes.iter().cloned());
         self.banner.set_visible(!banner.is_empty());
         self.banner.set_label(&banner.join("\n"));
+        if let Some(p) = &self.probe {
+            p.set_banner(banner.join("\n"));
+        }
         let problems = plan::check(&self.plan, host);
         let errors = problems
             .iter()
@@ -469,6 +474,10 @@ fn load(opts: &Options) -> Result<Loaded, String> {
         && opts.root.is_none()
         && std::path::Path::new("/.flatpak-info").exists())
     .then(|| tr("Passage runs in a Flatpak sandbox: it cannot see the host's mounts, swap and network routes, so no group is marked as needed by the host here. The helper checks that on the host before every claim and refuses such a group."));
+    // Apply needs the helper: say so now, not when the person presses it.
+    let helper_note = (!opts.demo)
+        .then(crate::dbus::helper_reachable)
+        .and_then(Result::err);
     // Every card too: ~10,000 verdicts are work for these threads, not for the main loop.
     let t = std::time::Instant::now();
     let sections = pool.install(|| view::sections(&host, &plan, &holders));
@@ -486,6 +495,7 @@ fn load(opts: &Options) -> Result<Loaded, String> {
         libvirt_note,
         plan_note,
         sandbox_note,
+        helper_note,
         sections,
     })
 }
@@ -929,6 +939,7 @@ impl Component for App {
                         );
                         self.notes.extend(l.plan_note);
                         self.notes.extend(l.sandbox_note);
+                        self.notes.extend(l.helper_note);
                         self.plan = l.plan;
                         self.known = l.known;
                         self.holders = l.holders;

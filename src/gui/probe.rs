@@ -32,6 +32,8 @@ struct Data {
     apply_log: Option<gtk::TextBuffer>,
     /// The plan file the app edits (none for the demo's built-in plan).
     plan_path: Option<String>,
+    /// What the banner above the list says.
+    banner: String,
     open: BTreeMap<String, glib::WeakRef<gtk::Widget>>,
 }
 
@@ -153,6 +155,7 @@ impl Probe {
                 "export_preview": d.preview.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
                 "apply_log": d.apply_log.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
                 "plan_path": d.plan_path,
+                "banner": d.banner,
                 "plan": d.plan,
             });
             let _ = crate::store::write_atomic(&path, v.to_string().as_bytes());
@@ -186,6 +189,10 @@ impl Probe {
 
     pub fn set_plan(&self, plan: String) {
         self.data.borrow_mut().plan = plan;
+    }
+
+    pub fn set_banner(&self, text: String) {
+        self.data.borrow_mut().banner = text;
     }
 
     pub fn set_apply_log(&self, b: gtk::TextBuffer) {
