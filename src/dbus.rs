@@ -183,9 +183,6 @@ pub async fn connect() -> Result<HelperProxy<'static>, HelperError> {
 /// (its activation file is installed). `Err` says in words what is missing and what to do.
 /// Asks the bus daemon only, so it never starts the helper.
 pub fn helper_reachable() -> Result<(), String> {
-    let not_installed = || {
-        crate::i18n::tr("The Passage helper is not installed, so Apply cannot claim groups (plans and exports work without it). Install it with “make install”, or your distribution's passage package.")
-    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -211,7 +208,7 @@ pub fn helper_reachable() -> Result<(), String> {
         if activatable.iter().any(|n| n.as_str() == names::BUS_NAME) {
             Ok(())
         } else {
-            Err(not_installed())
+            Err(crate::i18n::tr("The Passage helper is not installed, so Apply cannot claim groups (plans and exports work without it). Install it with “make install”, or your distribution's passage package."))
         }
     })
 }

@@ -10,6 +10,7 @@ use crate::i18n::{tr, trf};
 use crate::model::{Device, Host};
 use crate::plan::{self, GuestAddress, Plan, PlanError, Problem};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The kind of device, for icons and the class filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,11 +115,12 @@ pub struct Card {
 }
 
 /// Cards under one port (or the root complex): GTK 4.8 lists have no sections, so the app
-/// shows a header row per section.
+/// shows a header row per section. Cards are shared (`Arc`): a filtered view and the app's
+/// list rows point at the same cards instead of copying ten thousand of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
     pub title: String,
-    pub cards: Vec<Card>,
+    pub cards: Vec<Arc<Card>>,
 }
 
 /// Where a group sits: the root port (or switch port) above its first usable device.
@@ -179,9 +181,9 @@ pub fn sections(host: &Host, plan: &Plan, holders: &Holders) -> Vec<Section> {
             )
         })
         .collect();
-    let mut by: BTreeMap<(u8, Option<PciAddress>), Vec<Card>> = BTreeMap::new();
+    let mut by: BTreeMap<(u8, Option<PciAddress>), Vec<Arc<Card>>> = BTreeMap::new();
     for (key, c) in made {
-        by.entry(key).or_default().push(c);
+        by.entry(key).or_default().push(Arc::new(c));
     }
     by.into_iter()
         .map(|(k, cards)| Section {
@@ -310,7 +312,7 @@ pub fn filtered(sections: &[Section], f: &Filter) -> Vec<Section> {
     sections
         .iter()
         .filter_map(|s| {
-            let cards: Vec<Card> = s.cards.iter().filter(|c| f.matches(c)).cloned().collect();
+            let cards: Vec<Arc<Card>> = s.cards.iter().filter(|c| f.matches(c)).cloned().collect();
             (!cards.is_empty()).then(|| Section {
                 title: s.title.clone(),
                 cards,

@@ -16,6 +16,7 @@ fn card(sections: &[view::Section], g: u32) -> &view::Card {
     sections
         .iter()
         .flat_map(|s| &s.cards)
+        .map(|c| &**c)
         .find(|c| c.group == GroupId(g))
         .unwrap_or_else(|| panic!("no card for group {g}"))
 }

@@ -12,6 +12,7 @@ use relm4::typed_view::grid::RelmGridItem;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Where the probe (and keyboard activation) finds live widgets: group → card, guest → row.
 #[derive(Clone, Default)]
@@ -29,7 +30,7 @@ pub struct Registry {
 /// One row of the host list: a section header or a group card.
 pub struct RowItem {
     header: Option<String>,
-    card: Option<Rc<Card>>,
+    card: Option<Arc<Card>>,
     expanded: bool,
     tx: Option<relm4::Sender<Msg>>,
     registry: Option<Registry>,
@@ -47,7 +48,7 @@ impl RowItem {
     }
 
     pub fn card(
-        card: Rc<Card>,
+        card: Arc<Card>,
         expanded: bool,
         tx: relm4::Sender<Msg>,
         registry: Registry,
@@ -113,9 +114,8 @@ pub struct RowWidgets {
     devices: gtk::Box,
     why: gtk::Button,
     id: Rc<Cell<u32>>,
-    /// What the device rows will show once the expander opens (and whether they are made).
+    /// What the device rows will show once the expander opens (made when `devices` is empty).
     rows: Rc<RefCell<Option<DeviceRows>>>,
-    rows_made: Rc<Cell<bool>>,
     tx: Rc<RefCell<Option<relm4::Sender<Msg>>>>,
     /// While binding, the expander's notify must not report a change of the person's.
     binding: Rc<Cell<bool>>,
@@ -167,7 +167,7 @@ impl RelmGridItem for RowItem {
         top.append(&assign);
         card.append(&top);
         // One line, ellipsized, the whole sentence in its tooltip and in "Why?": a wrapping
-        // label is measured again for every width, and GTK 4.8's list keeps ~200 rows alive.
+        // label is measured again for every width, for every row the list keeps alive.
         let headline = gtk::Label::new(None);
         headline.set_ellipsize(gtk::pango::EllipsizeMode::End);
         headline.set_single_line_mode(true);
@@ -184,7 +184,6 @@ impl RelmGridItem for RowItem {
         let tx: Rc<RefCell<Option<relm4::Sender<Msg>>>> = Rc::new(RefCell::new(None));
         let binding = Rc::new(Cell::new(false));
         let rows: Rc<RefCell<Option<DeviceRows>>> = Rc::new(RefCell::new(None));
-        let rows_made = Rc::new(Cell::new(false));
         // The card is the drag source; what travels is the group number.
         let drag = gtk::DragSource::new();
         drag.set_actions(gdk::DragAction::COPY);
@@ -227,12 +226,11 @@ impl RelmGridItem for RowItem {
         }
         {
             let (id, tx, binding) = (id.clone(), tx.clone(), binding.clone());
-            let (rows, rows_made, devices) = (rows.clone(), rows_made.clone(), devices.clone());
+            let (rows, devices) = (rows.clone(), devices.clone());
             expander.connect_expanded_notify(move |e| {
-                if e.is_expanded() && !rows_made.get() {
+                if e.is_expanded() && devices.first_child().is_none() {
                     if let Some(r) = rows.borrow().as_ref() {
                         fill_devices(&devices, r);
-                        rows_made.set(true);
                     }
                 }
                 if binding.get() {
@@ -260,7 +258,6 @@ impl RelmGridItem for RowItem {
                 tx,
                 binding,
                 rows,
-                rows_made,
             },
         )
     }
@@ -332,23 +329,21 @@ impl RelmGridItem for RowItem {
             1 => tr("1 device"),
             n => trf("{n} devices", &[("n", &n.to_string())]),
         }));
-        // The device rows of this card replace the last card's, now if it is open, else when
+        // The device rows of this card replace the last card's: now if it is open, else when
         // it opens (the expander's handler makes them).
-        while let Some(child) = w.devices.first_child() {
-            w.devices.remove(&child);
-        }
-        w.rows_made.set(false);
-        *w.rows.borrow_mut() = Some(DeviceRows {
+        let rows = DeviceRows {
             devices: c.devices.clone(),
             planned: c.planned_for.is_some(),
             tx: self.tx.clone(),
-        });
-        if self.expanded && w.expander.is_expanded() {
-            if let Some(r) = w.rows.borrow().as_ref() {
-                fill_devices(&w.devices, r);
+        };
+        if self.expanded {
+            fill_devices(&w.devices, &rows);
+        } else {
+            while let Some(child) = w.devices.first_child() {
+                w.devices.remove(&child);
             }
-            w.rows_made.set(true);
         }
+        *w.rows.borrow_mut() = Some(rows);
         w.expander.set_expanded(self.expanded);
         w.binding.set(false);
     }

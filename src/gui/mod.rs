@@ -91,6 +91,7 @@ pub fn run(opts: Options) -> Result<(), String> {
 /// and the rest of both cores goes to the scan while GTK starts.
 fn start_loading(opts: Options) -> std::sync::mpsc::Receiver<Result<Loaded, String>> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let failed = tx.clone();
     let spawned = std::thread::Builder::new()
         .name("passage-load".into())
         .spawn(move || {
@@ -98,9 +99,7 @@ fn start_loading(opts: Options) -> std::sync::mpsc::Receiver<Result<Loaded, Stri
             let _ = tx.send(load(&opts));
         });
     if let Err(e) = spawned {
-        let (tx, rx2) = std::sync::mpsc::channel();
-        let _ = tx.send(Err(e.to_string()));
-        return rx2;
+        let _ = failed.send(Err(e.to_string()));
     }
     rx
 }
@@ -108,25 +107,6 @@ fn start_loading(opts: Options) -> std::sync::mpsc::Receiver<Result<Loaded, Stri
 /// Nice 10 for the calling thread (Linux applies PRIO_PROCESS with pid 0 to the thread).
 fn lower_priority() {
     let _ = rustix::process::setpriority_process(None, 10);
-}
-
-/// A section of the host list as the app keeps it: its title and its cards, shared with the
-/// list's rows.
-struct Shown {
-    title: String,
-    cards: Vec<std::rc::Rc<view::Card>>,
-}
-
-impl Shown {
-    fn all(sections: Vec<view::Section>) -> Vec<Shown> {
-        sections
-            .into_iter()
-            .map(|s| Shown {
-                title: s.title,
-                cards: s.cards.into_iter().map(std::rc::Rc::new).collect(),
-            })
-            .collect()
-    }
 }
 
 /// What the background scan brings back.
@@ -199,7 +179,7 @@ pub struct App {
     list: TypedGridView<RowItem, gtk::NoSelection>,
     /// Every card as last computed, by section (filters redraw from these). The list's rows
     /// share these cards rather than copying them.
-    sections: Vec<Shown>,
+    sections: Vec<view::Section>,
     /// Where each group's card is in the list (for redrawing one card).
     positions: BTreeMap<GroupId, u32>,
     registry: Registry,
@@ -247,16 +227,13 @@ impl App {
         let tx = self.sender.input_sender().clone();
         let mut rows = Vec::new();
         self.positions.clear();
-        for s in &self.sections {
-            let mut header = Some(&s.title);
-            for c in s.cards.iter().filter(|c| self.filter.matches(c)) {
-                if let Some(h) = header.take() {
-                    rows.push(RowItem::header(h));
-                }
+        for s in view::filtered(&self.sections, &self.filter) {
+            rows.push(RowItem::header(&s.title));
+            for c in s.cards {
                 self.positions.insert(c.group, rows.len() as u32);
                 let expanded = self.expanded.contains(&c.group);
                 rows.push(RowItem::card(
-                    c.clone(),
+                    c,
                     expanded,
                     tx.clone(),
                     self.registry.clone(),
@@ -271,7 +248,7 @@ impl App {
         let Some(host) = &self.host else {
             return;
         };
-        self.sections = Shown::all(view::sections(host, &self.plan, &self.holders));
+        self.sections = view::sections(host, &self.plan, &self.holders);
         self.redraw();
     }
 
@@ -377,7 +354,7 @@ impl App {
         let Some(&pos) = self.positions.get(&g) else {
             return false;
         };
-        let card = std::rc::Rc::new(card);
+        let card = std::sync::Arc::new(card);
         if let Some(cached) = self
             .sections
             .iter_mut()
@@ -474,13 +451,20 @@ fn load(opts: &Options) -> Result<Loaded, String> {
         && opts.root.is_none()
         && std::path::Path::new("/.flatpak-info").exists())
     .then(|| tr("Passage runs in a Flatpak sandbox: it cannot see the host's mounts, swap and network routes, so no group is marked as needed by the host here. The helper checks that on the host before every claim and refuses such a group."));
-    // Apply needs the helper: say so now, not when the person presses it.
-    let helper_note = (!opts.demo)
-        .then(crate::dbus::helper_reachable)
-        .and_then(Result::err);
-    // Every card too: ~10,000 verdicts are work for these threads, not for the main loop.
+    // Every card too (~10,000 verdicts are work for these threads, not for the main loop),
+    // and beside them whether Apply can reach the helper, to say so now rather than when the
+    // person presses it.
     let t = std::time::Instant::now();
-    let sections = pool.install(|| view::sections(&host, &plan, &holders));
+    let (sections, helper_note) = pool.install(|| {
+        rayon::join(
+            || view::sections(&host, &plan, &holders),
+            || {
+                (!opts.demo)
+                    .then(crate::dbus::helper_reachable)
+                    .and_then(Result::err)
+            },
+        )
+    });
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         rss = rss_kib(),
@@ -597,7 +581,6 @@ impl Component for App {
         // On a 10,000-group host that is most of the time between "read" and "shown".
         let list: TypedGridView<RowItem, gtk::NoSelection> = TypedGridView::new();
         list.view.set_max_columns(1);
-        list.view.set_vscroll_policy(gtk::ScrollablePolicy::Natural);
         list.view.add_css_class("groups");
         accessible_label(&list.view, &tr("IOMMU groups of this host"));
         let banner = gtk::Label::new(None);
@@ -946,7 +929,7 @@ impl Component for App {
                         self.host = Some(l.host);
                         let live = !self.opts.demo && self.opts.root.is_none();
                         self.source = Some(l.source);
-                        self.sections = Shown::all(l.sections);
+                        self.sections = l.sections;
                         let t = std::time::Instant::now();
                         self.redraw();
                         give_back_freed_memory();
