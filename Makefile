@@ -60,11 +60,11 @@ INSTALLED = \
 	$(DATADIR)/fish/vendor_completions.d/passage.fish
 
 all:
-	PASSAGE_LOCALEDIR=$(DATADIR)/locale $(CARGO) build --release --bins
+	PASSAGE_LOCALEDIR=$(DATADIR)/locale $(CARGO) build --release -p passagectl -p passage-helper -p passage-gui
 	$(BINSRC)/passagectl generate-docs $(DOCSRC)
 
 app:
-	PASSAGE_LOCALEDIR=$(DATADIR)/locale $(CARGO) build --release --bin passage
+	PASSAGE_LOCALEDIR=$(DATADIR)/locale $(CARGO) build --release -p passage-gui
 
 # The app and what the desktop needs for it; also the Flatpak's whole install.
 install-app:

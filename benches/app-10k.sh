@@ -15,7 +15,10 @@ shape=${1:-80x127}
 runs=${2:-3}
 work=$(mktemp -d /tmp/passage-appbench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-cargo build --release -q --bin passage --bin passagectl --example mktree
+# The probe (feature passage-gui/probe) is what takes the figures inside the app; releases
+# are built without it.
+cargo build --release -q -p passage-gui -p passagectl --features passage-gui/probe
+cargo build --release -q -p passage-core --example mktree
 target/release/examples/mktree --sriov "$shape" "$work/tree"
 echo "tree: $(ls "$work/tree/sys/bus/pci/devices" | wc -l) functions, $(ls "$work/tree/sys/kernel/iommu_groups" | wc -l) groups"
 now() { date +%s.%N; }

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 shape=${1:-80x127}
 tree=$(mktemp -d /tmp/passage-bench.XXXXXX)
 trap 'rm -rf "$tree"' EXIT
-cargo build --release -q --bin passagectl --example mktree
+cargo build --release -q -p passagectl
+cargo build --release -q -p passage-core --example mktree
 target/release/examples/mktree --sriov "$shape" "$tree"
 sysfs="$tree/sys/bus/pci"
 echo "tree: $(ls "$sysfs/devices" | wc -l) functions, $(ls "$tree/sys/kernel/iommu_groups" | wc -l) groups"

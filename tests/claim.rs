@@ -2,10 +2,10 @@
 //! sysfs writes, rollback when a member refuses, journal replay after a kill, busy groups,
 //! host-critical groups, and groups a guest holds.
 
-use passage::claim::{self, ClaimError, ClaimOptions, Locks, StateDir};
-use passage::fakekernel::FakeKernel;
-use passage::synth::MachineSpec;
-use passage::{scan, GroupId, Host, HostRoot, PciAddress};
+use passage_core::synth::MachineSpec;
+use passage_core::{scan, GroupId, Host, HostRoot, PciAddress};
+use passage_helper::claim::{self, ClaimError, ClaimOptions, Locks, StateDir};
+use passage_helper::fakekernel::FakeKernel;
 
 struct Bed {
     dir: tempfile::TempDir,
@@ -19,7 +19,7 @@ impl Bed {
     /// behind a root port; group 17 the chipset holding the console GPU and the default route.
     fn demo() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        MachineSpec::from_json(passage::demo::DEMO_HOST)
+        MachineSpec::from_json(passage_core::demo::DEMO_HOST)
             .unwrap()
             .write_tree(dir.path())
             .unwrap();
@@ -94,8 +94,8 @@ fn claiming_the_gpu_group_binds_both_functions_with_libvirts_sequence() {
     let host = bed.host();
     let g = &host.groups[&GroupId(19)];
     assert_eq!(
-        passage::explain::group(&host, g).state,
-        passage::explain::State::Assigned
+        passage_core::explain::group(&host, g).state,
+        passage_core::explain::State::Assigned
     );
     assert_eq!(
         bed.journals(),

@@ -100,7 +100,7 @@ fn list_json_follows_the_documented_schema_on_the_demo_host() {
 #[test]
 fn parallel_json_is_byte_for_byte_serdes_json() {
     let b = build(&load("asus-tuf-b550m-plus-5800x"));
-    let rep = passage::report::Report::build(&b.host);
+    let rep = passage_core::report::Report::build(&b.host);
     assert_eq!(rep.to_json().unwrap(), serde_json::to_string(&rep).unwrap());
     // Unknown, absent and present ACS are three different things on the wire.
     let v: serde_json::Value = serde_json::from_str(&rep.to_json().unwrap()).unwrap();

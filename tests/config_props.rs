@@ -1,7 +1,7 @@
 //! Property tests (the fuzz target for config-space parsing): any bytes at all parse or fail
 //! cleanly, and whatever the writer encodes the parser reads back.
 
-use passage::config::{ConfigSpace, ConfigSpec, PortType};
+use passage_core::config::{ConfigSpace, ConfigSpec, PortType};
 use proptest::prelude::*;
 
 fn port_type() -> impl Strategy<Value = Option<PortType>> {

@@ -1,6 +1,9 @@
 //! Files the system reads are checked by the system's own tools: xmllint (against polkit's DTD
 //! where it is installed), systemd-analyze verify, and an install into a temporary DESTDIR.
 
+#[path = "common/bins.rs"]
+mod bins;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -62,9 +65,9 @@ fn xml_files_are_valid() {
     // Every action the helper checks is declared, and nothing else.
     let text = std::fs::read_to_string(&policy).unwrap();
     for a in [
-        passage::names::ACTION_CLAIM,
-        passage::names::ACTION_CLAIM_HOST_CRITICAL,
-        passage::names::ACTION_PERSIST,
+        passage_core::names::ACTION_CLAIM,
+        passage_core::names::ACTION_CLAIM_HOST_CRITICAL,
+        passage_core::names::ACTION_PERSIST,
     ] {
         assert!(
             text.contains(&format!("id=\"{a}\"")),
@@ -123,14 +126,14 @@ fn the_gsettings_schema_compiles_strictly_and_names_the_app() {
         "glib-compile-schemas is needed (libglib2.0-bin)"
     );
     let dir = tempfile::tempdir().unwrap();
-    let name = format!("{}.gschema.xml", passage::names::APP_ID);
+    let name = format!("{}.gschema.xml", passage_core::names::APP_ID);
     std::fs::copy(repo().join("data").join(&name), dir.path().join(&name)).unwrap();
     ok(Command::new("glib-compile-schemas")
         .arg("--strict")
         .arg(dir.path()));
     assert!(dir.path().join("gschemas.compiled").is_file());
     let text = std::fs::read_to_string(dir.path().join(&name)).unwrap();
-    assert!(text.contains(&format!("<schema id=\"{}\"", passage::names::APP_ID)));
+    assert!(text.contains(&format!("<schema id=\"{}\"", passage_core::names::APP_ID)));
     // The keys the app reads (src/gui/settings.rs).
     let code = std::fs::read_to_string(repo().join("src/gui/settings.rs")).unwrap();
     for key in [
@@ -163,7 +166,7 @@ fn the_desktop_file_metainfo_and_icons_pass_their_validators() {
         .args(["validate", "--no-net"])
         .arg(&meta));
     // The app id is one name everywhere (shared/CONTRACTS.md).
-    let id = passage::names::APP_ID;
+    let id = passage_core::names::APP_ID;
     let text = std::fs::read_to_string(&meta).unwrap();
     assert!(text.contains(&format!("<id>{id}</id>")));
     assert!(text.contains(&format!(
@@ -211,7 +214,7 @@ fn the_systemd_unit_verifies() {
         panic!("systemd-analyze is needed to check the unit (part of systemd)");
     }
     let dir = tempfile::tempdir().unwrap();
-    let helper = Path::new(env!("CARGO_BIN_EXE_passage-helper"));
+    let helper = Path::new(bins::bin("passage-helper"));
     for name in ["passage-helper.service", "passage-reclaim.service"] {
         let unit = std::fs::read_to_string(repo().join(format!("data/systemd/{name}.in")))
             .unwrap()
@@ -227,9 +230,7 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
     let dest = tempfile::tempdir().unwrap();
     let docs = tempfile::tempdir().unwrap();
     // Install what is already built (the test binaries), not a second release build.
-    let bins = Path::new(env!("CARGO_BIN_EXE_passagectl"))
-        .parent()
-        .unwrap();
+    let bins = Path::new(bins::bin("passagectl")).parent().unwrap();
     let make = |target: &str| {
         let mut c = Command::new("make");
         c.current_dir(repo())
@@ -402,7 +403,7 @@ fn man_pages_and_completions_are_read_by_mandoc_bash_fish_and_zsh() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    ok(Command::new(env!("CARGO_BIN_EXE_passagectl"))
+    ok(Command::new(bins::bin("passagectl"))
         .arg("generate-docs")
         .arg(dir.path()));
     let man = dir.path().join("man");
@@ -454,7 +455,7 @@ fn man_pages_and_completions_are_read_by_mandoc_bash_fish_and_zsh() {
     assert!(meta.contains(&format!(
         "<release version=\"{}\" date=\"{}\">",
         env!("CARGO_PKG_VERSION"),
-        passage::cli::RELEASE_DATE
+        passage_core::cli::RELEASE_DATE
     )));
     let page = |name: &str| {
         let o = Command::new("mandoc")
@@ -485,7 +486,7 @@ fn man_pages_and_completions_are_read_by_mandoc_bash_fish_and_zsh() {
     };
     assert!(bash("passagectl pl").lines().any(|l| l == "plan"));
     let formats = bash("passagectl export --format ");
-    for f in passage::export::Format::ALL {
+    for f in passage_core::export::Format::ALL {
         assert!(formats.lines().any(|l| l == f.as_str()), "{f:?}: {formats}");
     }
     // fish: its own completion query.
@@ -517,7 +518,7 @@ fn the_flatpak_manifest_parses_and_everything_it_names_exists() {
         .arg(&manifest));
     let json: serde_json::Value = serde_json::from_str(&shown[shown.find('{').unwrap()..])
         .unwrap_or_else(|e| panic!("{e}: {shown}"));
-    assert_eq!(json["id"], passage::names::APP_ID);
+    assert_eq!(json["id"], passage_core::names::APP_ID);
     assert_eq!(json["command"], "passage");
     let args: Vec<&str> = json["finish-args"]
         .as_array()
@@ -526,7 +527,7 @@ fn the_flatpak_manifest_parses_and_everything_it_names_exists() {
         .filter_map(|v| v.as_str())
         .collect();
     for need in [
-        format!("--system-talk-name={}", passage::names::BUS_NAME),
+        format!("--system-talk-name={}", passage_core::names::BUS_NAME),
         "--system-talk-name=org.libvirt".to_string(),
     ] {
         assert!(args.contains(&need.as_str()), "{need} missing: {args:?}");

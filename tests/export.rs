@@ -361,7 +361,7 @@ impl PlanCopy {
 
 fn demo_plan_copy() -> PlanCopy {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("plan.json"), passage::demo::DEMO_PLAN).unwrap();
+    std::fs::write(dir.path().join("plan.json"), passage_core::demo::DEMO_PLAN).unwrap();
     PlanCopy { dir }
 }
 

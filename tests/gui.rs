@@ -4,6 +4,9 @@
 //! "Why?" view are saved in target/tmp/gui/ (and the best copied to assets/screenshots/ by
 //! hand). Where the widgets are comes from the app's probe (`PASSAGE_PROBE`), not guesses.
 
+#[path = "common/bins.rs"]
+mod bins;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -129,14 +132,14 @@ impl Session {
         };
         std::fs::write(
             s.plan_path(),
-            l.plan_text.unwrap_or(passage::demo::DEMO_PLAN),
+            l.plan_text.unwrap_or(passage_core::demo::DEMO_PLAN),
         )
         .unwrap();
         let config = l
             .config
             .map(Path::to_path_buf)
             .unwrap_or_else(|| s.dir.path().to_path_buf());
-        let mut c = Command::new(env!("CARGO_BIN_EXE_passage"));
+        let mut c = Command::new(bins::bin("passage"));
         match l.tree {
             Some(t) => {
                 let fifo = s.dir.path().join("probe.json.events");
@@ -284,8 +287,9 @@ impl Session {
         out
     }
 
-    fn plan(&self) -> passage::plan::Plan {
-        passage::plan::Plan::from_json(&std::fs::read_to_string(self.plan_path()).unwrap()).unwrap()
+    fn plan(&self) -> passage_core::plan::Plan {
+        passage_core::plan::Plan::from_json(&std::fs::read_to_string(self.plan_path()).unwrap())
+            .unwrap()
     }
 }
 
@@ -336,7 +340,7 @@ fn a_group_dragged_onto_a_guest_with_a_real_pointer_changes_the_plan() {
     });
     s.screenshot("main-window");
     assert_eq!(
-        s.plan().holder(passage::GroupId(18)).unwrap().name,
+        s.plan().holder(passage_core::GroupId(18)).unwrap().name,
         "router"
     );
     // Press on the card's title area, move in steps (GTK starts a drag after a few pixels),
@@ -356,8 +360,11 @@ fn a_group_dragged_onto_a_guest_with_a_real_pointer_changes_the_plan() {
     s.xdotool(&["mouseup", "1"]);
     let plan = wait_for("the plan on disk to change", 20, || {
         let plan = s.plan();
-        (plan.holder(passage::GroupId(18)).map(|g| g.name.as_str()) == Some("ci-runner"))
-            .then_some(plan)
+        (plan
+            .holder(passage_core::GroupId(18))
+            .map(|g| g.name.as_str())
+            == Some("ci-runner"))
+        .then_some(plan)
     });
     // The whole group moved, its hidden port still hidden.
     let g = plan.guest("ci-runner").unwrap();
@@ -421,7 +428,7 @@ fn the_app_speaks_german_when_asked() {
 
 #[test]
 fn without_a_display_the_app_says_so_in_one_line() {
-    let o = Command::new(env!("CARGO_BIN_EXE_passage"))
+    let o = Command::new(bins::bin("passage"))
         .arg("--demo")
         .env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
@@ -458,18 +465,21 @@ fn without_a_pointer_drag_the_keyboard_assigns_a_group() {
     s.xdotool(&["key", "Return"]);
     let plan = wait_for("the plan on disk to change", 20, || {
         let plan = s.plan();
-        (plan.holder(passage::GroupId(18)).map(|g| g.name.as_str()) == Some("ci-runner"))
-            .then_some(plan)
+        (plan
+            .holder(passage_core::GroupId(18))
+            .map(|g| g.name.as_str())
+            == Some("ci-runner"))
+        .then_some(plan)
     });
     assert_eq!(plan.guest("ci-runner").unwrap().groups.len(), 1);
 }
 
 #[test]
 fn a_device_another_tool_binds_updates_its_card_without_a_rescan() {
-    use passage::claim::Kernel;
+    use passage_helper::claim::Kernel;
     // The demo host as a tree of its own, so "another tool" can bind a device in it.
     let tree = tempfile::tempdir().unwrap();
-    passage::synth::MachineSpec::from_json(passage::demo::DEMO_HOST)
+    passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST)
         .unwrap()
         .write_tree(tree.path())
         .unwrap();
@@ -479,7 +489,7 @@ fn a_device_another_tool_binds_updates_its_card_without_a_rescan() {
     });
     assert_eq!(p["badges"]["14"], "in use", "{}", p["badges"]);
     // Bind 0000:00:14.0 to vfio-pci the way any tool does (override, unbind, probe) …
-    let k = passage::fakekernel::FakeKernel::new(tree.path()).unwrap();
+    let k = passage_helper::fakekernel::FakeKernel::new(tree.path()).unwrap();
     let a = "0000:00:14.0";
     k.write(
         Path::new(&format!("sys/bus/pci/devices/{a}/driver_override")),
@@ -511,13 +521,13 @@ fn a_device_another_tool_binds_updates_its_card_without_a_rescan() {
 #[test]
 fn the_window_the_bridges_toggle_and_the_plan_come_back_as_they_were_left() {
     let tree = tempfile::tempdir().unwrap();
-    passage::synth::MachineSpec::from_json(passage::demo::DEMO_HOST)
+    passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST)
         .unwrap()
         .write_tree(tree.path())
         .unwrap();
     let config = tempfile::tempdir().unwrap();
     let elsewhere = config.path().join("elsewhere.json");
-    std::fs::write(&elsewhere, passage::demo::DEMO_PLAN).unwrap();
+    std::fs::write(&elsewhere, passage_core::demo::DEMO_PLAN).unwrap();
     let left = {
         let mut s = Session::launch(Launch {
             tree: Some(tree.path()),
@@ -556,9 +566,10 @@ fn the_window_the_bridges_toggle_and_the_plan_come_back_as_they_were_left() {
     let banner = p["banner"].as_str().unwrap_or_default();
     assert!(banner.contains("Passage helper"), "{banner}");
     assert_eq!(p["plan_path"], elsewhere.display().to_string());
-    let plan = passage::plan::Plan::from_json(p["plan"].as_str().unwrap()).unwrap();
+    let plan = passage_core::plan::Plan::from_json(p["plan"].as_str().unwrap()).unwrap();
     assert_eq!(
-        plan.holder(passage::GroupId(19)).map(|g| g.name.as_str()),
+        plan.holder(passage_core::GroupId(19))
+            .map(|g| g.name.as_str()),
         Some("win11")
     );
 }
@@ -623,9 +634,9 @@ fn apply_claims_through_the_real_helper_and_says_what_it_gave_back_when_a_step_f
         assert_eq!(after, before, "group 18 was not given back");
     }
     // The same without win11's groups: Apply claims group 18 and its card says so.
-    let mut plan = passage::plan::Plan::from_json(passage::demo::DEMO_PLAN).unwrap();
+    let mut plan = passage_core::plan::Plan::from_json(passage_core::demo::DEMO_PLAN).unwrap();
     for g in [19, 20] {
-        plan.unassign(passage::GroupId(g)).unwrap();
+        plan.unassign(passage_core::GroupId(g)).unwrap();
     }
     let text = plan.to_json();
     let s = Session::launch(Launch {
@@ -673,8 +684,11 @@ fn a_cards_context_menu_assigns_and_explains_by_pointer_and_by_keyboard() {
     s.click(s.point(&p, "buttons", "menu-assign:ci-runner", 0.5, 0.5));
     let plan = wait_for("the plan on disk to change", 20, || {
         let plan = s.plan();
-        (plan.holder(passage::GroupId(18)).map(|g| g.name.as_str()) == Some("ci-runner"))
-            .then_some(plan)
+        (plan
+            .holder(passage_core::GroupId(18))
+            .map(|g| g.name.as_str())
+            == Some("ci-runner"))
+        .then_some(plan)
     });
     assert_eq!(plan.guest("ci-runner").unwrap().groups.len(), 1);
     // From the keyboard: focus the GPU's card, Shift+F10, then Why? from the menu.

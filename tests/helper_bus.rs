@@ -6,11 +6,14 @@
 //! Needs root (to run polkitd and install the policy file where polkitd reads it). CI runs as
 //! root; elsewhere the test says why it did not run.
 
+#[path = "common/bins.rs"]
+mod bins;
+
 #[path = "common/bus.rs"]
 mod bus;
 
 use bus::*;
-use passage::dbus::HelperError;
+use passage_dbus::HelperError;
 use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -99,14 +102,15 @@ fn polkit_decides_every_claim_on_a_real_bus() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(!bus.root().join(passage::persist::UDEV_RULE).exists());
+    assert!(!bus.root().join(passage_helper::persist::UDEV_RULE).exists());
     let o = bus.passagectl(false, &["persist", "19", "on"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rule = std::fs::read_to_string(bus.root().join(passage::persist::UDEV_RULE)).unwrap();
+    let rule =
+        std::fs::read_to_string(bus.root().join(passage_helper::persist::UDEV_RULE)).unwrap();
     assert!(rule.contains("KERNEL==\"0000:0b:00.0\""), "{rule}");
     let o = bus.passagectl(false, &["persist", "19", "off"]);
     assert!(o.status.success());
-    assert!(!bus.root().join(passage::persist::UDEV_RULE).exists());
+    assert!(!bus.root().join(passage_helper::persist::UDEV_RULE).exists());
     // The rule grants only the plain claim action, never the host-critical one.
     let o = bus.passagectl(true, &["claim", "17", "--force"]);
     assert!(
@@ -272,13 +276,14 @@ fn hook(bus: &Bus, args: &[&str], xml: &str) -> Output {
 fn the_libvirt_hook_claims_a_guests_groups_when_it_starts_and_gives_them_back_when_it_stops() {
     let Some(bus) = Bus::start() else { return };
     // The demo's win11 guest as Passage writes it: on-start, GPU + audio and the USB card.
-    let host = passage::scan::scan(&passage::HostRoot::open(bus.root()).unwrap()).unwrap();
-    let plan = passage::demo::plan().unwrap();
-    let xml = passage::export::export(
+    let host =
+        passage_core::scan::scan(&passage_core::HostRoot::open(bus.root()).unwrap()).unwrap();
+    let plan = passage_core::demo::plan().unwrap();
+    let xml = passage_core::export::export(
         &plan,
         &host,
         Some("win11"),
-        passage::export::Format::LibvirtDomain,
+        passage_core::export::Format::LibvirtDomain,
         &Default::default(),
     )
     .unwrap()
@@ -339,7 +344,7 @@ fn the_libvirt_hook_claims_a_guests_groups_when_it_starts_and_gives_them_back_wh
 fn applying_a_plan_claims_what_guests_keep_and_gives_it_back_when_a_later_step_fails() {
     let Some(bus) = Bus::start() else { return };
     let plan = bus.dir.path().join("plan.json");
-    std::fs::write(&plan, passage::demo::DEMO_PLAN).unwrap();
+    std::fs::write(&plan, passage_core::demo::DEMO_PLAN).unwrap();
     let root = bus.root();
     let apply = |args: &[&str]| {
         bus.passagectl(
@@ -422,9 +427,9 @@ fn a_claim_that_expects_other_members_is_refused_before_anything_happens() {
     let Some(bus) = Bus::start() else { return };
     let (rt, p) = bus.proxy();
     let expect = |addrs: &[&str]| {
-        let a: Vec<passage::PciAddress> = addrs.iter().map(|s| s.parse().unwrap()).collect();
+        let a: Vec<passage_core::PciAddress> = addrs.iter().map(|s| s.parse().unwrap()).collect();
         let mut o = HashMap::new();
-        o.insert("expect_devices", passage::dbus::expect_devices(&a));
+        o.insert("expect_devices", passage_dbus::expect_devices(&a));
         o
     };
     // Group 19 is the GPU and its audio; a caller who thinks it is only the GPU is refused.

@@ -5,10 +5,10 @@
 
 mod common;
 use common::*;
-use passage::export::{self, Format};
-use passage::libvirt::{DomainState, Libvirt, LibvirtError, TEST_PATH};
-use passage::synth::MachineSpec;
-use passage::{demo, plan};
+use passage_core::export::{self, Format};
+use passage_core::synth::MachineSpec;
+use passage_core::{demo, plan};
+use passage_dbus::libvirt::{DomainState, Libvirt, LibvirtError, TEST_PATH};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,7 +105,10 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 /// libvirt-dbus takes a moment to own its name: retry the first call until it answers.
-fn domains(rt: &tokio::runtime::Runtime, lv: &Libvirt) -> Vec<passage::libvirt::LibvirtDomain> {
+fn domains(
+    rt: &tokio::runtime::Runtime,
+    lv: &Libvirt,
+) -> Vec<passage_dbus::libvirt::LibvirtDomain> {
     let t = Instant::now();
     loop {
         match rt.block_on(lv.domains()) {
@@ -142,7 +145,7 @@ fn an_exported_domain_defined_through_libvirt_dbus_reads_back_with_the_same_host
     assert_eq!(defined.name, "win11");
     assert_eq!(defined.state, DomainState::ShutOff);
     assert_eq!(defined.lifecycle, Some(plan::Lifecycle::OnStart));
-    let want = passage::export::libvirt::hostdevs(&e.text).unwrap();
+    let want = passage_core::export::libvirt::hostdevs(&e.text).unwrap();
     assert_eq!(want.len(), 3);
     assert_eq!(defined.hostdevs, want, "libvirt stored other hostdevs");
     // Listed again from scratch, it holds groups 19 and 20.
@@ -150,7 +153,7 @@ fn an_exported_domain_defined_through_libvirt_dbus_reads_back_with_the_same_host
     let w = again.iter().find(|d| d.name == "win11").unwrap();
     assert_eq!(
         w.groups(&b.host),
-        vec![passage::GroupId(19), passage::GroupId(20)]
+        vec![passage_core::GroupId(19), passage_core::GroupId(20)]
     );
 }
 
@@ -217,7 +220,7 @@ fn a_plan_written_into_a_domain_keeps_its_own_devices_and_avoids_their_slots() {
 
     // Applying again after taking the USB card out replaces Passage's own hostdevs.
     let mut p2 = p.clone();
-    p2.unassign(passage::GroupId(20)).unwrap();
+    p2.unassign(passage_core::GroupId(20)).unwrap();
     let again = rt
         .block_on(lv.apply(p2.guest("desk").unwrap(), &b.host))
         .unwrap();
@@ -231,7 +234,7 @@ fn a_plan_written_into_a_domain_keeps_its_own_devices_and_avoids_their_slots() {
     assert_eq!(
         again
             .xml
-            .matches(passage::export::libvirt::METADATA_NS)
+            .matches(passage_core::export::libvirt::METADATA_NS)
             .count(),
         1,
         "one Passage metadata element: {}",

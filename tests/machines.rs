@@ -3,9 +3,9 @@
 
 mod common;
 use common::*;
-use passage::explain::{self, Severity, State};
-use passage::synth::{BlockSpec, DmSpec, MountSpec, NetSpec};
-use passage::{GroupId, PciAddress};
+use passage_core::explain::{self, Severity, State};
+use passage_core::synth::{BlockSpec, DmSpec, MountSpec, NetSpec};
+use passage_core::{GroupId, PciAddress};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn addr(s: &str) -> PciAddress {
@@ -63,8 +63,8 @@ fn a_sandbox_that_hides_the_groups_directory_still_sees_the_kernels_groups() {
     for (name, spec) in machines() {
         let b = build(&spec);
         std::fs::remove_dir_all(b.dir.path().join("sys/kernel/iommu_groups")).unwrap();
-        let hidden = passage::scan::scan(&b.root()).unwrap();
-        let members = |h: &passage::Host| -> BTreeMap<GroupId, Vec<PciAddress>> {
+        let hidden = passage_core::scan::scan(&b.root()).unwrap();
+        let members = |h: &passage_core::Host| -> BTreeMap<GroupId, Vec<PciAddress>> {
             h.groups
                 .values()
                 .filter(|g| !g.devices.is_empty())
@@ -239,9 +239,9 @@ fn asus_b550_chipset_group_shape_is_explained_by_its_ports() {
         .iter_mut()
         .filter(|d| d.device.as_deref() == Some("43ea"))
     {
-        d.config = Some(passage::config::ConfigSpec {
+        d.config = Some(passage_core::config::ConfigSpec {
             full: true,
-            port_type: Some(passage::config::PortType::DownstreamPort),
+            port_type: Some(passage_core::config::PortType::DownstreamPort),
             ..Default::default()
         });
     }
@@ -318,9 +318,9 @@ fn xeon_bmc_vga_shares_the_ast1150_bridge_group() {
         .iter_mut()
         .filter(|d| d.device.as_deref() == Some("1150"))
     {
-        d.config = Some(passage::config::ConfigSpec {
+        d.config = Some(passage_core::config::ConfigSpec {
             full: true,
-            port_type: Some(passage::config::PortType::PcieToPciBridge),
+            port_type: Some(passage_core::config::PortType::PcieToPciBridge),
             ..Default::default()
         });
     }

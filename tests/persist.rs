@@ -1,16 +1,19 @@
 //! Persistence: the udev rule (by address, checked against ids), the modprobe softdeps, the
 //! refusals, and the boot-time re-claim that re-checks every member.
 
-use passage::claim::{self, ClaimOptions, Locks, StateDir};
-use passage::fakekernel::FakeKernel;
-use passage::persist;
-use passage::synth::MachineSpec;
-use passage::{scan, GroupId, Host, HostRoot};
+#[path = "common/bins.rs"]
+mod bins;
+
+use passage_core::synth::MachineSpec;
+use passage_core::{scan, GroupId, Host, HostRoot};
+use passage_helper::claim::{self, ClaimOptions, Locks, StateDir};
+use passage_helper::fakekernel::FakeKernel;
+use passage_helper::persist;
 use std::process::Command;
 
 fn demo() -> (tempfile::TempDir, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    MachineSpec::from_json(passage::demo::DEMO_HOST)
+    MachineSpec::from_json(passage_core::demo::DEMO_HOST)
         .unwrap()
         .write_tree(dir.path())
         .unwrap();
@@ -112,7 +115,7 @@ fn at_boot_a_group_is_reclaimed_only_if_its_members_are_still_what_they_were() {
     persist::set(&h, &r, dir.path(), GroupId(19), true, &st).unwrap();
     persist::set(&h, &r, dir.path(), GroupId(18), true, &st).unwrap();
     // The boot-time run, as passage-reclaim.service does it (the tree drives the fake kernel).
-    let o = Command::new(env!("CARGO_BIN_EXE_passage-helper"))
+    let o = Command::new(bins::bin("passage-helper"))
         .args(["--reclaim", "--root"])
         .arg(dir.path())
         .arg("--state-dir")

@@ -4,10 +4,10 @@
 
 mod common;
 use common::*;
-use passage::explain::{self, State};
-use passage::plan::{self, Guest, GuestAddress, Plan, PlanError, Severity, Vmm};
-use passage::synth::MachineSpec;
-use passage::{demo, GroupId, Host, PciAddress};
+use passage_core::explain::{self, State};
+use passage_core::plan::{self, Guest, GuestAddress, Plan, PlanError, Severity, Vmm};
+use passage_core::synth::MachineSpec;
+use passage_core::{demo, GroupId, Host, PciAddress};
 
 fn demo_host() -> Built {
     build(&MachineSpec::from_json(demo::DEMO_HOST).unwrap())
@@ -294,14 +294,17 @@ fn a_plan_reopened_on_a_changed_host_names_every_mismatch() {
         .message
         .contains("does not know"));
     // None of it can be exported.
-    let r = passage::export::export(
+    let r = passage_core::export::export(
         &plan,
         &b.host,
         Some("win11"),
-        passage::export::Format::Libvirt,
+        passage_core::export::Format::Libvirt,
         &Default::default(),
     );
-    assert!(matches!(r, Err(passage::export::ExportError::Invalid(_))));
+    assert!(matches!(
+        r,
+        Err(passage_core::export::ExportError::Invalid(_))
+    ));
 }
 
 #[test]

@@ -3,19 +3,19 @@
 
 mod common;
 use common::*;
-use passage::explain::State;
-use passage::model::Use;
-use passage::synth::{BlockSpec, MountSpec, NetSpec};
+use passage_core::explain::State;
+use passage_core::model::Use;
+use passage_core::synth::{BlockSpec, MountSpec, NetSpec};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-fn addr(s: &str) -> passage::PciAddress {
+fn addr(s: &str) -> passage_core::PciAddress {
     s.parse().unwrap()
 }
 
 /// The ASUS B550 listing with two NVMe disks (the Samsung on its CPU port, the KIOXIA in the
 /// chipset group) and the two NICs, as named extra facts.
-fn b550() -> passage::synth::MachineSpec {
+fn b550() -> passage_core::synth::MachineSpec {
     let mut spec = load("asus-tuf-b550m-plus-5800x");
     spec.host.blocks = vec![
         BlockSpec {
@@ -38,8 +38,8 @@ fn b550() -> passage::synth::MachineSpec {
     spec
 }
 
-fn rescan(b: &Built) -> passage::Host {
-    passage::scan::scan(&b.root()).unwrap()
+fn rescan(b: &Built) -> passage_core::Host {
+    passage_core::scan::scan(&b.root()).unwrap()
 }
 
 fn write(root: &Path, rel: &str, content: &str) {

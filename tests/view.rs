@@ -3,10 +3,10 @@
 
 mod common;
 use common::*;
-use passage::explain::State;
-use passage::synth::MachineSpec;
-use passage::view::{self, Filter, Holders, Kind};
-use passage::{demo, plan, GroupId};
+use passage_core::explain::State;
+use passage_core::synth::MachineSpec;
+use passage_core::view::{self, Filter, Holders, Kind};
+use passage_core::{demo, plan, GroupId};
 
 fn demo_host() -> Built {
     build(&MachineSpec::from_json(demo::DEMO_HOST).unwrap())
@@ -216,7 +216,7 @@ fn one_card_is_the_same_card_the_whole_list_draws() {
 
 #[test]
 fn a_card_stops_saying_pending_once_apply_has_claimed_its_group() {
-    use passage::claim::Kernel;
+    use passage_helper::claim::Kernel;
     let b = demo_host();
     let plan = demo::plan().unwrap();
     let s = view::sections(&b.host, &plan, &Holders::new());
@@ -225,7 +225,7 @@ fn a_card_stops_saying_pending_once_apply_has_claimed_its_group() {
     assert_eq!(nic.badge, "pending → router");
     // Apply claims router's group (a plain QEMU guest keeps it claimed): both ports on
     // vfio-pci, the way the helper binds them.
-    let k = passage::fakekernel::FakeKernel::new(b.dir.path()).unwrap();
+    let k = passage_helper::fakekernel::FakeKernel::new(b.dir.path()).unwrap();
     for a in ["0000:09:00.0", "0000:09:00.1"] {
         k.write(
             std::path::Path::new(&format!("sys/bus/pci/devices/{a}/driver_override")),
@@ -235,7 +235,7 @@ fn a_card_stops_saying_pending_once_apply_has_claimed_its_group() {
         k.write(std::path::Path::new("sys/bus/pci/drivers_probe"), a)
             .unwrap();
     }
-    let host = passage::scan::scan(&b.root()).unwrap();
+    let host = passage_core::scan::scan(&b.root()).unwrap();
     let s = view::sections(&host, &plan, &Holders::new());
     let nic = card(&s, 18);
     assert_eq!(nic.state, State::Assigned);

@@ -6,6 +6,9 @@
 //! If this machine cannot run QEMU at all, these tests fail and say why: they never pass
 //! silently.
 
+#[path = "common/bins.rs"]
+mod bins;
+
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -57,7 +60,7 @@ fn boot(topology: &str, partial: &str, full: &str, hold: bool) -> Run {
 fn boot_with(topology: &str, pre: &str, partial: &str, full: &str, hold: bool) -> Run {
     let header = format!(
         "PASSAGECTL={}\nPRE='{pre}'\nPARTIAL={partial}\nFULL={full}\nHOLD={}\n",
-        env!("CARGO_BIN_EXE_passagectl"),
+        bins::bin("passagectl"),
         u8::from(hold)
     );
     boot_job(topology, &header, "tests/vm/guest-job.sh")
@@ -524,8 +527,8 @@ fn the_helper_claims_releases_rolls_back_and_survives_kill_9_on_a_real_kernel() 
     // rtl8139 02:02.0) and the e1000e alone behind the second root port (04:00.0).
     let header = format!(
         "PASSAGECTL={}\nHELPER={}\nMULTI=0000:02:01.0\nSINGLE=0000:04:00.0\nREFUSE=0000:02:02.0\n",
-        env!("CARGO_BIN_EXE_passagectl"),
-        env!("CARGO_BIN_EXE_passage-helper")
+        bins::bin("passagectl"),
+        bins::bin("passage-helper")
     );
     let run = boot_job("pci-bridges", &header, "tests/vm/guest-helper-job.sh");
     let multi = run.file("multi-group").trim().to_string();
@@ -630,8 +633,8 @@ fn the_helper_service_on_a_real_kernel_tells_a_concurrent_claim_busy() {
     // bus, real polkitd (a rule makes it take 3 s to approve nobody) and passage-helper.
     let header = format!(
         "PASSAGECTL={}\nHELPER={}\nREPO={}\nDEVICE=0000:01:00.0\n",
-        env!("CARGO_BIN_EXE_passagectl"),
-        env!("CARGO_BIN_EXE_passage-helper"),
+        bins::bin("passagectl"),
+        bins::bin("passage-helper"),
         env!("CARGO_MANIFEST_DIR")
     );
     let run = boot_job("root-ports", &header, "tests/vm/guest-service-job.sh");
@@ -721,8 +724,8 @@ fn a_qemu_started_with_the_exported_arguments_opens_the_claimed_group() {
     // those arguments.
     let header = format!(
         "PASSAGECTL={}\nHELPER={}\nDEVICE=0000:01:00.0\n",
-        env!("CARGO_BIN_EXE_passagectl"),
-        env!("CARGO_BIN_EXE_passage-helper")
+        bins::bin("passagectl"),
+        bins::bin("passage-helper")
     );
     let run = boot_job("multifunction", &header, "tests/vm/guest-export-job.sh");
     let g = run.file("export-group").trim().to_string();
@@ -791,8 +794,8 @@ fn a_persisted_group_is_claimed_at_the_next_boot_before_its_host_driver_and_only
     let header = |stage: &str| {
         format!(
             "PASSAGECTL={}\nHELPER={}\nSTAGE={stage}\nPERSIST='{a} {c}'\nTWIN={twin}\n",
-            env!("CARGO_BIN_EXE_passagectl"),
-            env!("CARGO_BIN_EXE_passage-helper")
+            bins::bin("passagectl"),
+            bins::bin("passage-helper")
         )
     };
     let seed: Vec<(String, Vec<u8>)> = {

@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
-use passage::explain::{self, State};
-use passage::watch::{apply, Action, DeviceEvent};
+use passage_core::explain::{self, State};
+use passage_core::watch::{apply, Action, DeviceEvent};
 use std::os::unix::fs::symlink;
 
 #[test]
@@ -74,7 +74,7 @@ fn binding_the_gpu_group_to_vfio_pci_turns_it_assigned_one_event_at_a_time() {
     let g = &host.groups[&u.group.unwrap()];
     assert!(!g.devices.contains(&audio));
     // And the model after events equals a fresh scan of the same tree, minus the removed one.
-    let fresh = passage::scan::scan(&root).unwrap();
+    let fresh = passage_core::scan::scan(&root).unwrap();
     assert_eq!(fresh.devices[&gpu], host.devices[&gpu]);
     assert_eq!(
         explain::group(&fresh, &fresh.groups[&u.group.unwrap()]).state,

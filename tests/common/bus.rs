@@ -7,7 +7,7 @@
 //! root; elsewhere `Bus::start` says why it did not run and returns None.
 #![allow(dead_code)]
 
-use passage::dbus::HelperProxy;
+use passage_dbus::HelperProxy;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -145,11 +145,11 @@ impl Bus {
         );
 
         // The demo host as a tree the helper's fake kernel drives.
-        passage::synth::MachineSpec::from_json(passage::demo::DEMO_HOST)
+        passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST)
             .unwrap()
             .write_tree(&bus.root())
             .unwrap();
-        let helper = Command::new(env!("CARGO_BIN_EXE_passage-helper"))
+        let helper = Command::new(crate::bins::bin("passage-helper"))
             .arg("--root")
             .arg(bus.root())
             .arg("--state-dir")
@@ -170,7 +170,7 @@ impl Bus {
     pub fn passagectl_bin(&self) -> PathBuf {
         let bin = self.dir.path().join("passagectl");
         if !bin.exists() {
-            std::fs::copy(env!("CARGO_BIN_EXE_passagectl"), &bin).unwrap();
+            std::fs::copy(crate::bins::bin("passagectl"), &bin).unwrap();
             std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .unwrap();
         }

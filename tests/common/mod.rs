@@ -2,9 +2,11 @@
 //! copied from the published listings in shared/fixtures) plus named scenarios on top.
 #![allow(dead_code)]
 
-use passage::explain::{self, GroupVerdict};
-use passage::synth::MachineSpec;
-use passage::{scan, Host, HostRoot};
+pub mod bins;
+
+use passage_core::explain::{self, GroupVerdict};
+use passage_core::synth::MachineSpec;
+use passage_core::{scan, Host, HostRoot};
 use std::path::{Path, PathBuf};
 
 pub fn fixtures_dir() -> PathBuf {
@@ -75,7 +77,7 @@ pub fn build(spec: &MachineSpec) -> Built {
 }
 
 pub fn passagectl() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_passagectl"));
+    let mut c = std::process::Command::new(bins::bin("passagectl"));
     c.env_remove("PASSAGE_ROOT")
         .env("LC_ALL", "C.UTF-8")
         .env_remove("LANGUAGE");

@@ -1,16 +1,16 @@
 //! `passage`: the desktop app. `passage --demo` opens the bundled demo host with its guests.
 
 use clap::Parser;
-use passage::cli::app::Cli;
+use passage_core::cli::app::Cli;
 
 fn main() {
-    passage::i18n::init();
+    passage_core::i18n::init();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PASSAGE_LOG"))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let r = passage::gui::run(passage::gui::Options {
+    let r = passage_gui::run(passage_gui::Options {
         demo: cli.demo,
         root: cli.root,
         plan: cli.plan,

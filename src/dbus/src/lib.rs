@@ -1,11 +1,12 @@
 //! The helper's D-Bus contract, shared by the service (`passage-helper`) and its clients
-//! (`passagectl`, the app): the named errors, the client proxy, the options. Only built with
-//! the `dbus` feature; the core library never sees zbus.
+//! (`passagectl`, the app): the named errors, the client proxy, the options. The core library
+//! never sees zbus: this crate is where D-Bus starts.
 //!
 //! Interface documentation: data/io.github.passage.Helper1.xml.
 
-use crate::claim::ClaimError;
-use crate::names;
+pub mod libvirt;
+
+use passage_core::names;
 use std::collections::HashMap;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 
@@ -24,36 +25,6 @@ pub enum HelperError {
     Failed(String),
 }
 
-impl From<ClaimError> for HelperError {
-    fn from(e: ClaimError) -> Self {
-        let msg = e.to_string();
-        match e {
-            ClaimError::NotFound(_) => HelperError::NotFound(msg),
-            ClaimError::InvalidArgs(_) => HelperError::InvalidArgs(msg),
-            ClaimError::Busy(_) => HelperError::Busy(msg),
-            ClaimError::BadState(_) => HelperError::BadState(msg),
-            ClaimError::HostCritical(_) => HelperError::HostCritical(msg),
-            ClaimError::Failed { rolled_back, .. } => {
-                let ends: Vec<String> = rolled_back
-                    .iter()
-                    .map(|o| {
-                        format!(
-                            "{} on {}",
-                            o.device,
-                            o.driver.as_deref().unwrap_or("no driver")
-                        )
-                    })
-                    .collect();
-                if ends.is_empty() {
-                    HelperError::Failed(msg)
-                } else {
-                    HelperError::Failed(format!("{msg} Now: {}.", ends.join(", ")))
-                }
-            }
-        }
-    }
-}
-
 /// Options every mutating method takes (`a{sv}`), parsed strictly: unknown keys and wrong
 /// types are refused before anything happens.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,7 +36,7 @@ pub struct Options {
     /// `expect_devices` (as): the group's usable members as the caller knows them (a plan,
     /// a libvirt domain); the claim is refused unless the group holds exactly these, so a
     /// renumbered group or another host's numbers never claim the wrong devices.
-    pub expect_devices: Option<Vec<crate::PciAddress>>,
+    pub expect_devices: Option<Vec<passage_core::PciAddress>>,
 }
 
 /// The most addresses `expect_devices` may carry (a group of 256 functions is a whole bus).
@@ -104,7 +75,7 @@ impl Options {
     }
 }
 
-fn parse_addresses(v: &Value<'_>) -> Result<Vec<crate::PciAddress>, HelperError> {
+fn parse_addresses(v: &Value<'_>) -> Result<Vec<passage_core::PciAddress>, HelperError> {
     let bad = || {
         HelperError::InvalidArgs(
             "option “expect_devices” must be a list of PCI addresses (as)".into(),
@@ -123,14 +94,16 @@ fn parse_addresses(v: &Value<'_>) -> Result<Vec<crate::PciAddress>, HelperError>
             Value::Str(s) => s
                 .as_str()
                 .parse()
-                .map_err(|e: crate::address::ParseError| HelperError::InvalidArgs(e.to_string())),
+                .map_err(|e: passage_core::address::ParseError| {
+                    HelperError::InvalidArgs(e.to_string())
+                }),
             _ => Err(bad()),
         })
         .collect()
 }
 
 /// The `expect_devices` value for a claim: the addresses, as `as`.
-pub fn expect_devices(addresses: &[crate::PciAddress]) -> Value<'static> {
+pub fn expect_devices(addresses: &[passage_core::PciAddress]) -> Value<'static> {
     Value::from(
         addresses
             .iter()
@@ -189,7 +162,7 @@ pub fn helper_reachable() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
         let conn = zbus::Connection::system().await.map_err(|e| {
-            crate::i18n::trf(
+            passage_core::i18n::trf(
                 "There is no system bus here ({error}), so Apply cannot reach the Passage helper.",
                 &[("error", &e.to_string())],
             )
@@ -208,23 +181,26 @@ pub fn helper_reachable() -> Result<(), String> {
         if activatable.iter().any(|n| n.as_str() == names::BUS_NAME) {
             Ok(())
         } else {
-            Err(crate::i18n::tr("The Passage helper is not installed, so Apply cannot claim groups (plans and exports work without it). Install it with “make install”, or your distribution's passage package."))
+            Err(passage_core::i18n::tr("The Passage helper is not installed, so Apply cannot claim groups (plans and exports work without it). Install it with “make install”, or your distribution's passage package."))
         }
     })
 }
 
-/// Carries out [`crate::apply`]'s steps on this host: claims through the helper on the system
+/// Carries out [`passage_core::apply`]'s steps on this host: claims through the helper on the system
 /// bus (with `expect_devices` from the plan), definitions through libvirt-dbus. Used by
 /// `passagectl plan apply` and the app's Apply.
 pub struct SystemExecutor<'a> {
     rt: tokio::runtime::Runtime,
     helper: Option<HelperProxy<'static>>,
-    plan: &'a crate::plan::Plan,
-    host: &'a crate::Host,
+    plan: &'a passage_core::plan::Plan,
+    host: &'a passage_core::Host,
 }
 
 impl<'a> SystemExecutor<'a> {
-    pub fn new(plan: &'a crate::plan::Plan, host: &'a crate::Host) -> std::io::Result<Self> {
+    pub fn new(
+        plan: &'a passage_core::plan::Plan,
+        host: &'a passage_core::Host,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -240,7 +216,7 @@ impl<'a> SystemExecutor<'a> {
             return Ok(h.clone());
         }
         let h = self.rt.block_on(connect()).map_err(|e| {
-            crate::i18n::trf(
+            passage_core::i18n::trf(
                 "cannot reach the Passage helper on the system bus ({error}); is passage-helper installed?",
                 &[("error", &e.to_string())],
             )
@@ -259,13 +235,15 @@ pub fn error_text(e: &HelperError) -> String {
         | HelperError::BadState(m)
         | HelperError::HostCritical(m)
         | HelperError::Failed(m) => m.clone(),
-        HelperError::NotAuthorized(m) => crate::i18n::trf("not authorized: {why}", &[("why", m)]),
+        HelperError::NotAuthorized(m) => {
+            passage_core::i18n::trf("not authorized: {why}", &[("why", m)])
+        }
         HelperError::ZBus(zbus::Error::MethodError(name, msg, _))
             if name
                 .as_str()
                 .starts_with("org.freedesktop.DBus.Error.ServiceUnknown") =>
         {
-            crate::i18n::trf(
+            passage_core::i18n::trf(
                 "the Passage helper is not installed or could not start ({detail})",
                 &[("detail", msg.as_deref().unwrap_or(""))],
             )
@@ -274,15 +252,16 @@ pub fn error_text(e: &HelperError) -> String {
     }
 }
 
-impl crate::apply::Executor for SystemExecutor<'_> {
-    fn claim(&mut self, group: crate::GroupId, force: bool) -> Result<bool, String> {
+impl passage_core::apply::Executor for SystemExecutor<'_> {
+    fn claim(&mut self, group: passage_core::GroupId, force: bool) -> Result<bool, String> {
         let h = self.helper()?;
         // The group's members as the plan knows them: the helper refuses if its host differs.
-        let in_group: Vec<crate::PciAddress> = crate::plan::assignable_members(self.host, group)
-            .iter()
-            .map(|d| d.address)
-            .collect();
-        let planned: Vec<crate::PciAddress> = self
+        let in_group: Vec<passage_core::PciAddress> =
+            passage_core::plan::assignable_members(self.host, group)
+                .iter()
+                .map(|d| d.address)
+                .collect();
+        let planned: Vec<passage_core::PciAddress> = self
             .plan
             .guests
             .iter()
@@ -300,14 +279,14 @@ impl crate::apply::Executor for SystemExecutor<'_> {
             .map_err(|e| error_text(&e))
     }
 
-    fn release(&mut self, group: crate::GroupId) -> Result<bool, String> {
+    fn release(&mut self, group: passage_core::GroupId) -> Result<bool, String> {
         let h = self.helper()?;
         self.rt
             .block_on(async move { h.release(group.0, HashMap::new()).await })
             .map_err(|e| error_text(&e))
     }
 
-    fn define(&mut self, guest: &crate::plan::Guest) -> Result<(), String> {
+    fn define(&mut self, guest: &passage_core::plan::Guest) -> Result<(), String> {
         let host = self.host;
         self.rt
             .block_on(async {

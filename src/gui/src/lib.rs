@@ -1,28 +1,33 @@
 //! The Passage app (feature `gui`): host groups as cards you drag onto guests.
 //!
-//! Thin over the library: [`crate::view`] decides what a card says and whether a drop is
-//! allowed, [`crate::plan`] keeps the plan, [`crate::export`] writes configurations,
-//! [`crate::apply`] carries a plan out through the helper. This module draws those values and
+//! Thin over the library: [`passage_core::view`] decides what a card says and whether a drop is
+//! allowed, [`passage_core::plan`] keeps the plan, [`passage_core::export`] writes configurations,
+//! [`passage_core::apply`] carries a plan out through the helper. This module draws those values and
 //! turns gestures (drag and drop, the "Assign to…" menu, switches, address fields) into calls.
 //!
 //! The host is scanned off the main loop (a command), so the window appears at once; device
 //! events from the kernel come in through one long-lived command and update the model through
-//! [`crate::watch::apply`], the same path `passagectl monitor` uses.
+//! [`passage_core::watch::apply`], the same path `passagectl monitor` uses.
 
 mod cards;
 mod dialogs;
+// The probe (what the GUI tests and benches read) exists only where a test build asks for it.
+#[cfg(not(feature = "probe"))]
+#[path = "noprobe.rs"]
+mod probe;
+#[cfg(feature = "probe")]
 mod probe;
 mod settings;
 
-use crate::demo::Source;
-use crate::explain::{self, State};
-use crate::i18n::{tr, trf};
-use crate::model::Host;
-use crate::plan::{self, Plan};
-use crate::view::{self, Filter, Holders, Kind};
-use crate::{demo, names, scan, store, GroupId, PciAddress};
 use cards::{Registry, RowItem};
 use gtk::prelude::*;
+use passage_core::demo::Source;
+use passage_core::explain::{self, State};
+use passage_core::i18n::{tr, trf};
+use passage_core::model::Host;
+use passage_core::plan::{self, Plan};
+use passage_core::view::{self, Filter, Holders, Kind};
+use passage_core::{demo, names, scan, store, GroupId, PciAddress};
 use relm4::prelude::*;
 use relm4::typed_view::grid::TypedGridView;
 use std::collections::{BTreeMap, BTreeSet};
@@ -158,9 +163,9 @@ pub enum Msg {
 pub enum Cmd {
     Loaded(Box<Result<Loaded, String>>),
     /// A device event, and when it arrived (for the probe's latency figure).
-    Event(crate::watch::DeviceEvent, std::time::Instant),
-    Applied(Box<Result<crate::apply::Outcome, String>>),
-    Progress(crate::apply::Done),
+    Event(passage_core::watch::DeviceEvent, std::time::Instant),
+    Applied(Box<Result<passage_core::apply::Outcome, String>>),
+    Progress(passage_core::apply::Done),
 }
 
 pub struct App {
@@ -432,7 +437,7 @@ fn load(opts: &Options) -> Result<Loaded, String> {
             known.push(g);
         }
     } else {
-        match crate::libvirt::system_domains() {
+        match passage_dbus::libvirt::system_domains() {
             Ok(domains) => {
                 for d in domains {
                     for g in d.groups(&host) {
@@ -460,7 +465,7 @@ fn load(opts: &Options) -> Result<Loaded, String> {
             || view::sections(&host, &plan, &holders),
             || {
                 (!opts.demo)
-                    .then(crate::dbus::helper_reachable)
+                    .then(passage_dbus::helper_reachable)
                     .and_then(Result::err)
             },
         )
@@ -485,8 +490,8 @@ fn load(opts: &Options) -> Result<Loaded, String> {
 }
 
 /// "bind 0000:0b:00.0" → a device event (the probe's injection format).
-fn parse_event(line: &str) -> Option<crate::watch::DeviceEvent> {
-    use crate::watch::Action;
+fn parse_event(line: &str) -> Option<passage_core::watch::DeviceEvent> {
+    use passage_core::watch::Action;
     let (action, addr) = line.trim().split_once(' ')?;
     let action = match action {
         "add" => Action::Add,
@@ -496,7 +501,7 @@ fn parse_event(line: &str) -> Option<crate::watch::DeviceEvent> {
         "change" => Action::Change,
         _ => return None,
     };
-    Some(crate::watch::DeviceEvent {
+    Some(passage_core::watch::DeviceEvent {
         action,
         address: addr.trim().parse().ok()?,
     })
@@ -879,7 +884,7 @@ impl Component for App {
                     self.status.set_label(&tr("This is the demo host, not this machine: nothing to apply. Export the plan to see what it would write."));
                     return;
                 }
-                let steps = match crate::apply::steps(&self.plan, &host, None) {
+                let steps = match passage_core::apply::steps(&self.plan, &host, None) {
                     Ok(s) => s,
                     Err(e) => {
                         self.status.set_label(&e.to_string());
@@ -894,10 +899,10 @@ impl Component for App {
                 self.apply_log = Some(log);
                 let plan = self.plan.clone();
                 sender.spawn_command(move |out| {
-                    let r = crate::dbus::SystemExecutor::new(&plan, &host)
+                    let r = passage_dbus::SystemExecutor::new(&plan, &host)
                         .map_err(|e| e.to_string())
                         .map(|mut exec| {
-                            crate::apply::run(&plan, &steps, &mut exec, &mut |d| {
+                            passage_core::apply::run(&plan, &steps, &mut exec, &mut |d| {
                                 let _ = out.send(Cmd::Progress(d.clone()));
                             })
                         });
@@ -940,7 +945,7 @@ impl Component for App {
                         );
                         if live {
                             sender.spawn_command(|out| {
-                                let Ok(mon) = crate::watch::Monitor::open() else {
+                                let Ok(mon) = passage_core::watch::Monitor::open() else {
                                     return;
                                 };
                                 while let Ok(events) = mon.wait(None) {
@@ -994,7 +999,7 @@ impl Component for App {
                     return;
                 };
                 // One device and its group re-read, never the whole host; one card redrawn.
-                let Ok(u) = crate::watch::apply(host, src.root(), &ev) else {
+                let Ok(u) = passage_core::watch::apply(host, src.root(), &ev) else {
                     return;
                 };
                 if !self.redraw_card(u.group) {

@@ -12,12 +12,12 @@
 //!    as a whole after re-checking every member's ids, for drivers built into the kernel that
 //!    bind before udev runs.
 
-use crate::address::GroupId;
 use crate::claim::{ClaimError, Original, StateDir};
-use crate::explain::{self, State};
-use crate::host::HostRoot;
-use crate::i18n::trf;
-use crate::model::Host;
+use passage_core::address::GroupId;
+use passage_core::explain::{self, State};
+use passage_core::host::HostRoot;
+use passage_core::i18n::trf;
+use passage_core::model::Host;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -6,11 +6,11 @@
 //! daemon. Where libvirt-dbus is absent, [`LibvirtError::Unavailable`] says so in a sentence
 //! and front ends keep working with local guests. Feature `dbus` only.
 
-use crate::export::libvirt::{self as xml, ApplyError, DomainXmlError, Hostdev};
-use crate::i18n::trf;
-use crate::model::Host;
-use crate::plan::{Guest, Lifecycle, PlanError, Vmm};
-use crate::GroupId;
+use passage_core::export::libvirt::{self as xml, ApplyError, DomainXmlError, Hostdev};
+use passage_core::i18n::trf;
+use passage_core::model::Host;
+use passage_core::plan::{Guest, Lifecycle, PlanError, Vmm};
+use passage_core::GroupId;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use zbus::OwnedObjectPath;

@@ -3,15 +3,15 @@
 //! dialogs).
 
 use super::Msg;
-use crate::explain::Reason;
-use crate::export::{self, Format};
-use crate::i18n::{tr, trf};
-use crate::model::Host;
-use crate::plan::Plan;
-use crate::view::Why;
-use crate::GroupId;
 use gtk::glib;
 use gtk::prelude::*;
+use passage_core::explain::Reason;
+use passage_core::export::{self, Format};
+use passage_core::i18n::{tr, trf};
+use passage_core::model::Host;
+use passage_core::plan::Plan;
+use passage_core::view::Why;
+use passage_core::GroupId;
 
 fn window(parent: &gtk::ApplicationWindow, title: &str, w: i32, h: i32) -> gtk::Window {
     let win = gtk::Window::builder()
@@ -247,7 +247,7 @@ pub fn export(
                 if resp == gtk::ResponseType::Accept {
                     if let Some(path) = c.file().and_then(|f| f.path()) {
                         let t = b.text(&b.start_iter(), &b.end_iter(), false);
-                        let _ = crate::store::write_atomic(&path, t.as_bytes());
+                        let _ = passage_core::store::write_atomic(&path, t.as_bytes());
                     }
                 }
                 c.destroy();
@@ -286,7 +286,7 @@ pub fn export(
 /// Apply's progress: the planned steps first, then each result as it comes.
 pub fn progress(
     parent: &gtk::ApplicationWindow,
-    steps: &[crate::apply::Step],
+    steps: &[passage_core::apply::Step],
 ) -> (gtk::Window, gtk::TextBuffer) {
     let win = window(parent, &tr("Apply"), 560, 360);
     let buffer = gtk::TextBuffer::new(None);

@@ -5,9 +5,9 @@
 //! A source checkout has no installed schema; then nothing is remembered and nothing fails
 //! (`./dev run` and the tests compile the schema and point `GSETTINGS_SCHEMA_DIR` at it).
 
-use crate::names;
 use gtk::gio;
 use gtk::prelude::*;
+use passage_core::names;
 use std::path::{Path, PathBuf};
 
 /// The app's settings, when its schema is installed (or `GSETTINGS_SCHEMA_DIR` names it).

@@ -4,9 +4,9 @@
 //! one-line reason on stderr otherwise (1 is reserved for "not usable" answers such as verify's).
 
 use clap::Parser;
-use passage::cli::ctl::{Cli, Command, GuestsAction, PlanAction};
-use passage::i18n::{tr, trf};
-use passage::{demo, export, names, plan, report, scan, store, watch, HostRoot, Target};
+use passage_core::cli::ctl::{Cli, Command, GuestsAction, PlanAction};
+use passage_core::i18n::{tr, trf};
+use passage_core::{demo, export, names, plan, report, scan, store, watch, HostRoot, Target};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,22 +56,22 @@ fn refuse_fake(cli: &Cli, what: &str) -> Result<(), Failure> {
 /// Runs one conversation with the helper on the system bus, with errors in words.
 fn helper_call<T, F, Fut>(f: F) -> Result<T, Failure>
 where
-    F: FnOnce(passage::dbus::HelperProxy<'static>) -> Fut,
-    Fut: std::future::Future<Output = Result<T, passage::dbus::HelperError>>,
+    F: FnOnce(passage_dbus::HelperProxy<'static>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, passage_dbus::HelperError>>,
 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let h = passage::dbus::connect().await.map_err(|e| {
+        let h = passage_dbus::connect().await.map_err(|e| {
             Failure(trf("cannot reach the Passage helper on the system bus ({error}); is passage-helper installed?", &[("error", &e.to_string())]))
         })?;
         f(h).await.map_err(|e| Failure(helper_error_text(&e)))
     })
 }
 
-fn helper_error_text(e: &passage::dbus::HelperError) -> String {
-    passage::dbus::error_text(e)
+fn helper_error_text(e: &passage_dbus::HelperError) -> String {
+    passage_dbus::error_text(e)
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
@@ -132,7 +132,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 .unwrap_or_else(|| PathBuf::from("/"));
             let root = HostRoot::open_recording(path)?;
             let host = scan::scan(&root)?;
-            let n = passage::host::write_recording(out, &root.recording())?;
+            let n = passage_core::host::write_recording(out, &root.recording())?;
             // Prove the recording reads back to the same model before calling it done.
             let back = scan::scan(&HostRoot::open(out)?)?;
             if back != host {
@@ -150,7 +150,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             group,
             json: as_json,
         } => {
-            let id: passage::GroupId = group.parse()?;
+            let id: passage_core::GroupId = group.parse()?;
             if cli.demo || cli.root.is_some() {
                 return Err(Failure(tr(
                     "verify opens this host's /dev/vfio; it cannot be used with --root or --demo",
@@ -162,7 +162,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 if !host.iommu_enabled() {
                     return Err(Failure(tr("there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)")));
                 }
-                passage::vfio::verify(
+                passage_core::vfio::verify(
                     &host,
                     id,
                     std::path::Path::new("/dev"),
@@ -173,14 +173,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 let (usable, code, message, remedy) =
                     helper_call(|h| async move { h.verify(id.0).await })?;
                 if usable {
-                    passage::vfio::Verdict::Usable {
+                    passage_core::vfio::Verdict::Usable {
                         devices: message
                             .split_whitespace()
                             .filter_map(|a| a.parse().ok())
                             .collect(),
                     }
                 } else {
-                    passage::vfio::Verdict::NotUsable {
+                    passage_core::vfio::Verdict::NotUsable {
                         code,
                         message,
                         remedy: Some(remedy).filter(|r| !r.is_empty()),
@@ -191,14 +191,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 print(&json(&v)?)?;
             }
             match v {
-                passage::vfio::Verdict::Usable { devices } => {
+                passage_core::vfio::Verdict::Usable { devices } => {
                     if !*as_json {
                         let list: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
                         print(&trf("Group {id} is usable by QEMU: viable, attached to a VFIO container with the IOMMU, devices open: {devices}.\n", &[("id", &id.to_string()), ("devices", &list.join(", "))]))?;
                     }
                     Ok(0)
                 }
-                passage::vfio::Verdict::NotUsable {
+                passage_core::vfio::Verdict::NotUsable {
                     message, remedy, ..
                 } => {
                     if !*as_json {
@@ -216,7 +216,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Claim { group, force } => {
-            let g: passage::GroupId = group.parse()?;
+            let g: passage_core::GroupId = group.parse()?;
             refuse_fake(&cli, "claim")?;
             let changed = helper_call(|h| async move {
                 let mut opts = std::collections::HashMap::new();
@@ -237,7 +237,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Release { group } => {
-            let g: passage::GroupId = group.parse()?;
+            let g: passage_core::GroupId = group.parse()?;
             refuse_fake(&cli, "release")?;
             let changed =
                 helper_call(
@@ -257,7 +257,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Persist { group, state } => {
-            let g: passage::GroupId = group.parse()?;
+            let g: passage_core::GroupId = group.parse()?;
             refuse_fake(&cli, "persist")?;
             let on = state == "on";
             let (_, notes) = helper_call(|h| async move {
@@ -323,7 +323,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 eprintln!("passagectl: {} {n}", tr("note:"));
             }
             match output {
-                Some(path) => passage::store::write_atomic(path, e.text.as_bytes())
+                Some(path) => passage_core::store::write_atomic(path, e.text.as_bytes())
                     .map_err(|err| Failure(format!("{}: {err}", path.display())))?,
                 None => print(&e.text)?,
             }
@@ -392,7 +392,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::GenerateDocs { dir } => {
-            passage::cli::generate_docs(dir)?;
+            passage_core::cli::generate_docs(dir)?;
             Ok(0)
         }
     }
@@ -434,7 +434,7 @@ fn find_guest(cli: &Cli, name: &str) -> Result<Option<plan::Guest>, Failure> {
         }
     }
     if !cli.demo && cli.root.is_none() {
-        if let Ok(domains) = passage::libvirt::system_domains() {
+        if let Ok(domains) = passage_dbus::libvirt::system_domains() {
             if let Some(d) = domains.into_iter().find(|d| d.name == name) {
                 return Ok(Some(d.to_guest()?));
             }
@@ -465,7 +465,7 @@ fn problems_text(problems: &[plan::Problem]) -> String {
     s
 }
 
-fn plan_text(p: &plan::Plan, host: &passage::Host, problems: &[plan::Problem]) -> String {
+fn plan_text(p: &plan::Plan, host: &passage_core::Host, problems: &[plan::Problem]) -> String {
     let mut s = String::new();
     if p.guests.is_empty() {
         s.push_str(&tr(
@@ -549,15 +549,15 @@ fn format_for(vmm: plan::Vmm) -> &'static str {
 fn plan_apply(
     cli: &Cli,
     p: &plan::Plan,
-    host: &passage::Host,
+    host: &passage_core::Host,
     guest: Option<&str>,
 ) -> Result<u8, Failure> {
     if cli.demo {
         return Err(Failure(tr("the demo host is not this machine; export the demo plan instead (passagectl --demo export --format F)")));
     }
-    let steps = passage::apply::steps(p, host, guest)?;
-    let mut exec = passage::dbus::SystemExecutor::new(p, host)?;
-    let outcome = passage::apply::run(p, &steps, &mut exec, &mut |d| {
+    let steps = passage_core::apply::steps(p, host, guest)?;
+    let mut exec = passage_dbus::SystemExecutor::new(p, host)?;
+    let outcome = passage_core::apply::run(p, &steps, &mut exec, &mut |d| {
         let mark = if d.ok { "✓" } else { "✗" };
         let _ = print(&format!("{mark} {}: {}\n", d.step.describe(), d.message));
     });
@@ -623,7 +623,7 @@ fn plan_command(
             guest,
             force,
         } => {
-            let g: passage::GroupId = group.parse()?;
+            let g: passage_core::GroupId = group.parse()?;
             let (guest, force) = (guest.clone(), *force);
             if p.guest(&guest).is_none() {
                 let found = find_guest(cli, &guest)?.ok_or_else(|| {
@@ -635,16 +635,16 @@ fn plan_command(
             Box::new(move |p| p.assign(host, g, &guest, force))
         }
         PlanAction::Unassign { group } => {
-            let g: passage::GroupId = group.parse()?;
+            let g: passage_core::GroupId = group.parse()?;
             Box::new(move |p| p.unassign(g).map(|_| ()))
         }
         PlanAction::Visible { address, state } => {
-            let a: passage::PciAddress = address.parse()?;
+            let a: passage_core::PciAddress = address.parse()?;
             let on = on_off(state);
             Box::new(move |p| p.set_visible(a, on))
         }
         PlanAction::Address { address, at } => {
-            let a: passage::PciAddress = address.parse()?;
+            let a: passage_core::PciAddress = address.parse()?;
             let at = if at == "auto" {
                 None
             } else {
@@ -653,12 +653,12 @@ fn plan_command(
             Box::new(move |p| p.set_guest_address(a, at))
         }
         PlanAction::Rombar { address, state } => {
-            let a: passage::PciAddress = address.parse()?;
+            let a: passage_core::PciAddress = address.parse()?;
             let on = on_off(state);
             Box::new(move |p| p.set_rombar(a, on))
         }
         PlanAction::XVga { address, state } => {
-            let a: passage::PciAddress = address.parse()?;
+            let a: passage_core::PciAddress = address.parse()?;
             let on = on_off(state);
             Box::new(move |p| p.set_x_vga(a, on))
         }
@@ -696,9 +696,9 @@ fn guests_command(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Re
                 machine: String,
                 source: &'static str,
                 /// libvirt's state; `null` for guests libvirt does not know.
-                state: Option<passage::libvirt::DomainState>,
+                state: Option<passage_dbus::libvirt::DomainState>,
                 /// Groups the guest's definition holds (libvirt hostdevs, or the demo plan).
-                groups: Vec<passage::GroupId>,
+                groups: Vec<passage_core::GroupId>,
             }
             let mut rows: Vec<Row> = profiles
                 .iter()
@@ -724,7 +724,7 @@ fn guests_command(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Re
                     });
                 }
             } else {
-                match passage::libvirt::system_domains() {
+                match passage_dbus::libvirt::system_domains() {
                     Ok(domains) => {
                         let src = open_source(cli)?;
                         let host = scan::scan(src.root())?;
@@ -831,7 +831,7 @@ fn hook_qemu(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failu
     // changes go through the helper like any claim.
     let src = open_source(cli)?;
     let host = scan::scan(src.root())?;
-    let action = passage::hook::decide(op, subop, &xml, &host)?;
+    let action = passage_core::hook::decide(op, subop, &xml, &host)?;
     let no_prompt = || {
         let mut o = std::collections::HashMap::new();
         // libvirt runs hooks without a terminal: nobody could answer a password prompt.
@@ -839,18 +839,18 @@ fn hook_qemu(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failu
         o
     };
     match action {
-        passage::hook::Action::Nothing => Ok(0),
-        passage::hook::Action::Claim(groups) => {
+        passage_core::hook::Action::Nothing => Ok(0),
+        passage_core::hook::Action::Claim(groups) => {
             for g in &groups {
                 let id = g.0;
                 // The group's members as this host's topology has them: the helper refuses if
                 // it sees another group under that number.
-                let expected: Vec<passage::PciAddress> = plan::assignable_members(&host, *g)
+                let expected: Vec<passage_core::PciAddress> = plan::assignable_members(&host, *g)
                     .iter()
                     .map(|d| d.address)
                     .collect();
                 let mut opts = no_prompt();
-                opts.insert("expect_devices", passage::dbus::expect_devices(&expected));
+                opts.insert("expect_devices", passage_dbus::expect_devices(&expected));
                 helper_call(|h| async move { h.claim(id, opts).await }).map_err(|Failure(m)| {
                     Failure(trf(
                         "cannot start {guest}: claiming group {id} failed: {why}",
@@ -860,7 +860,7 @@ fn hook_qemu(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failu
             }
             Ok(0)
         }
-        passage::hook::Action::Release(groups) => {
+        passage_core::hook::Action::Release(groups) => {
             let mut failed = Vec::new();
             for g in &groups {
                 let id = g.0;
@@ -886,7 +886,7 @@ fn hook_qemu(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failu
 }
 
 fn main() -> ExitCode {
-    passage::i18n::init();
+    passage_core::i18n::init();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PASSAGE_LOG"))
         .with_writer(std::io::stderr)

@@ -13,14 +13,13 @@
 //! `passage-helper --claim N [--force]`, `--release N`, `--replay`.
 
 use clap::Parser;
-use passage::claim::{self, ClaimOptions, Kernel, Locks, StateDir, Sysfs};
-use passage::cli::helper::Args;
-use passage::dbus::{HelperError, Options};
-use passage::explain::{self, State};
-use passage::fakekernel::FakeKernel;
-use passage::{names, scan, GroupId, Host, HostRoot, PciAddress};
+use passage_core::cli::helper::Args;
+use passage_core::explain::{self, State};
+use passage_core::{names, scan, GroupId, Host, HostRoot, PciAddress};
+use passage_dbus::{HelperError, Options};
+use passage_helper::claim::{self, ClaimOptions, Kernel, Locks, StateDir};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use zbus::message::Header;
@@ -29,7 +28,8 @@ use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
 struct Helper {
     root: PathBuf,
-    kernel: Arc<dyn Kernel>,
+    /// `None` under a recorded tree in a release build: then every change is refused.
+    kernel: Option<Arc<dyn Kernel>>,
     state: Arc<StateDir>,
     /// Held by the engine while it changes a group.
     locks: Arc<Locks>,
@@ -40,6 +40,13 @@ struct Helper {
 
 fn failed(e: impl std::fmt::Display) -> HelperError {
     HelperError::Failed(e.to_string())
+}
+
+/// The kernel to change drivers through, or the refusal of a helper that only reads.
+fn writable(kernel: &Option<Arc<dyn Kernel>>, root: &Path) -> Result<Arc<dyn Kernel>, String> {
+    kernel
+        .clone()
+        .ok_or_else(|| passage_helper::read_only_reason(root))
 }
 
 impl Helper {
@@ -98,10 +105,11 @@ impl Helper {
 /// What polkit's prompt shows: `$(group)` and `$(devices)` in the policy's messages.
 /// Refuses a claim whose caller knows the group by other members than this host has now.
 fn check_expected(host: &Host, g: GroupId, expected: &[PciAddress]) -> Result<(), HelperError> {
-    let have: std::collections::BTreeSet<PciAddress> = passage::plan::assignable_members(host, g)
-        .iter()
-        .map(|d| d.address)
-        .collect();
+    let have: std::collections::BTreeSet<PciAddress> =
+        passage_core::plan::assignable_members(host, g)
+            .iter()
+            .map(|d| d.address)
+            .collect();
     let want: std::collections::BTreeSet<PciAddress> = expected.iter().copied().collect();
     if have == want {
         return Ok(());
@@ -156,14 +164,18 @@ impl Helper {
             &["force", "auth.no_user_interaction", "expect_devices"],
         )?;
         let g = GroupId(group);
-        let _request = self.requests.try_lock(g)?;
+        let _request = self
+            .requests
+            .try_lock(g)
+            .map_err(passage_helper::dbus_error)?;
         let host = self.scan_async().await?;
         let (devices, state) = group_details(&host, g)?;
         if let Some(expected) = &opts.expect_devices {
             check_expected(&host, g, expected)?;
         }
         // Refused before polkit is even asked: without force there is nothing to approve.
-        claim::check(&host, g, &ClaimOptions { force: opts.force })?;
+        claim::check(&host, g, &ClaimOptions { force: opts.force })
+            .map_err(passage_helper::dbus_error)?;
         let action = if state == State::HostCritical {
             names::ACTION_CLAIM_HOST_CRITICAL
         } else {
@@ -171,9 +183,10 @@ impl Helper {
         };
         let gs = g.to_string();
         let details = prompt_details(&gs, &devices);
+        // A helper that only reads says so before anyone is asked for a password.
+        let kernel = writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
         self.authorize(conn, &hdr, action, details, &opts).await?;
-        let (kernel, state_dir, locks) =
-            (self.kernel.clone(), self.state.clone(), self.locks.clone());
+        let (state_dir, locks) = (self.state.clone(), self.locks.clone());
         let force = opts.force;
         tokio::task::spawn_blocking(move || {
             claim::claim(
@@ -188,7 +201,7 @@ impl Helper {
         .await
         .map_err(failed)?
         .map(|d| d.changed)
-        .map_err(HelperError::from)
+        .map_err(passage_helper::dbus_error)
     }
 
     #[zbus(out_args("changed"))]
@@ -201,15 +214,18 @@ impl Helper {
     ) -> Result<bool, HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
-        let _request = self.requests.try_lock(g)?;
+        let _request = self
+            .requests
+            .try_lock(g)
+            .map_err(passage_helper::dbus_error)?;
         let host = self.scan_async().await?;
         let (devices, _) = group_details(&host, g)?;
         let gs = g.to_string();
         let details = prompt_details(&gs, &devices);
+        let kernel = writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
         self.authorize(conn, &hdr, names::ACTION_CLAIM, details, &opts)
             .await?;
-        let (kernel, state_dir, locks) =
-            (self.kernel.clone(), self.state.clone(), self.locks.clone());
+        let (state_dir, locks) = (self.state.clone(), self.locks.clone());
         // Unbinding from vfio-pci can block while a user holds the group: never on the thread
         // that serves requests.
         tokio::task::spawn_blocking(move || {
@@ -218,7 +234,7 @@ impl Helper {
         .await
         .map_err(failed)?
         .map(|d| d.changed)
-        .map_err(HelperError::from)
+        .map_err(passage_helper::dbus_error)
     }
 
     #[zbus(out_args("changed", "notes"))]
@@ -232,7 +248,10 @@ impl Helper {
     ) -> Result<(bool, Vec<String>), HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
-        let _request = self.requests.try_lock(g)?;
+        let _request = self
+            .requests
+            .try_lock(g)
+            .map_err(passage_helper::dbus_error)?;
         let host = self.scan_async().await?;
         let devices = if on {
             group_details(&host, g)?.0
@@ -241,12 +260,14 @@ impl Helper {
         };
         let gs = g.to_string();
         let details = prompt_details(&gs, &devices);
+        writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
         self.authorize(conn, &hdr, names::ACTION_PERSIST, details, &opts)
             .await?;
         let (root, state) = (self.root.clone(), self.state.clone());
         tokio::task::spawn_blocking(move || {
             let r = HostRoot::open(&root).map_err(failed)?;
-            passage::persist::set(&host, &r, &root, g, on, &state).map_err(HelperError::from)
+            passage_helper::persist::set(&host, &r, &root, g, on, &state)
+                .map_err(passage_helper::dbus_error)
         })
         .await
         .map_err(failed)?
@@ -279,12 +300,12 @@ impl Helper {
         let host = self.scan_async().await?;
         let root = self.root.clone();
         let v = tokio::task::spawn_blocking(move || {
-            passage::vfio::verify(&host, GroupId(group), &root.join("dev"), &root.join("proc"))
+            passage_core::vfio::verify(&host, GroupId(group), &root.join("dev"), &root.join("proc"))
         })
         .await
         .map_err(failed)?;
         match v {
-            Ok(passage::vfio::Verdict::Usable { devices }) => Ok((
+            Ok(passage_core::vfio::Verdict::Usable { devices }) => Ok((
                 true,
                 "usable".into(),
                 devices
@@ -294,14 +315,14 @@ impl Helper {
                     .join(" "),
                 String::new(),
             )),
-            Ok(passage::vfio::Verdict::NotUsable {
+            Ok(passage_core::vfio::Verdict::NotUsable {
                 code,
                 message,
                 remedy,
             }) => Ok((false, code, message, remedy.unwrap_or_default())),
-            Err(passage::vfio::VerifyError::NoGroup(g)) => Err(HelperError::NotFound(format!(
-                "There is no IOMMU group {g} on this host."
-            ))),
+            Err(passage_core::vfio::VerifyError::NoGroup(g)) => Err(HelperError::NotFound(
+                format!("There is no IOMMU group {g} on this host."),
+            )),
             Err(e) => Err(failed(e)),
         }
     }
@@ -310,7 +331,9 @@ impl Helper {
     async fn describe(&self, address: &str) -> Result<HashMap<String, OwnedVariant>, HelperError> {
         let a: PciAddress = address
             .parse()
-            .map_err(|e: passage::address::ParseError| HelperError::InvalidArgs(e.to_string()))?;
+            .map_err(|e: passage_core::address::ParseError| {
+                HelperError::InvalidArgs(e.to_string())
+            })?;
         let host = self.scan_async().await?;
         let d = host.device(a).ok_or_else(|| {
             HelperError::NotFound(format!("There is no PCI device {a} on this host."))
@@ -362,18 +385,11 @@ impl Helper {
     }
 }
 
-fn kernel_for(root: &PathBuf) -> Result<Arc<dyn Kernel>, String> {
-    if root == &PathBuf::from("/") {
-        Ok(Arc::new(Sysfs::new("/")))
-    } else {
-        // A tree has no kernel behind it: the fake models the kernel's answers on it.
-        Ok(Arc::new(
-            FakeKernel::new(root).map_err(|e| format!("{}: {e}", root.display()))?,
-        ))
-    }
-}
-
-fn one_shot(args: &Args, kernel: &dyn Kernel, state: &StateDir) -> Result<(), String> {
+fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> Result<(), String> {
+    // Every one-shot changes something (even a replay): refused whole, before any of it, by a
+    // helper that only reads.
+    let kernel = writable(kernel, &args.root)?;
+    let kernel = kernel.as_ref();
     let locks = Locks::default();
     for (g, outcomes) in claim::replay(kernel, state).map_err(|e| e.to_string())? {
         for o in outcomes {
@@ -408,7 +424,7 @@ fn one_shot(args: &Args, kernel: &dyn Kernel, state: &StateDir) -> Result<(), St
     if args.reclaim {
         let h = host()?;
         for (recorded, check) in
-            passage::persist::reclaimable(&h, state).map_err(|e| e.to_string())?
+            passage_helper::persist::reclaimable(&h, state).map_err(|e| e.to_string())?
         {
             match check {
                 Ok(g) => {
@@ -433,7 +449,7 @@ fn one_shot(args: &Args, kernel: &dyn Kernel, state: &StateDir) -> Result<(), St
         let Some(g) = g else { continue };
         let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
         let r = HostRoot::open(&args.root).map_err(|e| e.to_string())?;
-        let d = passage::persist::set(&host()?, &r, &args.root, g, on, state)
+        let d = passage_helper::persist::set(&host()?, &r, &args.root, g, on, state)
             .map_err(|e| e.to_string())?;
         println!(
             "group {g} {}",
@@ -463,7 +479,7 @@ fn one_shot(args: &Args, kernel: &dyn Kernel, state: &StateDir) -> Result<(), St
 }
 
 fn main() -> ExitCode {
-    passage::i18n::init();
+    passage_core::i18n::init();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PASSAGE_LOG")
@@ -482,7 +498,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let kernel = match kernel_for(&args.root) {
+    let kernel = match passage_helper::kernel_for(&args.root) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("passage-helper: {e}");
@@ -496,7 +512,7 @@ fn main() -> ExitCode {
         || args.persist.is_some()
         || args.unpersist.is_some()
     {
-        return match one_shot(&args, kernel.as_ref(), &state) {
+        return match one_shot(&args, &kernel, &state) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("passage-helper: {e}");
@@ -516,13 +532,15 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         // A crash or kill during an earlier claim is undone before anyone can ask anything.
-        match claim::replay(kernel.as_ref(), &state) {
-            Ok(done) => {
+        // A helper that only reads (a recorded tree) changed nothing, so has nothing to undo.
+        match kernel.as_ref().map(|k| claim::replay(k.as_ref(), &state)) {
+            Some(Ok(done)) => {
                 for (g, outcomes) in done {
                     tracing::warn!("replayed unfinished operation on group {g}: {outcomes:?}");
                 }
             }
-            Err(e) => tracing::error!("replaying journals: {e}"),
+            Some(Err(e)) => tracing::error!("replaying journals: {e}"),
+            None => tracing::info!("{}", passage_helper::read_only_reason(&args.root)),
         }
         let helper = Helper {
             root: args.root.clone(),

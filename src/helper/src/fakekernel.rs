@@ -7,8 +7,8 @@
 //! The tree is one `synth` writes (or a recording); the scanner reads the result back, so a
 //! test sees the same model the helper would.
 
-use crate::address::{GroupId, PciAddress};
 use crate::claim::Kernel;
+use passage_core::address::{GroupId, PciAddress};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};

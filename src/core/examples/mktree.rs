@@ -5,7 +5,7 @@
 //!
 //! then `passagectl --root /tmp/b550 list`.
 
-use passage::synth::{sriov_farm, MachineSpec};
+use passage_core::synth::{sriov_farm, MachineSpec};
 use std::path::Path;
 use std::process::ExitCode;
 

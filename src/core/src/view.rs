@@ -387,7 +387,7 @@ mod tests {
     fn every_class_has_an_icon_and_a_label() {
         // Symbolic icons recolour with the theme; a full-colour one would not.
         // Each is drawn in assets/icons/classes and compiled into the app's GResource.
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
         let resources =
             std::fs::read_to_string(dir.join("ui/io.github.passage.Passage.gresource.xml"))
                 .unwrap();

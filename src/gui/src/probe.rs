@@ -158,7 +158,7 @@ impl Probe {
                 "banner": d.banner,
                 "plan": d.plan,
             });
-            let _ = crate::store::write_atomic(&path, v.to_string().as_bytes());
+            let _ = passage_core::store::write_atomic(&path, v.to_string().as_bytes());
             glib::ControlFlow::Continue
         });
         Some(Self { data })

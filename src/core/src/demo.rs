@@ -5,12 +5,12 @@ use crate::host::HostRoot;
 use crate::synth::{MachineSpec, SynthError};
 
 /// The demo machine's description.
-pub const DEMO_HOST: &str = include_str!("../data/demo-host.json");
+pub const DEMO_HOST: &str = include_str!("../../../data/demo-host.json");
 
 /// The demo guests and their plan (`passagectl --demo export` without `--plan`): a GPU with
 /// its audio at one guest slot and a USB card for a libvirt guest started on demand, a
 /// dual-port NIC with one port hidden for a plain QEMU router.
-pub const DEMO_PLAN: &str = include_str!("../data/demo-plan.json");
+pub const DEMO_PLAN: &str = include_str!("../../../data/demo-plan.json");
 
 /// The demo plan, parsed.
 pub fn plan() -> Result<crate::plan::Plan, crate::plan::PlanError> {

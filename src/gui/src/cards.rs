@@ -2,12 +2,12 @@
 //! (drop targets). Widgets are made once per visible row and rebound as the list scrolls.
 
 use super::Msg;
-use crate::i18n::{tr, trf};
-use crate::plan;
-use crate::view::{Card, DeviceRow};
-use crate::GroupId;
 use gtk::prelude::*;
 use gtk::{gdk, glib};
+use passage_core::i18n::{tr, trf};
+use passage_core::plan;
+use passage_core::view::{Card, DeviceRow};
+use passage_core::GroupId;
 use relm4::typed_view::grid::RelmGridItem;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -300,10 +300,10 @@ impl RelmGridItem for RowItem {
             "state-pending"
         } else {
             match c.state {
-                crate::explain::State::Available => "state-available",
-                crate::explain::State::InUse => "state-in-use",
-                crate::explain::State::Assigned => "state-assigned",
-                crate::explain::State::HostCritical => "state-host-critical",
+                passage_core::explain::State::Available => "state-available",
+                passage_core::explain::State::InUse => "state-in-use",
+                passage_core::explain::State::Assigned => "state-assigned",
+                passage_core::explain::State::HostCritical => "state-host-critical",
             }
         });
         let kind = c.devices.iter().find(|d| d.assignable).map(|d| d.kind);

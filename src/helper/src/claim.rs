@@ -10,10 +10,10 @@
 //! re-read the `driver` link, because the kernel reports success for a probe that failed.
 //! Bridges are never touched: they stay on `pcieport`.
 
-use crate::address::{GroupId, PciAddress};
-use crate::explain::{self, State};
-use crate::i18n::trf;
-use crate::model::Host;
+use passage_core::address::{GroupId, PciAddress};
+use passage_core::explain::{self, State};
+use passage_core::i18n::trf;
+use passage_core::model::Host;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -122,11 +122,11 @@ impl Kernel for Sysfs {
         if !node.exists() {
             return Ok(None);
         }
-        crate::vfio::group_status(&node).map(Some)
+        passage_core::vfio::group_status(&node).map(Some)
     }
 
     fn holders(&self, g: GroupId) -> Vec<String> {
-        crate::vfio::holders(&self.root.join("proc"), g)
+        passage_core::vfio::holders(&self.root.join("proc"), g)
     }
 }
 
@@ -206,7 +206,7 @@ impl StateDir {
     /// Writes `value` to `path` so that a crash leaves the old or the new file, never half.
     fn write_atomic<T: Serialize>(&self, path: &Path, value: &T) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-        crate::store::write_atomic(path, &bytes)
+        passage_core::store::write_atomic(path, &bytes)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

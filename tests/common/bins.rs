@@ -1,0 +1,55 @@
+//! The workspace's binaries, as the tests run them. They live in other crates of the workspace
+//! (src/ctl, src/helper, src/gui), so cargo does not hand their paths to these tests: the first
+//! call for each builds it — with the test-only part a release leaves out (the helper's fake
+//! kernel, the app's probe) — and returns its path in this build's target directory. Under
+//! `./dev test` they are built already and this is a no-op check.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The features the test binaries are built with (and only they); `./dev test` reads this line.
+pub const TEST_FEATURES: &str = "passage-helper/fake-kernel,passage-gui/probe";
+
+/// target/<profile>, where cargo puts the binaries: this test is target/<profile>/deps/NAME-HASH.
+fn dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("the test runs from target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The path of workspace binary `name` (`passagectl`, `passage-helper`, `passage`), built (or
+/// found up to date) on first use in this test process.
+pub fn bin(name: &str) -> &'static str {
+    static BUILT: OnceLock<std::sync::Mutex<Vec<(String, &'static str)>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p;
+    }
+    let (pkg, features) = package(name);
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .args([
+            "build",
+            "--quiet",
+            "--bin",
+            name,
+            "-p",
+            pkg,
+            "--manifest-path",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    if !features.is_empty() {
+        cargo.args(["--features", features]);
+    }
+    let st = cargo.status().expect("running cargo to build the binary");
+    assert!(st.success(), "building {name} ({pkg}) failed");
+    let p = dir().join(name);
+    assert!(p.is_file(), "{} was not built", p.display());
+    let p: &'static str = Box::leak(p.to_string_lossy().into_owned().into_boxed_str());
+    built.push((name.to_string(), p));
+    p
+}
