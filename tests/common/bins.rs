@@ -29,24 +29,15 @@ pub fn bin(name: &str) -> &'static str {
     if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
         return p;
     }
-    let (pkg, features) = package(name);
-    let mut cargo = std::process::Command::new(env!("CARGO"));
-    cargo
-        .args([
-            "build",
-            "--quiet",
-            "--bin",
-            name,
-            "-p",
-            pkg,
-            "--manifest-path",
-        ])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-    if !features.is_empty() {
-        cargo.args(["--features", features]);
-    }
-    let st = cargo.status().expect("running cargo to build the binary");
-    assert!(st.success(), "building {name} ({pkg}) failed");
+    // The whole workspace's features, resolved once for every binary (as `./dev test` builds
+    // them), so no two builds fight over a dependency's features; only `name` is compiled.
+    let st = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--workspace", "--bin", name])
+        .args(["--features", TEST_FEATURES, "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .status()
+        .expect("running cargo to build the binary");
+    assert!(st.success(), "building {name} failed");
     let p = dir().join(name);
     assert!(p.is_file(), "{} was not built", p.display());
     let p: &'static str = Box::leak(p.to_string_lossy().into_owned().into_boxed_str());
