@@ -134,8 +134,8 @@ fn the_gsettings_schema_compiles_strictly_and_names_the_app() {
     assert!(dir.path().join("gschemas.compiled").is_file());
     let text = std::fs::read_to_string(dir.path().join(&name)).unwrap();
     assert!(text.contains(&format!("<schema id=\"{}\"", passage_core::names::APP_ID)));
-    // The keys the app reads (src/gui/settings.rs).
-    let code = std::fs::read_to_string(repo().join("src/gui/settings.rs")).unwrap();
+    // The keys the app reads (src/gui/src/settings.rs).
+    let code = std::fs::read_to_string(repo().join("src/gui/src/settings.rs")).unwrap();
     for key in [
         "window-width",
         "window-height",
