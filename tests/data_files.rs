@@ -165,7 +165,7 @@ fn the_desktop_file_metainfo_and_icons_pass_their_validators() {
     ok(Command::new("appstreamcli")
         .args(["validate", "--no-net"])
         .arg(&meta));
-    // The app id is one name everywhere (shared/CONTRACTS.md).
+    // The app id is one name everywhere (docs/CONTRACTS.md).
     let id = passage_core::names::APP_ID;
     let text = std::fs::read_to_string(&meta).unwrap();
     assert!(text.contains(&format!("<id>{id}</id>")));

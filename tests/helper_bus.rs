@@ -27,6 +27,8 @@ fn err_name(e: &HelperError) -> String {
         HelperError::InvalidArgs(_) => "InvalidArgs".into(),
         HelperError::Busy(_) => "Busy".into(),
         HelperError::NotAuthorized(_) => "NotAuthorized".into(),
+        HelperError::NotAuthorizedCanObtain(_) => "NotAuthorizedCanObtain".into(),
+        HelperError::NotAuthorizedDismissed(_) => "NotAuthorizedDismissed".into(),
         HelperError::BadState(_) => "BadState".into(),
         HelperError::HostCritical(_) => "HostCritical".into(),
         HelperError::Failed(_) => "Failed".into(),
@@ -39,12 +41,15 @@ const GPU: &str = "0000:0b:00.0";
 fn polkit_decides_every_claim_on_a_real_bus() {
     let Some(bus) = Bus::start() else { return };
 
-    // Unauthorized: nobody, no agent to ask for a password → NotAuthorized and no write.
+    // Unauthorized: nobody, no agent to ask for a password → NotAuthorizedCanObtain (a
+    // password would do, nobody could ask for it), said as such, and no write.
     let o = bus.passagectl(true, &["claim", "19"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("not authorized") && err.contains("io.github.passage.claim"),
+        err.contains("not authorized")
+            && err.contains("nobody could be asked")
+            && err.contains("io.github.passage.claim"),
         "{err}"
     );
     assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
@@ -68,6 +73,12 @@ fn polkit_decides_every_claim_on_a_real_bus() {
     let o = bus.passagectl(false, &["claim", "19"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(bus.driver(GPU).as_deref(), Some("vfio-pci"));
+    // The reply names every member with the driver the kernel reports now.
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("0000:0b:00.0 → vfio-pci") && out.contains("0000:0b:00.1 → vfio-pci"),
+        "{out}"
+    );
     let o = bus.passagectl(false, &["status"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("group 19: 0000:0b:00.0, 0000:0b:00.1"));
 
@@ -126,7 +137,7 @@ fn hostile_arguments_get_named_errors_and_change_nothing() {
     let Some(bus) = Bus::start() else { return };
     let (rt, p) = bus.proxy();
     rt.block_on(async {
-        assert_eq!(p.version().await.unwrap(), 1);
+        assert_eq!(p.version().await.unwrap(), passage_dbus::INTERFACE_VERSION);
         let e = p.describe("../../etc/passwd").await.unwrap_err();
         assert!(err_name(&e).ends_with("InvalidArgs"), "{e:?}");
         let e = p.describe(&"0".repeat(1 << 16)).await.unwrap_err();
@@ -148,16 +159,53 @@ fn hostile_arguments_get_named_errors_and_change_nothing() {
         unknown.insert("path", Variant::from("/etc/shadow"));
         let e = p.claim(19, unknown).await.unwrap_err();
         assert!(err_name(&e).ends_with("InvalidArgs"), "{e:?}");
-        let (usable, code, _, _) = p.verify(19).await.unwrap();
-        assert!(!usable);
-        assert_eq!(code, "not-bound");
-        assert_eq!(p.journal().await.unwrap(), "[]");
+        let v = p.verify(19).await.unwrap();
+        assert!(!v.usable);
+        assert_eq!(v.code, "not-bound");
+        assert!(v.devices.is_empty(), "{v:?}");
+        assert_eq!(p.journal().await.unwrap(), vec![]);
     });
     assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
     assert!(std::fs::read_dir(bus.state().join("claims"))
         .unwrap()
         .next()
         .is_none());
+}
+
+#[test]
+fn claim_and_release_answer_with_every_member_and_the_driver_holding_it() {
+    let Some(bus) = Bus::start() else { return };
+    let (rt, p) = bus.proxy();
+    rt.block_on(async {
+        let t = p.claim(19, HashMap::new()).await.unwrap();
+        assert!(t.changed);
+        let mut got: Vec<(String, String)> = t
+            .devices
+            .iter()
+            .map(|d| (d.address.clone(), d.driver.clone()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("0000:0b:00.0".to_string(), "vfio-pci".to_string()),
+                ("0000:0b:00.1".to_string(), "vfio-pci".to_string())
+            ]
+        );
+        let held = p.claims().await.unwrap();
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert_eq!(held[0].group, 19);
+        // Claiming again changes nothing and says so, with the same drivers.
+        let again = p.claim(19, HashMap::new()).await.unwrap();
+        assert!(!again.changed);
+        assert!(again.devices.iter().all(|d| d.driver == "vfio-pci"));
+        let back = p.release(19, HashMap::new()).await.unwrap();
+        assert!(back.changed);
+        let gpu = back.devices.iter().find(|d| d.address == GPU).unwrap();
+        assert_eq!(gpu.driver, "nvidia", "{back:?}");
+        assert!(p.claims().await.unwrap().is_empty());
+    });
+    assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
 }
 
 #[test]
@@ -536,9 +584,15 @@ fn prompt_for(bus: &Bus, args: &str, lang: &str) -> (String, Output) {
     let screen = read_until(agent.stdout.take().unwrap(), 40, |t| {
         t.contains("Password:")
     });
+    // The person gives up at the password prompt: Ctrl+C, which the agent turns into a cancel.
+    if let Some(mut stdin) = agent.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(b"\x03");
+    }
+    let out = caller.wait_with_output().unwrap();
     let _ = agent.kill();
     let _ = agent.wait();
-    (screen, caller.wait_with_output().unwrap())
+    (screen, out)
 }
 
 #[test]

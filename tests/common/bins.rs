@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// The features the test binaries are built with (and only they); `./dev test` reads this line.
 pub const TEST_FEATURES: &str = "passage-helper/fake-kernel,passage-gui/probe";
@@ -20,15 +20,13 @@ fn dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The path of workspace binary `name` (`passagectl`, `passage-helper`, `passage`), built (or
-/// found up to date) on first use in this test process.
-pub fn bin(name: &str) -> &'static str {
-    static BUILT: OnceLock<std::sync::Mutex<Vec<(String, &'static str)>>> = OnceLock::new();
-    let built = BUILT.get_or_init(Default::default);
-    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
-        return p;
-    }
+/// target/<profile> as a string: where every workspace binary lands.
+pub fn bin_dir() -> &'static str {
+    static DIR: OnceLock<String> = OnceLock::new();
+    DIR.get_or_init(|| dir().to_string_lossy().into_owned())
+}
+
+fn build(name: &str) -> &'static str {
     // The whole workspace's features, resolved once for every binary (as `./dev test` builds
     // them), so no two builds fight over a dependency's features; only `name` is compiled.
     let st = std::process::Command::new(env!("CARGO"))
@@ -40,7 +38,26 @@ pub fn bin(name: &str) -> &'static str {
     assert!(st.success(), "building {name} failed");
     let p = dir().join(name);
     assert!(p.is_file(), "{} was not built", p.display());
-    let p: &'static str = Box::leak(p.to_string_lossy().into_owned().into_boxed_str());
+    // Leaked once per binary and process: a test asks for a handful of paths.
+    Box::leak(p.to_string_lossy().into_owned().into_boxed_str())
+}
+
+/// The path of workspace binary `name` (`passagectl`, `passage-helper`, `passage`), built (or
+/// found up to date) on first use in this test process.
+pub fn bin(name: &str) -> &'static str {
+    static BUILT: OnceLock<Mutex<Vec<(String, &'static str)>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p;
+    }
+    let p = build(name);
     built.push((name.to_string(), p));
     p
+}
+
+/// Builds `name` with the tests' features again (after something built it otherwise) and
+/// returns its path.
+pub fn rebuild(name: &str) -> &'static str {
+    build(name)
 }

@@ -1,5 +1,5 @@
 //! Test support: host-root trees built from recorded real machines (tests/fixtures/machines,
-//! copied from the published listings in shared/fixtures) plus named scenarios on top.
+//! transcribed from published listings, docs/TESTING.md) plus named scenarios on top.
 #![allow(dead_code)]
 
 pub mod bins;

@@ -90,8 +90,12 @@ pub fn steps(plan: &Plan, host: &Host, guest: Option<&str>) -> Result<Vec<Step>,
             for p in &g.groups {
                 claims.push(Step::Claim {
                     guest: g.name.clone(),
-                    group: host
-                        .device(p.devices[0].address)
+                    // Where the first planned device is now (the group may have been
+                    // renumbered); a hand-edited plan may list none, then the plan's number.
+                    group: p
+                        .devices
+                        .first()
+                        .and_then(|d| host.device(d.address))
                         .and_then(|d| d.group)
                         .unwrap_or(p.group),
                     force: p.force,
@@ -242,6 +246,24 @@ mod tests {
             } else {
                 Ok(())
             }
+        }
+    }
+
+    #[test]
+    fn a_hand_edited_group_without_devices_is_planned_without_a_panic() {
+        // A plan file whose group says `"devices": []` used to index its first device.
+        let (_d, host, mut plan) = demo();
+        for g in &mut plan.guests {
+            for p in &mut g.groups {
+                p.devices.clear();
+            }
+        }
+        match steps(&plan, &host, None) {
+            Ok(s) => assert!(s.iter().all(|s| match s {
+                Step::Claim { devices, .. } => devices.is_empty(),
+                Step::Define { .. } => true,
+            })),
+            Err(e) => assert!(!e.to_string().is_empty()),
         }
     }
 

@@ -68,7 +68,7 @@ pub enum SourceError {
 
 impl Source {
     /// The demo host, else `root`, else `PASSAGE_ROOT`, else `/` (`--root` wins over the
-    /// environment, shared/CONTRACTS.md).
+    /// environment, docs/CONTRACTS.md).
     pub fn open(demo: bool, root: Option<&std::path::Path>) -> Result<Self, SourceError> {
         if demo {
             return Ok(Source::Demo(open()?));

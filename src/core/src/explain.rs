@@ -12,7 +12,7 @@ use crate::scan::cmdline_has;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A group's state; the first that applies wins (shared/CONTRACTS.md).
+/// A group's state; the first that applies wins (docs/CONTRACTS.md, "Group states").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {

@@ -19,6 +19,7 @@ pub mod pci_names;
 pub mod plan;
 pub mod report;
 pub mod scan;
+pub mod session;
 pub mod store;
 pub mod synth;
 pub mod usage;

@@ -1,6 +1,6 @@
 //! The host model: what the scanner found, as plain serde values.
 //!
-//! JSON field names and encodings here are a contract (shared/CONTRACTS.md, docs/JSON.md):
+//! JSON field names and encodings here are a contract (docs/CONTRACTS.md, docs/JSON.md):
 //! ids are lowercase hex without `0x`, the class is 6 hex digits, unknown facts are `null`.
 
 use crate::address::{GroupId, PciAddress};

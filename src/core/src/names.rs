@@ -1,4 +1,4 @@
-//! Every name something outside this code depends on, in one place (shared/CONTRACTS.md):
+//! Every name something outside this code depends on, in one place (docs/CONTRACTS.md):
 //! bus names, object paths, error names, polkit action ids, the app id, file locations.
 
 /// The helper's well-known name on the system bus (versioned, like `org.freedesktop.bolt1`).

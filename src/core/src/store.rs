@@ -44,19 +44,22 @@ pub enum StoreError {
     TooLarge(PathBuf),
 }
 
-/// Writes `bytes` to `path` so that a crash leaves the old or the new file, never half:
-/// temporary file beside it, fsync, rename, fsync of the directory.
+/// Writes `bytes` to `path` so that a crash leaves the old or the new file, never half: a
+/// temporary file of a unique name beside it (two writers never share one), fsync, rename over
+/// the old file, fsync of the directory so the rename itself survives a power cut.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(d)?.sync_all()?;
-    }
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d,
+        None => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".passage-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 

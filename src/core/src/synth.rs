@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// A machine: the fixture format of shared/fixtures, plus an optional `host` section.
+/// A machine: the fixture format of tests/fixtures/machines (its README.md), plus an optional
+/// `host` section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MachineSpec {
     #[serde(default)]

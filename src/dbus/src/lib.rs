@@ -1,16 +1,29 @@
 //! The helper's D-Bus contract, shared by the service (`passage-helper`) and its clients
-//! (`passagectl`, the app): the named errors, the client proxy, the options. The core library
-//! never sees zbus: this crate is where D-Bus starts.
+//! (`passagectl`, the app): the named errors, the options, the typed replies and the client
+//! proxy. The core library never sees zbus: this crate is where D-Bus starts.
+//!
+//! Replies are typed on the wire (structs with D-Bus signatures): no JSON inside a string and
+//! no list of devices inside a sentence, so a client in any language reads them as values.
 //!
 //! Interface documentation: data/io.github.passage.Helper1.xml.
 
 pub mod libvirt;
 
 use passage_core::names;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use zbus::zvariant::Type;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 
+/// The interface's version (the `Version` property): 2 since replies are typed.
+pub const INTERFACE_VERSION: u32 = 2;
+
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
+///
+/// "Not authorized" comes in three kinds, as udisks tells them apart, because a person does
+/// different things about each: polkit said no (ask an administrator), a password was needed
+/// and nobody could be asked (run an authentication agent, or drop `auth.no_user_interaction`),
+/// or the person dismissed the password prompt (nothing is wrong; try again).
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "io.github.passage.Helper1.Error")]
 pub enum HelperError {
@@ -19,10 +32,99 @@ pub enum HelperError {
     NotFound(String),
     InvalidArgs(String),
     Busy(String),
+    /// polkit said no: this user may not do this.
     NotAuthorized(String),
+    /// polkit would allow it after authentication, but no agent could ask (none running, or
+    /// the caller set `auth.no_user_interaction`).
+    NotAuthorizedCanObtain(String),
+    /// The authentication prompt was shown and dismissed.
+    NotAuthorizedDismissed(String),
     BadState(String),
     HostCritical(String),
     Failed(String),
+}
+
+/// One device and the driver holding it after an operation (`(ss)`; `""` for no driver).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct DeviceDriver {
+    pub address: String,
+    pub driver: String,
+}
+
+/// What Claim and Release did (out arguments `b a(ss)`): whether anything changed, and every member of
+/// the group with the driver that holds it now (vfio-pci after a claim; bridges keep theirs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Transition {
+    pub changed: bool,
+    pub devices: Vec<DeviceDriver>,
+}
+
+impl Transition {
+    /// As the service sends it: two out arguments, `changed` and `devices`.
+    pub fn into_args(self) -> (bool, Vec<DeviceDriver>) {
+        (self.changed, self.devices)
+    }
+}
+
+/// One member of an unfinished operation as the journal recorded it before the first write
+/// (`(sssss)`; `""` where the kernel had nothing: no driver, no override).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct JournalMember {
+    pub address: String,
+    pub vendor_id: String,
+    pub device_id: String,
+    pub driver: String,
+    pub driver_override: String,
+}
+
+/// An operation that did not finish (`(usua(sssss))`): the journal's format version, the
+/// operation ("claim", "release"), the group, and its members as they were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct PendingOperation {
+    pub version: u32,
+    pub operation: String,
+    pub group: u32,
+    pub members: Vec<JournalMember>,
+}
+
+/// Verify's answer (out arguments `b s s s as`): usable or not, a stable code ("usable", "not-viable", …),
+/// a sentence and a remedy for a person (`""` when there is none), and the devices QEMU could
+/// open (empty when not usable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Verification {
+    pub usable: bool,
+    pub code: String,
+    pub message: String,
+    pub remedy: String,
+    pub devices: Vec<String>,
+}
+
+impl Verification {
+    /// As the service sends it: five out arguments, `usable` to `devices`.
+    pub fn into_args(self) -> (bool, String, String, String, Vec<String>) {
+        (
+            self.usable,
+            self.code,
+            self.message,
+            self.remedy,
+            self.devices,
+        )
+    }
+}
+
+/// What Persist did (out arguments `b as`): whether anything changed, and notes in words (built-in
+/// drivers, the initramfs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Persisted {
+    pub changed: bool,
+    pub notes: Vec<String>,
+}
+
+/// A group the helper holds (`(uas)`): its number and its members' addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct HeldGroup {
+    pub group: u32,
+    pub devices: Vec<String>,
 }
 
 /// Options every mutating method takes (`a{sv}`), parsed strictly: unknown keys and wrong
@@ -119,23 +221,31 @@ pub fn expect_devices(addresses: &[passage_core::PciAddress]) -> Value<'static> 
     default_path = "/io/github/passage/Helper1"
 )]
 pub trait Helper {
-    /// Claims a whole group for vfio-pci. Returns false when it already was.
-    fn claim(&self, group: u32, options: HashMap<&str, Value<'_>>) -> Result<bool, HelperError>;
+    /// Claims a whole group for vfio-pci; `changed` is false when it already was.
+    fn claim(
+        &self,
+        group: u32,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<Transition, HelperError>;
     /// Gives a group back to the drivers it was claimed from.
-    fn release(&self, group: u32, options: HashMap<&str, Value<'_>>) -> Result<bool, HelperError>;
-    /// Claims a group at every boot (on) or stops doing so (off): (changed, notes).
+    fn release(
+        &self,
+        group: u32,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<Transition, HelperError>;
+    /// Claims a group at every boot (on) or stops doing so (off).
     fn persist(
         &self,
         group: u32,
         on: bool,
         options: HashMap<&str, Value<'_>>,
-    ) -> Result<(bool, Vec<String>), HelperError>;
-    /// The groups the helper holds: (group, member addresses).
-    fn claims(&self) -> Result<Vec<(u32, Vec<String>)>, HelperError>;
-    /// Operations that did not finish, as JSON (empty list normally).
-    fn journal(&self) -> Result<String, HelperError>;
-    /// QEMU's steps on a group: (usable, code, message, remedy).
-    fn verify(&self, group: u32) -> Result<(bool, String, String, String), HelperError>;
+    ) -> Result<Persisted, HelperError>;
+    /// The groups the helper holds.
+    fn claims(&self) -> Result<Vec<HeldGroup>, HelperError>;
+    /// Operations that did not finish (none normally: the helper undoes them at start).
+    fn journal(&self) -> Result<Vec<PendingOperation>, HelperError>;
+    /// QEMU's steps on a group.
+    fn verify(&self, group: u32) -> Result<Verification, HelperError>;
     /// Facts from the full config space of one device (what a user cannot read).
     fn describe(&self, address: &str) -> Result<HashMap<String, OwnedValue>, HelperError>;
     #[zbus(property)]
@@ -238,6 +348,14 @@ pub fn error_text(e: &HelperError) -> String {
         HelperError::NotAuthorized(m) => {
             passage_core::i18n::trf("not authorized: {why}", &[("why", m)])
         }
+        HelperError::NotAuthorizedCanObtain(m) => passage_core::i18n::trf(
+            "not authorized without a password, and nobody could be asked for one: {why} Run it from a desktop session (its authentication agent asks), or with pkttyagent in a terminal.",
+            &[("why", m)],
+        ),
+        HelperError::NotAuthorizedDismissed(m) => passage_core::i18n::trf(
+            "the password prompt was dismissed, so nothing changed: {why}",
+            &[("why", m)],
+        ),
         HelperError::ZBus(zbus::Error::MethodError(name, msg, _))
             if name
                 .as_str()
@@ -276,6 +394,7 @@ impl passage_core::apply::Executor for SystemExecutor<'_> {
                 o.insert("expect_devices", expect_devices(&planned));
                 h.claim(group.0, o).await
             })
+            .map(|t| t.changed)
             .map_err(|e| error_text(&e))
     }
 
@@ -283,6 +402,7 @@ impl passage_core::apply::Executor for SystemExecutor<'_> {
         let h = self.helper()?;
         self.rt
             .block_on(async move { h.release(group.0, HashMap::new()).await })
+            .map(|t| t.changed)
             .map_err(|e| error_text(&e))
     }
 

@@ -10,6 +10,7 @@ use passage_core::export::libvirt::{self as xml, ApplyError, DomainXmlError, Hos
 use passage_core::i18n::trf;
 use passage_core::model::Host;
 use passage_core::plan::{Guest, Lifecycle, PlanError, Vmm};
+use passage_core::session::{GuestSource, KnownGuest};
 use passage_core::GroupId;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -90,6 +91,23 @@ pub struct LibvirtDomain {
 }
 
 impl LibvirtDomain {
+    /// This domain as a guest both front ends list and plan with, the groups it holds read
+    /// against `host`.
+    pub fn to_known(&self, host: &Host) -> KnownGuest {
+        KnownGuest {
+            groups: self.groups(host),
+            // libvirt's state word as the domain's JSON has it, so text and JSON agree.
+            state: serde_json::to_value(self.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string)),
+            lifecycle: self.lifecycle.unwrap_or_default(),
+            machine: self.machine.clone().unwrap_or_default(),
+            vmm: Vmm::Libvirt,
+            source: GuestSource::Libvirt,
+            name: self.name.clone(),
+        }
+    }
+
     /// The host groups this domain's PCI hostdevs belong to (what it holds, or will hold when
     /// it starts).
     pub fn groups(&self, host: &Host) -> Vec<GroupId> {
@@ -273,6 +291,12 @@ fn name_of(xml_text: &str) -> Option<String> {
 
 /// This host's libvirt domains (`qemu:///system`), for callers without an async runtime; the
 /// error is the sentence to show.
+/// This host's libvirt domains as known guests ([`LibvirtDomain::to_known`]); the error is the
+/// sentence saying why libvirt could not be asked.
+pub fn system_guests(host: &Host) -> Result<Vec<KnownGuest>, String> {
+    Ok(system_domains()?.iter().map(|d| d.to_known(host)).collect())
+}
+
 pub fn system_domains() -> Result<Vec<LibvirtDomain>, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

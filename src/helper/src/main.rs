@@ -16,7 +16,10 @@ use clap::Parser;
 use passage_core::cli::helper::Args;
 use passage_core::explain::{self, State};
 use passage_core::{names, scan, GroupId, Host, HostRoot, PciAddress};
-use passage_dbus::{HelperError, Options};
+use passage_dbus::{
+    DeviceDriver, HeldGroup, HelperError, JournalMember, Options, PendingOperation, Transition,
+    Verification,
+};
 use passage_helper::claim::{self, ClaimOptions, Kernel, Locks, StateDir};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -88,10 +91,20 @@ impl Helper {
             .check_authorization(&subject, action, &details, flags, "")
             .await
             .map_err(|e| HelperError::NotAuthorized(format!("polkit could not decide: {e}")))?;
+        // polkit marks a prompt the person closed with "polkit.dismissed"; a challenge nobody
+        // could answer comes back as is_challenge; anything else not authorized is a no.
+        let dismissed = r
+            .details
+            .get("polkit.dismissed")
+            .is_some_and(|v| !v.is_empty());
         if r.is_authorized {
             Ok(())
+        } else if dismissed {
+            Err(HelperError::NotAuthorizedDismissed(format!(
+                "the authentication prompt for {action} was dismissed."
+            )))
         } else if r.is_challenge {
-            Err(HelperError::NotAuthorized(format!(
+            Err(HelperError::NotAuthorizedCanObtain(format!(
                 "{action} needs an administrator's password, and no authentication agent answered."
             )))
         } else {
@@ -100,6 +113,28 @@ impl Helper {
             )))
         }
     }
+}
+
+/// Every member of group `g` with the driver that holds it now, read back from the kernel after
+/// the operation (a reply states what is, not what was meant).
+fn transition(host: &Host, g: GroupId, kernel: &dyn Kernel, changed: bool) -> Transition {
+    let devices = host
+        .groups
+        .get(&g)
+        .map(|grp| {
+            host.members(grp)
+                .map(|d| DeviceDriver {
+                    address: d.address.to_string(),
+                    driver: kernel
+                        .driver_of(d.address)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Transition { changed, devices }
 }
 
 /// What polkit's prompt shows: `$(group)` and `$(devices)` in the policy's messages.
@@ -148,17 +183,17 @@ impl Helper {
     /// Version of this interface; bumped only on incompatible change.
     #[zbus(property)]
     fn version(&self) -> u32 {
-        1
+        passage_dbus::INTERFACE_VERSION
     }
 
-    #[zbus(out_args("changed"))]
+    #[zbus(out_args("changed", "devices"))]
     async fn claim(
         &self,
         group: u32,
         options: HashMap<String, OwnedVariant>,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
-    ) -> Result<bool, HelperError> {
+    ) -> Result<(bool, Vec<DeviceDriver>), HelperError> {
         let opts = Options::parse(
             &options,
             &["force", "auth.no_user_interaction", "expect_devices"],
@@ -189,7 +224,7 @@ impl Helper {
         let (state_dir, locks) = (self.state.clone(), self.locks.clone());
         let force = opts.force;
         tokio::task::spawn_blocking(move || {
-            claim::claim(
+            let d = claim::claim(
                 &host,
                 g,
                 &ClaimOptions { force },
@@ -197,21 +232,21 @@ impl Helper {
                 &state_dir,
                 &locks,
             )
+            .map_err(passage_helper::dbus_error)?;
+            Ok(transition(&host, g, kernel.as_ref(), d.changed).into_args())
         })
         .await
         .map_err(failed)?
-        .map(|d| d.changed)
-        .map_err(passage_helper::dbus_error)
     }
 
-    #[zbus(out_args("changed"))]
+    #[zbus(out_args("changed", "devices"))]
     async fn release(
         &self,
         group: u32,
         options: HashMap<String, OwnedVariant>,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
-    ) -> Result<bool, HelperError> {
+    ) -> Result<(bool, Vec<DeviceDriver>), HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
         let _request = self
@@ -229,12 +264,12 @@ impl Helper {
         // Unbinding from vfio-pci can block while a user holds the group: never on the thread
         // that serves requests.
         tokio::task::spawn_blocking(move || {
-            claim::release(&host, g, kernel.as_ref(), &state_dir, &locks)
+            let d = claim::release(&host, g, kernel.as_ref(), &state_dir, &locks)
+                .map_err(passage_helper::dbus_error)?;
+            Ok(transition(&host, g, kernel.as_ref(), d.changed).into_args())
         })
         .await
         .map_err(failed)?
-        .map(|d| d.changed)
-        .map_err(passage_helper::dbus_error)
     }
 
     #[zbus(out_args("changed", "notes"))]
@@ -275,28 +310,51 @@ impl Helper {
     }
 
     #[zbus(out_args("claims"))]
-    async fn claims(&self) -> Result<Vec<(u32, Vec<String>)>, HelperError> {
+    async fn claims(&self) -> Result<Vec<HeldGroup>, HelperError> {
         Ok(self
             .state
             .claims()
             .map_err(failed)?
             .into_iter()
-            .map(|j| {
-                (
-                    j.group.0,
-                    j.members.iter().map(|m| m.address.to_string()).collect(),
-                )
+            .map(|j| HeldGroup {
+                group: j.group.0,
+                devices: j.members.iter().map(|m| m.address.to_string()).collect(),
             })
             .collect())
     }
 
     #[zbus(out_args("pending"))]
-    async fn journal(&self) -> Result<String, HelperError> {
-        serde_json::to_string(&self.state.pending().map_err(failed)?).map_err(failed)
+    async fn journal(&self) -> Result<Vec<PendingOperation>, HelperError> {
+        let text = |o: &Option<String>| o.clone().unwrap_or_default();
+        Ok(self
+            .state
+            .pending()
+            .map_err(failed)?
+            .into_iter()
+            .map(|j| PendingOperation {
+                version: j.version,
+                operation: j.operation,
+                group: j.group.0,
+                members: j
+                    .members
+                    .iter()
+                    .map(|m| JournalMember {
+                        address: m.address.to_string(),
+                        vendor_id: m.vendor_id.clone(),
+                        device_id: m.device_id.clone(),
+                        driver: text(&m.driver),
+                        driver_override: text(&m.driver_override),
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 
-    #[zbus(out_args("usable", "code", "message", "remedy"))]
-    async fn verify(&self, group: u32) -> Result<(bool, String, String, String), HelperError> {
+    #[zbus(out_args("usable", "code", "message", "remedy", "devices"))]
+    async fn verify(
+        &self,
+        group: u32,
+    ) -> Result<(bool, String, String, String, Vec<String>), HelperError> {
         let host = self.scan_async().await?;
         let root = self.root.clone();
         let v = tokio::task::spawn_blocking(move || {
@@ -304,27 +362,34 @@ impl Helper {
         })
         .await
         .map_err(failed)?;
-        match v {
-            Ok(passage_core::vfio::Verdict::Usable { devices }) => Ok((
-                true,
-                "usable".into(),
-                devices
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                String::new(),
-            )),
+        let v = match v {
+            Ok(passage_core::vfio::Verdict::Usable { devices }) => Ok(Verification {
+                usable: true,
+                code: "usable".into(),
+                message: format!(
+                    "QEMU can use group {group}: it is viable, attaches to a VFIO container with \
+                     the IOMMU, and every device opens."
+                ),
+                remedy: String::new(),
+                devices: devices.iter().map(|d| d.to_string()).collect(),
+            }),
             Ok(passage_core::vfio::Verdict::NotUsable {
                 code,
                 message,
                 remedy,
-            }) => Ok((false, code, message, remedy.unwrap_or_default())),
+            }) => Ok(Verification {
+                usable: false,
+                code,
+                message,
+                remedy: remedy.unwrap_or_default(),
+                devices: Vec::new(),
+            }),
             Err(passage_core::vfio::VerifyError::NoGroup(g)) => Err(HelperError::NotFound(
                 format!("There is no IOMMU group {g} on this host."),
             )),
             Err(e) => Err(failed(e)),
-        }
+        };
+        v.map(Verification::into_args)
     }
 
     #[zbus(out_args("facts"))]

@@ -19,7 +19,7 @@ use passage_core::host::HostRoot;
 use passage_core::i18n::trf;
 use passage_core::model::Host;
 use serde::{Deserialize, Serialize};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The udev rule file, relative to the host root.
@@ -59,17 +59,13 @@ pub fn list(state: &StateDir) -> io::Result<Vec<Persisted>> {
     read_list(state)
 }
 
+/// Writes a boot-layer file the way every state file is written (unique temporary file, fsync,
+/// rename, fsync of the directory), creating its directory first (/etc/modprobe.d may not exist).
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let tmp = path.with_extension("passage-tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
+    passage_core::store::write_atomic(path, bytes)
 }
 
 /// The udev rules for these groups.

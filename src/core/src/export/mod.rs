@@ -20,7 +20,7 @@ use crate::plan::{self, Plan, Problem, ResolvedDevice, ResolvedGuest, Severity};
 use std::fmt;
 use std::str::FromStr;
 
-/// What `passagectl export --format` accepts (shared/CONTRACTS.md).
+/// What `passagectl export --format` accepts (docs/CONTRACTS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// The `<hostdev>`s inside one `<devices>` element.

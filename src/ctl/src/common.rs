@@ -1,0 +1,75 @@
+//! What the subcommands share: printing, the host source, the helper on the system bus, the
+//! plan and libvirt's guests.
+
+use crate::Failure;
+use passage_core::cli::ctl::Cli;
+use passage_core::i18n::trf;
+use passage_core::session::PlanSource;
+use passage_core::{demo, plan};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes to standard output; a reader that went away is not an error.
+pub fn print(s: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // `passagectl list | head` closes the pipe: that is not an error worth a message.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Pretty for a person at a terminal, compact for a pipe (a 10,000-function host's listing is
+/// tens of megabytes pretty-printed).
+pub fn json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
+    if stdout_is_terminal() {
+        Ok(serde_json::to_string_pretty(v)? + "\n")
+    } else {
+        Ok(serde_json::to_string(v)? + "\n")
+    }
+}
+
+/// Whether a person (rather than a pipe or a file) reads standard output.
+pub fn stdout_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+}
+
+/// The host the global options name: `--demo`, `--root DIR`, `PASSAGE_ROOT`, else `/`.
+pub fn open_source(cli: &Cli) -> Result<demo::Source, Failure> {
+    Ok(demo::Source::open(cli.demo, cli.root.as_deref())?)
+}
+
+/// Commands that change this host's drivers only make sense on this host.
+pub fn refuse_fake(cli: &Cli, what: &str) -> Result<(), Failure> {
+    if cli.demo || cli.root.is_some() {
+        return Err(Failure(trf("{command} acts on this host through the helper; it cannot be used with --root or --demo", &[("command", what)])));
+    }
+    Ok(())
+}
+
+/// Runs one conversation with the helper on the system bus, with errors in words.
+pub fn helper_call<T, F, Fut>(f: F) -> Result<T, Failure>
+where
+    F: FnOnce(passage_dbus::HelperProxy<'static>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, passage_dbus::HelperError>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let h = passage_dbus::connect().await.map_err(|e| {
+            Failure(trf("cannot reach the Passage helper on the system bus ({error}); is passage-helper installed?", &[("error", &e.to_string())]))
+        })?;
+        f(h).await
+            .map_err(|e| Failure(passage_dbus::error_text(&e)))
+    })
+}
+
+/// Where the plan comes from: `--plan FILE`, the demo plan, or the user's default file, which
+/// must be readable here (the command line never works on a stand-in). The path is `None` for
+/// the built-in demo plan, which cannot be saved over.
+pub fn load_plan(cli: &Cli, path: Option<&Path>) -> Result<(plan::Plan, Option<PathBuf>), Failure> {
+    Ok(PlanSource::choose(path, cli.demo).open()?.exact()?)
+}

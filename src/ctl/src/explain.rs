@@ -1,0 +1,27 @@
+//! `passagectl explain TARGET`: one device or group, why it is in its state and what to do.
+
+use crate::common::{json, open_source, print};
+use crate::Failure;
+use passage_core::cli::ctl::Cli;
+use passage_core::i18n::tr;
+use passage_core::{report, scan, Target};
+
+pub fn run(cli: &Cli, target: &str, as_json: bool) -> Result<u8, Failure> {
+    let t: Target = target.parse()?;
+    let src = open_source(cli)?;
+    let host = scan::scan(src.root())?;
+    if let Target::Group(_) = t {
+        if !host.iommu_enabled() {
+            return Err(Failure(tr(
+                "there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)",
+            )));
+        }
+    }
+    let e = report::explanation(&host, t)?;
+    print(&if as_json {
+        json(&e)?
+    } else {
+        report::explain_text(&host, &e)
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,56 @@
+//! `passagectl verify GROUP`: whether QEMU can use a group, by QEMU's own steps. Exit 0 usable,
+//! 1 not usable.
+
+use crate::common::{helper_call, json, print};
+use crate::Failure;
+use passage_core::cli::ctl::Cli;
+use passage_core::i18n::tr;
+use passage_core::vfio::{self, Verdict};
+use passage_core::{report, scan, GroupId, HostRoot};
+use std::path::Path;
+
+pub fn run(cli: &Cli, group: &str, as_json: bool) -> Result<u8, Failure> {
+    let id: GroupId = group.parse()?;
+    if cli.demo || cli.root.is_some() {
+        return Err(Failure(tr(
+            "verify opens this host's /dev/vfio; it cannot be used with --root or --demo",
+        )));
+    }
+    let v = if rustix::process::geteuid().is_root() {
+        let root = HostRoot::open("/")?;
+        let host = scan::scan(&root)?;
+        if !host.iommu_enabled() {
+            return Err(Failure(tr(
+                "there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)",
+            )));
+        }
+        vfio::verify(&host, id, Path::new("/dev"), Path::new("/proc"))?
+    } else {
+        // /dev/vfio is root's: ask the helper, which runs the same steps.
+        let v = helper_call(|h| async move { h.verify(id.0).await })?;
+        if v.usable {
+            Verdict::Usable {
+                devices: v
+                    .devices
+                    .iter()
+                    .map(|a| a.parse())
+                    .collect::<Result<_, _>>()?,
+            }
+        } else {
+            Verdict::NotUsable {
+                code: v.code,
+                message: v.message,
+                remedy: Some(v.remedy).filter(|r| !r.is_empty()),
+            }
+        }
+    };
+    print(&if as_json {
+        json(&v)?
+    } else {
+        report::verify_text(id, &v)
+    })?;
+    Ok(match v {
+        Verdict::Usable { .. } => 0,
+        Verdict::NotUsable { .. } => 1,
+    })
+}
