@@ -265,3 +265,82 @@ fn a_group_already_on_vfio_pci_from_elsewhere_is_released_to_the_kernels_choice(
         .iter()
         .any(|s| matches!(s, claim::Step::Probe { .. })));
 }
+
+/// Group 20's endpoints (the Renesas USB card, on vfio-pci before Passage ever ran).
+fn members_of(bed: &Bed, g: u32) -> Vec<String> {
+    let host = bed.host();
+    let group = &host.groups[&GroupId(g)];
+    host.members(group)
+        .filter(|d| d.is_endpoint())
+        .map(|d| d.address.to_string())
+        .collect()
+}
+
+#[test]
+fn a_kill_at_any_write_of_releasing_a_group_claimed_elsewhere_never_strands_a_device() {
+    // No record of the original drivers: the journal must hold what is really bound
+    // (vfio-pci), or a replay after the kill unbinds and binds nothing.
+    let total = {
+        let bed = Bed::demo();
+        bed.release(20).unwrap();
+        bed.kernel.writes().len()
+    };
+    assert!(total >= 3, "{total}");
+    for at in 1..=total {
+        let bed = Bed::demo();
+        let members = members_of(&bed, 20);
+        assert!(!members.is_empty());
+        bed.kernel.faults.lock().unwrap().die_at_write = Some(at);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bed.release(20)));
+        assert!(r.is_err(), "write {at}: the kill did not happen");
+        assert_eq!(
+            bed.journals(),
+            1,
+            "write {at}: the journal must survive the kill"
+        );
+        bed.kernel.faults.lock().unwrap().die_at_write = None;
+        let replayed = claim::replay(&bed.kernel, &bed.state()).unwrap();
+        assert_eq!(replayed.len(), 1);
+        for a in &members {
+            assert!(
+                bed.driver(a).is_some(),
+                "killed at write {at} of the release: {a} was left on no driver"
+            );
+        }
+        assert_eq!(bed.journals(), 0);
+    }
+}
+
+#[test]
+fn a_replay_leaves_alone_an_operation_that_a_live_process_holds() {
+    // A claim in flight (its journal written, the group locked by its process) must not be
+    // rolled back by a one-shot run's replay; once its holder is gone, replay undoes it.
+    let bed = Bed::demo();
+    bed.kernel.faults.lock().unwrap().die_at_write = Some(3);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bed.claim(19, false)));
+    assert!(r.is_err());
+    bed.kernel.faults.lock().unwrap().die_at_write = None;
+    assert_eq!(bed.journals(), 1);
+    let state = bed.state();
+    let live = state.lock_group(GroupId(19)).unwrap();
+    let before = bed.kernel.writes().len();
+    assert!(claim::replay(&bed.kernel, &state).unwrap().is_empty());
+    assert_eq!(
+        bed.journals(),
+        1,
+        "the live holder's journal was taken from it"
+    );
+    assert_eq!(
+        bed.kernel.writes().len(),
+        before,
+        "replay wrote to a held group"
+    );
+    // While held, a claim from elsewhere is told Busy, not queued.
+    assert_eq!(bed.claim(19, false).unwrap_err().name(), "Busy");
+    drop(live);
+    assert_eq!(claim::replay(&bed.kernel, &state).unwrap().len(), 1);
+    assert_eq!(bed.journals(), 0);
+    for (a, want) in [(GPU, "nvidia"), (AUDIO, "snd_hda_intel")] {
+        assert_eq!(bed.driver(a).as_deref(), Some(want));
+    }
+}

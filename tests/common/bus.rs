@@ -56,6 +56,11 @@ impl Bus {
     /// Always `Some`: a missing prerequisite panics with what is missing. (`Option` stays so
     /// the callers' `let Some(bus) = … else` reads as before.)
     pub fn start() -> Option<Bus> {
+        Self::start_with(&[])
+    }
+
+    /// [`Bus::start`] with more arguments for the helper (`--auth-timeout 4`).
+    pub fn start_with(helper_args: &[&str]) -> Option<Bus> {
         // A missing prerequisite fails the test and says so; it never passes unseen.
         assert!(
             rustix::process::geteuid().is_root(),
@@ -155,6 +160,7 @@ impl Bus {
             .arg(bus.root())
             .arg("--state-dir")
             .arg(bus.state())
+            .args(helper_args)
             .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
             .env("PASSAGE_LOG", "warn")
             .spawn()

@@ -279,6 +279,10 @@ pub mod helper {
         /// Where journals and claim records live.
         #[arg(long, default_value = names::STATE_DIR)]
         pub state_dir: PathBuf,
+        /// How long a password prompt may stay unanswered before the request ends as
+        /// dismissed (it holds nothing meanwhile).
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        pub auth_timeout: u64,
         /// Claim GROUP now, without D-Bus (as root), then exit.
         #[arg(long, value_name = "GROUP", conflicts_with_all = ["release", "replay"])]
         pub claim: Option<String>,

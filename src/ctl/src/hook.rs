@@ -45,7 +45,7 @@ pub fn run(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failure
                 let id = g.0;
                 // The group's members as this host's topology has them: the helper refuses if
                 // it sees another group under that number.
-                let expected: Vec<PciAddress> = plan::assignable_members(&host, *g)
+                let expected: Vec<PciAddress> = plan::claimed_members(&host, *g)
                     .iter()
                     .map(|d| d.address)
                     .collect();

@@ -373,20 +373,27 @@ pub fn error_text(e: &HelperError) -> String {
 impl passage_core::apply::Executor for SystemExecutor<'_> {
     fn claim(&mut self, group: passage_core::GroupId, force: bool) -> Result<bool, String> {
         let h = self.helper()?;
-        // The group's members as the plan knows them: the helper refuses if its host differs.
-        let in_group: Vec<passage_core::PciAddress> =
-            passage_core::plan::assignable_members(self.host, group)
-                .iter()
-                .map(|d| d.address)
-                .collect();
-        let planned: Vec<passage_core::PciAddress> = self
+        // What the claim will bind, as the plan knows the group: its planned devices, plus the
+        // chipset functions the host has in it (a plan never lists those, a claim binds them).
+        // The helper refuses unless its own reading of the group is exactly this set, so a
+        // renumbered group or a plan from another host never claims the wrong devices.
+        let members = passage_core::plan::claimed_members(self.host, group);
+        let mut planned: Vec<passage_core::PciAddress> = self
             .plan
             .guests
             .iter()
             .flat_map(|g| &g.groups)
             .flat_map(|p| p.devices.iter().map(|d| d.address))
-            .filter(|a| in_group.contains(a))
+            .filter(|a| members.iter().any(|d| d.address == *a))
             .collect();
+        planned.extend(
+            members
+                .iter()
+                .filter(|d| d.is_chipset_glue())
+                .map(|d| d.address),
+        );
+        planned.sort();
+        planned.dedup();
         self.rt
             .block_on(async move {
                 let mut o = HashMap::new();

@@ -12,7 +12,7 @@
 
 use passage_core::address::{GroupId, PciAddress};
 use passage_core::explain::{self, State};
-use passage_core::i18n::trf;
+use passage_core::i18n::{tr, trf};
 use passage_core::model::Host;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -222,6 +222,41 @@ impl StateDir {
         }
     }
 
+    /// Takes group `g` for this process, across processes: an exclusive `flock` on
+    /// `locks/group-N.lock` in the state directory, not waited for. The service and every
+    /// one-shot run (`--claim`, `--replay`, `--reclaim`, …) take it, so a replay never undoes
+    /// an operation a live process is in the middle of, and two helpers never change one group
+    /// at once. The kernel drops the lock when its holder dies, even by `kill -9`.
+    pub fn lock_group(&self, g: GroupId) -> Result<GroupFlock, ClaimError> {
+        let dir = self.dir.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|e| io_failed("creating the lock directory", e))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("group-{g}.lock")))
+            .map_err(|e| io_failed("opening the group's lock", e))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(GroupFlock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(busy(g)),
+            Err(e) => Err(io_failed("locking the group", e.into())),
+        }
+    }
+
+    /// Takes the persisted-groups list for a read-modify-write, across processes, waiting for
+    /// a writer that has it (writes are short): two persists at once never lose one.
+    pub fn lock_persisted(&self) -> io::Result<GroupFlock> {
+        let dir = self.dir.join("locks");
+        std::fs::create_dir_all(&dir)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("persist.lock"))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+        Ok(GroupFlock { _file: file })
+    }
+
     /// Writes the journal of an operation before its first sysfs write.
     fn open_journal(
         &self,
@@ -277,6 +312,39 @@ impl StateDir {
     }
 }
 
+/// A group taken across processes ([`StateDir::lock_group`]); released when dropped or when
+/// the process dies.
+pub struct GroupFlock {
+    _file: std::fs::File,
+}
+
+fn busy(g: GroupId) -> ClaimError {
+    ClaimError::Busy(trf(
+        "Group {id} is being changed by another request right now; try again when it has finished.",
+        &[("id", &g.to_string())],
+    ))
+}
+
+/// Group `g` held for a change: in this process ([`Locks`]) and across processes
+/// ([`StateDir::lock_group`]). Proof for [`claim_held`] and [`release_held`] that the caller
+/// read the host after taking it.
+pub struct Held<'a> {
+    group: GroupId,
+    _lock: GroupLock<'a>,
+    _flock: GroupFlock,
+}
+
+/// Takes group `g` in this process, then across processes; `Busy` when anyone has it.
+pub fn hold<'a>(locks: &'a Locks, state: &StateDir, g: GroupId) -> Result<Held<'a>, ClaimError> {
+    let lock = locks.try_lock(g)?;
+    let flock = state.lock_group(g)?;
+    Ok(Held {
+        group: g,
+        _lock: lock,
+        _flock: flock,
+    })
+}
+
 /// Mutations of one group are serialized; a second caller is told so, not queued.
 #[derive(Default)]
 pub struct Locks {
@@ -304,10 +372,7 @@ impl Locks {
             .lock()
             .map_err(|_| ClaimError::Busy(String::new()))?;
         if !b.insert(g) {
-            return Err(ClaimError::Busy(trf(
-                "Group {id} is being changed by another request right now; try again when it has finished.",
-                &[("id", &g.to_string())],
-            )));
+            return Err(busy(g));
         }
         Ok(GroupLock {
             locks: self,
@@ -521,7 +586,25 @@ pub fn claim(
     state: &StateDir,
     locks: &Locks,
 ) -> Result<Done, ClaimError> {
-    let _lock = locks.try_lock(g)?;
+    let held = hold(locks, state, g)?;
+    claim_held(host, g, opts, k, state, &held)
+}
+
+/// [`claim`] for a caller that holds the group already and read `host` after taking it.
+pub fn claim_held(
+    host: &Host,
+    g: GroupId,
+    opts: &ClaimOptions,
+    k: &dyn Kernel,
+    state: &StateDir,
+    held: &Held<'_>,
+) -> Result<Done, ClaimError> {
+    if held.group != g {
+        return Err(ClaimError::InvalidArgs(format!(
+            "group {g} is not the group held ({})",
+            held.group
+        )));
+    }
     check(host, g, opts)?;
     let (steps, originals) = claim_steps(host, g)?;
     if steps.is_empty() {
@@ -598,7 +681,24 @@ pub fn release(
     state: &StateDir,
     locks: &Locks,
 ) -> Result<Done, ClaimError> {
-    let _lock = locks.try_lock(g)?;
+    let held = hold(locks, state, g)?;
+    release_held(host, g, k, state, &held)
+}
+
+/// [`release`] for a caller that holds the group already and read `host` after taking it.
+pub fn release_held(
+    host: &Host,
+    g: GroupId,
+    k: &dyn Kernel,
+    state: &StateDir,
+    held: &Held<'_>,
+) -> Result<Done, ClaimError> {
+    if held.group != g {
+        return Err(ClaimError::InvalidArgs(format!(
+            "group {g} is not the group held ({})",
+            held.group
+        )));
+    }
     let group = host.groups.get(&g).ok_or_else(|| no_group(g))?;
     let holders = k.holders(g);
     if !holders.is_empty() {
@@ -613,8 +713,10 @@ pub fn release(
     let known = record.is_some();
     let originals: Vec<Original> = match record {
         Some(r) => r.members,
-        // Not claimed by Passage (by hand, or vfio-pci.ids): give the members to whatever
-        // driver the kernel picks once the override is cleared.
+        // Not claimed by Passage (by hand, driverctl, vfio-pci.ids): give the members to
+        // whatever driver the kernel picks once the override is cleared. The journal records
+        // what is really bound now (vfio-pci), so a rollback or a replay after a crash puts
+        // them back there — usable — and never leaves one on no driver.
         None => host
             .members(group)
             .filter(|d| d.is_endpoint() && d.on_vfio())
@@ -622,8 +724,8 @@ pub fn release(
                 address: d.address,
                 vendor_id: d.vendor_id.to_string(),
                 device_id: d.device_id.to_string(),
-                driver: None,
-                driver_override: None,
+                driver: d.driver.clone(),
+                driver_override: d.driver_override.clone(),
             })
             .collect(),
     };
@@ -674,10 +776,31 @@ pub fn release(
             break;
         }
     }
+    if failure.is_none() && !known {
+        // The kernel chose: a device no host driver took would be stranded on nothing.
+        if let Some(o) = originals
+            .iter()
+            .find(|o| k.driver_of(o.address).ok().flatten().is_none())
+        {
+            failure = Some((
+                o.address,
+                tr("no host driver took it after vfio-pci let go (is its driver's module available?)"),
+            ));
+        }
+    }
     if let Some((dev, why)) = failure {
-        // Finish what can be finished; a device the host driver refuses stays on vfio-pci
+        // Finish what can be finished; a device the host driver refuses goes to vfio-pci
         // (usable, never stranded), and the journal stays for the next start to retry.
-        let outcomes = rollback(k, &originals);
+        rollback(k, &originals);
+        never_on_nothing(k, &originals);
+        let outcomes = originals
+            .iter()
+            .map(|o| Outcome {
+                device: o.address,
+                wanted: o.driver.clone(),
+                driver: k.driver_of(o.address).ok().flatten(),
+            })
+            .collect();
         return Err(ClaimError::Failed {
             message: trf(
                 "Releasing group {id} failed at {device}: {why}.",
@@ -703,26 +826,38 @@ pub fn release(
     })
 }
 
-/// At start: undo every operation that did not finish (a crash, a `kill -9`). Each member goes
-/// back to its recorded driver; one the host driver refuses is left on vfio-pci rather than on
-/// nothing.
+/// Gives every member that ended on no driver to vfio-pci (override, then probe): usable by a
+/// guest and claimable again, where "no driver" is usable by nobody.
+fn never_on_nothing(k: &dyn Kernel, members: &[Original]) {
+    for m in members {
+        if k.driver_of(m.address).ok().flatten().is_none() {
+            let _ = execute(
+                k,
+                &Step::SetOverride {
+                    device: m.address,
+                    driver: VFIO_PCI.into(),
+                },
+            );
+            let _ = execute(k, &Step::Probe { device: m.address });
+        }
+    }
+}
+
+/// At start, and before every one-shot run: undo every operation that did not finish (a crash,
+/// a `kill -9`). An operation whose group a live process still holds ([`StateDir::lock_group`])
+/// is that process's to finish and is left alone. Each member goes back to its recorded
+/// driver; one that ends on no driver (the recorded driver refused, or there was none) is given
+/// to vfio-pci: usable by a guest, never stranded.
 pub fn replay(k: &dyn Kernel, state: &StateDir) -> io::Result<Vec<(GroupId, Vec<Outcome>)>> {
     let mut out = Vec::new();
     for j in state.pending()? {
-        let outcomes = rollback(k, &j.members);
-        for o in &outcomes {
-            if o.driver.is_none() && o.wanted.is_some() {
-                // The recorded driver refused: vfio-pci is better than nothing.
-                let _ = execute(
-                    k,
-                    &Step::SetOverride {
-                        device: o.device,
-                        driver: VFIO_PCI.into(),
-                    },
-                );
-                let _ = execute(k, &Step::Probe { device: o.device });
-            }
-        }
+        let _flock = match state.lock_group(j.group) {
+            Ok(f) => f,
+            Err(ClaimError::Busy(_)) => continue,
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        };
+        rollback(k, &j.members);
+        never_on_nothing(k, &j.members);
         let outcomes = j
             .members
             .iter()
@@ -732,8 +867,8 @@ pub fn replay(k: &dyn Kernel, state: &StateDir) -> io::Result<Vec<(GroupId, Vec<
                 driver: k.driver_of(m.address).ok().flatten(),
             })
             .collect();
-        // Claim or release, the members are back on their recorded host drivers (or, where
-        // one refused, on vfio-pci): the group is no longer held as a whole.
+        // Claim or release, the members are back on their recorded host drivers (or on
+        // vfio-pci): the group is no longer held as a whole.
         state.remove(&state.claim_path(j.group))?;
         state.remove(&state.journal_path(j.group))?;
         out.push((j.group, outcomes));

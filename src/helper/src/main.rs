@@ -34,11 +34,12 @@ struct Helper {
     /// `None` under a recorded tree in a release build: then every change is refused.
     kernel: Option<Arc<dyn Kernel>>,
     state: Arc<StateDir>,
-    /// Held by the engine while it changes a group.
+    /// Held by the engine while it changes a group (with the group's flock in the state
+    /// directory, across processes). Taken only after polkit has said yes: a caller whose
+    /// password prompt is still open holds nothing, so nobody can block a group by asking.
     locks: Arc<Locks>,
-    /// Held for a whole request on a group, from its first look to its answer — including the
-    /// time polkit spends asking for a password — so a second request is told `Busy` at once.
-    requests: Locks,
+    /// How long polkit's conversation may take (`--auth-timeout`).
+    auth_timeout: std::time::Duration,
 }
 
 fn failed(e: impl std::fmt::Display) -> HelperError {
@@ -87,10 +88,27 @@ impl Helper {
         } else {
             CheckAuthorizationFlags::ALLOW_USER_INTERACTION
         };
-        let r = authority
-            .check_authorization(&subject, action, &details, flags, "")
-            .await
-            .map_err(|e| HelperError::NotAuthorized(format!("polkit could not decide: {e}")))?;
+        // A prompt nobody answers must not keep the request (and the caller) waiting forever:
+        // after the timeout polkit is told to cancel it, and the request ends as dismissed.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let cancel_id = format!(
+            "passage-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let asked = authority.check_authorization(&subject, action, &details, flags, &cancel_id);
+        let r = match tokio::time::timeout(self.auth_timeout, asked).await {
+            Ok(r) => {
+                r.map_err(|e| HelperError::NotAuthorized(format!("polkit could not decide: {e}")))?
+            }
+            Err(_) => {
+                let _ = authority.cancel_check_authorization(&cancel_id).await;
+                return Err(HelperError::NotAuthorizedDismissed(format!(
+                    "nobody answered the authentication prompt for {action} within {} seconds.",
+                    self.auth_timeout.as_secs()
+                )));
+            }
+        };
         // polkit marks a prompt the person closed with "polkit.dismissed"; a challenge nobody
         // could answer comes back as is_challenge; anything else not authorized is a no.
         let dismissed = r
@@ -137,14 +155,12 @@ fn transition(host: &Host, g: GroupId, kernel: &dyn Kernel, changed: bool) -> Tr
     Transition { changed, devices }
 }
 
-/// What polkit's prompt shows: `$(group)` and `$(devices)` in the policy's messages.
 /// Refuses a claim whose caller knows the group by other members than this host has now.
 fn check_expected(host: &Host, g: GroupId, expected: &[PciAddress]) -> Result<(), HelperError> {
-    let have: std::collections::BTreeSet<PciAddress> =
-        passage_core::plan::assignable_members(host, g)
-            .iter()
-            .map(|d| d.address)
-            .collect();
+    let have: std::collections::BTreeSet<PciAddress> = passage_core::plan::claimed_members(host, g)
+        .iter()
+        .map(|d| d.address)
+        .collect();
     let want: std::collections::BTreeSet<PciAddress> = expected.iter().copied().collect();
     if have == want {
         return Ok(());
@@ -162,6 +178,7 @@ fn check_expected(host: &Host, g: GroupId, expected: &[PciAddress]) -> Result<()
     )))
 }
 
+/// What polkit's prompt shows: `$(group)` and `$(devices)` in the policy's messages.
 fn prompt_details<'a>(group: &'a str, devices: &'a str) -> HashMap<&'a str, &'a str> {
     HashMap::from([("group", group), ("devices", devices)])
 }
@@ -199,10 +216,7 @@ impl Helper {
             &["force", "auth.no_user_interaction", "expect_devices"],
         )?;
         let g = GroupId(group);
-        let _request = self
-            .requests
-            .try_lock(g)
-            .map_err(passage_helper::dbus_error)?;
+        // A first look, for polkit's prompt and for refusals that need no password.
         let host = self.scan_async().await?;
         let (devices, state) = group_details(&host, g)?;
         if let Some(expected) = &opts.expect_devices {
@@ -221,16 +235,29 @@ impl Helper {
         // A helper that only reads says so before anyone is asked for a password.
         let kernel = writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
         self.authorize(conn, &hdr, action, details, &opts).await?;
-        let (state_dir, locks) = (self.state.clone(), self.locks.clone());
-        let force = opts.force;
+        // Authorized; now lock, then decide on the host as it is now, not as it was before a
+        // password prompt that may have stayed open for minutes.
+        let (root, state_dir, locks) = (self.root.clone(), self.state.clone(), self.locks.clone());
+        let (force, expected) = (opts.force, opts.expect_devices.clone());
         tokio::task::spawn_blocking(move || {
-            let d = claim::claim(
+            let held = claim::hold(&locks, &state_dir, g).map_err(passage_helper::dbus_error)?;
+            let host = Self::scan(&root)?;
+            let (_, now) = group_details(&host, g)?;
+            if let Some(expected) = &expected {
+                check_expected(&host, g, expected)?;
+            }
+            if now == State::HostCritical && action != names::ACTION_CLAIM_HOST_CRITICAL {
+                return Err(HelperError::HostCritical(format!(
+                    "Group {g} became needed by the host while the request waited for approval; nothing was claimed. Ask again (with force) if it should still go to a guest."
+                )));
+            }
+            let d = claim::claim_held(
                 &host,
                 g,
                 &ClaimOptions { force },
                 kernel.as_ref(),
                 &state_dir,
-                &locks,
+                &held,
             )
             .map_err(passage_helper::dbus_error)?;
             Ok(transition(&host, g, kernel.as_ref(), d.changed).into_args())
@@ -249,10 +276,6 @@ impl Helper {
     ) -> Result<(bool, Vec<DeviceDriver>), HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
-        let _request = self
-            .requests
-            .try_lock(g)
-            .map_err(passage_helper::dbus_error)?;
         let host = self.scan_async().await?;
         let (devices, _) = group_details(&host, g)?;
         let gs = g.to_string();
@@ -260,11 +283,13 @@ impl Helper {
         let kernel = writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
         self.authorize(conn, &hdr, names::ACTION_CLAIM, details, &opts)
             .await?;
-        let (state_dir, locks) = (self.state.clone(), self.locks.clone());
+        let (root, state_dir, locks) = (self.root.clone(), self.state.clone(), self.locks.clone());
         // Unbinding from vfio-pci can block while a user holds the group: never on the thread
-        // that serves requests.
+        // that serves requests. Locked first, then the host read as it is now.
         tokio::task::spawn_blocking(move || {
-            let d = claim::release(&host, g, kernel.as_ref(), &state_dir, &locks)
+            let held = claim::hold(&locks, &state_dir, g).map_err(passage_helper::dbus_error)?;
+            let host = Self::scan(&root)?;
+            let d = claim::release_held(&host, g, kernel.as_ref(), &state_dir, &held)
                 .map_err(passage_helper::dbus_error)?;
             Ok(transition(&host, g, kernel.as_ref(), d.changed).into_args())
         })
@@ -283,10 +308,6 @@ impl Helper {
     ) -> Result<(bool, Vec<String>), HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
-        let _request = self
-            .requests
-            .try_lock(g)
-            .map_err(passage_helper::dbus_error)?;
         let host = self.scan_async().await?;
         let devices = if on {
             group_details(&host, g)?.0
@@ -300,6 +321,8 @@ impl Helper {
             .await?;
         let (root, state) = (self.root.clone(), self.state.clone());
         tokio::task::spawn_blocking(move || {
+            // The host as it is now, after the password prompt.
+            let host = Self::scan(&root)?;
             let r = HostRoot::open(&root).map_err(failed)?;
             passage_helper::persist::set(&host, &r, &root, g, on, &state)
                 .map_err(passage_helper::dbus_error)
@@ -612,7 +635,7 @@ fn main() -> ExitCode {
             kernel,
             state,
             locks: Arc::new(Locks::default()),
-            requests: Locks::default(),
+            auth_timeout: std::time::Duration::from_secs(args.auth_timeout),
         };
         let conn = zbus::connection::Builder::system()
             .name(names::BUS_NAME)

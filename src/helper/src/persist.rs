@@ -134,6 +134,9 @@ pub fn set(
         message: format!("{what}: {e}"),
         rolled_back: Vec::new(),
     };
+    let _persisted = state
+        .lock_persisted()
+        .map_err(|e| io_err("locking the persisted groups", e))?;
     let mut list = read_list(state).map_err(|e| io_err("reading the persisted groups", e))?;
     let was = list.iter().any(|p| p.group == g);
     let mut notes = Vec::new();

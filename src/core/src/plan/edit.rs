@@ -22,6 +22,16 @@ pub fn assignable_members(host: &Host, g: GroupId) -> Vec<&Device> {
         .unwrap_or_default()
 }
 
+/// Devices a claim of group `g` binds to vfio-pci: every member but bridges, chipset functions
+/// too (the kernel counts them for the group's viability). This is the set a claim's
+/// `expect_devices` must name exactly.
+pub fn claimed_members(host: &Host, g: GroupId) -> Vec<&Device> {
+    host.groups
+        .get(&g)
+        .map(|grp| host.members(grp).filter(|d| d.is_endpoint()).collect())
+        .unwrap_or_default()
+}
+
 impl Plan {
     pub fn guest(&self, name: &str) -> Option<&Guest> {
         self.guests.iter().find(|g| g.name == name)

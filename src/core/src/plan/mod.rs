@@ -19,7 +19,7 @@ mod resolve;
 mod types;
 
 pub use check::{check, Problem, Severity};
-pub use edit::assignable_members;
+pub use edit::{assignable_members, claimed_members};
 pub use resolve::{resolve, resolve_as, resolve_in, ResolvedDevice, ResolvedGuest, Room};
 pub use types::{
     check_guest_name, DevicePlan, GroupPlan, Guest, GuestAddress, Layout, Lifecycle, Plan,
