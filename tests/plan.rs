@@ -357,3 +357,128 @@ fn every_recorded_machine_gives_every_free_group_a_guest_without_a_clash() {
         );
     }
 }
+
+#[test]
+fn a_planned_group_without_devices_is_refused_with_its_guest_and_group() {
+    let text = demo::DEMO_PLAN.to_string();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let g = &mut v["guests"][0]["groups"][0];
+    let group = g["group"].as_u64().unwrap();
+    g["devices"] = serde_json::json!([]);
+    let name = v["guests"][0]["name"].as_str().unwrap().to_string();
+    let e = Plan::from_json(&v.to_string()).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, PlanError::Format(_)), "{e:?}");
+    assert!(
+        msg.contains(&name) && msg.contains(&format!("group {group}")) && msg.contains("devices"),
+        "{msg}"
+    );
+}
+
+mod hostile_plan_files {
+    //! Plan files are the user's (or anyone's) text: whatever they hold is a clear error or a
+    //! plan every operation handles, never a panic.
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<u32>().prop_map(|n| serde_json::json!(n)),
+            Just(serde_json::json!(u64::MAX)),
+            Just(serde_json::json!(-1.5)),
+            prop_oneof![
+                Just("0000:0b:00.0".to_string()),
+                Just("0000:ff:1f.7".to_string()),
+                Just("01:00.0".to_string()),
+                Just("1f:1f.7".to_string()),
+                Just("libvirt".to_string()),
+                Just("on-start".to_string()),
+                Just("../../etc".to_string()),
+                Just("10de".to_string()),
+                ".{0,12}",
+            ]
+            .prop_map(Value::String),
+            Just(serde_json::json!([])),
+            Just(serde_json::json!({})),
+        ]
+    }
+
+    /// Every place in a JSON value, as a path of keys and indices.
+    fn paths(v: &Value, at: Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(at.clone());
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let mut p = at.clone();
+                    p.push(k.clone());
+                    paths(x, p, out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    let mut p = at.clone();
+                    p.push(i.to_string());
+                    paths(x, p, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn set(v: &mut Value, path: &[String], new: Value) {
+        let mut cur = v;
+        for k in path {
+            cur = match cur {
+                Value::Object(m) => m.get_mut(k).unwrap(),
+                Value::Array(a) => &mut a[k.parse::<usize>().unwrap()],
+                _ => unreachable!(),
+            };
+        }
+        *cur = new;
+    }
+
+    /// One demo host for every case (building a tree per case would dominate the run).
+    fn host() -> &'static Host {
+        static BUILT: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
+        &BUILT.get_or_init(demo_host).host
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn any_value_anywhere_in_a_plan_is_an_error_or_a_plan_that_works(
+            picks in proptest::collection::vec((any::<prop::sample::Index>(), leaf()), 1..4)
+        ) {
+            let host = host();
+            let mut v: Value = serde_json::from_str(demo::DEMO_PLAN).unwrap();
+            for (i, new) in picks {
+                let mut all = Vec::new();
+                paths(&v, Vec::new(), &mut all);
+                let path = i.get(&all).clone();
+                set(&mut v, &path, new);
+            }
+            match Plan::from_json(&v.to_string()) {
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+                Ok(p) => {
+                    let _ = plan::check(&p, host);
+                    let _ = passage_core::apply::steps(&p, host, None);
+                    for g in p.guests.iter().map(|g| Some(g.name.as_str())).chain([None]) {
+                        for f in passage_core::export::Format::ALL {
+                            let _ = passage_core::export::export(
+                                &p,
+                                host,
+                                g,
+                                f,
+                                &passage_core::export::Options::default(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

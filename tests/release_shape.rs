@@ -88,12 +88,10 @@ fn a_release_helper_only_reads_a_recorded_tree_and_a_release_app_has_no_probe() 
     // The demo host as a tree; the plain helper is asked to change it in every way it can.
     let tree = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let o = Command::new(bins::bin("passagectl"))
-        .args(["--demo", "record"])
-        .arg(tree.path().join("host"))
-        .output()
+    passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST)
+        .unwrap()
+        .write_tree(&tree.path().join("host"))
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let root = tree.path().join("host");
     let before = snapshot(&root);
     assert!(

@@ -466,32 +466,45 @@ fn canonical(rel: &Path, rec: &BTreeMap<PathBuf, Recorded>) -> PathBuf {
 }
 
 /// Writes a recording out as a tree that [`HostRoot::open`] reads back to the same facts.
+///
+/// `out` is a new directory, or an empty one the caller owns. Root may run this, so every
+/// file, directory and link is made through directory handles with no symlink followed
+/// anywhere below `out` (a link planted there makes the write fail, never go
+/// elsewhere), and a directory someone else owns is refused.
 pub fn write_recording(out: &Path, rec: &BTreeMap<PathBuf, Recorded>) -> io::Result<usize> {
-    std::fs::create_dir_all(out)?;
+    let base = open_output_dir(out)?;
     let mut n = 0;
-    let mkparent = |p: &Path| -> io::Result<()> {
-        match p.parent() {
-            Some(d) => std::fs::create_dir_all(d),
-            None => Ok(()),
-        }
-    };
     // Directories and files first, at their real places; links last, beside them.
     for (rel, what) in rec {
         relative(rel)?;
-        let at = || out.join(canonical(rel, rec));
+        let at = canonical(rel, rec);
         match what {
-            Recorded::Dir => std::fs::create_dir_all(at())?,
+            Recorded::Dir => {
+                dir_below(&base, &at)?;
+            }
             Recorded::File(bytes) => {
-                let dest = at();
-                mkparent(&dest)?;
-                std::fs::write(&dest, bytes)?;
+                let (parent, name) = parent_below(&base, &at)?;
+                let f = rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::CREATE
+                        | OFlags::TRUNC
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )?;
+                let mut f = std::fs::File::from(f);
+                io::Write::write_all(&mut f, bytes)?;
             }
             Recorded::Node => {
-                let dest = at();
-                mkparent(&dest)?;
-                if dest.symlink_metadata().is_err() {
-                    std::fs::write(&dest, b"")?;
-                }
+                let (parent, name) = parent_below(&base, &at)?;
+                rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )?;
             }
             Recorded::Link(_) => continue,
         }
@@ -501,17 +514,19 @@ pub fn write_recording(out: &Path, rec: &BTreeMap<PathBuf, Recorded>) -> io::Res
         let Recorded::Link(target) = what else {
             continue;
         };
-        let parent = rel.parent().map(|p| canonical(p, rec)).unwrap_or_default();
-        let dest = out.join(&parent).join(rel.file_name().unwrap_or_default());
-        std::fs::create_dir_all(out.join(&parent))?;
-        if dest.symlink_metadata().is_ok() {
+        let parent_rel = rel.parent().map(|p| canonical(p, rec)).unwrap_or_default();
+        let Some(name) = rel.file_name() else {
+            continue;
+        };
+        let parent = dir_below(&base, &parent_rel)?;
+        if rustix::fs::statat(&parent, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok() {
             continue;
         }
         // An absolute target means "from the host root": rewrite it relative, so the
         // recording never points back into the machine that made it.
         let target = if target.is_absolute() {
             let mut t = PathBuf::new();
-            for _ in 0..parent.components().count() {
+            for _ in 0..parent_rel.components().count() {
                 t.push("..");
             }
             t.push(normalize(target));
@@ -519,15 +534,162 @@ pub fn write_recording(out: &Path, rec: &BTreeMap<PathBuf, Recorded>) -> io::Res
         } else {
             target.clone()
         };
-        std::os::unix::fs::symlink(target, &dest)?;
+        rustix::fs::symlinkat(&target, &parent, name)?;
         n += 1;
     }
     Ok(n)
 }
 
+/// `out` as a directory handle: made (0755) when missing; when present, it must be a real
+/// directory (not a link) owned by whoever records.
+fn open_output_dir(out: &Path) -> io::Result<OwnedFd> {
+    // The way to `out` is the caller's choice; below it nothing is followed.
+    if let Some(p) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(p)?;
+    }
+    match std::fs::create_dir(out) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let fd = rustix::fs::open(
+        out,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!(
+                "{}: not a directory of its own (a link?): {e}",
+                out.display()
+            ),
+        )
+    })?;
+    let st = rustix::fs::fstat(&fd)?;
+    let me = rustix::process::geteuid().as_raw();
+    if st.st_uid != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to user {}, not to the user recording ({me}); record into a directory of your own",
+                out.display(),
+                st.st_uid
+            ),
+        ));
+    }
+    Ok(fd)
+}
+
+/// The directory `rel` below `base`, made where missing, one component at a time with no
+/// link followed.
+fn dir_below(base: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+    let mut cur = rustix::fs::openat(
+        base,
+        ".",
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a plain relative path", rel.display()),
+            ));
+        };
+        match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        cur = rustix::fs::openat(
+            &cur,
+            name,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+    }
+    Ok(cur)
+}
+
+/// The parent directory of `rel` below `base` (made where missing) and `rel`'s last name.
+fn parent_below<'a>(base: &OwnedFd, rel: &'a Path) -> io::Result<(OwnedFd, &'a std::ffi::OsStr)> {
+    let name = rel.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: no file name", rel.display()),
+        )
+    })?;
+    let parent = dir_below(base, rel.parent().unwrap_or(Path::new("")))?;
+    Ok((parent, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tiny_recording() -> BTreeMap<PathBuf, Recorded> {
+        let mut rec = BTreeMap::new();
+        rec.insert(PathBuf::from("sys"), Recorded::Dir);
+        rec.insert(PathBuf::from("sys/bus"), Recorded::Dir);
+        rec.insert(
+            PathBuf::from("sys/bus/vendor"),
+            Recorded::File(b"0x8086\n".to_vec()),
+        );
+        rec.insert(
+            PathBuf::from("sys/link"),
+            Recorded::Link(PathBuf::from("bus/vendor")),
+        );
+        rec
+    }
+
+    #[test]
+    fn a_recording_never_follows_a_link_planted_in_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rec");
+        std::fs::create_dir(&out).unwrap();
+        // Someone made out/sys a link to a directory of their choice before root records.
+        std::os::unix::fs::symlink(elsewhere.path(), out.join("sys")).unwrap();
+        let e = write_recording(&out, &tiny_recording()).unwrap_err();
+        assert!(!e.to_string().is_empty());
+        assert!(
+            std::fs::read_dir(elsewhere.path())
+                .unwrap()
+                .next()
+                .is_none(),
+            "the recording wrote through the planted link"
+        );
+        // out itself a link: refused too.
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(elsewhere.path(), &linked).unwrap();
+        assert!(write_recording(&linked, &tiny_recording()).is_err());
+        assert!(std::fs::read_dir(elsewhere.path())
+            .unwrap()
+            .next()
+            .is_none());
+        // A clean directory records and reads back.
+        let good = dir.path().join("good");
+        assert_eq!(write_recording(&good, &tiny_recording()).unwrap(), 4);
+        assert_eq!(
+            std::fs::read_to_string(good.join("sys/link")).unwrap(),
+            "0x8086\n"
+        );
+    }
+
+    #[test]
+    fn a_recording_refuses_a_directory_someone_else_owns() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test gives a directory to another user: it needs root (CI runs as root)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let e = write_recording(&theirs, &tiny_recording()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        assert!(std::fs::read_dir(&theirs).unwrap().next().is_none());
+    }
 
     #[test]
     fn links_resolve_inside_the_root() {

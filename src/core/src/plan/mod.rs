@@ -23,5 +23,5 @@ pub use edit::{assignable_members, claimed_members};
 pub use resolve::{resolve, resolve_as, resolve_in, ResolvedDevice, ResolvedGuest, Room};
 pub use types::{
     check_guest_name, DevicePlan, GroupPlan, Guest, GuestAddress, Layout, Lifecycle, Plan,
-    PlanError, Vmm, FLAT_FIRST_SLOT, MAX_GUEST_NAME, PLAN_VERSION,
+    PlanError, Vmm, FLAT_FIRST_SLOT, MAX_GUESTS, MAX_GUEST_NAME, PLAN_VERSION,
 };

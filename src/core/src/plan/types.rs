@@ -2,7 +2,7 @@
 //! layouts, the plan file (`from_json`/`to_json`) and [`PlanError`].
 
 use crate::address::{GroupId, PciAddress};
-use crate::i18n::tr;
+use crate::i18n::{tr, trf};
 use crate::model::{Device, Hex16};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeSet;
@@ -303,6 +303,9 @@ impl DevicePlan {
     }
 }
 
+/// The most guests a plan file may list (a file with more is not one Passage wrote).
+pub const MAX_GUESTS: usize = 1024;
+
 /// A whole plan: guests and what each holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -382,11 +385,48 @@ impl Plan {
             version: f.version,
             guests: f.guests,
         };
+        if plan.guests.len() > MAX_GUESTS {
+            return Err(PlanError::Format(trf(
+                "it lists {n} guests; a plan holds at most {max}",
+                &[
+                    ("n", &plan.guests.len().to_string()),
+                    ("max", &MAX_GUESTS.to_string()),
+                ],
+            )));
+        }
         let mut names = BTreeSet::new();
+        // Every device once in the whole plan: a function cannot go to two guests, or twice
+        // to one.
+        let mut seen = BTreeSet::new();
         for g in &plan.guests {
             check_guest_name(&g.name)?;
             if !names.insert(g.name.as_str()) {
                 return Err(PlanError::GuestExists(g.name.clone()));
+            }
+            for p in &g.groups {
+                let field = |what: &str| {
+                    trf(
+                        "guest “{guest}”, group {group}: {what}",
+                        &[
+                            ("guest", &g.name),
+                            ("group", &p.group.to_string()),
+                            ("what", what),
+                        ],
+                    )
+                };
+                if p.devices.is_empty() {
+                    return Err(PlanError::Format(field(&tr(
+                        "“devices” is empty; a planned group lists the devices it gives the guest",
+                    ))));
+                }
+                for d in &p.devices {
+                    if !seen.insert(d.address) {
+                        return Err(PlanError::Format(field(&trf(
+                            "{device} is listed more than once in the plan",
+                            &[("device", &d.address.to_string())],
+                        ))));
+                    }
+                }
             }
         }
         Ok(plan)
