@@ -68,23 +68,31 @@ fn xml_files_are_valid() {
         passage_core::names::ACTION_CLAIM,
         passage_core::names::ACTION_CLAIM_HOST_CRITICAL,
         passage_core::names::ACTION_PERSIST,
+        passage_core::names::ACTION_VERIFY,
+        passage_core::names::ACTION_READ,
     ] {
         assert!(
             text.contains(&format!("id=\"{a}\"")),
             "{a} missing from the policy"
         );
     }
-    assert_eq!(text.matches("<action id=").count(), 3);
+    assert_eq!(text.matches("<action id=").count(), 5);
     // The prompts are translated (po/update-pot merges them from po/LANG.po) and keep the
     // details polkit fills in.
     for lang in languages() {
         let n = text
             .matches(&format!("<message xml:lang=\"{lang}\">"))
             .count();
-        assert_eq!(n, 3, "{lang}: {n} of 3 polkit messages translated");
+        assert_eq!(n, 5, "{lang}: {n} of 5 polkit messages translated");
     }
-    for m in text.split("<message").skip(1) {
-        assert!(m.contains("$(group)") && m.contains("$(devices)"), "{m}");
+    // Every prompt about a group names it and its devices (reading the host names none).
+    for action in text.split("<action id=").skip(1) {
+        if action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_READ)) {
+            continue;
+        }
+        for m in action.split("<message").skip(1) {
+            assert!(m.contains("$(group)") && m.contains("$(devices)"), "{m}");
+        }
     }
 }
 

@@ -260,10 +260,15 @@ impl Session {
         assert!(r.is_array(), "no {kind} {key} on screen: {p}");
         let (ox, oy) = self.origin();
         let f = |i: usize| r[i].as_f64().unwrap();
-        (
+        let (x, y) = (
             (ox + f(0) + f(2) * fx) as i64,
             (oy + f(1) + f(3) * fy) as i64,
-        )
+        );
+        assert!(
+            x >= 0 && y >= 0,
+            "{kind} {key} at {r} in a window at ({ox}, {oy}): off the screen; {p}"
+        );
+        (x, y)
     }
 
     fn click(&self, (x, y): (i64, i64)) {
@@ -581,9 +586,7 @@ mod bus;
 fn apply_claims_through_the_real_helper_and_says_what_it_gave_back_when_a_step_fails() {
     // The real helper and polkitd on a private system bus, driving a fake kernel over the demo
     // host's tree; the app reads the same tree.
-    let Some(bus) = bus::Bus::start() else {
-        return;
-    };
+    let bus = bus::Bus::start();
     let nic = ["0000:09:00.0", "0000:09:00.1"];
     let before: Vec<_> = nic.iter().map(|a| bus.driver(a)).collect();
     let env = || vec![("DBUS_SYSTEM_BUS_ADDRESS", bus.address())];
@@ -712,4 +715,69 @@ fn a_cards_context_menu_assigns_and_explains_by_pointer_and_by_keyboard() {
             .as_array()
             .is_some_and(|o| o.iter().any(|x| x == "why"))
     });
+}
+
+#[test]
+fn a_refused_edit_stays_on_the_status_line_until_the_next_edit() {
+    use passage_core::GroupId;
+    // What the library says when the host's root disk (group 16) is given to win11.
+    let source = passage_core::demo::Source::open(true, None).unwrap();
+    let host = passage_core::scan::scan(source.root()).unwrap();
+    let mut plan = passage_core::plan::Plan::from_json(passage_core::demo::DEMO_PLAN).unwrap();
+    let refusal = passage_core::view::drop_on(&mut plan, &host, GroupId(16), "win11")
+        .unwrap_err()
+        .to_string();
+    let s = Session::start(None);
+    let p = s.until("the cards", |p| {
+        p["loaded"] == true && p["cards"]["16"].is_array() && p["cards"]["18"].is_array()
+    });
+    let summary = p["summary"].as_str().unwrap().to_string();
+    assert!(summary.contains("groups on this host"), "{summary}");
+    assert_eq!(p["status"], "", "nothing said before the first edit");
+    // Focus the disk's card, Enter: "Assign to…"; Enter on the first guest (win11).
+    s.click(s.point(&p, "cards", "16", 0.3, 0.2));
+    s.xdotool(&["key", "Return"]);
+    s.until("the Assign to… window", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "assign"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    s.xdotool(&["key", "Return"]);
+    // The refusal is on screen after the list, the guests and the summary were redrawn, and
+    // the summary line is still there beside it.
+    let p = s.until("the refusal on the status line", |p| p["status"] == refusal);
+    assert_eq!(p["summary"], summary);
+    assert!(s.plan().holder(GroupId(16)).is_none());
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        s.probe().unwrap()["status"],
+        refusal,
+        "the refusal went away"
+    );
+    s.screenshot("refused-edit");
+    // The next edit says what it did instead: group 18 to ci-runner (the third guest).
+    let p = s.until("the Assign to… window to close", |p| {
+        !p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "assign"))
+    });
+    s.click(s.point(&p, "cards", "18", 0.3, 0.2));
+    s.xdotool(&["key", "Return"]);
+    s.until("the Assign to… window", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "assign"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    s.xdotool(&["key", "Tab"]);
+    s.xdotool(&["key", "Tab"]);
+    s.xdotool(&["key", "Return"]);
+    s.until("the assignment on the status line", |p| {
+        p["status"] == "Group 18 is planned for ci-runner; press Apply to claim it."
+    });
+    assert_eq!(
+        s.plan().holder(GroupId(18)).map(|g| g.name.as_str()),
+        Some("ci-runner")
+    );
 }

@@ -53,14 +53,13 @@ impl Bus {
         self.dir.path().join("state")
     }
 
-    /// Always `Some`: a missing prerequisite panics with what is missing. (`Option` stays so
-    /// the callers' `let Some(bus) = … else` reads as before.)
-    pub fn start() -> Option<Bus> {
+    /// A missing prerequisite (root, polkitd) fails the test with what is missing.
+    pub fn start() -> Bus {
         Self::start_with(&[])
     }
 
     /// [`Bus::start`] with more arguments for the helper (`--auth-timeout 4`).
-    pub fn start_with(helper_args: &[&str]) -> Option<Bus> {
+    pub fn start_with(helper_args: &[&str]) -> Bus {
         // A missing prerequisite fails the test and says so; it never passes unseen.
         assert!(
             rustix::process::geteuid().is_root(),
@@ -170,7 +169,7 @@ impl Bus {
             || name_has_owner(&bus, "io.github.passage.Helper1"),
             "passage-helper on the private bus",
         );
-        Some(bus)
+        bus
     }
 
     /// A copy of passagectl that nobody may run: the checkout may sit where nobody cannot go.

@@ -16,6 +16,11 @@ pub const ACTION_CLAIM: &str = "io.github.passage.claim";
 pub const ACTION_CLAIM_HOST_CRITICAL: &str = "io.github.passage.claim-host-critical";
 /// polkit: make a claim survive reboots.
 pub const ACTION_PERSIST: &str = "io.github.passage.persist";
+/// polkit: open a group as QEMU would (`Verify`); active local users by default.
+pub const ACTION_VERIFY: &str = "io.github.passage.verify";
+/// polkit: read the host's description and the helper's holdings (`Describe`, `Claims`,
+/// `Journal`); everyone by default, as lspci is, but an administrator can narrow it.
+pub const ACTION_READ: &str = "io.github.passage.read";
 
 /// The desktop app id (desktop file, metainfo, GSettings schema, icons).
 pub const APP_ID: &str = "io.github.passage.Passage";

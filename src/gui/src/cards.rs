@@ -1,42 +1,50 @@
-//! Group cards (rows of the host list view, with section headers between them) and guest rows
-//! (drop targets). Widgets are made once per visible row and rebound as the list scrolls.
+//! Group cards: the rows of the host list (section headers between them). Widgets are made
+//! once per visible row and rebound as the list scrolls; what a card says comes from
+//! [`passage_core::view::Card`], and every gesture on it leaves as a [`CardMsg`].
 
-use super::Msg;
+use crate::a11y::accessible_label;
+use crate::registry::{self, Registry};
 use gtk::prelude::*;
 use gtk::{gdk, glib};
 use passage_core::i18n::{tr, trf};
-use passage_core::plan;
 use passage_core::view::{Card, DeviceRow};
-use passage_core::GroupId;
+use passage_core::{GroupId, PciAddress};
 use relm4::typed_view::grid::RelmGridItem;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Where the probe (and keyboard activation) finds live widgets: group → card, guest → row.
-#[derive(Clone, Default)]
-pub struct Registry {
-    pub cards: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Box>>>>,
-    pub expanders: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Expander>>>>,
-    pub why_buttons: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Button>>>>,
-    pub badges: Rc<RefCell<BTreeMap<u32, glib::WeakRef<gtk::Label>>>>,
-    pub guests: Rc<RefCell<BTreeMap<String, glib::WeakRef<gtk::ListBoxRow>>>>,
-    /// Header buttons by name ("export", "apply").
-    pub buttons: Rc<RefCell<BTreeMap<String, glib::WeakRef<gtk::Button>>>>,
-    pub loading: Rc<RefCell<Option<gtk::Label>>>,
+/// What a person did on a card.
+#[derive(Debug)]
+pub enum CardMsg {
+    /// The context menu, at a point inside the card (or under it, from the keyboard).
+    Menu(GroupId, Option<(f64, f64)>),
+    /// "Why?" on a card.
+    Why(GroupId),
+    /// "Assign to…" (or Enter on the card).
+    Choose(GroupId),
+    /// The device expander opened or closed.
+    Expanded(GroupId, bool),
+    /// A device's "visible to the guest" switch.
+    SetVisible(PciAddress, bool),
+    /// A device's guest address, as typed.
+    SetAddress(PciAddress, String),
 }
+
+/// Where a card's gestures go (the host list's owner).
+pub type Emit = Rc<dyn Fn(CardMsg)>;
 
 /// One row of the host list: a section header or a group card.
 pub struct RowItem {
     header: Option<String>,
     card: Option<Arc<Card>>,
     expanded: bool,
-    tx: Option<relm4::Sender<Msg>>,
+    tx: Option<Emit>,
     registry: Option<Registry>,
 }
 
 impl RowItem {
+    /// A section header ("Behind port …").
     pub fn header(title: &str) -> Self {
         Self {
             header: Some(title.to_string()),
@@ -47,12 +55,8 @@ impl RowItem {
         }
     }
 
-    pub fn card(
-        card: Arc<Card>,
-        expanded: bool,
-        tx: relm4::Sender<Msg>,
-        registry: Registry,
-    ) -> Self {
+    /// A group's card, its devices shown when `expanded`.
+    pub fn card(card: Arc<Card>, expanded: bool, tx: Emit, registry: Registry) -> Self {
         Self {
             header: None,
             card: Some(card),
@@ -65,7 +69,7 @@ impl RowItem {
 
 /// The group whose card holds the keyboard focus (the focus sits on the list's row around
 /// the card, or inside it).
-pub fn focused_group(window: &gtk::ApplicationWindow, registry: &Registry) -> Option<GroupId> {
+pub fn focused_group(window: &gtk::Window, registry: &Registry) -> Option<GroupId> {
     let focus = gtk::prelude::GtkWindowExt::focus(window)?;
     registry.cards.borrow().iter().find_map(|(g, card)| {
         let card = card.upgrade()?;
@@ -90,7 +94,8 @@ pub fn group_at(view: &gtk::GridView, pos: u32) -> Option<GroupId> {
 struct DeviceRows {
     devices: Vec<DeviceRow>,
     planned: bool,
-    tx: Option<relm4::Sender<Msg>>,
+    tx: Option<Emit>,
+    registry: Option<Registry>,
 }
 
 fn fill_devices(devices: &gtk::Box, rows: &DeviceRows) {
@@ -98,10 +103,11 @@ fn fill_devices(devices: &gtk::Box, rows: &DeviceRows) {
         devices.remove(&child);
     }
     for d in &rows.devices {
-        devices.append(&device_row(d, rows.planned, rows.tx.clone()));
+        devices.append(&device_row(d, rows));
     }
 }
 
+/// One list row's widgets (a header and a card; one of them shown).
 pub struct RowWidgets {
     header: gtk::Label,
     card: gtk::Box,
@@ -116,7 +122,7 @@ pub struct RowWidgets {
     id: Rc<Cell<u32>>,
     /// What the device rows will show once the expander opens (made when `devices` is empty).
     rows: Rc<RefCell<Option<DeviceRows>>>,
-    tx: Rc<RefCell<Option<relm4::Sender<Msg>>>>,
+    tx: Rc<RefCell<Option<Emit>>>,
     /// While binding, the expander's notify must not report a change of the person's.
     binding: Rc<Cell<bool>>,
 }
@@ -181,7 +187,7 @@ impl RelmGridItem for RowItem {
         root.append(&card);
 
         let id = Rc::new(Cell::new(0u32));
-        let tx: Rc<RefCell<Option<relm4::Sender<Msg>>>> = Rc::new(RefCell::new(None));
+        let tx: Rc<RefCell<Option<Emit>>> = Rc::new(RefCell::new(None));
         let binding = Rc::new(Cell::new(false));
         let rows: Rc<RefCell<Option<DeviceRows>>> = Rc::new(RefCell::new(None));
         // The card is the drag source; what travels is the group number.
@@ -202,7 +208,7 @@ impl RelmGridItem for RowItem {
             click.connect_pressed(move |gesture, _, x, y| {
                 gesture.set_state(gtk::EventSequenceState::Claimed);
                 if let Some(t) = tx.borrow().as_ref() {
-                    t.emit(Msg::Menu(GroupId(id.get()), Some((x, y))));
+                    t(CardMsg::Menu(GroupId(id.get()), Some((x, y))));
                 }
             });
         }
@@ -212,7 +218,7 @@ impl RelmGridItem for RowItem {
             let (id, tx) = (id.clone(), tx.clone());
             why.connect_clicked(move |_| {
                 if let Some(t) = tx.borrow().as_ref() {
-                    t.emit(Msg::Why(GroupId(id.get())));
+                    t(CardMsg::Why(GroupId(id.get())));
                 }
             });
         }
@@ -220,7 +226,7 @@ impl RelmGridItem for RowItem {
             let (id, tx) = (id.clone(), tx.clone());
             assign.connect_clicked(move |_| {
                 if let Some(t) = tx.borrow().as_ref() {
-                    t.emit(Msg::Choose(GroupId(id.get())));
+                    t(CardMsg::Choose(GroupId(id.get())));
                 }
             });
         }
@@ -237,7 +243,7 @@ impl RelmGridItem for RowItem {
                     return;
                 }
                 if let Some(t) = tx.borrow().as_ref() {
-                    t.emit(Msg::Expanded(GroupId(id.get()), e.is_expanded()));
+                    t(CardMsg::Expanded(GroupId(id.get()), e.is_expanded()));
                 }
             });
         }
@@ -280,14 +286,10 @@ impl RelmGridItem for RowItem {
         w.id.set(c.group.0);
         *w.tx.borrow_mut() = self.tx.clone();
         if let Some(r) = &self.registry {
-            r.cards.borrow_mut().insert(c.group.0, w.card.downgrade());
-            r.expanders
-                .borrow_mut()
-                .insert(c.group.0, w.expander.downgrade());
-            r.why_buttons
-                .borrow_mut()
-                .insert(c.group.0, w.why.downgrade());
-            r.badges.borrow_mut().insert(c.group.0, w.badge.downgrade());
+            registry::enter(&r.cards, c.group.0, &w.card);
+            registry::enter(&r.expanders, c.group.0, &w.expander);
+            registry::enter(&r.why_buttons, c.group.0, &w.why);
+            registry::enter(&r.badges, c.group.0, &w.badge);
         }
         w.title.set_label(&c.title);
         w.group
@@ -314,7 +316,7 @@ impl RelmGridItem for RowItem {
         w.headline.set_label(c.headline.as_deref().unwrap_or(""));
         w.headline.set_tooltip_text(c.headline.as_deref());
         w.headline.set_visible(c.headline.is_some());
-        super::accessible_label(
+        accessible_label(
             &w.card,
             &trf(
                 "Group {id}: {title}, {state}",
@@ -335,6 +337,7 @@ impl RelmGridItem for RowItem {
             devices: c.devices.clone(),
             planned: c.planned_for.is_some(),
             tx: self.tx.clone(),
+            registry: self.registry.clone(),
         };
         if self.expanded {
             fill_devices(&w.devices, &rows);
@@ -363,7 +366,8 @@ impl RelmGridItem for RowItem {
     }
 }
 
-fn device_row(d: &DeviceRow, planned: bool, tx: Option<relm4::Sender<Msg>>) -> gtk::Box {
+fn device_row(d: &DeviceRow, rows: &DeviceRows) -> gtk::Box {
+    let planned = rows.planned;
     let row = gtk::Box::new(gtk::Orientation::Horizontal, 8);
     row.add_css_class("device");
     let icon = gtk::Image::from_icon_name(d.kind.icon());
@@ -392,7 +396,7 @@ fn device_row(d: &DeviceRow, planned: bool, tx: Option<relm4::Sender<Msg>>) -> g
     visible.set_tooltip_text(Some(&tr(
         "Visible to the guest (hidden devices stay claimed with their group)",
     )));
-    super::accessible_label(
+    accessible_label(
         &visible,
         &trf(
             "{device} visible to the guest",
@@ -419,7 +423,7 @@ fn device_row(d: &DeviceRow, planned: bool, tx: Option<relm4::Sender<Msg>>) -> g
     addr.set_tooltip_text(Some(&tr(
         "Guest PCI address BB:SS.F; empty lets Passage place it",
     )));
-    super::accessible_label(
+    accessible_label(
         &addr,
         &trf(
             "Guest address of {device}",
@@ -427,106 +431,17 @@ fn device_row(d: &DeviceRow, planned: bool, tx: Option<relm4::Sender<Msg>>) -> g
         ),
     );
     row.append(&addr);
-    if let Some(tx) = tx {
+    if let Some(r) = &rows.registry {
+        registry::enter(&r.addresses, d.address.to_string(), &addr);
+    }
+    if let Some(tx) = rows.tx.clone() {
         let a = d.address;
         let t = tx.clone();
         visible.connect_state_set(move |_, on| {
-            t.emit(Msg::SetVisible(a, on));
+            t(CardMsg::SetVisible(a, on));
             glib::Propagation::Proceed
         });
-        addr.connect_activate(move |e| tx.emit(Msg::SetAddress(a, e.text().to_string())));
+        addr.connect_activate(move |e| tx(CardMsg::SetAddress(a, e.text().to_string())));
     }
-    row
-}
-
-/// A guest: a drop target that lists the groups it holds and, after a refused drop, why.
-pub fn guest_row(
-    g: &plan::Guest,
-    held: &[(GroupId, String)],
-    refusal: Option<&str>,
-    tx: relm4::Sender<Msg>,
-) -> gtk::ListBoxRow {
-    let row = gtk::ListBoxRow::new();
-    row.add_css_class("guest");
-    let b = gtk::Box::new(gtk::Orientation::Vertical, 4);
-    let name = gtk::Label::new(Some(&g.name));
-    name.add_css_class("heading");
-    name.set_xalign(0.0);
-    b.append(&name);
-    let lifecycle = match g.lifecycle {
-        plan::Lifecycle::Kept => tr("claimed and kept"),
-        plan::Lifecycle::OnStart => tr("claimed while it runs"),
-    };
-    let info = gtk::Label::new(Some(&format!(
-        "{} · {} · {}",
-        g.vmm.as_str(),
-        g.machine,
-        lifecycle
-    )));
-    info.add_css_class("dim-label");
-    info.set_xalign(0.0);
-    b.append(&info);
-    if held.is_empty() {
-        let l = gtk::Label::new(Some(&tr("Drop a group here")));
-        l.add_css_class("dim-label");
-        l.set_xalign(0.0);
-        b.append(&l);
-    }
-    for (id, title) in held {
-        let line = gtk::Box::new(gtk::Orientation::Horizontal, 6);
-        let l = gtk::Label::new(Some(&trf(
-            "group {id} · {title}",
-            &[("id", &id.to_string()), ("title", title)],
-        )));
-        l.set_xalign(0.0);
-        l.set_hexpand(true);
-        l.set_ellipsize(gtk::pango::EllipsizeMode::End);
-        line.append(&l);
-        let remove = gtk::Button::from_icon_name("window-close-symbolic");
-        remove.add_css_class("flat");
-        remove.set_tooltip_text(Some(&tr("Take the group out of the plan")));
-        super::accessible_label(
-            &remove,
-            &trf(
-                "Take group {id} out of the plan",
-                &[("id", &id.to_string())],
-            ),
-        );
-        let (t, gid) = (tx.clone(), *id);
-        remove.connect_clicked(move |_| t.emit(Msg::Unassign(gid)));
-        line.append(&remove);
-        b.append(&line);
-    }
-    if let Some(why) = refusal {
-        let l = gtk::Label::new(Some(why));
-        l.set_wrap(true);
-        l.set_xalign(0.0);
-        l.add_css_class("refusal");
-        b.append(&l);
-    }
-    row.set_child(Some(&b));
-    super::accessible_label(&row, &trf("Guest {name}", &[("name", &g.name)]));
-    let drop = gtk::DropTarget::new(glib::Type::U32, gdk::DragAction::COPY);
-    let guest = g.name.clone();
-    drop.connect_drop(move |_, value, _, _| match value.get::<u32>() {
-        Ok(id) => {
-            tx.emit(Msg::Assign {
-                group: GroupId(id),
-                guest: guest.clone(),
-            });
-            true
-        }
-        Err(_) => false,
-    });
-    {
-        let r = row.clone();
-        drop.connect_enter(move |_, _, _| {
-            r.add_css_class("drop-hover");
-            gdk::DragAction::COPY
-        });
-        let r = row.clone();
-        drop.connect_leave(move |_| r.remove_css_class("drop-hover"));
-    }
-    row.add_controller(drop);
     row
 }

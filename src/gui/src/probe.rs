@@ -1,9 +1,10 @@
 //! What the window shows, written for the tests that drive it through a real X server
-//! (tests/gui.rs): where each card, expander, "Why?" button and guest row is on screen, which
-//! dialogs are open, the export preview and the plan. Only when `PASSAGE_PROBE` names a file;
+//! (tests/gui.rs): where each card, expander, "Why?" button, guest address entry and guest
+//! row is on screen, which dialogs are open, the banner and status lines, the export preview
+//! and the plan. Only when `PASSAGE_PROBE` names a file;
 //! nothing else reads it.
 
-use super::cards::Registry;
+use crate::registry::Registry;
 use gtk::glib;
 use gtk::prelude::*;
 use serde_json::{json, Map, Value};
@@ -32,8 +33,6 @@ struct Data {
     apply_log: Option<gtk::TextBuffer>,
     /// The plan file the app edits (none for the demo's built-in plan).
     plan_path: Option<String>,
-    /// What the banner above the list says.
-    banner: String,
     open: BTreeMap<String, glib::WeakRef<gtk::Widget>>,
 }
 
@@ -74,6 +73,16 @@ fn rects<K: ToString, T: IsA<gtk::Widget>>(
             bounds(w.upcast_ref(), window).map(|b| (k.to_string(), b))
         })
         .collect()
+}
+
+/// What a label says while it is on screen ("" when it is hidden).
+fn shown_text(labels: &BTreeMap<String, glib::WeakRef<gtk::Label>>, name: &str) -> String {
+    labels
+        .get(name)
+        .and_then(|l| l.upgrade())
+        .filter(|l| l.is_mapped())
+        .map(|l| l.label().to_string())
+        .unwrap_or_default()
 }
 
 fn unix_now() -> f64 {
@@ -122,6 +131,7 @@ impl Probe {
                 "window": [w.width(), w.height()],
                 "cards": rects(&registry.cards.borrow(), &w),
                 "expanders": rects(&registry.expanders.borrow(), &w),
+                "addresses": rects(&registry.addresses.borrow(), &w),
                 "why": rects(&registry.why_buttons.borrow(), &w),
                 "guests": rects(&registry.guests.borrow(), &w),
                 "buttons": rects(&registry.buttons.borrow(), &w),
@@ -155,7 +165,11 @@ impl Probe {
                 "export_preview": d.preview.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
                 "apply_log": d.apply_log.as_ref().map(|b| b.text(&b.start_iter(), &b.end_iter(), false).to_string()),
                 "plan_path": d.plan_path,
-                "banner": d.banner,
+                // The lines around the list, as shown: the banner above it; below it what the
+                // last edit or save said, and the summary of the host and the plan.
+                "banner": shown_text(&registry.labels.borrow(), "banner"),
+                "status": shown_text(&registry.labels.borrow(), "status"),
+                "summary": shown_text(&registry.labels.borrow(), "summary"),
                 "plan": d.plan,
             });
             let _ = passage_core::store::write_atomic(&path, v.to_string().as_bytes());
@@ -189,10 +203,6 @@ impl Probe {
 
     pub fn set_plan(&self, plan: String) {
         self.data.borrow_mut().plan = plan;
-    }
-
-    pub fn set_banner(&self, text: String) {
-        self.data.borrow_mut().banner = text;
     }
 
     pub fn set_apply_log(&self, b: gtk::TextBuffer) {

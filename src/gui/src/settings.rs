@@ -40,25 +40,26 @@ pub fn plan_to_open(settings: Option<&gio::Settings>, asked: Option<PathBuf>) ->
     }
 }
 
-/// Puts the window, the divider and the bridges toggle where they were left; returns whether
-/// bridges are shown.
-pub fn restore(
+/// Puts the window and the divider where they were left.
+pub fn restore_window(
     settings: Option<&gio::Settings>,
     window: &gtk::ApplicationWindow,
     paned: &gtk::Paned,
-    bridges: &gtk::ToggleButton,
-) -> bool {
-    let Some(s) = settings else { return false };
+) {
+    let Some(s) = settings else { return };
     window.set_default_size(s.int("window-width"), s.int("window-height"));
     if s.boolean("window-maximized") {
         window.maximize();
     }
     paned.set_position(s.int("pane-position"));
-    let show = s.boolean("show-bridges");
-    bridges.set_active(show);
-    show
 }
 
+/// Whether bridges were shown when the app was left (not, without settings).
+pub fn show_bridges(settings: Option<&gio::Settings>) -> bool {
+    settings.is_some_and(|s| s.boolean("show-bridges"))
+}
+
+/// Keeps whether bridges are shown.
 pub fn remember_bridges(settings: Option<&gio::Settings>, on: bool) {
     if let Some(s) = settings {
         let _ = s.set_boolean("show-bridges", on);

@@ -40,10 +40,83 @@ struct Helper {
     locks: Arc<Locks>,
     /// How long polkit's conversation may take (`--auth-timeout`).
     auth_timeout: std::time::Duration,
+    /// The host as the helper knows it, kept current by the kernel's device events (and read
+    /// again after every change it makes): what read-only calls and first looks answer from,
+    /// so no call — authorized or not — costs a scan of the whole host.
+    model: Arc<std::sync::RwLock<Host>>,
+}
+
+/// The bouncer's table: every method of the interface and the polkit action it needs. A
+/// method missing here is denied (`authorize` finds no row), never allowed by default.
+const BOUNCER: &[(&str, &str)] = &[
+    ("Claim", names::ACTION_CLAIM),
+    ("ClaimHostCritical", names::ACTION_CLAIM_HOST_CRITICAL),
+    ("Release", names::ACTION_CLAIM),
+    ("Persist", names::ACTION_PERSIST),
+    ("Verify", names::ACTION_VERIFY),
+    ("Describe", names::ACTION_READ),
+    ("Claims", names::ACTION_READ),
+    ("Journal", names::ACTION_READ),
+];
+
+/// The polkit action for `method`, from [`BOUNCER`].
+fn action_for(method: &str) -> Result<&'static str, HelperError> {
+    BOUNCER
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map(|(_, a)| *a)
+        .ok_or_else(|| {
+            HelperError::NotAuthorized(format!(
+                "{method} has no entry in the helper's authorization table, so nobody may call it."
+            ))
+        })
 }
 
 fn failed(e: impl std::fmt::Display) -> HelperError {
     HelperError::Failed(e.to_string())
+}
+
+/// Reads the host again into the kept model after a change (a recorded tree sends no device
+/// events; on `/` this also covers events that raced the change).
+fn refresh(model: &std::sync::RwLock<Host>, root: &PathBuf) {
+    match Helper::scan(root) {
+        Ok(h) => {
+            if let Ok(mut m) = model.write() {
+                *m = h;
+            }
+        }
+        Err(e) => tracing::warn!("reading the host after a change: {e:?}"),
+    }
+}
+
+/// Follows the kernel's PCI device events into the kept model, for as long as the helper
+/// runs (a thread of its own: the monitor blocks).
+fn follow_events(model: Arc<std::sync::RwLock<Host>>, root: PathBuf) {
+    let monitor = match passage_core::watch::Monitor::open() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(
+                "no device events ({e}): the model is read again after each change only"
+            );
+            return;
+        }
+    };
+    let Ok(r) = HostRoot::open(&root) else { return };
+    loop {
+        let events = match monitor.wait(None) {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!("device events stopped: {e}");
+                return;
+            }
+        };
+        let Ok(mut host) = model.write() else { return };
+        for ev in &events {
+            if let Err(e) = passage_core::watch::apply(&mut host, &r, ev) {
+                tracing::warn!("applying {ev:?}: {e}");
+            }
+        }
+    }
 }
 
 /// The kernel to change drivers through, or the refusal of a helper that only reads.
@@ -59,23 +132,17 @@ impl Helper {
         scan::scan(&r).map_err(failed)
     }
 
-    async fn scan_async(&self) -> Result<Host, HelperError> {
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || Self::scan(&root))
-            .await
-            .map_err(failed)?
-    }
-
     /// The bouncer: one place that asks polkit, for the caller's bus name, and says no unless
     /// polkit says yes.
     async fn authorize(
         &self,
         conn: &zbus::Connection,
         hdr: &Header<'_>,
-        action: &str,
+        method: &str,
         details: HashMap<&str, &str>,
         opts: &Options,
     ) -> Result<(), HelperError> {
+        let action = action_for(method)?;
         let subject = Subject::new_for_message_header(hdr)
             .map_err(|e| HelperError::NotAuthorized(format!("cannot tell who is asking: {e}")))?;
         let authority = AuthorityProxy::new(conn).await.map_err(|e| {
@@ -216,28 +283,33 @@ impl Helper {
             &["force", "auth.no_user_interaction", "expect_devices"],
         )?;
         let g = GroupId(group);
-        // A first look, for polkit's prompt and for refusals that need no password.
-        let host = self.scan_async().await?;
-        let (devices, state) = group_details(&host, g)?;
-        if let Some(expected) = &opts.expect_devices {
-            check_expected(&host, g, expected)?;
-        }
-        // Refused before polkit is even asked: without force there is nothing to approve.
-        claim::check(&host, g, &ClaimOptions { force: opts.force })
-            .map_err(passage_helper::dbus_error)?;
-        let action = if state == State::HostCritical {
-            names::ACTION_CLAIM_HOST_CRITICAL
+        // A first look in the kept model, for polkit's prompt and for refusals that need no
+        // password.
+        let (devices, state) = {
+            let host = self.model.read().map_err(failed)?;
+            let (devices, state) = group_details(&host, g)?;
+            if let Some(expected) = &opts.expect_devices {
+                check_expected(&host, g, expected)?;
+            }
+            // Refused before polkit is even asked: without force there is nothing to approve.
+            claim::check(&host, g, &ClaimOptions { force: opts.force })
+                .map_err(passage_helper::dbus_error)?;
+            (devices, state)
+        };
+        let method = if state == State::HostCritical {
+            "ClaimHostCritical"
         } else {
-            names::ACTION_CLAIM
+            "Claim"
         };
         let gs = g.to_string();
         let details = prompt_details(&gs, &devices);
         // A helper that only reads says so before anyone is asked for a password.
         let kernel = writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
-        self.authorize(conn, &hdr, action, details, &opts).await?;
+        self.authorize(conn, &hdr, method, details, &opts).await?;
         // Authorized; now lock, then decide on the host as it is now, not as it was before a
         // password prompt that may have stayed open for minutes.
         let (root, state_dir, locks) = (self.root.clone(), self.state.clone(), self.locks.clone());
+        let model = self.model.clone();
         let (force, expected) = (opts.force, opts.expect_devices.clone());
         tokio::task::spawn_blocking(move || {
             let held = claim::hold(&locks, &state_dir, g).map_err(passage_helper::dbus_error)?;
@@ -246,7 +318,7 @@ impl Helper {
             if let Some(expected) = &expected {
                 check_expected(&host, g, expected)?;
             }
-            if now == State::HostCritical && action != names::ACTION_CLAIM_HOST_CRITICAL {
+            if now == State::HostCritical && method != "ClaimHostCritical" {
                 return Err(HelperError::HostCritical(format!(
                     "Group {g} became needed by the host while the request waited for approval; nothing was claimed. Ask again (with force) if it should still go to a guest."
                 )));
@@ -260,7 +332,9 @@ impl Helper {
                 &held,
             )
             .map_err(passage_helper::dbus_error)?;
-            Ok(transition(&host, g, kernel.as_ref(), d.changed).into_args())
+            let t = transition(&host, g, kernel.as_ref(), d.changed);
+            refresh(&model, &root);
+            Ok(t.into_args())
         })
         .await
         .map_err(failed)?
@@ -276,14 +350,14 @@ impl Helper {
     ) -> Result<(bool, Vec<DeviceDriver>), HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
-        let host = self.scan_async().await?;
-        let (devices, _) = group_details(&host, g)?;
+        let (devices, _) = group_details(&*self.model.read().map_err(failed)?, g)?;
         let gs = g.to_string();
         let details = prompt_details(&gs, &devices);
         let kernel = writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
-        self.authorize(conn, &hdr, names::ACTION_CLAIM, details, &opts)
+        self.authorize(conn, &hdr, "Release", details, &opts)
             .await?;
         let (root, state_dir, locks) = (self.root.clone(), self.state.clone(), self.locks.clone());
+        let model = self.model.clone();
         // Unbinding from vfio-pci can block while a user holds the group: never on the thread
         // that serves requests. Locked first, then the host read as it is now.
         tokio::task::spawn_blocking(move || {
@@ -291,7 +365,9 @@ impl Helper {
             let host = Self::scan(&root)?;
             let d = claim::release_held(&host, g, kernel.as_ref(), &state_dir, &held)
                 .map_err(passage_helper::dbus_error)?;
-            Ok(transition(&host, g, kernel.as_ref(), d.changed).into_args())
+            let t = transition(&host, g, kernel.as_ref(), d.changed);
+            refresh(&model, &root);
+            Ok(t.into_args())
         })
         .await
         .map_err(failed)?
@@ -308,16 +384,15 @@ impl Helper {
     ) -> Result<(bool, Vec<String>), HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
-        let host = self.scan_async().await?;
         let devices = if on {
-            group_details(&host, g)?.0
+            group_details(&*self.model.read().map_err(failed)?, g)?.0
         } else {
             String::new()
         };
         let gs = g.to_string();
         let details = prompt_details(&gs, &devices);
         writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
-        self.authorize(conn, &hdr, names::ACTION_PERSIST, details, &opts)
+        self.authorize(conn, &hdr, "Persist", details, &opts)
             .await?;
         let (root, state) = (self.root.clone(), self.state.clone());
         tokio::task::spawn_blocking(move || {
@@ -333,7 +408,13 @@ impl Helper {
     }
 
     #[zbus(out_args("claims"))]
-    async fn claims(&self) -> Result<Vec<HeldGroup>, HelperError> {
+    async fn claims(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<Vec<HeldGroup>, HelperError> {
+        self.authorize(conn, &hdr, "Claims", HashMap::new(), &Options::default())
+            .await?;
         Ok(self
             .state
             .claims()
@@ -347,7 +428,13 @@ impl Helper {
     }
 
     #[zbus(out_args("pending"))]
-    async fn journal(&self) -> Result<Vec<PendingOperation>, HelperError> {
+    async fn journal(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<Vec<PendingOperation>, HelperError> {
+        self.authorize(conn, &hdr, "Journal", HashMap::new(), &Options::default())
+            .await?;
         let text = |o: &Option<String>| o.clone().unwrap_or_default();
         Ok(self
             .state
@@ -377,14 +464,36 @@ impl Helper {
     async fn verify(
         &self,
         group: u32,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(bool, String, String, String, Vec<String>), HelperError> {
-        let host = self.scan_async().await?;
-        let root = self.root.clone();
+        let g = GroupId(group);
+        let devices = group_details(&*self.model.read().map_err(failed)?, g)?.0;
+        let gs = g.to_string();
+        self.authorize(
+            conn,
+            &hdr,
+            "Verify",
+            prompt_details(&gs, &devices),
+            &Options::default(),
+        )
+        .await?;
+        let (root, state_dir, locks) = (self.root.clone(), self.state.clone(), self.locks.clone());
+        let model = self.model.clone();
         let v = tokio::task::spawn_blocking(move || {
-            passage_core::vfio::verify(&host, GroupId(group), &root.join("dev"), &root.join("proc"))
+            // Opening /dev/vfio/N while a claim changes the group (or while another verify has
+            // it open) would disturb both: the group is held for the few milliseconds it takes.
+            let _held = claim::hold(&locks, &state_dir, g).map_err(passage_helper::dbus_error)?;
+            let host = model.read().map_err(failed)?.clone();
+            Ok::<_, HelperError>(passage_core::vfio::verify(
+                &host,
+                g,
+                &root.join("dev"),
+                &root.join("proc"),
+            ))
         })
         .await
-        .map_err(failed)?;
+        .map_err(failed)??;
         let v = match v {
             Ok(passage_core::vfio::Verdict::Usable { devices }) => Ok(Verification {
                 usable: true,
@@ -416,13 +525,20 @@ impl Helper {
     }
 
     #[zbus(out_args("facts"))]
-    async fn describe(&self, address: &str) -> Result<HashMap<String, OwnedVariant>, HelperError> {
+    async fn describe(
+        &self,
+        address: &str,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<HashMap<String, OwnedVariant>, HelperError> {
         let a: PciAddress = address
             .parse()
             .map_err(|e: passage_core::address::ParseError| {
                 HelperError::InvalidArgs(e.to_string())
             })?;
-        let host = self.scan_async().await?;
+        self.authorize(conn, &hdr, "Describe", HashMap::new(), &Options::default())
+            .await?;
+        let host = self.model.read().map_err(failed)?;
         let d = host.device(a).ok_or_else(|| {
             HelperError::NotFound(format!("There is no PCI device {a} on this host."))
         })?;
@@ -630,7 +746,20 @@ fn main() -> ExitCode {
             Some(Err(e)) => tracing::error!("replaying journals: {e}"),
             None => tracing::info!("{}", passage_helper::read_only_reason(&args.root)),
         }
+        let host = match Helper::scan(&args.root) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("passage-helper: reading the host: {e:?}");
+                return ExitCode::from(2);
+            }
+        };
+        let model = Arc::new(std::sync::RwLock::new(host));
+        if args.root == Path::new("/") {
+            let (m, r) = (model.clone(), args.root.clone());
+            std::thread::spawn(move || follow_events(m, r));
+        }
         let helper = Helper {
+            model,
             root: args.root.clone(),
             kernel,
             state,

@@ -1,0 +1,139 @@
+//! Reading the host, the plan and the guests off the main loop: from the moment the process
+//! starts (`start`), and again after Apply (`load`).
+
+use crate::memory::rss_kib;
+use crate::Options;
+use passage_core::demo::Source;
+use passage_core::i18n::tr;
+use passage_core::model::Host;
+use passage_core::plan::{self, Plan};
+use passage_core::scan;
+use passage_core::session::{KnownGuests, PlanSource};
+use passage_core::view::{self, Holders};
+use std::sync::mpsc;
+
+/// What the background scan brings back.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Where the host was read from (kept for re-reading one device on an event).
+    pub source: Source,
+    /// The host as scanned.
+    pub host: Host,
+    /// The plan being edited.
+    pub plan: Plan,
+    /// Guests the plan does not hold yet: local profiles, libvirt domains, demo guests.
+    pub known: Vec<plan::Guest>,
+    /// Which libvirt guest holds which group now.
+    pub holders: Holders,
+    /// Why libvirt guests are missing, when they are.
+    pub libvirt_note: Option<String>,
+    /// Why the default plan could not be read, when it could not.
+    pub plan_note: Option<String>,
+    /// What a sandbox hides from the scan, when the app runs in one.
+    pub sandbox_note: Option<String>,
+    /// Why Apply could not reach the helper, when it could not (not installed, no system bus).
+    pub helper_note: Option<String>,
+    /// Every group's card, made on the loading threads.
+    pub sections: Vec<view::Section>,
+}
+
+/// Reads the host (and makes every card) on threads of its own from the moment the process
+/// starts, at a lower priority than GTK's main thread: the window's first frames come first,
+/// and the rest of both cores goes to the scan while GTK starts.
+pub fn start(opts: Options) -> mpsc::Receiver<Result<Loaded, String>> {
+    let (tx, rx) = mpsc::channel();
+    let failed = tx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("passage-load".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(load(&opts));
+        });
+    if let Err(e) = spawned {
+        let _ = failed.send(Err(e.to_string()));
+    }
+    rx
+}
+
+/// Nice 10 for the calling thread (Linux applies PRIO_PROCESS with pid 0 to the thread).
+fn lower_priority() {
+    let _ = rustix::process::setpriority_process(None, 10);
+}
+
+/// Reads everything the window shows; an error is a sentence for the banner.
+pub fn load(opts: &Options) -> Result<Loaded, String> {
+    let source = Source::open(opts.demo, opts.root.as_deref()).map_err(|e| e.to_string())?;
+    // Every core, niced: GTK's main thread is served first and the scan takes what is left.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("passage-scan-{i}"))
+        .start_handler(|_| lower_priority())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let t = std::time::Instant::now();
+    let host = pool
+        .install(|| scan::scan(source.root()))
+        .map_err(|e| e.to_string())?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        rss = rss_kib(),
+        "scanned"
+    );
+    // The same choices passagectl makes (core::session), except that an unreadable default
+    // plan opens an empty one with a note instead of stopping: the app shows why and saves
+    // over it only when the person edits.
+    let opened = PlanSource::choose(opts.plan.as_deref(), opts.demo)
+        .open()
+        .map_err(|e| e.to_string())?;
+    let mut plan_note = opened.note();
+    let plan = opened.plan;
+    let mut guests = KnownGuests::gather(opts.demo);
+    if !opts.demo {
+        guests.add_libvirt(passage_dbus::libvirt::system_guests(&host));
+    }
+    if let Some(e) = &guests.profiles_error {
+        let e = e.to_string();
+        plan_note = Some(match plan_note {
+            Some(n) => format!("{n}\n{e}"),
+            None => e,
+        });
+    }
+    let holders = guests.holders();
+    let libvirt_note = guests.libvirt_error.clone();
+    let known = guests.plan_guests();
+    // Flatpak shows the app its own mounts and network, not the host's.
+    let sandbox_note = (!opts.demo
+        && opts.root.is_none()
+        && std::path::Path::new("/.flatpak-info").exists())
+    .then(|| tr("Passage runs in a Flatpak sandbox: it cannot see the host's mounts, swap and network routes, so no group is marked as needed by the host here. The helper checks that on the host before every claim and refuses such a group."));
+    // Every card too (~10,000 verdicts are work for these threads, not for the main loop),
+    // and beside them whether Apply can reach the helper, to say so now rather than when the
+    // person presses it.
+    let t = std::time::Instant::now();
+    let (sections, helper_note) = pool.install(|| {
+        rayon::join(
+            || view::sections(&host, &plan, &holders),
+            || {
+                (!opts.demo)
+                    .then(passage_dbus::helper_reachable)
+                    .and_then(Result::err)
+            },
+        )
+    });
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        rss = rss_kib(),
+        "cards made"
+    );
+    Ok(Loaded {
+        source,
+        host,
+        plan,
+        known,
+        holders,
+        libvirt_note,
+        plan_note,
+        sandbox_note,
+        helper_note,
+        sections,
+    })
+}
