@@ -786,3 +786,35 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_method_has_a_row_in_the_bouncer_and_nothing_else_passes() {
+        let xml = include_str!("../../../data/io.github.passage.Helper1.xml");
+        let methods: Vec<&str> = xml
+            .split("<method name=\"")
+            .skip(1)
+            .filter_map(|t| t.split('"').next())
+            .collect();
+        assert!(methods.len() >= 7, "{methods:?}");
+        for m in &methods {
+            assert!(action_for(m).is_ok(), "{m} has no polkit action");
+        }
+        // Each row is a documented method (or the host-critical form of Claim).
+        for (m, _) in BOUNCER {
+            assert!(
+                methods.contains(m) || *m == "ClaimHostCritical",
+                "{m} is in the table but not in the interface"
+            );
+        }
+        for unknown in ["", "Exec", "claim", "Claim "] {
+            assert!(matches!(
+                action_for(unknown),
+                Err(HelperError::NotAuthorized(_))
+            ));
+        }
+    }
+}
