@@ -55,8 +55,27 @@ fn polkit_decides_every_claim_on_a_real_bus() {
     assert_eq!(bus.driver(GPU).as_deref(), Some("nvidia"));
     assert!(!bus.state().join("claims/19.json").exists());
 
-    // verify needs /dev/vfio, which is root's: an unprivileged caller is answered by the helper.
+    // verify needs /dev/vfio, which is root's: the helper answers an unprivileged caller whom
+    // polkit allows (io.github.passage.verify: active local sessions by default; nobody has no
+    // session, so first the refusal, then a rule that grants it).
     let o = bus.passagectl(true, &["verify", "19"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("io.github.passage.verify"), "{err}");
+    std::fs::write(
+        RULE,
+        "polkit.addRule(function(action, subject) {\n  if (action.id == \"io.github.passage.verify\" && subject.user == \"nobody\") return polkit.Result.YES;\n});\n",
+    )
+    .unwrap();
+    let mut o = bus.passagectl(true, &["verify", "19"]);
+    for _ in 0..40 {
+        // polkitd reloads rules when the directory changes; give it a moment.
+        if o.status.code() != Some(2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        o = bus.passagectl(true, &["verify", "19"]);
+    }
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         o.status.code(),

@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
@@ -547,7 +548,7 @@ fn open_output_dir(out: &Path) -> io::Result<OwnedFd> {
     if let Some(p) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(p)?;
     }
-    match std::fs::create_dir(out) {
+    match std::fs::DirBuilder::new().mode(0o755).create(out) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
@@ -568,6 +569,31 @@ fn open_output_dir(out: &Path) -> io::Result<OwnedFd> {
     })?;
     let st = rustix::fs::fstat(&fd)?;
     let me = rustix::process::geteuid().as_raw();
+    // Empty, and writable by nobody else: then nothing can be planted in it (a link, a hard
+    // link to another file, a FIFO) while the recording is written.
+    if st.st_mode & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} can be written by other users; record into a directory only you can write",
+                out.display()
+            ),
+        ));
+    }
+    let mut entries = rustix::fs::Dir::read_from(&fd)?;
+    let has_entries = entries.any(|e| {
+        e.map(|e| !matches!(e.file_name().to_bytes(), b"." | b".."))
+            .unwrap_or(true)
+    });
+    if has_entries {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} is not empty; record writes into a new directory",
+                out.display()
+            ),
+        ));
+    }
     if st.st_uid != me {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -667,6 +693,13 @@ mod tests {
             .unwrap()
             .next()
             .is_none());
+        // A directory other users may write into: refused (they could plant things in it).
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        let e = write_recording(&open, &tiny_recording()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
         // A clean directory records and reads back.
         let good = dir.path().join("good");
         assert_eq!(write_recording(&good, &tiny_recording()).unwrap(), 4);

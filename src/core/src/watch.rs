@@ -170,6 +170,19 @@ impl Monitor {
         })
     }
 
+    /// Opens the kernel's own uevent socket, not udev's: for a service in a network
+    /// namespace of its own (systemd's `PrivateNetwork=`), which udev's messages do not reach
+    /// but the kernel's uevents do.
+    pub fn open_kernel() -> io::Result<Self> {
+        let socket = udev::MonitorBuilder::new_kernel()?
+            .match_subsystem("pci")?
+            .listen()?;
+        Ok(Self {
+            socket,
+            source: "kernel",
+        })
+    }
+
     /// Waits up to `timeout` (forever with `None`) and returns the events that arrived.
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<DeviceEvent>> {
         use rustix::event::{poll, PollFd, PollFlags};

@@ -38,6 +38,10 @@ use std::time::Instant;
 /// The app's model and the components it drives.
 pub struct App {
     opts: Options,
+    /// Whether the device-event sources (the kernel monitor, the probe's FIFO) run already:
+    /// started with the first load, never again after an Apply reloads the host (two would
+    /// apply every event twice and race for the FIFO's lines).
+    following: bool,
     source: Option<Source>,
     host: Option<Host>,
     plan: Plan,
@@ -182,6 +186,7 @@ impl Component for App {
             p.set_plan_path(plan_path.as_deref());
         }
         let model = App {
+            following: false,
             opts,
             source: None,
             host: None,
@@ -329,7 +334,7 @@ impl App {
             "list built"
         );
         let live = !self.opts.demo && self.opts.root.is_none();
-        if live {
+        if live && !self.following {
             sender.spawn_command(|out| {
                 events::follow_kernel(|ev| out.send(AppCommand::Event(ev, Instant::now())).is_ok())
             });
@@ -339,13 +344,14 @@ impl App {
         }
         // Tests and benchmarks inject events through the same path as the kernel's: lines
         // "ACTION ADDRESS" on the probe's FIFO.
-        if let Some(path) = probe::Probe::events_path() {
+        if let Some(path) = probe::Probe::events_path().filter(|_| !self.following) {
             sender.spawn_command(move |out| {
                 events::follow_fifo(&path, |ev| {
                     out.send(AppCommand::Event(ev, Instant::now())).is_ok()
                 })
             });
         }
+        self.following = true;
     }
 
     /// Recomputes every card from the model, then draws everything.

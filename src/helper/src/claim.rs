@@ -275,28 +275,48 @@ impl StateDir {
         Ok(journal)
     }
 
-    /// Journals left by an operation that did not finish.
+    /// Journals left by an operation that did not finish. A file that is not a journal (cut
+    /// short, edited, another program's) is named in the log and left where it is for a
+    /// person to look at; it does not stop the others from being undone.
     pub fn pending(&self) -> io::Result<Vec<Journal>> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
             let p = e?.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with("journal-") && name.ends_with(".json") {
-                let j: Journal =
-                    serde_json::from_slice(&std::fs::read(&p)?).map_err(io::Error::other)?;
-                out.push(j);
+                match read_record(&p) {
+                    Ok(j) => out.push(j),
+                    Err(e) => {
+                        tracing::error!("{}: not a journal Passage can undo: {e}", p.display())
+                    }
+                }
             }
         }
+        out.sort_by_key(|j| j.group);
         Ok(out)
     }
 
-    /// The groups Passage holds, with their members' original drivers.
+    /// The journal of group `g`'s unfinished operation, if there is one (read again under the
+    /// group's lock: the list [`StateDir::pending`] made may be out of date by then).
+    pub fn journal(&self, g: GroupId) -> io::Result<Option<Journal>> {
+        match read_record(&self.journal_path(g)) {
+            Ok(j) => Ok(Some(j)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The groups Passage holds, with their members' original drivers (an unreadable record
+    /// is logged and left out, as in [`StateDir::pending`]).
     pub fn claims(&self) -> io::Result<Vec<Journal>> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(self.dir.join("claims"))? {
             let p = e?.path();
             if p.extension().is_some_and(|x| x == "json") {
-                out.push(serde_json::from_slice(&std::fs::read(&p)?).map_err(io::Error::other)?);
+                match read_record(&p) {
+                    Ok(j) => out.push(j),
+                    Err(e) => tracing::error!("{}: not a claim record: {e}", p.display()),
+                }
             }
         }
         out.sort_by_key(|j: &Journal| j.group);
@@ -304,12 +324,30 @@ impl StateDir {
     }
 
     fn claim_record(&self, g: GroupId) -> io::Result<Option<Journal>> {
-        match std::fs::read(self.claim_path(g)) {
-            Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(io::Error::other)?)),
+        match read_record(&self.claim_path(g)) {
+            Ok(j) => Ok(Some(j)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
+}
+
+/// The most a journal or claim record may weigh (a group of 256 functions is a few KiB).
+const MAX_RECORD: u64 = 1 << 20;
+
+/// Reads a journal or claim record, refusing what is not one with the file and the field.
+fn read_record(p: &Path) -> io::Result<Journal> {
+    let f = std::fs::File::open(p)?;
+    if f.metadata()?.len() > MAX_RECORD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than any record Passage writes", p.display()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(f, MAX_RECORD), &mut bytes)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display())))
 }
 
 /// A group taken across processes ([`StateDir::lock_group`]); released when dropped or when
@@ -606,6 +644,18 @@ pub fn claim_held(
         )));
     }
     check(host, g, opts)?;
+    if let Some(j) = state
+        .journal(g)
+        .map_err(|e| io_failed("reading the group's journal", e))?
+    {
+        // An earlier operation on this group did not finish (a release that failed half-way).
+        // Undo it first, or this claim would record half-moved drivers as the originals.
+        undo(k, state, &j).map_err(|e| io_failed("undoing the unfinished operation", e))?;
+        return Err(ClaimError::BadState(trf(
+            "An earlier operation on group {id} had not finished; it has been undone now. Read the group again and ask once more.",
+            &[("id", &g.to_string())],
+        )));
+    }
     let (steps, originals) = claim_steps(host, g)?;
     if steps.is_empty() {
         return Ok(Done {
@@ -826,6 +876,26 @@ pub fn release_held(
     })
 }
 
+/// Undoes one unfinished operation whose group the caller holds: every member back on its
+/// recorded driver, or on vfio-pci where that leaves it on nothing; the journal and the claim
+/// record removed (the group is no longer held as a whole).
+fn undo(k: &dyn Kernel, state: &StateDir, j: &Journal) -> io::Result<Vec<Outcome>> {
+    rollback(k, &j.members);
+    never_on_nothing(k, &j.members);
+    let outcomes = j
+        .members
+        .iter()
+        .map(|m| Outcome {
+            device: m.address,
+            wanted: m.driver.clone(),
+            driver: k.driver_of(m.address).ok().flatten(),
+        })
+        .collect();
+    state.remove(&state.claim_path(j.group))?;
+    state.remove(&state.journal_path(j.group))?;
+    Ok(outcomes)
+}
+
 /// Gives every member that ended on no driver to vfio-pci (override, then probe): usable by a
 /// guest and claimable again, where "no driver" is usable by nobody.
 fn never_on_nothing(k: &dyn Kernel, members: &[Original]) {
@@ -850,28 +920,18 @@ fn never_on_nothing(k: &dyn Kernel, members: &[Original]) {
 /// to vfio-pci: usable by a guest, never stranded.
 pub fn replay(k: &dyn Kernel, state: &StateDir) -> io::Result<Vec<(GroupId, Vec<Outcome>)>> {
     let mut out = Vec::new();
-    for j in state.pending()? {
-        let _flock = match state.lock_group(j.group) {
+    for listed in state.pending()? {
+        let _flock = match state.lock_group(listed.group) {
             Ok(f) => f,
             Err(ClaimError::Busy(_)) => continue,
             Err(e) => return Err(io::Error::other(e.to_string())),
         };
-        rollback(k, &j.members);
-        never_on_nothing(k, &j.members);
-        let outcomes = j
-            .members
-            .iter()
-            .map(|m| Outcome {
-                device: m.address,
-                wanted: m.driver.clone(),
-                driver: k.driver_of(m.address).ok().flatten(),
-            })
-            .collect();
-        // Claim or release, the members are back on their recorded host drivers (or on
-        // vfio-pci): the group is no longer held as a whole.
-        state.remove(&state.claim_path(j.group))?;
-        state.remove(&state.journal_path(j.group))?;
-        out.push((j.group, outcomes));
+        // Read again under the lock: the operation may have finished (and removed its journal)
+        // between the listing and now; then there is nothing to undo.
+        let Some(j) = state.journal(listed.group)? else {
+            continue;
+        };
+        out.push((j.group, undo(k, state, &j)?));
     }
     Ok(out)
 }

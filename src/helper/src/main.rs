@@ -81,9 +81,9 @@ fn failed(e: impl std::fmt::Display) -> HelperError {
 fn refresh(model: &std::sync::RwLock<Host>, root: &PathBuf) {
     match Helper::scan(root) {
         Ok(h) => {
-            if let Ok(mut m) = model.write() {
-                *m = h;
-            }
+            *model
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = h;
         }
         Err(e) => tracing::warn!("reading the host after a change: {e:?}"),
     }
@@ -92,7 +92,9 @@ fn refresh(model: &std::sync::RwLock<Host>, root: &PathBuf) {
 /// Follows the kernel's PCI device events into the kept model, for as long as the helper
 /// runs (a thread of its own: the monitor blocks).
 fn follow_events(model: Arc<std::sync::RwLock<Host>>, root: PathBuf) {
-    let monitor = match passage_core::watch::Monitor::open() {
+    // The kernel's socket: the shipped unit runs the helper with a private network namespace,
+    // where udev's netlink messages never arrive.
+    let monitor = match passage_core::watch::Monitor::open_kernel() {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(
@@ -110,7 +112,9 @@ fn follow_events(model: Arc<std::sync::RwLock<Host>>, root: PathBuf) {
                 return;
             }
         };
-        let Ok(mut host) = model.write() else { return };
+        let mut host = model
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for ev in &events {
             if let Err(e) = passage_core::watch::apply(&mut host, &r, ev) {
                 tracing::warn!("applying {ev:?}: {e}");
@@ -127,6 +131,14 @@ fn writable(kernel: &Option<Arc<dyn Kernel>>, root: &Path) -> Result<Arc<dyn Ker
 }
 
 impl Helper {
+    /// The kept model, for reading. A panic elsewhere while it was written leaves the last
+    /// state it had, which is still the best answer the helper has: never a poisoned error.
+    fn host_model(&self) -> std::sync::RwLockReadGuard<'_, Host> {
+        self.model
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn scan(root: &PathBuf) -> Result<Host, HelperError> {
         let r = HostRoot::open(root).map_err(failed)?;
         scan::scan(&r).map_err(failed)
@@ -286,7 +298,7 @@ impl Helper {
         // A first look in the kept model, for polkit's prompt and for refusals that need no
         // password.
         let (devices, state) = {
-            let host = self.model.read().map_err(failed)?;
+            let host = self.host_model();
             let (devices, state) = group_details(&host, g)?;
             if let Some(expected) = &opts.expect_devices {
                 check_expected(&host, g, expected)?;
@@ -350,7 +362,7 @@ impl Helper {
     ) -> Result<(bool, Vec<DeviceDriver>), HelperError> {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
-        let (devices, _) = group_details(&*self.model.read().map_err(failed)?, g)?;
+        let (devices, _) = group_details(&self.host_model(), g)?;
         let gs = g.to_string();
         let details = prompt_details(&gs, &devices);
         let kernel = writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
@@ -385,7 +397,7 @@ impl Helper {
         let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
         let g = GroupId(group);
         let devices = if on {
-            group_details(&*self.model.read().map_err(failed)?, g)?.0
+            group_details(&self.host_model(), g)?.0
         } else {
             String::new()
         };
@@ -468,7 +480,7 @@ impl Helper {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(bool, String, String, String, Vec<String>), HelperError> {
         let g = GroupId(group);
-        let devices = group_details(&*self.model.read().map_err(failed)?, g)?.0;
+        let devices = group_details(&self.host_model(), g)?.0;
         let gs = g.to_string();
         self.authorize(
             conn,
@@ -484,7 +496,11 @@ impl Helper {
             // Opening /dev/vfio/N while a claim changes the group (or while another verify has
             // it open) would disturb both: the group is held for the few milliseconds it takes.
             let _held = claim::hold(&locks, &state_dir, g).map_err(passage_helper::dbus_error)?;
-            let host = model.read().map_err(failed)?.clone();
+            // The host as it is now (a verify decides what a guest start will meet).
+            let host = Self::scan(&root)?;
+            *model
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = host.clone();
             Ok::<_, HelperError>(passage_core::vfio::verify(
                 &host,
                 g,
@@ -538,7 +554,7 @@ impl Helper {
             })?;
         self.authorize(conn, &hdr, "Describe", HashMap::new(), &Options::default())
             .await?;
-        let host = self.model.read().map_err(failed)?;
+        let host = self.host_model();
         let d = host.device(a).ok_or_else(|| {
             HelperError::NotFound(format!("There is no PCI device {a} on this host."))
         })?;
@@ -607,13 +623,15 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
     let host = || Helper::scan(&args.root).map_err(|e| format!("{e:?}"));
     if let Some(g) = &args.claim {
         let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
-        let d = claim::claim(
+        // Held first, then the host read: what is decided is what is there now.
+        let held = claim::hold(&locks, state, g).map_err(|e| e.to_string())?;
+        let d = claim::claim_held(
             &host()?,
             g,
             &ClaimOptions { force: args.force },
             kernel,
             state,
-            &locks,
+            &held,
         )
         .map_err(|e| e.to_string())?;
         println!(
@@ -632,8 +650,22 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
         {
             match check {
                 Ok(g) => {
-                    match claim::claim(&h, g, &ClaimOptions { force: false }, kernel, state, &locks)
-                    {
+                    let claimed = claim::hold(&locks, state, g).and_then(|held| {
+                        let h =
+                            Helper::scan(&args.root).map_err(|e| claim::ClaimError::Failed {
+                                message: format!("{e:?}"),
+                                rolled_back: Vec::new(),
+                            })?;
+                        claim::claim_held(
+                            &h,
+                            g,
+                            &ClaimOptions { force: false },
+                            kernel,
+                            state,
+                            &held,
+                        )
+                    });
+                    match claimed {
                         Ok(d) => println!(
                             "persisted group {recorded} (now {g}): {}",
                             if d.changed {
@@ -669,7 +701,9 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
     }
     if let Some(g) = &args.release {
         let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
-        let d = claim::release(&host()?, g, kernel, state, &locks).map_err(|e| e.to_string())?;
+        let held = claim::hold(&locks, state, g).map_err(|e| e.to_string())?;
+        let d =
+            claim::release_held(&host()?, g, kernel, state, &held).map_err(|e| e.to_string())?;
         println!(
             "group {g} {}",
             if d.changed {

@@ -403,6 +403,9 @@ impl Plan {
             if !names.insert(g.name.as_str()) {
                 return Err(PlanError::GuestExists(g.name.clone()));
             }
+            // The machine type reaches exports (a QEMU command line, a domain's XML): only the
+            // names Passage lays out.
+            crate::store::check_machine(&g.machine)?;
             for p in &g.groups {
                 let field = |what: &str| {
                     trf(
