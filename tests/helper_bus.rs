@@ -282,36 +282,7 @@ fn a_password_prompt_left_open_holds_nothing_and_ends_as_dismissed() {
     // The helper gives polkit's conversation 4 seconds here (5 minutes by default).
     let bus = Bus::start_with(&["--auth-timeout", "4"]);
     // nobody asks for group 18; its agent shows the prompt and nobody types anything.
-    let bin = bus.passagectl_bin();
-    let caller = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg(format!("sleep 3; exec {} claim 18", bin.display()))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
-        .env("LC_ALL", "C.UTF-8")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut agent = Command::new("script")
-        .args(["-qfec"])
-        .arg(format!("pkttyagent --process {}", caller.id()))
-        .arg("/dev/null")
-        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
-        .env("LC_ALL", "C.UTF-8")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux) and pkttyagent (polkitd)");
-    let screen = read_until(agent.stdout.take().unwrap(), 40, |t| {
-        t.contains("Password:")
-    });
+    let (caller, mut agent, screen) = with_agent(&bus, "claim 18", "C.UTF-8");
     assert!(screen.contains("Password:"), "no prompt:\n{screen}");
     // Meanwhile root (the libvirt hook, say) claims the same group at once: the open prompt
     // holds no lock.
@@ -580,9 +551,29 @@ fn read_until(
 }
 
 /// What polkit's own text agent (pkttyagent, on a pseudo-terminal) shows for `passagectl ARGS`
-/// run as nobody, with the agent in locale `lang`; nobody types the password, so the request
-/// is dismissed. Returns the agent's screen and the caller's output.
+/// run as nobody, with the agent in locale `lang`; the person presses Ctrl+C instead of typing
+/// the password, so the request is refused. Returns the agent's screen and the caller's output.
 fn prompt_for(bus: &Bus, args: &str, lang: &str) -> (String, Output) {
+    let (caller, mut agent, screen) = with_agent(bus, args, lang);
+    // The person gives up at the password prompt: Ctrl+C, which the agent turns into a cancel.
+    if let Some(mut stdin) = agent.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(b"\x03");
+    }
+    let out = caller.wait_with_output().unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    (screen, out)
+}
+
+/// `passagectl ARGS` as nobody, with polkit's text agent (in locale `lang`) registered for
+/// it on a pseudo-terminal: the caller, the agent, and the agent's screen once it asks for
+/// the password.
+fn with_agent(
+    bus: &Bus,
+    args: &str,
+    lang: &str,
+) -> (std::process::Child, std::process::Child, String) {
     let bin = bus.passagectl_bin();
     // The caller waits for its agent before asking: polkit asks the agent registered for the
     // caller's process (exec keeps its pid and start time).
@@ -616,15 +607,7 @@ fn prompt_for(bus: &Bus, args: &str, lang: &str) -> (String, Output) {
     let screen = read_until(agent.stdout.take().unwrap(), 40, |t| {
         t.contains("Password:")
     });
-    // The person gives up at the password prompt: Ctrl+C, which the agent turns into a cancel.
-    if let Some(mut stdin) = agent.stdin.take() {
-        use std::io::Write;
-        let _ = stdin.write_all(b"\x03");
-    }
-    let out = caller.wait_with_output().unwrap();
-    let _ = agent.kill();
-    let _ = agent.wait();
-    (screen, out)
+    (caller, agent, screen)
 }
 
 #[test]

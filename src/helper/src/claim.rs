@@ -372,6 +372,20 @@ pub struct Held<'a> {
     _flock: GroupFlock,
 }
 
+impl Held<'_> {
+    /// Refuses to act on another group than the one held.
+    fn check(&self, g: GroupId) -> Result<(), ClaimError> {
+        if self.group == g {
+            Ok(())
+        } else {
+            Err(ClaimError::InvalidArgs(format!(
+                "group {g} is not the group held ({})",
+                self.group
+            )))
+        }
+    }
+}
+
 /// Takes group `g` in this process, then across processes; `Busy` when anyone has it.
 pub fn hold<'a>(locks: &'a Locks, state: &StateDir, g: GroupId) -> Result<Held<'a>, ClaimError> {
     let lock = locks.try_lock(g)?;
@@ -637,12 +651,7 @@ pub fn claim_held(
     state: &StateDir,
     held: &Held<'_>,
 ) -> Result<Done, ClaimError> {
-    if held.group != g {
-        return Err(ClaimError::InvalidArgs(format!(
-            "group {g} is not the group held ({})",
-            held.group
-        )));
-    }
+    held.check(g)?;
     check(host, g, opts)?;
     if let Some(j) = state
         .journal(g)
@@ -743,12 +752,7 @@ pub fn release_held(
     state: &StateDir,
     held: &Held<'_>,
 ) -> Result<Done, ClaimError> {
-    if held.group != g {
-        return Err(ClaimError::InvalidArgs(format!(
-            "group {g} is not the group held ({})",
-            held.group
-        )));
-    }
+    held.check(g)?;
     let group = host.groups.get(&g).ok_or_else(|| no_group(g))?;
     let holders = k.holders(g);
     if !holders.is_empty() {
