@@ -628,9 +628,11 @@ fn the_helper_claims_releases_rolls_back_and_survives_kill_9_on_a_real_kernel() 
 }
 
 #[test]
-fn the_helper_service_on_a_real_kernel_tells_a_concurrent_claim_busy() {
+fn the_helper_service_on_a_real_kernel_settles_two_concurrent_claims() {
     // root-ports: the e1000e at 01:00.0 is alone in its group. The guest runs a private system
-    // bus, real polkitd (a rule makes it take 3 s to approve nobody) and passage-helper.
+    // bus, real polkitd (a rule makes it take 3 s to approve nobody) and passage-helper. (That
+    // a request waiting for a password holds nothing is shown in tests/helper_bus.rs with a
+    // real agent: polkitd evaluates a slow rule for everyone, so it cannot show it here.)
     let header = format!(
         "PASSAGECTL={}\nHELPER={}\nREPO={}\nDEVICE=0000:01:00.0\n",
         bins::bin("passagectl"),
@@ -644,20 +646,24 @@ fn the_helper_service_on_a_real_kernel_tells_a_concurrent_claim_busy() {
         run.file("service-errors.txt")
     );
     assert_eq!(run.file("service-before.txt").trim(), "e1000e");
+    let (first, second) = (run.file("first.txt"), run.file("second.txt"));
     assert_eq!(
         run.rc("first.rc"),
         0,
-        "{}\nhelper log:\n{}",
-        run.file("first.txt"),
+        "{first}\nhelper log:\n{}",
         run.file("helper.log")
     );
-    assert_eq!(run.rc("second.rc"), 2, "{}", run.file("second.txt"));
-    assert!(
-        run.file("second.txt")
-            .contains("being changed by another request"),
-        "{}",
-        run.file("second.txt")
-    );
+    assert!(first.contains("is now on vfio-pci"), "{first}");
+    // Root's, a second later: told Busy at once while nobody's changes the group, or finds it
+    // claimed already — never a second claim, never an error of another kind.
+    match run.rc("second.rc") {
+        2 => assert!(
+            second.contains("being changed by another request"),
+            "{second}"
+        ),
+        0 => assert!(second.contains("already on vfio-pci"), "{second}"),
+        rc => panic!("root's concurrent claim ended {rc}: {second}"),
+    }
     assert_eq!(run.file("service-after.txt").trim(), "vfio-pci");
     assert_eq!(
         run.rc("service-verify.rc"),
