@@ -646,23 +646,28 @@ fn the_helper_service_on_a_real_kernel_settles_two_concurrent_claims() {
         run.file("service-errors.txt")
     );
     assert_eq!(run.file("service-before.txt").trim(), "e1000e");
-    let (first, second) = (run.file("first.txt"), run.file("second.txt"));
+    // polkitd answers both almost together (its slow rule holds up root's check as well), so
+    // either may take the group first. Exactly one claims it; the other is told Busy at once
+    // (never queued) or finds it claimed already — never a second claim, never another error.
+    let ends: Vec<(i32, String)> = ["first", "second"]
+        .iter()
+        .map(|n| (run.rc(&format!("{n}.rc")), run.file(&format!("{n}.txt"))))
+        .collect();
+    let claimed = ends
+        .iter()
+        .filter(|(rc, t)| *rc == 0 && t.contains("is now on vfio-pci"))
+        .count();
     assert_eq!(
-        run.rc("first.rc"),
-        0,
-        "{first}\nhelper log:\n{}",
+        claimed,
+        1,
+        "{ends:?}\nhelper log:\n{}",
         run.file("helper.log")
     );
-    assert!(first.contains("is now on vfio-pci"), "{first}");
-    // Root's, a second later: told Busy at once while nobody's changes the group, or finds it
-    // claimed already — never a second claim, never an error of another kind.
-    match run.rc("second.rc") {
-        2 => assert!(
-            second.contains("being changed by another request"),
-            "{second}"
-        ),
-        0 => assert!(second.contains("already on vfio-pci"), "{second}"),
-        rc => panic!("root's concurrent claim ended {rc}: {second}"),
+    for (rc, t) in &ends {
+        let ok = (*rc == 0
+            && (t.contains("is now on vfio-pci") || t.contains("already on vfio-pci")))
+            || (*rc == 2 && t.contains("being changed by another request"));
+        assert!(ok, "a concurrent claim ended {rc}: {t}");
     }
     assert_eq!(run.file("service-after.txt").trim(), "vfio-pci");
     assert_eq!(

@@ -59,9 +59,9 @@ as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 # A copy nobody may run: the checkout may sit where nobody cannot go.
 cp $PASSAGECTL $R/passagectl && chmod 755 $R/passagectl && PASSAGECTL_NOBODY=$R/passagectl
 # Two claims of one group at once: nobody's, which polkit takes 3 s to approve, and root's a
-# second later. polkitd runs rules one at a time, so root's answer comes right after nobody's:
-# root's claim then finds the group being changed (told Busy at once, never queued) or already
-# claimed. Either way exactly one claim does the work and nothing is left half-done.
+# second later. polkitd runs rules one at a time, so both answers come almost together and
+# either claim may take the group first: the other finds it being changed (told Busy at once,
+# never queued) or already claimed. Exactly one does the work; nothing is left half-done.
 ( as_nobody $PASSAGECTL_NOBODY claim $G > $OUT/first.txt 2>&1; echo $? > $OUT/first.rc ) &
 first=$!
 sleep 1

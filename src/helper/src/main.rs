@@ -76,17 +76,73 @@ fn failed(e: impl std::fmt::Display) -> HelperError {
     HelperError::Failed(e.to_string())
 }
 
-/// Reads the host again into the kept model after a change (a recorded tree sends no device
-/// events; on `/` this also covers events that raced the change).
-fn refresh(model: &std::sync::RwLock<Host>, root: &PathBuf) {
-    match Helper::scan(root) {
-        Ok(h) => {
-            *model
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = h;
+/// Applies device events to the kept model, each by re-reading its one device (the path every
+/// kernel event takes); what each device is now, in the same order.
+fn apply_events(
+    model: &std::sync::RwLock<Host>,
+    root: &HostRoot,
+    events: &[passage_core::watch::DeviceEvent],
+) -> Vec<Option<passage_core::watch::Update>> {
+    let mut host = model
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    events
+        .iter()
+        .map(|ev| match passage_core::watch::apply(&mut host, root, ev) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!("applying {ev:?}: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// After a claim or release of group `g` (members as `host` had them): every member read
+/// again into the kept model, one device each — a recorded tree sends no events, and on `/`
+/// this covers events that raced the change — and the reply naming each member with the
+/// driver the kernel reports for it now (what is, not what was meant).
+fn settle(
+    model: &std::sync::RwLock<Host>,
+    root: &Path,
+    host: &Host,
+    g: GroupId,
+    kernel: &dyn Kernel,
+    changed: bool,
+) -> Transition {
+    let members: Vec<PciAddress> = host
+        .groups
+        .get(&g)
+        .map(|grp| host.members(grp).map(|d| d.address).collect())
+        .unwrap_or_default();
+    let events: Vec<_> = members
+        .iter()
+        .map(|&address| passage_core::watch::DeviceEvent {
+            action: passage_core::watch::Action::Change,
+            address,
+        })
+        .collect();
+    let updates = match HostRoot::open(root) {
+        Ok(r) => apply_events(model, &r, &events),
+        Err(e) => {
+            tracing::warn!("reading the host after a change: {e}");
+            vec![None; members.len()]
         }
-        Err(e) => tracing::warn!("reading the host after a change: {e:?}"),
-    }
+    };
+    let devices = members
+        .iter()
+        .zip(updates)
+        .map(|(a, u)| DeviceDriver {
+            address: a.to_string(),
+            // Where the model could not be brought up to date, the kernel is asked directly.
+            driver: match u {
+                Some(u) => u.driver_after,
+                None => kernel.driver_of(*a).ok().flatten(),
+            }
+            .unwrap_or_default(),
+        })
+        .collect();
+    Transition { changed, devices }
 }
 
 /// Follows the kernel's PCI device events into the kept model, for as long as the helper
@@ -112,14 +168,7 @@ fn follow_events(model: Arc<std::sync::RwLock<Host>>, root: PathBuf) {
                 return;
             }
         };
-        let mut host = model
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ev in &events {
-            if let Err(e) = passage_core::watch::apply(&mut host, &r, ev) {
-                tracing::warn!("applying {ev:?}: {e}");
-            }
-        }
+        apply_events(&model, &r, &events);
     }
 }
 
@@ -210,28 +259,6 @@ impl Helper {
             )))
         }
     }
-}
-
-/// Every member of group `g` with the driver that holds it now, read back from the kernel after
-/// the operation (a reply states what is, not what was meant).
-fn transition(host: &Host, g: GroupId, kernel: &dyn Kernel, changed: bool) -> Transition {
-    let devices = host
-        .groups
-        .get(&g)
-        .map(|grp| {
-            host.members(grp)
-                .map(|d| DeviceDriver {
-                    address: d.address.to_string(),
-                    driver: kernel
-                        .driver_of(d.address)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Transition { changed, devices }
 }
 
 /// Refuses a claim whose caller knows the group by other members than this host has now.
@@ -344,9 +371,7 @@ impl Helper {
                 &held,
             )
             .map_err(passage_helper::dbus_error)?;
-            let t = transition(&host, g, kernel.as_ref(), d.changed);
-            refresh(&model, &root);
-            Ok(t.into_args())
+            Ok(settle(&model, &root, &host, g, kernel.as_ref(), d.changed).into_args())
         })
         .await
         .map_err(failed)?
@@ -377,9 +402,7 @@ impl Helper {
             let host = Self::scan(&root)?;
             let d = claim::release_held(&host, g, kernel.as_ref(), &state_dir, &held)
                 .map_err(passage_helper::dbus_error)?;
-            let t = transition(&host, g, kernel.as_ref(), d.changed);
-            refresh(&model, &root);
-            Ok(t.into_args())
+            Ok(settle(&model, &root, &host, g, kernel.as_ref(), d.changed).into_args())
         })
         .await
         .map_err(failed)?
