@@ -70,8 +70,31 @@ impl Bed {
                     .file_name()
                     .to_string_lossy()
                     .starts_with("journal-")
+                    && e.as_ref().unwrap().path().extension().unwrap() == "json"
             })
             .count()
+    }
+    /// Takes device `a` out of the tree as a hot-unplug does: its directory and every link to it.
+    fn unplug(&self, a: &str) {
+        let root = self.dir.path();
+        let link = root.join("sys/bus/pci/devices").join(a);
+        let real = std::fs::canonicalize(&link).unwrap();
+        let group = std::fs::read_link(real.join("iommu_group")).unwrap();
+        let group = real.join(group);
+        std::fs::remove_file(group.join("devices").join(a)).unwrap();
+        for drv in std::fs::read_dir(root.join("sys/bus/pci/drivers")).unwrap() {
+            let _ = std::fs::remove_file(drv.unwrap().path().join(a));
+        }
+        std::fs::remove_file(&link).unwrap();
+        std::fs::remove_dir_all(&real).unwrap();
+    }
+    /// The writes that named device `a`, after the first `from`.
+    fn writes_to(&self, a: &str, from: usize) -> Vec<(String, String)> {
+        self.kernel.writes()[from..]
+            .iter()
+            .filter(|(p, v)| p.contains(a) || v.contains(a))
+            .cloned()
+            .collect()
     }
 }
 
@@ -343,4 +366,77 @@ fn a_replay_leaves_alone_an_operation_that_a_live_process_holds() {
     for (a, want) in [(GPU, "nvidia"), (AUDIO, "snd_hda_intel")] {
         assert_eq!(bed.driver(a).as_deref(), Some(want));
     }
+}
+
+#[test]
+fn a_claim_whose_record_cannot_be_written_is_undone_not_left_unknown() {
+    // Every member bound, then the record of the originals cannot be written (here a directory
+    // sits where the record goes; on a host, a full or read-only /var/lib): without the record a
+    // release could not put the drivers back, so the claim is rolled back and says why.
+    let bed = Bed::demo();
+    std::fs::create_dir_all(bed.state_dir.path().join("claims/19.json")).unwrap();
+    let e = bed.claim(19, false).unwrap_err();
+    assert_eq!(e.name(), "Failed");
+    assert!(e.to_string().contains("could not be recorded"), "{e}");
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bed.driver(AUDIO).as_deref(), Some("snd_hda_intel"));
+    assert_eq!(bed.journals(), 0);
+    assert!(bed.state().progress(GroupId(19)).unwrap().is_none());
+}
+
+#[test]
+fn a_member_unplugged_while_claimed_is_left_alone_and_the_rest_go_back() {
+    let bed = Bed::demo();
+    bed.claim(19, false).unwrap();
+    bed.unplug(AUDIO);
+    let n = bed.kernel.writes().len();
+    let done = bed.release(19).unwrap();
+    assert!(done.changed);
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+    assert!(
+        bed.writes_to(AUDIO, n).is_empty(),
+        "a device that is gone was written to: {:?}",
+        bed.writes_to(AUDIO, n)
+    );
+    assert!(bed.state().claims().unwrap().is_empty());
+    assert_eq!(bed.journals(), 0);
+}
+
+#[test]
+fn replay_never_touches_another_card_found_at_a_journaled_address() {
+    // Killed mid-claim; before the next start the audio function's address holds a device with
+    // other ids (a card swapped while the machine was off). Replay puts the GPU back, leaves
+    // the stranger alone and says the journaled device is gone.
+    let bed = Bed::demo();
+    bed.kernel.faults.lock().unwrap().die_at_write = Some(2);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bed.claim(19, false)));
+    assert!(r.is_err());
+    bed.kernel.faults.lock().unwrap().die_at_write = None;
+    let progress = bed.state().progress(GroupId(19)).unwrap().unwrap();
+    assert!(
+        progress.starts_with("claim:1 unbind 0000:0b:00.0 nvidia"),
+        "the mark names the step the kill interrupted: {progress}"
+    );
+    let dev = bed.dir.path().join("sys/bus/pci/devices").join(AUDIO);
+    std::fs::write(dev.join("device"), "0x1234\n").unwrap();
+    let n = bed.kernel.writes().len();
+    let replayed = claim::replay(&bed.kernel, &bed.state()).unwrap();
+    assert_eq!(replayed.len(), 1);
+    let outcomes = &replayed[0].1;
+    let audio = outcomes
+        .iter()
+        .find(|o| o.device.to_string() == AUDIO)
+        .unwrap();
+    assert!(audio.gone, "{outcomes:?}");
+    assert_eq!(
+        audio.describe(),
+        format!("{AUDIO} removed from the machine")
+    );
+    assert!(
+        bed.writes_to(AUDIO, n).is_empty(),
+        "{:?}",
+        bed.writes_to(AUDIO, n)
+    );
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bed.journals(), 0);
 }

@@ -4,6 +4,7 @@
 //!
 //! - the helper has no fake kernel: given `--root TREE` it reads the tree and refuses to claim,
 //!   release or persist anything there, leaving every file as it was;
+//! - the helper has no fault points (`PASSAGE_FAULT_AT` stops nothing);
 //! - the app has no probe (no `PASSAGE_PROBE` file, no event FIFO).
 //!
 //! Each plain binary is built, copied aside, and the test build put back, in this one test, so
@@ -78,6 +79,12 @@ fn a_release_helper_only_reads_a_recorded_tree_and_a_release_app_has_no_probe() 
     assert!(
         !contains(&helper, "no such driver"),
         "the release helper links the fake kernel"
+    );
+    // Nor do fault points stop a release helper: the variable that aims them is not in it.
+    assert!(contains(Path::new(test_helper), "PASSAGE_FAULT_AT"));
+    assert!(
+        !contains(&helper, "PASSAGE_FAULT_AT"),
+        "the release helper carries the fault points"
     );
     assert!(contains(Path::new(test_app), "PASSAGE_PROBE"));
     assert!(

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 /// The features the test binaries are built with (and only they); `./dev test` reads this line.
-pub const TEST_FEATURES: &str = "passage-helper/fake-kernel,passage-gui/probe";
+pub const TEST_FEATURES: &str =
+    "passage-helper/fake-kernel,passage-helper/fault-points,passage-gui/probe";
 
 /// target/<profile>, where cargo puts the binaries: this test is target/<profile>/deps/NAME-HASH.
 fn dir() -> PathBuf {

@@ -72,6 +72,32 @@ pub trait Kernel: Send + Sync {
     fn group_viable(&self, g: GroupId) -> io::Result<Option<bool>>;
     /// Processes holding `/dev/vfio/N` open ("pid (comm)").
     fn holders(&self, g: GroupId) -> Vec<String>;
+    /// The vendor and device id of the device at `a` now, `None` when no device is there (it
+    /// was unplugged). A journal's member is only touched while the same device is there.
+    fn identity(&self, a: PciAddress) -> io::Result<Option<(u16, u16)>>;
+}
+
+/// Reads `vendor` and `device` of `dir` (a device's sysfs directory); `None` when it is gone.
+pub fn read_identity(dir: &Path) -> io::Result<Option<(u16, u16)>> {
+    let id = |name: &str| -> io::Result<Option<u16>> {
+        match std::fs::read_to_string(dir.join(name)) {
+            Ok(s) => passage_core::scan::parse_hex(s.trim())
+                .and_then(|v| u16::try_from(v).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}/{name}: {s:?} is not an id", dir.display()),
+                    )
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    Ok(match (id("vendor")?, id("device")?) {
+        (Some(v), Some(d)) => Some((v, d)),
+        _ => None,
+    })
 }
 
 /// The real kernel under a host root (`/` for the helper; a VM's `/` in the test bed).
@@ -128,6 +154,10 @@ impl Kernel for Sysfs {
     fn holders(&self, g: GroupId) -> Vec<String> {
         passage_core::vfio::holders(&self.root.join("proc"), g)
     }
+
+    fn identity(&self, a: PciAddress) -> io::Result<Option<(u16, u16)>> {
+        read_identity(&self.root.join(format!("sys/bus/pci/devices/{a}")))
+    }
 }
 
 /// One write (or check) of a plan.
@@ -147,6 +177,25 @@ pub enum Step {
         device: PciAddress,
         driver: Option<String>,
     },
+}
+
+impl Step {
+    /// The step in a few words, for progress marks and logs: "unbind 0000:02:01.0 e1000".
+    pub fn describe(&self) -> String {
+        match self {
+            Step::SetOverride { device, driver } => format!(
+                "set-override {device} {}",
+                if driver.is_empty() { "(none)" } else { driver }
+            ),
+            Step::Unbind { device, driver } => format!("unbind {device} {driver}"),
+            Step::Probe { device } => format!("probe {device}"),
+            Step::Bind { device, driver } => format!("bind {device} {driver}"),
+            Step::Expect { device, driver } => format!(
+                "expect {device} {}",
+                driver.as_deref().unwrap_or("(no driver)")
+            ),
+        }
+    }
 }
 
 /// One member's state before Passage touched it.
@@ -175,6 +224,56 @@ pub struct Outcome {
     pub device: PciAddress,
     pub wanted: Option<String>,
     pub driver: Option<String>,
+    /// The device is no longer there (unplugged), or another device sits at its address: it
+    /// was left alone, and "no driver" says nothing about it.
+    pub gone: bool,
+}
+
+impl Outcome {
+    /// How `o` ended, read from the kernel now.
+    fn read(k: &dyn Kernel, o: &Original) -> Self {
+        let gone = !o.is_there(k);
+        Outcome {
+            device: o.address,
+            wanted: o.driver.clone(),
+            driver: if gone {
+                None
+            } else {
+                k.driver_of(o.address).ok().flatten()
+            },
+            gone,
+        }
+    }
+
+    /// "0000:02:01.0 on e1000", "… on no driver", "… removed from the machine".
+    pub fn describe(&self) -> String {
+        if self.gone {
+            format!("{} removed from the machine", self.device)
+        } else {
+            format!(
+                "{} on {}",
+                self.device,
+                self.driver.as_deref().unwrap_or("no driver")
+            )
+        }
+    }
+}
+
+impl Original {
+    /// Whether the device this was recorded from is still at its address (same vendor and
+    /// device id). One that was unplugged, or replaced by another card, is never touched.
+    fn is_there(&self, k: &dyn Kernel) -> bool {
+        match k.identity(self.address) {
+            Ok(Some((v, d))) => {
+                format!("{v:04x}") == self.vendor_id.to_ascii_lowercase()
+                    && format!("{d:04x}") == self.device_id.to_ascii_lowercase()
+            }
+            Ok(None) => false,
+            // Unreadable ids: assume it is ours, as before ids were checked; the writes will
+            // say what is wrong.
+            Err(_) => true,
+        }
+    }
 }
 
 /// The helper's state directory (`/var/lib/passage`): journals of operations in flight and
@@ -197,6 +296,29 @@ impl StateDir {
 
     fn journal_path(&self, g: GroupId) -> PathBuf {
         self.dir.join(format!("journal-{g}.json"))
+    }
+
+    fn step_path(&self, g: GroupId) -> PathBuf {
+        self.dir.join(format!("journal-{g}.step"))
+    }
+
+    /// Where the operation on group `g` is, as its last [`Progress::mark`] wrote it (`None`
+    /// when no operation left a mark): "claim:3 unbind 0000:02:01.0 e1000".
+    pub fn progress(&self, g: GroupId) -> io::Result<Option<String>> {
+        match std::fs::read_to_string(self.step_path(g)) {
+            Ok(s) => Ok(Some(s.trim_end().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the journal of group `g` (the operation is over) and its progress mark.
+    fn close_journal(&self, g: GroupId) -> io::Result<()> {
+        self.remove(&self.journal_path(g))?;
+        match std::fs::remove_file(self.step_path(g)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn claim_path(&self, g: GroupId) -> PathBuf {
@@ -263,7 +385,7 @@ impl StateDir {
         operation: &str,
         g: GroupId,
         members: &[Original],
-    ) -> Result<Journal, ClaimError> {
+    ) -> Result<(Journal, Progress), ClaimError> {
         let journal = Journal {
             version: 1,
             operation: operation.into(),
@@ -272,7 +394,7 @@ impl StateDir {
         };
         self.write_atomic(&self.journal_path(g), &journal)
             .map_err(|e| io_failed("writing the journal", e))?;
-        Ok(journal)
+        Ok((journal, Progress::open(self, g)))
     }
 
     /// Journals left by an operation that did not finish. A file that is not a journal (cut
@@ -329,6 +451,45 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Where an operation on one group is: before each step the point's name and the step are
+/// written over `journal-N.step`, in one `pwrite` and without `fsync` — the mark must outlive
+/// the process (a `kill -9`), not the machine: after a power cut every driver is as the boot
+/// made it and replay reads the kernel anyway. It tells a person (and the fault campaign)
+/// exactly where an interrupted operation stopped; nothing decides on it.
+pub struct Progress {
+    file: Option<std::fs::File>,
+}
+
+/// A mark's fixed width: every mark overwrites the whole previous one.
+const MARK: usize = 160;
+
+impl Progress {
+    fn open(state: &StateDir, g: GroupId) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(state.step_path(g));
+        if let Err(e) = &file {
+            tracing::warn!("group {g}: no progress mark ({e}); the operation goes on");
+        }
+        Self { file: file.ok() }
+    }
+
+    /// Marks `point` reached, about to do `what`; then the point is passed ([`crate::fault`]).
+    pub fn mark(&self, point: &str, what: &str) {
+        if let Some(f) = &self.file {
+            let mut line = format!("{point} {what}");
+            line.truncate(MARK - 1);
+            let line = format!("{line:<width$}\n", width = MARK - 1);
+            if let Err(e) = std::os::unix::fs::FileExt::write_at(f, line.as_bytes(), 0) {
+                tracing::warn!("progress mark {point}: {e}");
+            }
+        }
+        crate::fault::point(point);
     }
 }
 
@@ -579,21 +740,27 @@ pub struct Done {
 
 /// Puts every member back, step by step, ignoring individual failures (they are reported in
 /// the outcomes): a rollback must try everything.
-fn rollback(k: &dyn Kernel, originals: &[Original]) -> Vec<Outcome> {
+/// Members that are gone (unplugged, or another device at the address) are left alone.
+/// Each step is marked as `PHASE:i` in `progress`.
+fn rollback(
+    k: &dyn Kernel,
+    originals: &[Original],
+    progress: &Progress,
+    phase: &str,
+) -> Vec<Outcome> {
+    let there: Vec<Original> = originals
+        .iter()
+        .filter(|o| o.is_there(k))
+        .cloned()
+        .collect();
     let current = |a: PciAddress| k.driver_of(a).ok().flatten();
-    for step in restore_steps(originals, &current) {
-        if let Err(e) = execute(k, &step) {
-            tracing::warn!("rollback step {step:?}: {e}");
+    for (i, step) in restore_steps(&there, &current).iter().enumerate() {
+        progress.mark(&format!("{phase}:{i}"), &step.describe());
+        if let Err(e) = execute(k, step) {
+            tracing::warn!("{phase} step {step:?}: {e}");
         }
     }
-    originals
-        .iter()
-        .map(|o| Outcome {
-            device: o.address,
-            wanted: o.driver.clone(),
-            driver: k.driver_of(o.address).ok().flatten(),
-        })
-        .collect()
+    originals.iter().map(|o| Outcome::read(k, o)).collect()
 }
 
 fn io_failed(what: &str, e: io::Error) -> ClaimError {
@@ -675,11 +842,13 @@ pub fn claim_held(
     }
     k.load_vfio()
         .map_err(|e| io_failed("loading vfio-pci", e))?;
-    let journal = state.open_journal("claim", g, &originals)?;
-    for step in &steps {
+    crate::fault::point("claim:begin");
+    let (journal, progress) = state.open_journal("claim", g, &originals)?;
+    for (i, step) in steps.iter().enumerate() {
+        progress.mark(&format!("claim:{i}"), &step.describe());
         if let Err(why) = execute(k, step) {
-            let outcomes = rollback(k, &originals);
-            let _ = state.remove(&state.journal_path(g));
+            let outcomes = rollback(k, &originals, &progress, "rollback");
+            let _ = state.close_journal(g);
             let dev = step_device(step);
             return Err(ClaimError::Failed {
                 message: trf(
@@ -693,8 +862,8 @@ pub fn claim_held(
     // The kernel's own word on the whole group, where it can be asked.
     match k.group_viable(g) {
         Ok(Some(false)) => {
-            let outcomes = rollback(k, &originals);
-            let _ = state.remove(&state.journal_path(g));
+            let outcomes = rollback(k, &originals, &progress, "rollback");
+            let _ = state.close_journal(g);
             return Err(ClaimError::Failed {
                 message: trf(
                     "Every member of group {id} was bound, but the kernel still does not call the group viable. Every member was put back on its driver.",
@@ -707,13 +876,29 @@ pub fn claim_held(
         Err(e) => tracing::warn!("checking viability of group {g}: {e}"),
     }
     // Record the originals for release, then drop the journal: from here on the claim stands.
+    progress.mark("claim:verified", "recording the claim");
     let mut record = journal;
     record.operation = "held".into();
+    if let Err(e) = state.write_atomic(&state.claim_path(g), &record) {
+        // Without its record the claim could not be released to the right drivers later (a
+        // full or read-only state directory): undone now, not left half-known.
+        let outcomes = rollback(k, &originals, &progress, "rollback");
+        let _ = state.close_journal(g);
+        return Err(ClaimError::Failed {
+            message: trf(
+                "Group {id} was bound, but the claim could not be recorded in {dir} ({why}); every member was put back on its driver.",
+                &[
+                    ("id", &g.to_string()),
+                    ("dir", &state.path().display().to_string()),
+                    ("why", &e.to_string()),
+                ],
+            ),
+            rolled_back: outcomes,
+        });
+    }
+    progress.mark("claim:recorded", "closing the journal");
     state
-        .write_atomic(&state.claim_path(g), &record)
-        .map_err(|e| io_failed("recording the claim", e))?;
-    state
-        .remove(&state.journal_path(g))
+        .close_journal(g)
         .map_err(|e| io_failed("closing the journal", e))?;
     Ok(Done {
         group: g,
@@ -800,11 +985,18 @@ pub fn release_held(
         )));
     }
     let current = |a: PciAddress| k.driver_of(a).ok().flatten();
+    // A member unplugged since the claim (or replaced by another card at its address) has
+    // nothing to give back: left out of the steps, never written to.
+    let there: Vec<Original> = originals
+        .iter()
+        .filter(|o| o.is_there(k))
+        .cloned()
+        .collect();
     let steps = if known {
-        restore_steps(&originals, &current)
+        restore_steps(&there, &current)
     } else {
         // Unknown originals: clear the override and let the kernel probe.
-        originals
+        there
             .iter()
             .flat_map(|o| {
                 [
@@ -822,9 +1014,11 @@ pub fn release_held(
             .collect()
     };
     let changed = steps.iter().any(|s| !matches!(s, Step::SetOverride { .. }));
-    state.open_journal("release", g, &originals)?;
+    crate::fault::point("release:begin");
+    let (_, progress) = state.open_journal("release", g, &originals)?;
     let mut failure = None;
-    for step in &steps {
+    for (i, step) in steps.iter().enumerate() {
+        progress.mark(&format!("release:{i}"), &step.describe());
         if let Err(why) = execute(k, step) {
             failure = Some((step_device(step), why));
             break;
@@ -832,7 +1026,7 @@ pub fn release_held(
     }
     if failure.is_none() && !known {
         // The kernel chose: a device no host driver took would be stranded on nothing.
-        if let Some(o) = originals
+        if let Some(o) = there
             .iter()
             .find(|o| k.driver_of(o.address).ok().flatten().is_none())
         {
@@ -845,16 +1039,9 @@ pub fn release_held(
     if let Some((dev, why)) = failure {
         // Finish what can be finished; a device the host driver refuses goes to vfio-pci
         // (usable, never stranded), and the journal stays for the next start to retry.
-        rollback(k, &originals);
+        rollback(k, &originals, &progress, "rollback");
         never_on_nothing(k, &originals);
-        let outcomes = originals
-            .iter()
-            .map(|o| Outcome {
-                device: o.address,
-                wanted: o.driver.clone(),
-                driver: k.driver_of(o.address).ok().flatten(),
-            })
-            .collect();
+        let outcomes = originals.iter().map(|o| Outcome::read(k, o)).collect();
         return Err(ClaimError::Failed {
             message: trf(
                 "Releasing group {id} failed at {device}: {why}.",
@@ -867,11 +1054,13 @@ pub fn release_held(
             rolled_back: outcomes,
         });
     }
+    progress.mark("release:done", "removing the claim record");
     state
         .remove(&state.claim_path(g))
         .map_err(|e| io_failed("removing the claim record", e))?;
+    progress.mark("release:unrecorded", "closing the journal");
     state
-        .remove(&state.journal_path(g))
+        .close_journal(g)
         .map_err(|e| io_failed("closing the journal", e))?;
     Ok(Done {
         group: g,
@@ -884,26 +1073,20 @@ pub fn release_held(
 /// recorded driver, or on vfio-pci where that leaves it on nothing; the journal and the claim
 /// record removed (the group is no longer held as a whole).
 fn undo(k: &dyn Kernel, state: &StateDir, j: &Journal) -> io::Result<Vec<Outcome>> {
-    rollback(k, &j.members);
+    let progress = Progress::open(state, j.group);
+    rollback(k, &j.members, &progress, "replay");
     never_on_nothing(k, &j.members);
-    let outcomes = j
-        .members
-        .iter()
-        .map(|m| Outcome {
-            device: m.address,
-            wanted: m.driver.clone(),
-            driver: k.driver_of(m.address).ok().flatten(),
-        })
-        .collect();
+    let outcomes = j.members.iter().map(|m| Outcome::read(k, m)).collect();
+    progress.mark("replay:done", "removing the journal");
     state.remove(&state.claim_path(j.group))?;
-    state.remove(&state.journal_path(j.group))?;
+    state.close_journal(j.group)?;
     Ok(outcomes)
 }
 
 /// Gives every member that ended on no driver to vfio-pci (override, then probe): usable by a
 /// guest and claimable again, where "no driver" is usable by nobody.
 fn never_on_nothing(k: &dyn Kernel, members: &[Original]) {
-    for m in members {
+    for m in members.iter().filter(|m| m.is_there(k)) {
         if k.driver_of(m.address).ok().flatten().is_none() {
             let _ = execute(
                 k,

@@ -314,6 +314,10 @@ impl Kernel for FakeKernel {
         Ok(Some(ok))
     }
 
+    fn identity(&self, a: PciAddress) -> io::Result<Option<(u16, u16)>> {
+        crate::claim::read_identity(&self.dev(a))
+    }
+
     fn holders(&self, g: GroupId) -> Vec<String> {
         self.holders
             .lock()

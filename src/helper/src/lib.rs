@@ -3,6 +3,8 @@
 //! - [`claim`]: claim and release whole groups as journaled transactions, and replay what a
 //!   crash left unfinished.
 //! - [`persist`]: the boot-time layers (udev rule, modprobe options, the re-claim list).
+//! - [`fault`]: named points in every transaction; a tests' build (feature `fault-points`)
+//!   stops there when asked, for the real-kernel fault campaign. Empty in a release.
 //! - `fakekernel` (feature `fake-kernel`, tests only): the kernel's answers modelled on a
 //!   recorded tree. A release helper has no such thing: under `--root DIR` it only reads.
 //!
@@ -11,6 +13,7 @@
 pub mod claim;
 #[cfg(feature = "fake-kernel")]
 pub mod fakekernel;
+pub mod fault;
 pub mod persist;
 
 use claim::{ClaimError, Kernel, Sysfs};
@@ -29,16 +32,7 @@ pub fn dbus_error(e: ClaimError) -> HelperError {
         ClaimError::BadState(_) => HelperError::BadState(msg),
         ClaimError::HostCritical(_) => HelperError::HostCritical(msg),
         ClaimError::Failed { rolled_back, .. } => {
-            let ends: Vec<String> = rolled_back
-                .iter()
-                .map(|o| {
-                    format!(
-                        "{} on {}",
-                        o.device,
-                        o.driver.as_deref().unwrap_or("no driver")
-                    )
-                })
-                .collect();
+            let ends: Vec<String> = rolled_back.iter().map(|o| o.describe()).collect();
             if ends.is_empty() {
                 HelperError::Failed(msg)
             } else {

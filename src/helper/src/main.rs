@@ -636,11 +636,7 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
     let locks = Locks::default();
     for (g, outcomes) in claim::replay(kernel, state).map_err(|e| e.to_string())? {
         for o in outcomes {
-            println!(
-                "replayed group {g}: {} on {}",
-                o.device,
-                o.driver.as_deref().unwrap_or("no driver")
-            );
+            println!("replayed group {g}: {}", o.describe());
         }
     }
     let host = || Helper::scan(&args.root).map_err(|e| format!("{e:?}"));
