@@ -40,27 +40,7 @@ umount /sys/bus/pci/devices/$REFUSE/driver_override
 listing $M > $OUT/after-refusal.txt
 ls $S > $OUT/state-after-refusal.txt 2>&1
 
-# 3. kill -9 during the transaction itself (after the journal is written, at increasing
-# delays into the sysfs writes), then what the service does at start: replay.
-t0=$(date +%s%N); $H --claim $M > /dev/null 2>&1; t1=$(date +%s%N); $H --release $M > /dev/null 2>&1
-echo $(( (t1 - t0) / 1000000 )) > $OUT/claim-ms
-: > $OUT/kills.txt
-for i in $(seq 0 15); do
-  $H --claim $M > /dev/null 2>&1 &
-  pid=$!
-  # Builtins only: a fork per poll would miss the whole transaction under TCG.
-  while [ ! -e $S/journal-$M.json ] && [ -d /proc/$pid ]; do :; done
-  sleep $(printf '0.%03d' $((i * 4)))
-  kill -9 $pid 2>/dev/null && killed=yes || killed=no
-  wait $pid 2>/dev/null
-  j=$(ls $S/journal-*.json 2>/dev/null | wc -l)
-  now=$(listing $M | tr '\n' ' ')
-  $H --replay > /dev/null 2>&1
-  echo "kill $i killed=$killed journal=$j at-kill: $now| after-replay: $(listing $M | tr '\n' ' ')" >> $OUT/kills.txt
-  # Start the next round from the host drivers again.
-  $H --release $M > /dev/null 2>&1
-done
-# 4. Cost: the helper's whole claim (scan, journal with fsync, writes, checks) against a bare
+# 3. Cost: the helper's whole claim (scan, journal with fsync, writes, checks) against a bare
 # loop of the same sysfs writes; both then released by the helper.
 bare() {
   for d in /sys/kernel/iommu_groups/$M/devices/*; do

@@ -16,6 +16,10 @@ passagectl` and python3 run unchanged inside. OUT is a second, writable 9p share
 /run/passage-out in the chroot (also in $OUT): JOB is copied there, and everything it writes
 there comes back; its exit code lands in OUT/job.rc and its output in OUT/job.log.
 
+The job can ask QEMU for things only the machine can do (hot-unplug a card): it writes a QMP
+command as JSON to OUT/host-requests/NAME.json (write to a temporary name, then rename), and
+this script sends it on QEMU's monitor socket and writes QEMU's answer to NAME.reply.
+
 A "udev" boot is a boot as a distribution does it: the initramfs loads only what reaches the
 host's files (virtio, 9p), and no host driver; the job starts systemd-udevd (the host's udev
 package) over the guest kernel's own modules (OUT/moddir names them, with depmod's indexes), so
@@ -31,6 +35,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -118,6 +124,17 @@ TOPOLOGIES = {
 TOPOLOGIES["persist-shifted"] = [
     "rtl8139,bus=rp1,netdev=n1" if a == "e1000e,bus=rp1,netdev=n1" else a
     for a in TOPOLOGIES["persist"]
+]
+
+# (6) The fault campaign's machine: the two conventional groups of (2), an endpoint alone, and
+# two e1000e cards on hot-pluggable root ports (ids hp1, hp2) that the job unplugs mid-claim and
+# mid-release over QMP (device_del).
+TOPOLOGIES["faults"] = [
+    *TOPOLOGIES["pci-bridges"],
+    "-device", "pcie-root-port,id=rp3,chassis=3,slot=3,bus=pcie.0,addr=0x5",
+    "-device", "e1000e,id=hp1,bus=rp3,netdev=n6", "-netdev", "user,id=n6,restrict=on",
+    "-device", "pcie-root-port,id=rp4,chassis=4,slot=4,bus=pcie.0,addr=0x6",
+    "-device", "e1000e,id=hp2,bus=rp4,netdev=n7", "-netdev", "user,id=n7,restrict=on",
 ]
 
 # Topologies whose devices QEMU 7.2 (Debian 12) lacks: run with bookworm-backports' QEMU.
@@ -227,7 +244,7 @@ if [ $mods = /modules.infra ]; then
   mkdir -p /rw/upper /rw/work
   mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /hostroot || { echo "vm: cannot make the root writable"; poweroff -f; }
 else
-  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /hostroot || { echo "vm: cannot mount host root"; poweroff -f; }
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /hostroot || { echo "vm: cannot mount host root"; poweroff -f; }
 fi
 mount --bind /proc /hostroot/proc
 mount --bind /sys /hostroot/sys
@@ -401,7 +418,45 @@ def qemu_command(topology, vmlinux, initrd, out: Path, udev=False):
     ]
 
 
-def boot(topology, out: Path, job: Path, timeout=600, udev=False):
+def serve_requests(out: Path, sock: Path, done: threading.Event):
+    """Carries the job's QMP requests (OUT/host-requests/*.json) to QEMU, answers in *.reply."""
+    import json
+    import socket
+    requests = out / "host-requests"
+    requests.mkdir(exist_ok=True)
+    conn, reader = None, None
+    while not done.is_set():
+        for req in sorted(requests.glob("*.json")):
+            reply = req.with_suffix(".reply")
+            if reply.exists():
+                continue
+            try:
+                if conn is None:
+                    conn = socket.socket(socket.AF_UNIX)
+                    conn.connect(str(sock))
+                    reader = conn.makefile("r")
+                    reader.readline()  # the greeting
+                    conn.sendall(b'{"execute": "qmp_capabilities"}\n')
+                    reader.readline()
+                conn.sendall(req.read_bytes().strip() + b"\n")
+                while True:  # events may come first; the answer has "return" or "error"
+                    line = reader.readline()
+                    if not line or '"return"' in line or '"error"' in line:
+                        break
+                answer = line or '{"error": "QEMU closed its monitor"}'
+            except OSError as e:
+                answer = json.dumps({"error": f"monitor: {e}"})
+            tmp = reply.with_suffix(".tmp")
+            tmp.write_text(answer)
+            tmp.rename(reply)
+        done.wait(0.05)
+    if conn is not None:
+        conn.close()
+
+
+def boot(topology, out: Path, job: Path, timeout=None, udev=False):
+    # A long job (the fault campaign) says how long it may take.
+    timeout = timeout or int(os.environ.get("PASSAGE_VM_TIMEOUT", "600"))
     vmlinux, initrd, kver = prepare()
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(job, out / "job.sh")
@@ -410,13 +465,24 @@ def boot(topology, out: Path, job: Path, timeout=600, udev=False):
     if udev:
         (out / "moddir").write_text(f"{udev_modules(kver)}\n")
     cmd = qemu_command(topology, vmlinux, initrd, out, udev)
+    # The monitor socket lives outside OUT (a short path; OUT is shared with the guest).
+    sockdir = Path(tempfile.mkdtemp(prefix="passage-vm-"))
+    sock = sockdir / "qmp.sock"
+    cmd += ["-qmp", f"unix:{sock},server=on,wait=off"]
     (out / "qemu.cmd").write_text(" ".join(cmd) + "\n")
     t0 = time.monotonic()
+    done = threading.Event()
+    agent = threading.Thread(target=serve_requests, args=(out, sock, done), daemon=True)
+    agent.start()
     with open(out / "console.log", "wb") as console:
         try:
             subprocess.run(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise SystemExit(f"{topology}: the VM did not finish within {timeout} s; see {out}/console.log")
+        finally:
+            done.set()
+            agent.join()
+            shutil.rmtree(sockdir, ignore_errors=True)
     (out / "seconds").write_text(f"{time.monotonic() - t0:.1f}\n")
     if not (out / "job.rc").exists():
         tail = (out / "console.log").read_text(errors="replace")[-3000:]

@@ -147,6 +147,38 @@ pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Updat
     })
 }
 
+/// Brings the model of group `g` up to date from the kernel, reading only what a decision about
+/// that group needs: the group's member list, each member's device (old members that left are
+/// dropped, new ones read), and the host's uses of devices (mounts, routes, console), which
+/// can change at any time. The rest of the model stays as events left it. This is what a
+/// privileged change reads after taking its lock, instead of a scan of the whole host.
+pub fn refresh_group(host: &mut Host, root: &HostRoot, g: GroupId) -> Result<(), ScanError> {
+    let mut addresses: Vec<PciAddress> = host
+        .groups
+        .get(&g)
+        .map(|grp| grp.devices.clone())
+        .unwrap_or_default();
+    if let Some(now) = read_group(root, g)? {
+        addresses.extend(now.devices.iter().copied());
+    }
+    addresses.sort();
+    addresses.dedup();
+    for address in addresses {
+        let present = root.exists(Path::new("sys/bus/pci/devices").join(address.to_string()));
+        let action = if present {
+            Action::Change
+        } else {
+            Action::Remove
+        };
+        apply(host, root, &DeviceEvent { action, address })?;
+    }
+    if read_group(root, g)?.is_none() {
+        host.groups.remove(&g);
+    }
+    host.uses = crate::usage::scan_uses(root)?;
+    Ok(())
+}
+
 /// A live source of PCI device events.
 pub struct Monitor {
     socket: udev::MonitorSocket,

@@ -366,6 +366,17 @@ pub fn error_text(e: &HelperError) -> String {
                 &[("detail", msg.as_deref().unwrap_or(""))],
             )
         }
+        // The bus's own answer when the helper disconnected with the call pending (a method
+        // error or its fdo form, depending on how zbus met it).
+        HelperError::ZBus(z) if z.to_string().starts_with("org.freedesktop.DBus.Error.NoReply") => {
+            passage_core::i18n::tr(
+                "the Passage helper stopped before it answered (it was killed or crashed). Whatever it had begun is undone when it starts again, which the next request does; see where the devices are with `passagectl status`.",
+            )
+        }
+        HelperError::ZBus(zbus::Error::InputOutput(e)) => passage_core::i18n::trf(
+            "the connection to the system bus was lost before the helper answered ({detail}); the helper finishes or undoes what it had begun. See where the devices are with `passagectl status`.",
+            &[("detail", &e.to_string())],
+        ),
         HelperError::ZBus(z) => z.to_string(),
     }
 }

@@ -579,6 +579,11 @@ impl Drop for GroupLock<'_> {
 }
 
 impl Locks {
+    /// True when no group is being changed in this process.
+    pub fn is_idle(&self) -> bool {
+        self.busy.lock().map(|b| b.is_empty()).unwrap_or(false)
+    }
+
     pub fn try_lock(&self, g: GroupId) -> Result<GroupLock<'_>, ClaimError> {
         let mut b = self
             .busy
@@ -1017,19 +1022,30 @@ pub fn release_held(
     crate::fault::point("release:begin");
     let (_, progress) = state.open_journal("release", g, &originals)?;
     let mut failure = None;
+    let mut unplugged = BTreeSet::new();
     for (i, step) in steps.iter().enumerate() {
+        let dev = step_device(step);
+        if unplugged.contains(&dev) {
+            continue;
+        }
         progress.mark(&format!("release:{i}"), &step.describe());
         if let Err(why) = execute(k, step) {
-            failure = Some((step_device(step), why));
+            // A member unplugged in the middle of its release has nothing left to give back:
+            // the others go on.
+            if there.iter().any(|o| o.address == dev && !o.is_there(k)) {
+                tracing::info!("{dev} was removed during the release of group {g}");
+                unplugged.insert(dev);
+                continue;
+            }
+            failure = Some((dev, why));
             break;
         }
     }
     if failure.is_none() && !known {
         // The kernel chose: a device no host driver took would be stranded on nothing.
-        if let Some(o) = there
-            .iter()
-            .find(|o| k.driver_of(o.address).ok().flatten().is_none())
-        {
+        if let Some(o) = there.iter().find(|o| {
+            !unplugged.contains(&o.address) && k.driver_of(o.address).ok().flatten().is_none()
+        }) {
             failure = Some((
                 o.address,
                 tr("no host driver took it after vfio-pci let go (is its driver's module available?)"),

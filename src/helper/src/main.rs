@@ -145,6 +145,19 @@ fn settle(
     Transition { changed, devices }
 }
 
+/// The kept model with group `g` read again from the kernel — its members, their drivers, and
+/// the host's uses of devices — as a snapshot to decide on: what a change reads after taking
+/// its lock, instead of a scan of the whole host (the rest of the model is kept current by
+/// kernel events).
+fn fresh(model: &std::sync::RwLock<Host>, root: &Path, g: GroupId) -> Result<Host, HelperError> {
+    let r = HostRoot::open(root).map_err(failed)?;
+    let mut host = model
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    passage_core::watch::refresh_group(&mut host, &r, g).map_err(failed)?;
+    Ok(host.clone())
+}
+
 /// Follows the kernel's PCI device events into the kept model, for as long as the helper
 /// runs (a thread of its own: the monitor blocks).
 fn follow_events(model: Arc<std::sync::RwLock<Host>>, root: PathBuf) {
@@ -226,9 +239,18 @@ impl Helper {
         );
         let asked = authority.check_authorization(&subject, action, &details, flags, &cancel_id);
         let r = match tokio::time::timeout(self.auth_timeout, asked).await {
-            Ok(r) => {
-                r.map_err(|e| HelperError::NotAuthorized(format!("polkit could not decide: {e}")))?
-            }
+            Ok(r) => r.map_err(|e| {
+                // The bus's own error for a peer that disconnected with the call pending (a
+                // method error or its fdo form, depending on how zbus met it).
+                let gone = e
+                    .to_string()
+                    .starts_with("org.freedesktop.DBus.Error.NoReply");
+                HelperError::NotAuthorized(if gone {
+                    "polkit stopped before it decided (polkitd was restarted or crashed); nothing was changed. Ask again.".to_string()
+                } else {
+                    format!("polkit could not decide: {e}")
+                })
+            })?,
             Err(_) => {
                 let _ = authority.cancel_check_authorization(&cancel_id).await;
                 return Err(HelperError::NotAuthorizedDismissed(format!(
@@ -352,7 +374,7 @@ impl Helper {
         let (force, expected) = (opts.force, opts.expect_devices.clone());
         tokio::task::spawn_blocking(move || {
             let held = claim::hold(&locks, &state_dir, g).map_err(passage_helper::dbus_error)?;
-            let host = Self::scan(&root)?;
+            let host = fresh(&model, &root, g)?;
             let (_, now) = group_details(&host, g)?;
             if let Some(expected) = &expected {
                 check_expected(&host, g, expected)?;
@@ -399,7 +421,7 @@ impl Helper {
         // that serves requests. Locked first, then the host read as it is now.
         tokio::task::spawn_blocking(move || {
             let held = claim::hold(&locks, &state_dir, g).map_err(passage_helper::dbus_error)?;
-            let host = Self::scan(&root)?;
+            let host = fresh(&model, &root, g)?;
             let d = claim::release_held(&host, g, kernel.as_ref(), &state_dir, &held)
                 .map_err(passage_helper::dbus_error)?;
             Ok(settle(&model, &root, &host, g, kernel.as_ref(), d.changed).into_args())
@@ -430,9 +452,10 @@ impl Helper {
         self.authorize(conn, &hdr, "Persist", details, &opts)
             .await?;
         let (root, state) = (self.root.clone(), self.state.clone());
+        let model = self.model.clone();
         tokio::task::spawn_blocking(move || {
-            // The host as it is now, after the password prompt.
-            let host = Self::scan(&root)?;
+            // The group as it is now, after the password prompt.
+            let host = fresh(&model, &root, g)?;
             let r = HostRoot::open(&root).map_err(failed)?;
             passage_helper::persist::set(&host, &r, &root, g, on, &state)
                 .map_err(passage_helper::dbus_error)
@@ -519,11 +542,8 @@ impl Helper {
             // Opening /dev/vfio/N while a claim changes the group (or while another verify has
             // it open) would disturb both: the group is held for the few milliseconds it takes.
             let _held = claim::hold(&locks, &state_dir, g).map_err(passage_helper::dbus_error)?;
-            // The host as it is now (a verify decides what a guest start will meet).
-            let host = Self::scan(&root)?;
-            *model
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = host.clone();
+            // The group as it is now (a verify decides what a guest start will meet).
+            let host = fresh(&model, &root, g)?;
             Ok::<_, HelperError>(passage_core::vfio::verify(
                 &host,
                 g,
@@ -625,6 +645,33 @@ impl Helper {
             put("reset_methods", Variant::from(m.clone()));
         }
         Ok(out)
+    }
+}
+
+/// Waits for a reason to stop: Ctrl+C, SIGTERM (`systemctl stop`), or the system bus gone
+/// (dbus-daemon died or restarted: nobody can reach this process any more, and bus activation
+/// starts a fresh one on the next call).
+async fn stop_reason(conn: &zbus::Connection) -> &'static str {
+    use futures_util::StreamExt;
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut t) => {
+                t.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let bus_gone = async {
+        let mut messages = zbus::MessageStream::from(conn);
+        while let Some(Ok(_)) = messages.next().await {}
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term => "asked to stop",
+        _ = bus_gone => "the system bus went away",
     }
 }
 
@@ -811,12 +858,13 @@ fn main() -> ExitCode {
             let (m, r) = (model.clone(), args.root.clone());
             std::thread::spawn(move || follow_events(m, r));
         }
+        let locks = Arc::new(Locks::default());
         let helper = Helper {
             model,
             root: args.root.clone(),
             kernel,
             state,
-            locks: Arc::new(Locks::default()),
+            locks: locks.clone(),
             auth_timeout: std::time::Duration::from_secs(args.auth_timeout),
         };
         let conn = zbus::connection::Builder::system()
@@ -824,7 +872,7 @@ fn main() -> ExitCode {
             .serve_at(names::OBJECT_PATH, helper)
             .build()
             .await;
-        let _conn = match conn {
+        let conn = match conn {
             Ok(c) => c,
             Err(e) => {
                 eprintln!(
@@ -835,7 +883,19 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!("serving {} at {}", names::BUS_NAME, names::OBJECT_PATH);
-        let _ = tokio::signal::ctrl_c().await;
+        let why = stop_reason(&conn).await;
+        // A transaction in flight is finished, never cut: its devices end where it meant them
+        // to (or rolled back), and its journal is closed. Requests still waiting for polkit
+        // hold nothing and simply end with the process.
+        tracing::info!("stopping ({why}); letting operations in flight finish");
+        let waited = std::time::Instant::now();
+        while !locks.is_idle() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::info!(
+            "stopped after {} ms of waiting",
+            waited.elapsed().as_millis()
+        );
         ExitCode::SUCCESS
     })
 }
