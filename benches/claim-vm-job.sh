@@ -9,7 +9,7 @@ OUT=${OUT:-/run/passage-out}
 start_bus
 setup_polkit
 start_polkitd
-start_helper
+start_helper PASSAGE_LOG=passage_helper=debug,info
 l=$(readlink /sys/bus/pci/devices/$DEVICE/iommu_group); G=${l##*/}
 MEMBERS=
 for d in /sys/kernel/iommu_groups/$G/devices/*; do

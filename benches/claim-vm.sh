@@ -30,12 +30,16 @@ for device in 0000:02:01.0 0000:04:00.0; do
   [ -e "$out/job.done" ] || { cat "$out/job.log"; exit 1; }
   [ ! -s "$out/errors.txt" ] || { cat "$out/errors.txt"; exit 1; }
   echo "$(cat "$out/claim-group.txt")"
-  awk '{ split($2, b, "="); split($3, s, "="); if (s[2] ~ /^error/) { print "round " $1 ": " $0; bad = 1 }
-         bare[NR] = b[2]; svc[NR] = s[2] }
-       END { n = asort(bare); asort(svc)
-             mb = (n % 2) ? bare[(n + 1) / 2] : (bare[n / 2] + bare[n / 2 + 1]) / 2
-             ms = (n % 2) ? svc[(n + 1) / 2] : (svc[n / 2] + svc[n / 2 + 1]) / 2
-             printf "  %d rounds: bare loop median %.0f ms (%d–%d), service claim median %.0f ms (%.0f–%.0f): %.2f×\n",
-                    n, mb, bare[1], bare[n], ms, svc[1], svc[n], ms / mb
-             exit bad }' "$out/claim-times.txt"
+  python3 - "$out/claim-times.txt" <<'PY'
+import statistics, sys
+rows = [dict(f.split("=", 1) for f in l.split()[1:]) for l in open(sys.argv[1]) if l.strip()]
+bad = [r for r in rows if r["service"].startswith("error")]
+if bad:
+    sys.exit(f"failed rounds: {bad}")
+bare = [float(r["bare"]) for r in rows]
+svc = [float(r["service"]) for r in rows]
+mb, ms = statistics.median(bare), statistics.median(svc)
+print(f"  {len(rows)} rounds: bare loop median {mb:.0f} ms ({min(bare):.0f}-{max(bare):.0f}), "
+      f"service claim median {ms:.0f} ms ({min(svc):.0f}-{max(svc):.0f}): {ms / mb:.2f}x")
+PY
 done

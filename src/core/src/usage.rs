@@ -281,6 +281,30 @@ pub fn default_route_ifaces(route: &str, ipv6_route: &str) -> Vec<String> {
 }
 
 /// Scans every use the host makes of its PCI devices.
+/// Everything [`scan_uses`] decides from, as read now (mount table, routes, swaps, the
+/// framebuffer and DRM devices): while this is the same, so are the uses, and a caller that
+/// kept the last answer need not resolve every mount to its device again.
+pub fn uses_inputs(root: &HostRoot) -> String {
+    let mut key = String::new();
+    for f in [
+        "proc/self/mountinfo",
+        "proc/net/route",
+        "proc/net/ipv6_route",
+        "proc/swaps",
+    ] {
+        key += &root.read_string(f).unwrap_or_default();
+        key.push('\0');
+    }
+    for d in ["sys/class/graphics", "sys/class/drm"] {
+        for n in root.read_dir(d).unwrap_or_default() {
+            key += &n.to_string_lossy();
+            key.push(' ');
+        }
+        key.push('\0');
+    }
+    key
+}
+
 pub fn scan_uses(root: &HostRoot) -> Result<BTreeMap<PciAddress, Vec<Use>>, ScanError> {
     let mut cx = Ctx {
         root,

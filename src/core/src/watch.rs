@@ -148,35 +148,102 @@ pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Updat
 }
 
 /// Brings the model of group `g` up to date from the kernel, reading only what a decision about
-/// that group needs: the group's member list, each member's device (old members that left are
-/// dropped, new ones read), and the host's uses of devices (mounts, routes, console), which
-/// can change at any time. The rest of the model stays as events left it. This is what a
-/// privileged change reads after taking its lock, instead of a scan of the whole host.
-pub fn refresh_group(host: &mut Host, root: &HostRoot, g: GroupId) -> Result<(), ScanError> {
+/// that group needs: the group's member list; for each member the model knows, what a driver
+/// change touches (its `driver` link and `driver_override`); a member new to the group read
+/// whole, one gone dropped; and the host's uses of devices (mounts, routes, console), which can
+/// change at any time (`uses_key` is what they were last read from,
+/// [`crate::usage::uses_inputs`]:
+/// while that is unchanged the uses are too). The rest of the model stays as events left it.
+/// This is what a privileged change reads after taking its lock, instead of a scan of the
+/// whole host.
+pub fn refresh_group(
+    host: &mut Host,
+    root: &HostRoot,
+    g: GroupId,
+    uses_key: &mut String,
+) -> Result<(), ScanError> {
     let mut addresses: Vec<PciAddress> = host
         .groups
         .get(&g)
         .map(|grp| grp.devices.clone())
         .unwrap_or_default();
-    if let Some(now) = read_group(root, g)? {
+    let now = read_group(root, g)?;
+    if let Some(now) = &now {
         addresses.extend(now.devices.iter().copied());
     }
     addresses.sort();
     addresses.dedup();
-    for address in addresses {
-        let present = root.exists(Path::new("sys/bus/pci/devices").join(address.to_string()));
-        let action = if present {
-            Action::Change
-        } else {
-            Action::Remove
-        };
-        apply(host, root, &DeviceEvent { action, address })?;
+    refresh_drivers(host, root, &addresses)?;
+    match now {
+        Some(grp) => {
+            host.groups.insert(g, grp);
+        }
+        None => {
+            host.groups.remove(&g);
+        }
     }
-    if read_group(root, g)?.is_none() {
-        host.groups.remove(&g);
+    let key = crate::usage::uses_inputs(root);
+    if *uses_key != key {
+        host.uses = crate::usage::scan_uses(root)?;
+        *uses_key = key;
     }
-    host.uses = crate::usage::scan_uses(root)?;
     Ok(())
+}
+
+/// Re-reads which driver holds each of `addresses`, the only thing a claim or release changes
+/// about a device: its `driver` link and `driver_override`, two reads instead of a device's
+/// twenty. A device the model does not know yet (or whose identity changed) is read whole;
+/// one that is gone is dropped. Returns each device's driver now (`None` when gone or unbound).
+pub fn refresh_drivers(
+    host: &mut Host,
+    root: &HostRoot,
+    addresses: &[PciAddress],
+) -> Result<Vec<Option<String>>, ScanError> {
+    let mut drivers = Vec::with_capacity(addresses.len());
+    for &address in addresses {
+        let dir = Path::new("sys/bus/pci/devices").join(address.to_string());
+        let known = host.devices.contains_key(&address);
+        let light = known
+            .then(|| -> io::Result<(Option<String>, Option<String>)> {
+                let driver = match root.read_link(dir.join("driver")) {
+                    Ok(t) => t.file_name().map(|f| f.to_string_lossy().into_owned()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(e),
+                };
+                let ovr = root.read_string(dir.join("driver_override"))?;
+                let ovr = Some(ovr.trim().to_string()).filter(|s| !s.is_empty() && s != "(null)");
+                Ok((driver, ovr))
+            })
+            .and_then(|r| r.ok());
+        match light {
+            Some((driver, driver_override)) if root.exists(&dir) => {
+                if let Some(d) = host.devices.get_mut(&address) {
+                    d.driver = driver.clone();
+                    d.driver_override = driver_override;
+                }
+                if let Some(g) = host.devices.get(&address).and_then(|d| d.group) {
+                    if host.platform.vfio_nodes.binary_search(&g).is_err()
+                        && root.exists(Path::new("dev/vfio").join(g.to_string()))
+                    {
+                        host.platform.vfio_nodes.push(g);
+                        host.platform.vfio_nodes.sort();
+                    }
+                }
+                drivers.push(driver);
+            }
+            // Unknown to the model, unreadable the light way, or gone: the event path reads it
+            // whole (or drops it).
+            _ => {
+                let action = if root.exists(&dir) {
+                    Action::Change
+                } else {
+                    Action::Remove
+                };
+                drivers.push(apply(host, root, &DeviceEvent { action, address })?.driver_after);
+            }
+        }
+    }
+    Ok(drivers)
 }
 
 /// A live source of PCI device events.

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use zbus::zvariant::Value;
+use zbus::Variant as Value;
 
 fn main() -> std::process::ExitCode {
     let Some(group) = std::env::args().nth(1).and_then(|g| g.parse::<u32>().ok()) else {
