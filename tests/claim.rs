@@ -74,6 +74,14 @@ impl Bed {
             })
             .count()
     }
+    /// Claims group `g` with the helper killed at write `n` (a panic, as `kill -9`: no rollback
+    /// code runs), leaving its journal behind.
+    fn claim_killed_at_write(&self, g: u32, n: usize) {
+        self.kernel.faults.lock().unwrap().die_at_write = Some(n);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.claim(g, false)));
+        assert!(r.is_err(), "write {n}: the kill did not happen");
+        self.kernel.faults.lock().unwrap().die_at_write = None;
+    }
     /// Takes device `a` out of the tree as a hot-unplug does: its directory and every link to it.
     fn unplug(&self, a: &str) {
         let root = self.dir.path();
@@ -339,10 +347,7 @@ fn a_replay_leaves_alone_an_operation_that_a_live_process_holds() {
     // A claim in flight (its journal written, the group locked by its process) must not be
     // rolled back by a one-shot run's replay; once its holder is gone, replay undoes it.
     let bed = Bed::demo();
-    bed.kernel.faults.lock().unwrap().die_at_write = Some(3);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bed.claim(19, false)));
-    assert!(r.is_err());
-    bed.kernel.faults.lock().unwrap().die_at_write = None;
+    bed.claim_killed_at_write(19, 3);
     assert_eq!(bed.journals(), 1);
     let state = bed.state();
     let live = state.lock_group(GroupId(19)).unwrap();
@@ -408,10 +413,7 @@ fn replay_never_touches_another_card_found_at_a_journaled_address() {
     // other ids (a card swapped while the machine was off). Replay puts the GPU back, leaves
     // the stranger alone and says the journaled device is gone.
     let bed = Bed::demo();
-    bed.kernel.faults.lock().unwrap().die_at_write = Some(2);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bed.claim(19, false)));
-    assert!(r.is_err());
-    bed.kernel.faults.lock().unwrap().die_at_write = None;
+    bed.claim_killed_at_write(19, 2);
     let progress = bed.state().progress(GroupId(19)).unwrap().unwrap();
     assert!(
         progress.starts_with("claim:1 unbind 0000:0b:00.0 nvidia"),

@@ -193,13 +193,12 @@ pub fn refresh_group(
 /// Re-reads which driver holds each of `addresses`, the only thing a claim or release changes
 /// about a device: its `driver` link and `driver_override`, two reads instead of a device's
 /// twenty. A device the model does not know yet (or whose identity changed) is read whole;
-/// one that is gone is dropped. Returns each device's driver now (`None` when gone or unbound).
+/// one that is gone is dropped.
 pub fn refresh_drivers(
     host: &mut Host,
     root: &HostRoot,
     addresses: &[PciAddress],
-) -> Result<Vec<Option<String>>, ScanError> {
-    let mut drivers = Vec::with_capacity(addresses.len());
+) -> Result<(), ScanError> {
     for &address in addresses {
         let dir = Path::new("sys/bus/pci/devices").join(address.to_string());
         let known = host.devices.contains_key(&address);
@@ -218,7 +217,7 @@ pub fn refresh_drivers(
         match light {
             Some((driver, driver_override)) if root.exists(&dir) => {
                 if let Some(d) = host.devices.get_mut(&address) {
-                    d.driver = driver.clone();
+                    d.driver = driver;
                     d.driver_override = driver_override;
                 }
                 if let Some(g) = host.devices.get(&address).and_then(|d| d.group) {
@@ -229,7 +228,6 @@ pub fn refresh_drivers(
                         host.platform.vfio_nodes.sort();
                     }
                 }
-                drivers.push(driver);
             }
             // Unknown to the model, unreadable the light way, or gone: the event path reads it
             // whole (or drops it).
@@ -239,11 +237,11 @@ pub fn refresh_drivers(
                 } else {
                     Action::Remove
                 };
-                drivers.push(apply(host, root, &DeviceEvent { action, address })?.driver_after);
+                apply(host, root, &DeviceEvent { action, address })?;
             }
         }
     }
-    Ok(drivers)
+    Ok(())
 }
 
 /// A live source of PCI device events.
