@@ -48,6 +48,8 @@ INSTALLED = \
 	$(DBUS_SYSTEM_SERVICES)/io.github.passage.Helper1.service \
 	$(SYSTEMD_UNITS)/passage-helper.service \
 	$(SYSTEMD_UNITS)/passage-reclaim.service \
+	$(SYSTEMD_UNITS)/passage-initramfs.service \
+	$(SYSTEMD_UNITS)/multi-user.target.wants/passage-reclaim.service \
 	$(POLKIT_ACTIONS)/io.github.passage.policy \
 	$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml \
 	$(LIBVIRT_HOOKS)/passage \
@@ -90,6 +92,12 @@ install: all install-app
 		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-helper.service
 	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' data/systemd/passage-reclaim.service.in | \
 		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-reclaim.service
+	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' data/systemd/passage-initramfs.service.in | \
+		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-initramfs.service
+	# The boot-time re-claim is on wherever Passage is installed: it does nothing until a group
+	# is persisted (ConditionPathExists), and a persisted group must not wait for an enable.
+	install -d $(DESTDIR)$(SYSTEMD_UNITS)/multi-user.target.wants
+	ln -sf ../passage-reclaim.service $(DESTDIR)$(SYSTEMD_UNITS)/multi-user.target.wants/passage-reclaim.service
 	install -Dm644 data/polkit/io.github.passage.policy $(DESTDIR)$(POLKIT_ACTIONS)/io.github.passage.policy
 	install -Dm644 data/io.github.passage.Helper1.xml $(DESTDIR)$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml
 	sed 's|@BINDIR@|$(BINDIR)|g' data/libvirt/qemu-hook.in | \

@@ -223,7 +223,11 @@ fn the_systemd_unit_verifies() {
     }
     let dir = tempfile::tempdir().unwrap();
     let helper = Path::new(bins::bin("passage-helper"));
-    for name in ["passage-helper.service", "passage-reclaim.service"] {
+    for name in [
+        "passage-helper.service",
+        "passage-reclaim.service",
+        "passage-initramfs.service",
+    ] {
         let unit = std::fs::read_to_string(repo().join(format!("data/systemd/{name}.in")))
             .unwrap()
             .replace("@LIBEXECDIR@", helper.parent().unwrap().to_str().unwrap());
@@ -259,6 +263,8 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
         "usr/share/dbus-1/system-services/io.github.passage.Helper1.service",
         "usr/lib/systemd/system/passage-helper.service",
         "usr/lib/systemd/system/passage-reclaim.service",
+        "usr/lib/systemd/system/passage-initramfs.service",
+        "usr/lib/systemd/system/multi-user.target.wants/passage-reclaim.service",
         "usr/share/polkit-1/actions/io.github.passage.policy",
         "etc/libvirt/hooks/qemu.d/passage",
         "opt/passage/bin/passage",

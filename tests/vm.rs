@@ -67,22 +67,33 @@ fn boot_with(topology: &str, pre: &str, partial: &str, full: &str, hold: bool) -
 }
 
 fn boot_job(topology: &str, header: &str, script: &str) -> Run {
-    boot_job_with(topology, header, script, false, &[])
+    boot_job_with(topology, header, script, Mode::Plain, &[])
 }
 
 /// A boot where udev, not the initramfs, loads the host drivers (vm.py's "udev" boot), with
 /// files from an earlier boot placed in OUT/seed first.
 fn boot_udev(topology: &str, header: &str, script: &str, seed: &[(String, Vec<u8>)]) -> Run {
-    boot_job_with(topology, header, script, true, seed)
+    boot_job_with(topology, header, script, Mode::Udev, seed)
+}
+
+/// How the guest boots (vm.py's last argument).
+enum Mode<'a> {
+    /// The initramfs loads the drivers and chroots into the host's root for the job.
+    Plain,
+    /// Only udev loads host drivers.
+    Udev,
+    /// systemd boots an installed system: this `make install` tree over the host's root.
+    Installed(&'a Path),
 }
 
 fn boot_job_with(
     topology: &str,
     header: &str,
     script: &str,
-    udev: bool,
+    mode: Mode<'_>,
     seed: &[(String, Vec<u8>)],
 ) -> Run {
+    let udev = matches!(mode, Mode::Udev);
     let one = VM.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // One directory per topology and job, so each test's artifacts survive the run.
@@ -120,7 +131,11 @@ fn boot_job_with(
         .args(["run", topology])
         .arg(&out)
         .arg(&job)
-        .args(udev.then_some("udev"))
+        .args(match mode {
+            Mode::Plain => None,
+            Mode::Udev => Some("udev".to_string()),
+            Mode::Installed(stage) => Some(format!("installed={}", stage.display())),
+        })
         .output()
         .expect("python3 is needed for the VM harness");
     assert!(
@@ -1101,7 +1116,11 @@ fn a_persisted_group_is_claimed_at_the_next_boot_before_its_host_driver_and_only
         // The boot-time re-claim finds both groups already claimed and changes nothing.
         assert_eq!(boot.rc("reclaim.rc"), 0, "{}", boot.file("reclaim.txt"));
         let reclaim = boot.file("reclaim.txt");
-        assert_eq!(reclaim.matches("already claimed").count(), 2, "{reclaim}");
+        assert_eq!(
+            reclaim.matches("already on vfio-pci at boot").count(),
+            2,
+            "{reclaim}"
+        );
         assert_eq!(
             functions(&boot.file("after-reclaim.txt")),
             after,
@@ -1142,4 +1161,117 @@ fn a_persisted_group_is_claimed_at_the_next_boot_before_its_host_driver_and_only
         reclaim.contains("skipped") && reclaim.contains("10ec:8139"),
         "{reclaim}"
     );
+}
+
+/// What the installed system's job checks (tests/vm/guest-installed-job.sh), boot by boot:
+/// every one must be there and pass.
+const INSTALLED_CHECKS: &[(u32, &str)] = &[
+    (1, "no-failed-units"),
+    (1, "pid1-is-systemd"),
+    (1, "host-drivers-at-first-boot"),
+    (1, "helper-not-running-before-use"),
+    (1, "status-activates-the-helper"),
+    (1, "helper-runs-under-its-unit"),
+    (1, "helper-unit-is-hardened"),
+    (1, "helper-sees-usr-read-only"),
+    (1, "bob-is-refused"),
+    (1, "bob-is-told-why"),
+    (1, "bob-changed-nothing"),
+    (1, "alice-claims"),
+    (1, "claimed-on-vfio-pci"),
+    (1, "alice-verifies"),
+    (1, "status-lists-the-claim"),
+    (1, "claim-survives-a-service-restart"),
+    (1, "claim-survives-a-bus-restart"),
+    (1, "still-on-vfio-pci-after-restarts"),
+    (1, "alice-releases"),
+    (1, "released-to-host-drivers"),
+    (1, "alice-persists"),
+    (1, "persist-wrote-the-udev-rule"),
+    (1, "persist-wrote-the-softdeps"),
+    (1, "persist-wrote-the-list"),
+    (1, "persist-reports-the-initramfs"),
+    (1, "status-lists-the-persisted-group"),
+    (2, "no-failed-units"),
+    (2, "pid1-is-systemd"),
+    (2, "persisted-group-on-vfio-pci-after-reboot"),
+    (2, "host-driver-never-bound-it"),
+    (2, "reclaim-found-it-on-vfio-pci"),
+    (2, "status-says-held-and-persisted"),
+    (2, "status-json-persisted-and-held"),
+    (2, "alice-unpersists"),
+    (2, "unpersist-removed-the-udev-rule"),
+    (2, "unpersist-removed-the-softdeps"),
+    (3, "no-failed-units"),
+    (3, "pid1-is-systemd"),
+    (3, "host-drivers-after-unpersist-and-reboot"),
+    (3, "status-holds-nothing"),
+    (3, "status-persists-nothing"),
+];
+
+/// Passage as a distribution installs it: `make install PREFIX=/usr` onto a system that systemd
+/// boots (Debian's systemd, udev, dbus-daemon and polkitd), the helper started only by D-Bus
+/// activation under its installed, hardened unit. As a user a polkit rule allows (and one it
+/// does not): claim, verify, release, the service and the bus restarted with a group held,
+/// persist on; a real reboot, the group on vfio-pci before its host driver loaded; persist off;
+/// another reboot, the host drivers have it again.
+#[test]
+fn the_installed_system_claims_persists_and_reboots_through_systemd_and_dbus_activation() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let stage = Path::new(env!("CARGO_TARGET_TMPDIR")).join("installed-stage");
+    let docs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("installed-docs");
+    let _ = std::fs::remove_dir_all(&stage);
+    let bins = Path::new(bins::bin("passagectl")).parent().unwrap();
+    bins::bin("passage-helper");
+    bins::bin("passage");
+    let o = Command::new("make")
+        .current_dir(repo)
+        .args(["install", "PREFIX=/usr", "CARGO=true"])
+        .arg(format!("DESTDIR={}", stage.display()))
+        .arg(format!("BINSRC={}", bins.display()))
+        .arg(format!("DOCSRC={}", docs.display()))
+        .output()
+        .expect("make is needed (build-essential)");
+    assert!(
+        o.status.success(),
+        "make install failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let run = boot_job_with(
+        "pci-bridges",
+        "ADDR=0000:02:01.0\n",
+        "tests/vm/guest-installed-job.sh",
+        Mode::Installed(&stage),
+        &[],
+    );
+    let checks = run.file("checks.tsv");
+    let mut seen = BTreeSet::new();
+    let mut failed = Vec::new();
+    for line in checks.lines() {
+        let f: Vec<&str> = line.splitn(4, '\t').collect();
+        assert_eq!(
+            f.len(),
+            4,
+            "a check line with fewer than four fields: {line}"
+        );
+        seen.insert((f[0].parse::<u32>().unwrap(), f[1].to_string()));
+        if f[2] != "ok" {
+            failed.push(line.to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "checks failed:\n{}\nguest log:\n{}",
+        failed.join("\n"),
+        run.log()
+    );
+    for (boot, name) in INSTALLED_CHECKS {
+        assert!(
+            seen.contains(&(*boot, name.to_string())),
+            "boot {boot}: check {name} never ran\nguest log:\n{}",
+            run.log()
+        );
+    }
+    let on = run.file("persist-on.txt");
+    eprintln!("persist on said: {on}");
 }

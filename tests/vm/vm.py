@@ -4,9 +4,10 @@ with a chosen PCI topology, run a job script inside it against the host's own bi
 bring the results back.
 
     tests/vm/vm.py prepare                 fetch kernel, build vmlinux + initramfs (cached)
-    tests/vm/vm.py run TOPOLOGY OUT JOB [udev]
+    tests/vm/vm.py run TOPOLOGY OUT JOB [udev|installed=STAGE]
                                            boot TOPOLOGY, run JOB (a shell script) in the guest;
-                                           with "udev", host drivers are left to udev (below)
+                                           with "udev", host drivers are left to udev; with
+                                           "installed", systemd boots an installed system (below)
     tests/vm/vm.py topologies              list topologies and their QEMU arguments
     tests/vm/vm.py new-qemu                print the path of bookworm-backports' QEMU (fetched once)
 
@@ -24,6 +25,14 @@ A "udev" boot is a boot as a distribution does it: the initramfs loads only what
 host's files (virtio, 9p), and no host driver; the job starts systemd-udevd (the host's udev
 package) over the guest kernel's own modules (OUT/moddir names them, with depmod's indexes), so
 udev loads drivers by modalias and applies /etc/udev/rules.d and /etc/modprobe.d as at boot.
+
+An "installed" boot (`run TOPOLOGY OUT JOB installed=STAGE`) is the product as a distribution
+installs it: STAGE is a `make install DESTDIR=STAGE PREFIX=/usr` tree; it goes on a disk image
+as the upper layer of an overlay over the host's read-only root, and the initramfs hands over
+to systemd as PID 1 (Debian's systemd, udev, dbus-daemon and polkitd from the host's files).
+The job runs as passage-test-job.service on every boot with OUT at /mnt/out, and ends each boot
+itself: `systemctl reboot` resets the machine and boots again from the same disk (what the
+job wrote before survives), `systemctl poweroff` ends the run.
 
 Everything comes from Debian packages: the kernel (apt-get download, dpkg-deb -x), QEMU and
 busybox-static (installed by ./dev). See shared knowledge in docs/TESTING.md.
@@ -51,9 +60,10 @@ MODULES = [
     "e1000e", "e1000", "8139cp", "igb", "xhci_pci",
 ]
 
-# What a "udev" boot loads itself: only what reaches the host's files (and overlayfs, which
-# makes the host's read-only root writable in the guest, on tmpfs).
-INFRA_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
+# What a "udev" or "installed" boot loads itself: only what reaches the host's files (and
+# overlayfs, which makes the host's read-only root writable in the guest: on tmpfs, or on the
+# installed system's disk).
+INFRA_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_blk", "ext4", "crc32c_generic"]
 
 BASE_APPEND = "console=ttyS0 panic=-1 quiet rdinit=/init"
 
@@ -234,7 +244,27 @@ mount -t devtmpfs dev /dev
 # A "udev" boot loads only what reaches the host's files; udev loads the rest, as at boot.
 mods=/modules.order
 grep -q passage.coldplug=udev /proc/cmdline && mods=/modules.infra
+grep -q passage.boot=installed /proc/cmdline && mods=/modules.infra
 for m in $(cat $mods); do insmod /lib/modules/$m 2>/dev/null; done
+if grep -q passage.boot=installed /proc/cmdline; then
+  # An installed system: the host's files below, the disk (what `make install` put there, and
+  # everything the system writes, kept across reboots) above; systemd as PID 1.
+  mkdir -p /lower /disk /newroot
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /lower || { echo "vm: cannot mount host root"; poweroff -f; }
+  mount -t ext4 /dev/vda /disk || { echo "vm: cannot mount the disk"; poweroff -f; }
+  mount -t overlay overlay -o lowerdir=/lower,upperdir=/disk/upper,workdir=/disk/work /newroot || { echo "vm: cannot make the root"; poweroff -f; }
+  # The guest kernel's modules (with depmod's indexes), where udev and modprobe look.
+  kver=$(uname -r)
+  moddir=$(sed -n 's/.*passage.moddir=\([^ ]*\).*/\1/p' /proc/cmdline)
+  mkdir -p /newroot/lib/modules/$kver
+  mount --bind /newroot$moddir/$kver /newroot/lib/modules/$kver || { echo "vm: no modules at $moddir"; poweroff -f; }
+  # /tmp on tmpfs, as most installs have it: systemd-tmpfiles empties /tmp at every boot, and
+  # the host's /tmp below (build trees, other checkouts) would take it minutes over 9p.
+  mount -t tmpfs -o mode=1777,nosuid,nodev tmp /newroot/tmp
+  mount --move /dev /newroot/dev
+  umount /proc /sys
+  exec switch_root /newroot /lib/systemd/systemd
+fi
 mkdir -p /hostroot
 if [ $mods = /modules.infra ]; then
   # A writable root, as a booting system has: the host's files below, changes on tmpfs.
@@ -391,7 +421,7 @@ def udev_modules(kver):
     return moddir
 
 
-def qemu_command(topology, vmlinux, initrd, out: Path, udev=False):
+def qemu_command(topology, vmlinux, initrd, out: Path, udev=False, disk=None, moddir=None):
     if topology in TOPOLOGIES:
         devices, iommu_device, append = TOPOLOGIES[topology], True, BASE_APPEND + " intel_iommu=on"
     elif topology in NO_IOMMU:
@@ -401,19 +431,27 @@ def qemu_command(topology, vmlinux, initrd, out: Path, udev=False):
         raise SystemExit(f"unknown topology {topology}; known: {', '.join([*TOPOLOGIES, *NO_IOMMU])}")
     if udev:
         append += " passage.coldplug=udev"
+    if disk:
+        append += f" passage.boot=installed passage.moddir={moddir} systemd.unit=multi-user.target"
     iommu = ["-device", "intel-iommu,intremap=on,caching-mode=on"] if iommu_device else []
     qemu = str(new_qemu()) if topology in NEEDS_NEW_QEMU else "qemu-system-x86_64"
     return [
         qemu, *accel(),
         "-machine", "q35,kernel-irqchip=split", "-smp", "2", "-m", "1G",
         *iommu,
-        "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
+        "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+        # An installed system reboots for real (the machine resets and boots again from the
+        # same disk); every other job ends the VM with any reboot.
+        *([] if disk else ["-no-reboot"]),
         "-kernel", str(vmlinux), "-initrd", str(initrd), "-append", append,
         # 9p shares on the root complex, each alone in its group: never bind them.
         "-fsdev", "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device", "virtio-9p-pci,fsdev=fs0,mount_tag=hostroot,bus=pcie.0,addr=0x10",
         "-fsdev", f"local,id=fs1,path={out},security_model=none",
         "-device", "virtio-9p-pci,fsdev=fs1,mount_tag=out,bus=pcie.0,addr=0x11",
+        # The installed system's disk, alone in its group like the shares: never bind it.
+        *(["-drive", f"file={disk},format=raw,if=none,id=disk0,cache=unsafe",
+           "-device", "virtio-blk-pci,drive=disk0,bus=pcie.0,addr=0x12"] if disk else []),
         *devices,
     ]
 
@@ -454,7 +492,60 @@ def serve_requests(out: Path, sock: Path, done: threading.Event):
         conn.close()
 
 
-def boot(topology, out: Path, job: Path, timeout=None, udev=False):
+# The units an installed test system adds to what `make install` put there: the results share,
+# and the job, run once per boot after the boot is done (it reboots or powers off itself).
+JOB_UNITS = {
+    "mnt-out.mount": """[Unit]
+Description=The test bed's results share
+[Mount]
+What=out
+Where=/mnt/out
+Type=9p
+Options=trans=virtio,version=9p2000.L,msize=262144
+""",
+    "passage-test-job.service": """[Unit]
+Description=The test bed's job for this boot
+Requires=mnt-out.mount
+After=mnt-out.mount multi-user.target
+[Service]
+Type=oneshot
+Environment=OUT=/mnt/out PASSAGE_IN_VM=1 LANG=C.UTF-8
+ExecStart=/bin/bash /mnt/out/job.sh
+StandardOutput=append:/mnt/out/job.log
+StandardError=append:/mnt/out/job.log
+[Install]
+WantedBy=multi-user.target
+""",
+}
+
+
+def installed_disk(stage: Path, disk: Path):
+    """An ext4 disk whose upper/ is what `make install` put in STAGE, plus the test bed's own
+    units; the units the host's own /etc enables (its database, libvirt, timers) are masked: they
+    are not what is tested and would only slow the boot."""
+    tmp = Path(tempfile.mkdtemp(prefix="passage-disk-"))
+    try:
+        upper = tmp / "upper"
+        shutil.copytree(stage, upper, symlinks=True)
+        (tmp / "work").mkdir()
+        units = upper / "etc/systemd/system"
+        (units / "multi-user.target.wants").mkdir(parents=True, exist_ok=True)
+        for name, text in JOB_UNITS.items():
+            (units / name).write_text(text)
+        (units / "multi-user.target.wants/passage-test-job.service").symlink_to("../passage-test-job.service")
+        (upper / "mnt/out").mkdir(parents=True, exist_ok=True)
+        for wants in Path("/etc/systemd/system").glob("*.wants"):
+            for unit in wants.iterdir():
+                if not (units / unit.name).exists():
+                    (units / unit.name).symlink_to("/dev/null")
+        disk.unlink(missing_ok=True)
+        run(["truncate", "-s", "2G", str(disk)])
+        run(["mkfs.ext4", "-q", "-F", "-L", "passage-test", "-d", str(tmp), str(disk)])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def boot(topology, out: Path, job: Path, timeout=None, udev=False, stage=None):
     # A long job (the fault campaign) says how long it may take.
     timeout = timeout or int(os.environ.get("PASSAGE_VM_TIMEOUT", "600"))
     vmlinux, initrd, kver = prepare()
@@ -464,7 +555,16 @@ def boot(topology, out: Path, job: Path, timeout=None, udev=False):
         (out / f).unlink(missing_ok=True)
     if udev:
         (out / "moddir").write_text(f"{udev_modules(kver)}\n")
-    cmd = qemu_command(topology, vmlinux, initrd, out, udev)
+    disk = moddir = None
+    if stage:
+        if not shutil.which("mkfs.ext4"):
+            raise Unavailable("mkfs.ext4 is not installed (apt-get install e2fsprogs)")
+        if not any(Path(p).exists() for p in ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"]):
+            raise Unavailable("systemd is not installed (apt-get install systemd)")
+        moddir = udev_modules(kver)
+        disk = out.with_suffix(".disk.img")
+        installed_disk(stage, disk)
+    cmd = qemu_command(topology, vmlinux, initrd, out, udev, disk, moddir)
     # The monitor socket lives outside OUT (a short path; OUT is shared with the guest).
     sockdir = Path(tempfile.mkdtemp(prefix="passage-vm-"))
     sock = sockdir / "qmp.sock"
@@ -510,9 +610,11 @@ def main(argv):
         except Unavailable as e:
             raise SystemExit(f"vm: cannot fetch backports' QEMU here: {e}")
         return 0
-    if len(argv) in (4, 5) and argv[0] == "run" and argv[4:] in ([], ["udev"]):
+    mode = argv[4] if len(argv) == 5 else ""
+    if len(argv) in (4, 5) and argv[0] == "run" and (mode in ("", "udev") or mode.startswith("installed=")):
+        stage = Path(mode.split("=", 1)[1]).resolve() if mode.startswith("installed=") else None
         try:
-            rc = boot(argv[1], Path(argv[2]).resolve(), Path(argv[3]), udev=argv[4:] == ["udev"])
+            rc = boot(argv[1], Path(argv[2]).resolve(), Path(argv[3]), udev=mode == "udev", stage=stage)
         except Unavailable as e:
             raise SystemExit(f"vm: cannot run the real-kernel tests here: {e}")
         print(f"job exit code {rc}")

@@ -306,6 +306,11 @@ pub mod helper {
         /// Stop claiming GROUP at boot, without D-Bus, then exit.
         #[arg(long, value_name = "GROUP", conflicts_with_all = ["claim", "release", "reclaim"])]
         pub unpersist: Option<String>,
+        /// Rebuild the initramfs with the system's tool (update-initramfs or dracut), so the
+        /// persisted groups' modprobe softdeps apply to drivers loaded from it, then exit
+        /// (what passage-initramfs.service runs).
+        #[arg(long, conflicts_with_all = ["claim", "release", "reclaim", "persist", "unpersist", "replay"])]
+        pub regenerate_initramfs: bool,
     }
 }
 

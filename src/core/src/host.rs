@@ -80,10 +80,31 @@ impl HostRoot {
             fd,
             recorder: None,
         };
-        if !root.is_dir("sys/bus/pci/devices") {
-            return Err(RootError::NotARoot { path: root.path });
+        match root.open_in(
+            Path::new("sys/bus/pci/devices"),
+            OFlags::PATH | OFlags::DIRECTORY,
+        ) {
+            Ok(_) => {
+                root.note(Path::new("sys/bus/pci/devices"), Recorded::Dir);
+                Ok(root)
+            }
+            // A recorded tree is read through openat2 only (see `open2`): where it is refused,
+            // say so, not that the directory is missing.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {
+                Err(RootError::Open {
+                    path: root.path.clone(),
+                    source: io::Error::new(
+                        e.kind(),
+                        format!(
+                            "openat2 is not available here ({e}): Passage reads every file \
+                             under a recorded tree; a kernel older than 5.6 lacks it, and a \
+                             seccomp filter (a systemd unit's RestrictSUIDSGID=) refuses it"
+                        ),
+                    ),
+                })
+            }
+            Err(_) => Err(RootError::NotARoot { path: root.path }),
         }
-        Ok(root)
     }
 
     /// Opens the root and remembers every read, for `passagectl record`.
@@ -136,13 +157,12 @@ impl HostRoot {
 
     fn open_in(&self, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
         let rel = relative(rel)?;
-        Ok(rustix::fs::openat2(
-            &self.fd,
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve(),
-        )?)
+        open2(&self.fd, rel, flags, resolve(), self.is_slash())
+    }
+
+    /// Whether this is the machine's own `/` (where resolving inside the root guards nothing).
+    fn is_slash(&self) -> bool {
+        self.path == Path::new("/")
     }
 
     /// Reads a whole file (at most [`MAX_FILE`] bytes).
@@ -380,12 +400,12 @@ impl DirHandle<'_> {
 
     /// Reads a file below this directory (`N/type`), never resolving outside it.
     pub fn read_beneath(&self, sub: &Path) -> io::Result<Vec<u8>> {
-        let fd = rustix::fs::openat2(
+        let fd = open2(
             &self.fd,
             relative(sub)?,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
+            OFlags::RDONLY,
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            self.root.is_slash(),
         )?;
         let rel = self.rel.join(sub);
         let buf = read_fd(&fd, &rel)?;
@@ -395,12 +415,12 @@ impl DirHandle<'_> {
 
     /// A subdirectory (`N/devices`), opened beneath this one.
     pub fn open_subdir(&self, sub: &Path) -> io::Result<DirHandle<'_>> {
-        let fd = rustix::fs::openat2(
+        let fd = open2(
             &self.fd,
             relative(sub)?,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            self.root.is_slash(),
         )?;
         Ok(DirHandle {
             root: self.root,
@@ -408,6 +428,36 @@ impl DirHandle<'_> {
             fd,
         })
     }
+}
+
+/// Set once openat2 was refused with ENOSYS: every later open goes straight to openat.
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `openat2(dir, rel, flags, how)`. Where openat2 is refused with ENOSYS and `plain_ok` (the
+/// root is the machine's own `/`), plain `openat`: inside `/` there is no outside for a link or
+/// `..` to lead to, so the resolve flags guard nothing there. ENOSYS comes from kernels before
+/// 5.6 and from seccomp filters that cannot look inside openat2's arguments — systemd's
+/// `RestrictSUIDSGID=` refuses the whole call that way, so under a hardened unit every read
+/// failed before this (the installed-system test caught it). A recorded tree never falls back:
+/// there the flags are what keeps a hostile tree's links inside it.
+fn open2(
+    dir: &OwnedFd,
+    rel: &Path,
+    flags: OFlags,
+    how: ResolveFlags,
+    plain_ok: bool,
+) -> io::Result<OwnedFd> {
+    use std::sync::atomic::Ordering;
+    let flags = flags | OFlags::CLOEXEC;
+    if !(plain_ok && NO_OPENAT2.load(Ordering::Relaxed)) {
+        match rustix::fs::openat2(dir, rel, flags, Mode::empty(), how) {
+            Err(rustix::io::Errno::NOSYS) if plain_ok => {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+            }
+            r => return Ok(r?),
+        }
+    }
+    Ok(rustix::fs::openat(dir, rel, flags, Mode::empty())?)
 }
 
 /// Accepts only relative paths without `..` that climbs out of their start.

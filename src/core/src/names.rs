@@ -31,3 +31,6 @@ pub const RESOURCE_BASE: &str = "/io/github/passage/Passage";
 pub const ROOT_ENV: &str = "PASSAGE_ROOT";
 /// Where the helper keeps its journal and persistent claims.
 pub const STATE_DIR: &str = "/var/lib/passage";
+/// The oneshot unit that regenerates the initramfs for persisted groups. The helper asks
+/// systemd to start it: its own unit may not write /boot.
+pub const INITRAMFS_UNIT: &str = "passage-initramfs.service";

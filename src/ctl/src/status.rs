@@ -7,30 +7,83 @@ use passage_core::i18n::{tr, trf};
 
 pub fn run(cli: &Cli, as_json: bool) -> Result<u8, Failure> {
     refuse_fake(cli, "status")?;
-    let (claims, journal) = helper_call(|h| async move {
+    let (claims, persisted, journal) = helper_call(|h| async move {
         let c = h.claims().await?;
+        let p = h.persisted_groups().await?;
         let j = h.journal().await?;
-        Ok((c, j))
+        Ok((c, p, j))
     })?;
     if as_json {
-        let v = serde_json::json!({"claims": claims, "pending": journal_json(&journal)});
+        // A persisted group is "held" when the helper holds a group with the same members now
+        // (its number may differ from the one recorded: numbers follow probe order).
+        let persisted_json: Vec<serde_json::Value> = persisted
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "group": p.group,
+                    "devices": p.devices,
+                    "held": held_now(&claims, p).is_some(),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "claims": claims,
+            "persisted": persisted_json,
+            "pending": journal_json(&journal),
+        });
         print(&json(&v)?)?;
-    } else if claims.is_empty() {
-        print(&tr("The helper holds no groups.\n"))?;
-    } else {
-        let mut s = String::new();
-        for c in claims {
+        return Ok(0);
+    }
+    let mut s = String::new();
+    if claims.is_empty() {
+        s.push_str(&tr("The helper holds no groups.\n"));
+    }
+    for c in &claims {
+        s.push_str(&trf(
+            "group {id}: {devices}\n",
+            &[
+                ("id", &c.group.to_string()),
+                ("devices", &c.devices.join(", ")),
+            ],
+        ));
+        if persisted
+            .iter()
+            .any(|p| held_now(std::slice::from_ref(c), p).is_some())
+        {
+            s.push_str(&tr(
+                "  claimed at every boot (passagectl persist … off stops it)\n",
+            ));
+        }
+    }
+    for p in &persisted {
+        if held_now(&claims, p).is_none() {
             s.push_str(&trf(
-                "group {id}: {devices}\n",
+                "group {id} ({devices}) is to be claimed at every boot, but the helper does not hold it now: see journalctl -b -u passage-reclaim.service\n",
                 &[
-                    ("id", &c.group.to_string()),
-                    ("devices", &c.devices.join(", ")),
+                    ("id", &p.group.to_string()),
+                    ("devices", &p.devices.join(", ")),
                 ],
             ));
         }
-        print(&s)?;
     }
+    if !journal.is_empty() {
+        s.push_str(&trf(
+            "{n} operation(s) did not finish; the helper undoes them when it starts.\n",
+            &[("n", &journal.len().to_string())],
+        ));
+    }
+    print(&s)?;
     Ok(0)
+}
+
+/// The held group whose members are the persisted group's recorded ones.
+fn held_now<'a>(
+    claims: &'a [passage_dbus::HeldGroup],
+    persisted: &passage_dbus::HeldGroup,
+) -> Option<&'a passage_dbus::HeldGroup> {
+    claims.iter().find(|c| {
+        !persisted.devices.is_empty() && persisted.devices.iter().all(|d| c.devices.contains(d))
+    })
 }
 
 /// The helper's unfinished operations as `status --json` has always printed them: the journal's

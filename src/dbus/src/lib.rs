@@ -16,7 +16,7 @@ use zbus::zvariant::Type;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 
 /// The interface's version (the `Version` property): 2 since replies are typed.
-pub const INTERFACE_VERSION: u32 = 2;
+pub const INTERFACE_VERSION: u32 = 3;
 
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
 ///
@@ -242,6 +242,8 @@ pub trait Helper {
     ) -> Result<Persisted, HelperError>;
     /// The groups the helper holds.
     fn claims(&self) -> Result<Vec<HeldGroup>, HelperError>;
+    /// The groups claimed at every boot, with their recorded members.
+    fn persisted_groups(&self) -> Result<Vec<HeldGroup>, HelperError>;
     /// Operations that did not finish (none normally: the helper undoes them at start).
     fn journal(&self) -> Result<Vec<PendingOperation>, HelperError>;
     /// QEMU's steps on a group.

@@ -1138,3 +1138,98 @@ pub fn replay(k: &dyn Kernel, state: &StateDir) -> io::Result<Vec<(GroupId, Vec<
     }
     Ok(out)
 }
+
+/// Brings the claim records in line with the kernel after the machine restarted (or someone
+/// changed drivers by hand while no helper ran). A record says "Passage holds this group"; it
+/// is kept only while every recorded member that is still there sits on vfio-pci, and it is
+/// filed under the group number those members have now (numbers follow probe order, so a
+/// persisted group can come back under another one). Otherwise the group went back to the
+/// host at boot and the record is dropped, so `status` never shows a group the helper lost.
+/// Run by the service at start (after replay) and by `--reclaim` at boot. Returns a line per
+/// record it changed, for the log.
+pub fn reconcile(host: &Host, state: &StateDir) -> io::Result<Vec<String>> {
+    let mut said = Vec::new();
+    let records = match state.claims() {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(said),
+        Err(e) => return Err(e),
+    };
+    for j in records {
+        // A group some live process is changing is that process's business.
+        let Ok(_lock) = state.lock_group(j.group) else {
+            continue;
+        };
+        let present: Vec<&passage_core::model::Device> = j
+            .members
+            .iter()
+            .filter_map(|m| {
+                host.device(m.address).filter(|d| {
+                    d.vendor_id.to_string().eq_ignore_ascii_case(&m.vendor_id)
+                        && d.device_id.to_string().eq_ignore_ascii_case(&m.device_id)
+                })
+            })
+            .collect();
+        let held = !present.is_empty()
+            && present
+                .iter()
+                .all(|d| d.driver.as_deref() == Some(VFIO_PCI));
+        let now = present.first().and_then(|d| d.group);
+        match (held, now) {
+            (true, Some(g)) if g == j.group => {}
+            (true, Some(g)) => {
+                let Ok(_other) = state.lock_group(g) else {
+                    continue;
+                };
+                let mut moved = j.clone();
+                moved.group = g;
+                state.write_atomic(&state.claim_path(g), &moved)?;
+                state.remove(&state.claim_path(j.group))?;
+                said.push(format!(
+                    "group {} is group {g} since this boot; its claim record follows it",
+                    j.group
+                ));
+            }
+            _ => {
+                state.remove(&state.claim_path(j.group))?;
+                said.push(format!(
+                    "group {}: its members are no longer on vfio-pci (the machine restarted, or \
+                     they were rebound by hand), so Passage no longer holds it",
+                    j.group
+                ));
+            }
+        }
+    }
+    Ok(said)
+}
+
+/// Records group `g` as held with the host drivers `members` were persisted from. When its
+/// members reached vfio-pci without a claim (at boot, by the persisted udev rule) there is no
+/// record yet: one is written, so that `status` shows the group and `release` gives it back to
+/// those drivers. When a claim at boot took members that had no driver yet, the record it made
+/// says "no driver" for them: the persisted drivers fill those in. Returns whether the record
+/// changed.
+pub fn adopt(state: &StateDir, g: GroupId, members: &[Original]) -> io::Result<bool> {
+    let Some(mut record) = state.claim_record(g)? else {
+        let record = Journal {
+            version: 1,
+            operation: "held".into(),
+            group: g,
+            members: members.to_vec(),
+        };
+        state.write_atomic(&state.claim_path(g), &record)?;
+        return Ok(true);
+    };
+    let mut changed = false;
+    for m in record.members.iter_mut().filter(|m| m.driver.is_none()) {
+        if let Some(p) = members.iter().find(|p| p.address == m.address) {
+            if p.driver.is_some() && p.vendor_id == m.vendor_id && p.device_id == m.device_id {
+                m.driver.clone_from(&p.driver);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        state.write_atomic(&state.claim_path(g), &record)?;
+    }
+    Ok(changed)
+}

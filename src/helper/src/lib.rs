@@ -3,6 +3,7 @@
 //! - [`claim`]: claim and release whole groups as journaled transactions, and replay what a
 //!   crash left unfinished.
 //! - [`persist`]: the boot-time layers (udev rule, modprobe options, the re-claim list).
+//! - [`systemd`]: asks systemd to run passage-initramfs.service, where the initramfs is rebuilt.
 //! - [`fault`]: named points in every transaction; a tests' build (feature `fault-points`)
 //!   stops there when asked, for the real-kernel fault campaign. Empty in a release.
 //! - `fakekernel` (feature `fake-kernel`, tests only): the kernel's answers modelled on a
@@ -15,6 +16,7 @@ pub mod claim;
 pub mod fakekernel;
 pub mod fault;
 pub mod persist;
+pub mod systemd;
 
 use claim::{ClaimError, Kernel, Sysfs};
 use passage_dbus::HelperError;

@@ -58,6 +58,7 @@ const BOUNCER: &[(&str, &str)] = &[
     ("Verify", names::ACTION_VERIFY),
     ("Describe", names::ACTION_READ),
     ("Claims", names::ACTION_READ),
+    ("PersistedGroups", names::ACTION_READ),
     ("Journal", names::ACTION_READ),
 ];
 
@@ -526,7 +527,7 @@ impl Helper {
             .await?;
         let (root, state) = (self.root.clone(), self.state.clone());
         let model = self.model.clone();
-        tokio::task::spawn_blocking(move || {
+        let mut done = tokio::task::spawn_blocking(move || {
             // The group as it is now, after the password prompt.
             let host = fresh(&model, &root, g)?;
             let r = HostRoot::open(&root).map_err(failed)?;
@@ -534,8 +535,36 @@ impl Helper {
                 .map_err(passage_helper::dbus_error)
         })
         .await
-        .map_err(failed)?
-        .map(|d| (d.changed, d.notes))
+        .map_err(failed)??;
+        if done.boot_layers_changed {
+            done.notes
+                .push(passage_helper::systemd::regenerate_initramfs(conn).await);
+        }
+        Ok((done.changed, done.notes))
+    }
+
+    #[zbus(out_args("groups"))]
+    async fn persisted_groups(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<Vec<HeldGroup>, HelperError> {
+        self.authorize(
+            conn,
+            &hdr,
+            "PersistedGroups",
+            HashMap::new(),
+            &Options::default(),
+        )
+        .await?;
+        Ok(passage_helper::persist::list(&self.state)
+            .map_err(failed)?
+            .into_iter()
+            .map(|p| HeldGroup {
+                group: p.group.0,
+                devices: p.members.iter().map(|m| m.address.to_string()).collect(),
+            })
+            .collect())
     }
 
     #[zbus(out_args("claims"))]
@@ -784,6 +813,11 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
     }
     if args.reclaim {
         let h = host()?;
+        // Claims of the last boot that did not survive it are not claims any more.
+        for l in claim::reconcile(&h, state).map_err(|e| e.to_string())? {
+            println!("{l}");
+        }
+        let persisted = passage_helper::persist::list(state).map_err(|e| e.to_string())?;
         for (recorded, check) in
             passage_helper::persist::reclaimable(&h, state).map_err(|e| e.to_string())?
         {
@@ -805,14 +839,27 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
                         )
                     });
                     match claimed {
-                        Ok(d) => println!(
-                            "persisted group {recorded} (now {g}): {}",
-                            if d.changed {
+                        Ok(d) => {
+                            // Recorded as held with the host drivers it was persisted from
+                            // (see claim::adopt), whoever put it on vfio-pci.
+                            let members = persisted
+                                .iter()
+                                .find(|p| p.group == recorded)
+                                .map(|p| p.members.as_slice())
+                                .unwrap_or_default();
+                            let how = if d.changed {
                                 "claimed"
                             } else {
-                                "already claimed"
+                                // The udev rule gave it to vfio-pci before its host driver.
+                                "already on vfio-pci at boot"
+                            };
+                            match claim::adopt(state, g, members) {
+                                Ok(_) => println!("persisted group {recorded} (now {g}): {how}"),
+                                Err(e) => eprintln!(
+                                    "persisted group {recorded} (now {g}): {how}, but its claim could not be recorded: {e}"
+                                ),
                             }
-                        ),
+                        }
                         Err(e) => eprintln!("persisted group {recorded}: not claimed: {e}"),
                     }
                 }
@@ -836,6 +883,12 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
         );
         for n in d.notes {
             println!("  {n}");
+        }
+        if d.boot_layers_changed {
+            match passage_helper::persist::regenerate_initramfs() {
+                Ok(n) => println!("  {n}"),
+                Err(n) => eprintln!("  {n}"),
+            }
         }
     }
     if let Some(g) = &args.release {
@@ -865,6 +918,20 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.regenerate_initramfs {
+        // passage-initramfs.service: the rebuild alone (its unit gives it no state directory);
+        // a failure fails the unit.
+        return match passage_helper::persist::regenerate_initramfs() {
+            Ok(note) => {
+                println!("{note}");
+                ExitCode::SUCCESS
+            }
+            Err(note) => {
+                eprintln!("passage-helper: {note}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let state = match StateDir::new(&args.state_dir) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -926,6 +993,12 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        if kernel.is_some() {
+            match claim::reconcile(&host, &state) {
+                Ok(said) => said.iter().for_each(|l| tracing::info!("{l}")),
+                Err(e) => tracing::error!("checking the claim records against the kernel: {e}"),
+            }
+        }
         // What the scan's uses were read from: the first change need not read them again.
         let uses_key = HostRoot::open(&args.root)
             .map(|r| passage_core::usage::uses_inputs(&r))

@@ -44,6 +44,9 @@ pub struct Persisted {
 pub struct PersistDone {
     pub changed: bool,
     pub notes: Vec<String>,
+    /// The udev rule and modprobe files of the running system changed: the initramfs should
+    /// be regenerated (the caller does it: where depends on how the helper runs).
+    pub boot_layers_changed: bool,
 }
 
 fn read_list(state: &StateDir) -> io::Result<Vec<Persisted>> {
@@ -209,56 +212,172 @@ pub fn set(
         list.retain(|p| p.group != g);
     }
     let changed = on || was;
-    write_atomic(
-        &state.path().join(PERSIST_FILE),
-        &serde_json::to_vec_pretty(&list).map_err(|e| io_err("encoding", io::Error::other(e)))?,
-    )
-    .map_err(|e| io_err("writing the persisted groups", e))?;
-    for (rel, text) in [
-        (UDEV_RULE, render_udev(&list)),
-        (MODPROBE_CONF, render_modprobe(&list)),
-    ] {
-        let path = root_dir.join(rel);
-        if list.is_empty() {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&format!("removing {}", path.display()), e)),
-            }
-        } else {
-            write_atomic(&path, text.as_bytes())
-                .map_err(|e| io_err(&format!("writing {}", path.display()), e))?;
-        }
-    }
-    if root_dir == Path::new("/") {
-        notes.extend(regenerate_initramfs());
-    }
-    Ok(PersistDone { changed, notes })
+    let list_bytes =
+        serde_json::to_vec_pretty(&list).map_err(|e| io_err("encoding", io::Error::other(e)))?;
+    // The boot layers first, the list last: the list is what `status` shows and what makes
+    // passage-reclaim.service run, so it must never claim more than the layers on disk carry.
+    // Any write that fails puts back what this call already wrote: all three files change, or
+    // none does.
+    let plan: Vec<(PathBuf, Option<Vec<u8>>)> = vec![
+        (
+            root_dir.join(UDEV_RULE),
+            (!list.is_empty()).then(|| render_udev(&list).into_bytes()),
+        ),
+        (
+            root_dir.join(MODPROBE_CONF),
+            (!list.is_empty()).then(|| render_modprobe(&list).into_bytes()),
+        ),
+        (state.path().join(PERSIST_FILE), Some(list_bytes)),
+    ];
+    apply_files(&plan).map_err(|message| ClaimError::Failed {
+        message,
+        rolled_back: Vec::new(),
+    })?;
+    Ok(PersistDone {
+        changed,
+        notes,
+        boot_layers_changed: root_dir == Path::new("/"),
+    })
 }
 
-/// Rebuilds the initramfs so the softdeps and rules apply to drivers loaded from it.
-fn regenerate_initramfs() -> Option<String> {
-    let tools: [(&str, &[&str]); 2] = [
-        ("update-initramfs", &["-u"]),
-        ("dracut", &["-f", "--regenerate-all"]),
-    ];
-    for (tool, args) in tools {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
-            .unwrap_or(false);
-        if !found {
+/// A file's bytes now (`None`: absent).
+fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Puts `bytes` at `path` (`None`: removes it).
+fn put_file(path: &Path, bytes: Option<&[u8]>) -> io::Result<()> {
+    match bytes {
+        Some(b) => write_atomic(path, b),
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Why a write failed, with what a person can do about the usual cause: a read-only path is
+/// the helper's systemd unit (ProtectSystem=strict) not listing it in ReadWritePaths.
+fn write_failure(path: &Path, e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::EROFS) {
+        trf(
+            "{path} is read-only to passage-helper ({why}). If the helper runs under a systemd unit that does not list that directory in ReadWritePaths, the unit is out of date: reinstall Passage.",
+            &[("path", &path.display().to_string()), ("why", &e.to_string())],
+        )
+    } else {
+        trf(
+            "Cannot write {path}: {why}",
+            &[
+                ("path", &path.display().to_string()),
+                ("why", &e.to_string()),
+            ],
+        )
+    }
+}
+
+/// Writes each file of `plan` in order; when one fails, the ones already written get their
+/// old contents back. The error says what failed and whether everything is as it was.
+fn apply_files(plan: &[(PathBuf, Option<Vec<u8>>)]) -> Result<(), String> {
+    let mut before = Vec::with_capacity(plan.len());
+    for (path, _) in plan {
+        before.push(read_file(path).map_err(|e| {
+            trf(
+                "Cannot read {path}: {why}",
+                &[
+                    ("path", &path.display().to_string()),
+                    ("why", &e.to_string()),
+                ],
+            )
+        })?);
+    }
+    for (i, (path, bytes)) in plan.iter().enumerate() {
+        if before[i] == *bytes {
             continue;
         }
-        return Some(match std::process::Command::new(tool).args(args).output() {
-            Ok(o) if o.status.success() => trf("The initramfs was regenerated ({tool}).", &[("tool", tool)]),
-            Ok(o) => trf(
-                "{tool} failed ({why}): host drivers loaded from the initramfs may still win at boot; passage-reclaim.service takes the group back after boot.",
-                &[("tool", tool), ("why", String::from_utf8_lossy(&o.stderr).trim())],
-            ),
-            Err(e) => trf("{tool} could not run: {why}", &[("tool", tool), ("why", &e.to_string())]),
-        });
+        if let Err(e) = put_file(path, bytes.as_deref()) {
+            let why = write_failure(path, &e);
+            let mut left = Vec::new();
+            for j in (0..i).rev() {
+                let (p, b) = (&plan[j].0, &before[j]);
+                if before[j] != plan[j].1 {
+                    if let Err(e) = put_file(p, b.as_deref()) {
+                        left.push(format!("{} ({e})", p.display()));
+                    }
+                }
+            }
+            return Err(if left.is_empty() {
+                trf("{why} Nothing was changed.", &[("why", &why)])
+            } else {
+                trf(
+                    "{why} These files could not be put back as they were: {files}.",
+                    &[("why", &why), ("files", &left.join(", "))],
+                )
+            });
+        }
     }
-    Some(trf("No initramfs tool found (update-initramfs, dracut); if a host driver loads from the initramfs, regenerate it by hand.", &[]))
+    Ok(())
+}
+
+/// The initramfs tool this system has (Debian's update-initramfs, dracut elsewhere), with the
+/// arguments that rebuild the initramfs of every installed kernel; or why there is nothing to
+/// rebuild.
+pub fn initramfs_tool() -> Result<(&'static str, &'static [&'static str]), String> {
+    let tools: [(&str, &[&str]); 2] = [
+        ("update-initramfs", &["-u", "-k", "all"]),
+        ("dracut", &["-f", "--regenerate-all"]),
+    ];
+    let found = tools.into_iter().find(|(tool, _)| {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+            .unwrap_or(false)
+    });
+    match found {
+        None => Err(trf("The initramfs was not regenerated: this system has no update-initramfs or dracut. If a host driver loads from an initramfs, regenerate it by hand.", &[])),
+        // `update-initramfs -u` rebuilds only images it made before (it records each kernel's
+        // in /var/lib/initramfs-tools) and succeeds silently when there are none.
+        Some(("update-initramfs", _))
+            if std::fs::read_dir("/var/lib/initramfs-tools")
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(true) =>
+        {
+            Err(trf("The initramfs was not regenerated: update-initramfs has made no initramfs on this system (/var/lib/initramfs-tools lists none), so no host driver loads from one.", &[]))
+        }
+        Some(t) => Ok(t),
+    }
+}
+
+/// Rebuilds the initramfs here, in this process, so the softdeps and rules also apply to
+/// drivers loaded from it. The service asks systemd to do it in passage-initramfs.service
+/// instead (the helper's own unit may not write /boot); this is for one-shot runs and hosts
+/// without systemd.
+pub fn regenerate_initramfs() -> Result<String, String> {
+    let (tool, args) = match initramfs_tool() {
+        Ok(t) => t,
+        Err(why) => return Ok(why),
+    };
+    match std::process::Command::new(tool).args(args).output() {
+        Ok(o) if o.status.success() => Ok(trf(
+            "The initramfs was regenerated ({tool}).",
+            &[("tool", tool)],
+        )),
+        Ok(o) => Err(initramfs_failed(
+            tool,
+            String::from_utf8_lossy(&o.stderr).trim(),
+        )),
+        Err(e) => Err(initramfs_failed(tool, &e.to_string())),
+    }
+}
+
+/// What a failed rebuild means for the persisted groups.
+pub fn initramfs_failed(tool: &str, why: &str) -> String {
+    trf(
+        "{tool} failed ({why}): host drivers loaded from the initramfs may still win at boot; passage-reclaim.service takes the group back after boot.",
+        &[("tool", tool), ("why", why)],
+    )
 }
 
 /// Groups to claim at boot: those whose every recorded member is still at its address with its

@@ -1,0 +1,170 @@
+# Runs inside an installed test system (vm.py's "installed" boot): systemd is PID 1, and every
+# Passage file is where `make install PREFIX=/usr` put it. Nothing here starts the helper: D-Bus
+# activation does, under its installed unit. The job runs once per boot (passage-test-job.service)
+# and carries on where the last boot stopped; the disk keeps its count.
+# The host test prepends ADDR: a member of the group to claim and persist (behind a PCI bridge:
+# an e1000 and an rtl8139 with their bridge, two host drivers).
+#
+#   boot 1  users and a polkit rule; as an allowed user through the real activation path:
+#           claim, verify, release (and a user polkit refuses); the service and dbus-daemon
+#           restarted with a group held; persist on; reboot
+#   boot 2  the group is on vfio-pci before its host driver loaded, `status` says so; persist
+#           off; reboot
+#   boot 3  the host drivers have the group again; power off
+#
+# Each check is a line of OUT/checks.tsv: boot, name, ok or FAIL, what was seen. The host test
+# asserts them all, and that none is missing.
+set -u
+OUT=${OUT:-/mnt/out}
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+COUNT=/var/lib/passage-test/boot
+mkdir -p ${COUNT%/*}
+BOOT=$(( $(cat $COUNT 2>/dev/null || echo 0) + 1 ))
+echo $BOOT > $COUNT
+sync
+echo "== boot $BOOT ($(date +%T), $(cut -d' ' -f1 /proc/uptime) s since power on)"
+
+# Whatever happens below, this boot ends: a job that stopped half-way powers off, and the host
+# test reads what it got to.
+diagnose() {
+  journalctl -b --no-pager -u passage-helper.service -u passage-reclaim.service -u passage-initramfs.service -u polkit.service -u dbus.service > $OUT/boot$BOOT-journal.txt 2>&1
+  journalctl -b --no-pager -p warning > $OUT/boot$BOOT-warnings.txt 2>&1
+}
+finish() { diagnose; sync; systemctl --no-block poweroff; }
+trap finish EXIT
+
+# check NAME SEEN: records NAME as ok when the command that follows succeeds.
+check() {
+  local name=$1 seen=$2; shift 2
+  local r=FAIL
+  if "$@"; then r=ok; fi
+  printf '%s\t%s\t%s\t%s\n' "$BOOT" "$name" "$r" "$(echo "$seen" | tr '\t\n' '  ' | cut -c1-400)" >> $OUT/checks.tsv
+  echo "[$r] $name: $seen"
+}
+as() { local u=$1; shift; runuser -u "$u" -- "$@"; }
+drv() { local l; l=$(readlink /sys/bus/pci/devices/$1/driver) && echo ${l##*/} || echo -; }
+group_of() { local l; l=$(readlink /sys/bus/pci/devices/$1/iommu_group); echo ${l##*/}; }
+G=$(group_of $ADDR)
+# The group's endpoints (its bridge stays on no driver or pcieport).
+members() {
+  local d
+  for d in /sys/kernel/iommu_groups/$G/devices/*; do
+    [ "$(cut -c3-4 $d/class)" = 06 ] || echo ${d##*/}
+  done
+}
+drivers() { local m; for m in $(members); do echo "$m=$(drv $m)"; done | tr '\n' ' '; }
+all_on() { local m; for m in $(members); do [ "$(drv $m)" = "$1" ] || return 1; done; }
+none_on() { local m; for m in $(members); do [ "$(drv $m)" != "$1" ] || return 1; done; }
+has() { grep -q -- "$2" <<< "$1"; }
+eq() { [ "$1" = "$2" ]; }
+ne() { [ "$1" != "$2" ]; }
+helper_pid() { systemctl show -p MainPID --value passage-helper.service; }
+
+# The boot itself, as systemd saw it.
+systemd-analyze > $OUT/boot$BOOT-analyze.txt 2>&1
+systemctl --failed --no-legend --plain > $OUT/boot$BOOT-failed.txt 2>&1
+failed=$(grep -E 'passage|dbus|polkit|udev' $OUT/boot$BOOT-failed.txt)
+check "no-failed-units" "$(cat $OUT/boot$BOOT-failed.txt)" eq "$failed" ""
+check "pid1-is-systemd" "$(cat /proc/1/comm)" eq "$(cat /proc/1/comm)" systemd
+
+case $BOOT in
+1)
+  # The two users an administrator would have: one allowed by a polkit rule, one not.
+  useradd -M -s /bin/bash alice
+  useradd -M -s /bin/bash bob
+  mkdir -p /etc/polkit-1/rules.d
+  cat > /etc/polkit-1/rules.d/60-passage-test.rules <<'EOF'
+// Test system: alice may give devices to virtual machines, without a password.
+polkit.addRule(function(action, subject) {
+    if (action.id.indexOf("io.github.passage.") == 0 && subject.user == "alice") {
+        return polkit.Result.YES;
+    }
+});
+EOF
+  host=$(drivers)
+  echo "$host" > $OUT/host-drivers.txt
+  check "host-drivers-at-first-boot" "$host" none_on vfio-pci
+  check "helper-not-running-before-use" "$(systemctl is-active passage-helper.service)" ne "$(systemctl is-active passage-helper.service)" active
+
+  out=$(as alice passagectl status 2>&1); rc=$?
+  check "status-activates-the-helper" "rc=$rc $out" eq $rc 0
+  pid=$(helper_pid)
+  check "helper-runs-under-its-unit" "pid $pid: $(cat /proc/$pid/cgroup 2>&1)" grep -q passage-helper.service /proc/$pid/cgroup
+  check "helper-unit-is-hardened" "$(systemctl show -p ProtectSystem,NoNewPrivileges,ReadWritePaths passage-helper.service | tr '\n' ' ')" \
+    has "$(systemctl show -p ProtectSystem --value passage-helper.service)" strict
+  # /usr is read-only inside the helper's namespace (a write from it would fail).
+  check "helper-sees-usr-read-only" "$(grep -E ' /usr ' /proc/$pid/mountinfo)" grep -qE ' / [^ ]* ro[, ]| /usr [^ ]* ro[, ]' /proc/$pid/mountinfo
+
+  out=$(as bob passagectl claim $G 2>&1); rc=$?
+  check "bob-is-refused" "rc=$rc $out" ne $rc 0
+  check "bob-is-told-why" "$out" has "$out" "polkit\|not allowed\|authori"
+  check "bob-changed-nothing" "$(drivers)" eq "$(drivers)" "$host"
+
+  out=$(as alice passagectl claim $G 2>&1); rc=$?
+  check "alice-claims" "rc=$rc $out" eq $rc 0
+  check "claimed-on-vfio-pci" "$(drivers)" all_on vfio-pci
+  out=$(as alice passagectl verify $G 2>&1); rc=$?
+  check "alice-verifies" "rc=$rc $out" eq $rc 0
+  out=$(as alice passagectl status --json 2>&1)
+  check "status-lists-the-claim" "$out" has "$out" "\"group\": *$G[,}]"
+
+  # A clean restart of the service, then of the bus, loses nothing: the claim is on disk.
+  before=$(helper_pid)
+  systemctl restart passage-helper.service
+  out=$(as alice passagectl status --json 2>&1)
+  check "claim-survives-a-service-restart" "pid $before → $(helper_pid): $out" has "$out" "\"group\": *$G[,}]"
+  systemctl restart dbus.service
+  sleep 2
+  out=$(as alice passagectl status --json 2>&1); rc=$?
+  check "claim-survives-a-bus-restart" "rc=$rc pid $(helper_pid): $out" has "$out" "\"group\": *$G[,}]"
+  check "still-on-vfio-pci-after-restarts" "$(drivers)" all_on vfio-pci
+
+  out=$(as alice passagectl release $G 2>&1); rc=$?
+  check "alice-releases" "rc=$rc $out" eq $rc 0
+  check "released-to-host-drivers" "$(drivers)" eq "$(drivers)" "$host"
+
+  out=$(as alice passagectl persist $G on 2>&1); rc=$?
+  echo "$out" > $OUT/persist-on.txt
+  check "alice-persists" "rc=$rc $out" eq $rc 0
+  check "persist-wrote-the-udev-rule" "$(cat /etc/udev/rules.d/61-passage-vfio.rules 2>&1)" grep -q "KERNEL==\"$ADDR\"" /etc/udev/rules.d/61-passage-vfio.rules
+  check "persist-wrote-the-softdeps" "$(cat /etc/modprobe.d/passage-vfio.conf 2>&1)" grep -q "pre: vfio-pci" /etc/modprobe.d/passage-vfio.conf
+  check "persist-wrote-the-list" "$(ls -l /var/lib/passage 2>&1)" test -s /var/lib/passage/persist.json
+  check "persist-reports-the-initramfs" "$out" has "$out" "initramfs"
+  out=$(as alice passagectl status 2>&1)
+  check "status-lists-the-persisted-group" "$out" has "$out" "every boot"
+  ;;
+2)
+  host=$(cat $OUT/host-drivers.txt)
+  check "persisted-group-on-vfio-pci-after-reboot" "$(drivers)" all_on vfio-pci
+  # Before its host driver: the host driver never bound it in this boot (e1000 logs each
+  # card it takes), and the boot-time re-claim found it on vfio-pci already.
+  k=$(journalctl -k -b --no-pager -o cat 2>&1 | grep -E "^(e1000|8139cp) ($(members | tr '\n' '|' | sed 's/|$//'))")
+  check "host-driver-never-bound-it" "$k" eq "$k" ""
+  r=$(journalctl -b -u passage-reclaim.service --no-pager -o cat 2>&1)
+  echo "$r" > $OUT/reclaim-boot2.txt
+  check "reclaim-found-it-on-vfio-pci" "$r" has "$r" "already on vfio-pci at boot"
+  out=$(as alice passagectl status 2>&1); rc=$?
+  check "status-says-held-and-persisted" "rc=$rc $out" has "$out" "claimed at every boot"
+  out=$(as alice passagectl status --json 2>&1)
+  check "status-json-persisted-and-held" "$out" has "$out" '"held": *true'
+  out=$(as alice passagectl persist $G off 2>&1); rc=$?
+  echo "$out" > $OUT/persist-off.txt
+  check "alice-unpersists" "rc=$rc $out" eq $rc 0
+  check "unpersist-removed-the-udev-rule" "$(ls /etc/udev/rules.d)" test ! -e /etc/udev/rules.d/61-passage-vfio.rules
+  check "unpersist-removed-the-softdeps" "$(ls /etc/modprobe.d)" test ! -e /etc/modprobe.d/passage-vfio.conf
+  ;;
+3)
+  host=$(cat $OUT/host-drivers.txt)
+  check "host-drivers-after-unpersist-and-reboot" "$(drivers)" eq "$(drivers)" "$host"
+  out=$(as alice passagectl status --json 2>&1); rc=$?
+  check "status-holds-nothing" "rc=$rc $out" has "$out" '"claims": *\[\]'
+  check "status-persists-nothing" "$out" has "$out" '"persisted": *\[\]'
+  echo 0 > $OUT/job.rc
+  touch $OUT/job.done
+  exit 0  # finish() powers off
+  ;;
+esac
+trap - EXIT
+diagnose
+sync
+systemctl --no-block reboot
