@@ -337,14 +337,17 @@ pub fn initramfs_tool() -> Result<(&'static str, &'static [&'static str]), Strin
     });
     match found {
         None => Err(trf("The initramfs was not regenerated: this system has no update-initramfs or dracut. If a host driver loads from an initramfs, regenerate it by hand.", &[])),
-        // `update-initramfs -u` rebuilds only images it made before (it records each kernel's
-        // in /var/lib/initramfs-tools) and succeeds silently when there are none.
+        // `update-initramfs -u` rebuilds only the images there are (/boot/initrd.img-VERSION
+        // of an installed kernel) and succeeds silently when there are none.
         Some(("update-initramfs", _))
-            if std::fs::read_dir("/var/lib/initramfs-tools")
-                .map(|mut d| d.next().is_none())
-                .unwrap_or(true) =>
+            if !std::fs::read_dir("/boot")
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("initrd.img-"))
+                })
+                .unwrap_or(false) =>
         {
-            Err(trf("The initramfs was not regenerated: update-initramfs has made no initramfs on this system (/var/lib/initramfs-tools lists none), so no host driver loads from one.", &[]))
+            Err(trf("The initramfs was not regenerated: this system has no initramfs made by update-initramfs (no /boot/initrd.img-*), so no host driver loads from one.", &[]))
         }
         Some(t) => Ok(t),
     }
