@@ -1187,6 +1187,10 @@ const INSTALLED_CHECKS: &[(u32, &str)] = &[
     (1, "still-on-vfio-pci-after-restarts"),
     (1, "alice-releases"),
     (1, "released-to-host-drivers"),
+    (1, "app-shows-the-apply-button"),
+    (1, "app-apply-is-done"),
+    (1, "app-apply-claimed-the-group"),
+    (1, "released-after-the-app"),
     (1, "alice-persists"),
     (1, "persist-wrote-the-udev-rule"),
     (1, "persist-wrote-the-softdeps"),
@@ -1216,8 +1220,8 @@ const INSTALLED_CHECKS: &[(u32, &str)] = &[
 /// Passage as a distribution installs it: `make install PREFIX=/usr` onto a system that systemd
 /// boots (Debian's systemd, udev, dbus-daemon and polkitd), the helper started only by D-Bus
 /// activation under its installed, hardened unit. As a user a polkit rule allows (and one it
-/// does not): claim, verify, release, the service and the bus restarted with a group held,
-/// persist on; a real reboot, the group on vfio-pci before its host driver loaded; persist off;
+/// does not): claim, verify, release, the service and the bus restarted with a group held;
+/// the app's Apply (a real window under Xvfb, pressed with the pointer); persist on; a real reboot, the group on vfio-pci before its host driver loaded; persist off;
 /// another reboot, the host drivers have it again.
 #[test]
 fn the_installed_system_claims_persists_and_reboots_through_systemd_and_dbus_activation() {

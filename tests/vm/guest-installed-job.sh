@@ -70,8 +70,10 @@ check "pid1-is-systemd" "$(cat /proc/1/comm)" eq "$(cat /proc/1/comm)" systemd
 case $BOOT in
 1)
   # The two users an administrator would have: one allowed by a polkit rule, one not.
-  useradd -M -s /bin/bash alice
+  useradd -m -s /bin/bash alice
   useradd -M -s /bin/bash bob
+  # What a package's trigger does for the app's settings schema.
+  glib-compile-schemas /usr/share/glib-2.0/schemas
   mkdir -p /etc/polkit-1/rules.d
   cat > /etc/polkit-1/rules.d/60-passage-test.rules <<'EOF'
 // Test system: alice may give devices to virtual machines, without a password.
@@ -134,6 +136,44 @@ EOF
   out=$(as alice passagectl release $G 2>&1); rc=$?
   check "alice-releases" "rc=$rc $out" eq $rc 0
   check "released-to-host-drivers" "$(drivers)" eq "$(drivers)" "$host"
+
+  # The app, as alice on a desktop (Xvfb here): a plan gives the group to a plain-QEMU guest;
+  # Apply, pressed with the pointer where the app's probe says the button is, claims it
+  # through the same activation path.
+  as alice passagectl guests add router --vmm qemu > $OUT/app-setup.txt 2>&1
+  as alice passagectl plan assign $G router >> $OUT/app-setup.txt 2>&1
+  Xvfb :7 -screen 0 1400x900x24 -nolisten tcp > /dev/null 2>&1 &
+  xvfb=$!
+  mkdir -p /tmp/app && chown alice /tmp/app
+  app_env="DISPLAY=:7 GDK_BACKEND=x11 GSK_RENDERER=cairo NO_AT_BRIDGE=1 LC_ALL=C.UTF-8 PASSAGE_PROBE=/tmp/app/probe.json"
+  # Ask the probe: prints the value of a Python expression over it (p), empty until it holds.
+  probe() { python3 -c "import json,sys; p=json.load(open('/tmp/app/probe.json')); v=$1; print(v if v is not None else '')" 2>/dev/null; }
+  sleep 1
+  as alice env $app_env passage --plan /home/alice/.config/passage/plan.json > $OUT/app.log 2>&1 &
+  t0=$(date +%s)
+  until [ "$(probe "p.get('loaded') and p.get('buttons', {}).get('apply') and p.get('cards', {}).get('$G') and 1")" = 1 ]; do
+    [ $(( $(date +%s) - t0 )) -lt 180 ] || break
+    sleep 1
+  done
+  echo "app showed the host in $(( $(date +%s) - t0 )) s"
+  win=$(DISPLAY=:7 xdotool search --sync --onlyvisible --name '^Passage$' | head -1)
+  eval "$(DISPLAY=:7 xdotool getwindowgeometry --shell $win)"
+  xy=$(probe "'%d %d' % ($X + p['buttons']['apply'][0] + p['buttons']['apply'][2] / 2, $Y + p['buttons']['apply'][1] + p['buttons']['apply'][3] / 2)")
+  check "app-shows-the-apply-button" "window $win at $X,$Y; apply at $xy" test -n "$xy"
+  DISPLAY=:7 xdotool mousemove $xy sleep 0.3 click 1
+  until probe "p.get('apply_log')" | grep -q "Done\|Not applied"; do
+    [ $(( $(date +%s) - t0 )) -lt 300 ] || break
+    sleep 1
+  done
+  log=$(probe "p.get('apply_log')")
+  echo "$log" > $OUT/app-apply.txt
+  check "app-apply-is-done" "$log" has "$log" "Done"
+  check "app-apply-claimed-the-group" "$(drivers)" all_on vfio-pci
+  DISPLAY=:7 xdotool key ctrl+q
+  sleep 2
+  kill $xvfb 2>/dev/null
+  out=$(as alice passagectl release $G 2>&1); rc=$?
+  check "released-after-the-app" "rc=$rc $out $(drivers)" eq "$(drivers)" "$host"
 
   out=$(as alice passagectl persist $G on 2>&1); rc=$?
   echo "$out" > $OUT/persist-on.txt
