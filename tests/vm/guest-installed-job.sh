@@ -201,6 +201,15 @@ EOF
   check "status-says-held-and-persisted" "rc=$rc $out" has "$out" "claimed at every boot"
   out=$(as alice passagectl status --json 2>&1)
   check "status-json-persisted-and-held" "$out" has "$out" '"held": *true'
+  # The group the boot gave to vfio-pci goes back to the host drivers it was persisted from.
+  out=$(as alice passagectl release $G 2>&1); rc=$?
+  check "boot-claim-releases-to-host-drivers" "rc=$rc $out $(drivers)" eq "$(drivers)" "$host"
+  # The boot-time re-claim, run again (as an administrator may), claims it under its unit's
+  # hardening: no udev rule acts this time.
+  systemctl restart passage-reclaim.service
+  r=$(journalctl -b -u passage-reclaim.service --no-pager -o cat 2>&1 | grep "persisted group")
+  check "reclaim-claims-under-its-unit" "$r $(drivers)" all_on vfio-pci
+  check "reclaim-says-it-claimed" "$r" has "$r" "(now $G): claimed"
   out=$(as alice passagectl persist $G off 2>&1); rc=$?
   echo "$out" > $OUT/persist-off.txt
   check "alice-unpersists" "rc=$rc $out" eq $rc 0
@@ -223,5 +232,7 @@ EOF
 esac
 trap - EXIT
 diagnose
+# vm.py starts the machine again once this shutdown is over.
+touch $OUT/reboot
 sync
 systemctl --no-block reboot
