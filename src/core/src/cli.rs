@@ -74,7 +74,8 @@ pub mod ctl {
             #[arg(value_parser = ["on", "off"])]
             state: String,
         },
-        /// The groups the helper holds, and any operation it is still undoing.
+        /// The groups the helper holds, the groups claimed at every boot, and any operation it
+        /// is still undoing.
         Status {
             #[arg(long)]
             json: bool,

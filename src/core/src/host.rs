@@ -2,9 +2,10 @@
 //!
 //! A host root is a directory laid out exactly as Linux lays out `/` (`sys/`, `proc/`, `dev/`).
 //! It is `/` on a real host, a recording made by `passagectl record`, or a tree built by a test.
-//! All opens go through `openat2(RESOLVE_IN_ROOT)`, so absolute symlinks and `..` inside a
-//! recorded tree resolve *inside* it and nothing outside the root is ever read — even from a
-//! hostile tree. When a recorder is attached, every read is remembered so that `record` can
+//! All opens of a recorded tree go through `openat2(RESOLVE_IN_ROOT)`, so absolute symlinks and
+//! `..` inside it resolve *inside* it and nothing outside the root is ever read — even from a
+//! hostile tree. (The machine's own `/` falls back to `openat` where a seccomp filter refuses
+//! openat2; see `open2`.) When a recorder is attached, every read is remembered so that `record` can
 //! write out exactly what was read, no more.
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -435,7 +436,8 @@ static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool
 
 /// `openat2(dir, rel, flags, how)`. Where openat2 is refused with ENOSYS and `plain_ok` (the
 /// root is the machine's own `/`), plain `openat`: inside `/` there is no outside for a link or
-/// `..` to lead to, so the resolve flags guard nothing there. ENOSYS comes from kernels before
+/// `..` to lead to (magic links such as /proc/PID/root aside: every path read is built from
+/// fixed parts, never from a link's target), so the resolve flags guard little there. ENOSYS comes from kernels before
 /// 5.6 and from seccomp filters that cannot look inside openat2's arguments — systemd's
 /// `RestrictSUIDSGID=` refuses the whole call that way, so under a hardened unit every read
 /// failed before this (the installed-system test caught it). A recorded tree never falls back:

@@ -9,7 +9,16 @@ pub fn run(cli: &Cli, as_json: bool) -> Result<u8, Failure> {
     refuse_fake(cli, "status")?;
     let (claims, persisted, journal) = helper_call(|h| async move {
         let c = h.claims().await?;
-        let p = h.persisted_groups().await?;
+        // A helper still running from before an upgrade (it exits only when stopped) has no
+        // such method: its status is read all the same, without the persisted groups.
+        let p = match h.persisted_groups().await {
+            Err(passage_dbus::HelperError::ZBus(zbus::Error::MethodError(name, _, _)))
+                if name.as_str() == "org.freedesktop.DBus.Error.UnknownMethod" =>
+            {
+                Vec::new()
+            }
+            r => r?,
+        };
         let j = h.journal().await?;
         Ok((c, p, j))
     })?;

@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use zbus::zvariant::Type;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 
-/// The interface's version (the `Version` property): 2 since replies are typed.
+/// The interface's version (the `Version` property): 2 since replies are typed, 3 since
+/// PersistedGroups.
 pub const INTERFACE_VERSION: u32 = 3;
 
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.

@@ -1154,11 +1154,24 @@ pub fn reconcile(host: &Host, state: &StateDir) -> io::Result<Vec<String>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(said),
         Err(e) => return Err(e),
     };
+    // First where every record belongs now, then the writes: records can trade numbers (5 → 6
+    // while 6 → 7), so a record is never moved over one not yet read, and an old file is
+    // removed only when no record belongs under its number any more.
+    let mut locks = Vec::new();
+    // Groups whose lock this call holds (a second flock on one of them would fail: the lock
+    // belongs to the open file, not to the process).
+    let mut ours = BTreeSet::new();
+    let mut stays = BTreeSet::new();
+    let mut moves = Vec::new();
+    let mut drops = Vec::new();
     for j in records {
         // A group some live process is changing is that process's business.
-        let Ok(_lock) = state.lock_group(j.group) else {
+        let Ok(lock) = state.lock_group(j.group) else {
+            stays.insert(j.group);
             continue;
         };
+        locks.push(lock);
+        ours.insert(j.group);
         let present: Vec<&passage_core::model::Device> = j
             .members
             .iter()
@@ -1173,41 +1186,88 @@ pub fn reconcile(host: &Host, state: &StateDir) -> io::Result<Vec<String>> {
             && present
                 .iter()
                 .all(|d| d.driver.as_deref() == Some(VFIO_PCI));
-        let now = present.first().and_then(|d| d.group);
-        match (held, now) {
-            (true, Some(g)) if g == j.group => {}
-            (true, Some(g)) => {
-                let Ok(_other) = state.lock_group(g) else {
-                    continue;
-                };
-                let mut moved = j.clone();
-                moved.group = g;
-                state.write_atomic(&state.claim_path(g), &moved)?;
-                state.remove(&state.claim_path(j.group))?;
-                said.push(format!(
-                    "group {} is group {g} since this boot; its claim record follows it",
-                    j.group
-                ));
+        match (held, present.first().and_then(|d| d.group)) {
+            (true, Some(g)) if g == j.group => {
+                stays.insert(g);
             }
-            _ => {
-                state.remove(&state.claim_path(j.group))?;
-                said.push(format!(
-                    "group {}: its members are no longer on vfio-pci (the machine restarted, or \
-                     they were rebound by hand), so Passage no longer holds it",
-                    j.group
-                ));
-            }
+            (true, Some(g)) => moves.push((j, g)),
+            _ => drops.push(j.group),
         }
     }
+    // Which moves can be made: the target's lock is ours or can be had, no record stays under
+    // that number, no other move took it. A move that cannot be made keeps its record where it
+    // is, which may block another: repeated until nothing changes, before anything is written.
+    let mut lockable = BTreeSet::new();
+    for (_, g) in &moves {
+        if ours.contains(g) || lockable.contains(g) {
+            lockable.insert(*g);
+        } else if let Ok(lock) = state.lock_group(*g) {
+            locks.push(lock);
+            lockable.insert(*g);
+        }
+    }
+    let mut granted = vec![true; moves.len()];
+    loop {
+        let mut taken = stays.clone();
+        let mut changed = false;
+        for (i, (j, _)) in moves.iter().enumerate() {
+            if !granted[i] {
+                taken.insert(j.group);
+            }
+        }
+        for (i, (_, g)) in moves.iter().enumerate() {
+            if granted[i] && (!lockable.contains(g) || !taken.insert(*g)) {
+                granted[i] = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut taken = stays.clone();
+    let mut vacated = Vec::new();
+    for (i, (j, g)) in moves.into_iter().enumerate() {
+        let from = j.group;
+        if granted[i] {
+            taken.insert(g);
+            let mut moved = j;
+            moved.group = g;
+            state.write_atomic(&state.claim_path(g), &moved)?;
+            said.push(format!(
+                "group {from} is group {g} since this boot; its claim record follows it"
+            ));
+            vacated.push(from);
+        } else {
+            taken.insert(from);
+            said.push(format!(
+                "group {from}: its members are group {g} now, whose number another claim holds; its record is left as it was"
+            ));
+        }
+    }
+    for g in vacated {
+        if !taken.contains(&g) {
+            state.remove(&state.claim_path(g))?;
+        }
+    }
+    for g in drops {
+        if !taken.contains(&g) {
+            state.remove(&state.claim_path(g))?;
+        }
+        said.push(format!(
+            "group {g}: its members are no longer on vfio-pci (the machine restarted, or they \
+             were rebound by hand), so Passage no longer holds it"
+        ));
+    }
+    drop(locks);
     Ok(said)
 }
 
 /// Records group `g` as held with the host drivers `members` were persisted from. When its
 /// members reached vfio-pci without a claim (at boot, by the persisted udev rule) there is no
 /// record yet: one is written, so that `status` shows the group and `release` gives it back to
-/// those drivers. When a claim at boot took members that had no driver yet, the record it made
-/// says "no driver" for them: the persisted drivers fill those in. Returns whether the record
-/// changed.
+/// those drivers. When a claim at boot made the record, what it found is corrected from the
+/// persisted list. Call it with the group held. Returns whether the record changed.
 pub fn adopt(state: &StateDir, g: GroupId, members: &[Original]) -> io::Result<bool> {
     let Some(mut record) = state.claim_record(g)? else {
         let record = Journal {
@@ -1219,17 +1279,157 @@ pub fn adopt(state: &StateDir, g: GroupId, members: &[Original]) -> io::Result<b
         state.write_atomic(&state.claim_path(g), &record)?;
         return Ok(true);
     };
+    // What the boot put there is not where the devices came from: "no driver" (claimed before
+    // udev bound them), vfio-pci (the rule bound some members first), or the rule's own
+    // driver_override. The persisted list knows.
     let mut changed = false;
-    for m in record.members.iter_mut().filter(|m| m.driver.is_none()) {
-        if let Some(p) = members.iter().find(|p| p.address == m.address) {
-            if p.driver.is_some() && p.vendor_id == m.vendor_id && p.device_id == m.device_id {
-                m.driver.clone_from(&p.driver);
-                changed = true;
-            }
+    for m in record.members.iter_mut() {
+        let Some(p) = members.iter().find(|p| {
+            p.address == m.address && p.vendor_id == m.vendor_id && p.device_id == m.device_id
+        }) else {
+            continue;
+        };
+        let booted = |d: &Option<String>| d.as_deref().is_none_or(|d| d == VFIO_PCI);
+        if booted(&m.driver) && !booted(&p.driver) {
+            m.driver.clone_from(&p.driver);
+            changed = true;
+        }
+        if m.driver_override.as_deref() == Some(VFIO_PCI) {
+            m.driver_override.clone_from(&p.driver_override);
+            changed = true;
         }
     }
     if changed {
         state.write_atomic(&state.claim_path(g), &record)?;
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod reconcile_tests {
+    use super::*;
+
+    /// The demo host with the endpoints of three groups on vfio-pci, and those groups' numbers.
+    fn host_with_two_claimed() -> (Host, GroupId, GroupId, GroupId) {
+        let src = passage_core::demo::Source::open(true, None).unwrap();
+        let mut host = passage_core::scan::scan(src.root()).unwrap();
+        let with_endpoints: Vec<GroupId> = host
+            .groups
+            .values()
+            .filter(|g| host.members(g).any(|d| d.is_endpoint()))
+            .map(|g| g.id)
+            .collect();
+        let (a, b, c) = (with_endpoints[0], with_endpoints[1], with_endpoints[2]);
+        for g in [a, b, c] {
+            let members: Vec<PciAddress> = host.groups[&g].devices.clone();
+            for m in members {
+                if let Some(d) = host.devices.get_mut(&m) {
+                    if d.is_endpoint() {
+                        d.driver = Some(VFIO_PCI.into());
+                    }
+                }
+            }
+        }
+        (host, a, b, c)
+    }
+
+    fn record(host: &Host, filed_under: GroupId, members_of: GroupId) -> Journal {
+        Journal {
+            version: 1,
+            operation: "held".into(),
+            group: filed_under,
+            members: host
+                .members(&host.groups[&members_of])
+                .filter(|d| d.is_endpoint())
+                .map(|d| Original {
+                    address: d.address,
+                    vendor_id: d.vendor_id.to_string(),
+                    device_id: d.device_id.to_string(),
+                    driver: Some("host-driver".into()),
+                    driver_override: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn records_that_trade_numbers_are_both_kept_and_a_lost_claim_is_dropped() {
+        let (host, a, b, c) = host_with_two_claimed();
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path()).unwrap();
+        // Last boot, a's members were group b and b's were group a; c's members are on their
+        // host drivers now.
+        let ra = record(&host, b, a);
+        let rb = record(&host, a, b);
+        // c's members are on their host driver again.
+        let mut host = host;
+        for m in host.groups[&c].devices.clone() {
+            if let Some(d) = host.devices.get_mut(&m) {
+                d.driver = Some("host-driver".into());
+            }
+        }
+        let rc = record(&host, c, c);
+        for r in [&ra, &rb, &rc] {
+            state.write_atomic(&state.claim_path(r.group), r).unwrap();
+        }
+        let said = reconcile(&host, &state).unwrap();
+        let now = state.claims().unwrap();
+        assert_eq!(now.len(), 2, "{now:?}\n{said:?}");
+        let under = |g: GroupId| now.iter().find(|j| j.group == g).unwrap();
+        assert_eq!(under(a).members, ra.members, "{said:?}");
+        assert_eq!(under(b).members, rb.members, "{said:?}");
+        assert!(
+            said.iter().any(|l| l.contains(&format!("group {c}:"))),
+            "{said:?}"
+        );
+        // Done again, nothing moves.
+        assert!(reconcile(&host, &state).unwrap().is_empty());
+    }
+
+    #[test]
+    fn adopting_puts_the_persisted_drivers_where_the_boot_left_vfio_pci() {
+        let (host, a, _, _) = host_with_two_claimed();
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path()).unwrap();
+        let persisted = record(&host, a, a);
+        let mut booted = persisted.clone();
+        for m in &mut booted.members {
+            m.driver = Some(VFIO_PCI.into());
+            m.driver_override = Some(VFIO_PCI.into());
+        }
+        state.write_atomic(&state.claim_path(a), &booted).unwrap();
+        assert!(adopt(&state, a, &persisted.members).unwrap());
+        assert_eq!(
+            state.claim_record(a).unwrap().unwrap().members,
+            persisted.members
+        );
+        assert!(!adopt(&state, a, &persisted.members).unwrap());
+    }
+
+    #[test]
+    fn a_record_that_cannot_move_keeps_its_number_and_blocks_a_move_onto_it() {
+        let (host, a, b, c) = host_with_two_claimed();
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path()).unwrap();
+        // a's record belongs under b now, b's under c; c is busy (a live process holds it).
+        let ra = record(&host, a, b);
+        let rb = record(&host, b, c);
+        for r in [&ra, &rb] {
+            state.write_atomic(&state.claim_path(r.group), r).unwrap();
+        }
+        let busy = state.lock_group(c).unwrap();
+        let said = reconcile(&host, &state).unwrap();
+        drop(busy);
+        assert_eq!(
+            state.claim_record(a).unwrap().as_ref(),
+            Some(&ra),
+            "{said:?}"
+        );
+        assert_eq!(
+            state.claim_record(b).unwrap().as_ref(),
+            Some(&rb),
+            "{said:?}"
+        );
+        assert_eq!(state.claim_record(c).unwrap(), None, "{said:?}");
+    }
 }

@@ -444,8 +444,16 @@ impl Helper {
                 check_expected(&host, g, expected)?;
             }
             if now == State::HostCritical && method != "ClaimHostCritical" {
-                return Err(HelperError::HostCritical(format!(
-                    "Group {g} became needed by the host while the request waited for approval; nothing was claimed. Ask again (with force) if it should still go to a guest."
+                // Approved as an ordinary claim, but the host needs the group now (a route, a
+                // mount or a console came while the request waited, or since the helper last
+                // looked): refused with the reasons, as without the wait.
+                let why = match claim::check(&host, g, &ClaimOptions { force: false }) {
+                    Err(e) => e.to_string(),
+                    Ok(()) => String::new(),
+                };
+                return Err(HelperError::HostCritical(passage_core::i18n::trf(
+                    "{why} (It was approved as an ordinary claim; nothing was claimed.)",
+                    &[("why", &why)],
                 )));
             }
             let d = claim::claim_held(
@@ -814,8 +822,10 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
     if args.reclaim {
         let h = host()?;
         // Claims of the last boot that did not survive it are not claims any more.
-        for l in claim::reconcile(&h, state).map_err(|e| e.to_string())? {
-            println!("{l}");
+        match claim::reconcile(&h, state) {
+            Ok(said) => said.iter().for_each(|l| println!("{l}")),
+            // The persisted groups are claimed all the same.
+            Err(e) => eprintln!("checking the claim records against the kernel: {e}"),
         }
         let persisted = passage_helper::persist::list(state).map_err(|e| e.to_string())?;
         for (recorded, check) in
@@ -823,37 +833,39 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
         {
             match check {
                 Ok(g) => {
+                    let members = persisted
+                        .iter()
+                        .find(|p| p.group == recorded)
+                        .map(|p| p.members.as_slice())
+                        .unwrap_or_default();
                     let claimed = claim::hold(&locks, state, g).and_then(|held| {
                         let h =
                             Helper::scan(&args.root).map_err(|e| claim::ClaimError::Failed {
                                 message: format!("{e:?}"),
                                 rolled_back: Vec::new(),
                             })?;
-                        claim::claim_held(
+                        let d = claim::claim_held(
                             &h,
                             g,
                             &ClaimOptions { force: false },
                             kernel,
                             state,
                             &held,
-                        )
+                        )?;
+                        // Recorded as held with the host drivers it was persisted from (see
+                        // claim::adopt), whoever put it on vfio-pci; still under the lock.
+                        let adopted = claim::adopt(state, g, members);
+                        Ok((d, adopted))
                     });
                     match claimed {
-                        Ok(d) => {
-                            // Recorded as held with the host drivers it was persisted from
-                            // (see claim::adopt), whoever put it on vfio-pci.
-                            let members = persisted
-                                .iter()
-                                .find(|p| p.group == recorded)
-                                .map(|p| p.members.as_slice())
-                                .unwrap_or_default();
+                        Ok((d, adopted)) => {
                             let how = if d.changed {
                                 "claimed"
                             } else {
                                 // The udev rule gave it to vfio-pci before its host driver.
                                 "already on vfio-pci at boot"
                             };
-                            match claim::adopt(state, g, members) {
+                            match adopted {
                                 Ok(_) => println!("persisted group {recorded} (now {g}): {how}"),
                                 Err(e) => eprintln!(
                                     "persisted group {recorded} (now {g}): {how}, but its claim could not be recorded: {e}"

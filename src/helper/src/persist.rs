@@ -141,6 +141,7 @@ pub fn set(
         .lock_persisted()
         .map_err(|e| io_err("locking the persisted groups", e))?;
     let mut list = read_list(state).map_err(|e| io_err("reading the persisted groups", e))?;
+    let before = list.len();
     let was = list.iter().any(|p| p.group == g);
     let mut notes = Vec::new();
     if on {
@@ -209,9 +210,23 @@ pub fn set(
         });
         list.sort_by_key(|p| p.group);
     } else {
-        list.retain(|p| p.group != g);
+        // By the number it was persisted under, or by its members: after a reboot that
+        // renumbered groups, `status` shows the number the group has now.
+        let now: Vec<_> = host
+            .groups
+            .get(&g)
+            .map(|group| {
+                host.members(group)
+                    .filter(|d| d.is_endpoint())
+                    .map(|d| d.address)
+                    .collect()
+            })
+            .unwrap_or_default();
+        list.retain(|p| {
+            p.group != g && (now.is_empty() || !p.members.iter().all(|m| now.contains(&m.address)))
+        });
     }
-    let changed = on || was;
+    let changed = on || was || list.len() != before;
     let list_bytes =
         serde_json::to_vec_pretty(&list).map_err(|e| io_err("encoding", io::Error::other(e)))?;
     // The boot layers first, the list last: the list is what `status` shows and what makes
@@ -227,24 +242,36 @@ pub fn set(
             root_dir.join(MODPROBE_CONF),
             (!list.is_empty()).then(|| render_modprobe(&list).into_bytes()),
         ),
-        (state.path().join(PERSIST_FILE), Some(list_bytes)),
+        // No list at all once it is empty: passage-reclaim.service runs only where it exists.
+        (
+            state.path().join(PERSIST_FILE),
+            (!list.is_empty()).then_some(list_bytes),
+        ),
     ];
-    apply_files(&plan).map_err(|message| ClaimError::Failed {
+    let written = apply_files(&plan).map_err(|message| ClaimError::Failed {
         message,
         rolled_back: Vec::new(),
     })?;
     Ok(PersistDone {
         changed,
         notes,
-        boot_layers_changed: root_dir == Path::new("/"),
+        boot_layers_changed: root_dir == Path::new("/") && (written[0] || written[1]),
     })
 }
 
-/// A file's bytes now (`None`: absent).
+/// A file's bytes now (`None`: absent, also where its directory is not one: it cannot be
+/// there, and writing it is what will fail, with the reason).
 fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -280,8 +307,12 @@ fn write_failure(path: &Path, e: &io::Error) -> String {
 }
 
 /// Writes each file of `plan` in order; when one fails, the ones already written get their
-/// old contents back. The error says what failed and whether everything is as it was.
-fn apply_files(plan: &[(PathBuf, Option<Vec<u8>>)]) -> Result<(), String> {
+/// old contents back. The error says what failed and whether everything is as it was. Returns,
+/// per file, whether it changed (a file that already had its contents is not written).
+///
+/// All or none holds for write errors; a crash between two renames leaves the earlier files
+/// new, which is why the list that makes the boot re-claim run comes last.
+fn apply_files(plan: &[(PathBuf, Option<Vec<u8>>)]) -> Result<Vec<bool>, String> {
     let mut before = Vec::with_capacity(plan.len());
     for (path, _) in plan {
         before.push(read_file(path).map_err(|e| {
@@ -294,10 +325,12 @@ fn apply_files(plan: &[(PathBuf, Option<Vec<u8>>)]) -> Result<(), String> {
             )
         })?);
     }
+    let mut written = vec![false; plan.len()];
     for (i, (path, bytes)) in plan.iter().enumerate() {
         if before[i] == *bytes {
             continue;
         }
+        written[i] = true;
         if let Err(e) = put_file(path, bytes.as_deref()) {
             let why = write_failure(path, &e);
             let mut left = Vec::new();
@@ -319,16 +352,17 @@ fn apply_files(plan: &[(PathBuf, Option<Vec<u8>>)]) -> Result<(), String> {
             });
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// The initramfs tool this system has (Debian's update-initramfs, dracut elsewhere), with the
-/// arguments that rebuild the initramfs of every installed kernel; or why there is nothing to
-/// rebuild.
+/// arguments that rebuild the running kernel's initramfs; or why there is nothing to rebuild.
 pub fn initramfs_tool() -> Result<(&'static str, &'static [&'static str]), String> {
     let tools: [(&str, &[&str]); 2] = [
-        ("update-initramfs", &["-u", "-k", "all"]),
-        ("dracut", &["-f", "--regenerate-all"]),
+        // The running (or newest) kernel's image only: older kernels keep theirs, a known-good
+        // way back if the new one does not boot.
+        ("update-initramfs", &["-u"]),
+        ("dracut", &["-f"]),
     ];
     let found = tools.into_iter().find(|(tool, _)| {
         std::env::var_os("PATH")
@@ -434,4 +468,43 @@ pub fn reclaimable(
 /// For tests and callers that need the file locations.
 pub fn files(root_dir: &Path) -> [PathBuf; 2] {
     [root_dir.join(UDEV_RULE), root_dir.join(MODPROBE_CONF)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_puts_back_the_files_already_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first.conf");
+        let second = dir.path().join("second.conf");
+        std::fs::write(&first, b"old first").unwrap();
+        // The third file's directory is a regular file: its write fails (even as root).
+        let blocker = dir.path().join("not-a-dir");
+        std::fs::write(&blocker, b"").unwrap();
+        let plan = vec![
+            (first.clone(), Some(b"new first".to_vec())),
+            (second.clone(), Some(b"new second".to_vec())),
+            (blocker.join("list.json"), Some(b"[]".to_vec())),
+        ];
+        let e = apply_files(&plan).unwrap_err();
+        assert!(e.contains("Nothing was changed"), "{e}");
+        assert_eq!(std::fs::read(&first).unwrap(), b"old first");
+        assert!(!second.exists(), "a file that was not there came back");
+    }
+
+    #[test]
+    fn files_with_their_contents_already_are_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let same = dir.path().join("same");
+        std::fs::write(&same, b"x").unwrap();
+        let gone = dir.path().join("gone");
+        let plan = vec![
+            (same.clone(), Some(b"x".to_vec())),
+            (gone.clone(), None),
+            (dir.path().join("new"), Some(b"y".to_vec())),
+        ];
+        assert_eq!(apply_files(&plan).unwrap(), vec![false, false, true]);
+    }
 }

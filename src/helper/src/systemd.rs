@@ -29,10 +29,16 @@ trait Manager {
 /// How long a rebuild may take before the caller is told it is still running.
 const REBUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// One rebuild at a time. systemd merges a start into a start job already running, so a second
+/// `persist` would otherwise be told "regenerated" by a build that may have read the boot
+/// layers before its change; waiting here, its own start comes after its own files.
+static ONE_REBUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Rebuilds the initramfs for the boot layers just written; returns the note for the caller.
 /// Through systemd when it runs the bus; here (in a blocking thread) when it does not (a test
 /// bus, a system without systemd).
 pub async fn regenerate_initramfs(conn: &zbus::Connection) -> String {
+    let _one = ONE_REBUILD.lock().await;
     let tool = match persist::initramfs_tool() {
         Ok((tool, _)) => tool,
         Err(why) => return why,
@@ -69,7 +75,12 @@ async fn through_systemd(conn: &zbus::Connection) -> zbus::Result<Option<String>
     let manager = ManagerProxy::new(conn).await?;
     // Subscribed before the start: a fast job must not end unseen.
     let mut removed = manager.receive_job_removed().await?;
-    manager.subscribe().await?;
+    match manager.subscribe().await {
+        // Subscriptions are per connection; one left by an earlier call is as good.
+        Err(zbus::Error::MethodError(name, _, _))
+            if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+        r => r?,
+    }
     let job = manager.start_unit(names::INITRAMFS_UNIT, "replace").await;
     let job = match job {
         Ok(j) => j,
