@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use passage_core::explain::{self, Severity, State};
 use passage_core::synth::{BlockSpec, DmSpec, MountSpec, NetSpec};
-use passage_core::{GroupId, PciAddress};
+use passage_core::{scan, GroupId, PciAddress};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn addr(s: &str) -> PciAddress {
@@ -499,4 +499,84 @@ fn z370_devices_without_a_reset_file_are_flagged() {
         .expect("no-reset");
     assert_eq!(r.device, Some(addr("0000:01:00.1")));
     let _ = GroupId(0);
+}
+
+/// `explain` reads one group's facts (`scan::scan_target`) instead of the whole host; on every
+/// recorded machine and on an SR-IOV farm its words and JSON are those the full scan gives, for
+/// every group and every device, and it does take the quick path (not the full-scan fallback)
+/// wherever the tree has what a real sysfs has.
+#[test]
+fn explaining_one_target_from_its_own_facts_says_what_the_whole_scan_says() {
+    use passage_core::{report, Target};
+    let mut specs = machines();
+    specs.push((
+        "sriov-farm-3x5".into(),
+        passage_core::synth::sriov_farm(3, 5),
+    ));
+    let mut quick = 0;
+    for (name, spec) in &specs {
+        let b = build(spec);
+        let root = b.root();
+        let mut targets: Vec<Target> = b.host.groups.keys().map(|g| Target::Group(*g)).collect();
+        targets.extend(b.host.devices.keys().map(|a| Target::Device(*a)));
+        for t in targets {
+            let full = report::explanation(&b.host, t).expect("explanation");
+            let want = (
+                serde_json::to_string(&full).unwrap(),
+                report::explain_text(&b.host, &full),
+            );
+            let in_group = match t {
+                Target::Group(_) => true,
+                Target::Device(a) => b.host.devices[&a].group.is_some(),
+            };
+            match scan::scan_target(&root, t).expect("scan_target") {
+                Some(h) => {
+                    let e = report::explanation(&h, t).expect("explanation from the quick scan");
+                    let got = (
+                        serde_json::to_string(&e).unwrap(),
+                        report::explain_text(&h, &e),
+                    );
+                    assert_eq!(got.0, want.0, "{name} {t:?}: JSON differs");
+                    assert_eq!(got.1, want.1, "{name} {t:?}: words differ");
+                    assert!(h.devices.len() < b.host.devices.len() || b.host.devices.len() < 4);
+                    quick += 1;
+                }
+                None => assert!(
+                    !in_group,
+                    "{name} {t:?}: a group the tree fully describes fell back to a full scan"
+                ),
+            }
+        }
+    }
+    assert!(quick > 200, "only {quick} targets took the quick path");
+}
+
+/// Where the quick look cannot be sure it says so, and the full scan answers instead: an
+/// unknown group, a device in no group, a group whose member list is missing.
+#[test]
+fn the_quick_look_gives_way_when_the_tree_cannot_answer_it() {
+    use passage_core::Target;
+    let b = build(&load("asrock-z170-gaming-itx"));
+    let root = b.root();
+    assert!(scan::scan_target(&root, Target::Group(GroupId(9999)))
+        .unwrap()
+        .is_none());
+    assert!(
+        scan::scan_target(&root, Target::Device(addr("0000:7f:1f.7")))
+            .unwrap()
+            .is_none()
+    );
+    let g = *b.host.groups.keys().next().unwrap();
+    assert!(scan::scan_target(&root, Target::Group(g))
+        .unwrap()
+        .is_some());
+    std::fs::remove_dir_all(
+        b.dir
+            .path()
+            .join(format!("sys/kernel/iommu_groups/{g}/devices")),
+    )
+    .unwrap();
+    assert!(scan::scan_target(&root, Target::Group(g))
+        .unwrap()
+        .is_none());
 }

@@ -284,9 +284,19 @@ pub struct Host {
     pub groups: BTreeMap<GroupId, Group>,
     pub platform: Platform,
     pub uses: BTreeMap<PciAddress, Vec<Use>>,
+    /// `None` for a model of the whole host. A model read for one device or group
+    /// ([`crate::scan::scan_target`]) holds only that group, its members' bridges and the
+    /// platform; this says how many groups the host has in all.
+    #[serde(skip)]
+    pub groups_on_host: Option<usize>,
 }
 
 impl Host {
+    /// How many IOMMU groups the host has (also when this model holds only some of them).
+    pub fn group_count(&self) -> usize {
+        self.groups_on_host.unwrap_or(self.groups.len())
+    }
+
     pub fn iommu_enabled(&self) -> bool {
         !self.groups.is_empty()
     }

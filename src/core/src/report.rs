@@ -208,7 +208,7 @@ fn iommu_text(out: &mut String, v: &IommuVerdict, host: &Host) {
             trf(
                 "IOMMU: on ({n} groups; units: {units})",
                 &[
-                    ("n", &host.groups.len().to_string()),
+                    ("n", &host.group_count().to_string()),
                     (
                         "units",
                         &if units.is_empty() {

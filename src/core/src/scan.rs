@@ -3,13 +3,13 @@
 //! The kernel owns the rules: groups come from `sys/kernel/iommu_groups/N/devices`, never from
 //! our own reasoning. Each file is read once; per-device work runs on all cores.
 
-use crate::address::{GroupId, PciAddress};
+use crate::address::{GroupId, PciAddress, Target};
 use crate::config::{Capabilities, ConfigSpace};
 use crate::host::HostRoot;
 use crate::model::{Bar, ClassCode, Device, Group, Hex16, Hex8, Host, IommuUnit, Platform};
 use crate::pci_names;
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -95,19 +95,197 @@ pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
     platform.page_size = page_size;
     platform.cpu_vendor = devices
         .values()
-        .find(|d| d.class.0 >> 8 == 0x0600 && d.address.bus == 0)
-        .and_then(|d| match d.vendor_id.0 {
-            0x8086 => Some("intel".to_string()),
-            0x1022 => Some("amd".to_string()),
-            _ => None,
-        });
+        .find(|d| is_root_host_bridge(d))
+        .and_then(cpu_vendor_of);
     let uses = crate::usage::scan_uses(root)?;
     Ok(Host {
         devices,
         groups,
         platform,
         uses,
+        groups_on_host: None,
     })
+}
+
+/// A host bridge on a root bus: its vendor is the platform's (until the CPU's own word is read).
+fn is_root_host_bridge(d: &Device) -> bool {
+    d.class.0 >> 8 == 0x0600 && d.address.bus == 0
+}
+
+fn cpu_vendor_of(d: &Device) -> Option<String> {
+    match d.vendor_id.0 {
+        0x8086 => Some("intel".to_string()),
+        0x1022 => Some("amd".to_string()),
+        _ => None,
+    }
+}
+
+/// Reads only what explaining one device or group needs — the group's members (from the
+/// group's own `devices` directory), the bridges above them, the virtual functions of its
+/// physical functions, the platform and the host's uses — so `passagectl explain 40` on a
+/// host of 10,000 functions reads a handful of device directories instead of all of them.
+/// The answer is the one [`scan`] gives (`explain`'s words and JSON are the same byte for
+/// byte; tests compare them on every recorded machine).
+///
+/// `Ok(None)` when a quick look cannot be sure: no such device or group, a device in no
+/// group (the IOMMU is off), a group with no PCI member, a tree that lacks the group's
+/// member list or a physical function's `virtfnN` links (a recording keeps only what a full
+/// scan reads), or facts that disagree (a member whose `iommu_group` link names another
+/// group). The caller then scans everything, which gives the same answer or the same error.
+pub fn scan_target(root: &HostRoot, target: Target) -> Result<Option<Host>, ScanError> {
+    let page_size = rustix::param::page_size() as u64;
+    let mut devices = BTreeMap::new();
+    let id = match target {
+        Target::Group(g) => g,
+        Target::Device(a) => match scan_device(root, a, page_size)? {
+            Some(d) => match d.group {
+                Some(g) => {
+                    devices.insert(a, d);
+                    g
+                }
+                None => return Ok(None),
+            },
+            None => return Ok(None),
+        },
+    };
+    let gdir = Path::new(GROUPS).join(id.to_string());
+    let gh = match root.open_dir(&gdir) {
+        Ok(h) => h,
+        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) => return Err(io_err(root, &gdir, e)),
+    };
+    let names = match gh
+        .open_subdir(Path::new("devices"))
+        .and_then(|mut d| d.names())
+    {
+        Ok(n) => n,
+        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) => return Err(io_err(root, &gdir.join("devices"), e)),
+    };
+    let mut members: Vec<PciAddress> = names
+        .iter()
+        .filter_map(|n| n.to_str()?.parse().ok())
+        .collect();
+    if members.is_empty() {
+        return Ok(None);
+    }
+    members.sort();
+    for a in &members {
+        if !devices.contains_key(a) {
+            match scan_device(root, *a, page_size)? {
+                Some(d) => {
+                    devices.insert(*a, d);
+                }
+                None => return Ok(None),
+            }
+        }
+        if devices.get(a).and_then(|d| d.group) != Some(id) {
+            return Ok(None);
+        }
+    }
+    // A full scan learns a physical function's VFs from their `physfn` links; here the PF's
+    // own `virtfnN` links say the same (the kernel makes both), as many as `sriov_numvfs`.
+    for a in &members {
+        let Some(d) = devices.get(a) else { continue };
+        let n = d.sriov_numvfs.unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        let dir = root
+            .open_dir(&d.sysfs_path)
+            .map_err(|e| io_err(root, Path::new(&d.sysfs_path), e))?;
+        let mut vfs = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let vf = match dir.read_link(&format!("virtfn{i}")) {
+                Ok(t) => t
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .and_then(|f| f.parse::<PciAddress>().ok()),
+                Err(e) if not_found(&e) => None,
+                Err(e) => return Err(io_err(root, &Path::new(&d.sysfs_path).join("virtfn"), e)),
+            };
+            match vf {
+                Some(vf) => vfs.push(vf),
+                None => return Ok(None),
+            }
+        }
+        vfs.sort();
+        if let Some(d) = devices.get_mut(a) {
+            d.virtfns = vfs;
+        }
+    }
+    let bridges: BTreeSet<PciAddress> = members
+        .iter()
+        .filter_map(|a| devices.get(a))
+        .flat_map(|d| d.bridges.iter().copied())
+        .filter(|b| !devices.contains_key(b))
+        .collect();
+    for b in bridges {
+        if let Some(d) = scan_device(root, b, page_size)? {
+            devices.insert(b, d);
+        }
+    }
+    let kind = gh
+        .read("type")
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|s| !s.is_empty());
+    let mut groups = BTreeMap::new();
+    groups.insert(
+        id,
+        Group {
+            id,
+            devices: members,
+            other_members: Vec::new(),
+            kind,
+        },
+    );
+    let groups_on_host = root
+        .read_dir(GROUPS)
+        .map_err(|e| io_err(root, Path::new(GROUPS), e))?
+        .len();
+    let mut platform = scan_platform(root)?;
+    platform.page_size = page_size;
+    platform.cpu_vendor = first_root_host_bridge(root, page_size)?
+        .as_ref()
+        .and_then(cpu_vendor_of);
+    let uses = crate::usage::scan_uses(root)?;
+    Ok(Some(Host {
+        devices,
+        groups,
+        platform,
+        uses,
+        groups_on_host: Some(groups_on_host),
+    }))
+}
+
+/// The host bridge a full scan would take the platform's vendor from: the first root-bus
+/// host bridge in address order. 0000:00:00.0 almost always is one, which costs one read.
+fn first_root_host_bridge(root: &HostRoot, page_size: u64) -> Result<Option<Device>, ScanError> {
+    let first = PciAddress {
+        domain: 0,
+        bus: 0,
+        slot: 0,
+        function: 0,
+    };
+    if let Some(d) = scan_device(root, first, page_size)?.filter(is_root_host_bridge) {
+        return Ok(Some(d));
+    }
+    let names = root
+        .read_dir(DEVICES)
+        .map_err(|e| io_err(root, Path::new(DEVICES), e))?;
+    let mut on_root_bus: Vec<PciAddress> = names
+        .iter()
+        .filter_map(|n| n.to_str()?.parse::<PciAddress>().ok())
+        .filter(|a| a.bus == 0)
+        .collect();
+    on_root_bus.sort();
+    for a in on_root_bus {
+        if let Some(d) = scan_device(root, a, page_size)?.filter(is_root_host_bridge) {
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads one device. `Ok(None)` when it vanished while we looked (hot-unplug race).

@@ -9,7 +9,12 @@ use passage_core::{report, scan, Target};
 pub fn run(cli: &Cli, target: &str, as_json: bool) -> Result<u8, Failure> {
     let t: Target = target.parse()?;
     let src = open_source(cli)?;
-    let host = scan::scan(src.root())?;
+    // One group's story needs one group's facts; the whole host is read only when the quick
+    // look cannot be sure (then it gives the same answer, or the same error).
+    let host = match scan::scan_target(src.root(), t)? {
+        Some(h) => h,
+        None => scan::scan(src.root())?,
+    };
     if let Target::Group(_) = t {
         if !host.iommu_enabled() {
             return Err(Failure(tr(

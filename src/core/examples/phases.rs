@@ -1,0 +1,42 @@
+//! Where `passagectl list` spends its time, phase by phase, on a host root:
+//! `cargo run --release -p passage-core --example phases -- ROOT [RUNS]`
+//! (used for docs/PERFORMANCE.md; not a test).
+use passage_core::host::HostRoot;
+use passage_core::{report, scan};
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let root = args.next().ok_or("usage: phases ROOT [RUNS]")?;
+    let runs: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let root = HostRoot::open(root)?;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let host = scan::scan(&root)?;
+        let t_scan = t.elapsed();
+        let rep = report::Report::build(&host);
+        let t_build = t.elapsed();
+        let json = rep.to_json()?;
+        let t_json = t.elapsed();
+        let text = report::list_text(&host, &rep);
+        let t_text = t.elapsed();
+        drop(rep);
+        drop(host);
+        let t_drop = t.elapsed();
+        eprintln!(
+            "scan {:>6.1} ms  verdicts {:>6.1}  json {:>6.1} ({} B)  text {:>6.1} ({} B)  drop {:>5.1}",
+            ms(t_scan),
+            ms(t_build - t_scan),
+            ms(t_json - t_build),
+            json.len(),
+            ms(t_text - t_json),
+            text.len(),
+            ms(t_drop - t_text)
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
