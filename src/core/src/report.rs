@@ -33,21 +33,49 @@ impl Report<'_> {
     /// Compact JSON, identical to `serde_json::to_string(self)`, with groups and devices
     /// serialized on every core (a 10,000-function host's listing is ~18 MB).
     pub fn to_json(&self) -> serde_json::Result<String> {
+        let mut out = Vec::new();
+        self.write_json(&mut out).map_err(serde_json::Error::io)?;
+        // serde_json writes only UTF-8; the check is a copy-free scan.
+        String::from_utf8(out).map_err(|e| {
+            serde_json::Error::io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })
+    }
+
+    /// Writes the same bytes as [`Report::to_json`] to `w`: groups and devices are serialized
+    /// in chunks on every core, each chunk written as it is, never joined into one string
+    /// (joining and formatting copied the 18 MB twice).
+    pub fn write_json<W: std::io::Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
         use rayon::prelude::*;
-        fn join<T: Serialize + Sync>(items: &[T]) -> serde_json::Result<String> {
-            let parts: Vec<String> = items
-                .par_iter()
-                .map(serde_json::to_string)
-                .collect::<serde_json::Result<_>>()?;
-            Ok(parts.join(","))
+        fn chunks<T: Serialize + Sync>(items: &[T]) -> std::io::Result<Vec<Vec<u8>>> {
+            const CHUNK: usize = 512;
+            items
+                .par_chunks(CHUNK)
+                .enumerate()
+                .map(|(i, part)| {
+                    let mut buf = Vec::with_capacity(part.len() * 1024);
+                    for (j, item) in part.iter().enumerate() {
+                        if i > 0 || j > 0 {
+                            buf.push(b',');
+                        }
+                        serde_json::to_writer(&mut buf, item)?;
+                    }
+                    Ok(buf)
+                })
+                .collect::<serde_json::Result<_>>()
+                .map_err(std::io::Error::from)
         }
-        Ok(format!(
-            "{{\"version\":{},\"iommu\":{},\"groups\":[{}],\"devices\":[{}]}}",
-            self.version,
-            serde_json::to_string(&self.iommu)?,
-            join(&self.groups)?,
-            join(&self.devices)?
-        ))
+        let (groups, devices) = rayon::join(|| chunks(&self.groups), || chunks(&self.devices));
+        write!(w, "{{\"version\":{},\"iommu\":", self.version)?;
+        serde_json::to_writer(&mut *w, &self.iommu)?;
+        w.write_all(b",\"groups\":[")?;
+        for c in groups? {
+            w.write_all(&c)?;
+        }
+        w.write_all(b"],\"devices\":[")?;
+        for c in devices? {
+            w.write_all(&c)?;
+        }
+        w.write_all(b"]}")
     }
 }
 

@@ -20,6 +20,18 @@ pub fn print(s: &str) -> Result<(), Failure> {
     }
 }
 
+/// Writes to standard output through a large buffer, for output made in pieces; a reader
+/// that went away is not an error.
+pub fn write_out(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<u8, Failure> {
+    let out = std::io::stdout().lock();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
+    match f(&mut w).and_then(|_| w.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Pretty for a person at a terminal, compact for a pipe (a 10,000-function host's listing is
 /// tens of megabytes pretty-printed).
 pub fn json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {

@@ -1,6 +1,6 @@
 //! `passagectl list`: the IOMMU groups, their devices and whether they can be given away.
 
-use crate::common::{json, open_source, print, stdout_is_terminal};
+use crate::common::{json, open_source, print, stdout_is_terminal, write_out};
 use crate::Failure;
 use passage_core::cli::ctl::Cli;
 use passage_core::{report, scan};
@@ -9,13 +9,15 @@ pub fn run(cli: &Cli, as_json: bool) -> Result<u8, Failure> {
     let src = open_source(cli)?;
     let host = scan::scan(src.root())?;
     let rep = report::Report::build(&host);
-    print(&if !as_json {
-        report::list_text(&host, &rep)
-    } else if stdout_is_terminal() {
+    if as_json && !stdout_is_terminal() {
+        // A pipe gets the parallel serializer: the same bytes as serde_json, made on every
+        // core and written chunk by chunk.
+        return write_out(|w| rep.write_json(w).and_then(|_| w.write_all(b"\n")));
+    }
+    print(&if as_json {
         json(&rep)?
     } else {
-        // A pipe gets the parallel serializer: same bytes as serde_json, on every core.
-        rep.to_json()? + "\n"
+        report::list_text(&host, &rep)
     })?;
     Ok(0)
 }

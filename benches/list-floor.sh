@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Benchmark (not a timed test; figures go to docs/PERFORMANCE.md): `passagectl list` against
+# the floor — a bare single-threaded reader of only what identifies a function
+# (benches/floor/floor.c: config header, iommu_group link, driver link) — and against lspci,
+# side by side in one hyperfine run on the same generated host; `explain GROUP` beside them;
+# peak RSS of each.
+#
+#   benches/list-floor.sh [PFSxVFS] [RUNS]     default 78x127 (10,063 functions), 20 runs
+#
+# Needs hyperfine, pciutils and a C compiler (apt-get install hyperfine pciutils gcc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shape=${1:-78x127}
+runs=${2:-20}
+for t in hyperfine lspci cc; do
+  command -v "$t" >/dev/null || { echo "list-floor.sh needs $t (apt-get install hyperfine pciutils gcc)" >&2; exit 1; }
+done
+work=$(mktemp -d /tmp/passage-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cargo build --release -q -p passagectl
+cargo build --release -q -p passage-core --example mktree
+cc -O2 -o "$work/floor" benches/floor/floor.c
+tree="$work/tree"
+target/release/examples/mktree --sriov "$shape" "$tree" >/dev/null
+sysfs="$tree/sys/bus/pci"
+ctl="target/release/passagectl --root $tree"
+# A group in the middle of the farm, for explain.
+group=$(ls "$tree/sys/kernel/iommu_groups" | sort -n | awk '{ a[NR] = $0 } END { print a[int(NR / 2)] }')
+echo "tree: $(ls "$sysfs/devices" | wc -l) functions, $(ls "$tree/sys/kernel/iommu_groups" | wc -l) groups; explain $group"
+echo "the floor reads $("$work/floor" "$tree" 2>/dev/null | wc -l) functions; list --json lists $($ctl list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["devices"]))')"
+echo "output sizes: floor $("$work/floor" "$tree" 2>/dev/null | wc -c) B, list --json $($ctl list --json | wc -c) B," \
+     "list $($ctl list | wc -c) B, lspci -nn $(lspci -nn -A linux-sysfs -O sysfs.path="$sysfs" | wc -c) B"
+hyperfine -N -w 3 -r "$runs" --export-markdown "${OUT:-/dev/stdout}" \
+  -n "floor (C, one thread)" "$work/floor $tree" \
+  -n "passagectl list --json" "$ctl list --json" \
+  -n "passagectl list" "$ctl list" \
+  -n "passagectl explain $group" "$ctl explain $group" \
+  -n "lspci -nn" "lspci -nn -A linux-sysfs -O sysfs.path=$sysfs" \
+  -n "lspci -nnvvk" "lspci -nnvvk -A linux-sysfs -O sysfs.path=$sysfs"
+echo
+echo "peak RSS (one run each):"
+for c in "$work/floor $tree" "$ctl list --json" "$ctl list" "$ctl explain $group" \
+         "lspci -nn -A linux-sysfs -O sysfs.path=$sysfs" "lspci -nnvvk -A linux-sysfs -O sysfs.path=$sysfs"; do
+  /usr/bin/time -f "%M" -o "$work/rss" $c >/dev/null 2>&1 || true
+  printf '  %6d KiB  %s\n' "$(tail -n1 "$work/rss")" "${c//$work\//}"
+done
