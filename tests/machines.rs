@@ -580,3 +580,61 @@ fn the_quick_look_gives_way_when_the_tree_cannot_answer_it() {
         .unwrap()
         .is_none());
 }
+
+/// A whole-host scan learns drivers and IOMMU units from the drivers' and units' listings
+/// (two syscalls fewer per function); a tree without them — a recording made before, which
+/// kept each device's links — is read link by link. Both give the same host on every recorded
+/// machine and on an SR-IOV farm.
+#[test]
+fn drivers_and_units_read_from_their_listings_or_from_each_device_agree() {
+    let mut specs = machines();
+    specs.push((
+        "sriov-farm-3x5".into(),
+        passage_core::synth::sriov_farm(3, 5),
+    ));
+    let mut bound = 0;
+    for (name, spec) in &specs {
+        let b = build(spec);
+        bound += b
+            .host
+            .devices
+            .values()
+            .filter(|d| d.driver.is_some())
+            .count();
+        // Take away the listings' device entries, as in an older recording.
+        let mut removed = 0;
+        for base in ["sys/bus/pci/drivers", "sys/devices/virtual/iommu"] {
+            let Ok(dirs) = std::fs::read_dir(b.dir.path().join(base)) else {
+                continue;
+            };
+            for d in dirs.flatten() {
+                let list = if base.ends_with("iommu") {
+                    d.path().join("devices")
+                } else {
+                    d.path()
+                };
+                for e in std::fs::read_dir(&list).into_iter().flatten().flatten() {
+                    if e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.parse::<PciAddress>().is_ok())
+                    {
+                        std::fs::remove_file(e.path()).unwrap();
+                        removed += 1;
+                    }
+                }
+                if base.ends_with("iommu") {
+                    let _ = std::fs::remove_dir(&list);
+                }
+            }
+        }
+        let again = scan::scan(&b.root()).unwrap();
+        assert_eq!(
+            again, b.host,
+            "{name}: link by link ({removed} entries taken away) differs"
+        );
+    }
+    assert!(
+        bound > 50,
+        "only {bound} bound devices: the test would show little"
+    );
+}

@@ -18,12 +18,25 @@ fn binding_the_gpu_group_to_vfio_pci_turns_it_assigned_one_event_at_a_time() {
         |a: &str| std::fs::canonicalize(b.dir.path().join("sys/bus/pci/devices").join(a)).unwrap();
     std::fs::create_dir_all(b.dir.path().join("sys/bus/pci/drivers/vfio-pci")).unwrap();
     std::fs::create_dir_all(b.dir.path().join("sys/bus/pci/drivers/nouveau")).unwrap();
-    // The fixture's source did not name drivers; start from nouveau on the GPU.
-    symlink(
-        "../../../../bus/pci/drivers/nouveau",
-        dir("0000:01:00.0").join("driver"),
-    )
-    .unwrap();
+    // The fixture's source did not name drivers; start from nouveau on the GPU. Like the
+    // kernel, bind both ends: the device's `driver` link and the driver's entry for it.
+    let bind = |drv: &str| {
+        symlink(
+            format!("../../../../bus/pci/drivers/{drv}"),
+            dir("0000:01:00.0").join("driver"),
+        )
+        .unwrap();
+        symlink(
+            dir("0000:01:00.0"),
+            b.dir
+                .path()
+                .join("sys/bus/pci/drivers")
+                .join(drv)
+                .join("0000:01:00.0"),
+        )
+        .unwrap();
+    };
+    bind("nouveau");
     apply(
         &mut host,
         &root,
@@ -36,11 +49,13 @@ fn binding_the_gpu_group_to_vfio_pci_turns_it_assigned_one_event_at_a_time() {
     assert_eq!(host.devices[&gpu].driver.as_deref(), Some("nouveau"));
 
     std::fs::remove_file(dir("0000:01:00.0").join("driver")).unwrap();
-    symlink(
-        "../../../../bus/pci/drivers/vfio-pci",
-        dir("0000:01:00.0").join("driver"),
+    std::fs::remove_file(
+        b.dir
+            .path()
+            .join("sys/bus/pci/drivers/nouveau/0000:01:00.0"),
     )
     .unwrap();
+    bind("vfio-pci");
     let u = apply(
         &mut host,
         &root,

@@ -266,13 +266,22 @@ impl HostRoot {
 /// Reads a file that is already open: sysfs returns an attribute in one read, so a short read
 /// ends it (saving a syscall per file on hosts with thousands of functions).
 fn read_fd(fd: &OwnedFd, rel: &Path) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    read_fd_into(fd, rel, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`read_fd`] into `buf` (cleared first), so a caller reading thousands of attributes can
+/// keep one buffer.
+fn read_fd_into(fd: &OwnedFd, rel: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
     // Room for a whole extended config space plus one byte, so a full read is one syscall.
-    let mut buf: Vec<u8> = Vec::with_capacity(4097);
+    buf.reserve(4097);
     loop {
         let before = buf.len();
         let room = buf.capacity() - before;
         let n = loop {
-            match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut buf)) {
+            match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut *buf)) {
                 Err(rustix::io::Errno::INTR) => continue,
                 other => break other?,
             }
@@ -288,7 +297,23 @@ fn read_fd(fd: &OwnedFd, rel: &Path) -> io::Result<Vec<u8>> {
         }
         buf.reserve(buf.len());
     }
-    Ok(buf)
+    Ok(())
+}
+
+thread_local! {
+    /// The buffer [`DirHandle::read_with`] and [`DirHandle::link_name`] read into: a scan of
+    /// 10,000 functions reads ~100,000 attributes and links, each only long enough to parse.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer (an empty one if a caller up the stack has it).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.with(|c| c.take());
+    let r = f(&mut buf);
+    if buf.capacity() <= 64 * 1024 {
+        SCRATCH.with(|c| c.set(buf));
+    }
+    r
 }
 
 /// A directory opened once; its entries are read by name without walking the path again.
@@ -373,6 +398,46 @@ impl DirHandle<'_> {
                 .note(&self.rel.join(name), Recorded::File(buf.clone()));
         }
         Ok(buf)
+    }
+
+    /// Reads the file `name` and hands its bytes to `parse`, without keeping a copy (the
+    /// bytes live in a buffer this thread reuses).
+    pub fn read_with<R>(&self, name: &str, parse: impl FnOnce(&[u8]) -> R) -> io::Result<R> {
+        Self::check(name)?;
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        with_scratch(|buf| {
+            read_fd_into(&fd, Path::new(name), buf)?;
+            drop(fd);
+            if self.root.recorder.is_some() {
+                self.root
+                    .note(&self.rel.join(name), Recorded::File(buf.clone()));
+            }
+            Ok(parse(buf))
+        })
+    }
+
+    /// The last component of the link `name`'s target (`driver` → `vfio-pci`), read without
+    /// building paths; `None` when the target has none (`/`, `..`), as `Path::file_name`.
+    pub fn link_name(&self, name: &str) -> io::Result<Option<String>> {
+        Self::check(name)?;
+        with_scratch(|buf| {
+            let t = rustix::fs::readlinkat(&self.fd, name, std::mem::take(buf))?;
+            let bytes = t.as_bytes();
+            if self.root.recorder.is_some() {
+                let t = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
+                self.root.note(&self.rel.join(name), Recorded::Link(t));
+            }
+            let out = Path::new(std::ffi::OsStr::from_bytes(bytes))
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned());
+            *buf = t.into_bytes();
+            Ok(out)
+        })
     }
 
     /// Reads a text attribute, trimmed.

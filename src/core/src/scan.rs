@@ -63,6 +63,8 @@ pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
     }
     let page_size = rustix::param::page_size() as u64;
     let listing = &listing;
+    let index = LinkIndex::read(root);
+    let index = &index;
     // Each device: its link, then its directory, on every core.
     let scanned: Vec<Result<Option<Device>, ScanError>> = found
         .par_iter()
@@ -80,7 +82,7 @@ pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
                 }
                 Err(e) => return Err(io_err(root, &names_dir.join(&*name), e)),
             };
-            read_device(root, *a, &dir, page_size)
+            read_device(root, *a, &dir, page_size, Some(index))
         })
         .collect();
     let mut devices = BTreeMap::new();
@@ -288,6 +290,62 @@ fn first_root_host_bridge(root: &HostRoot, page_size: u64) -> Result<Option<Devi
     Ok(None)
 }
 
+/// Two facts the kernel shows from both ends: a device's `driver` link and the driver's
+/// `drivers/NAME/ADDR` entry, a device's `iommu` link and the unit's `devices/ADDR` entry. A
+/// whole-host scan reads the few driver and unit directories instead of two links in each of
+/// thousands of device directories (two syscalls fewer per function).
+///
+/// Each side is used only when the tree has it: a recording made before the scanner read
+/// these directories holds the devices' links and not the listings (the drivers' directories
+/// are there, empty, because their existence was asked), so a listing with no device in it,
+/// or a unit without its `devices` directory, means "read each device's link" — exactly what
+/// was done before. On a live sysfs both ends always agree (the kernel makes and removes
+/// them together); tests check both ways give the same host on every recorded machine.
+struct LinkIndex {
+    drivers: Option<std::collections::HashMap<PciAddress, String>>,
+    units: Option<std::collections::HashMap<PciAddress, String>>,
+}
+
+impl LinkIndex {
+    fn read(root: &HostRoot) -> Self {
+        LinkIndex {
+            drivers: Self::listed(root, "sys/bus/pci/drivers", None),
+            units: Self::listed(root, "sys/class/iommu", Some("devices")),
+        }
+    }
+
+    /// `base/NAME[/sub]/ADDR` for every NAME, as ADDR → NAME; `None` when any of it cannot
+    /// be read or nothing at all is listed.
+    fn listed(
+        root: &HostRoot,
+        base: &str,
+        sub: Option<&str>,
+    ) -> Option<std::collections::HashMap<PciAddress, String>> {
+        let names = root.read_dir(base).ok()?;
+        let mut out = std::collections::HashMap::new();
+        for n in names {
+            let name = n.to_str()?;
+            let mut dir = Path::new(base).join(name);
+            if let Some(sub) = sub {
+                dir.push(sub);
+            }
+            // A unit is a link into sys/devices: opened inside the root, never beyond it.
+            let entries = match root.read_dir(&dir) {
+                Ok(e) => e,
+                // A driver directory that is a file or a dangling link has nobody bound.
+                Err(_) if sub.is_none() => continue,
+                Err(_) => return None,
+            };
+            for e in entries {
+                if let Some(a) = e.to_str().and_then(|s| s.parse::<PciAddress>().ok()) {
+                    out.insert(a, name.to_string());
+                }
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
 /// Reads one device. `Ok(None)` when it vanished while we looked (hot-unplug race).
 pub fn scan_device(
     root: &HostRoot,
@@ -296,7 +354,7 @@ pub fn scan_device(
 ) -> Result<Option<Device>, ScanError> {
     let link = Path::new(DEVICES).join(address.to_string());
     match root.resolve_link(&link) {
-        Ok(dir) => read_device(root, address, &dir, page_size),
+        Ok(dir) => read_device(root, address, &dir, page_size, None),
         Err(e) if not_found(&e) => Ok(None),
         Err(e) => Err(io_err(root, &link, e)),
     }
@@ -308,6 +366,7 @@ fn read_device(
     address: PciAddress,
     dir: &Path,
     page_size: u64,
+    index: Option<&LinkIndex>,
 ) -> Result<Option<Device>, ScanError> {
     let link = Path::new(DEVICES).join(address.to_string());
     let h = match root.open_dir(dir) {
@@ -318,23 +377,16 @@ fn read_device(
     let dir = dir.to_path_buf();
     let rel = |n: &str| dir.join(n);
     // Attributes are opened by name; one that is absent costs one failed open, which is
-    // cheaper than listing a sysfs directory of forty entries for every device.
-    let try_read = |n: &str| -> Result<Option<Vec<u8>>, ScanError> {
-        match h.read(n) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(io_err(root, &rel(n), e)),
-        }
-    };
+    // cheaper than listing a sysfs directory of forty entries for every device. Each is parsed
+    // straight from the thread's read buffer: no copy is kept of what becomes a number.
 
     // Identity comes from config space when it is readable: one read instead of six.
-    let config = match try_read("config")? {
-        Some(bytes) => match ConfigSpace::parse(&bytes) {
-            Ok(c) => Some(c),
-            Err(crate::config::ConfigError::Absent) => None,
-            Err(e) => return Err(malformed(root, &rel("config"), e.to_string())),
-        },
-        None => None,
+    let config = match h.read_with("config", ConfigSpace::parse) {
+        Ok(Ok(c)) => Some(c),
+        Ok(Err(crate::config::ConfigError::Absent)) => None,
+        Ok(Err(e)) => return Err(malformed(root, &rel("config"), e.to_string())),
+        Err(e) if not_found(&e) => None,
+        Err(e) => return Err(io_err(root, &rel("config"), e)),
     };
     let (vendor, device, class, revision, subsystem) = match &config {
         Some(c) => (c.vendor_id, c.device_id, c.class, c.revision, c.subsystem),
@@ -365,15 +417,20 @@ fn read_device(
     };
 
     let link_name = |n: &str| -> Result<Option<String>, ScanError> {
-        let p = rel(n);
-        match h.read_link(n) {
-            Ok(t) => Ok(t.file_name().map(|f| f.to_string_lossy().into_owned())),
+        match h.link_name(n) {
+            Ok(t) => Ok(t),
             Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(io_err(root, &p, e)),
+            Err(e) => Err(io_err(root, &rel(n), e)),
         }
     };
-    let driver = link_name("driver")?;
-    let iommu_unit = link_name("iommu")?;
+    let driver = match index.and_then(|i| i.drivers.as_ref()) {
+        Some(by_address) => by_address.get(&address).cloned(),
+        None => link_name("driver")?,
+    };
+    let iommu_unit = match index.and_then(|i| i.units.as_ref()) {
+        Some(by_address) => by_address.get(&address).cloned(),
+        None => link_name("iommu")?,
+    };
     let physfn = match link_name("physfn")? {
         Some(s) => Some(s.parse().map_err(|_| {
             malformed(
@@ -395,66 +452,68 @@ fn read_device(
         None => None,
     };
 
-    let opt_string = |n: &str| -> Result<Option<String>, ScanError> {
-        let p = rel(n);
-        match h.read_string(n) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if not_found(&e) => Ok(None),
-            // Some attributes refuse reads in some states; that is "unknown", not an error.
-            Err(e) if e.raw_os_error().is_some() && !not_found(&e) => Ok(None),
-            Err(e) => Err(io_err(root, &p, e)),
+    // A text attribute, trimmed, handed to `parse`; `None` when it is absent or refuses to
+    // be read (some attributes do in some states: that is "unknown", not an error).
+    fn opt_text<T>(
+        h: &crate::host::DirHandle<'_>,
+        n: &str,
+        parse: impl FnOnce(&str) -> T,
+    ) -> Result<Option<T>, io::Error> {
+        match h.read_with(n, |b| parse(String::from_utf8_lossy(b).trim())) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.raw_os_error().is_some() => Ok(None),
+            Err(e) => Err(e),
         }
-    };
-    let driver_override = opt_string("driver_override")?.filter(|s| !s.is_empty() && s != "(null)");
-    let reset_methods = opt_string("reset_method")?
-        .map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+    }
+    // A text attribute parsed into a value; what does not parse is a malformed tree.
+    fn parsed<T>(
+        root: &HostRoot,
+        h: &crate::host::DirHandle<'_>,
+        n: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ScanError> {
+        match opt_text(h, n, parse) {
+            Ok(Some(Ok(v))) => Ok(Some(v)),
+            Ok(Some(Err(what))) => Err(malformed(root, &h.rel().join(n), what)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(io_err(root, &h.rel().join(n), e)),
+        }
+    }
+    let driver_override = parsed(root, &h, "driver_override", |s| {
+        Ok((!s.is_empty() && s != "(null)").then(|| s.to_string()))
+    })?
+    .flatten();
+    let reset_methods = parsed(root, &h, "reset_method", |s| {
+        Ok(s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+    })?;
     // Only display devices have boot_vga; only SR-IOV PFs have sriov_numvfs.
     let display = (class >> 16) == 0x03;
-    let boot_vga = match if display {
-        opt_string("boot_vga")?
+    let boot_vga = if display {
+        parsed(root, &h, "boot_vga", |s| match s {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            _ => Err(format!("“{s}” is not 0 or 1")),
+        })?
     } else {
         None
-    } {
-        Some(s) => Some(match s.as_str() {
-            "1" => true,
-            "0" => false,
-            _ => {
-                return Err(malformed(
-                    root,
-                    &rel("boot_vga"),
-                    format!("“{s}” is not 0 or 1"),
-                ))
-            }
-        }),
-        None => None,
     };
-    let numa_node =
-        match opt_string("numa_node")? {
-            Some(s) => Some(s.parse::<i32>().map_err(|_| {
-                malformed(root, &rel("numa_node"), format!("“{s}” is not a number"))
-            })?)
-            .filter(|n| *n >= 0),
-            None => None,
-        };
+    let numa_node = parsed(root, &h, "numa_node", |s| {
+        s.parse::<i32>()
+            .map_err(|_| format!("“{s}” is not a number"))
+    })?
+    .filter(|n| *n >= 0);
     let may_sriov = config
         .as_ref()
         .is_none_or(|c| c.caps.sriov_total_vfs != Some(0));
-    let sriov_numvfs = match if may_sriov {
-        opt_string("sriov_numvfs")?
+    let sriov_numvfs = if may_sriov {
+        parsed(root, &h, "sriov_numvfs", |s| {
+            s.parse::<u32>()
+                .map_err(|_| format!("“{s}” is not a number"))
+        })?
     } else {
         None
-    } {
-        Some(s) => Some(s.parse::<u32>().map_err(|_| {
-            malformed(root, &rel("sriov_numvfs"), format!("“{s}” is not a number"))
-        })?),
-        None => None,
     };
-    let bars = match opt_string("resource")? {
-        Some(s) => {
-            parse_resource(&s, page_size).map_err(|w| malformed(root, &rel("resource"), w))?
-        }
-        None => Vec::new(),
-    };
+    let bars = parsed(root, &h, "resource", |s| parse_resource(s, page_size))?.unwrap_or_default();
 
     // Parent chain from the canonical path: every path component that is a PCI address.
     let mut chain: Vec<PciAddress> = dir

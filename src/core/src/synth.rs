@@ -473,11 +473,10 @@ impl MachineSpec {
                         .iommu_unit
                         .clone()
                         .unwrap_or_else(|| unit_default.to_string());
-                    link(
-                        root,
-                        &dir.join("iommu"),
-                        &Path::new("sys/devices/virtual/iommu").join(&unit),
-                    )?;
+                    let udir = Path::new("sys/devices/virtual/iommu").join(&unit);
+                    link(root, &dir.join("iommu"), &udir)?;
+                    // The unit lists its devices too (the kernel's iommu_device_link makes both).
+                    link(root, &udir.join("devices").join(r.addr.to_string()), dir)?;
                     units.insert(unit);
                 }
             }
