@@ -272,29 +272,48 @@ pub fn list_text(host: &Host, report: &Report) -> String {
         }
         return out;
     }
-    let mut glue = Vec::new();
-    for g in &report.groups {
-        if !g.assignable && g.reasons.iter().all(|r| r.severity == Severity::Info) {
-            glue.push(g.id.to_string());
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "{} {:<4} {:<14} {}",
-            tr("Group"),
-            g.id,
-            g.state.label(),
-            g.title
-        );
-        for a in &g.devices {
-            if let Some(d) = host.device(*a) {
-                let _ = writeln!(out, "    {}", device_line(d));
+    // Groups are written in chunks on every core, then joined in order (a 10,000-group host's
+    // listing is ~3 MB).
+    use rayon::prelude::*;
+    let label = tr("Group");
+    let glue_group =
+        |g: &GroupVerdict| !g.assignable && g.reasons.iter().all(|r| r.severity == Severity::Info);
+    let parts: Vec<String> = report
+        .groups
+        .par_chunks(256)
+        .map(|chunk| {
+            let mut out = String::with_capacity(chunk.len() * 320);
+            for g in chunk.iter().filter(|g| !glue_group(g)) {
+                let _ = writeln!(
+                    out,
+                    "{} {:<4} {:<14} {}",
+                    label,
+                    g.id,
+                    g.state.label(),
+                    g.title
+                );
+                for a in &g.devices {
+                    if let Some(d) = host.device(*a) {
+                        let _ = writeln!(out, "    {}", device_line(d));
+                    }
+                }
+                for r in g.reasons.iter().filter(|r| r.severity != Severity::Info) {
+                    let _ = writeln!(out, "    {} {}", sev_mark(r.severity), r.message);
+                }
             }
-        }
-        for r in g.reasons.iter().filter(|r| r.severity != Severity::Info) {
-            let _ = writeln!(out, "    {} {}", sev_mark(r.severity), r.message);
-        }
+            out
+        })
+        .collect();
+    out.reserve(parts.iter().map(String::len).sum());
+    for p in parts {
+        out.push_str(&p);
     }
+    let glue: Vec<String> = report
+        .groups
+        .iter()
+        .filter(|g| glue_group(g))
+        .map(|g| g.id.to_string())
+        .collect();
     if !glue.is_empty() {
         let _ = writeln!(
             out,

@@ -45,6 +45,31 @@ const GROUPS: &str = "sys/kernel/iommu_groups";
 
 /// Scans everything: the entry point for every front end.
 pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
+    // The groups' own files (their numbers and types) do not depend on the devices: they are
+    // read beside them, so both cores stay busy through the devices' serial steps.
+    let (devices, kinds) = rayon::join(|| scan_devices(root), || group_kinds(root));
+    let mut devices = devices?;
+    let page_size = rustix::param::page_size() as u64;
+    link_virtfns(&mut devices);
+    let groups = scan_groups(root, &devices, kinds?)?;
+    let mut platform = scan_platform(root)?;
+    platform.page_size = page_size;
+    platform.cpu_vendor = devices
+        .values()
+        .find(|d| is_root_host_bridge(d))
+        .and_then(cpu_vendor_of);
+    let uses = crate::usage::scan_uses(root)?;
+    Ok(Host {
+        devices,
+        groups,
+        platform,
+        uses,
+        groups_on_host: None,
+    })
+}
+
+/// Every device under `sys/bus/pci/devices`, read on every core.
+fn scan_devices(root: &HostRoot) -> Result<BTreeMap<PciAddress, Device>, ScanError> {
     let names_dir = Path::new(DEVICES);
     let mut listing = root
         .open_dir(names_dir)
@@ -63,8 +88,7 @@ pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
     }
     let page_size = rustix::param::page_size() as u64;
     let listing = &listing;
-    let index = LinkIndex::read(root);
-    let index = &index;
+    let index = &LinkIndex::read(root);
     // Each device: its link, then its directory, on every core.
     let scanned: Vec<Result<Option<Device>, ScanError>> = found
         .par_iter()
@@ -91,22 +115,7 @@ pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
             devices.insert(d.address, d);
         }
     }
-    link_virtfns(&mut devices);
-    let groups = scan_groups(root, &devices)?;
-    let mut platform = scan_platform(root)?;
-    platform.page_size = page_size;
-    platform.cpu_vendor = devices
-        .values()
-        .find(|d| is_root_host_bridge(d))
-        .and_then(cpu_vendor_of);
-    let uses = crate::usage::scan_uses(root)?;
-    Ok(Host {
-        devices,
-        groups,
-        platform,
-        uses,
-        groups_on_host: None,
-    })
+    Ok(devices)
 }
 
 /// A host bridge on a root bus: its vendor is the platform's (until the CPU's own word is read).
@@ -663,34 +672,72 @@ fn groups_from_links(devices: &BTreeMap<PciAddress, Device>) -> BTreeMap<GroupId
     out
 }
 
-/// Groups: the list of group numbers from `sys/kernel/iommu_groups`, PCI members from each
-/// device's `iommu_group` link (read with the device), and the `devices/` directory read for
-/// groups no PCI function points to (their members are platform devices). Each group's
-/// `type` is read from its directory.
-fn scan_groups(
-    root: &HostRoot,
-    devices: &BTreeMap<PciAddress, Device>,
-) -> Result<BTreeMap<GroupId, Group>, ScanError> {
+/// The groups' numbers (from `sys/kernel/iommu_groups`) and each one's `type`, read on every
+/// core without the devices. `None` when the directory is missing (a sandbox that shows
+/// `/sys/devices` but not `/sys/kernel`).
+type GroupKinds = Option<Vec<(GroupId, Option<String>)>>;
+
+fn group_kinds(root: &HostRoot) -> Result<GroupKinds, ScanError> {
     let dir = Path::new(GROUPS);
     let mut groups_dir = match root.open_dir(dir) {
         Ok(d) => d,
-        // No groups directory but devices that point to groups: a sandbox (Flatpak shows
-        // /sys/devices, not /sys/kernel) — the links are the kernel's own answer still.
-        Err(e) if not_found(&e) => return Ok(groups_from_links(devices)),
+        Err(e) if not_found(&e) => return Ok(None),
         Err(e) => return Err(io_err(root, dir, e)),
     };
     let names = groups_dir.names().map_err(|e| io_err(root, dir, e))?;
-    let mut members: BTreeMap<GroupId, Vec<PciAddress>> = BTreeMap::new();
+    let mut ids = Vec::with_capacity(names.len());
     for n in &names {
         let id: GroupId = n.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
             malformed(root, &dir.join(n), "a group directory that is not a number")
         })?;
-        members.insert(id, Vec::new());
+        ids.push(id);
     }
+    ids.sort();
+    let groups_dir = &groups_dir;
+    Ok(Some(
+        ids.into_par_iter()
+            .map(|id| {
+                let kind = groups_dir
+                    .read_beneath(&Path::new(&id.to_string()).join("type"))
+                    .ok()
+                    .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                    .filter(|s| !s.is_empty());
+                (id, kind)
+            })
+            .collect(),
+    ))
+}
+
+/// Groups: the numbers and types [`group_kinds`] read, PCI members from each device's
+/// `iommu_group` link (read with the device), and the `devices/` directory read for groups no
+/// PCI function points to (their members are platform devices).
+fn scan_groups(
+    root: &HostRoot,
+    devices: &BTreeMap<PciAddress, Device>,
+    kinds: GroupKinds,
+) -> Result<BTreeMap<GroupId, Group>, ScanError> {
+    // No groups directory but devices that point to groups: the links are the kernel's own
+    // answer still.
+    let Some(kinds) = kinds else {
+        return Ok(groups_from_links(devices));
+    };
+    let mut out: BTreeMap<GroupId, Group> = kinds
+        .into_iter()
+        .map(|(id, kind)| {
+            (
+                id,
+                Group {
+                    id,
+                    devices: Vec::new(),
+                    other_members: Vec::new(),
+                    kind,
+                },
+            )
+        })
+        .collect();
     for d in devices.values() {
         if let Some(g) = d.group {
-            members
-                .get_mut(&g)
+            out.get_mut(&g)
                 .ok_or_else(|| {
                     malformed(
                         root,
@@ -698,47 +745,20 @@ fn scan_groups(
                         format!("points to group {g}, which {GROUPS} does not list"),
                     )
                 })?
+                .devices
                 .push(d.address);
         }
     }
-    let groups_dir = &groups_dir;
-    let members: Vec<(GroupId, Vec<PciAddress>)> = members.into_iter().collect();
-    let groups: Vec<Result<Group, ScanError>> = members
-        .into_par_iter()
-        .map(|(id, mut devices)| {
-            let gsub = PathBuf::from(id.to_string());
-            let mut other_members = Vec::new();
-            if devices.is_empty() {
-                let dsub = gsub.join("devices");
-                let names = groups_dir
-                    .open_subdir(&dsub)
-                    .and_then(|mut d| d.names())
-                    .map_err(|e| io_err(root, &dir.join(&dsub), e))?;
-                for m in names {
-                    let s = m.to_string_lossy();
-                    match s.parse::<PciAddress>() {
-                        Ok(a) => devices.push(a),
-                        Err(_) => other_members.push(s.into_owned()),
-                    }
-                }
+    for g in out.values_mut().filter(|g| g.devices.is_empty()) {
+        let dsub = Path::new(GROUPS).join(g.id.to_string()).join("devices");
+        let names = root.read_dir(&dsub).map_err(|e| io_err(root, &dsub, e))?;
+        for m in names {
+            let s = m.to_string_lossy();
+            match s.parse::<PciAddress>() {
+                Ok(a) => g.devices.push(a),
+                Err(_) => g.other_members.push(s.into_owned()),
             }
-            let kind = groups_dir
-                .read_beneath(&gsub.join("type"))
-                .ok()
-                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-                .filter(|s| !s.is_empty());
-            Ok(Group {
-                id,
-                devices,
-                other_members,
-                kind,
-            })
-        })
-        .collect();
-    let mut out = BTreeMap::new();
-    for g in groups {
-        let g = g?;
-        out.insert(g.id, g);
+        }
     }
     Ok(out)
 }
