@@ -413,6 +413,101 @@ fn without_an_iommu_there_are_no_groups_and_the_remedy_names_the_vendor_switch()
     assert!(v.reasons[0].message.contains("intel_iommu=off"));
 }
 
+/// A virtual machine on an AMD CPU without a virtual IOMMU: the host bridge is the Intel one
+/// QEMU emulates, but the CPU's own word and the VM's are what count — the remedy is a virtual
+/// IOMMU, not VT-d or intel_iommu=on alone. `record` keeps the files that said so.
+#[test]
+fn a_virtual_machine_without_a_virtual_iommu_is_told_to_get_one_whatever_its_host_bridge_says() {
+    use passage_core::synth::VmSpec;
+    let mut spec = load("msi-z370i-i5-8400-gtx1070"); // an Intel host bridge at 00:00.0
+    spec.host.iommu = Some("off".into());
+    spec.host.cpu = Some("AuthenticAMD".into());
+    spec.host.vm = Some(VmSpec {
+        sys_vendor: "QEMU".into(),
+        product_name: "Standard PC (Q35 + ICH9, 2009)".into(),
+    });
+    let b = build(&spec);
+    assert_eq!(b.host.platform.cpu_vendor.as_deref(), Some("amd"));
+    let vm = b.host.platform.virtual_machine.as_ref().expect("a VM");
+    assert!(vm.hypervisor_flag);
+    let v = explain::iommu(&b.host);
+    assert_eq!(v.reasons.len(), 1, "{:?}", v.reasons);
+    let r = &v.reasons[0];
+    assert_eq!(r.code, "iommu-off-vm");
+    assert!(
+        r.message.contains("QEMU Standard PC (Q35 + ICH9, 2009)"),
+        "{}",
+        r.message
+    );
+    let remedy = r.remedy.as_deref().unwrap();
+    for want in [
+        "<iommu model='intel'>",
+        "virtio-iommu-pci",
+        "intel-iommu,intremap=on",
+    ] {
+        assert!(remedy.contains(want), "remedy lacks {want}: {remedy}");
+    }
+    assert!(!r.message.contains("VT-d"));
+
+    // The same machine's facts through the command line, and through a recording of them.
+    let out = passagectl()
+        .arg("--root")
+        .arg(b.dir.path())
+        .arg("list")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("virtual machine (QEMU Standard PC"), "{text}");
+    let rec = tempfile::tempdir().unwrap();
+    let dir = rec.path().join("rec");
+    let st = passagectl()
+        .arg("--root")
+        .arg(b.dir.path())
+        .arg("record")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    for f in [
+        "proc/cpuinfo",
+        "sys/class/dmi/id/sys_vendor",
+        "sys/class/dmi/id/product_name",
+    ] {
+        assert!(dir.join(f).is_file(), "the recording lacks {f}");
+    }
+    let again = scan::scan(&passage_core::HostRoot::open(&dir).unwrap()).unwrap();
+    assert_eq!(again.platform, b.host.platform);
+
+    // A bare-metal AMD machine (cpuinfo without the flag, no DMI hypervisor): AMD-Vi, whatever
+    // the bridge.
+    spec.host.vm = None;
+    let v = explain::iommu(&build(&spec).host);
+    assert_eq!(v.reasons[0].code, "iommu-off");
+    assert!(v.reasons[0].remedy.as_deref().unwrap().contains("AMD-Vi"));
+}
+
+#[test]
+fn the_cpu_vendor_and_the_hypervisor_flag_come_from_the_first_processor() {
+    use passage_core::scan::cpuinfo_facts;
+    let intel = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu vme hypervisor\n\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\n";
+    assert_eq!(cpuinfo_facts(intel), (Some("intel".into()), true));
+    assert_eq!(
+        cpuinfo_facts("vendor_id : HygonGenuine\nflags : fpu\n"),
+        (Some("amd".into()), false)
+    );
+    // ARM names an implementer, not a vendor; garbage is "unknown", never a wrong claim.
+    assert_eq!(
+        cpuinfo_facts("processor : 0\nCPU implementer : 0x41\n"),
+        (None, false)
+    );
+    assert_eq!(cpuinfo_facts("\u{0}\u{1}garbage"), (None, false));
+    assert_eq!(cpuinfo_facts("flags: hypervisorx\n"), (None, false));
+}
+
 #[test]
 fn no_interrupt_remapping_blocks_every_group_unless_unsafe_interrupts_are_allowed() {
     let mut spec = load("msi-z370i-i5-8400-gtx1070");

@@ -199,11 +199,21 @@ pub fn iommu(host: &Host) -> IommuVerdict {
                 )
                 .remedy(trf("Remove {words} from the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot.", &[("words", &words)])),
             );
-        } else if vendor == Some("intel") && !p.units.is_empty() {
+        } else if (vendor == Some("intel") && !p.units.is_empty())
+            || p.units.iter().any(|u| u.kind == "intel")
+        {
             reasons.push(
                 Reason::new("iommu-not-enabled", None, Severity::Blocker,
                     tr("The firmware describes an Intel VT-d IOMMU, but the kernel did not turn it on, so there are no isolation groups."))
                 .remedy(tr("Add intel_iommu=on to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot.")),
+            );
+        } else if let Some(vm) = &p.virtual_machine {
+            // A guest's host bridge is whatever the hypervisor emulates (QEMU's is Intel's
+            // on any CPU): the remedy is the hypervisor's, not the firmware's.
+            reasons.push(
+                Reason::new("iommu-off-vm", None, Severity::Blocker,
+                    trf("This is a virtual machine ({machine}) without a virtual IOMMU, so its kernel has no isolation groups and cannot give devices on to a nested guest.", &[("machine", &vm.describe())]))
+                .remedy(tr("Give the virtual machine a virtual IOMMU, then boot it again. With libvirt: <iommu model='intel'><driver intremap='on' caching_mode='on'/></iommu> (a Q35 machine with <ioapic driver='qemu'/> under <features>), or <iommu model='virtio'/>. With QEMU: -device intel-iommu,intremap=on,caching-mode=on (with -machine q35,kernel-irqchip=split), or -device virtio-iommu-pci. With the Intel one, also add intel_iommu=on to this guest's kernel command line. The devices to pass on must be given to this virtual machine first.")),
             );
         } else if vendor == Some("intel") {
             reasons.push(

@@ -215,8 +215,13 @@ pub struct IommuUnit {
 pub struct Platform {
     pub cmdline: String,
     pub units: Vec<IommuUnit>,
-    /// "intel" or "amd" from the host bridge's vendor, when it tells.
+    /// "intel" or "amd": the CPU's own word (`vendor_id` in proc/cpuinfo), else the host
+    /// bridge's vendor (hypervisors emulate Intel bridges, so that is only a fallback).
     pub cpu_vendor: Option<String>,
+    /// Set when this host is itself a virtual machine (cpuinfo's `hypervisor` flag, or DMI
+    /// naming a hypervisor's machine).
+    #[serde(default)]
+    pub virtual_machine: Option<VirtualMachine>,
     pub acs_override: Option<String>,
     /// `vfio-pci.ids=` / `vfio_pci.ids=` from the command line, as vendor:device pairs.
     pub vfio_pci_ids: Vec<(Hex16, Hex16)>,
@@ -225,6 +230,29 @@ pub struct Platform {
     /// Group numbers with a `/dev/vfio/N` node.
     pub vfio_nodes: Vec<GroupId>,
     pub page_size: u64,
+}
+
+/// What says this host is a virtual machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualMachine {
+    /// The CPU reports the `hypervisor` flag (set by every x86 hypervisor).
+    pub hypervisor_flag: bool,
+    /// `sys/class/dmi/id/sys_vendor` and `product_name`, where readable ("QEMU", "Standard PC
+    /// (Q35 + ICH9, 2009)").
+    pub sys_vendor: Option<String>,
+    pub product_name: Option<String>,
+}
+
+impl VirtualMachine {
+    /// "QEMU Standard PC (Q35 + ICH9, 2009)", or what the CPU says.
+    pub fn describe(&self) -> String {
+        match (&self.sys_vendor, &self.product_name) {
+            (Some(v), Some(p)) if !p.starts_with(v.as_str()) => format!("{v} {p}"),
+            (_, Some(p)) => p.clone(),
+            (Some(v), None) => v.clone(),
+            (None, None) => "hypervisor".to_string(),
+        }
+    }
 }
 
 /// Why the host needs (or uses) a device.

@@ -54,10 +54,12 @@ pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
     let groups = scan_groups(root, &devices, kinds?)?;
     let mut platform = scan_platform(root)?;
     platform.page_size = page_size;
-    platform.cpu_vendor = devices
-        .values()
-        .find(|d| is_root_host_bridge(d))
-        .and_then(cpu_vendor_of);
+    if platform.cpu_vendor.is_none() {
+        platform.cpu_vendor = devices
+            .values()
+            .find(|d| is_root_host_bridge(d))
+            .and_then(cpu_vendor_of);
+    }
     let uses = crate::usage::scan_uses(root)?;
     Ok(Host {
         devices,
@@ -257,9 +259,11 @@ pub fn scan_target(root: &HostRoot, target: Target) -> Result<Option<Host>, Scan
         .len();
     let mut platform = scan_platform(root)?;
     platform.page_size = page_size;
-    platform.cpu_vendor = first_root_host_bridge(root, page_size)?
-        .as_ref()
-        .and_then(cpu_vendor_of);
+    if platform.cpu_vendor.is_none() {
+        platform.cpu_vendor = first_root_host_bridge(root, page_size)?
+            .as_ref()
+            .and_then(cpu_vendor_of);
+    }
     let uses = crate::usage::scan_uses(root)?;
     Ok(Some(Host {
         devices,
@@ -797,6 +801,24 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
             });
         }
     }
+    let (cpu_vendor, hypervisor_flag) = root
+        .read("proc/cpuinfo")
+        .map(|b| cpuinfo_facts(&String::from_utf8_lossy(&b)))
+        .unwrap_or((None, false));
+    p.cpu_vendor = cpu_vendor;
+    let dmi = |n: &str| {
+        root.read_string(Path::new("sys/class/dmi/id").join(n))
+            .ok()
+            .filter(|s| !s.is_empty())
+    };
+    let (sys_vendor, product_name) = (dmi("sys_vendor"), dmi("product_name"));
+    if hypervisor_flag || sys_vendor.as_deref().is_some_and(is_hypervisor_vendor) {
+        p.virtual_machine = Some(crate::model::VirtualMachine {
+            hypervisor_flag,
+            sys_vendor,
+            product_name,
+        });
+    }
     p.allow_unsafe_interrupts = root
         .read_string("sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts")
         .ok()
@@ -810,6 +832,52 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
             .collect();
     }
     Ok(p)
+}
+
+/// The CPU's vendor ("intel", "amd") and whether it reports the `hypervisor` flag, from the
+/// first processor in proc/cpuinfo (x86; other architectures name no vendor there).
+pub fn cpuinfo_facts(cpuinfo: &str) -> (Option<String>, bool) {
+    let mut vendor = None;
+    let mut hypervisor = false;
+    for line in cpuinfo.lines() {
+        if line.trim().is_empty() {
+            break; // the first processor says it for all
+        }
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        match k.trim() {
+            "vendor_id" => {
+                vendor = match v.trim() {
+                    "GenuineIntel" => Some("intel".to_string()),
+                    // Hygon's Dhyana is AMD's Zen under licence, with AMD-Vi.
+                    "AuthenticAMD" | "HygonGenuine" => Some("amd".to_string()),
+                    _ => None,
+                }
+            }
+            "flags" => hypervisor = v.split_whitespace().any(|f| f == "hypervisor"),
+            _ => {}
+        }
+    }
+    (vendor, hypervisor)
+}
+
+/// DMI system vendors that are hypervisors, for guests whose CPU hides the flag.
+fn is_hypervisor_vendor(v: &str) -> bool {
+    [
+        "QEMU",
+        "VMware, Inc.",
+        "innotek GmbH",
+        "Xen",
+        "Parallels Software International Inc.",
+        "Bochs",
+        "Amazon EC2",
+        "Google",
+        "KubeVirt",
+        "Red Hat",
+        "Apple Inc. (Virtualization)",
+    ]
+    .contains(&v)
 }
 
 /// The value of the last `key=value` for any of `keys` on a kernel command line.

@@ -97,6 +97,20 @@ pub struct HostSpec {
     pub displays: Vec<DisplaySpec>,
     /// Group `type` for every group (default "DMA").
     pub group_type: Option<String>,
+    /// The CPU's `vendor_id` as proc/cpuinfo prints it ("GenuineIntel", "AuthenticAMD");
+    /// without it no cpuinfo is written.
+    pub cpu: Option<String>,
+    /// The host is a virtual machine: the CPU shows the `hypervisor` flag and DMI names the
+    /// machine.
+    pub vm: Option<VmSpec>,
+}
+
+/// A virtual machine's DMI identity (`sys/class/dmi/id`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    pub sys_vendor: String,
+    pub product_name: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -578,6 +592,33 @@ impl MachineSpec {
             format!("{}\n", self.cmdline()),
         )?;
         let h = &self.host;
+        if h.cpu.is_some() || h.vm.is_some() {
+            let flags = if h.vm.is_some() {
+                "fpu vme de pse tsc msr pae mce cx8 apic sep hypervisor lahf_lm"
+            } else {
+                "fpu vme de pse tsc msr pae mce cx8 apic sep lahf_lm"
+            };
+            let cpu = |n: u32| {
+                format!(
+                    "processor\t: {n}\nvendor_id\t: {}\ncpu family\t: 25\nflags\t\t: {flags}\n\n",
+                    h.cpu.as_deref().unwrap_or("GenuineIntel")
+                )
+            };
+            write(
+                root,
+                Path::new("proc/cpuinfo"),
+                format!("{}{}", cpu(0), cpu(1)),
+            )?;
+        }
+        if let Some(vm) = &h.vm {
+            let id = Path::new("sys/class/dmi/id");
+            write(root, &id.join("sys_vendor"), format!("{}\n", vm.sys_vendor))?;
+            write(
+                root,
+                &id.join("product_name"),
+                format!("{}\n", vm.product_name),
+            )?;
+        }
         if let Some(v) = h.allow_unsafe_interrupts {
             write(
                 root,
