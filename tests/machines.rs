@@ -624,7 +624,7 @@ fn explaining_one_target_from_its_own_facts_says_what_the_whole_scan_says() {
                 Target::Group(_) => true,
                 Target::Device(a) => b.host.devices[&a].group.is_some(),
             };
-            match scan::scan_target(&root, t).expect("scan_target") {
+            match scan::scan_target(&root, t) {
                 Some(h) => {
                     let e = report::explanation(&h, t).expect("explanation from the quick scan");
                     let got = (
@@ -647,33 +647,108 @@ fn explaining_one_target_from_its_own_facts_says_what_the_whole_scan_says() {
 }
 
 /// Where the quick look cannot be sure it says so, and the full scan answers instead: an
-/// unknown group, a device in no group, a group whose member list is missing.
+/// unknown group, a device in no group, a group whose member list is missing, and hostile
+/// trees — a PF claiming four billion VFs (no allocation of that size, no abort), a `virtfn0`
+/// that is not a link, a device missing from its group's list.
 #[test]
 fn the_quick_look_gives_way_when_the_tree_cannot_answer_it() {
     use passage_core::Target;
     let b = build(&load("asrock-z170-gaming-itx"));
     let root = b.root();
-    assert!(scan::scan_target(&root, Target::Group(GroupId(9999)))
-        .unwrap()
-        .is_none());
-    assert!(
-        scan::scan_target(&root, Target::Device(addr("0000:7f:1f.7")))
-            .unwrap()
-            .is_none()
-    );
+    assert!(scan::scan_target(&root, Target::Group(GroupId(9999))).is_none());
+    assert!(scan::scan_target(&root, Target::Device(addr("0000:7f:1f.7"))).is_none());
     let g = *b.host.groups.keys().next().unwrap();
-    assert!(scan::scan_target(&root, Target::Group(g))
-        .unwrap()
-        .is_some());
+    assert!(scan::scan_target(&root, Target::Group(g)).is_some());
     std::fs::remove_dir_all(
         b.dir
             .path()
             .join(format!("sys/kernel/iommu_groups/{g}/devices")),
     )
     .unwrap();
-    assert!(scan::scan_target(&root, Target::Group(g))
-        .unwrap()
-        .is_none());
+    assert!(scan::scan_target(&root, Target::Group(g)).is_none());
+
+    let b = build(&passage_core::synth::sriov_farm(2, 3));
+    let root = b.root();
+    let pf = *b
+        .host
+        .devices
+        .values()
+        .find(|d| !d.virtfns.is_empty())
+        .map(|d| &d.address)
+        .unwrap();
+    let vf = b.host.devices[&pf].virtfns[0];
+    let pf_group = Target::Group(b.host.devices[&pf].group.unwrap());
+    assert!(scan::scan_target(&root, pf_group).is_some());
+    let dir = std::fs::canonicalize(
+        b.dir
+            .path()
+            .join("sys/bus/pci/devices")
+            .join(pf.to_string()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("sriov_numvfs"), "4294967295\n").unwrap();
+    assert!(
+        scan::scan_target(&root, pf_group).is_none(),
+        "more VFs than the PF offers"
+    );
+    std::fs::write(dir.join("sriov_numvfs"), "3\n").unwrap();
+    std::fs::remove_file(dir.join("virtfn0")).unwrap();
+    std::fs::write(dir.join("virtfn0"), "not a link").unwrap();
+    assert!(
+        scan::scan_target(&root, pf_group).is_none(),
+        "virtfn0 is not a link"
+    );
+    // The VF's own link says group N, N's list does not hold it.
+    let vg = b.host.devices[&vf].group.unwrap();
+    std::fs::remove_file(
+        b.dir
+            .path()
+            .join(format!("sys/kernel/iommu_groups/{vg}/devices/{vf}")),
+    )
+    .unwrap();
+    std::fs::create_dir_all(
+        b.dir
+            .path()
+            .join(format!("sys/kernel/iommu_groups/{vg}/devices")),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        &dir,
+        b.dir
+            .path()
+            .join(format!("sys/kernel/iommu_groups/{vg}/devices/{pf}")),
+    )
+    .unwrap();
+    assert!(scan::scan_target(&root, Target::Device(vf)).is_none());
+}
+
+/// Hostile listings never give a wrong driver: a driver "directory" that is a link to the
+/// devices directory, or an address listed under two drivers, sends the scanner to each
+/// device's own link.
+#[test]
+fn listings_that_sysfs_could_not_show_are_not_believed() {
+    let b = build(&load("asus-tuf-b550m-plus-5800x"));
+    let drivers = b.dir.path().join("sys/bus/pci/drivers");
+    std::os::unix::fs::symlink("../devices", drivers.join("evil")).unwrap();
+    assert_eq!(
+        scan::scan(&b.root()).unwrap(),
+        b.host,
+        "a driver linked to devices/"
+    );
+    std::fs::remove_file(drivers.join("evil")).unwrap();
+    let (a, d) = b
+        .host
+        .devices
+        .iter()
+        .find(|(_, d)| d.driver.is_some())
+        .unwrap();
+    std::fs::create_dir_all(drivers.join("other")).unwrap();
+    std::os::unix::fs::symlink(&d.sysfs_path, drivers.join("other").join(a.to_string())).unwrap();
+    assert_eq!(
+        scan::scan(&b.root()).unwrap(),
+        b.host,
+        "an address under two drivers"
+    );
 }
 
 /// A whole-host scan learns drivers and IOMMU units from the drivers' and units' listings
@@ -688,6 +763,7 @@ fn drivers_and_units_read_from_their_listings_or_from_each_device_agree() {
         passage_core::synth::sriov_farm(3, 5),
     ));
     let mut bound = 0;
+    let mut unit_entries = 0;
     for (name, spec) in &specs {
         let b = build(spec);
         bound += b
@@ -698,6 +774,7 @@ fn drivers_and_units_read_from_their_listings_or_from_each_device_agree() {
             .count();
         // Take away the listings' device entries, as in an older recording.
         let mut removed = 0;
+        let mut units_removed = 0;
         for base in ["sys/bus/pci/drivers", "sys/devices/virtual/iommu"] {
             let Ok(dirs) = std::fs::read_dir(b.dir.path().join(base)) else {
                 continue;
@@ -715,6 +792,9 @@ fn drivers_and_units_read_from_their_listings_or_from_each_device_agree() {
                     {
                         std::fs::remove_file(e.path()).unwrap();
                         removed += 1;
+                        if base.ends_with("iommu") {
+                            units_removed += 1;
+                        }
                     }
                 }
                 if base.ends_with("iommu") {
@@ -722,12 +802,17 @@ fn drivers_and_units_read_from_their_listings_or_from_each_device_agree() {
                 }
             }
         }
+        unit_entries += units_removed;
         let again = scan::scan(&b.root()).unwrap();
         assert_eq!(
             again, b.host,
             "{name}: link by link ({removed} entries taken away) differs"
         );
     }
+    assert!(
+        unit_entries > 50,
+        "only {unit_entries} unit entries: the unit side is barely tried"
+    );
     assert!(
         bound > 50,
         "only {bound} bound devices: the test would show little"

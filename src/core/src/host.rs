@@ -115,6 +115,11 @@ impl HostRoot {
         Ok(root)
     }
 
+    /// Whether every read is being remembered for `record`.
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
     /// Where the root is, for messages.
     pub fn path(&self) -> &Path {
         &self.path
@@ -301,8 +306,8 @@ fn read_fd_into(fd: &OwnedFd, rel: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
 }
 
 thread_local! {
-    /// The buffer [`DirHandle::read_with`] and [`DirHandle::link_name`] read into: a scan of
-    /// 10,000 functions reads ~100,000 attributes and links, each only long enough to parse.
+    /// The buffer [`DirHandle::read_with`] reads into: a scan of 10,000 functions reads
+    /// ~60,000 attributes, each only long enough to parse.
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -385,19 +390,7 @@ impl DirHandle<'_> {
 
     /// Reads the file `name` in this directory.
     pub fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        Self::check(name)?;
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let buf = read_fd(&fd, Path::new(name))?;
-        if self.root.recorder.is_some() {
-            self.root
-                .note(&self.rel.join(name), Recorded::File(buf.clone()));
-        }
-        Ok(buf)
+        self.read_with(name, <[u8]>::to_vec)
     }
 
     /// Reads the file `name` and hands its bytes to `parse`, without keeping a copy (the
@@ -425,19 +418,24 @@ impl DirHandle<'_> {
     /// building paths; `None` when the target has none (`/`, `..`), as `Path::file_name`.
     pub fn link_name(&self, name: &str) -> io::Result<Option<String>> {
         Self::check(name)?;
-        with_scratch(|buf| {
-            let t = rustix::fs::readlinkat(&self.fd, name, std::mem::take(buf))?;
-            let bytes = t.as_bytes();
-            if self.root.recorder.is_some() {
-                let t = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
-                self.root.note(&self.rel.join(name), Recorded::Link(t));
-            }
-            let out = Path::new(std::ffi::OsStr::from_bytes(bytes))
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned());
-            *buf = t.into_bytes();
-            Ok(out)
-        })
+        // Sysfs link targets are short: a buffer on the stack, and the allocating call only
+        // for a target that fills it (and so may have been cut).
+        let mut stack = [0u8; 1024];
+        let n = rustix::fs::readlinkat_raw(&self.fd, name, &mut stack[..])?;
+        let long;
+        let bytes: &[u8] = if n < stack.len() {
+            &stack[..n]
+        } else {
+            long = rustix::fs::readlinkat(&self.fd, name, Vec::new())?;
+            long.as_bytes()
+        };
+        if self.root.recorder.is_some() {
+            let t = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
+            self.root.note(&self.rel.join(name), Recorded::Link(t));
+        }
+        Ok(Path::new(std::ffi::OsStr::from_bytes(bytes))
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned()))
     }
 
     /// Reads a text attribute, trimmed.

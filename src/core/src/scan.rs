@@ -145,7 +145,13 @@ fn cpu_vendor_of(d: &Device) -> Option<String> {
 /// member list or a physical function's `virtfnN` links (a recording keeps only what a full
 /// scan reads), or facts that disagree (a member whose `iommu_group` link names another
 /// group). The caller then scans everything, which gives the same answer or the same error.
-pub fn scan_target(root: &HostRoot, target: Target) -> Result<Option<Host>, ScanError> {
+pub fn scan_target(root: &HostRoot, target: Target) -> Option<Host> {
+    // Any trouble on the quick path (a file the full scan never reads, an odd entry) is left
+    // to the full scan, so `explain` answers or fails exactly as it did.
+    scan_target_inner(root, target).ok().flatten()
+}
+
+fn scan_target_inner(root: &HostRoot, target: Target) -> Result<Option<Host>, ScanError> {
     let page_size = rustix::param::page_size() as u64;
     let mut devices = BTreeMap::new();
     let id = match target {
@@ -182,6 +188,11 @@ pub fn scan_target(root: &HostRoot, target: Target) -> Result<Option<Host>, Scan
     if members.is_empty() {
         return Ok(None);
     }
+    if let Target::Device(a) = target {
+        if !members.contains(&a) {
+            return Ok(None); // the group's list and the device's link disagree (or raced)
+        }
+    }
     members.sort();
     for a in &members {
         if !devices.contains_key(a) {
@@ -204,6 +215,10 @@ pub fn scan_target(root: &HostRoot, target: Target) -> Result<Option<Host>, Scan
         if n == 0 {
             continue;
         }
+        // PCIe numbers at most 65,535 VFs, and never more than the PF offers.
+        if n > u32::from(d.capabilities.sriov_total_vfs.unwrap_or(u16::MAX)) {
+            return Ok(None);
+        }
         let dir = root
             .open_dir(&d.sysfs_path)
             .map_err(|e| io_err(root, Path::new(&d.sysfs_path), e))?;
@@ -215,7 +230,7 @@ pub fn scan_target(root: &HostRoot, target: Target) -> Result<Option<Host>, Scan
                     .and_then(|f| f.to_str())
                     .and_then(|f| f.parse::<PciAddress>().ok()),
                 Err(e) if not_found(&e) => None,
-                Err(e) => return Err(io_err(root, &Path::new(&d.sysfs_path).join("virtfn"), e)),
+                Err(_) => return Ok(None),
             };
             match vf {
                 Some(vf) => vfs.push(vf),
@@ -321,41 +336,69 @@ struct LinkIndex {
 
 impl LinkIndex {
     fn read(root: &HostRoot) -> Self {
+        // A recording keeps each device's own links too, so that it reads back device by
+        // device (as `watch` does) and in older versions.
+        if root.is_recording() {
+            return LinkIndex {
+                drivers: None,
+                units: None,
+            };
+        }
         LinkIndex {
-            drivers: Self::listed(root, "sys/bus/pci/drivers", None),
-            units: Self::listed(root, "sys/class/iommu", Some("devices")),
+            drivers: Self::drivers(root),
+            units: Self::units(root),
         }
     }
 
-    /// `base/NAME[/sub]/ADDR` for every NAME, as ADDR → NAME; `None` when any of it cannot
-    /// be read or nothing at all is listed.
-    fn listed(
-        root: &HostRoot,
-        base: &str,
-        sub: Option<&str>,
-    ) -> Option<std::collections::HashMap<PciAddress, String>> {
-        let names = root.read_dir(base).ok()?;
+    /// `drivers/NAME/ADDR` for every driver. Each driver's directory is opened beneath the
+    /// drivers directory: in sysfs it is a real directory, so a link to elsewhere (a hostile
+    /// tree pointing it at `devices/`) is refused and the devices' own links are read instead.
+    fn drivers(root: &HostRoot) -> Option<std::collections::HashMap<PciAddress, String>> {
+        let mut base = root.open_dir("sys/bus/pci/drivers").ok()?;
         let mut out = std::collections::HashMap::new();
-        for n in names {
+        for n in base.names().ok()? {
             let name = n.to_str()?;
-            let mut dir = Path::new(base).join(name);
-            if let Some(sub) = sub {
-                dir.push(sub);
-            }
-            // A unit is a link into sys/devices: opened inside the root, never beyond it.
-            let entries = match root.read_dir(&dir) {
-                Ok(e) => e,
-                // A driver directory that is a file or a dangling link has nobody bound.
-                Err(_) if sub.is_none() => continue,
+            let mut dir = match base.open_subdir(Path::new(name)) {
+                Ok(d) => d,
+                // A file among the drivers has nobody bound to it.
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => continue,
                 Err(_) => return None,
             };
-            for e in entries {
-                if let Some(a) = e.to_str().and_then(|s| s.parse::<PciAddress>().ok()) {
-                    out.insert(a, name.to_string());
+            Self::add(&mut out, dir.names().ok()?, name)?;
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// `class/iommu/U/devices/ADDR` for every unit. The unit is a link into
+    /// `sys/devices/virtual/iommu` (followed inside the root); its `devices` directory is
+    /// opened beneath it, never through a link.
+    fn units(root: &HostRoot) -> Option<std::collections::HashMap<PciAddress, String>> {
+        let base = Path::new("sys/class/iommu");
+        let mut out = std::collections::HashMap::new();
+        for n in root.read_dir(base).ok()? {
+            let name = n.to_str()?;
+            let unit = root.open_dir(base.join(name)).ok()?;
+            let mut dir = unit.open_subdir(Path::new("devices")).ok()?;
+            Self::add(&mut out, dir.names().ok()?, name)?;
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Adds the address entries among `entries` under `name`; `None` (read each device's link
+    /// instead) when an address is listed twice, which sysfs never does.
+    fn add(
+        out: &mut std::collections::HashMap<PciAddress, String>,
+        entries: Vec<std::ffi::OsString>,
+        name: &str,
+    ) -> Option<()> {
+        for e in entries {
+            if let Some(a) = e.to_str().and_then(|s| s.parse::<PciAddress>().ok()) {
+                if out.insert(a, name.to_string()).is_some() {
+                    return None;
                 }
             }
         }
-        (!out.is_empty()).then_some(out)
+        Some(())
     }
 }
 
@@ -753,9 +796,24 @@ fn scan_groups(
                 .push(d.address);
         }
     }
-    for g in out.values_mut().filter(|g| g.devices.is_empty()) {
-        let dsub = Path::new(GROUPS).join(g.id.to_string()).join("devices");
-        let names = root.read_dir(&dsub).map_err(|e| io_err(root, &dsub, e))?;
+    // Opened beneath the groups directory: a `devices` link to elsewhere is refused, never
+    // taken for the group's members.
+    let empty: Vec<&mut Group> = out.values_mut().filter(|g| g.devices.is_empty()).collect();
+    let groups_dir = match empty.is_empty() {
+        true => None,
+        false => Some(
+            root.open_dir(GROUPS)
+                .map_err(|e| io_err(root, Path::new(GROUPS), e))?,
+        ),
+    };
+    for g in empty {
+        let dsub = Path::new(&g.id.to_string()).join("devices");
+        let names = groups_dir
+            .as_ref()
+            .ok_or_else(|| malformed(root, Path::new(GROUPS), "vanished"))?
+            .open_subdir(&dsub)
+            .and_then(|mut d| d.names())
+            .map_err(|e| io_err(root, &Path::new(GROUPS).join(&dsub), e))?;
         for m in names {
             let s = m.to_string_lossy();
             match s.parse::<PciAddress>() {
@@ -812,7 +870,11 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
             .filter(|s| !s.is_empty())
     };
     let (sys_vendor, product_name) = (dmi("sys_vendor"), dmi("product_name"));
-    if hypervisor_flag || sys_vendor.as_deref().is_some_and(is_hypervisor_vendor) {
+    if hypervisor_flag
+        || sys_vendor
+            .as_deref()
+            .is_some_and(|v| is_vm_identity(v, product_name.as_deref()))
+    {
         p.virtual_machine = Some(crate::model::VirtualMachine {
             hypervisor_flag,
             sys_vendor,
@@ -862,22 +924,23 @@ pub fn cpuinfo_facts(cpuinfo: &str) -> (Option<String>, bool) {
     (vendor, hypervisor)
 }
 
-/// DMI system vendors that are hypervisors, for guests whose CPU hides the flag.
-fn is_hypervisor_vendor(v: &str) -> bool {
-    [
-        "QEMU",
-        "VMware, Inc.",
-        "innotek GmbH",
-        "Xen",
-        "Parallels Software International Inc.",
-        "Bochs",
-        "Amazon EC2",
-        "Google",
-        "KubeVirt",
-        "Red Hat",
-        "Apple Inc. (Virtualization)",
-    ]
-    .contains(&v)
+/// DMI identities of virtual machines, for guests whose CPU hides the `hypervisor` flag. Some
+/// vendors make hardware too (Google's Chromebooks, Amazon's `*.metal` instances, Microsoft's
+/// Surface): for those only the product names their hypervisors give count.
+fn is_vm_identity(vendor: &str, product: Option<&str>) -> bool {
+    match vendor {
+        "QEMU"
+        | "VMware, Inc."
+        | "innotek GmbH"
+        | "Xen"
+        | "Bochs"
+        | "Parallels Software International Inc." => true,
+        "Google" => product == Some("Google Compute Engine"),
+        "Microsoft Corporation" => product == Some("Virtual Machine"),
+        "Red Hat" => product.is_some_and(|p| p.starts_with("KVM")),
+        "Amazon EC2" => product.is_some_and(|p| !p.ends_with(".metal")),
+        _ => false,
+    }
 }
 
 /// The value of the last `key=value` for any of `keys` on a kernel command line.
