@@ -47,9 +47,9 @@ const GROUPS: &str = "sys/kernel/iommu_groups";
 pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
     // The groups' own files (their numbers and types) do not depend on the devices: they are
     // read beside them, so both cores stay busy through the devices' serial steps.
-    let (devices, kinds) = rayon::join(|| scan_devices(root), || group_kinds(root));
-    let mut devices = devices?;
     let page_size = rustix::param::page_size() as u64;
+    let (devices, kinds) = rayon::join(|| scan_devices(root, page_size), || group_kinds(root));
+    let mut devices = devices?;
     link_virtfns(&mut devices);
     let groups = scan_groups(root, &devices, kinds?)?;
     let mut platform = scan_platform(root)?;
@@ -71,7 +71,10 @@ pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
 }
 
 /// Every device under `sys/bus/pci/devices`, read on every core.
-fn scan_devices(root: &HostRoot) -> Result<BTreeMap<PciAddress, Device>, ScanError> {
+fn scan_devices(
+    root: &HostRoot,
+    page_size: u64,
+) -> Result<BTreeMap<PciAddress, Device>, ScanError> {
     let names_dir = Path::new(DEVICES);
     let mut listing = root
         .open_dir(names_dir)
@@ -88,7 +91,6 @@ fn scan_devices(root: &HostRoot) -> Result<BTreeMap<PciAddress, Device>, ScanErr
         })?;
         found.push((a, name));
     }
-    let page_size = rustix::param::page_size() as u64;
     let listing = &listing;
     let index = &LinkIndex::read(root);
     // Each device: its link, then its directory, on every core.
