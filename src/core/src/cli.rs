@@ -46,6 +46,23 @@ pub mod ctl {
             #[arg(long)]
             json: bool,
         },
+        /// Draw the PCI tree with a box around each IOMMU group, as SVG: the root complex, ports
+        /// and bridges, which port does not isolate what is below it; for bug reports and forums.
+        Draw {
+            /// Only this group (repeatable), with the ports and bridges above it and their groups.
+            #[arg(long, value_name = "N")]
+            group: Vec<String>,
+            /// Draw every SR-IOV virtual function (by default a PF's VFs fold into a count).
+            #[arg(long)]
+            all_vfs: bool,
+            /// The plan whose guests are named on the boxes (default: ~/.config/passage/plan.json;
+            /// with --demo, the demo plan).
+            #[arg(long, value_name = "FILE")]
+            plan: Option<PathBuf>,
+            /// Write to FILE instead of standard output.
+            #[arg(long, short, value_name = "FILE")]
+            output: Option<PathBuf>,
+        },
         /// Record this host's PCI facts into DIR, for bug reports; `--root DIR` reads them back.
         Record {
             /// Directory to create (must not exist or be empty).

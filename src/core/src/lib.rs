@@ -22,6 +22,7 @@ pub mod scan;
 pub mod session;
 pub mod store;
 pub mod synth;
+pub mod topology;
 pub mod usage;
 pub mod vfio;
 pub mod view;

@@ -9,6 +9,7 @@
 mod claim;
 mod common;
 mod docs;
+mod draw;
 mod explain;
 mod export;
 mod guests;
@@ -45,6 +46,12 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
     match &cli.command {
         Command::List { json } => list::run(cli, *json),
         Command::Explain { target, json } => explain::run(cli, target, *json),
+        Command::Draw {
+            group,
+            all_vfs,
+            plan,
+            output,
+        } => draw::run(cli, group, *all_vfs, plan.as_deref(), output.as_deref()),
         Command::Record { out } => record::run(cli, out),
         Command::Verify { group, json } => verify::run(cli, group, *json),
         Command::Claim { group, force } => claim::claim(cli, group, *force),

@@ -1,0 +1,74 @@
+//! `passagectl draw`: the PCI tree with its IOMMU groups as SVG (`topology::svg`).
+
+use crate::common::{open_source, print};
+use crate::Failure;
+use passage_core::cli::ctl::Cli;
+use passage_core::i18n::{tr, trf};
+use passage_core::session::{KnownGuests, PlanSource};
+use passage_core::{scan, store, topology, GroupId};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+pub fn run(
+    cli: &Cli,
+    groups: &[String],
+    all_vfs: bool,
+    plan: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<u8, Failure> {
+    let wanted: Vec<GroupId> = groups
+        .iter()
+        .map(|g| g.parse::<GroupId>())
+        .collect::<Result<_, _>>()?;
+    let src = open_source(cli)?;
+    let host = scan::scan(src.root())?;
+    if !wanted.is_empty() && !host.iommu_enabled() {
+        return Err(Failure(tr(
+            "there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)",
+        )));
+    }
+    for g in &wanted {
+        if !host.groups.contains_key(g) {
+            return Err(Failure(trf(
+                "there is no IOMMU group {group} on this host",
+                &[("group", &g.to_string())],
+            )));
+        }
+    }
+    // The boxes name the guests the plan gives groups to. Drawing changes nothing, so a default
+    // plan that cannot be read only costs the names (and says so); a plan named with --plan
+    // must read.
+    let opened = PlanSource::choose(plan, cli.demo).open()?;
+    if let Some(note) = opened.note() {
+        eprintln!("passagectl: {} {note}", tr("note:"));
+    }
+    let holders = KnownGuests::gather(cli.demo).holders();
+    let opts = topology::Options {
+        all_vfs,
+        opened: Default::default(),
+        only: (!wanted.is_empty()).then(|| wanted.iter().copied().collect::<BTreeSet<_>>()),
+        guests: topology::guests_of(&opened.plan, &holders),
+    };
+    let layout = topology::layout(&host, &opts);
+    let caption = match wanted.as_slice() {
+        [] => tr("PCI topology and IOMMU groups"),
+        [g] => trf(
+            "IOMMU group {group} and the ports above it",
+            &[("group", &g.to_string())],
+        ),
+        _ => {
+            let list: Vec<String> = wanted.iter().map(|g| g.to_string()).collect();
+            trf(
+                "IOMMU groups {groups} and the ports above them",
+                &[("groups", &list.join(", "))],
+            )
+        }
+    };
+    let text = topology::svg(&layout, &caption);
+    match output {
+        Some(path) => store::write_atomic(path, text.as_bytes())
+            .map_err(|err| Failure(format!("{}: {err}", path.display())))?,
+        None => print(&text)?,
+    }
+    Ok(0)
+}
