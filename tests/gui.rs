@@ -271,6 +271,34 @@ impl Session {
         (x, y)
     }
 
+    /// Scrolls the Topology view with the wheel until a widget the probe lists lies wholly
+    /// inside it; returns the probe then.
+    fn scroll_into_view(&self, kind: &str, key: &str) -> Value {
+        for _ in 0..200 {
+            let p = self.probe().unwrap();
+            let (r, v) = (&p[kind][key], &p["panes"]["topology"]);
+            if r.is_array() && v.is_array() {
+                let f = |a: &Value, i: usize| a[i].as_f64().unwrap();
+                let (top, bottom) = (f(r, 1), f(r, 1) + f(r, 3));
+                if top >= f(v, 1) && bottom <= f(v, 1) + f(v, 3) {
+                    // GTK animates a wheel's scrolling: wait until the widget stays put.
+                    std::thread::sleep(Duration::from_millis(450));
+                    let q = self.probe().unwrap();
+                    if q[kind][key] == p[kind][key] {
+                        return q;
+                    }
+                    continue;
+                }
+                let (x, y) = self.point(&p, "panes", "topology", 0.5, 0.5);
+                self.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+                let wheel = if top < f(v, 1) { "4" } else { "5" };
+                self.xdotool(&["click", wheel]);
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        panic!("{kind} {key} never came into the Topology view");
+    }
+
     fn click(&self, (x, y): (i64, i64)) {
         self.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
         std::thread::sleep(Duration::from_millis(150));
@@ -780,4 +808,149 @@ fn a_refused_edit_stays_on_the_status_line_until_the_next_edit() {
         s.plan().holder(GroupId(18)).map(|g| g.name.as_str()),
         Some("ci-runner")
     );
+}
+
+#[test]
+fn the_topology_view_draws_group_boxes_that_drag_onto_guests_and_ports_that_say_why() {
+    let s = Session::start(None);
+    let p = s.until("the host and the view switch", |p| {
+        p["loaded"] == true && p["buttons"]["view-topology"].is_array()
+    });
+    s.click(s.point(&p, "buttons", "view-topology", 0.5, 0.5));
+    let p = s.until("the topology's boxes and ports", |p| {
+        p["topo_boxes"]["18"].is_array()
+            && p["topo_nodes"]["0000:02:00.2"].is_array()
+            && p["topology_frame_ms"].is_number()
+    });
+    assert_eq!(p["active"]["view-topology"], true);
+    // The list's cards are not on screen while the picture is.
+    assert!(p["cards"].as_object().unwrap().is_empty(), "{}", p["cards"]);
+    std::thread::sleep(Duration::from_millis(500));
+    s.screenshot("topology");
+
+    // Pointing at a port says whether it isolates what is below it, and why.
+    let (x, y) = s.point(&p, "topo_nodes", "0000:02:00.2", 0.3, 0.5);
+    s.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+    let p = s.until("the chipset switch's note", |p| {
+        p["topology_note"].as_str().is_some_and(|n| {
+            n.contains("02:00.2") && n.contains("does not isolate what is below it")
+        })
+    });
+    let (x, y) = s.point(&p, "topo_nodes", "0000:00:01.2", 0.3, 0.5);
+    s.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+    s.until("the root port's note", |p| {
+        p["topology_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("00:01.2") && n.contains("isolates what is below it"))
+    });
+
+    // A group's box drags onto a guest like a card: the NIC's group goes to ci-runner.
+    let p = s.scroll_into_view("topo_boxes", "18");
+    let (x0, y0) = s.point(&p, "topo_boxes", "18", 0.5, 0.08);
+    let (x1, y1) = s.point(&p, "guests", "ci-runner", 0.5, 0.5);
+    s.xdotool(&["mousemove", &x0.to_string(), &y0.to_string()]);
+    std::thread::sleep(Duration::from_millis(200));
+    s.xdotool(&["mousedown", "1"]);
+    for i in 1..=20 {
+        let x = x0 + (x1 - x0) * i / 20;
+        let y = y0 + (y1 - y0) * i / 20;
+        s.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    s.xdotool(&["mouseup", "1"]);
+    wait_for("the plan on disk to change", 20, || {
+        (s.plan()
+            .holder(passage_core::GroupId(18))
+            .map(|g| g.name.clone())
+            .as_deref()
+            == Some("ci-runner"))
+        .then_some(())
+    });
+    // The keyboard path: focus a box, Enter opens "Assign to…", Shift+F10 its menu.
+    let p = s.scroll_into_view("topo_boxes", "20");
+    s.click(s.point(&p, "topo_boxes", "20", 0.5, 0.08));
+    s.xdotool(&["key", "Return"]);
+    s.until("the Assign window", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "assign"))
+    });
+    s.xdotool(&["key", "Escape"]);
+    s.until("the Assign window to close", |p| {
+        !p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "assign"))
+    });
+    let p = s.scroll_into_view("topo_boxes", "20");
+    s.click(s.point(&p, "topo_boxes", "20", 0.5, 0.08));
+    s.xdotool(&["key", "shift+F10"]);
+    s.until("the box's menu", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "menu"))
+    });
+    s.xdotool(&["key", "Escape"]);
+
+    // Back to the list: the cards are there again.
+    let p = s.probe().unwrap();
+    s.click(s.point(&p, "buttons", "view-list", 0.5, 0.5));
+    s.until("the cards again", |p| p["cards"]["18"].is_array());
+}
+
+#[test]
+fn on_an_sriov_host_the_topology_folds_vfs_until_opened_and_makes_widgets_only_for_what_is_in_view()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("farm");
+    passage_core::synth::sriov_farm(40, 16)
+        .write_tree(&tree)
+        .unwrap();
+    let s = Session::start_on(None, Some(&tree));
+    let p = s.until("the host and the view switch", |p| {
+        p["loaded"] == true && p["buttons"]["view-topology"].is_array()
+    });
+    s.click(s.point(&p, "buttons", "view-topology", 0.5, 0.5));
+    let p = s.until("the first PF's folded VFs", |p| {
+        p["topo_nodes"]["vfs-0000:01:00.0"].is_array()
+    });
+    let nodes = |p: &Value| p["topo_nodes"].as_object().unwrap().len();
+    let before = nodes(&p);
+    // 40 PFs, their ports and folds: far more than a screen, fewer widgets than items.
+    assert!(before < 120, "{before} nodes have widgets");
+    assert!(p["topo_nodes"]["0000:01:00.1"].is_null());
+    let p = s.scroll_into_view("topo_nodes", "vfs-0000:01:00.0");
+    s.click(s.point(&p, "topo_nodes", "vfs-0000:01:00.0", 0.5, 0.5));
+    let p = s.until("the first PF's VFs, each in its box", |p| {
+        p["topo_nodes"]["0000:01:00.1"].is_array() && p["buttons"]["fold-0000:01:00.0"].is_array()
+    });
+    let first_vf_box = p["topo_boxes"].as_object().unwrap().len();
+    assert!(first_vf_box > 5, "{}", p["topo_boxes"]);
+    // Scrolling far down makes widgets for what comes into view and drops the far ones.
+    let (x, y) = s.point(&p, "buttons", "view-topology", 0.5, 4.0);
+    s.xdotool(&["mousemove", &x.to_string(), &(y + 200).to_string()]);
+    for _ in 0..60 {
+        s.xdotool(&["click", "5"]);
+    }
+    let p = s.until("widgets further down", |p| {
+        p["topo_nodes"]["0000:01:00.1"].is_null()
+            && p["topo_nodes"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("0000:1"))
+    });
+    assert!(nodes(&p) < 200, "{} nodes have widgets", nodes(&p));
+    // Folding again.
+    for _ in 0..60 {
+        s.xdotool(&["click", "4"]);
+    }
+    s.until("the fold button back", |p| {
+        p["buttons"]["fold-0000:01:00.0"].is_array()
+    });
+    let p = s.scroll_into_view("buttons", "fold-0000:01:00.0");
+    s.click(s.point(&p, "buttons", "fold-0000:01:00.0", 0.5, 0.5));
+    s.until("the VFs folded again", |p| {
+        p["topo_nodes"]["vfs-0000:01:00.0"].is_array() && p["topo_nodes"]["0000:01:00.1"].is_null()
+    });
 }

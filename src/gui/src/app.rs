@@ -18,6 +18,7 @@ use crate::load::{self, Loaded};
 use crate::memory::{give_back_freed_memory, rss_kib};
 use crate::registry::Registry;
 use crate::status::{self, Said, Status, StatusInit, StatusInput};
+use crate::topology::{TopoMsg, TopologyView};
 use crate::{events, probe, settings, Options};
 use gtk::prelude::*;
 use passage_core::apply::{Done, Outcome};
@@ -29,7 +30,7 @@ use passage_core::view::{self, Filter, Holders};
 use passage_core::watch::DeviceEvent;
 use passage_core::{store, GroupId, PciAddress};
 use relm4::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -54,6 +55,13 @@ pub struct App {
     /// What the banner says besides the IOMMU (what could not be read).
     notes: Vec<String>,
     hosts: HostList,
+    /// The list and the Topology view, one shown at a time.
+    pages: gtk::Stack,
+    topology: Rc<TopologyView>,
+    /// PFs whose virtual functions the Topology view draws one by one.
+    unfolded: BTreeSet<PciAddress>,
+    /// The Topology view shows an older model: laid out again when next shown.
+    topology_stale: bool,
     header: Controller<Header>,
     status: Controller<Status>,
     guests: Controller<GuestPane>,
@@ -99,6 +107,10 @@ pub enum AppInput {
     Unassign(GroupId),
     /// "Why?" for a group (from its menu).
     Why(GroupId),
+    /// The list (false) or the Topology view (true).
+    ShowTopology(bool),
+    /// A gesture in the Topology view.
+    Topology(TopoMsg),
 }
 
 /// What runs off the main loop reports.
@@ -162,10 +174,22 @@ impl Component for App {
             let s = sender.input_sender().clone();
             Rc::new(move |m| s.emit(AppInput::Card(m)))
         };
-        let hosts = HostList::new(emit, registry.clone());
+        let hosts = HostList::new(emit.clone(), registry.clone());
+        let topo_emit: crate::topology::TopoEmit = {
+            let s = sender.input_sender().clone();
+            Rc::new(move |m| s.emit(AppInput::Topology(m)))
+        };
+        let topology = TopologyView::new(emit, topo_emit, registry.clone());
+        let pages = gtk::Stack::new();
+        pages.add_named(hosts.widget(), Some("list"));
+        pages.add_named(topology.widget(), Some("topology"));
+        pages.set_visible_child_name("list");
+        header
+            .widget()
+            .pack_start(&view_switch(&registry, sender.input_sender()));
         let status = Status::builder()
             .launch(StatusInit {
-                content: hosts.widget().clone().upcast(),
+                content: pages.clone().upcast(),
                 registry: registry.clone(),
             })
             .detach();
@@ -202,6 +226,10 @@ impl Component for App {
             refusals: BTreeMap::new(),
             notes: Vec::new(),
             hosts,
+            pages,
+            topology,
+            unfolded: BTreeSet::new(),
+            topology_stale: true,
             header,
             status,
             guests,
@@ -256,6 +284,27 @@ impl Component for App {
             AppInput::Assign { group, guest } => self.assign(group, guest),
             AppInput::Unassign(g) => self.edit(move |p, _| p.unassign(g).map(|_| ())),
             AppInput::Why(g) => self.open_why(g, root),
+            AppInput::ShowTopology(on) => {
+                if on {
+                    if let Some(p) = &self.probe {
+                        p.topology_asked(Instant::now());
+                    }
+                    self.pages.set_visible_child_name("topology");
+                    if self.topology_stale {
+                        self.lay_out_topology();
+                    }
+                } else {
+                    self.pages.set_visible_child_name("list");
+                }
+            }
+            AppInput::Topology(TopoMsg::Unfold(pf, on)) => {
+                if on {
+                    self.unfolded.insert(pf);
+                } else {
+                    self.unfolded.remove(&pf);
+                }
+                self.lay_out_topology();
+            }
         }
     }
 
@@ -275,6 +324,11 @@ impl Component for App {
                     .and_then(|g| view::card_of(host, &self.plan, &self.holders, g));
                 if !card.is_some_and(|c| self.hosts.replace_card(c, &self.filter)) {
                     self.refresh();
+                } else {
+                    self.topology_stale = true;
+                    if self.pages.visible_child_name().as_deref() == Some("topology") {
+                        self.lay_out_topology();
+                    }
                 }
                 if let Some(p) = &self.probe {
                     p.event_applied(at);
@@ -364,9 +418,37 @@ impl App {
         self.redraw();
     }
 
-    /// Draws the list from the cached cards, then the banner, the summary and the guests.
+    /// Lays the Topology view out from the model as it is now (the plan's guests on the boxes).
+    fn lay_out_topology(&mut self) {
+        let Some(host) = &self.host else {
+            return;
+        };
+        let opts = passage_core::topology::Options {
+            all_vfs: false,
+            opened: self.unfolded.clone(),
+            only: None,
+            guests: passage_core::topology::guests_of(&self.plan, &self.holders),
+        };
+        let t = Instant::now();
+        let layout = passage_core::topology::layout(host, &opts);
+        self.topology.set_layout(layout, self.unfolded.clone());
+        self.topology_stale = false;
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            widgets = self.topology.made(),
+            size = ?self.topology.size(),
+            "topology laid out"
+        );
+    }
+
+    /// Draws the list from the cached cards, then the banner, the summary and the guests; the
+    /// Topology view again when it is shown (else when it is next shown).
     fn redraw(&mut self) {
         self.hosts.show(&self.filter);
+        self.topology_stale = true;
+        if self.pages.visible_child_name().as_deref() == Some("topology") {
+            self.lay_out_topology();
+        }
         let Some(host) = &self.host else {
             return;
         };
@@ -456,12 +538,14 @@ impl App {
 
     /// A card's context menu, at a point inside the card (or under it, from the keyboard).
     fn open_menu(&mut self, g: GroupId, at: Option<(f64, f64)>, sender: &ComponentSender<Self>) {
-        let Some(card) = self
-            .registry
-            .cards
-            .borrow()
-            .get(&g.0)
-            .and_then(|w| w.upgrade())
+        // The card in the list, or the group's box in the Topology view: whichever is shown.
+        let shown = |m: &crate::registry::Widgets<u32, gtk::Box>| {
+            m.borrow()
+                .get(&g.0)
+                .and_then(|w| w.upgrade())
+                .filter(|w| w.is_mapped())
+        };
+        let Some(card) = shown(&self.registry.cards).or_else(|| shown(&self.registry.topo_boxes))
         else {
             return;
         };
@@ -588,4 +672,27 @@ impl App {
             let _ = out.send(AppCommand::Applied(Box::new(r)));
         });
     }
+}
+
+/// The header's two buttons that switch between the list and the Topology view.
+fn view_switch(registry: &Registry, input: &relm4::Sender<AppInput>) -> gtk::Box {
+    let b = gtk::Box::new(gtk::Orientation::Horizontal, 0);
+    b.add_css_class("linked");
+    let list = gtk::ToggleButton::with_label(&tr("List"));
+    let topo = gtk::ToggleButton::with_label(&tr("Topology"));
+    topo.set_group(Some(&list));
+    list.set_active(true);
+    list.set_tooltip_text(Some(&tr("The groups as a list of cards")));
+    topo.set_tooltip_text(Some(&tr(
+        "The PCI tree: ports, bridges and a box around each IOMMU group",
+    )));
+    {
+        let s = input.clone();
+        topo.connect_toggled(move |t| s.emit(AppInput::ShowTopology(t.is_active())));
+    }
+    crate::registry::enter(&registry.buttons, "view-list".into(), list.upcast_ref());
+    crate::registry::enter(&registry.buttons, "view-topology".into(), topo.upcast_ref());
+    b.append(&list);
+    b.append(&topo);
+    b
 }

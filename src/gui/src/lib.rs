@@ -28,6 +28,7 @@ mod probe;
 mod registry;
 mod settings;
 mod status;
+mod topology;
 
 use app::{App, AppInit};
 use std::path::PathBuf;

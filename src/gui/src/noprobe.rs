@@ -17,6 +17,9 @@ impl Probe {
     pub fn event_applied(&self, _at: std::time::Instant) {
         match *self {}
     }
+    pub fn topology_asked(&self, _at: std::time::Instant) {
+        match *self {}
+    }
     pub fn set_loaded(&self) {
         match *self {}
     }

@@ -27,6 +27,10 @@ struct Data {
     /// took (what a person sees: from the kernel's event to the redrawn card on screen).
     event_at: Option<std::time::Instant>,
     event_frame_ms: Option<f64>,
+    /// When the Topology view was asked for, until the frame that shows it is painted; then
+    /// how long that took (layout, widgets and the first frame).
+    topology_at: Option<std::time::Instant>,
+    topology_frame_ms: Option<f64>,
     plan: String,
     preview: Option<gtk::TextBuffer>,
     /// Apply's progress window: each step as it is done, then the outcome.
@@ -112,6 +116,9 @@ impl Probe {
                     if let Some(at) = d.event_at.take() {
                         d.event_frame_ms = Some(at.elapsed().as_secs_f64() * 1000.0);
                     }
+                    if let Some(at) = d.topology_at.take() {
+                        d.topology_frame_ms = Some(at.elapsed().as_secs_f64() * 1000.0);
+                    }
                 });
             });
         }
@@ -134,6 +141,11 @@ impl Probe {
                 "addresses": rects(&registry.addresses.borrow(), &w),
                 "why": rects(&registry.why_buttons.borrow(), &w),
                 "guests": rects(&registry.guests.borrow(), &w),
+                "topo_boxes": rects(&registry.topo_boxes.borrow(), &w),
+                "topo_nodes": rects(&registry.topo_nodes.borrow(), &w),
+                "panes": rects(&registry.panes.borrow(), &w),
+                "topology_frame_ms": d.topology_frame_ms,
+                "rss_kib": crate::memory::rss_kib(),
                 "buttons": rects(&registry.buttons.borrow(), &w),
                 // What the buttons say, in the language the app runs in.
                 "labels": registry
@@ -170,6 +182,8 @@ impl Probe {
                 "banner": shown_text(&registry.labels.borrow(), "banner"),
                 "status": shown_text(&registry.labels.borrow(), "status"),
                 "summary": shown_text(&registry.labels.borrow(), "summary"),
+                // What the line under the Topology view says about the port or box pointed at.
+                "topology_note": shown_text(&registry.labels.borrow(), "topology-note"),
                 "plan": d.plan,
             });
             let _ = passage_core::store::write_atomic(&path, v.to_string().as_bytes());
@@ -195,6 +209,13 @@ impl Probe {
         d.event_ms = at.elapsed().as_secs_f64() * 1000.0;
         d.event_at = Some(at);
         d.event_frame_ms = None;
+    }
+
+    /// The Topology view was asked for (its layout and widgets are made next).
+    pub fn topology_asked(&self, at: std::time::Instant) {
+        let mut d = self.data.borrow_mut();
+        d.topology_at = Some(at);
+        d.topology_frame_ms = None;
     }
 
     pub fn set_loaded(&self) {

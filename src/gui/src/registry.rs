@@ -27,8 +27,14 @@ pub struct Registry {
     pub guests: Widgets<String, gtk::ListBoxRow>,
     /// Buttons by name: header ("export", "apply", "bridges"), a card's menu ("menu-…").
     pub buttons: Widgets<String, gtk::Button>,
-    /// Text lines by name: "banner", "summary", "status".
+    /// Text lines by name: "banner", "summary", "status", "topology-note".
     pub labels: Widgets<String, gtk::Label>,
+    /// Group number → its box in the Topology view, while it has a widget.
+    pub topo_boxes: Widgets<u32, gtk::Box>,
+    /// Device address (or root bus, or `vfs-PF`) → its node in the Topology view.
+    pub topo_nodes: Widgets<String, gtk::Widget>,
+    /// Scrolled areas by name ("topology"): where on screen their content is visible.
+    pub panes: Widgets<String, gtk::Widget>,
 }
 
 /// Enters one widget under a key (replacing what was there).
