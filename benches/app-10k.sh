@@ -7,8 +7,10 @@
 # Measures, per run: the first frame painted and the first frame with every group in the list
 # (both taken inside the app by its probe, against the moment just before the process was
 # started), resident memory then, and a device event's time from arrival to redrawn card
-# (injected through the probe's FIFO, the same path as the kernel's); and passagectl list's own
-# time on the tree. Needs Xvfb (./dev test installs it).
+# (injected through the probe's FIFO, the same path as the kernel's); then the Topology view
+# opened with a real click (xdotool) on its header button: from the click's arrival to the first
+# frame that shows it (taken inside the app), and resident memory with it open; and passagectl
+# list's own time on the tree. Needs Xvfb and xdotool (./dev test installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-80x127}
@@ -43,12 +45,24 @@ for run in $(seq "$runs"); do
   hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   echo "change $vf" >&3
   until python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("event_frame_ms") else 1)' "$work/probe.json" 2>/dev/null; do sleep 0.05; done
-  python3 - "$work/probe.json" "$t0" "$rss" "$run" "$hwm" <<'PY'
+  # The Topology view, opened by a click on its button where the probe says it is.
+  read -r bx by <<<"$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["buttons"]["view-topology"]; print(int(b[0]+b[2]/2), int(b[1]+b[3]/2))' "$work/probe.json")"
+  win=$(xdotool search --sync --onlyvisible --name '^Passage$' | head -1)
+  eval "$(xdotool getwindowgeometry --shell "$win")"
+  xdotool mousemove $((X + bx)) $((Y + by)) click 1
+  until python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("topology_frame_ms") else 1)' "$work/probe.json" 2>/dev/null; do sleep 0.05; done
+  sleep 0.5
+  trss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+  thwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+  python3 - "$work/probe.json" "$t0" "$rss" "$run" "$hwm" "$trss" "$thwm" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1])); t0 = float(sys.argv[2]); rss = int(sys.argv[3]); hwm = int(sys.argv[5])
+trss = int(sys.argv[6]); thwm = int(sys.argv[7])
 print(f"run {sys.argv[4]}: first frame {p['first_frame_at'] - t0:.3f} s · every group listed "
       f"{p['loaded_frame_at'] - t0:.3f} s · RSS {rss / 1024:.0f} MiB (peak {hwm / 1024:.0f}) · event → card redrawn "
-      f"{p['event_ms']:.1f} ms, on screen {p['event_frame_ms']:.1f} ms")
+      f"{p['event_ms']:.1f} ms, on screen {p['event_frame_ms']:.1f} ms · Topology opened "
+      f"{p['topology_frame_ms']:.0f} ms ({len(p['topo_boxes'])} boxes, {len(p['topo_nodes'])} nodes with widgets), "
+      f"RSS {trss / 1024:.0f} MiB (peak {thwm / 1024:.0f})")
 PY
   exec 3>&-
   kill $pid; wait $pid 2>/dev/null || true

@@ -213,7 +213,13 @@ fn all_options() -> Vec<(&'static str, Options)> {
     ]
 }
 
-fn hosts() -> Vec<(String, Host)> {
+/// The hosts, built once for every test and property case in this file.
+fn hosts() -> &'static [(String, Host)] {
+    static HOSTS: std::sync::OnceLock<Vec<(String, Host)>> = std::sync::OnceLock::new();
+    HOSTS.get_or_init(build_hosts)
+}
+
+fn build_hosts() -> Vec<(String, Host)> {
     let mut out: Vec<(String, Host)> = machines()
         .into_iter()
         .map(|(n, spec)| (n, build(&spec).host))
@@ -233,7 +239,7 @@ fn hosts() -> Vec<(String, Host)> {
 fn every_recorded_machine_draws_each_device_once_in_its_groups_box_without_overlaps() {
     let hosts = hosts();
     assert!(hosts.len() >= 15, "the recorded machines are missing");
-    for (name, host) in &hosts {
+    for (name, host) in hosts {
         for (how, opts) in all_options() {
             let l = topology::layout(host, &opts);
             check(&format!("{name} ({how})"), host, &l, &opts);
@@ -351,8 +357,24 @@ fn a_group_the_tree_cannot_explain_still_gets_one_whole_box() {
         .unwrap()
         .devices
         .extend(gpu);
+    // And a member that is not a PCI function (a platform device, as on ARM): not drawn, but
+    // the box says it goes with the group.
+    host.groups
+        .get_mut(&GroupId(18))
+        .unwrap()
+        .other_members
+        .push("platform:fe200000.dma".into());
     let l = topology::layout(&host, &Options::default());
     check("demo, joined across ports", &host, &l, &Options::default());
+    let b = &l.boxes[l.box_of(GroupId(18)).unwrap()];
+    assert_eq!(b.nodes.len(), 4);
+    assert!(
+        b.marks
+            .iter()
+            .any(|m| m.code == "non-pci-members" && m.message.contains("fe200000.dma")),
+        "{:?}",
+        b.marks
+    );
 
     // A model whose parent links loop (no scan makes one; a hostile model must not hang or
     // drop devices): two bridges named as each other's parent.
@@ -372,6 +394,50 @@ fn a_group_the_tree_cannot_explain_still_gets_one_whole_box() {
     for (i, x) in l.boxes.iter().enumerate() {
         for y in &l.boxes[i + 1..] {
             assert!(!x.rect.overlaps(&y.rect));
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+    /// Whatever groups the kernel makes (here: any partition of a recorded machine's devices,
+    /// including groups that span ports and groups with non-PCI members), the promises hold.
+    #[test]
+    fn any_grouping_of_a_recorded_machine_keeps_the_pictures_promises(
+        machine in 0usize..15,
+        groups in 1u32..12,
+        seed in proptest::collection::vec(0u32..1000, 64),
+        platform_member in proptest::bool::ANY,
+    ) {
+        let all = hosts();
+        let (name, host) = &all[machine % all.len()];
+        let mut host = host.clone();
+        if host.iommu_enabled() {
+            host.groups.clear();
+            let addrs: Vec<PciAddress> = host.devices.keys().copied().collect();
+            for (i, a) in addrs.iter().enumerate() {
+                let g = GroupId(seed[i % seed.len()].wrapping_add(i as u32 / seed.len() as u32) % groups);
+                host.devices.get_mut(a).unwrap().group = Some(g);
+                host.groups
+                    .entry(g)
+                    .or_insert_with(|| passage_core::model::Group {
+                        id: g,
+                        devices: Vec::new(),
+                        other_members: Vec::new(),
+                        kind: Some("DMA".into()),
+                    })
+                    .devices
+                    .push(*a);
+            }
+            if platform_member {
+                if let Some(g) = host.groups.values_mut().next() {
+                    g.other_members.push("platform:ffff0000.smmu-client".into());
+                }
+            }
+        }
+        for (how, opts) in all_options() {
+            let l = topology::layout(&host, &opts);
+            check(&format!("{name} regrouped ({how})"), &host, &l, &opts);
         }
     }
 }

@@ -608,6 +608,8 @@ pub fn layout(host: &Host, opts: &Options) -> Layout {
                 "shape-pci-bridge" => tr("PCIe-to-PCI"),
                 "shape-multifunction" => tr("multifunction"),
                 "shape-kernel-quirk" => tr("quirk"),
+                // Members that are not PCI functions are not drawn; the box says they go too.
+                "non-pci-members" => tr("non-PCI members"),
                 _ => continue,
             };
             let mark = Mark {
