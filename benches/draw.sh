@@ -27,11 +27,14 @@ echo "tree: $(ls "$sysfs/devices" | wc -l) functions, $(ls "$tree/sys/kernel/iom
 $ctl draw -o "$work/folded.svg"
 $ctl draw --all-vfs -o "$work/all.svg"
 echo "SVG: folded $(wc -c < "$work/folded.svg") B, every VF $(wc -c < "$work/all.svg") B"
-hyperfine -N -w 2 -r "$runs" --export-markdown "${OUT:-/dev/stdout}" \
+hyperfine -N -w 2 -r "$runs" --export-markdown "$work/table.md" \
   -n "floor (C, one thread)" "$work/floor $tree" \
   -n "passagectl draw" "$ctl draw -o $work/folded.svg" \
   -n "passagectl draw --all-vfs" "$ctl draw --all-vfs -o $work/all.svg" \
   -n "lspci -tvnn" "lspci -tvnn -A linux-sysfs -O sysfs.path=$sysfs"
+echo
+cat "$work/table.md"
+if [ -n "${OUT:-}" ]; then cp "$work/table.md" "$OUT"; fi
 echo
 for cmd in "$ctl draw -o $work/folded.svg" "$ctl draw --all-vfs -o $work/all.svg" "lspci -tvnn -A linux-sysfs -O sysfs.path=$sysfs"; do
   /usr/bin/time -f "peak RSS %M KiB: $cmd" $cmd > /dev/null

@@ -7,11 +7,16 @@
 //! hangs off it, one column per level. A cluster is an IOMMU group (drawn as a box around its
 //! members, the members laid out as their own small tree inside it), a device without a group
 //! (the IOMMU is off), a root bus, or a fold of one PF's virtual functions. Each cluster hangs
-//! beside the cluster holding the bridge above its first member; clusters below one cluster are
-//! stacked, each subtree in a band of rows no other subtree uses. That is why no two boxes can
+//! beside the cluster holding the bridge above it (where a group hangs from several, the first
+//! one reached from the root buses); clusters hanging from one cluster are stacked, each
+//! subtree in a band of rows no other subtree uses. That is why no two boxes can
 //! overlap, whatever the kernel's grouping: the kernel's groups are taken as they are (never
 //! recomputed), and a group whose members hang from several places still gets one box — the
 //! odd links are drawn as plain lines from their real parents.
+//!
+//! Written here rather than taken from a crate: the tree-layout crates (`reingold-tilford`) place
+//! single nodes, and the graph ones (`layout-rs`, a dot-style layered layout) have no nested
+//! clusters; neither can promise that a box holds exactly its group and nothing else.
 
 use crate::address::{GroupId, PciAddress};
 use crate::config::PortType;
@@ -296,10 +301,11 @@ pub fn layout(host: &Host, opts: &Options) -> Layout {
         });
     }
     let mut index: HashMap<PciAddress, usize> = HashMap::with_capacity(drawn.len());
+    let below = below_each(host);
     for a in &drawn {
         let Some(d) = host.device(*a) else { continue };
         index.insert(*a, nodes.len());
-        nodes.push(device_node(host, d, iommu));
+        nodes.push(device_node(d, &below, iommu));
     }
     for (pf, vfs) in &folds {
         nodes.push(fold_node(host, *pf, vfs));
@@ -327,8 +333,10 @@ pub fn layout(host: &Host, opts: &Options) -> Layout {
     for (i, n) in nodes.iter().enumerate() {
         parent[i] = match &n.kind {
             NodeKind::RootBus(_) => None,
+            // A device named as its own parent (no scan makes one) hangs from its root bus.
             NodeKind::Device(a) => host.device(*a).and_then(|d| {
                 d.parent
+                    .filter(|p| p != a)
                     .and_then(|p| index.get(&p).copied())
                     .or_else(|| root_of(d))
             }),
@@ -370,6 +378,17 @@ pub fn layout(host: &Host, opts: &Options) -> Layout {
         cluster_of[i] = c;
     }
 
+    // Nodes something outside their cluster hangs from: their line leaves to the right, so
+    // their own members below them start on the next row instead of beside them.
+    let mut hangs_out = vec![false; nodes.len()];
+    for (i, p) in parent.iter().enumerate() {
+        if let Some(p) = p {
+            if cluster_of[*p] != cluster_of[i] {
+                hangs_out[*p] = true;
+            }
+        }
+    }
+
     // Inside each cluster: its members as a small tree (parent links inside the cluster),
     // one column per level, a row per leaf, a parent on its first child's row.
     for c in clusters.iter_mut() {
@@ -385,21 +404,37 @@ pub fn layout(host: &Host, opts: &Options) -> Layout {
         let mut place: HashMap<usize, (usize, usize)> = HashMap::new();
         let mut row = 0usize;
         let mut cols = 1usize;
-        // Depth-first without recursion: (node, depth).
-        let mut stack: Vec<(usize, usize)> = tops.iter().rev().map(|t| (*t, 0)).collect();
-        while let Some((n, depth)) = stack.pop() {
-            if place.contains_key(&n) {
+        // Depth-first without recursion: (node, depth). Members whose parent links loop
+        // inside the cluster (no scan makes such a model; a hostile one may) are reached by
+        // starting again from each member still unplaced, in address order.
+        let mut starts = tops.clone();
+        starts.extend(c.members.iter().map(|m| m.0));
+        for start in starts {
+            if place.contains_key(&start) {
                 continue;
             }
-            place.insert(n, (depth, row));
-            cols = cols.max(depth + 1);
-            match kids.get(&n) {
-                Some(ks) if !ks.is_empty() => {
-                    for k in ks.iter().rev() {
-                        stack.push((*k, depth + 1));
-                    }
+            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+            while let Some((n, depth)) = stack.pop() {
+                if place.contains_key(&n) {
+                    continue;
                 }
-                _ => row += 1,
+                place.insert(n, (depth, row));
+                cols = cols.max(depth + 1);
+                let ks: Vec<usize> = kids
+                    .get(&n)
+                    .map(|ks| {
+                        ks.iter()
+                            .copied()
+                            .filter(|k| !place.contains_key(k))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if ks.is_empty() || hangs_out[n] {
+                    row += 1;
+                }
+                for k in ks.iter().rev() {
+                    stack.push((*k, depth + 1));
+                }
             }
         }
         let rows = row.max(1);
@@ -488,16 +523,20 @@ pub fn layout(host: &Host, opts: &Options) -> Layout {
             children[*pc].push(c);
         }
     }
-    for (pc, ch) in children.iter_mut().enumerate() {
-        ch.sort_by_key(|c| order_key(*c, &clusters));
-        let mut trunks: Vec<usize> = Vec::new();
-        for c in ch.iter() {
-            if let Some((_, at)) = hung[*c] {
-                if !trunks.contains(&at) {
-                    trunks.push(at);
-                }
+    // Every node of a cluster with a line to a cluster hanging from it gets a column of its
+    // own for that line.
+    let mut attach: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); clusters.len()];
+    for (i, p) in parent.iter().enumerate() {
+        if let Some(p) = p {
+            let (cp, ci) = (cluster_of[*p], cluster_of[i]);
+            if cp != ci && hung[ci].map(|h| h.0) == Some(cp) {
+                attach[cp].insert(*p);
             }
         }
+    }
+    for (pc, ch) in children.iter_mut().enumerate() {
+        ch.sort_by_key(|c| order_key(*c, &clusters));
+        let mut trunks: Vec<usize> = attach[pc].iter().copied().collect();
         let pos = |n: usize| {
             clusters[pc]
                 .members
@@ -772,7 +811,9 @@ fn drawn_devices(
             && match d.group.and_then(|g| host.groups.get(&g)) {
                 Some(g) => g.devices.len() == 1 && g.other_members.is_empty(),
                 None => true,
-            };
+            }
+            // A VF the plan gives to a guest stays in sight, with its guest on its box.
+            && !d.group.is_some_and(|g| opts.guests.contains_key(&g));
         match (fold, d.physfn) {
             (true, Some(pf)) => folds.entry(pf).or_default().push(*a),
             _ => {
@@ -791,7 +832,7 @@ fn short_address(a: PciAddress) -> String {
     }
 }
 
-fn device_node(host: &Host, d: &Device, iommu: bool) -> Node {
+fn device_node(d: &Device, below: &HashMap<PciAddress, Vec<&Device>>, iommu: bool) -> Node {
     let role = if d.is_bridge() {
         Role::Port
     } else if d.is_chipset_glue() {
@@ -800,7 +841,11 @@ fn device_node(host: &Host, d: &Device, iommu: bool) -> Node {
         Role::Endpoint
     };
     let note = if d.is_bridge() {
-        port_note(host, d, iommu)
+        port_note_with(
+            d,
+            below.get(&d.address).map(Vec::as_slice).unwrap_or(&[]),
+            iommu,
+        )
     } else {
         let driver = d.driver.as_deref().unwrap_or("-");
         trf(
@@ -830,6 +875,23 @@ fn device_node(host: &Host, d: &Device, iommu: bool) -> Node {
 }
 
 fn fold_node(host: &Host, pf: PciAddress, vfs: &[PciAddress]) -> Node {
+    // What the folded VFs are doing, so folding hides no state: "120 in use, 7 assigned".
+    use rayon::prelude::*;
+    let each: Vec<State> = vfs
+        .par_iter()
+        .filter_map(|v| {
+            let g = host.device(*v)?.group?;
+            Some(explain::group(host, host.groups.get(&g)?).state)
+        })
+        .collect();
+    let mut states: BTreeMap<State, usize> = BTreeMap::new();
+    for st in each {
+        *states.entry(st).or_default() += 1;
+    }
+    let counts: Vec<String> = states
+        .iter()
+        .map(|(st, n)| format!("{n} {}", st.label()))
+        .collect();
     let groups: Vec<GroupId> = vfs
         .iter()
         .filter_map(|v| host.device(*v).and_then(|d| d.group))
@@ -860,10 +922,21 @@ fn fold_node(host: &Host, pf: PciAddress, vfs: &[PciAddress]) -> Node {
             h: NODE_H,
         },
         role: Role::Fold,
-        note: trf(
-            "{n} virtual functions of {pf}, each in an IOMMU group of its own; open them to see each one.",
-            &[("n", &vfs.len().to_string()), ("pf", &pf.to_string())],
-        ),
+        note: if counts.is_empty() {
+            trf(
+                "{n} virtual functions of {pf}; open them to see each one.",
+                &[("n", &vfs.len().to_string()), ("pf", &pf.to_string())],
+            )
+        } else {
+            trf(
+                "{n} virtual functions of {pf}, each in an IOMMU group of its own ({states}); open them to see each one.",
+                &[
+                    ("n", &vfs.len().to_string()),
+                    ("pf", &pf.to_string()),
+                    ("states", &counts.join(", ")),
+                ],
+            )
+        },
         title,
         subtitle,
         marks: Vec::new(),
@@ -874,6 +947,27 @@ fn fold_node(host: &Host, pf: PciAddress, vfs: &[PciAddress]) -> Node {
 /// Why a port or bridge does or does not isolate the devices below it, from the kernel's
 /// groups (what is decided) and the port's ACS (the usual reason).
 pub fn port_note(host: &Host, b: &Device, iommu: bool) -> String {
+    let below: Vec<&Device> = host
+        .devices
+        .values()
+        .filter(|d| d.bridges.contains(&b.address))
+        .collect();
+    port_note_with(b, &below, iommu)
+}
+
+/// Every bridge's devices below it, in one pass over the host (a port's note needs them; asking
+/// the whole host again for each port would make drawing quadratic).
+fn below_each(host: &Host) -> HashMap<PciAddress, Vec<&Device>> {
+    let mut out: HashMap<PciAddress, Vec<&Device>> = HashMap::new();
+    for d in host.devices.values() {
+        for b in &d.bridges {
+            out.entry(*b).or_default().push(d);
+        }
+    }
+    out
+}
+
+fn port_note_with(b: &Device, below: &[&Device], iommu: bool) -> String {
     let name = format!("{} ({})", b.address, b.display_name());
     if !iommu {
         return trf(
@@ -881,11 +975,6 @@ pub fn port_note(host: &Host, b: &Device, iommu: bool) -> String {
             &[("port", &name)],
         );
     }
-    let below: Vec<&Device> = host
-        .devices
-        .values()
-        .filter(|d| d.bridges.contains(&b.address))
-        .collect();
     if below.is_empty() {
         return trf("{port}: nothing is connected below it.", &[("port", &name)]);
     }
@@ -952,7 +1041,6 @@ pub fn guests_of(
 /// The picture as SVG 1.1 (valid against its DTD): boxes coloured by state with a legend, the
 /// ports' notes and the marks' sentences as `<title>` tooltips, for bug reports and forum posts.
 pub fn svg(l: &Layout, caption: &str) -> String {
-    use quick_xml::escape::escape;
     use std::fmt::Write;
     const M: f64 = 16.0;
     const LEGEND: f64 = 56.0;
@@ -1057,11 +1145,13 @@ pub fn svg(l: &Layout, caption: &str) -> String {
             if e.dashed { " dash" } else { "" }
         );
     }
-    for n in &l.nodes {
+    for (ni, n) in l.nodes.iter().enumerate() {
         let r = n.rect;
+        // Ids from numbers only: a root bus is named by the tree it was read from, which is
+        // anyone's text.
         let id = match &n.kind {
             NodeKind::Device(a) => format!("dev-{}", a.to_string().replace([':', '.'], "-")),
-            NodeKind::RootBus(b) => format!("root-{}", b.replace(':', "-")),
+            NodeKind::RootBus(_) => format!("root-{ni}"),
             NodeKind::Fold { pf, .. } => format!("vfs-{}", pf.to_string().replace([':', '.'], "-")),
         };
         let (cls, tcls) = match n.role {
@@ -1099,7 +1189,6 @@ pub fn svg(l: &Layout, caption: &str) -> String {
 }
 
 fn mark_svg(s: &mut String, m: &Mark, x: f64, y: f64) {
-    use quick_xml::escape::escape;
     use std::fmt::Write;
     let _ = write!(
         s,
@@ -1135,4 +1224,18 @@ fn fit(t: &str, width: f64) -> String {
     let mut out: String = t.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+/// Text for the SVG: XML 1.0 allows no control characters but tab and newline (and not U+FFFE,
+/// U+FFFF), while names read from a tree (devices, non-PCI members) may hold any; those are
+/// dropped and the rest escaped.
+fn escape<'a>(t: impl Into<std::borrow::Cow<'a, str>>) -> String {
+    let t: std::borrow::Cow<'a, str> = t.into();
+    let clean: String = t
+        .chars()
+        .filter(|c| {
+            (!c.is_control() || matches!(c, '\n' | '\t')) && !matches!(c, '\u{fffe}' | '\u{ffff}')
+        })
+        .collect();
+    quick_xml::escape::escape(clean.as_str()).into_owned()
 }

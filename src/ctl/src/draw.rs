@@ -28,10 +28,20 @@ pub fn run(
         )));
     }
     for g in &wanted {
-        if !host.groups.contains_key(g) {
+        let Some(group) = host.groups.get(g) else {
             return Err(Failure(trf(
                 "there is no IOMMU group {group} on this host",
                 &[("group", &g.to_string())],
+            )));
+        };
+        if !group.devices.iter().any(|a| host.device(*a).is_some()) {
+            // A group of platform devices only (ARM): the picture is of the PCI tree.
+            return Err(Failure(trf(
+                "IOMMU group {group} holds no PCI function (only {members}): there is no PCI tree to draw for it",
+                &[
+                    ("group", &g.to_string()),
+                    ("members", &group.other_members.join(", ")),
+                ],
             )));
         }
     }

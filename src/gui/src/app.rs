@@ -62,6 +62,10 @@ pub struct App {
     unfolded: BTreeSet<PciAddress>,
     /// The Topology view shows an older model: laid out again when next shown.
     topology_stale: bool,
+    /// A layout is scheduled (edits and device events come in bursts).
+    topology_due: bool,
+    /// The app's own input, for what it schedules itself.
+    input: relm4::Sender<AppInput>,
     header: Controller<Header>,
     status: Controller<Status>,
     guests: Controller<GuestPane>,
@@ -111,6 +115,8 @@ pub enum AppInput {
     ShowTopology(bool),
     /// A gesture in the Topology view.
     Topology(TopoMsg),
+    /// Device events came in while the Topology view was shown: lay it out once for all.
+    TopologyDue,
 }
 
 /// What runs off the main loop reports.
@@ -230,6 +236,8 @@ impl Component for App {
             topology,
             unfolded: BTreeSet::new(),
             topology_stale: true,
+            topology_due: false,
+            input: sender.input_sender().clone(),
             header,
             status,
             guests,
@@ -297,6 +305,12 @@ impl Component for App {
                     self.pages.set_visible_child_name("list");
                 }
             }
+            AppInput::TopologyDue => {
+                self.topology_due = false;
+                if self.topology_stale && self.topology_shown() {
+                    self.lay_out_topology();
+                }
+            }
             AppInput::Topology(TopoMsg::Unfold(pf, on)) => {
                 if on {
                     self.unfolded.insert(pf);
@@ -324,12 +338,8 @@ impl Component for App {
                     .and_then(|g| view::card_of(host, &self.plan, &self.holders, g));
                 if !card.is_some_and(|c| self.hosts.replace_card(c, &self.filter)) {
                     self.refresh();
-                } else {
-                    self.topology_stale = true;
-                    if self.pages.visible_child_name().as_deref() == Some("topology") {
-                        self.lay_out_topology();
-                    }
                 }
+                self.topology_soon();
                 if let Some(p) = &self.probe {
                     p.event_applied(at);
                 }
@@ -441,14 +451,29 @@ impl App {
         );
     }
 
+    fn topology_shown(&self) -> bool {
+        self.pages.visible_child_name().as_deref() == Some("topology")
+    }
+
+    /// The Topology view is out of date: laid out once, a twentieth of a second after the first
+    /// change of a burst (`sriov_numvfs=64` is ~128 device events), when it is shown; else when
+    /// it is next shown.
+    fn topology_soon(&mut self) {
+        self.topology_stale = true;
+        if self.topology_shown() && !self.topology_due {
+            self.topology_due = true;
+            let s = self.input.clone();
+            gtk::glib::timeout_add_local_once(std::time::Duration::from_millis(50), move || {
+                s.emit(AppInput::TopologyDue)
+            });
+        }
+    }
+
     /// Draws the list from the cached cards, then the banner, the summary and the guests; the
     /// Topology view again when it is shown (else when it is next shown).
     fn redraw(&mut self) {
         self.hosts.show(&self.filter);
-        self.topology_stale = true;
-        if self.pages.visible_child_name().as_deref() == Some("topology") {
-            self.lay_out_topology();
-        }
+        self.topology_soon();
         let Some(host) = &self.host else {
             return;
         };

@@ -4,9 +4,9 @@
 //!
 //! Only what is on screen (and a screen around it) has widgets: a 10,000-function host scrolls
 //! through the same few hundred boxes and nodes, made as they come into view and dropped as
-//! they leave it. The lines are drawn by one drawing area the size of the view that follows
-//! the scrolled position (a drawing area the size of the whole tree would be a surface of
-//! hundreds of thousands of pixels).
+//! they leave it. The lines are drawn by one drawing area laid over the scrolled view, at the
+//! view's size (a drawing area the size of the whole tree would be a surface of hundreds of
+//! thousands of pixels; one inside the scrolled canvas would change the canvas's size).
 
 use crate::a11y::accessible_label;
 use crate::cards::{CardMsg, Emit};
@@ -72,17 +72,24 @@ impl TopologyView {
         let lines = gtk::DrawingArea::new();
         lines.set_can_target(false);
         lines.set_can_focus(false);
-        canvas.put(&lines, 0.0, 0.0);
         let scroller = gtk::ScrolledWindow::new();
         scroller.set_vexpand(true);
         scroller.set_hexpand(true);
         scroller.set_child(Some(&canvas));
-        root.append(&scroller);
+        let overlay = gtk::Overlay::new();
+        overlay.set_child(Some(&scroller));
+        overlay.add_overlay(&lines);
+        root.append(&overlay);
         registry::enter(&registry.panes, "topology".into(), scroller.upcast_ref());
         let note = gtk::Label::new(Some(&tr(
             "Point at a port or a group, or move to it with Tab, to see why it is shaped this way.",
         )));
+        // Two lines, always: a note that changed the view's height would move what is pointed at.
         note.set_wrap(true);
+        note.set_lines(2);
+        note.set_ellipsize(gtk::pango::EllipsizeMode::End);
+        note.set_height_request(38);
+        note.set_valign(gtk::Align::Start);
         note.set_xalign(0.0);
         note.add_css_class("topology-note");
         registry::enter(&registry.labels, "topology-note".into(), &note);
@@ -114,6 +121,7 @@ impl TopologyView {
             let w = Rc::downgrade(&view);
             adj.connect_value_changed(move |_| {
                 if let Some(v) = w.upgrade() {
+                    v.lines.queue_draw();
                     v.schedule_sync();
                 }
             });
@@ -134,6 +142,8 @@ impl TopologyView {
     /// A new picture (the host or the plan changed, or VFs were opened): every widget made
     /// again for what is on screen.
     pub fn set_layout(&self, layout: Layout, unfolded: std::collections::BTreeSet<PciAddress>) {
+        // The keyboard's place, by what it is on (a group, a device), to give back after.
+        let focused = self.focused();
         {
             let mut inner = self.inner.borrow_mut();
             for (_, w) in inner.made.drain() {
@@ -148,6 +158,64 @@ impl TopologyView {
                 .set_size_request((w + 2.0 * MARGIN) as i32, (h + 2.0 * MARGIN) as i32);
         }
         self.sync();
+        if let Some(f) = focused {
+            self.refocus(&f);
+        }
+        self.lines.queue_draw();
+    }
+
+    /// What has the keyboard's focus in the view, if anything.
+    fn focused(&self) -> Option<Focus> {
+        let inner = self.inner.borrow();
+        inner.made.iter().find_map(|(it, w)| {
+            if !(w.has_focus() || w.focus_child().is_some()) {
+                return None;
+            }
+            Some(match it {
+                Item::Box(i) => Focus::Group(inner.layout.boxes.get(*i)?.group),
+                Item::Node(i) => Focus::Node(inner.layout.nodes.get(*i)?.kind.clone()),
+            })
+        })
+    }
+
+    /// Gives the focus back to the same group or device in a new layout, making its widget if
+    /// it is not in view (the viewport then scrolls to it).
+    fn refocus(&self, f: &Focus) {
+        let item = {
+            let inner = self.inner.borrow();
+            let l = &inner.layout;
+            match f {
+                Focus::Group(g) => l.box_of(*g).map(Item::Box),
+                Focus::Node(k) => l.nodes.iter().position(|n| &n.kind == k).map(Item::Node),
+            }
+        };
+        let Some(item) = item else { return };
+        let w = self.inner.borrow().made.get(&item).cloned();
+        let w = match w {
+            Some(w) => w,
+            None => self.put(item),
+        };
+        w.grab_focus();
+    }
+
+    /// Makes and places one item's widget.
+    fn put(&self, item: Item) -> gtk::Widget {
+        let mut inner = self.inner.borrow_mut();
+        let (w, r) = match item {
+            Item::Box(b) => (self.make_box(&inner.layout, b), inner.layout.boxes[b].rect),
+            Item::Node(n) => (
+                self.make_node(&inner.layout, n, &inner.unfolded),
+                inner.layout.nodes[n].rect,
+            ),
+        };
+        self.canvas.put(&w, r.x + MARGIN, r.y + MARGIN);
+        if let Item::Box(_) = item {
+            // Boxes lie under every node (a node kept from an earlier scroll would otherwise
+            // end up under a box made now, and the box would take its clicks).
+            w.insert_before(&self.canvas, self.canvas.first_child().as_ref());
+        }
+        inner.made.insert(item, w.clone());
+        w
     }
 
     /// The adjustments change while GTK allocates the scrolled window; adding and moving
@@ -169,6 +237,7 @@ impl TopologyView {
     /// Widgets for what is in view (and a screen around it); those far out of view dropped.
     fn sync(&self) {
         let (h, v) = (self.scroller.hadjustment(), self.scroller.vadjustment());
+        // Before the first allocation the page is 0: a screenful is assumed.
         let (pw, ph) = (h.page_size().max(400.0), v.page_size().max(300.0));
         let view = Rect {
             x: h.value() - MARGIN,
@@ -183,7 +252,7 @@ impl TopologyView {
             h: r.h * (1.0 + 2.0 * k),
         };
         let keep = grow(&view, KEEP_PAGES);
-        let drop = grow(&view, DROP_PAGES);
+        let far = grow(&view, DROP_PAGES);
         let mut inner = self.inner.borrow_mut();
         // Drop what is far away.
         let gone: Vec<Item> = inner
@@ -195,7 +264,7 @@ impl TopologyView {
                     Item::Box(i) => inner.layout.boxes[*i].rect,
                     Item::Node(i) => inner.layout.nodes[*i].rect,
                 };
-                !r.overlaps(&drop)
+                !r.overlaps(&far)
             })
             .collect();
         for it in gone {
@@ -206,34 +275,42 @@ impl TopologyView {
                     continue;
                 }
                 self.canvas.remove(&w);
+                self.forget(&inner.layout, it);
             }
         }
         let (boxes, nodes, _) = inner.layout.visible(&keep);
-        for b in boxes {
-            if inner.made.contains_key(&Item::Box(b)) {
-                continue;
-            }
-            let w = self.make_box(&inner.layout, b);
-            let r = inner.layout.boxes[b].rect;
-            self.canvas.put(&w, r.x + MARGIN, r.y + MARGIN);
-            // Boxes lie under every node (a node kept from an earlier scroll would otherwise
-            // end up under a box made now, and the box would take its clicks), above the lines.
-            w.insert_after(&self.canvas, Some(&self.lines));
-            inner.made.insert(Item::Box(b), w);
+        let wanted: Vec<Item> = boxes
+            .into_iter()
+            .map(Item::Box)
+            .chain(nodes.into_iter().map(Item::Node))
+            .filter(|it| !inner.made.contains_key(it))
+            .collect();
+        drop(inner);
+        for it in wanted {
+            self.put(it);
         }
-        for n in nodes {
-            if inner.made.contains_key(&Item::Node(n)) {
-                continue;
+    }
+
+    /// A dropped widget leaves the registry too (the probe reports live widgets only).
+    fn forget(&self, l: &Layout, it: Item) {
+        match it {
+            Item::Box(i) => {
+                if let Some(b) = l.boxes.get(i) {
+                    self.registry.topo_boxes.borrow_mut().remove(&b.group.0);
+                }
             }
-            let w = self.make_node(&inner.layout, n, &inner.unfolded);
-            let r = inner.layout.nodes[n].rect;
-            self.canvas.put(&w, r.x + MARGIN, r.y + MARGIN);
-            inner.made.insert(Item::Node(n), w);
+            Item::Node(i) => {
+                if let Some(n) = l.nodes.get(i) {
+                    self.registry.topo_nodes.borrow_mut().remove(&node_key(n));
+                    if let NodeKind::Device(a) = n.kind {
+                        self.registry
+                            .buttons
+                            .borrow_mut()
+                            .remove(&format!("fold-{a}"));
+                    }
+                }
+            }
         }
-        // The line layer covers exactly the visible area.
-        self.lines.set_size_request(pw as i32, ph as i32);
-        self.canvas.move_(&self.lines, h.value(), v.value());
-        self.lines.queue_draw();
     }
 
     /// A group's box: drag source, focusable, Enter for "Assign to…", Shift+F10 for its menu.
@@ -263,6 +340,23 @@ impl TopologyView {
         w.set_tooltip_text(Some(&tip));
         accessible_label(&w, &b.label);
         let g = b.group;
+        self.group_gestures(w.upcast_ref(), g, (0.0, 0.0), (24.0, 12.0));
+        self.tell_on_hover_and_focus(&w, format!("{}: {}", b.header, b.title));
+        registry::enter(&self.registry.topo_boxes, g.0, &w);
+        w.upcast()
+    }
+
+    /// What a group's box does, on the box and on each of its devices (which lie over the box,
+    /// so they must do it too): drag the group like a card, right click or Shift+F10/Menu for
+    /// its menu, Enter for "Assign to…". The menu points at the box; `offset` is where this
+    /// widget sits inside it, `key_at` where the keyboard's menu points.
+    fn group_gestures(
+        &self,
+        w: &gtk::Widget,
+        g: passage_core::GroupId,
+        offset: (f64, f64),
+        key_at: (f64, f64),
+    ) {
         // What travels is the group number, as from a card.
         let drag = gtk::DragSource::new();
         drag.set_actions(gdk::DragAction::COPY);
@@ -274,10 +368,12 @@ impl TopologyView {
             let e = self.emit.clone();
             click.connect_pressed(move |gesture, _, x, y| {
                 let Some(w) = gesture.widget() else { return };
-                w.grab_focus();
+                if w.is_focusable() {
+                    w.grab_focus();
+                }
                 if gesture.current_button() == gdk::BUTTON_SECONDARY {
                     gesture.set_state(gtk::EventSequenceState::Claimed);
-                    e(CardMsg::Menu(g, Some((x, y))));
+                    e(CardMsg::Menu(g, Some((x + offset.0, y + offset.1))));
                 }
             });
         }
@@ -289,7 +385,7 @@ impl TopologyView {
                 let menu = key == gdk::Key::Menu
                     || (key == gdk::Key::F10 && mods.contains(gdk::ModifierType::SHIFT_MASK));
                 if menu {
-                    e(CardMsg::Menu(g, None));
+                    e(CardMsg::Menu(g, Some(key_at)));
                     glib::Propagation::Stop
                 } else if matches!(key, gdk::Key::Return | gdk::Key::KP_Enter | gdk::Key::space) {
                     e(CardMsg::Choose(g));
@@ -300,9 +396,6 @@ impl TopologyView {
             });
         }
         w.add_controller(keys);
-        self.tell_on_hover_and_focus(&w, format!("{}: {}", b.header, b.title));
-        registry::enter(&self.registry.topo_boxes, g.0, &w);
-        w.upcast()
     }
 
     /// A device, a root bus, or a fold of virtual functions (a button that opens them).
@@ -335,11 +428,7 @@ impl TopologyView {
             said.push(' ');
             said.push_str(&m.message);
         }
-        let key = match &n.kind {
-            NodeKind::Device(a) => a.to_string(),
-            NodeKind::RootBus(b) => b.clone(),
-            NodeKind::Fold { pf, .. } => format!("vfs-{pf}"),
-        };
+        let key = node_key(n);
         let w: gtk::Widget = match &n.kind {
             NodeKind::Fold { pf, .. } => {
                 let b = gtk::Button::new();
@@ -376,13 +465,25 @@ impl TopologyView {
         // them. The rest is told through the group's box.
         if matches!(n.role, Role::Port | Role::RootComplex) {
             w.set_focusable(true);
-            let click = gtk::GestureClick::new();
-            click.connect_pressed(|g, _, _, _| {
-                if let Some(w) = g.widget() {
-                    w.grab_focus();
-                }
-            });
-            w.add_controller(click);
+        }
+        match n
+            .group
+            .and_then(|g| l.box_of(g).map(|b| (g, l.boxes[b].rect)))
+        {
+            Some((g, b)) => {
+                let off = (n.rect.x - b.x, n.rect.y - b.y);
+                self.group_gestures(&w, g, off, (off.0 + n.rect.w / 2.0, off.1 + n.rect.h / 2.0));
+            }
+            None if w.is_focusable() => {
+                let click = gtk::GestureClick::new();
+                click.connect_pressed(|g, _, _, _| {
+                    if let Some(w) = g.widget() {
+                        w.grab_focus();
+                    }
+                });
+                w.add_controller(click);
+            }
+            None => {}
         }
         self.tell_on_hover_and_focus(&w, said);
         registry::enter(&self.registry.topo_nodes, key, &w);
@@ -419,6 +520,22 @@ impl TopologyView {
     }
 }
 
+/// What the registry calls a node: its address, its root bus, or `vfs-PF`.
+fn node_key(n: &passage_core::topology::Node) -> String {
+    match &n.kind {
+        NodeKind::Device(a) => a.to_string(),
+        NodeKind::RootBus(b) => b.clone(),
+        NodeKind::Fold { pf, .. } => format!("vfs-{pf}"),
+    }
+}
+
+/// What has the focus, by identity (indices change with every layout).
+#[derive(Debug, Clone)]
+enum Focus {
+    Group(passage_core::GroupId),
+    Node(NodeKind),
+}
+
 /// Room around the picture.
 const MARGIN: f64 = 12.0;
 
@@ -438,6 +555,7 @@ fn draw_lines(
     area: &gtk::DrawingArea,
     cr: &gtk::cairo::Context,
 ) {
+    // The layer lies over the scrolled view: the canvas's point (x, y) is at (x - scrolled).
     let (ox, oy) = (sc.hadjustment().value(), sc.vadjustment().value());
     let view = Rect {
         x: ox - MARGIN,
