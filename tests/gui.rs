@@ -871,20 +871,33 @@ fn the_topology_view_draws_group_boxes_that_drag_onto_guests_and_ports_that_say_
     // The keyboard path: focus a box, Enter opens "Assign to…", Shift+F10 its menu.
     let p = s.scroll_into_view("topo_boxes", "20");
     s.click(s.point(&p, "topo_boxes", "20", 0.5, 0.08));
+    s.until("box 20 focused", |p| p["topo_focus"] == "group-20");
     s.xdotool(&["key", "Return"]);
     s.until("the Assign window", |p| {
         p["open"]
             .as_array()
             .is_some_and(|o| o.iter().any(|x| x == "assign"))
     });
-    s.xdotool(&["key", "Escape"]);
-    s.until("the Assign window to close", |p| {
-        !p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "assign"))
+    // Tab to the third guest (win11, router, ci-runner), Enter: the USB controller's group goes
+    // to ci-runner, the picture is laid out again, and the keyboard is still on its box.
+    std::thread::sleep(Duration::from_millis(300));
+    s.xdotool(&["key", "Tab"]);
+    s.xdotool(&["key", "Tab"]);
+    s.xdotool(&["key", "Return"]);
+    wait_for("group 20 planned for ci-runner", 20, || {
+        (s.plan()
+            .holder(passage_core::GroupId(20))
+            .map(|g| g.name.clone())
+            .as_deref()
+            == Some("ci-runner"))
+        .then_some(())
     });
-    let p = s.scroll_into_view("topo_boxes", "20");
-    s.click(s.point(&p, "topo_boxes", "20", 0.5, 0.08));
+    s.until("the focus back on box 20 after the new layout", |p| {
+        p["topo_focus"] == "group-20"
+            && !p["open"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x == "assign"))
+    });
     s.xdotool(&["key", "shift+F10"]);
     s.until("the box's menu", |p| {
         p["open"]

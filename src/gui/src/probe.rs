@@ -144,6 +144,14 @@ impl Probe {
                 "topo_boxes": rects(&registry.topo_boxes.borrow(), &w),
                 "topo_nodes": rects(&registry.topo_nodes.borrow(), &w),
                 "panes": rects(&registry.panes.borrow(), &w),
+                // Which of the Topology view's boxes or nodes has the keyboard's focus.
+                "topo_focus": registry.topo_boxes.borrow().iter().find_map(|(g, b)| {
+                    let b = b.upgrade()?;
+                    (b.has_focus() || b.focus_child().is_some()).then(|| format!("group-{g}"))
+                }).or_else(|| registry.topo_nodes.borrow().iter().find_map(|(k, n)| {
+                    let n = n.upgrade()?;
+                    (n.has_focus() || n.focus_child().is_some()).then(|| format!("node-{k}"))
+                })),
                 "topology_frame_ms": d.topology_frame_ms,
                 "rss_kib": crate::memory::rss_kib(),
                 "buttons": rects(&registry.buttons.borrow(), &w),
