@@ -46,6 +46,13 @@ pub mod ctl {
             #[arg(long)]
             json: bool,
         },
+        /// What stands between this host and pass-through: the IOMMU in the firmware and the
+        /// kernel, vfio-pci, iommufd, devices whose reset fails; each with its remedy. Exit 0
+        /// when nothing blocks, 1 when something does.
+        Doctor {
+            #[arg(long)]
+            json: bool,
+        },
         /// Draw the PCI tree with a box around each IOMMU group, as SVG: the root complex, ports
         /// and bridges, which port does not isolate what is below it; for bug reports and forums.
         Draw {

@@ -81,6 +81,13 @@ impl Reason {
     }
 }
 
+/// True when the firmware's table list is known and holds `table`.
+fn tables_have(p: &crate::model::Platform, table: &str) -> bool {
+    p.firmware_iommu_tables
+        .as_ref()
+        .is_some_and(|t| t.iter().any(|x| x == table))
+}
+
 /// The IOMMU as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IommuVerdict {
@@ -201,11 +208,18 @@ pub fn iommu(host: &Host) -> IommuVerdict {
             );
         } else if (vendor == Some("intel") && !p.units.is_empty())
             || p.units.iter().any(|u| u.kind == "intel")
+            || (vendor != Some("amd") && tables_have(p, "DMAR"))
         {
             reasons.push(
                 Reason::new("iommu-not-enabled", None, Severity::Blocker,
                     tr("The firmware describes an Intel VT-d IOMMU, but the kernel did not turn it on, so there are no isolation groups."))
                 .remedy(tr("Add intel_iommu=on to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot.")),
+            );
+        } else if tables_have(p, "IVRS") {
+            reasons.push(
+                Reason::new("iommu-not-enabled", None, Severity::Blocker,
+                    tr("The firmware describes an AMD IOMMU (its IVRS table is there), but the kernel did not turn it on, so there are no isolation groups."))
+                .remedy(tr("The command line does not turn it off, so the kernel failed to start it or was built without it (CONFIG_AMD_IOMMU): the kernel log says which (journalctl -k | grep -i AMD-Vi). A firmware update or a distribution kernel usually cures it.")),
             );
         } else if let Some(vm) = &p.virtual_machine {
             // A guest's host bridge is whatever the hypervisor emulates (QEMU's is Intel's
@@ -214,6 +228,22 @@ pub fn iommu(host: &Host) -> IommuVerdict {
                 Reason::new("iommu-off-vm", None, Severity::Blocker,
                     trf("This is a virtual machine ({machine}) without a virtual IOMMU, so its kernel has no isolation groups and cannot give devices on to a nested guest.", &[("machine", &vm.describe())]))
                 .remedy(tr("Give the virtual machine a virtual IOMMU, then boot it again. With libvirt: <iommu model='intel'><driver intremap='on' caching_mode='on'/></iommu> (a Q35 machine with <ioapic driver='qemu'/> under <features>), or <iommu model='virtio'/>. With QEMU: -device intel-iommu,intremap=on,caching-mode=on (with -machine q35,kernel-irqchip=split), or -device virtio-iommu-pci. With the Intel one, also add intel_iommu=on to this guest's kernel command line. The devices to pass on must be given to this virtual machine first.")),
+            );
+        } else if p
+            .firmware_iommu_tables
+            .as_ref()
+            .is_some_and(|t| t.is_empty())
+        {
+            // The firmware's own tables say there is no IOMMU: a kernel parameter cannot help.
+            let remedy = match vendor {
+                Some("amd") => tr("Enable “IOMMU” (on some boards “AMD-Vi”, under NBIO or AMD CBS) and “SVM” in the firmware setup, then reboot. Kernel parameters cannot help until the firmware describes it."),
+                Some("intel") => tr("Enable “VT-d” (sometimes “Intel Virtualization Technology for Directed I/O”) in the firmware setup, then reboot; then add intel_iommu=on if there are still no groups. The kernel parameter alone cannot help while the firmware hides it."),
+                _ => tr("Enable the IOMMU in the firmware setup (VT-d on Intel, AMD-Vi/IOMMU on AMD, SMMU on ARM), then reboot. Kernel parameters cannot help until the firmware describes it."),
+            };
+            reasons.push(
+                Reason::new("iommu-off-firmware", None, Severity::Blocker,
+                    tr("The firmware describes no IOMMU (it provides no DMAR, IVRS or IORT table): it is switched off in the firmware setup, or this machine has none."))
+                .remedy(remedy),
             );
         } else if vendor == Some("intel") {
             reasons.push(

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod explain;
 pub mod export;
 pub mod hook;

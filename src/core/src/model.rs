@@ -229,6 +229,11 @@ pub struct Platform {
     pub vfio_pci_loaded: bool,
     /// Group numbers with a `/dev/vfio/N` node.
     pub vfio_nodes: Vec<GroupId>,
+    /// The ACPI tables that describe an IOMMU ("DMAR" Intel, "IVRS" AMD, "IORT" ARM) among those
+    /// the firmware provides; `None` when the table directory cannot be listed (no ACPI, or a
+    /// recording without it). Tells "off in the firmware" from "not turned on by the kernel".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_iommu_tables: Option<Vec<String>>,
     pub page_size: u64,
 }
 

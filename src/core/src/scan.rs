@@ -889,6 +889,17 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
         .map(|s| s == "Y" || s == "1");
     p.vfio_pci_loaded =
         root.exists("sys/module/vfio_pci") || root.exists("sys/bus/pci/drivers/vfio-pci");
+    // Only the names are facts (the tables themselves are root's); every name is recorded.
+    if let Ok(tables) = root.list_names("sys/firmware/acpi/tables") {
+        p.firmware_iommu_tables = Some(
+            tables
+                .iter()
+                .filter_map(|t| t.to_str())
+                .filter(|t| matches!(*t, "DMAR" | "IVRS" | "IORT"))
+                .map(str::to_string)
+                .collect(),
+        );
+    }
     if let Ok(nodes) = root.list_names("dev/vfio") {
         p.vfio_nodes = nodes
             .iter()

@@ -103,6 +103,19 @@ pub struct HostSpec {
     /// The host is a virtual machine: the CPU shows the `hypervisor` flag and DMI names the
     /// machine.
     pub vm: Option<VmSpec>,
+    /// The ACPI tables the firmware provides (`sys/firmware/acpi/tables`: "DMAR", "IVRS",
+    /// "DSDT", …); none written without it.
+    pub acpi_tables: Option<Vec<String>>,
+    /// The running kernel's release (`proc/sys/kernel/osrelease`), and how it has vfio-pci:
+    /// "builtin", "module" (installed, not loaded), "loaded" (a loaded module) or "missing".
+    pub kernel_release: Option<String>,
+    pub vfio_pci: Option<String>,
+    /// `/dev/iommu` (iommufd) and the VFIO device files (`sys/class/vfio-dev`) exist.
+    #[serde(default)]
+    pub iommufd: bool,
+    /// The vendor-reset module is loaded.
+    #[serde(default)]
+    pub vendor_reset: bool,
 }
 
 /// A virtual machine's DMI identity (`sys/class/dmi/id`).
@@ -626,6 +639,56 @@ impl MachineSpec {
                 if v { "Y\n" } else { "N\n" },
             )?;
         }
+        if let Some(tables) = &h.acpi_tables {
+            for t in tables {
+                write(root, &Path::new("sys/firmware/acpi/tables").join(t), "")?;
+            }
+        }
+        let release = h.kernel_release.as_deref().unwrap_or("6.1.0-28-amd64");
+        if h.kernel_release.is_some() || h.vfio_pci.is_some() {
+            write(
+                root,
+                Path::new("proc/sys/kernel/osrelease"),
+                format!("{release}\n"),
+            )?;
+            std::fs::create_dir_all(root.join("lib/modules").join(release))?;
+        }
+        let ko = Path::new("lib/modules")
+            .join(release)
+            .join("kernel/drivers/vfio/pci/vfio-pci.ko.xz");
+        match h.vfio_pci.as_deref() {
+            Some("builtin") => {
+                // Built in: in sys/module (it has parameters) without an initstate.
+                write(root, Path::new("sys/module/vfio_pci/parameters/ids"), "\n")?;
+                write(
+                    root,
+                    &Path::new("lib/modules")
+                        .join(release)
+                        .join("modules.builtin"),
+                    "kernel/drivers/vfio/pci/vfio-pci.ko\n",
+                )?;
+            }
+            Some("module") => write(root, &ko, "")?,
+            Some("loaded") => {
+                write(root, &ko, "")?;
+                write(root, Path::new("sys/module/vfio_pci/initstate"), "live\n")?;
+            }
+            Some("missing") | None => {}
+            Some(other) => {
+                return Err(bad(other, "vfio_pci is builtin, module, loaded or missing"))
+            }
+        }
+        if h.iommufd {
+            write(root, Path::new("dev/iommu"), "")?;
+            std::fs::create_dir_all(root.join("sys/class/vfio-dev"))?;
+        }
+        if h.vendor_reset {
+            write(
+                root,
+                Path::new("sys/module/vendor_reset/initstate"),
+                "live\n",
+            )?;
+        }
         if h.vfio_loaded.unwrap_or(false)
             || self
                 .devices
@@ -633,6 +696,10 @@ impl MachineSpec {
                 .any(|d| d.driver.as_deref() == Some("vfio-pci"))
         {
             std::fs::create_dir_all(root.join("sys/module/vfio_pci"))?;
+            if h.vfio_pci.as_deref() != Some("builtin") {
+                // A loaded module has an initstate (a built-in one has not).
+                write(root, Path::new("sys/module/vfio_pci/initstate"), "live\n")?;
+            }
             let mut groups: BTreeSet<u32> = BTreeSet::new();
             for d in &self.devices {
                 if d.driver.as_deref() == Some("vfio-pci") {

@@ -9,6 +9,7 @@
 mod claim;
 mod common;
 mod docs;
+mod doctor;
 mod draw;
 mod explain;
 mod export;
@@ -46,6 +47,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
     match &cli.command {
         Command::List { json } => list::run(cli, *json),
         Command::Explain { target, json } => explain::run(cli, target, *json),
+        Command::Doctor { json } => doctor::run(cli, *json),
         Command::Draw {
             group,
             all_vfs,

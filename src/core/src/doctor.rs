@@ -1,0 +1,402 @@
+//! The readiness doctor: what stands between this host and a working pass-through, beyond any
+//! one group — the IOMMU as the firmware and the kernel have it, how the kernel has vfio-pci,
+//! iommufd, and the devices whose reset is known to fail — each a finding with a stable code,
+//! a sentence and the exact remedy (`passagectl doctor`).
+//!
+//! The facts are read here, beside the scan (they cost nothing to `list`): the kernel's
+//! release, whether vfio-pci is built in, a module or missing, `/dev/iommu`, the VFIO device
+//! files, the vendor-reset module. Anything unreadable is "unknown" and says nothing, never a
+//! wrong claim.
+
+use crate::address::PciAddress;
+use crate::explain::{self, Reason, Severity};
+use crate::host::HostRoot;
+use crate::i18n::{tr, trf};
+use crate::model::{Device, Hex16, Host};
+use serde::Serialize;
+use std::path::Path;
+
+/// How the running kernel has vfio-pci.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VfioPci {
+    /// Built into the kernel: there from the first moment of boot.
+    Builtin,
+    /// A loaded module.
+    Loaded,
+    /// A module on disk, not loaded yet (Passage, libvirt or the initramfs loads it).
+    Module,
+    /// Neither built in nor installed for this kernel.
+    Missing,
+}
+
+/// The facts the doctor reads besides the host's model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    /// `proc/sys/kernel/osrelease`.
+    pub kernel_release: Option<String>,
+    /// `None` when it cannot be told (no module directory for this kernel in the root).
+    pub vfio_pci: Option<VfioPci>,
+    /// `/dev/iommu` exists: the kernel has iommufd.
+    pub iommufd: bool,
+    /// `sys/class/vfio-dev` exists: VFIO's per-device files (`/dev/vfio/devices/vfioN`).
+    pub vfio_cdev: bool,
+    /// The vendor-reset module is loaded.
+    pub vendor_reset: bool,
+}
+
+/// Reads the facts under a host root.
+pub fn read(root: &HostRoot) -> Facts {
+    let release = root
+        .read_string("proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && !s.contains('/') && s != "." && s != "..");
+    let vfio_pci = if root.is_dir("sys/module/vfio_pci") {
+        // A loaded module has an initstate; a built-in one (listed for its parameters) has not.
+        Some(if root.exists("sys/module/vfio_pci/initstate") {
+            VfioPci::Loaded
+        } else {
+            VfioPci::Builtin
+        })
+    } else {
+        release.as_deref().and_then(|r| {
+            let base = Path::new("lib/modules").join(r);
+            if !root.is_dir(&base) {
+                return None;
+            }
+            let builtin = root
+                .read_string(base.join("modules.builtin"))
+                .is_ok_and(|s| s.lines().any(|l| l.ends_with("/vfio-pci.ko")));
+            if builtin {
+                return Some(VfioPci::Builtin);
+            }
+            let ko = base.join("kernel/drivers/vfio/pci");
+            let on_disk = [
+                "vfio-pci.ko",
+                "vfio-pci.ko.xz",
+                "vfio-pci.ko.zst",
+                "vfio-pci.ko.gz",
+            ]
+            .iter()
+            .any(|f| root.exists(ko.join(f)));
+            Some(if on_disk {
+                VfioPci::Module
+            } else {
+                VfioPci::Missing
+            })
+        })
+    };
+    Facts {
+        kernel_release: release,
+        vfio_pci,
+        iommufd: root.exists("dev/iommu"),
+        vfio_cdev: root.is_dir("sys/class/vfio-dev"),
+        vendor_reset: root.is_dir("sys/module/vendor_reset"),
+    }
+}
+
+/// One finding: a reason (code, device, severity, sentence, remedy) under a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// "iommu", "vfio", "reset" or "devices".
+    pub topic: &'static str,
+    #[serde(flatten)]
+    pub reason: Reason,
+}
+
+/// The doctor's whole answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub facts: Facts,
+    pub findings: Vec<Finding>,
+}
+
+/// AMD GPUs that do not come back from a function or bus reset (the "AMD reset bug"), by
+/// device id: the generations the vendor-reset project resets by their own means (its device
+/// list, `src/device-db.h`, https://github.com/gnif/vendor-reset): Polaris 10/11/12, Vega 10,
+/// Vega 20 and Arcturus, Navi 10/12/14.
+const AMD_RESET_BUG: &[(u16, u16, &str)] = &[
+    (0x67c0, 0x67df, "Polaris 10"),
+    (0x6fdf, 0x6fdf, "Polaris 10"),
+    (0x67e0, 0x67ff, "Polaris 11"),
+    (0x6980, 0x699f, "Polaris 12"),
+    (0x6860, 0x687f, "Vega 10"),
+    (0x66a0, 0x66af, "Vega 20"),
+    (0x738c, 0x738c, "Arcturus"),
+    (0x7310, 0x731f, "Navi 10"),
+    (0x1681, 0x1681, "Navi 10"),
+    (0x7360, 0x7362, "Navi 12"),
+    (0x7340, 0x734f, "Navi 14"),
+];
+
+/// The generation of an AMD GPU with the reset bug, if it is one.
+pub fn amd_reset_bug(vendor: Hex16, device: Hex16) -> Option<&'static str> {
+    if vendor.0 != 0x1002 {
+        return None;
+    }
+    AMD_RESET_BUG
+        .iter()
+        .find(|(lo, hi, _)| (*lo..=*hi).contains(&device.0))
+        .map(|(_, _, name)| *name)
+}
+
+fn label(d: &Device) -> String {
+    format!("{} ({})", d.address, d.display_name())
+}
+
+/// Everything the doctor says about this host, most serious first within each topic.
+pub fn examine(host: &Host, facts: &Facts) -> Report {
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut add = |topic: &'static str, reason: Reason| findings.push(Finding { topic, reason });
+
+    for r in explain::iommu(host).reasons {
+        add("iommu", r);
+    }
+
+    // vfio-pci, as this kernel has it.
+    let release = facts
+        .kernel_release
+        .clone()
+        .unwrap_or_else(|| tr("this kernel"));
+    match facts.vfio_pci {
+        Some(VfioPci::Missing) => add(
+            "vfio",
+            reason(
+                "vfio-pci-missing",
+                None,
+                Severity::Blocker,
+                trf("The running kernel ({release}) has no vfio-pci, neither built in nor as a module: no device can be handed to a guest.", &[("release", &release)]),
+                Some(tr("Install the kernel's extra modules (linux-modules-extra on Ubuntu) or a kernel built with CONFIG_VFIO_PCI, then reboot into it.")),
+            ),
+        ),
+        Some(VfioPci::Builtin) => add(
+            "vfio",
+            reason(
+                "vfio-pci-builtin",
+                None,
+                Severity::Info,
+                trf("vfio-pci is built into the running kernel ({release}): it is there from the first moment of boot, so vfio-pci.ids= takes effect before any host driver.", &[("release", &release)]),
+                None,
+            ),
+        ),
+        Some(VfioPci::Module | VfioPci::Loaded) => {
+            if !host.platform.vfio_pci_ids.is_empty() {
+                add(
+                    "vfio",
+                    reason(
+                        "vfio-pci-ids-late",
+                        None,
+                        Severity::Warning,
+                        tr("vfio-pci.ids= is on the kernel command line, but vfio-pci is a module: unless it is loaded before the devices' own drivers (a softdep, or vfio-pci in the initramfs), those drivers take the devices first and the ids do nothing."),
+                        Some(tr("Let Passage persist the groups (passagectl persist GROUP on): it claims them by address before their drivers, with the softdep and the initramfs done for you. Or add “softdep DRIVER pre: vfio-pci” under /etc/modprobe.d and vfio-pci to the initramfs, and rebuild it.")),
+                    ),
+                );
+            }
+            if facts.vfio_pci == Some(VfioPci::Module) {
+                add(
+                    "vfio",
+                    reason(
+                        "vfio-pci-module",
+                        None,
+                        Severity::Info,
+                        trf("vfio-pci is a module of the running kernel ({release}) and not loaded yet; Passage's helper (or libvirt) loads it when a group is claimed.", &[("release", &release)]),
+                        None,
+                    ),
+                );
+            }
+        }
+        None => {}
+    }
+    if facts.iommufd {
+        let msg = if facts.vfio_cdev {
+            tr("The kernel has iommufd (/dev/iommu) and VFIO's per-device files (/dev/vfio/devices): QEMU 8.2 and later can use them instead of the group files.")
+        } else {
+            tr("The kernel has iommufd (/dev/iommu), but not VFIO's per-device files (CONFIG_VFIO_DEVICE_CDEV): QEMU keeps to the group files.")
+        };
+        add(
+            "vfio",
+            reason(
+                "iommufd",
+                None,
+                Severity::Info,
+                msg,
+                facts.vfio_cdev.then(|| {
+                    tr("passagectl export --format qemu --iommufd writes the iommufd form.")
+                }),
+            ),
+        );
+    }
+
+    // Devices a person would give away (GPUs, NICs, storage, audio, USB controllers,
+    // accelerators, and whatever is on vfio-pci already): their reset, and what else stands in
+    // the way. The chipset's own functions (SMBus, the IOMMU itself) would only be noise.
+    for d in host.devices.values() {
+        let wanted = matches!(d.class.base(), 0x01 | 0x02 | 0x03 | 0x04 | 0x0d | 0x12)
+            || d.class.0 >> 8 == 0x0c03
+            || d.on_vfio();
+        if !wanted || !d.is_endpoint() || d.is_chipset_glue() || d.physfn.is_some() {
+            continue;
+        }
+        if let Some(generation) = amd_reset_bug(d.vendor_id, d.device_id) {
+            let msg = trf("{device} is an AMD {generation} GPU: it does not come back from a function or bus reset (the “AMD reset bug”), so the guest's second start (or a reboot inside it) finds it hung.", &[("device", &label(d)), ("generation", generation)]);
+            if facts.vendor_reset {
+                add(
+                    "reset",
+                    reason(
+                        "reset-bug-covered",
+                        Some(d.address),
+                        Severity::Info,
+                        format!("{msg} {}", tr("The vendor-reset module is loaded and resets this generation its own way.")),
+                        Some(tr("Make sure the device's reset_method is “device_specific” (echo device_specific > /sys/bus/pci/devices/ADDRESS/reset_method, or vendor-reset's udev rule).")),
+                    ),
+                );
+            } else {
+                add(
+                    "reset",
+                    reason(
+                        "reset-bug",
+                        Some(d.address),
+                        Severity::Warning,
+                        msg,
+                        Some(tr("Install and load vendor-reset (https://github.com/gnif/vendor-reset; DKMS), set the device's reset_method to device_specific, or shut the guest down only with the host.")),
+                    ),
+                );
+            }
+        } else if d.reset_methods.as_deref() == Some(&["bus".to_string()][..]) {
+            // A bus reset resets everything on the bus: fine for a card alone behind its port
+            // (its own functions go to the guest together), trouble beside other cards.
+            let others: Vec<String> = host
+                .devices
+                .values()
+                .filter(|o| {
+                    o.address.domain == d.address.domain
+                        && o.address.bus == d.address.bus
+                        && !o.address.same_slot(d.address)
+                })
+                .map(|o| o.address.to_string())
+                .collect();
+            if others.is_empty() {
+                add(
+                    "reset",
+                    reason(
+                        "reset-bus-only",
+                        Some(d.address),
+                        Severity::Info,
+                        trf("{device} is reset by resetting its bus (it has no function-level reset); the card is alone on that bus, so that works.", &[("device", &label(d))]),
+                        None,
+                    ),
+                );
+            } else {
+                add(
+                    "reset",
+                    reason(
+                        "reset-bus-only",
+                        Some(d.address),
+                        Severity::Warning,
+                        trf("{device} can only be reset by resetting its whole bus, which it shares with {others}: the kernel refuses that reset while they are in use, so the device keeps whatever state the guest left.", &[("device", &label(d)), ("others", &others.join(", "))]),
+                        Some(tr("Move the card to a slot behind a port of its own.")),
+                    ),
+                );
+            }
+        }
+        for r in explain::device_reasons(host, d) {
+            if matches!(r.code.as_str(), "no-reset" | "small-bar") {
+                add(
+                    if r.code == "no-reset" {
+                        "reset"
+                    } else {
+                        "devices"
+                    },
+                    r,
+                );
+            }
+        }
+    }
+    // Within each topic: blockers, then warnings, then the rest; a stable order otherwise.
+    let rank = |t: &str| match t {
+        "iommu" => 0,
+        "vfio" => 1,
+        "reset" => 2,
+        _ => 3,
+    };
+    findings.sort_by(|a, b| {
+        (rank(a.topic), a.reason.severity, a.reason.device).cmp(&(
+            rank(b.topic),
+            b.reason.severity,
+            b.reason.device,
+        ))
+    });
+    Report {
+        facts: facts.clone(),
+        findings,
+    }
+}
+
+fn reason(
+    code: &str,
+    device: Option<PciAddress>,
+    severity: Severity,
+    message: String,
+    remedy: Option<String>,
+) -> Reason {
+    Reason {
+        code: code.to_string(),
+        device,
+        severity,
+        message,
+        remedy,
+    }
+}
+
+/// The doctor's answer in words: a line per finding under its topic, the remedy beneath.
+pub fn text(r: &Report) -> String {
+    let mut out = String::new();
+    let topic_name = |t: &str| match t {
+        "iommu" => tr("IOMMU"),
+        "vfio" => tr("VFIO"),
+        "reset" => tr("Reset"),
+        _ => tr("Devices"),
+    };
+    let mut last: Option<&str> = None;
+    for f in &r.findings {
+        if last != Some(f.topic) {
+            if last.is_some() {
+                out.push('\n');
+            }
+            out.push_str(&topic_name(f.topic));
+            out.push('\n');
+            last = Some(f.topic);
+        }
+        let mark = match f.reason.severity {
+            Severity::Blocker => tr("blocker"),
+            Severity::Warning => tr("warning"),
+            Severity::Info => tr("note"),
+        };
+        out.push_str(&format!(
+            "  [{mark}] {} ({})\n",
+            f.reason.message, f.reason.code
+        ));
+        if let Some(rem) = &f.reason.remedy {
+            out.push_str(&format!("      → {rem}\n"));
+        }
+    }
+    let blockers = r
+        .findings
+        .iter()
+        .filter(|f| f.reason.severity == Severity::Blocker)
+        .count();
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&if blockers == 0 {
+        tr("Nothing blocks pass-through on this host.")
+    } else {
+        trf(
+            "Blockers above: {n}. Pass-through cannot work on this host until they are solved.",
+            &[("n", &blockers.to_string())],
+        )
+    });
+    out.push('\n');
+    out
+}

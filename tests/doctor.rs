@@ -1,0 +1,275 @@
+//! The readiness doctor (`core::doctor`, `passagectl doctor`) on recorded machines with the
+//! facts it reads written beside them: the firmware's IOMMU tables (off in the firmware vs not
+//! turned on by the kernel), how the kernel has vfio-pci, iommufd, GPUs with the AMD reset bug
+//! and vendor-reset, bus-only resets; the exit status; a recording that answers the same.
+
+mod common;
+
+use common::{build, load, passagectl};
+use passage_core::doctor::{self, VfioPci};
+use passage_core::explain::{self, Severity};
+use passage_core::synth::{MachineSpec, VmSpec};
+use passage_core::{demo, HostRoot, PciAddress};
+use serde_json::Value;
+
+fn codes(spec: &MachineSpec) -> (doctor::Report, Vec<String>) {
+    let b = build(spec);
+    let facts = doctor::read(&b.root());
+    let r = doctor::examine(&b.host, &facts);
+    let codes = r.findings.iter().map(|f| f.reason.code.clone()).collect();
+    (r, codes)
+}
+
+fn off(name: &str, tables: &[&str]) -> MachineSpec {
+    let mut spec = load(name);
+    spec.host.iommu = Some("off".into());
+    spec.kernel_cmdline = Some("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet".into());
+    spec.host.acpi_tables = Some(tables.iter().map(|t| t.to_string()).collect());
+    spec
+}
+
+#[test]
+fn the_firmware_tables_tell_off_in_the_firmware_from_not_turned_on() {
+    // Intel, no DMAR table: VT-d is off in the firmware; intel_iommu=on alone cannot help.
+    let b = build(&off("msi-z370i-i5-8400-gtx1070", &["DSDT", "FACP", "APIC"]));
+    assert_eq!(b.host.platform.firmware_iommu_tables, Some(vec![]));
+    let r = &explain::iommu(&b.host).reasons[0];
+    assert_eq!(r.code, "iommu-off-firmware");
+    let remedy = r.remedy.as_deref().unwrap();
+    assert!(
+        remedy.contains("VT-d") && remedy.contains("cannot help"),
+        "{remedy}"
+    );
+
+    // Intel with DMAR: the firmware has it, the kernel was not asked.
+    let b = build(&off("msi-z370i-i5-8400-gtx1070", &["DSDT", "DMAR"]));
+    let r = &explain::iommu(&b.host).reasons[0];
+    assert_eq!(r.code, "iommu-not-enabled");
+    assert!(r.remedy.as_deref().unwrap().contains("intel_iommu=on"));
+
+    // AMD with IVRS but no groups: something on the command line or in the kernel.
+    let b = build(&off("asus-tuf-b550m-plus-5800x", &["IVRS", "DSDT"]));
+    let r = &explain::iommu(&b.host).reasons[0];
+    assert_eq!(r.code, "iommu-not-enabled");
+    assert!(r.message.contains("IVRS"), "{}", r.message);
+    // AMD without IVRS: the firmware setup.
+    let b = build(&off("asus-tuf-b550m-plus-5800x", &["DSDT"]));
+    let r = &explain::iommu(&b.host).reasons[0];
+    assert_eq!(r.code, "iommu-off-firmware");
+    assert!(r.remedy.as_deref().unwrap().contains("SVM"));
+
+    // A virtual machine without a virtual IOMMU has no DMAR either: the hypervisor's remedy wins.
+    let mut spec = off("msi-z370i-i5-8400-gtx1070", &["DSDT"]);
+    spec.host.vm = Some(VmSpec {
+        sys_vendor: "QEMU".into(),
+        product_name: "Standard PC (Q35 + ICH9, 2009)".into(),
+    });
+    let b = build(&spec);
+    assert_eq!(explain::iommu(&b.host).reasons[0].code, "iommu-off-vm");
+
+    // Without the table directory (older recordings, no ACPI) the answer is as before.
+    let mut spec = off("msi-z370i-i5-8400-gtx1070", &[]);
+    spec.host.acpi_tables = None;
+    let b = build(&spec);
+    assert_eq!(b.host.platform.firmware_iommu_tables, None);
+    assert_eq!(explain::iommu(&b.host).reasons[0].code, "iommu-off");
+}
+
+#[test]
+fn how_the_kernel_has_vfio_pci_and_iommufd() {
+    let base = || {
+        let mut s = load("msi-z370i-i5-8400-gtx1070");
+        s.host.kernel_release = Some("6.1.0-28-amd64".into());
+        s
+    };
+    let with = |v: &str| {
+        let mut s = base();
+        s.host.vfio_pci = Some(v.into());
+        s
+    };
+    let (r, c) = codes(&with("builtin"));
+    assert_eq!(r.facts.vfio_pci, Some(VfioPci::Builtin));
+    assert_eq!(r.facts.kernel_release.as_deref(), Some("6.1.0-28-amd64"));
+    assert!(c.contains(&"vfio-pci-builtin".to_string()), "{c:?}");
+    let (r, c) = codes(&with("module"));
+    assert_eq!(r.facts.vfio_pci, Some(VfioPci::Module));
+    assert!(c.contains(&"vfio-pci-module".to_string()), "{c:?}");
+    let (r, _) = codes(&with("loaded"));
+    assert_eq!(r.facts.vfio_pci, Some(VfioPci::Loaded));
+    let (r, c) = codes(&with("missing"));
+    assert_eq!(r.facts.vfio_pci, Some(VfioPci::Missing));
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.reason.code == "vfio-pci-missing")
+        .unwrap();
+    assert_eq!(f.reason.severity, Severity::Blocker);
+    assert!(f.reason.message.contains("6.1.0-28-amd64"), "{c:?}");
+    // Nothing known (no module directory in the root): nothing said.
+    let (r, c) = codes(&load("msi-z370i-i5-8400-gtx1070"));
+    assert_eq!(r.facts.vfio_pci, None);
+    assert!(!c.iter().any(|c| c.starts_with("vfio-pci")), "{c:?}");
+
+    // vfio-pci.ids with vfio-pci as a module: the ids lose the race to the host drivers.
+    let mut s = with("module");
+    s.kernel_cmdline = Some("root=/dev/sda1 intel_iommu=on vfio-pci.ids=10de:1b81".into());
+    let (_, c) = codes(&s);
+    assert!(c.contains(&"vfio-pci-ids-late".to_string()), "{c:?}");
+    let mut s = with("builtin");
+    s.kernel_cmdline = Some("root=/dev/sda1 intel_iommu=on vfio-pci.ids=10de:1b81".into());
+    let (_, c) = codes(&s);
+    assert!(!c.contains(&"vfio-pci-ids-late".to_string()), "{c:?}");
+
+    // iommufd with the per-device files.
+    let mut s = with("loaded");
+    s.host.iommufd = true;
+    let (r, c) = codes(&s);
+    assert!(r.facts.iommufd && r.facts.vfio_cdev);
+    assert!(c.contains(&"iommufd".to_string()), "{c:?}");
+}
+
+#[test]
+fn gpus_with_the_amd_reset_bug_and_bus_only_resets() {
+    let spec = MachineSpec::from_json(demo::DEMO_HOST).unwrap();
+    let (r, _) = codes(&spec);
+    let polaris: PciAddress = "0000:04:00.0".parse().unwrap();
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.reason.device == Some(polaris))
+        .unwrap();
+    assert_eq!(f.reason.code, "reset-bug");
+    assert_eq!(f.reason.severity, Severity::Warning);
+    assert!(
+        f.reason.message.contains("Polaris 12"),
+        "{}",
+        f.reason.message
+    );
+    // With vendor-reset loaded it is covered.
+    let mut s = spec.clone();
+    s.host.vendor_reset = true;
+    let (r, _) = codes(&s);
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.reason.device == Some(polaris) && f.reason.code == "reset-bug-covered"));
+    // The GPU alone on its bus: a bus reset works (a note, not a warning).
+    let gpu: PciAddress = "0000:0b:00.0".parse().unwrap();
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.reason.device == Some(gpu))
+        .unwrap();
+    assert_eq!(
+        (f.reason.code.as_str(), f.reason.severity),
+        ("reset-bus-only", Severity::Info)
+    );
+    // Another card on the same bus: the bus reset cannot be used.
+    let mut host = build(&spec).host;
+    let mut other = host.devices[&gpu].clone();
+    other.address = "0000:0b:01.0".parse().unwrap();
+    host.devices.insert(other.address, other);
+    let r = doctor::examine(&host, &doctor::Facts::default());
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.reason.device == Some(gpu))
+        .unwrap();
+    assert_eq!(f.reason.severity, Severity::Warning);
+    assert!(
+        f.reason.message.contains("0000:0b:01.0"),
+        "{}",
+        f.reason.message
+    );
+    // The chipset's own functions (SMBus, the IOMMU device) are not the doctor's business.
+    assert!(!r
+        .findings
+        .iter()
+        .any(|f| f.reason.device == Some("0000:00:14.0".parse().unwrap())));
+    // Known ids only.
+    assert_eq!(
+        doctor::amd_reset_bug(
+            passage_core::model::Hex16(0x1002),
+            passage_core::model::Hex16(0x73bf)
+        ),
+        None
+    );
+}
+
+#[test]
+fn passagectl_doctor_says_it_in_words_and_json_and_exits_1_on_a_blocker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = off("msi-z370i-i5-8400-gtx1070", &["DSDT"]);
+    spec.host.kernel_release = Some("6.1.0-28-amd64".into());
+    spec.host.vfio_pci = Some("module".into());
+    let tree = dir.path().join("off");
+    spec.write_tree(&tree).unwrap();
+    let o = passagectl()
+        .arg("--root")
+        .arg(&tree)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("[blocker]") && text.contains("(iommu-off-firmware)"),
+        "{text}"
+    );
+    assert!(text.contains("Blockers above: 1."), "{text}");
+    let o = passagectl()
+        .arg("--root")
+        .arg(&tree)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["facts"]["vfio_pci"], "module");
+    assert_eq!(v["facts"]["kernel_release"], "6.1.0-28-amd64");
+    assert_eq!(v["findings"][0]["topic"], "iommu");
+    assert_eq!(v["findings"][0]["code"], "iommu-off-firmware");
+    assert_eq!(v["findings"][0]["severity"], "blocker");
+
+    // The demo: nothing blocks.
+    let o = passagectl().args(["--demo", "doctor"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Nothing blocks pass-through"));
+
+    // A recording answers as the host did.
+    let mut spec = load("asus-tuf-b550m-plus-5800x");
+    spec.host.acpi_tables = Some(vec!["IVRS".into(), "DSDT".into()]);
+    spec.host.kernel_release = Some("6.12.9-amd64".into());
+    spec.host.vfio_pci = Some("builtin".into());
+    spec.host.iommufd = true;
+    spec.host.vendor_reset = true;
+    let tree = dir.path().join("on");
+    spec.write_tree(&tree).unwrap();
+    let rec = dir.path().join("rec");
+    let o = passagectl()
+        .arg("--root")
+        .arg(&tree)
+        .arg("record")
+        .arg(&rec)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc = |root: &std::path::Path| {
+        let o = passagectl()
+            .arg("--root")
+            .arg(root)
+            .args(["doctor", "--json"])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(doc(&tree), doc(&rec));
+    let facts = doctor::read(&HostRoot::open(&rec).unwrap());
+    assert_eq!(facts.vfio_pci, Some(VfioPci::Builtin));
+    assert!(facts.iommufd && facts.vfio_cdev && facts.vendor_reset);
+}
