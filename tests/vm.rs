@@ -295,6 +295,14 @@ fn root_ports_each_endpoint_alone_and_a_bound_group_is_usable_by_qemu() {
     // The first e1000e sits behind the root port at 00:02.0, so on bus 01.
     let run = boot("root-ports", "", "0000:01:00.0", true);
     let list = assert_agrees_with_kernel(&run, "boot");
+    // QEMU's intel-iommu gives the firmware a DMAR table; nothing blocks.
+    assert_doctor_reads_the_kernel(&run, &["DMAR"]);
+    assert_eq!(
+        run.file("doctor.rc").trim(),
+        "0",
+        "{}",
+        run.file("doctor.json")
+    );
     assert_eq!(list["iommu"]["enabled"], true);
     assert_eq!(groups_with(&list, &[E1000E]).len(), 2);
     assert_eq!(groups_with(&list, &[XHCI]).len(), 1);
@@ -897,6 +905,38 @@ fn the_helper_service_on_a_real_kernel_settles_two_concurrent_claims() {
     assert_eq!(run.file("service-released.txt").trim(), "e1000e");
 }
 
+/// The doctor's facts against what the guest's shell reads of the same kernel: its release,
+/// how it has vfio-pci, the firmware's IOMMU tables (expected: `tables`).
+fn assert_doctor_reads_the_kernel(run: &Run, tables: &[&str]) -> Value {
+    let d = run.json("doctor.json");
+    let f = &d["facts"];
+    assert_eq!(
+        f["kernel_release"].as_str(),
+        Some(run.file("osrelease.txt").trim()),
+        "{d}"
+    );
+    let state = run.file("vfio-pci-state.txt");
+    let state = state.trim();
+    assert_ne!(
+        state, "unknown",
+        "the guest has no module directory for its kernel"
+    );
+    assert_eq!(f["vfio_pci"].as_str(), Some(state), "{d}");
+    let listed: Vec<String> = run
+        .file("acpi-tables.txt")
+        .split_whitespace()
+        .filter(|t| matches!(*t, "DMAR" | "IVRS" | "IORT"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, tables, "the kernel's own listing");
+    assert_eq!(f["firmware_iommu_tables"], serde_json::json!(tables), "{d}");
+    // Debian 12's kernel (6.1) has neither iommufd's /dev/iommu nor VFIO's per-device files
+    // (6.6): the doctor must not claim them from the vfio-dev class alone (there since 6.1).
+    assert_eq!(f["iommufd"], false, "{d}");
+    assert_ne!(f["vfio_cdev"], true, "{d}");
+    d
+}
+
 fn assert_no_groups(run: &Run) -> Value {
     let list = run.json("boot-list.json");
     assert_eq!(
@@ -923,6 +963,11 @@ fn assert_no_groups(run: &Run) -> Value {
 fn in_a_vm_without_a_virtual_iommu_there_are_no_groups_and_passage_says_to_give_it_one() {
     let run = boot("no-iommu", "", "", false);
     let list = assert_no_groups(&run);
+    // QEMU without a virtual IOMMU gives the guest's firmware no DMAR table; the doctor says
+    // the VM's remedy first and exits 1 (a blocker).
+    let d = assert_doctor_reads_the_kernel(&run, &[]);
+    assert_eq!(d["findings"][0]["code"], "iommu-off-vm", "{d}");
+    assert_eq!(run.file("doctor.rc").trim(), "1");
     let r = &list["iommu"]["reasons"][0];
     assert_eq!(r["code"], "iommu-off-vm", "{r}");
     assert!(

@@ -40,6 +40,18 @@ if [ -n "${PRE:-}" ]; then eval "$PRE"; fi
 
 snapshot boot
 $P list > $OUT/boot-list.txt 2>&1
+# The doctor, and what the kernel itself shows of the facts it reads.
+$P doctor --json > $OUT/doctor.json 2> $OUT/doctor.err; echo $? > $OUT/doctor.rc
+ls /sys/firmware/acpi/tables > $OUT/acpi-tables.txt 2>&1
+cat /proc/sys/kernel/osrelease > $OUT/osrelease.txt
+# How this kernel has vfio-pci, told by plain shell: a loaded module has an initstate, a
+# built-in one is in sys/module without one, else the module file on disk, else missing.
+if [ -e /sys/module/vfio_pci/initstate ]; then echo loaded
+elif [ -d /sys/module/vfio_pci ]; then echo builtin
+elif grep -q '/vfio-pci.ko$' /lib/modules/$(uname -r)/modules.builtin 2>/dev/null; then echo builtin
+elif ls /lib/modules/$(uname -r)/kernel/drivers/vfio/pci/vfio-pci.ko* >/dev/null 2>&1; then echo module
+elif [ -d /lib/modules/$(uname -r) ]; then echo missing
+else echo unknown; fi > $OUT/vfio-pci-state.txt
 # The whole story of every group with more than one member (the ones that need a "why").
 for gd in /sys/kernel/iommu_groups/*; do
   [ -d "$gd" ] || continue

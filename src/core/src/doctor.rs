@@ -39,10 +39,15 @@ pub struct Facts {
     pub vfio_pci: Option<VfioPci>,
     /// `/dev/iommu` exists: the kernel has iommufd.
     pub iommufd: bool,
-    /// `sys/class/vfio-dev` exists: VFIO's per-device files (`/dev/vfio/devices/vfioN`).
-    pub vfio_cdev: bool,
+    /// VFIO's per-device files (`/dev/vfio/devices/vfioN`): a device under `sys/class/vfio-dev`
+    /// has a `dev` number (`true`) or has none (`false`, a kernel before 6.6 or without
+    /// CONFIG_VFIO_DEVICE_CDEV); `None` while no device is on a VFIO driver to tell.
+    pub vfio_cdev: Option<bool>,
     /// The vendor-reset module is loaded.
     pub vendor_reset: bool,
+    /// The firmware's tables that describe an IOMMU (`DMAR`, `IVRS`, `IORT`); `None` when the
+    /// table directory cannot be listed.
+    pub firmware_iommu_tables: Option<Vec<String>>,
 }
 
 /// Reads the facts under a host root.
@@ -91,8 +96,12 @@ pub fn read(root: &HostRoot) -> Facts {
         kernel_release: release,
         vfio_pci,
         iommufd: root.exists("dev/iommu"),
-        vfio_cdev: root.is_dir("sys/class/vfio-dev"),
+        vfio_cdev: root.read_dir("sys/class/vfio-dev").ok().and_then(|devs| {
+            let first = devs.first()?;
+            Some(root.exists(Path::new("sys/class/vfio-dev").join(first).join("dev")))
+        }),
         vendor_reset: root.is_dir("sys/module/vendor_reset"),
+        firmware_iommu_tables: crate::scan::firmware_iommu_tables(root),
     }
 }
 
@@ -209,7 +218,7 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
         None => {}
     }
     if facts.iommufd {
-        let msg = if facts.vfio_cdev {
+        let msg = if facts.vfio_cdev == Some(true) {
             tr("The kernel has iommufd (/dev/iommu) and VFIO's per-device files (/dev/vfio/devices): QEMU 8.2 and later can use them instead of the group files.")
         } else {
             tr("The kernel has iommufd (/dev/iommu), but not VFIO's per-device files (CONFIG_VFIO_DEVICE_CDEV): QEMU keeps to the group files.")
@@ -221,7 +230,7 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                 None,
                 Severity::Info,
                 msg,
-                facts.vfio_cdev.then(|| {
+                (facts.vfio_cdev == Some(true)).then(|| {
                     tr("passagectl export --format qemu --iommufd writes the iommufd form.")
                 }),
             ),

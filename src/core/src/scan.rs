@@ -889,17 +889,7 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
         .map(|s| s == "Y" || s == "1");
     p.vfio_pci_loaded =
         root.exists("sys/module/vfio_pci") || root.exists("sys/bus/pci/drivers/vfio-pci");
-    // Only the names are facts (the tables themselves are root's); every name is recorded.
-    if let Ok(tables) = root.list_names("sys/firmware/acpi/tables") {
-        p.firmware_iommu_tables = Some(
-            tables
-                .iter()
-                .filter_map(|t| t.to_str())
-                .filter(|t| matches!(*t, "DMAR" | "IVRS" | "IORT"))
-                .map(str::to_string)
-                .collect(),
-        );
-    }
+    p.firmware_iommu_tables = firmware_iommu_tables(root);
     if let Ok(nodes) = root.list_names("dev/vfio") {
         p.vfio_nodes = nodes
             .iter()
@@ -910,6 +900,21 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
 }
 
 /// The CPU's vendor ("intel", "amd") and whether it reports the `hypervisor` flag, from the
+/// The ACPI tables describing an IOMMU ("DMAR", "IVRS", "IORT") among those the firmware
+/// provides; `None` when the table directory cannot be listed. Only the names are facts (the
+/// tables themselves are root's); every name is recorded.
+pub fn firmware_iommu_tables(root: &HostRoot) -> Option<Vec<String>> {
+    let tables = root.list_names("sys/firmware/acpi/tables").ok()?;
+    Some(
+        tables
+            .iter()
+            .filter_map(|t| t.to_str())
+            .filter(|t| matches!(*t, "DMAR" | "IVRS" | "IORT"))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// first processor in proc/cpuinfo (x86; other architectures name no vendor there).
 pub fn cpuinfo_facts(cpuinfo: &str) -> (Option<String>, bool) {
     let mut vendor = None;

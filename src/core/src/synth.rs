@@ -680,7 +680,7 @@ impl MachineSpec {
         }
         if h.iommufd {
             write(root, Path::new("dev/iommu"), "")?;
-            std::fs::create_dir_all(root.join("sys/class/vfio-dev"))?;
+            write(root, Path::new("sys/class/vfio-dev/vfio0/dev"), "511:0\n")?;
         }
         if h.vendor_reset {
             write(
