@@ -14,7 +14,7 @@ use serde_json::Value;
 
 fn codes(spec: &MachineSpec) -> (doctor::Report, Vec<String>) {
     let b = build(spec);
-    let facts = doctor::read(&b.root());
+    let facts = doctor::read(&b.root(), &b.host);
     let r = doctor::examine(&b.host, &facts);
     let codes = r.findings.iter().map(|f| f.reason.code.clone()).collect();
     (r, codes)
@@ -249,6 +249,13 @@ fn passagectl_doctor_says_it_in_words_and_json_and_exits_1_on_a_blocker() {
     spec.host.vfio_pci = Some("builtin".into());
     spec.host.iommufd = true;
     spec.host.vendor_reset = true;
+    let gpu = spec
+        .devices
+        .iter_mut()
+        .find(|d| d.class.starts_with("03"))
+        .expect("the machine has a GPU");
+    gpu.d3cold_allowed = Some(true);
+    gpu.resizable_bars = vec![(0, "ff00".into())];
     let tree = dir.path().join("on");
     spec.write_tree(&tree).unwrap();
     let rec = dir.path().join("rec");
@@ -270,8 +277,74 @@ fn passagectl_doctor_says_it_in_words_and_json_and_exits_1_on_a_blocker() {
         String::from_utf8(o.stdout).unwrap()
     };
     assert_eq!(doc(&tree), doc(&rec));
-    let facts = doctor::read(&HostRoot::open(&rec).unwrap());
+    let rec_root = HostRoot::open(&rec).unwrap();
+    let facts = doctor::read(&rec_root, &passage_core::scan::scan(&rec_root).unwrap());
     assert_eq!(facts.vfio_pci, Some(VfioPci::Builtin));
     assert!(facts.iommufd && facts.vendor_reset);
+    assert!(facts
+        .devices
+        .values()
+        .any(|f| f.d3cold_allowed == Some(true) && f.resizable_bars.len() == 1));
     assert_eq!(facts.vfio_cdev, Some(true));
+}
+
+#[test]
+fn d3cold_and_resizable_bars_are_read_and_odd_files_say_nothing() {
+    let mut spec = MachineSpec::from_json(demo::DEMO_HOST).unwrap();
+    let gpu = spec
+        .devices
+        .iter_mut()
+        .find(|d| d.bdf == "0000:0b:00.0")
+        .unwrap();
+    gpu.d3cold_allowed = Some(true);
+    gpu.power_state = Some("D3cold".into());
+    // Bits 6–13: 64 MiB to 8 GiB.
+    gpu.resizable_bars = vec![(1, "3fc0".into())];
+    let b = build(&spec);
+    let facts = doctor::read(&b.root(), &b.host);
+    let a: PciAddress = "0000:0b:00.0".parse().unwrap();
+    let f = &facts.devices[&a];
+    assert_eq!(f.d3cold_allowed, Some(true));
+    assert_eq!(f.power_state.as_deref(), Some("D3cold"));
+    assert_eq!(f.resizable_bars[0].index, 1);
+    assert_eq!(f.resizable_bars[0].sizes_mib.first(), Some(&64));
+    assert_eq!(f.resizable_bars[0].sizes_mib.last(), Some(&8192));
+    let r = doctor::examine(&b.host, &facts);
+    let of_gpu: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.reason.device == Some(a))
+        .map(|f| f.reason.code.as_str())
+        .collect();
+    for c in ["d3cold-allowed", "powered-off", "resizable-bar"] {
+        assert!(of_gpu.contains(&c), "{c} in {of_gpu:?}");
+    }
+    let rb = r
+        .findings
+        .iter()
+        .find(|f| f.reason.code == "resizable-bar")
+        .unwrap();
+    assert!(
+        rb.reason.message.contains("64 MiB to 8 GiB"),
+        "{}",
+        rb.reason.message
+    );
+    assert!(rb
+        .reason
+        .remedy
+        .as_deref()
+        .unwrap()
+        .contains("resource1_resize"));
+
+    // Odd files: a power state with an escape sequence, a mask that is not hex, d3cold "2".
+    let dir = b.dir.path().join(&b.host.devices[&a].sysfs_path);
+    std::fs::write(dir.join("power_state"), "D0\u{1b}[31m\n").unwrap();
+    std::fs::write(dir.join("resource1_resize"), "zz\n").unwrap();
+    std::fs::write(dir.join("d3cold_allowed"), "2\n").unwrap();
+    let facts = doctor::read(&b.root(), &b.host);
+    assert!(
+        !facts.devices.contains_key(&a),
+        "{:?}",
+        facts.devices.get(&a)
+    );
 }

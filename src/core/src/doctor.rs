@@ -14,6 +14,7 @@ use crate::host::HostRoot;
 use crate::i18n::{tr, trf};
 use crate::model::{Device, Hex16, Host};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// How the running kernel has vfio-pci.
@@ -48,10 +49,83 @@ pub struct Facts {
     /// The firmware's tables that describe an IOMMU (`DMAR`, `IVRS`, `IORT`); `None` when the
     /// table directory cannot be listed.
     pub firmware_iommu_tables: Option<Vec<String>>,
+    /// Power and BAR facts of the devices a person would give away, where there are any.
+    pub devices: BTreeMap<PciAddress, DeviceFacts>,
 }
 
-/// Reads the facts under a host root.
-pub fn read(root: &HostRoot) -> Facts {
+/// What the doctor reads of one device besides the scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceFacts {
+    /// `d3cold_allowed`: the kernel may power the device off when it is idle.
+    pub d3cold_allowed: Option<bool>,
+    /// `power_state`: D0, D3hot, D3cold, …
+    pub power_state: Option<String>,
+    /// Resizable BARs (`resourceN_resize`): the BAR and the sizes it supports, in MiB.
+    pub resizable_bars: Vec<ResizableBar>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResizableBar {
+    pub index: u8,
+    pub sizes_mib: Vec<u64>,
+}
+
+/// The devices a person would give away (GPUs, NICs, storage, audio, USB controllers,
+/// wireless, accelerators, and whatever is on vfio-pci already); the chipset's own functions
+/// (SMBus, the IOMMU itself) would only be noise.
+fn given_away(d: &Device) -> bool {
+    let wanted = matches!(d.class.base(), 0x01 | 0x02 | 0x03 | 0x04 | 0x0d | 0x12)
+        || d.class.0 >> 8 == 0x0c03
+        || d.on_vfio();
+    wanted && d.is_endpoint() && !d.is_chipset_glue() && d.physfn.is_none()
+}
+
+fn read_device(root: &HostRoot, d: &Device) -> DeviceFacts {
+    let dir = Path::new(&d.sysfs_path);
+    let text = |n: &str| {
+        root.read_string(dir.join(n))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let d3cold_allowed = text("d3cold_allowed").and_then(|s| match s.as_str() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    });
+    // A short word of letters and digits, or nothing: never echo an odd file.
+    let power_state = text("power_state")
+        .filter(|s| !s.is_empty() && s.len() <= 16 && s.chars().all(|c| c.is_ascii_alphanumeric()));
+    let resizable_bars = (0u8..6)
+        .filter_map(|i| {
+            let mask = u64::from_str_radix(&text(&format!("resource{i}_resize"))?, 16).ok()?;
+            // Bit n: 2^n MiB (bit 0 = 1 MiB); sizes past 2^47 MiB are no BAR.
+            let sizes_mib: Vec<u64> = (0..48)
+                .filter(|b| mask & (1 << b) != 0)
+                .map(|b| 1u64 << b)
+                .collect();
+            (!sizes_mib.is_empty()).then_some(ResizableBar {
+                index: i,
+                sizes_mib,
+            })
+        })
+        .collect();
+    DeviceFacts {
+        d3cold_allowed,
+        power_state,
+        resizable_bars,
+    }
+}
+
+fn size_text(mib: u64) -> String {
+    if mib >= 1024 && mib.is_multiple_of(1024) {
+        format!("{} GiB", mib / 1024)
+    } else {
+        format!("{mib} MiB")
+    }
+}
+
+/// Reads the facts under a host root, for the host scanned from it.
+pub fn read(root: &HostRoot, host: &Host) -> Facts {
     let release = root
         .read_string("proc/sys/kernel/osrelease")
         .ok()
@@ -102,6 +176,13 @@ pub fn read(root: &HostRoot) -> Facts {
         }),
         vendor_reset: root.is_dir("sys/module/vendor_reset"),
         firmware_iommu_tables: crate::scan::firmware_iommu_tables(root),
+        devices: host
+            .devices
+            .values()
+            .filter(|d| given_away(d))
+            .map(|d| (d.address, read_device(root, d)))
+            .filter(|(_, f)| *f != DeviceFacts::default())
+            .collect(),
     }
 }
 
@@ -241,11 +322,11 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
     // accelerators, and whatever is on vfio-pci already): their reset, and what else stands in
     // the way. The chipset's own functions (SMBus, the IOMMU itself) would only be noise.
     for d in host.devices.values() {
-        let wanted = matches!(d.class.base(), 0x01 | 0x02 | 0x03 | 0x04 | 0x0d | 0x12)
-            || d.class.0 >> 8 == 0x0c03
-            || d.on_vfio();
-        if !wanted || !d.is_endpoint() || d.is_chipset_glue() || d.physfn.is_some() {
+        if !given_away(d) {
             continue;
+        }
+        if let Some(f) = facts.devices.get(&d.address) {
+            power_and_bars(d, f, &mut add);
         }
         if let Some(generation) = amd_reset_bug(d.vendor_id, d.device_id) {
             let msg = trf("{device} is an AMD {generation} GPU: it does not come back from a function or bus reset (the “AMD reset bug”), so the guest's second start (or a reboot inside it) finds it hung.", &[("device", &label(d)), ("generation", generation)]);
@@ -339,6 +420,59 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
     Report {
         facts: facts.clone(),
         findings,
+    }
+}
+
+/// D3cold and resizable BARs: what they do to a guest, and what to set.
+fn power_and_bars(d: &Device, f: &DeviceFacts, add: &mut impl FnMut(&'static str, Reason)) {
+    let addr = d.address.to_string();
+    if d.class.is_display() && f.d3cold_allowed == Some(true) {
+        add(
+            "devices",
+            reason(
+                "d3cold-allowed",
+                Some(d.address),
+                Severity::Info,
+                trf("{device} may be powered off (D3cold) while idle. Some GPUs come back from that broken, on the host or in the guest (a black screen, the device gone, error 43).", &[("device", &label(d))]),
+                Some(trf("If that happens, keep it powered: echo 0 > /sys/bus/pci/devices/{address}/d3cold_allowed before the guest starts (a udev rule keeps it across boots).", &[("address", &addr)])),
+            ),
+        );
+    }
+    if f.power_state.as_deref() == Some("D3cold") {
+        add(
+            "devices",
+            reason(
+                "powered-off",
+                Some(d.address),
+                Severity::Info,
+                trf(
+                    "{device} is powered off (D3cold) right now; opening it for a guest wakes it.",
+                    &[("device", &label(d))],
+                ),
+                None,
+            ),
+        );
+    }
+    for rb in &f.resizable_bars {
+        let (Some(max), Some(min)) = (rb.sizes_mib.iter().max(), rb.sizes_mib.iter().min()) else {
+            continue;
+        };
+        let now = d
+            .bars
+            .iter()
+            .find(|b| b.index == rb.index)
+            .map(|b| size_text(b.size / (1024 * 1024)))
+            .unwrap_or_else(|| tr("unknown"));
+        add(
+            "devices",
+            reason(
+                "resizable-bar",
+                Some(d.address),
+                Severity::Info,
+                trf("{device} has a resizable BAR {bar}: {now} now, {min} to {max}. The guest sees the size set when it starts: a BAR larger than the guest's 64-bit PCI window is not mapped, and some guest drivers fail with one larger than they expect.", &[("device", &label(d)), ("bar", &rb.index.to_string()), ("now", &now), ("min", &size_text(*min)), ("max", &size_text(*max))]),
+                Some(trf("Give the guest a 64-bit window at least that large (QEMU: -global q35-pcihost.pci-hole64-size=64G; OVMF: -fw_cfg name=opt/ovmf/X-PciMmio64Mb,string=65536), or resize the BAR while no driver holds the device: echo N > /sys/bus/pci/devices/{address}/resource{bar}_resize, N the size's power of two in MiB (8 = 256 MiB).", &[("address", &addr), ("bar", &rb.index.to_string())])),
+            ),
+        );
     }
 }
 

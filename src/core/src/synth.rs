@@ -72,6 +72,14 @@ pub struct DeviceSpec {
     pub boot_vga: Option<bool>,
     #[serde(default)]
     pub driver_override: Option<String>,
+    /// Extra facts for the doctor: `d3cold_allowed`, `power_state`, and resizable BARs as
+    /// (index, the `resourceN_resize` bit mask of supported sizes, in hex).
+    #[serde(default)]
+    pub d3cold_allowed: Option<bool>,
+    #[serde(default)]
+    pub power_state: Option<String>,
+    #[serde(default)]
+    pub resizable_bars: Vec<(u8, String)>,
     /// Extra fact: BARs as (index, size, kind) with kind "mem", "mem64-prefetch" or "io".
     #[serde(default)]
     pub bars: Vec<(u8, u64, String)>,
@@ -467,6 +475,26 @@ impl MachineSpec {
             };
             if let Some(m) = reset {
                 write(root, &dir.join("reset_method"), format!("{m}\n"))?;
+            }
+            if let Some(on) = s.d3cold_allowed {
+                write(
+                    root,
+                    &dir.join("d3cold_allowed"),
+                    if on { "1\n" } else { "0\n" },
+                )?;
+            }
+            if let Some(ps) = &s.power_state {
+                write(root, &dir.join("power_state"), format!("{ps}\n"))?;
+            }
+            for (i, mask) in &s.resizable_bars {
+                if *i > 5 || mask.is_empty() || !mask.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad(&s.bdf, "a resizable BAR is (0–5, a hex mask)"));
+                }
+                write(
+                    root,
+                    &dir.join(format!("resource{i}_resize")),
+                    format!("{mask:0>16}\n"),
+                )?;
             }
             if let Some(drv) = &s.driver {
                 if drv.contains('/') || drv.is_empty() {

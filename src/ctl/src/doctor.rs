@@ -9,7 +9,7 @@ use passage_core::{doctor, scan};
 pub fn run(cli: &Cli, as_json: bool) -> Result<u8, Failure> {
     let src = open_source(cli)?;
     let host = scan::scan(src.root())?;
-    let facts = doctor::read(src.root());
+    let facts = doctor::read(src.root(), &host);
     let report = doctor::examine(&host, &facts);
     print(&if as_json {
         json(&report)?

@@ -31,12 +31,12 @@ pub fn run(cli: &Cli, out: &Path) -> Result<u8, Failure> {
     let root = HostRoot::open_recording(path)?;
     let host = scan::scan(&root)?;
     // What the doctor reads, so `doctor --root DIR` answers as it did here.
-    let facts = passage_core::doctor::read(&root);
+    let facts = passage_core::doctor::read(&root, &host);
     let n = passage_core::host::write_recording(out, &root.recording())?;
     // Prove the recording reads back to the same model before calling it done.
     let again = HostRoot::open(out)?;
     let back = scan::scan(&again)?;
-    if back != host || passage_core::doctor::read(&again) != facts {
+    if back != host || passage_core::doctor::read(&again, &back) != facts {
         return Err(Failure(trf(
             "the recording in {dir} does not read back to the same facts; please report this",
             &[("dir", &out.display().to_string())],
