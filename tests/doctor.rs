@@ -348,3 +348,45 @@ fn d3cold_and_resizable_bars_are_read_and_odd_files_say_nothing() {
         facts.devices.get(&a)
     );
 }
+
+#[test]
+fn the_firmware_framebuffer_in_a_gpus_bar_is_found_where_root_can_see_it() {
+    // BAR 0 of each synthetic device starts at 0xf0000000 (the boot GPU's 256 MiB aperture).
+    let mut spec = MachineSpec::from_json(demo::DEMO_HOST).unwrap();
+    spec.host.iomem = Some(
+        "00000000-00000fff : Reserved\nf0000000-ffffffff : PCI Bus 0000:00\n  f0000000-f02fffff : BOOTFB\n"
+            .into(),
+    );
+    let b = build(&spec);
+    let facts = doctor::read(&b.root(), &b.host);
+    let gpu: PciAddress = "0000:0b:00.0".parse().unwrap();
+    let fb = facts.devices[&gpu].boot_framebuffer.as_ref().unwrap();
+    assert_eq!((fb.name.as_str(), fb.bar), ("BOOTFB", 0));
+    let r = doctor::examine(&b.host, &facts);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.reason.code == "boot-framebuffer" && f.reason.device == Some(gpu))
+        .unwrap();
+    assert_eq!(f.reason.severity, Severity::Warning);
+    assert!(f
+        .reason
+        .remedy
+        .as_deref()
+        .unwrap()
+        .contains("initcall_blacklist=sysfb_init"));
+    // The NIC's BAR at the same address is no GPU: nothing said of it.
+    assert!(!r
+        .findings
+        .iter()
+        .any(|f| f.reason.code == "boot-framebuffer"
+            && f.reason.device != Some(gpu)
+            && !b.host.devices[&f.reason.device.unwrap()].class.is_display()));
+
+    // Unprivileged, proc/iomem shows zeros: nothing is claimed.
+    spec.host.iomem =
+        Some("00000000-00000000 : PCI Bus 0000:00\n  00000000-00000000 : BOOTFB\n".into());
+    let b = build(&spec);
+    let facts = doctor::read(&b.root(), &b.host);
+    assert!(facts.devices.values().all(|f| f.boot_framebuffer.is_none()));
+}

@@ -62,6 +62,73 @@ pub struct DeviceFacts {
     pub power_state: Option<String>,
     /// Resizable BARs (`resourceN_resize`): the BAR and the sizes it supports, in MiB.
     pub resizable_bars: Vec<ResizableBar>,
+    /// The firmware's framebuffer found inside one of its BARs (proc/iomem against the
+    /// device's `resource`): the early console holds that memory.
+    pub boot_framebuffer: Option<FramebufferInBar>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FramebufferInBar {
+    /// As proc/iomem names it: BOOTFB, efifb, simpledrm, vesafb, simple-framebuffer.
+    pub name: String,
+    pub bar: u8,
+}
+
+/// The firmware framebuffers in proc/iomem, as (name, start, end). Unprivileged readers see
+/// every address as zero: then there is nothing to tell.
+fn framebuffers(root: &HostRoot) -> Vec<(String, u64, u64)> {
+    let Ok(text) = root.read_string("proc/iomem") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (range, name) = l.trim().split_once(" : ")?;
+            let name = name.trim();
+            if !matches!(
+                name,
+                "BOOTFB" | "efifb" | "simpledrm" | "vesafb" | "simple-framebuffer"
+            ) {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            );
+            (b > a).then(|| (name.to_string(), a, b))
+        })
+        .collect()
+}
+
+/// The BAR of `d` a framebuffer lies in, from the device's `resource` lines (start end flags).
+fn framebuffer_in(
+    root: &HostRoot,
+    d: &Device,
+    fbs: &[(String, u64, u64)],
+) -> Option<FramebufferInBar> {
+    if fbs.is_empty() || !d.class.is_display() {
+        return None;
+    }
+    let text = root
+        .read_string(Path::new(&d.sysfs_path).join("resource"))
+        .ok()?;
+    for (i, line) in text.lines().take(6).enumerate() {
+        let mut w = line.split_whitespace();
+        let hex = |s: Option<&str>| u64::from_str_radix(s?.trim_start_matches("0x"), 16).ok();
+        let (Some(start), Some(end)) = (hex(w.next()), hex(w.next())) else {
+            continue;
+        };
+        if end <= start {
+            continue;
+        }
+        if let Some((name, _, _)) = fbs.iter().find(|(_, a, b)| *a <= end && *b >= start) {
+            return Some(FramebufferInBar {
+                name: name.clone(),
+                bar: i as u8,
+            });
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,7 +147,7 @@ fn given_away(d: &Device) -> bool {
     wanted && d.is_endpoint() && !d.is_chipset_glue() && d.physfn.is_none()
 }
 
-fn read_device(root: &HostRoot, d: &Device) -> DeviceFacts {
+fn read_device(root: &HostRoot, d: &Device, fbs: &[(String, u64, u64)]) -> DeviceFacts {
     let dir = Path::new(&d.sysfs_path);
     let text = |n: &str| {
         root.read_string(dir.join(n))
@@ -113,6 +180,7 @@ fn read_device(root: &HostRoot, d: &Device) -> DeviceFacts {
         d3cold_allowed,
         power_state,
         resizable_bars,
+        boot_framebuffer: framebuffer_in(root, d, fbs),
     }
 }
 
@@ -131,6 +199,7 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty() && !s.contains('/') && s != "." && s != "..");
+    let fbs = framebuffers(root);
     let vfio_pci = if root.is_dir("sys/module/vfio_pci") {
         // A loaded module has an initstate; a built-in one (listed for its parameters) has not.
         Some(if root.exists("sys/module/vfio_pci/initstate") {
@@ -180,7 +249,7 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
             .devices
             .values()
             .filter(|d| given_away(d))
-            .map(|d| (d.address, read_device(root, d)))
+            .map(|d| (d.address, read_device(root, d, &fbs)))
             .filter(|(_, f)| *f != DeviceFacts::default())
             .collect(),
     }
@@ -435,6 +504,24 @@ fn power_and_bars(d: &Device, f: &DeviceFacts, add: &mut impl FnMut(&'static str
                 Severity::Info,
                 trf("{device} may be powered off (D3cold) while idle. Some GPUs come back from that broken, on the host or in the guest (a black screen, the device gone, error 43).", &[("device", &label(d))]),
                 Some(trf("If that happens, keep it powered: echo 0 > /sys/bus/pci/devices/{address}/d3cold_allowed before the guest starts (a udev rule keeps it across boots).", &[("address", &addr)])),
+            ),
+        );
+    }
+    if let Some(fb) = &f.boot_framebuffer {
+        // sysfb (5.15 and later) registers BOOTFB/simpledrm; older kernels efifb or vesafb.
+        let remedy = match fb.name.as_str() {
+            "efifb" => tr("Boot with video=efifb:off (kernel command line), or make another GPU the primary one in the firmware setup."),
+            "vesafb" => tr("Boot with video=vesafb:off (kernel command line), or make another GPU the primary one in the firmware setup."),
+            _ => tr("Boot with initcall_blacklist=sysfb_init (kernel command line) so the firmware's framebuffer is never registered, or make another GPU the primary one in the firmware setup."),
+        };
+        add(
+            "devices",
+            reason(
+                "boot-framebuffer",
+                Some(d.address),
+                Severity::Warning,
+                trf("The firmware's framebuffer ({name}) lies in {device}'s BAR {bar}: the host's boot console holds that memory, so vfio-pci cannot reserve it and the guest's start fails (“BAR {bar}: can't reserve [mem …]”) or shows nothing.", &[("name", &fb.name), ("device", &label(d)), ("bar", &fb.bar.to_string())]),
+                Some(remedy),
             ),
         );
     }

@@ -124,6 +124,8 @@ pub struct HostSpec {
     /// The vendor-reset module is loaded.
     #[serde(default)]
     pub vendor_reset: bool,
+    /// `proc/iomem` as it is (root sees addresses; others see zeros).
+    pub iomem: Option<String>,
 }
 
 /// A virtual machine's DMI identity (`sys/class/dmi/id`).
@@ -709,6 +711,9 @@ impl MachineSpec {
         if h.iommufd {
             write(root, Path::new("dev/iommu"), "")?;
             write(root, Path::new("sys/class/vfio-dev/vfio0/dev"), "511:0\n")?;
+        }
+        if let Some(m) = &h.iomem {
+            write(root, Path::new("proc/iomem"), m)?;
         }
         if h.vendor_reset {
             write(
