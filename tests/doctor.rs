@@ -67,6 +67,32 @@ fn the_firmware_tables_tell_off_in_the_firmware_from_not_turned_on() {
     let b = build(&spec);
     assert_eq!(explain::iommu(&b.host).reasons[0].code, "iommu-off-vm");
 
+    // An AMD virtual machine with QEMU's intel-iommu: the DMAR table is Intel's whatever the CPU.
+    let mut spec = off("asus-tuf-b550m-plus-5800x", &["DSDT", "DMAR"]);
+    spec.host.vm = Some(VmSpec {
+        sys_vendor: "QEMU".into(),
+        product_name: "Standard PC (Q35 + ICH9, 2009)".into(),
+    });
+    let b = build(&spec);
+    assert_eq!(explain::iommu(&b.host).reasons[0].code, "iommu-not-enabled");
+    // intel_iommu=on already there: the kernel failed to start it, the log says why.
+    let mut spec = off("msi-z370i-i5-8400-gtx1070", &["DSDT", "DMAR"]);
+    spec.kernel_cmdline = Some("root=/dev/sda1 ro intel_iommu=on".into());
+    let r = &explain::iommu(&build(&spec).host).reasons[0];
+    assert!(
+        r.remedy.as_deref().unwrap().contains("journalctl -k"),
+        "{r:?}"
+    );
+    // A second table of a kind is listed by number (DMAR2); a listing that is not a
+    // firmware's (no DSDT or FACP) says nothing.
+    let b = build(&off("msi-z370i-i5-8400-gtx1070", &["FACP", "DMAR2"]));
+    assert_eq!(
+        b.host.platform.firmware_iommu_tables,
+        Some(vec!["DMAR".to_string()])
+    );
+    let b = build(&off("msi-z370i-i5-8400-gtx1070", &["SSDT1"]));
+    assert_eq!(b.host.platform.firmware_iommu_tables, None);
+
     // Without the table directory (older recordings, no ACPI) the answer is as before.
     let mut spec = off("msi-z370i-i5-8400-gtx1070", &[]);
     spec.host.acpi_tables = None;
@@ -110,23 +136,58 @@ fn how_the_kernel_has_vfio_pci_and_iommufd() {
     assert_eq!(r.facts.vfio_pci, None);
     assert!(!c.iter().any(|c| c.starts_with("vfio-pci")), "{c:?}");
 
-    // vfio-pci.ids with vfio-pci as a module: the ids lose the race to the host drivers.
+    // vfio-pci.ids with vfio-pci as a module: the ids lost the race where the GPU is on its own
+    // driver, not where it is on vfio-pci.
+    let ids = |s: &mut MachineSpec, driver: &str| {
+        s.kernel_cmdline = Some("root=/dev/sda1 intel_iommu=on vfio-pci.ids=10de:1b81".into());
+        s.devices
+            .iter_mut()
+            .find(|d| d.bdf == "0000:01:00.0")
+            .unwrap()
+            .driver = Some(driver.into());
+    };
     let mut s = with("module");
-    s.kernel_cmdline = Some("root=/dev/sda1 intel_iommu=on vfio-pci.ids=10de:1b81".into());
-    let (_, c) = codes(&s);
+    ids(&mut s, "nouveau");
+    let (r, c) = codes(&s);
     assert!(c.contains(&"vfio-pci-ids-late".to_string()), "{c:?}");
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.reason.code == "vfio-pci-ids-late")
+        .unwrap();
+    assert!(f.reason.message.contains("0000:01:00.0") && f.reason.message.contains("nouveau"));
+    let mut s = with("loaded");
+    ids(&mut s, "vfio-pci");
+    let (_, c) = codes(&s);
+    assert!(!c.contains(&"vfio-pci-ids-late".to_string()), "{c:?}");
     let mut s = with("builtin");
-    s.kernel_cmdline = Some("root=/dev/sda1 intel_iommu=on vfio-pci.ids=10de:1b81".into());
+    ids(&mut s, "nouveau");
     let (_, c) = codes(&s);
     assert!(!c.contains(&"vfio-pci-ids-late".to_string()), "{c:?}");
 
-    // iommufd with the per-device files.
-    let mut s = with("loaded");
-    s.host.iommufd = true;
-    let (r, c) = codes(&s);
-    assert!(r.facts.iommufd);
-    assert_eq!(r.facts.vfio_cdev, Some(true));
-    assert!(c.contains(&"iommufd".to_string()), "{c:?}");
+    // iommufd with the per-device files, without them, and not yet known.
+    for (cdev, says) in [
+        (Some(true), "can use them"),
+        (Some(false), "CONFIG_VFIO_DEVICE_CDEV"),
+        (None, "shows once a device is on vfio-pci"),
+    ] {
+        let mut s = with("loaded");
+        s.host.iommufd = true;
+        s.host.vfio_cdev = cdev;
+        let (r, _) = codes(&s);
+        assert!(r.facts.iommufd);
+        assert_eq!(r.facts.vfio_cdev, cdev);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.reason.code == "iommufd")
+            .unwrap();
+        assert!(
+            f.reason.message.contains(says),
+            "{cdev:?}: {}",
+            f.reason.message
+        );
+    }
 }
 
 #[test]
@@ -146,9 +207,20 @@ fn gpus_with_the_amd_reset_bug_and_bus_only_resets() {
         "{}",
         f.reason.message
     );
-    // With vendor-reset loaded it is covered.
+    // With vendor-reset loaded but the device's reset methods only "bus", the kernel never asks
+    // it; with device_specific among them it is covered.
     let mut s = spec.clone();
     s.host.vendor_reset = true;
+    let (r, _) = codes(&s);
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.reason.device == Some(polaris) && f.reason.code == "reset-bug-not-used"));
+    s.devices
+        .iter_mut()
+        .find(|d| d.bdf == "0000:04:00.0")
+        .unwrap()
+        .reset_method = Some("device_specific bus".into());
     let (r, _) = codes(&s);
     assert!(r
         .findings
@@ -187,13 +259,23 @@ fn gpus_with_the_amd_reset_bug_and_bus_only_resets() {
         .findings
         .iter()
         .any(|f| f.reason.device == Some("0000:00:14.0".parse().unwrap())));
-    // Known ids only.
+    // Known ids only: Navi 21 (73bf) is not on the list, nor 67d1 between two Polaris 10 ids,
+    // nor another vendor's device with a listed number.
+    use passage_core::model::Hex16;
+    for (v, d) in [(0x1002, 0x73bf), (0x1002, 0x67d1), (0x10de, 0x67df)] {
+        assert_eq!(
+            doctor::amd_reset_bug(Hex16(v), Hex16(d)),
+            None,
+            "{v:04x}:{d:04x}"
+        );
+    }
     assert_eq!(
-        doctor::amd_reset_bug(
-            passage_core::model::Hex16(0x1002),
-            passage_core::model::Hex16(0x73bf)
-        ),
-        None
+        doctor::amd_reset_bug(Hex16(0x1002), Hex16(0x67df)),
+        Some("Polaris 10")
+    );
+    assert_eq!(
+        doctor::amd_reset_bug(Hex16(0x1002), Hex16(0x1681)),
+        Some("Navi 10")
     );
 }
 
@@ -248,7 +330,10 @@ fn passagectl_doctor_says_it_in_words_and_json_and_exits_1_on_a_blocker() {
     spec.host.kernel_release = Some("6.12.9-amd64".into());
     spec.host.vfio_pci = Some("builtin".into());
     spec.host.iommufd = true;
+    spec.host.vfio_cdev = Some(true);
     spec.host.vendor_reset = true;
+    spec.host.iomem =
+        Some("00100000-3fffffff : System RAM\n  01000000-01ffffff : Kernel code\n".into());
     let gpu = spec
         .devices
         .iter_mut()
@@ -258,6 +343,19 @@ fn passagectl_doctor_says_it_in_words_and_json_and_exits_1_on_a_blocker() {
     gpu.resizable_bars = vec![(0, "ff00".into())];
     let tree = dir.path().join("on");
     spec.write_tree(&tree).unwrap();
+    // /dev/iommu as the kernel has it: a character device that refuses reads.
+    let node = tree.join("dev/iommu");
+    std::fs::remove_file(&node).unwrap();
+    let o = std::process::Command::new("mknod")
+        .arg(&node)
+        .args(["c", "10", "123"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "mknod needs root: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let rec = dir.path().join("rec");
     let o = passagectl()
         .arg("--root")
@@ -274,7 +372,14 @@ fn passagectl_doctor_says_it_in_words_and_json_and_exits_1_on_a_blocker() {
             .args(["doctor", "--json"])
             .output()
             .unwrap();
-        String::from_utf8(o.stdout).unwrap()
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v["findings"].is_array());
+        v
     };
     assert_eq!(doc(&tree), doc(&rec));
     let rec_root = HostRoot::open(&rec).unwrap();
@@ -286,6 +391,10 @@ fn passagectl_doctor_says_it_in_words_and_json_and_exits_1_on_a_blocker() {
         .values()
         .any(|f| f.d3cold_allowed == Some(true) && f.resizable_bars.len() == 1));
     assert_eq!(facts.vfio_cdev, Some(true));
+    // The recording keeps proc/iomem's framebuffer lines only (none here): not where the kernel
+    // lies.
+    let iomem = std::fs::read_to_string(rec.join("proc/iomem")).unwrap();
+    assert!(!iomem.contains("Kernel code"), "{iomem}");
 }
 
 #[test]
@@ -297,6 +406,7 @@ fn d3cold_and_resizable_bars_are_read_and_odd_files_say_nothing() {
         .find(|d| d.bdf == "0000:0b:00.0")
         .unwrap();
     gpu.d3cold_allowed = Some(true);
+    gpu.power_control = Some("auto".into());
     gpu.power_state = Some("D3cold".into());
     // Bits 6–13: 64 MiB to 8 GiB.
     gpu.resizable_bars = vec![(1, "3fc0".into())];
@@ -341,6 +451,7 @@ fn d3cold_and_resizable_bars_are_read_and_odd_files_say_nothing() {
     std::fs::write(dir.join("power_state"), "D0\u{1b}[31m\n").unwrap();
     std::fs::write(dir.join("resource1_resize"), "zz\n").unwrap();
     std::fs::write(dir.join("d3cold_allowed"), "2\n").unwrap();
+    std::fs::write(dir.join("power/control"), "sometimes\n").unwrap();
     let facts = doctor::read(&b.root(), &b.host);
     assert!(
         !facts.devices.contains_key(&a),
@@ -382,6 +493,18 @@ fn the_firmware_framebuffer_in_a_gpus_bar_is_found_where_root_can_see_it() {
         .any(|f| f.reason.code == "boot-framebuffer"
             && f.reason.device != Some(gpu)
             && !b.host.devices[&f.reason.device.unwrap()].class.is_display()));
+
+    // Since 6.0 vfio-pci takes the framebuffer away from a VGA device itself: a note.
+    spec.host.kernel_release = Some("6.1.0-28-amd64".into());
+    let b = build(&spec);
+    let r = doctor::examine(&b.host, &doctor::read(&b.root(), &b.host));
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.reason.code == "boot-framebuffer" && f.reason.device == Some(gpu))
+        .unwrap();
+    assert_eq!(f.reason.severity, Severity::Info);
+    spec.host.kernel_release = None;
 
     // Unprivileged, proc/iomem shows zeros: nothing is claimed.
     spec.host.iomem =

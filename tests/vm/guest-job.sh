@@ -44,12 +44,12 @@ $P list > $OUT/boot-list.txt 2>&1
 $P doctor --json > $OUT/doctor.json 2> $OUT/doctor.err; echo $? > $OUT/doctor.rc
 ls /sys/firmware/acpi/tables > $OUT/acpi-tables.txt 2>&1
 cat /proc/sys/kernel/osrelease > $OUT/osrelease.txt
-# How this kernel has vfio-pci, told by plain shell: a loaded module has an initstate, a
-# built-in one is in sys/module without one, else the module file on disk, else missing.
-if [ -e /sys/module/vfio_pci/initstate ]; then echo loaded
-elif [ -d /sys/module/vfio_pci ]; then echo builtin
-elif grep -q '/vfio-pci.ko$' /lib/modules/$(uname -r)/modules.builtin 2>/dev/null; then echo builtin
-elif ls /lib/modules/$(uname -r)/kernel/drivers/vfio/pci/vfio-pci.ko* >/dev/null 2>&1; then echo module
+# How this kernel has vfio-pci, told by the kernel's own tools rather than Passage's rules: the
+# loaded modules (/proc/modules), else modinfo (kmod reads modules.builtin and modules.dep:
+# "(builtin)" or the module's file), else missing.
+if grep -q '^vfio_pci ' /proc/modules; then echo loaded
+elif f=$($(command -v modinfo || echo /usr/sbin/modinfo) -F filename vfio-pci 2>/dev/null) && [ "$f" = "(builtin)" ]; then echo builtin
+elif [ -n "$f" ]; then echo module
 elif [ -d /lib/modules/$(uname -r) ]; then echo missing
 else echo unknown; fi > $OUT/vfio-pci-state.txt
 # The whole story of every group with more than one member (the ones that need a "why").

@@ -125,7 +125,7 @@ pub mod ctl {
             /// kubevirt (YAML), nova (pci settings) or json (the resolved plan).
             #[arg(long, value_name = "F", value_parser = formats())]
             format: String,
-            /// QEMU: the iommufd form (QEMU 8.2+, a kernel with CONFIG_IOMMUFD).
+            /// QEMU: the iommufd form (QEMU 9.0+, a kernel with CONFIG_IOMMUFD).
             #[arg(long)]
             iommufd: bool,
             /// Write to FILE instead of standard output.

@@ -60,6 +60,9 @@ pub struct DeviceFacts {
     pub d3cold_allowed: Option<bool>,
     /// `power_state`: D0, D3hot, D3cold, …
     pub power_state: Option<String>,
+    /// `power/control` is `auto`: the kernel may suspend the device at run time (without it a
+    /// device never reaches D3cold while idle, whatever `d3cold_allowed` says).
+    pub runtime_pm: Option<bool>,
     /// Resizable BARs (`resourceN_resize`): the BAR and the sizes it supports, in MiB.
     pub resizable_bars: Vec<ResizableBar>,
     /// The firmware's framebuffer found inside one of its BARs (proc/iomem against the
@@ -77,7 +80,16 @@ pub struct FramebufferInBar {
 /// The firmware framebuffers in proc/iomem, as (name, start, end). Unprivileged readers see
 /// every address as zero: then there is nothing to tell.
 fn framebuffers(root: &HostRoot) -> Vec<(String, u64, u64)> {
-    let Ok(text) = root.read_string("proc/iomem") else {
+    let is_fb = |l: &str| {
+        l.split_once(" : ").is_some_and(|(_, n)| {
+            matches!(
+                n.trim(),
+                "BOOTFB" | "efifb" | "simpledrm" | "vesafb" | "simple-framebuffer"
+            )
+        })
+    };
+    // A recording keeps the framebuffer lines only: the rest says where the kernel lies.
+    let Ok(text) = root.read_string_kept("proc/iomem", is_fb) else {
         return Vec::new();
     };
     text.lines()
@@ -176,12 +188,24 @@ fn read_device(root: &HostRoot, d: &Device, fbs: &[(String, u64, u64)]) -> Devic
             })
         })
         .collect();
+    let runtime_pm = text("power/control").and_then(|s| match s.as_str() {
+        "auto" => Some(true),
+        "on" => Some(false),
+        _ => None,
+    });
     DeviceFacts {
         d3cold_allowed,
         power_state,
+        runtime_pm,
         resizable_bars,
         boot_framebuffer: framebuffer_in(root, d, fbs),
     }
+}
+
+/// "6.1.0-28-amd64" → (6, 1).
+fn major_minor(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(['.', '-']);
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 fn size_text(mib: u64) -> String {
@@ -194,15 +218,22 @@ fn size_text(mib: u64) -> String {
 
 /// Reads the facts under a host root, for the host scanned from it.
 pub fn read(root: &HostRoot, host: &Host) -> Facts {
+    // A release is printed and joined into a path: only what releases are made of.
     let release = root
         .read_string("proc/sys/kernel/osrelease")
         .ok()
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && !s.contains('/') && s != "." && s != "..");
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && !s.starts_with('.')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._+~-".contains(c))
+        });
     let fbs = framebuffers(root);
     let vfio_pci = if root.is_dir("sys/module/vfio_pci") {
         // A loaded module has an initstate; a built-in one (listed for its parameters) has not.
-        Some(if root.exists("sys/module/vfio_pci/initstate") {
+        Some(if root.present("sys/module/vfio_pci/initstate") {
             VfioPci::Loaded
         } else {
             VfioPci::Builtin
@@ -219,15 +250,20 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
             if builtin {
                 return Some(VfioPci::Builtin);
             }
-            let ko = base.join("kernel/drivers/vfio/pci");
-            let on_disk = [
-                "vfio-pci.ko",
-                "vfio-pci.ko.xz",
-                "vfio-pci.ko.zst",
-                "vfio-pci.ko.gz",
-            ]
-            .iter()
-            .any(|f| root.exists(ko.join(f)));
+            // depmod's list of every module of this kernel, wherever it lives (kernel/,
+            // updates/, extra/); without it, nothing can be told.
+            let dep = root.read_string(base.join("modules.dep")).ok()?;
+            let on_disk = dep.lines().any(|l| {
+                let path = l.split(':').next().unwrap_or("");
+                let name = path.rsplit('/').next().unwrap_or("");
+                [
+                    "vfio-pci.ko",
+                    "vfio-pci.ko.xz",
+                    "vfio-pci.ko.zst",
+                    "vfio-pci.ko.gz",
+                ]
+                .contains(&name)
+            });
             Some(if on_disk {
                 VfioPci::Module
             } else {
@@ -238,10 +274,10 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
     Facts {
         kernel_release: release,
         vfio_pci,
-        iommufd: root.exists("dev/iommu"),
+        iommufd: root.present("dev/iommu"),
         vfio_cdev: root.read_dir("sys/class/vfio-dev").ok().and_then(|devs| {
             let first = devs.first()?;
-            Some(root.exists(Path::new("sys/class/vfio-dev").join(first).join("dev")))
+            Some(root.present(Path::new("sys/class/vfio-dev").join(first).join("dev")))
         }),
         vendor_reset: root.is_dir("sys/module/vendor_reset"),
         firmware_iommu_tables: crate::scan::firmware_iommu_tables(root),
@@ -274,19 +310,47 @@ pub struct Report {
 /// AMD GPUs that do not come back from a function or bus reset (the "AMD reset bug"), by
 /// device id: the generations the vendor-reset project resets by their own means (its device
 /// list, `src/device-db.h`, https://github.com/gnif/vendor-reset): Polaris 10/11/12, Vega 10,
-/// Vega 20 and Arcturus, Navi 10/12/14.
-const AMD_RESET_BUG: &[(u16, u16, &str)] = &[
-    (0x67c0, 0x67df, "Polaris 10"),
-    (0x6fdf, 0x6fdf, "Polaris 10"),
-    (0x67e0, 0x67ff, "Polaris 11"),
-    (0x6980, 0x699f, "Polaris 12"),
-    (0x6860, 0x687f, "Vega 10"),
-    (0x66a0, 0x66af, "Vega 20"),
-    (0x738c, 0x738c, "Arcturus"),
-    (0x7310, 0x731f, "Navi 10"),
-    (0x1681, 0x1681, "Navi 10"),
-    (0x7360, 0x7362, "Navi 12"),
-    (0x7340, 0x734f, "Navi 14"),
+/// Vega 20 and Arcturus, Navi 10/12/14. Exactly its ids: one outside them is no claim of ours.
+const AMD_RESET_BUG: &[(&str, &[u16])] = &[
+    (
+        "Polaris 10",
+        &[
+            0x67c0, 0x67c1, 0x67c2, 0x67c4, 0x67c7, 0x67d0, 0x67df, 0x67c8, 0x67c9, 0x67ca, 0x67cc,
+            0x67cf, 0x6fdf,
+        ],
+    ),
+    (
+        "Polaris 11",
+        &[
+            0x67e0, 0x67e3, 0x67e8, 0x67eb, 0x67ef, 0x67ff, 0x67e1, 0x67e7, 0x67e9,
+        ],
+    ),
+    (
+        "Polaris 12",
+        &[
+            0x6980, 0x6981, 0x6985, 0x6986, 0x6987, 0x6995, 0x6997, 0x699f,
+        ],
+    ),
+    (
+        "Vega 10",
+        &[
+            0x6860, 0x6861, 0x6862, 0x6863, 0x6864, 0x6867, 0x6868, 0x6869, 0x686a, 0x686b, 0x686c,
+            0x686d, 0x686e, 0x686f, 0x687f,
+        ],
+    ),
+    (
+        "Vega 20",
+        &[0x66a0, 0x66a1, 0x66a2, 0x66a3, 0x66a4, 0x66a7, 0x66af],
+    ),
+    ("Arcturus", &[0x738c]),
+    (
+        "Navi 10",
+        &[
+            0x7310, 0x7312, 0x7318, 0x7319, 0x731a, 0x731b, 0x731e, 0x731f, 0x1681,
+        ],
+    ),
+    ("Navi 12", &[0x7360, 0x7362]),
+    ("Navi 14", &[0x7340, 0x7341, 0x7347, 0x734f]),
 ];
 
 /// The generation of an AMD GPU with the reset bug, if it is one.
@@ -296,8 +360,8 @@ pub fn amd_reset_bug(vendor: Hex16, device: Hex16) -> Option<&'static str> {
     }
     AMD_RESET_BUG
         .iter()
-        .find(|(lo, hi, _)| (*lo..=*hi).contains(&device.0))
-        .map(|(_, _, name)| *name)
+        .find(|(_, ids)| ids.contains(&device.0))
+        .map(|(name, _)| *name)
 }
 
 fn label(d: &Device) -> String {
@@ -335,19 +399,32 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                 "vfio-pci-builtin",
                 None,
                 Severity::Info,
-                trf("vfio-pci is built into the running kernel ({release}): it is there from the first moment of boot, so vfio-pci.ids= takes effect before any host driver.", &[("release", &release)]),
+                trf("vfio-pci is built into the running kernel ({release}): it is there from the first moment of boot, so vfio-pci.ids= takes effect before any host driver that is a module.", &[("release", &release)]),
                 None,
             ),
         ),
         Some(VfioPci::Module | VfioPci::Loaded) => {
-            if !host.platform.vfio_pci_ids.is_empty() {
+            // The ids lost the race only where a device they name is held by another driver.
+            let lost: Vec<String> = host
+                .devices
+                .values()
+                .filter(|d| {
+                    host.platform
+                        .vfio_pci_ids
+                        .iter()
+                        .any(|(v, i)| *v == d.vendor_id && *i == d.device_id)
+                        && !d.driver_is_harmless()
+                })
+                .map(|d| format!("{} ({})", label(d), d.driver.as_deref().unwrap_or("-")))
+                .collect();
+            if !lost.is_empty() {
                 add(
                     "vfio",
                     reason(
                         "vfio-pci-ids-late",
                         None,
                         Severity::Warning,
-                        tr("vfio-pci.ids= is on the kernel command line, but vfio-pci is a module: unless it is loaded before the devices' own drivers (a softdep, or vfio-pci in the initramfs), those drivers take the devices first and the ids do nothing."),
+                        trf("vfio-pci.ids= is on the kernel command line, but vfio-pci is a module and the devices' own drivers took them first: {devices}.", &[("devices", &lost.join("; "))]),
                         Some(tr("Let Passage persist the groups (passagectl persist GROUP on): it claims them by address before their drivers, with the softdep and the initramfs done for you. Or add “softdep DRIVER pre: vfio-pci” under /etc/modprobe.d and vfio-pci to the initramfs, and rebuild it.")),
                     ),
                 );
@@ -368,10 +445,10 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
         None => {}
     }
     if facts.iommufd {
-        let msg = if facts.vfio_cdev == Some(true) {
-            tr("The kernel has iommufd (/dev/iommu) and VFIO's per-device files (/dev/vfio/devices): QEMU 8.2 and later can use them instead of the group files.")
-        } else {
-            tr("The kernel has iommufd (/dev/iommu), but not VFIO's per-device files (CONFIG_VFIO_DEVICE_CDEV): QEMU keeps to the group files.")
+        let msg = match facts.vfio_cdev {
+            Some(true) => tr("The kernel has iommufd (/dev/iommu) and VFIO's per-device files (/dev/vfio/devices): QEMU 9.0 and later can use them instead of the group files."),
+            Some(false) => tr("The kernel has iommufd (/dev/iommu), but not VFIO's per-device files (CONFIG_VFIO_DEVICE_CDEV): QEMU keeps to the group files."),
+            None => tr("The kernel has iommufd (/dev/iommu). Whether it has VFIO's per-device files (/dev/vfio/devices, for QEMU 9.0 and later) shows once a device is on vfio-pci."),
         };
         add(
             "vfio",
@@ -395,11 +472,19 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
             continue;
         }
         if let Some(f) = facts.devices.get(&d.address) {
-            power_and_bars(d, f, &mut add);
+            power_and_bars(d, f, facts.kernel_release.as_deref(), &mut add);
         }
         if let Some(generation) = amd_reset_bug(d.vendor_id, d.device_id) {
             let msg = trf("{device} is an AMD {generation} GPU: it does not come back from a function or bus reset (the “AMD reset bug”), so the guest's second start (or a reboot inside it) finds it hung.", &[("device", &label(d)), ("generation", generation)]);
-            if facts.vendor_reset {
+            // vendor-reset acts only through the kernel's device-specific reset, which must be
+            // in the device's reset_method list (kernel 5.15+; vendor-reset's udev rule puts it
+            // there).
+            let used = d
+                .reset_methods
+                .as_ref()
+                .map(|m| m.iter().any(|x| x == "device_specific"));
+            let set_it = trf("Put device_specific first in the device's reset methods: echo device_specific > /sys/bus/pci/devices/{address}/reset_method (vendor-reset's udev rule does it at every boot).", &[("address", &d.address.to_string())]);
+            if facts.vendor_reset && used != Some(false) {
                 add(
                     "reset",
                     reason(
@@ -407,7 +492,18 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                         Some(d.address),
                         Severity::Info,
                         format!("{msg} {}", tr("The vendor-reset module is loaded and resets this generation its own way.")),
-                        Some(tr("Make sure the device's reset_method is “device_specific” (echo device_specific > /sys/bus/pci/devices/ADDRESS/reset_method, or vendor-reset's udev rule).")),
+                        (used.is_none()).then_some(set_it),
+                    ),
+                );
+            } else if facts.vendor_reset {
+                add(
+                    "reset",
+                    reason(
+                        "reset-bug-not-used",
+                        Some(d.address),
+                        Severity::Warning,
+                        format!("{msg} {}", tr("The vendor-reset module is loaded, but the device's reset methods do not include device_specific, so the kernel never asks it.")),
+                        Some(set_it),
                     ),
                 );
             } else {
@@ -453,8 +549,8 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                         "reset-bus-only",
                         Some(d.address),
                         Severity::Warning,
-                        trf("{device} can only be reset by resetting its whole bus, which it shares with {others}: the kernel refuses that reset while they are in use, so the device keeps whatever state the guest left.", &[("device", &label(d)), ("others", &others.join(", "))]),
-                        Some(tr("Move the card to a slot behind a port of its own.")),
+                        trf("{device} can only be reset by resetting its whole bus, which it shares with {others}: the kernel refuses a bus reset while anything else sits on the bus (and VFIO's only while one guest owns all of it), so the device keeps whatever state the guest left.", &[("device", &label(d)), ("others", &others.join(", "))]),
+                        Some(tr("Move the card to a slot behind a port of its own, or give the guest everything on that bus.")),
                     ),
                 );
             }
@@ -493,9 +589,16 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
 }
 
 /// D3cold and resizable BARs: what they do to a guest, and what to set.
-fn power_and_bars(d: &Device, f: &DeviceFacts, add: &mut impl FnMut(&'static str, Reason)) {
+fn power_and_bars(
+    d: &Device,
+    f: &DeviceFacts,
+    release: Option<&str>,
+    add: &mut impl FnMut(&'static str, Reason),
+) {
     let addr = d.address.to_string();
-    if d.class.is_display() && f.d3cold_allowed == Some(true) {
+    // d3cold_allowed is 1 on nearly every device; it matters where run-time power management
+    // is on, so the kernel really powers the idle GPU off.
+    if d.class.is_display() && f.d3cold_allowed == Some(true) && f.runtime_pm == Some(true) {
         add(
             "devices",
             reason(
@@ -514,7 +617,22 @@ fn power_and_bars(d: &Device, f: &DeviceFacts, add: &mut impl FnMut(&'static str
             "vesafb" => tr("Boot with video=vesafb:off (kernel command line), or make another GPU the primary one in the firmware setup."),
             _ => tr("Boot with initcall_blacklist=sysfb_init (kernel command line) so the firmware's framebuffer is never registered, or make another GPU the primary one in the firmware setup."),
         };
-        add(
+        // Since 6.0, vfio-pci removes the firmware's framebuffer from a VGA device when it
+        // binds it (the aperture helpers): then the host only loses its boot console.
+        let takes_it = d.class.0 >> 8 == 0x0300 && release.and_then(major_minor) >= Some((6, 0));
+        if takes_it {
+            add(
+                "devices",
+                reason(
+                    "boot-framebuffer",
+                    Some(d.address),
+                    Severity::Info,
+                    trf("The firmware's framebuffer ({name}) lies in {device}'s BAR {bar}; vfio-pci takes it away when it binds the GPU (kernel 6.0 and later), so the host loses its boot console then.", &[("name", &fb.name), ("device", &label(d)), ("bar", &fb.bar.to_string())]),
+                    None,
+                ),
+            );
+        } else {
+            add(
             "devices",
             reason(
                 "boot-framebuffer",
@@ -524,6 +642,7 @@ fn power_and_bars(d: &Device, f: &DeviceFacts, add: &mut impl FnMut(&'static str
                 Some(remedy),
             ),
         );
+        }
     }
     if f.power_state.as_deref() == Some("D3cold") {
         add(

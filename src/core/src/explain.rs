@@ -208,12 +208,24 @@ pub fn iommu(host: &Host) -> IommuVerdict {
             );
         } else if (vendor == Some("intel") && !p.units.is_empty())
             || p.units.iter().any(|u| u.kind == "intel")
-            || (vendor != Some("amd") && tables_have(p, "DMAR"))
+            // A DMAR table is Intel's, whatever the CPU: an AMD guest with QEMU's intel-iommu.
+            || tables_have(p, "DMAR")
         {
+            let remedy = if c.split_whitespace().any(|w| w == "intel_iommu=on") {
+                tr("intel_iommu=on is already on the command line, so the kernel failed to start it or was built without it (CONFIG_INTEL_IOMMU): the kernel log says which (journalctl -k | grep -i DMAR).")
+            } else {
+                tr("Add intel_iommu=on to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot.")
+            };
             reasons.push(
                 Reason::new("iommu-not-enabled", None, Severity::Blocker,
                     tr("The firmware describes an Intel VT-d IOMMU, but the kernel did not turn it on, so there are no isolation groups."))
-                .remedy(tr("Add intel_iommu=on to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot.")),
+                .remedy(remedy),
+            );
+        } else if tables_have(p, "VIOT") {
+            reasons.push(
+                Reason::new("iommu-not-enabled", None, Severity::Blocker,
+                    tr("The firmware describes a virtio-iommu (its VIOT table is there), but the kernel did not start it, so there are no isolation groups."))
+                .remedy(tr("Use a kernel with CONFIG_VIRTIO_IOMMU (every major distribution's has it) and make sure the virtio-iommu device is not disabled; the kernel log says why (journalctl -k | grep -i iommu).")),
             );
         } else if tables_have(p, "IVRS") {
             reasons.push(
@@ -242,7 +254,7 @@ pub fn iommu(host: &Host) -> IommuVerdict {
             };
             reasons.push(
                 Reason::new("iommu-off-firmware", None, Severity::Blocker,
-                    tr("The firmware describes no IOMMU (it provides no DMAR, IVRS or IORT table): it is switched off in the firmware setup, or this machine has none."))
+                    tr("The firmware describes no IOMMU (it provides no DMAR, IVRS, VIOT or IORT table): it is switched off in the firmware setup, or this machine has none."))
                 .remedy(remedy),
             );
         } else if vendor == Some("intel") {

@@ -250,11 +250,55 @@ impl HostRoot {
         if self.is_dir(rel) {
             return true;
         }
+        let Ok(fd) = self.open_in(rel, OFlags::PATH) else {
+            return false;
+        };
+        if self.recorder.is_some() {
+            // A regular file is kept whole; anything else (a character device that refuses
+            // reads, a FIFO that would block) only by name.
+            let regular = rustix::fs::fstat(&fd).is_ok_and(|st| {
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+            });
+            if regular {
+                let _ = self.read(rel);
+            } else {
+                self.note(rel, Recorded::Node);
+            }
+        }
+        true
+    }
+
+    /// True when `rel` exists, whatever it is: only its presence is a fact (`/dev/iommu`, a
+    /// module file), so a recording keeps an empty stand-in and nothing is read (a device may
+    /// refuse reads, a FIFO would block, a module is bytes no bug report needs).
+    pub fn present(&self, rel: impl AsRef<Path>) -> bool {
+        let rel = rel.as_ref();
         let found = self.open_in(rel, OFlags::PATH).is_ok();
-        if found && self.recorder.is_some() {
-            let _ = self.read(rel);
+        if found {
+            self.note(rel, Recorded::Node);
         }
         found
+    }
+
+    /// Reads a text file; a recording keeps only the lines `keep` accepts (`proc/iomem`: the
+    /// framebuffers, not where the kernel's code and data lie).
+    pub fn read_string_kept(
+        &self,
+        rel: impl AsRef<Path>,
+        keep: impl Fn(&str) -> bool,
+    ) -> io::Result<String> {
+        let rel = rel.as_ref();
+        let fd = self.open_in(rel, OFlags::RDONLY)?;
+        let text = String::from_utf8_lossy(&read_fd(&fd, rel)?).into_owned();
+        if self.recorder.is_some() {
+            let kept: String = text
+                .lines()
+                .filter(|l| keep(l))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            self.note(rel, Recorded::File(kept.into_bytes()));
+        }
+        Ok(text)
     }
 
     /// True when `rel` is a directory (following links inside the root).

@@ -899,22 +899,35 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
     Ok(p)
 }
 
-/// The CPU's vendor ("intel", "amd") and whether it reports the `hypervisor` flag, from the
-/// The ACPI tables describing an IOMMU ("DMAR", "IVRS", "IORT") among those the firmware
-/// provides; `None` when the table directory cannot be listed. Only the names are facts (the
-/// tables themselves are root's); every name is recorded.
+/// The ACPI tables that can describe an IOMMU — "DMAR" (Intel VT-d), "IVRS" (AMD-Vi), "VIOT"
+/// (virtio-iommu), "IORT" (ARM; it may describe only interrupt translation) — among those the
+/// firmware provides, by signature (a second table of a kind is listed as DMAR2). `None` when
+/// the listing cannot be read or is not a firmware's (it always has DSDT or FACP). Only the
+/// names are facts (the tables themselves are root's); every name is recorded.
 pub fn firmware_iommu_tables(root: &HostRoot) -> Option<Vec<String>> {
-    let tables = root.list_names("sys/firmware/acpi/tables").ok()?;
-    Some(
-        tables
-            .iter()
-            .filter_map(|t| t.to_str())
-            .filter(|t| matches!(*t, "DMAR" | "IVRS" | "IORT"))
-            .map(str::to_string)
-            .collect(),
-    )
+    let names: Vec<String> = root
+        .list_names("sys/firmware/acpi/tables")
+        .ok()?
+        .iter()
+        .filter_map(|t| t.to_str().map(str::to_string))
+        .collect();
+    let signature = |n: &str| n.trim_end_matches(|c: char| c.is_ascii_digit()).to_string();
+    if !names
+        .iter()
+        .any(|n| matches!(signature(n).as_str(), "DSDT" | "FACP"))
+    {
+        return None;
+    }
+    let mut out: Vec<String> = names
+        .iter()
+        .map(|n| signature(n))
+        .filter(|t| matches!(t.as_str(), "DMAR" | "IVRS" | "VIOT" | "IORT"))
+        .collect();
+    out.dedup();
+    Some(out)
 }
 
+/// The CPU's vendor ("intel", "amd") and whether it reports the `hypervisor` flag, from the
 /// first processor in proc/cpuinfo (x86; other architectures name no vendor there).
 pub fn cpuinfo_facts(cpuinfo: &str) -> (Option<String>, bool) {
     let mut vendor = None;

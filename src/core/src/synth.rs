@@ -78,6 +78,9 @@ pub struct DeviceSpec {
     pub d3cold_allowed: Option<bool>,
     #[serde(default)]
     pub power_state: Option<String>,
+    /// `power/control`: "auto" (run-time power management on) or "on".
+    #[serde(default)]
+    pub power_control: Option<String>,
     #[serde(default)]
     pub resizable_bars: Vec<(u8, String)>,
     /// Extra fact: BARs as (index, size, kind) with kind "mem", "mem64-prefetch" or "io".
@@ -118,9 +121,11 @@ pub struct HostSpec {
     /// "builtin", "module" (installed, not loaded), "loaded" (a loaded module) or "missing".
     pub kernel_release: Option<String>,
     pub vfio_pci: Option<String>,
-    /// `/dev/iommu` (iommufd) and the VFIO device files (`sys/class/vfio-dev`) exist.
+    /// `/dev/iommu` (iommufd) exists.
     #[serde(default)]
     pub iommufd: bool,
+    /// A device under `sys/class/vfio-dev` with a `dev` number (true), without one (false).
+    pub vfio_cdev: Option<bool>,
     /// The vendor-reset module is loaded.
     #[serde(default)]
     pub vendor_reset: bool,
@@ -488,6 +493,9 @@ impl MachineSpec {
             if let Some(ps) = &s.power_state {
                 write(root, &dir.join("power_state"), format!("{ps}\n"))?;
             }
+            if let Some(pc) = &s.power_control {
+                write(root, &dir.join("power/control"), format!("{pc}\n"))?;
+            }
             for (i, mask) in &s.resizable_bars {
                 if *i > 5 || mask.is_empty() || !mask.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(bad(&s.bdf, "a resizable BAR is (0–5, a hex mask)"));
@@ -669,12 +677,19 @@ impl MachineSpec {
                 if v { "Y\n" } else { "N\n" },
             )?;
         }
+        let plain = |n: &str| !n.is_empty() && !n.contains('/') && n != "." && n != "..";
         if let Some(tables) = &h.acpi_tables {
             for t in tables {
+                if !plain(t) {
+                    return Err(bad(t, "an ACPI table is a name"));
+                }
                 write(root, &Path::new("sys/firmware/acpi/tables").join(t), "")?;
             }
         }
         let release = h.kernel_release.as_deref().unwrap_or("6.1.0-28-amd64");
+        if !plain(release) {
+            return Err(bad(release, "a kernel release is a name"));
+        }
         if h.kernel_release.is_some() || h.vfio_pci.is_some() {
             write(
                 root,
@@ -686,6 +701,9 @@ impl MachineSpec {
         let ko = Path::new("lib/modules")
             .join(release)
             .join("kernel/drivers/vfio/pci/vfio-pci.ko.xz");
+        let deps = Path::new("lib/modules").join(release).join("modules.dep");
+        let dep_line =
+            "kernel/drivers/vfio/pci/vfio-pci.ko.xz: kernel/drivers/vfio/pci/vfio-pci-core.ko.xz\n";
         match h.vfio_pci.as_deref() {
             Some("builtin") => {
                 // Built in: in sys/module (it has parameters) without an initstate.
@@ -698,19 +716,28 @@ impl MachineSpec {
                     "kernel/drivers/vfio/pci/vfio-pci.ko\n",
                 )?;
             }
-            Some("module") => write(root, &ko, "")?,
+            Some("module") => {
+                write(root, &ko, "")?;
+                write(root, &deps, dep_line)?;
+            }
             Some("loaded") => {
                 write(root, &ko, "")?;
+                write(root, &deps, dep_line)?;
                 write(root, Path::new("sys/module/vfio_pci/initstate"), "live\n")?;
             }
-            Some("missing") | None => {}
+            Some("missing") => write(root, &deps, "kernel/drivers/net/dummy.ko.xz:\n")?,
+            None => {}
             Some(other) => {
                 return Err(bad(other, "vfio_pci is builtin, module, loaded or missing"))
             }
         }
         if h.iommufd {
             write(root, Path::new("dev/iommu"), "")?;
-            write(root, Path::new("sys/class/vfio-dev/vfio0/dev"), "511:0\n")?;
+        }
+        match h.vfio_cdev {
+            Some(true) => write(root, Path::new("sys/class/vfio-dev/vfio0/dev"), "511:0\n")?,
+            Some(false) => std::fs::create_dir_all(root.join("sys/class/vfio-dev/vfio0"))?,
+            None => {}
         }
         if let Some(m) = &h.iomem {
             write(root, Path::new("proc/iomem"), m)?;

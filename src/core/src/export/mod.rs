@@ -111,7 +111,7 @@ impl FromStr for Format {
 /// Knobs that are about the consumer, not the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// QEMU: the iommufd form (`-object iommufd` + `iommufd=`), for QEMU ≥ 8.2 on a kernel
+    /// QEMU: the iommufd form (`-object iommufd` + `iommufd=`), for QEMU ≥ 9.0 on a kernel
     /// with `CONFIG_IOMMUFD`.
     pub iommufd: bool,
     /// libvirt-domain: the domain type (`kvm`; libvirt's test driver wants `test`).

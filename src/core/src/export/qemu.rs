@@ -70,7 +70,7 @@ pub fn args(r: &ResolvedGuest, iommufd: bool, notes: &mut Vec<String>) -> String
         notes,
     );
     if iommufd {
-        out.push_str(&format!("# {}\n", crate::i18n::tr("The iommufd form needs QEMU 8.2 or newer and a kernel with CONFIG_IOMMUFD and CONFIG_VFIO_DEVICE_CDEV.")));
+        out.push_str(&format!("# {}\n", crate::i18n::tr("The iommufd form needs QEMU 9.0 or newer and a kernel with CONFIG_IOMMUFD and CONFIG_VFIO_DEVICE_CDEV.")));
     }
     let n = lines.len();
     for (i, l) in lines.into_iter().enumerate() {
