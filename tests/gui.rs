@@ -299,6 +299,22 @@ impl Session {
         panic!("{kind} {key} never came into the Topology view");
     }
 
+    /// Presses at `from`, moves in steps (GTK starts a drag after a few pixels), releases at
+    /// `to`.
+    fn drag(&self, (x0, y0): (i64, i64), (x1, y1): (i64, i64)) {
+        self.xdotool(&["mousemove", &x0.to_string(), &y0.to_string()]);
+        std::thread::sleep(Duration::from_millis(200));
+        self.xdotool(&["mousedown", "1"]);
+        for i in 1..=20 {
+            let x = x0 + (x1 - x0) * i / 20;
+            let y = y0 + (y1 - y0) * i / 20;
+            self.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        self.xdotool(&["mouseup", "1"]);
+    }
+
     fn click(&self, (x, y): (i64, i64)) {
         self.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
         std::thread::sleep(Duration::from_millis(150));
@@ -380,17 +396,7 @@ fn a_group_dragged_onto_a_guest_with_a_real_pointer_changes_the_plan() {
     // release over the ci-runner guest.
     let (x0, y0) = s.point(&p, "cards", "18", 0.15, 0.2);
     let (x1, y1) = s.point(&p, "guests", "ci-runner", 0.5, 0.5);
-    s.xdotool(&["mousemove", &x0.to_string(), &y0.to_string()]);
-    std::thread::sleep(Duration::from_millis(200));
-    s.xdotool(&["mousedown", "1"]);
-    for i in 1..=20 {
-        let x = x0 + (x1 - x0) * i / 20;
-        let y = y0 + (y1 - y0) * i / 20;
-        s.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
-        std::thread::sleep(Duration::from_millis(40));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    s.xdotool(&["mouseup", "1"]);
+    s.drag((x0, y0), (x1, y1));
     let plan = wait_for("the plan on disk to change", 20, || {
         let plan = s.plan();
         (plan
@@ -849,17 +855,7 @@ fn the_topology_view_draws_group_boxes_that_drag_onto_guests_and_ports_that_say_
     let p = s.scroll_into_view("topo_boxes", "18");
     let (x0, y0) = s.point(&p, "topo_nodes", "0000:09:00.1", 0.5, 0.5);
     let (x1, y1) = s.point(&p, "guests", "ci-runner", 0.5, 0.5);
-    s.xdotool(&["mousemove", &x0.to_string(), &y0.to_string()]);
-    std::thread::sleep(Duration::from_millis(200));
-    s.xdotool(&["mousedown", "1"]);
-    for i in 1..=20 {
-        let x = x0 + (x1 - x0) * i / 20;
-        let y = y0 + (y1 - y0) * i / 20;
-        s.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
-        std::thread::sleep(Duration::from_millis(40));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    s.xdotool(&["mouseup", "1"]);
+    s.drag((x0, y0), (x1, y1));
     wait_for("the plan on disk to change", 20, || {
         (s.plan()
             .holder(passage_core::GroupId(18))

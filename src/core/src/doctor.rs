@@ -9,7 +9,7 @@
 //! wrong claim.
 
 use crate::address::PciAddress;
-use crate::explain::{self, Reason, Severity};
+use crate::explain::{self, name as label, Reason, Severity};
 use crate::host::HostRoot;
 use crate::i18n::{tr, trf};
 use crate::model::{Device, Hex16, Host};
@@ -280,7 +280,8 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
             Some(root.present(Path::new("sys/class/vfio-dev").join(first).join("dev")))
         }),
         vendor_reset: root.is_dir("sys/module/vendor_reset"),
-        firmware_iommu_tables: crate::scan::firmware_iommu_tables(root),
+        // Listed once, by the scan.
+        firmware_iommu_tables: host.platform.firmware_iommu_tables.clone(),
         devices: host
             .devices
             .values()
@@ -362,10 +363,6 @@ pub fn amd_reset_bug(vendor: Hex16, device: Hex16) -> Option<&'static str> {
         .iter()
         .find(|(_, ids)| ids.contains(&device.0))
         .map(|(name, _)| *name)
-}
-
-fn label(d: &Device) -> String {
-    format!("{} ({})", d.address, d.display_name())
 }
 
 /// Everything the doctor says about this host, most serious first within each topic.
@@ -690,11 +687,8 @@ fn reason(
     remedy: Option<String>,
 ) -> Reason {
     Reason {
-        code: code.to_string(),
-        device,
-        severity,
-        message,
         remedy,
+        ..Reason::new(code, device, severity, message)
     }
 }
 

@@ -66,7 +66,12 @@ pub struct Reason {
 }
 
 impl Reason {
-    fn new(code: &str, device: Option<PciAddress>, severity: Severity, message: String) -> Self {
+    pub(crate) fn new(
+        code: &str,
+        device: Option<PciAddress>,
+        severity: Severity,
+        message: String,
+    ) -> Self {
         Self {
             code: code.to_string(),
             device,
@@ -75,7 +80,7 @@ impl Reason {
             remedy: None,
         }
     }
-    fn remedy(mut self, r: String) -> Self {
+    pub(crate) fn remedy(mut self, r: String) -> Self {
         self.remedy = Some(r);
         self
     }
@@ -111,7 +116,8 @@ pub struct GroupVerdict {
     pub reasons: Vec<Reason>,
 }
 
-fn name(d: &Device) -> String {
+/// How sentences name a device: "0000:0b:00.0 (NVIDIA GA102 [GeForce RTX 3080])".
+pub(crate) fn name(d: &Device) -> String {
     format!("{} ({})", d.address, d.display_name())
 }
 

@@ -904,7 +904,7 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
 /// firmware provides, by signature (a second table of a kind is listed as DMAR2). `None` when
 /// the listing cannot be read or is not a firmware's (it always has DSDT or FACP). Only the
 /// names are facts (the tables themselves are root's); every name is recorded.
-pub fn firmware_iommu_tables(root: &HostRoot) -> Option<Vec<String>> {
+fn firmware_iommu_tables(root: &HostRoot) -> Option<Vec<String>> {
     let names: Vec<String> = root
         .list_names("sys/firmware/acpi/tables")
         .ok()?

@@ -752,7 +752,7 @@ fn place(clusters: &mut Vec<Cluster>, c: usize, x: f64, y: f64, width: &mut f64)
             let frame = start(clusters, child, cx, cy, width);
             stack.push(frame);
         } else {
-            let f = stack.pop().expect("a frame");
+            let Some(f) = stack.pop() else { break };
             let own = clusters[f.c].h;
             let band = if clusters[f.c].children.is_empty() {
                 own
@@ -841,7 +841,7 @@ fn device_node(d: &Device, below: &HashMap<PciAddress, Vec<&Device>>, iommu: boo
         Role::Endpoint
     };
     let note = if d.is_bridge() {
-        port_note_with(
+        port_note(
             d,
             below.get(&d.address).map(Vec::as_slice).unwrap_or(&[]),
             iommu,
@@ -944,17 +944,6 @@ fn fold_node(host: &Host, pf: PciAddress, vfs: &[PciAddress]) -> Node {
     }
 }
 
-/// Why a port or bridge does or does not isolate the devices below it, from the kernel's
-/// groups (what is decided) and the port's ACS (the usual reason).
-pub fn port_note(host: &Host, b: &Device, iommu: bool) -> String {
-    let below: Vec<&Device> = host
-        .devices
-        .values()
-        .filter(|d| d.bridges.contains(&b.address))
-        .collect();
-    port_note_with(b, &below, iommu)
-}
-
 /// Every bridge's devices below it, in one pass over the host (a port's note needs them; asking
 /// the whole host again for each port would make drawing quadratic).
 fn below_each(host: &Host) -> HashMap<PciAddress, Vec<&Device>> {
@@ -967,8 +956,10 @@ fn below_each(host: &Host) -> HashMap<PciAddress, Vec<&Device>> {
     out
 }
 
-fn port_note_with(b: &Device, below: &[&Device], iommu: bool) -> String {
-    let name = format!("{} ({})", b.address, b.display_name());
+/// Why a port or bridge does or does not isolate the devices below it, from the kernel's
+/// groups (what is decided) and the port's ACS (the usual reason).
+fn port_note(b: &Device, below: &[&Device], iommu: bool) -> String {
+    let name = crate::explain::name(b);
     if !iommu {
         return trf(
             "{port}: the IOMMU is off, so nothing is isolated and there are no groups.",

@@ -85,3 +85,10 @@ where
 pub fn load_plan(cli: &Cli, path: Option<&Path>) -> Result<(plan::Plan, Option<PathBuf>), Failure> {
     Ok(PlanSource::choose(path, cli.demo).open()?.exact()?)
 }
+
+/// Asked for a group where the IOMMU is off: the same sentence from every subcommand.
+pub fn no_groups() -> Failure {
+    Failure(passage_core::i18n::tr(
+        "there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)",
+    ))
+}

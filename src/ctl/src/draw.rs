@@ -23,9 +23,7 @@ pub fn run(
     let src = open_source(cli)?;
     let host = scan::scan(src.root())?;
     if !wanted.is_empty() && !host.iommu_enabled() {
-        return Err(Failure(tr(
-            "there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)",
-        )));
+        return Err(crate::common::no_groups());
     }
     for g in &wanted {
         let Some(group) = host.groups.get(g) else {

@@ -3,7 +3,6 @@
 use crate::common::{json, open_source, print};
 use crate::Failure;
 use passage_core::cli::ctl::Cli;
-use passage_core::i18n::tr;
 use passage_core::{report, scan, Target};
 
 pub fn run(cli: &Cli, target: &str, as_json: bool) -> Result<u8, Failure> {
@@ -17,9 +16,7 @@ pub fn run(cli: &Cli, target: &str, as_json: bool) -> Result<u8, Failure> {
     };
     if let Target::Group(_) = t {
         if !host.iommu_enabled() {
-            return Err(Failure(tr(
-                "there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)",
-            )));
+            return Err(crate::common::no_groups());
         }
     }
     let e = report::explanation(&host, t)?;

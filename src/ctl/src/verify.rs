@@ -20,9 +20,7 @@ pub fn run(cli: &Cli, group: &str, as_json: bool) -> Result<u8, Failure> {
         let root = HostRoot::open("/")?;
         let host = scan::scan(&root)?;
         if !host.iommu_enabled() {
-            return Err(Failure(tr(
-                "there are no IOMMU groups on this host: the IOMMU is off (see “passagectl list”)",
-            )));
+            return Err(crate::common::no_groups());
         }
         vfio::verify(&host, id, Path::new("/dev"), Path::new("/proc"))?
     } else {
