@@ -265,36 +265,62 @@ pub async fn connect() -> Result<HelperProxy<'static>, HelperError> {
         .await?)
 }
 
+/// Why Apply cannot reach the helper, told apart so the app can say each in its own words
+/// (and keep the bus's own error for a bug report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreachable {
+    /// No system bus to connect to (a container, a minimal VM): the bus's error.
+    NoSystemBus(String),
+    /// The bus runs, but nothing owns or can activate the helper's name.
+    NotInstalled,
+    /// Something else went wrong asking the bus: its error.
+    Failed(String),
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use passage_core::i18n::{tr, trf};
+        match self {
+            Self::NoSystemBus(e) => f.write_str(&trf(
+                "There is no system bus here ({error}), so Apply cannot reach the Passage helper.",
+                &[("error", e)],
+            )),
+            Self::NotInstalled => f.write_str(&tr("The Passage helper is not installed, so Apply cannot claim groups (plans and exports work without it). Install it with “make install”, or your distribution's passage package.")),
+            Self::Failed(e) => f.write_str(&trf(
+                "The system bus did not say whether the Passage helper is installed: {error}",
+                &[("error", e)],
+            )),
+        }
+    }
+}
+
 /// Whether Apply can reach the helper: it runs now, or D-Bus starts it on the first call
-/// (its activation file is installed). `Err` says in words what is missing and what to do.
-/// Asks the bus daemon only, so it never starts the helper.
-pub fn helper_reachable() -> Result<(), String> {
+/// (its activation file is installed). Asks the bus daemon only, so it never starts the helper.
+pub fn helper_reachable() -> Result<(), Unreachable> {
+    let failed = |e: &dyn std::fmt::Display| Unreachable::Failed(e.to_string());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     rt.block_on(async {
-        let conn = zbus::Connection::system().await.map_err(|e| {
-            passage_core::i18n::trf(
-                "There is no system bus here ({error}), so Apply cannot reach the Passage helper.",
-                &[("error", &e.to_string())],
-            )
-        })?;
+        let conn = zbus::Connection::system()
+            .await
+            .map_err(|e| Unreachable::NoSystemBus(e.to_string()))?;
         let bus = zbus::fdo::DBusProxy::new(&conn)
             .await
-            .map_err(|e| e.to_string())?;
-        let name = zbus::names::BusName::try_from(names::BUS_NAME).map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
+        let name = zbus::names::BusName::try_from(names::BUS_NAME).map_err(|e| failed(&e))?;
         if bus.name_has_owner(name).await.unwrap_or(false) {
             return Ok(());
         }
         let activatable = bus
             .list_activatable_names()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
         if activatable.iter().any(|n| n.as_str() == names::BUS_NAME) {
             Ok(())
         } else {
-            Err(passage_core::i18n::tr("The Passage helper is not installed, so Apply cannot claim groups (plans and exports work without it). Install it with “make install”, or your distribution's passage package."))
+            Err(Unreachable::NotInstalled)
         }
     })
 }

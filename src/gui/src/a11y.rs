@@ -30,3 +30,12 @@ pub fn accessible_label(w: &impl IsA<gtk::Widget>, label: &str) {
         );
     }
 }
+
+/// Names a drop-down for screen readers: the drop-down and the button inside it that takes the
+/// focus (GTK 4.8 leaves that one named after its type, "GtkToggleButton").
+pub fn label_dropdown(dd: &gtk::DropDown, label: &str) {
+    accessible_label(dd, label);
+    if let Some(button) = dd.first_child() {
+        accessible_label(&button, label);
+    }
+}

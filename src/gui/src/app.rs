@@ -12,15 +12,18 @@ use crate::dialogs::{
     ExportInit, MenuChoice, WhyDialog, WhyInit,
 };
 use crate::guests::{self, GuestPane, GuestsInit, GuestsInput, GuestsOutput};
-use crate::header::{self, Header, HeaderInit, HeaderOutput};
+use crate::header::{self, Header, HeaderInit, HeaderInput, HeaderOutput};
 use crate::hostlist::HostList;
 use crate::load::{self, Loaded};
 use crate::memory::{give_back_freed_memory, rss_kib};
+use crate::notices::{self, Troubles};
 use crate::registry::Registry;
-use crate::status::{self, Said, Status, StatusInit, StatusInput};
+use crate::status::{self, Status, StatusInit, StatusInput};
+use crate::toasts::{Offer, Said, Toaster};
 use crate::topology::{TopoMsg, TopologyView};
 use crate::{events, probe, settings, Options};
-use gtk::prelude::*;
+use gtk::gio;
+use adw::prelude::*;
 use passage_core::apply::{Done, Outcome};
 use passage_core::demo::Source;
 use passage_core::i18n::{tr, trf};
@@ -52,8 +55,26 @@ pub struct App {
     filter: Filter,
     /// The last refusal per guest, shown at the drop.
     refusals: BTreeMap<String, String>,
-    /// What the banner says besides the IOMMU (what could not be read).
-    notes: Vec<String>,
+    /// What the last reading could not do (helper, libvirt, plan, sandbox): notices in words.
+    troubles: Troubles,
+    /// Plan edits to take back (newest last) and taken back to do again.
+    undo: Vec<Edit>,
+    redo: Vec<Edit>,
+    /// The window's Undo and Redo (enabled while there is something to take back or redo).
+    undo_action: gio::SimpleAction,
+    redo_action: gio::SimpleAction,
+    /// What edits, saves and refusals say: toasts, and the screen reader's status line.
+    toaster: Toaster,
+    /// The host list and guests ("host"), or a page in their place ("empty").
+    main: gtk::Stack,
+    /// Where the page in place of the host list goes.
+    empty: adw::Bin,
+    /// The host list (start) and the guests (end).
+    paned: gtk::Paned,
+    /// The window is narrower than both panes need: one shown at a time.
+    narrow: bool,
+    /// In a narrow window: the guests instead of the host list.
+    show_guests: gtk::ToggleButton,
     hosts: HostList,
     /// The list and the Topology view, one shown at a time.
     pages: gtk::Stack,
@@ -73,6 +94,18 @@ pub struct App {
     registry: Registry,
     probe: Option<probe::Probe>,
 }
+
+/// One plan edit: the plan before it, and what it did in words ("Group 19 is planned for …").
+struct Edit {
+    before: Plan,
+    what: String,
+}
+
+/// How many edits Undo reaches back (a plan is small; a day of edits is not a hundred).
+const UNDO_DEPTH: usize = 100;
+
+/// Below this width the host list and the guests take turns (the window's adaptive layout).
+const NARROW: i32 = 700;
 
 /// The dialog open last of each kind (a new one replaces it).
 #[derive(Default)]
@@ -117,6 +150,22 @@ pub enum AppInput {
     Topology(TopoMsg),
     /// Device events came in while the Topology view was shown: lay it out once for all.
     TopologyDue,
+    /// A guest's groups claimed while it runs, or kept on vfio-pci.
+    Lifecycle(String, plan::Lifecycle),
+    /// Ctrl+Z: the last plan edit taken back.
+    Undo,
+    /// Ctrl+Shift+Z: the last edit taken back done again.
+    Redo,
+    /// The window's width changed (the layout adapts below [`NARROW`]).
+    Width(i32),
+    /// In a narrow window: the header's Guests button toggled (guests or the host list).
+    ShowGuests,
+    /// "Open the Demo Host" from a page that says this host has nothing to show.
+    OpenDemo,
+    /// The About window.
+    About,
+    /// Ctrl+F: to the search field.
+    Search,
 }
 
 /// What runs off the main loop reports.
@@ -124,8 +173,9 @@ pub enum AppInput {
 pub enum AppCommand {
     /// The host, plan and guests read (or why not).
     Loaded(Box<Result<Loaded, String>>),
-    /// A device event, and when it arrived (for the probe's latency figure).
-    Event(DeviceEvent, Instant),
+    /// A device event, when it arrived (for the probe's latency figure), and whether it came
+    /// from this machine's kernel (rather than the probe's FIFO).
+    Event(DeviceEvent, Instant, bool),
     /// One step of Apply done.
     Progress(Done),
     /// Apply is over.
@@ -141,17 +191,14 @@ impl Component for App {
 
     view! {
         #[root]
-        gtk::ApplicationWindow {
+        adw::ApplicationWindow {
             set_title: Some(&tr("Passage")),
-            set_default_size: (1180, 760),
-            set_titlebar: Some(model.header.widget()),
-            #[name = "paned"]
-            gtk::Paned {
-                set_orientation: gtk::Orientation::Horizontal,
-                set_start_child: Some(model.status.widget()),
-                set_end_child: Some(model.guests.widget()),
-                set_position: 760,
-                set_shrink_start_child: false,
+            set_default_size: (1180, 820),
+            #[wrap(Some)]
+            set_content = &gtk::Box {
+                set_orientation: gtk::Orientation::Vertical,
+                append: model.header.widget(),
+                append: model.toaster.widget(),
             },
         }
     }
@@ -187,11 +234,14 @@ impl Component for App {
         };
         let topology = TopologyView::new(emit, topo_emit, registry.clone());
         let pages = gtk::Stack::new();
+        // Each view's own minimum width, not the widest one's (a narrow window shows the list).
+        pages.set_hhomogeneous(false);
         pages.add_named(hosts.widget(), Some("list"));
         pages.add_named(topology.widget(), Some("topology"));
         pages.set_visible_child_name("list");
         header
-            .widget()
+            .model()
+            .bar
             .pack_start(&view_switch(&registry, sender.input_sender()));
         let status = Status::builder()
             .launch(StatusInit {
@@ -206,8 +256,36 @@ impl Component for App {
             .forward(sender.input_sender(), |o| match o {
                 GuestsOutput::Assign { group, guest } => AppInput::Assign { group, guest },
                 GuestsOutput::Unassign(g) => AppInput::Unassign(g),
+                GuestsOutput::Lifecycle(guest, l) => AppInput::Lifecycle(guest, l),
             });
-        let probe = probe::Probe::from_env(&root, registry.clone());
+        let paned = gtk::Paned::new(gtk::Orientation::Horizontal);
+        paned.set_start_child(Some(status.widget()));
+        paned.set_end_child(Some(guests.widget()));
+        paned.set_position(760);
+        paned.set_shrink_start_child(false);
+        // The guests may be cut while the window narrows towards NARROW, where they fold away:
+        // their minimum must not hold the window wide.
+        paned.set_shrink_end_child(true);
+        let empty = adw::Bin::new();
+        let main = gtk::Stack::new();
+        main.set_hhomogeneous(false);
+        main.add_named(&paned, Some("host"));
+        main.add_named(&empty, Some("empty"));
+        main.set_visible_child_name("host");
+        let toaster = Toaster::new(&main, registry.texts.clone());
+        let show_guests = gtk::ToggleButton::with_label(&tr("Guests"));
+        show_guests.set_visible(false);
+        show_guests.set_tooltip_text(Some(&tr(
+            "Show the guests instead of the host's groups (the window is too narrow for both)",
+        )));
+        {
+            let s = sender.input_sender().clone();
+            show_guests.connect_toggled(move |_| s.emit(AppInput::ShowGuests));
+        }
+        crate::registry::enter(&registry.buttons, "show-guests".into(), show_guests.upcast_ref());
+        header.model().bar.pack_end(&show_guests);
+        let (undo_action, redo_action) = window_actions(&root, sender.input_sender());
+        let probe = probe::Probe::from_env(root.upcast_ref(), registry.clone());
         let plan_path = opts
             .plan
             .clone()
@@ -230,7 +308,17 @@ impl Component for App {
                 ..Default::default()
             },
             refusals: BTreeMap::new(),
-            notes: Vec::new(),
+            troubles: Troubles::default(),
+            undo: Vec::new(),
+            redo: Vec::new(),
+            undo_action,
+            redo_action,
+            toaster,
+            main,
+            empty,
+            paned,
+            narrow: false,
+            show_guests,
             hosts,
             pages,
             topology,
@@ -247,8 +335,15 @@ impl Component for App {
         };
         let widgets = view_output!();
         // Where the person left the window and the divider last time.
-        settings::restore_window(settings.as_ref(), &root, &widgets.paned);
-        settings::remember_on_close(settings.as_ref(), &root, &widgets.paned);
+        settings::restore_window(settings.as_ref(), root.upcast_ref(), &model.paned);
+        settings::remember_on_close(settings.as_ref(), root.upcast_ref(), &model.paned);
+        root.set_help_overlay(Some(&crate::shortcuts::window()));
+        {
+            // GTK updates the default width as the person resizes the window.
+            let s = sender.input_sender().clone();
+            root.connect_default_width_notify(move |w| s.emit(AppInput::Width(w.default_width())));
+            sender.input(AppInput::Width(root.default_width()));
+        }
         // The host has been read since the process started (load::start): its result comes
         // in as a command, off the main loop.
         sender.spawn_oneshot_command(move || {
@@ -286,13 +381,66 @@ impl Component for App {
                 CardMsg::Why(g) => self.open_why(g, root),
                 CardMsg::Choose(g) => self.open_assign(g, root, &sender),
                 CardMsg::Expanded(g, on) => self.hosts.set_expanded(g, on),
-                CardMsg::SetVisible(a, on) => self.edit(move |p, _| p.set_visible(a, on)),
+                CardMsg::SetVisible(a, on) => {
+                    let what = if on {
+                        trf("{device} is shown to the guest.", &[("device", &a.to_string())])
+                    } else {
+                        trf(
+                            "{device} is hidden from the guest.",
+                            &[("device", &a.to_string())],
+                        )
+                    };
+                    self.edit(what, move |p, _| p.set_visible(a, on))
+                }
                 CardMsg::SetAddress(a, text) => self.set_address(a, &text),
             },
             AppInput::Assign { group, guest } => self.assign(group, guest),
-            AppInput::Unassign(g) => self.edit(move |p, _| p.unassign(g).map(|_| ())),
+            AppInput::Unassign(g) => self.edit(
+                trf("Group {id} is out of the plan.", &[("id", &g.to_string())]),
+                move |p, _| p.unassign(g).map(|_| ()),
+            ),
+            AppInput::Lifecycle(guest, l) => {
+                let what = match l {
+                    plan::Lifecycle::Kept => trf(
+                        "{guest}'s groups are claimed by Apply and stay on vfio-pci.",
+                        &[("guest", &guest)],
+                    ),
+                    plan::Lifecycle::OnStart => trf(
+                        "{guest}'s groups are claimed when it starts and given back when it stops.",
+                        &[("guest", &guest)],
+                    ),
+                };
+                self.edit(what, move |p, _| p.set_lifecycle(&guest, l))
+            }
+            AppInput::Undo => self.undo(),
+            AppInput::Redo => self.redo(),
+            AppInput::Width(w) => {
+                let narrow = w > 0 && w < NARROW;
+                if narrow != self.narrow {
+                    self.narrow = narrow;
+                    self.header.sender().emit(HeaderInput::Narrow(narrow));
+                    self.show_guests.set_visible(narrow);
+                    self.show_panes();
+                }
+            }
+            AppInput::ShowGuests => self.show_panes(),
+            AppInput::OpenDemo => self.open_demo(&sender),
+            AppInput::About => crate::shortcuts::about(root.upcast_ref()),
+            AppInput::Search => self.header.sender().emit(HeaderInput::Search),
             AppInput::Why(g) => self.open_why(g, root),
             AppInput::ShowTopology(on) => {
+                // From Ctrl+1/Ctrl+2 too: the header's switch shows which view is on.
+                let key = if on { "view-topology" } else { "view-list" };
+                if let Some(t) = self
+                    .registry
+                    .buttons
+                    .borrow()
+                    .get(key)
+                    .and_then(|b| b.upgrade())
+                    .and_then(|b| b.downcast::<gtk::ToggleButton>().ok())
+                {
+                    t.set_active(true);
+                }
                 if on {
                     if let Some(p) = &self.probe {
                         p.topology_asked(Instant::now());
@@ -325,10 +473,14 @@ impl Component for App {
     fn update_cmd(&mut self, cmd: AppCommand, sender: ComponentSender<Self>, _root: &Self::Root) {
         match cmd {
             AppCommand::Loaded(r) => self.loaded(*r, &sender),
-            AppCommand::Event(ev, at) => {
+            AppCommand::Event(ev, at, kernel) => {
                 let (Some(host), Some(src)) = (&mut self.host, &self.source) else {
                     return;
                 };
+                // This machine's kernel says nothing about the demo host opened in its place.
+                if kernel && self.opts.demo {
+                    return;
+                }
                 // One device and its group re-read, never the whole host; one card redrawn.
                 let Ok(u) = passage_core::watch::apply(host, src.root(), &ev) else {
                     return;
@@ -350,6 +502,11 @@ impl Component for App {
                 }
             }
             AppCommand::Applied(r) => {
+                self.toaster.announce(&match r.as_ref() {
+                    Ok(o) if o.ok() => tr("Done: the plan is applied."),
+                    Ok(_) => tr("Not applied: see Apply's window for what was given back."),
+                    Err(e) => e.clone(),
+                });
                 if let Some(a) = &self.dialogs.apply {
                     a.sender().emit(ApplyInput::Finished(*r));
                 }
@@ -368,24 +525,36 @@ impl App {
         let l = match r {
             Ok(l) => l,
             Err(e) => {
-                self.status.sender().emit(StatusInput::Banner(trf(
-                    "Passage could not read this host: {why}",
-                    &[("why", &e)],
-                )));
+                let s = self.input.clone();
+                self.empty
+                    .set_child(Some(&notices::unreadable_page(&e, move || {
+                        s.emit(AppInput::OpenDemo)
+                    })));
+                self.set_page("unreadable");
                 return;
             }
         };
-        self.notes.clear();
-        self.notes.extend(
-            l.libvirt_note
-                .map(|n| trf("No libvirt guests: {why}", &[("why", &n)])),
-        );
-        self.notes.extend(l.plan_note);
-        self.notes.extend(l.sandbox_note);
-        self.notes.extend(l.helper_note);
+        self.troubles = Troubles {
+            helper: l.helper_note,
+            libvirt: l.libvirt_note,
+            plan: l.plan_note,
+            sandbox: l.sandbox_note,
+        };
         self.plan = l.plan;
         self.known = l.known;
         self.holders = l.holders;
+        // No group at all (the IOMMU off): a page that says why and what to do in place of
+        // an empty list.
+        if l.host.groups.is_empty() {
+            let s = self.input.clone();
+            self.empty
+                .set_child(Some(&notices::no_groups_page(&l.host, move || {
+                    s.emit(AppInput::OpenDemo)
+                })));
+            self.set_page("no-groups");
+        } else {
+            self.set_page("host");
+        }
         self.host = Some(l.host);
         self.source = Some(l.source);
         self.hosts.set_sections(l.sections);
@@ -400,7 +569,9 @@ impl App {
         let live = !self.opts.demo && self.opts.root.is_none();
         if live && !self.following {
             sender.spawn_command(|out| {
-                events::follow_kernel(|ev| out.send(AppCommand::Event(ev, Instant::now())).is_ok())
+                events::follow_kernel(|ev| {
+                    out.send(AppCommand::Event(ev, Instant::now(), true)).is_ok()
+                })
             });
         }
         if let Some(p) = &self.probe {
@@ -411,7 +582,7 @@ impl App {
         if let Some(path) = probe::Probe::events_path().filter(|_| !self.following) {
             sender.spawn_command(move |out| {
                 events::follow_fifo(&path, |ev| {
-                    out.send(AppCommand::Event(ev, Instant::now())).is_ok()
+                    out.send(AppCommand::Event(ev, Instant::now(), false)).is_ok()
                 })
             });
         }
@@ -478,22 +649,20 @@ impl App {
             return;
         };
         let status = self.status.sender();
-        status.emit(StatusInput::Banner(status::banner_text(host, &self.notes)));
+        status.emit(StatusInput::Notices(notices::notices(host, &self.troubles)));
         status.emit(StatusInput::Summary(status::summary_line(host, &self.plan)));
-        self.guests.sender().emit(GuestsInput::Show(guests::entries(
-            Some(host),
-            &self.plan,
-            &self.known,
-            &self.refusals,
-        )));
+        self.guests.sender().emit(GuestsInput::Show {
+            entries: guests::entries(Some(host), &self.plan, &self.known, &self.refusals),
+            no_bus: self.troubles.no_bus(),
+        });
         if let Some(p) = &self.probe {
             p.set_plan(self.plan.to_json());
         }
     }
 
-    /// Says what an edit or a save came to, until the next one.
-    fn say(&self, said: Option<Said>) {
-        self.status.sender().emit(StatusInput::Said(said));
+    /// Says what an edit, a save or a refusal came to, in a toast (and to screen readers).
+    fn say(&self, said: &Said, offer: Offer) {
+        self.toaster.say(said, offer);
     }
 
     /// Writes the plan to its file; why not, when it could not be.
@@ -504,60 +673,188 @@ impl App {
             .map(|e| Said::error(e.to_string()))
     }
 
-    /// An edit the plan takes only if it adds no error; then saved. A refusal or a failed save
-    /// stays on the status line until the next edit.
-    fn edit(&mut self, edit: impl FnOnce(&mut Plan, &Host) -> Result<(), plan::PlanError>) {
+    /// An edit the plan takes only if it adds no error; then saved, said with Undo. A refusal
+    /// or a failed save stays in its toast until the next one.
+    fn edit(
+        &mut self,
+        what: String,
+        edit: impl FnOnce(&mut Plan, &Host) -> Result<(), plan::PlanError>,
+    ) {
         let Some(host) = self.host.clone() else {
             return;
         };
-        let said = match self.plan.try_edit(&host, |p| edit(p, &host)) {
-            Ok(_) => self.save(),
-            Err(e) => Some(Said::error(e.to_string())),
-        };
-        self.say(said);
+        let before = self.plan.clone();
+        match self.plan.try_edit(&host, |p| edit(p, &host)) {
+            Ok(_) => self.done(before, what),
+            Err(e) => self.say(&Said::error(e.to_string()), Offer::Nothing),
+        }
         self.refresh();
     }
 
+    /// An edit went through: kept for Undo (unless it changed nothing), saved, said.
+    fn done(&mut self, before: Plan, what: String) {
+        if before == self.plan {
+            self.say(&Said::news(what), Offer::Nothing);
+            return;
+        }
+        self.undo.push(Edit {
+            before,
+            what: what.clone(),
+        });
+        if self.undo.len() > UNDO_DEPTH {
+            self.undo.remove(0);
+        }
+        self.redo.clear();
+        self.update_actions();
+        let said = self.save().unwrap_or_else(|| Said::news(what));
+        self.say(&said, Offer::Undo);
+    }
+
+    /// Ctrl+Z: the plan as it was before the last edit, saved; Redo offered.
+    fn undo(&mut self) {
+        let Some(e) = self.undo.pop() else {
+            return;
+        };
+        let after = std::mem::replace(&mut self.plan, e.before);
+        let said = self.save().unwrap_or_else(|| {
+            Said::news(trf("Undone: {what}", &[("what", &e.what)]))
+        });
+        self.redo.push(Edit {
+            before: after,
+            what: e.what,
+        });
+        self.update_actions();
+        self.say(&said, Offer::Redo);
+        self.refresh();
+    }
+
+    /// Ctrl+Shift+Z: the last edit taken back done again.
+    fn redo(&mut self) {
+        let Some(e) = self.redo.pop() else {
+            return;
+        };
+        let before = std::mem::replace(&mut self.plan, e.before);
+        let said = self.save().unwrap_or_else(|| Said::news(e.what.clone()));
+        self.undo.push(Edit {
+            before,
+            what: e.what,
+        });
+        self.update_actions();
+        self.say(&said, Offer::Undo);
+        self.refresh();
+    }
+
+    fn update_actions(&self) {
+        self.undo_action.set_enabled(!self.undo.is_empty());
+        self.redo_action.set_enabled(!self.redo.is_empty());
+        self.registry.texts.borrow_mut().insert(
+            "undo".into(),
+            format!("{} {}", self.undo.len(), self.redo.len()),
+        );
+    }
+
     /// A group dropped on (or chosen for) a guest: planned, or refused with the reason shown
-    /// at the guest and on the status line.
+    /// at the guest and in a toast (and the plan left as it was).
     fn assign(&mut self, group: GroupId, guest: String) {
         let Some(host) = self.host.clone() else {
             return;
         };
+        let before = self.plan.clone();
         if self.plan.guest(&guest).is_none() {
             if let Some(g) = self.known.iter().find(|k| k.name == guest).cloned() {
                 let _ = self.plan.add_guest(g);
             }
         }
-        let said = match view::drop_on(&mut self.plan, &host, group, &guest) {
+        match view::drop_on(&mut self.plan, &host, group, &guest) {
             Ok(_) => {
                 self.refusals.remove(&guest);
-                self.save().or_else(|| {
-                    Some(Said::news(trf(
-                        "Group {id} is planned for {guest}; press Apply to claim it.",
-                        &[("id", &group.to_string()), ("guest", &guest)],
-                    )))
-                })
+                let what = trf(
+                    "Group {id} is planned for {guest}; press Apply to claim it.",
+                    &[("id", &group.to_string()), ("guest", &guest)],
+                );
+                self.done(before, what);
             }
             Err(e) => {
+                self.plan = before;
                 self.refusals.insert(guest, e.to_string());
-                Some(Said::error(e.to_string()))
+                self.say(&Said::error(e.to_string()), Offer::Nothing);
             }
-        };
-        self.say(said);
+        }
         self.refresh();
+    }
+
+    /// Which page the main area shows: "host" (the list and guests) or a page in their place
+    /// ("no-groups", "unreadable").
+    fn set_page(&self, name: &str) {
+        self.main
+            .set_visible_child_name(if name == "host" { "host" } else { "empty" });
+        self.registry
+            .texts
+            .borrow_mut()
+            .insert("page".into(), name.to_string());
+    }
+
+    /// Both panes side by side, or in a narrow window one at a time (the header's Guests
+    /// button chooses which; "Assign to…" on a group reaches every guest either way).
+    fn show_panes(&self) {
+        let guests = self.narrow && self.show_guests.is_active();
+        self.status.widget().set_visible(!guests);
+        self.guests.widget().set_visible(!self.narrow || guests);
+        // One pane alone takes the width whatever the divider's place.
+        self.paned.set_shrink_start_child(self.narrow);
+        self.registry.texts.borrow_mut().insert(
+            "layout".into(),
+            match (self.narrow, guests) {
+                (false, _) => "both",
+                (true, false) => "host",
+                (true, true) => "guests",
+            }
+            .into(),
+        );
+    }
+
+    /// The bundled demo host in place of this one (which has nothing to show): its guests and
+    /// its plan kept in memory, nothing on this machine touched.
+    fn open_demo(&mut self, sender: &ComponentSender<Self>) {
+        self.opts.demo = true;
+        self.opts.root = None;
+        self.opts.plan = None;
+        self.plan_path = None;
+        self.undo.clear();
+        self.redo.clear();
+        self.refusals.clear();
+        self.update_actions();
+        if let Some(p) = &self.probe {
+            p.set_plan_path(None);
+        }
+        self.header
+            .sender()
+            .emit(HeaderInput::Subtitle(header::subtitle(&self.opts)));
+        let o = self.opts.clone();
+        sender.spawn_oneshot_command(move || AppCommand::Loaded(Box::new(load::load(&o))));
     }
 
     /// A device's guest address as typed: empty or "auto" lets Passage place it.
     fn set_address(&mut self, a: PciAddress, text: &str) {
         let text = text.trim();
+        let device = a.to_string();
         if text.is_empty() || text == "auto" {
-            self.edit(move |p, _| p.set_guest_address(a, None));
+            let what = trf(
+                "Passage places {device} in the guest.",
+                &[("device", &device)],
+            );
+            self.edit(what, move |p, _| p.set_guest_address(a, None));
             return;
         }
         match text.parse::<plan::GuestAddress>() {
-            Ok(at) => self.edit(move |p, _| p.set_guest_address(a, Some(at))),
-            Err(e) => self.say(Some(Said::error(e.to_string()))),
+            Ok(at) => {
+                let what = trf(
+                    "{device} will be at {address} in the guest.",
+                    &[("device", &device), ("address", &at.to_string())],
+                );
+                self.edit(what, move |p, _| p.set_guest_address(a, Some(at)))
+            }
+            Err(e) => self.say(&Said::error(e.to_string()), Offer::Nothing),
         }
     }
 
@@ -601,7 +898,7 @@ impl App {
     fn open_assign(
         &mut self,
         g: GroupId,
-        root: &gtk::ApplicationWindow,
+        root: &adw::ApplicationWindow,
         sender: &ComponentSender<Self>,
     ) {
         let dlg = AssignDialog::builder()
@@ -622,7 +919,7 @@ impl App {
     }
 
     /// "Why?" for a group.
-    fn open_why(&mut self, g: GroupId, root: &gtk::ApplicationWindow) {
+    fn open_why(&mut self, g: GroupId, root: &adw::ApplicationWindow) {
         let Some(why) = self.host.as_ref().and_then(|h| view::why(h, g)) else {
             return;
         };
@@ -640,7 +937,7 @@ impl App {
     }
 
     /// Export's window, over the plan as it is now.
-    fn open_export(&mut self, root: &gtk::ApplicationWindow) {
+    fn open_export(&mut self, root: &adw::ApplicationWindow) {
         let Some(host) = &self.host else {
             return;
         };
@@ -659,25 +956,32 @@ impl App {
     }
 
     /// Apply: the steps shown, then run through the helper off the main loop.
-    fn apply(&mut self, root: &gtk::ApplicationWindow, sender: &ComponentSender<Self>) {
+    fn apply(&mut self, root: &adw::ApplicationWindow, sender: &ComponentSender<Self>) {
         let Some(host) = self.host.clone() else {
             return;
         };
         if self.opts.demo {
-            self.say(Some(Said::news(tr("This is the demo host, not this machine: nothing to apply. Export the plan to see what it would write."))));
+            self.say(&Said::news(tr("This is the demo host, not this machine: nothing to apply. Export the plan to see what it would write.")), Offer::Nothing);
             return;
         }
         let steps = match passage_core::apply::steps(&self.plan, &host, None) {
             Ok(s) => s,
             Err(e) => {
-                self.say(Some(Said::error(e.to_string())));
+                self.say(&Said::error(e.to_string()), Offer::Nothing);
                 return;
             }
+        };
+        // Asked again now (the helper may have been installed since the host was read): with
+        // no bus or no helper, Apply's window says so and what to do instead of failing.
+        let blocked = match passage_dbus::helper_reachable() {
+            Ok(()) | Err(passage_dbus::Unreachable::Failed(_)) => None,
+            Err(u) => Some(u),
         };
         let dlg = ApplyDialog::builder()
             .launch(ApplyInit {
                 parent: root.clone().upcast(),
                 steps: steps.clone(),
+                blocked: blocked.clone(),
             })
             .detach();
         if let Some(p) = &self.probe {
@@ -685,6 +989,10 @@ impl App {
             p.set_apply_log(dlg.model().buffer.clone());
         }
         self.dialogs.apply = Some(dlg);
+        if blocked.is_some() {
+            return;
+        }
+        self.toaster.announce(&tr("Applying the plan…"));
         let plan = self.plan.clone();
         sender.spawn_command(move |out| {
             let r = passage_dbus::SystemExecutor::new(&plan, &host)
@@ -720,4 +1028,33 @@ fn view_switch(registry: &Registry, input: &relm4::Sender<AppInput>) -> gtk::Box
     b.append(&list);
     b.append(&topo);
     b
+}
+
+/// The window's actions: Undo and Redo (disabled until there is something to take back),
+/// About, and the search field; with their shortcuts.
+fn window_actions(
+    root: &adw::ApplicationWindow,
+    input: &relm4::Sender<AppInput>,
+) -> (gio::SimpleAction, gio::SimpleAction) {
+    let action = |name: &str, msg: fn() -> AppInput| {
+        let a = gio::SimpleAction::new(name, None);
+        let s = input.clone();
+        a.connect_activate(move |_, _| s.emit(msg()));
+        root.add_action(&a);
+        a
+    };
+    let undo = action("undo", || AppInput::Undo);
+    let redo = action("redo", || AppInput::Redo);
+    undo.set_enabled(false);
+    redo.set_enabled(false);
+    action("about", || AppInput::About);
+    action("export", || AppInput::Header(HeaderOutput::Export));
+    action("search", || AppInput::Search);
+    action("view-list", || AppInput::ShowTopology(false));
+    action("view-topology", || AppInput::ShowTopology(true));
+    let app = relm4::main_application();
+    for (name, keys) in crate::shortcuts::ACCELS {
+        app.set_accels_for_action(name, keys);
+    }
+    (undo, redo)
 }

@@ -92,6 +92,8 @@ pub fn group_at(view: &gtk::GridView, pos: u32) -> Option<GroupId> {
 /// A card's device rows, made only when its expander is open: a switch and an address entry
 /// per device are the costliest widgets of a card, and most cards are never opened.
 struct DeviceRows {
+    /// The card's group (every control says it, for screen readers).
+    group: GroupId,
     devices: Vec<DeviceRow>,
     planned: bool,
     tx: Option<Emit>,
@@ -119,6 +121,7 @@ pub struct RowWidgets {
     expander: gtk::Expander,
     devices: gtk::Box,
     why: gtk::Button,
+    assign: gtk::Button,
     id: Rc<Cell<u32>>,
     /// What the device rows will show once the expander opens (made when `devices` is empty).
     rows: Rc<RefCell<Option<DeviceRows>>>,
@@ -143,6 +146,8 @@ impl RelmGridItem for RowItem {
         let root = gtk::Box::new(gtk::Orientation::Vertical, 0);
         let header = gtk::Label::new(None);
         header.set_xalign(0.0);
+        header.set_ellipsize(gtk::pango::EllipsizeMode::End);
+        header.set_max_width_chars(40);
         header.add_css_class("section");
         root.append(&header);
 
@@ -157,6 +162,9 @@ impl RelmGridItem for RowItem {
         title.set_xalign(0.0);
         title.set_hexpand(true);
         title.set_ellipsize(gtk::pango::EllipsizeMode::End);
+        // GTK 4.8's grid view takes its items' natural width as its minimum: bounded here (a
+        // wider pane still shows the whole title), so a narrow window is not held wide.
+        title.set_max_width_chars(20);
         let group = gtk::Label::new(None);
         group.add_css_class("dim-label");
         let badge = gtk::Label::new(None);
@@ -169,17 +177,22 @@ impl RelmGridItem for RowItem {
         top.append(&title);
         top.append(&group);
         top.append(&badge);
-        top.append(&why);
-        top.append(&assign);
         card.append(&top);
         // One line, ellipsized, the whole sentence in its tooltip and in "Why?": a wrapping
-        // label is measured again for every width, for every row the list keeps alive.
+        // label is measured again for every width, for every row the list keeps alive. The
+        // buttons share its line, so a card stays narrow enough for a narrow window.
+        let second = gtk::Box::new(gtk::Orientation::Horizontal, 4);
         let headline = gtk::Label::new(None);
         headline.set_ellipsize(gtk::pango::EllipsizeMode::End);
         headline.set_single_line_mode(true);
         headline.set_xalign(0.0);
+        headline.set_hexpand(true);
+        headline.set_max_width_chars(30);
         headline.add_css_class("headline");
-        card.append(&headline);
+        second.append(&headline);
+        second.append(&why);
+        second.append(&assign);
+        card.append(&second);
         let expander = gtk::Expander::new(None);
         let devices = gtk::Box::new(gtk::Orientation::Vertical, 2);
         expander.set_child(Some(&devices));
@@ -260,6 +273,7 @@ impl RelmGridItem for RowItem {
                 expander,
                 devices,
                 why,
+                assign,
                 id,
                 tx,
                 binding,
@@ -268,10 +282,13 @@ impl RelmGridItem for RowItem {
         )
     }
 
-    fn bind(&mut self, w: &mut RowWidgets, _root: &mut gtk::Box) {
+    fn bind(&mut self, w: &mut RowWidgets, root: &mut gtk::Box) {
         w.binding.set(true);
         if let Some(h) = &self.header {
             w.header.set_label(h);
+            if let Some(row) = root.parent() {
+                accessible_label(&row, h);
+            }
             w.header.set_visible(true);
             w.card.set_visible(false);
             w.binding.set(false);
@@ -315,25 +332,52 @@ impl RelmGridItem for RowItem {
         ));
         w.headline.set_label(c.headline.as_deref().unwrap_or(""));
         w.headline.set_tooltip_text(c.headline.as_deref());
-        w.headline.set_visible(c.headline.is_some());
+        let said = trf(
+            "Group {id}: {title}, {state}",
+            &[
+                ("id", &c.group.to_string()),
+                ("title", &c.title),
+                ("state", &c.badge),
+            ],
+        );
+        accessible_label(&w.card, &said);
+        // The arrow keys focus the list's own row widget, which GTK 4.8 names after its type
+        // ("table cell"): it says the card's name instead.
+        if let Some(row) = root.parent() {
+            accessible_label(&row, &said);
+        }
+        // Ten cards' buttons must not read as ten identical "Why?": each names its group.
+        let id = c.group.to_string();
         accessible_label(
-            &w.card,
+            &w.why,
             &trf(
-                "Group {id}: {title}, {state}",
-                &[
-                    ("id", &c.group.to_string()),
-                    ("title", &c.title),
-                    ("state", &c.badge),
-                ],
+                "Why? — group {id}, {title}",
+                &[("id", &id), ("title", &c.title)],
             ),
         );
-        w.expander.set_label(Some(&match c.devices.len() {
+        accessible_label(
+            &w.assign,
+            &trf(
+                "Assign group {id}, {title}, to a guest…",
+                &[("id", &id), ("title", &c.title)],
+            ),
+        );
+        let devices = match c.devices.len() {
             1 => tr("1 device"),
             n => trf("{n} devices", &[("n", &n.to_string())]),
-        }));
+        };
+        accessible_label(
+            &w.expander,
+            &trf(
+                "Devices of group {id}: {devices}",
+                &[("id", &id), ("devices", &devices)],
+            ),
+        );
+        w.expander.set_label(Some(&devices));
         // The device rows of this card replace the last card's: now if it is open, else when
         // it opens (the expander's handler makes them).
         let rows = DeviceRows {
+            group: c.group,
             devices: c.devices.clone(),
             planned: c.planned_for.is_some(),
             tx: self.tx.clone(),
@@ -399,8 +443,11 @@ fn device_row(d: &DeviceRow, rows: &DeviceRows) -> gtk::Box {
     accessible_label(
         &visible,
         &trf(
-            "{device} visible to the guest",
-            &[("device", &d.address.to_string())],
+            "{device} of group {id} visible to the guest",
+            &[
+                ("device", &d.address.to_string()),
+                ("id", &rows.group.to_string()),
+            ],
         ),
     );
     let held = gtk::Label::new(Some(&tr("held")));
@@ -426,8 +473,11 @@ fn device_row(d: &DeviceRow, rows: &DeviceRows) -> gtk::Box {
     accessible_label(
         &addr,
         &trf(
-            "Guest address of {device}",
-            &[("device", &d.address.to_string())],
+            "Guest address of {device} of group {id}",
+            &[
+                ("device", &d.address.to_string()),
+                ("id", &rows.group.to_string()),
+            ],
         ),
     );
     row.append(&addr);

@@ -3,7 +3,7 @@
 
 use crate::a11y::accessible_label;
 use crate::registry::{self, Registry};
-use gtk::prelude::*;
+use adw::prelude::*;
 use gtk::{gdk, glib};
 use passage_core::explain;
 use passage_core::i18n::{tr, trf};
@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 /// The pane; its rows are redrawn whole from [`GuestEntry`] values.
 pub struct GuestPane {
     list: gtk::ListBox,
+    /// The list, or a page saying why there is no guest ("No guests yet", "No system bus").
+    stack: gtk::Stack,
     registry: Registry,
 }
 
@@ -28,6 +30,8 @@ pub struct GuestEntry {
     pub held: Vec<(GroupId, String)>,
     /// Why the last drop on it was refused, until one succeeds.
     pub refusal: Option<String>,
+    /// The plan has it (its lifecycle can be chosen); else it is only known.
+    pub in_plan: bool,
 }
 
 /// What the pane starts with.
@@ -39,8 +43,13 @@ pub struct GuestsInit {
 /// What the app tells the pane.
 #[derive(Debug)]
 pub enum GuestsInput {
-    /// Draw these guests (in this order).
-    Show(Vec<GuestEntry>),
+    /// Draw these guests (in this order); with none, a page that says why.
+    Show {
+        /// The guests.
+        entries: Vec<GuestEntry>,
+        /// There is no system bus (so no libvirt guests): the page says so.
+        no_bus: bool,
+    },
 }
 
 /// What a person did on the pane.
@@ -55,6 +64,8 @@ pub enum GuestsOutput {
     },
     /// A group's "take out of the plan" button.
     Unassign(GroupId),
+    /// A guest's groups claimed while it runs, or kept.
+    Lifecycle(String, plan::Lifecycle),
 }
 
 #[relm4::component(pub)]
@@ -81,12 +92,15 @@ impl SimpleComponent for GuestPane {
                 set_xalign: 0.0,
                 add_css_class: "dim-label",
             },
-            gtk::ScrolledWindow {
+            #[local_ref]
+            stack -> gtk::Stack {
                 set_vexpand: true,
-                #[local_ref]
-                list -> gtk::ListBox {
-                    set_selection_mode: gtk::SelectionMode::None,
-                    add_css_class: "guests",
+                add_named[Some("list")] = &gtk::ScrolledWindow {
+                    #[local_ref]
+                    list -> gtk::ListBox {
+                        set_selection_mode: gtk::SelectionMode::None,
+                        add_css_class: "guests",
+                    },
                 },
             },
         }
@@ -99,9 +113,10 @@ impl SimpleComponent for GuestPane {
     ) -> ComponentParts<Self> {
         let model = GuestPane {
             list: gtk::ListBox::new(),
+            stack: gtk::Stack::new(),
             registry: init.registry,
         };
-        let list = &model.list;
+        let (list, stack) = (&model.list, &model.stack);
         let widgets = view_output!();
         accessible_label(list, &tr("Guests"));
         ComponentParts { model, widgets }
@@ -109,10 +124,26 @@ impl SimpleComponent for GuestPane {
 
     fn update(&mut self, msg: GuestsInput, sender: ComponentSender<Self>) {
         match msg {
-            GuestsInput::Show(entries) => {
+            GuestsInput::Show { entries, no_bus } => {
                 while let Some(row) = self.list.row_at_index(0) {
                     self.list.remove(&row);
                 }
+                if let Some(old) = self.stack.child_by_name("none") {
+                    self.stack.remove(&old);
+                }
+                let page = if entries.is_empty() {
+                    let none = crate::notices::no_guests_page(no_bus);
+                    self.stack.add_named(&none, Some("none"));
+                    self.stack.set_visible_child(&none);
+                    if no_bus { "no-bus" } else { "no-guests" }
+                } else {
+                    self.stack.set_visible_child_name("list");
+                    "list"
+                };
+                self.registry
+                    .texts
+                    .borrow_mut()
+                    .insert("guests-page".into(), page.into());
                 for e in &entries {
                     let row = guest_row(e, &sender);
                     registry::enter(&self.registry.guests, e.guest.name.clone(), &row);
@@ -164,9 +195,40 @@ pub fn entries(
                 guest: g.clone(),
                 held,
                 refusal: refusals.get(&name).cloned(),
+                in_plan: in_plan.is_some(),
             })
         })
         .collect()
+}
+
+/// When a guest's groups are claimed: by Apply and kept, or while it runs.
+fn lifecycle_choice(
+    guest: &str,
+    now: plan::Lifecycle,
+    sender: &ComponentSender<GuestPane>,
+) -> gtk::DropDown {
+    const CHOICES: [plan::Lifecycle; 2] = [plan::Lifecycle::Kept, plan::Lifecycle::OnStart];
+    let labels = [tr("claimed and kept"), tr("claimed while it runs")];
+    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let dd = gtk::DropDown::from_strings(&refs);
+    dd.set_selected(CHOICES.iter().position(|c| *c == now).unwrap_or(0) as u32);
+    dd.add_css_class("flat");
+    dd.set_tooltip_text(Some(&tr(
+        "Kept: Apply claims the groups and they stay on vfio-pci. While it runs: libvirt's hook claims them as the guest starts and gives them back when it stops.",
+    )));
+    crate::a11y::label_dropdown(
+        &dd,
+        &trf("When {guest}'s groups are claimed", &[("guest", guest)]),
+    );
+    let (s, name) = (sender.clone(), guest.to_string());
+    dd.connect_selected_notify(move |d| {
+        if let Some(l) = CHOICES.get(d.selected() as usize) {
+            if *l != now {
+                let _ = s.output(GuestsOutput::Lifecycle(name.clone(), *l));
+            }
+        }
+    });
+    dd
 }
 
 /// A guest: a drop target that lists the groups it holds and, after a refused drop, why.
@@ -179,19 +241,15 @@ fn guest_row(e: &GuestEntry, sender: &ComponentSender<GuestPane>) -> gtk::ListBo
     name.add_css_class("heading");
     name.set_xalign(0.0);
     b.append(&name);
-    let lifecycle = match g.lifecycle {
-        plan::Lifecycle::Kept => tr("claimed and kept"),
-        plan::Lifecycle::OnStart => tr("claimed while it runs"),
-    };
-    let info = gtk::Label::new(Some(&format!(
-        "{} · {} · {}",
-        g.vmm.as_str(),
-        g.machine,
-        lifecycle
-    )));
+    let info = gtk::Label::new(Some(&format!("{} · {}", g.vmm.as_str(), g.machine)));
     info.add_css_class("dim-label");
     info.set_xalign(0.0);
-    b.append(&info);
+    let line = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+    line.append(&info);
+    if e.in_plan {
+        line.append(&lifecycle_choice(&g.name, g.lifecycle, sender));
+    }
+    b.append(&line);
     if held.is_empty() {
         let l = gtk::Label::new(Some(&tr("Drop a group here")));
         l.add_css_class("dim-label");

@@ -1,18 +1,36 @@
-//! The header bar: which plan is open (title), search and the class/state filters and the
-//! bridges toggle on the left, Export and Apply on the right.
+//! The header bar (libadwaita's): which plan is open (title and subtitle), search and the
+//! class/state filters and the bridges toggle on the left, the main menu, Apply and Export on
+//! the right.
 
-use crate::a11y::accessible_label;
+use crate::a11y::{accessible_label, label_dropdown};
 use crate::registry::{self, Registry};
 use crate::settings;
 use gtk::gio;
-use gtk::prelude::*;
+use adw::prelude::*;
 use passage_core::explain::State;
 use passage_core::i18n::tr;
 use passage_core::view::Kind;
 use relm4::prelude::*;
 
 /// The header; it keeps nothing the app does not (the filters live in the app's model).
-pub struct Header;
+pub struct Header {
+    /// The bar itself: the app adds its view switch and the narrow window's Guests button.
+    pub bar: adw::HeaderBar,
+    search: gtk::SearchEntry,
+    subtitle: String,
+    narrow: bool,
+}
+
+/// What the app tells the header.
+#[derive(Debug)]
+pub enum HeaderInput {
+    /// The window is narrow: the filters fold away (search stays; the list shows them all).
+    Narrow(bool),
+    /// Another plan or host is open (the demo host, opened from a page).
+    Subtitle(String),
+    /// Ctrl+F: the keyboard to the search field.
+    Search,
+}
 
 /// How the header starts.
 pub struct HeaderInit {
@@ -55,58 +73,29 @@ const STATES: [Option<State>; 5] = [
 #[relm4::component(pub)]
 impl SimpleComponent for Header {
     type Init = HeaderInit;
-    type Input = ();
+    type Input = HeaderInput;
     type Output = HeaderOutput;
 
     view! {
-        gtk::HeaderBar {
+        gtk::Box {
+          set_orientation: gtk::Orientation::Vertical,
+          #[local_ref]
+          bar -> adw::HeaderBar {
             #[wrap(Some)]
-            set_title_widget = &gtk::Box {
-                set_orientation: gtk::Orientation::Vertical,
-                set_valign: gtk::Align::Center,
-                gtk::Label {
-                    set_label: &tr("Passage"),
-                    add_css_class: "title",
-                },
-                gtk::Label {
-                    set_label: &init.subtitle,
-                    add_css_class: "subtitle",
-                    set_ellipsize: gtk::pango::EllipsizeMode::Start,
-                },
+            set_title_widget = &adw::WindowTitle {
+                // In a narrow window the buttons need the room (the subtitle is in Export).
+                #[watch]
+                set_visible: !model.narrow,
+                set_title: &tr("Passage"),
+                #[watch]
+                set_subtitle: &model.subtitle,
             },
-            #[name = "search"]
-            pack_start = &gtk::SearchEntry {
-                set_placeholder_text: Some(&tr("Search devices, drivers, groups")),
-                connect_search_changed[sender] => move |e| {
-                    let _ = sender.output(HeaderOutput::Search(e.text().to_string()));
-                },
-            },
-            #[local_ref]
-            pack_start = kind_dd -> gtk::DropDown {
-                connect_selected_notify[sender] => move |d| {
-                    let i = d.selected() as usize;
-                    let kind = i.checked_sub(1).and_then(|i| Kind::ALL.get(i).copied());
-                    let _ = sender.output(HeaderOutput::Kind(kind));
-                },
-            },
-            #[local_ref]
-            pack_start = state_dd -> gtk::DropDown {
-                connect_selected_notify[sender] => move |d| {
-                    let state = STATES.get(d.selected() as usize).copied().flatten();
-                    let _ = sender.output(HeaderOutput::State(state));
-                },
-            },
-            #[name = "bridges"]
-            pack_start = &gtk::ToggleButton {
-                set_label: &tr("Bridges too"),
-                set_tooltip_text: Some(&tr(
-                    "Also show groups with nothing a guest could use (bridges, chipset functions)",
-                )),
-                set_active: init.show_bridges,
-                connect_toggled[sender, settings = init.settings.clone()] => move |b| {
-                    settings::remember_bridges(settings.as_ref(), b.is_active());
-                    let _ = sender.output(HeaderOutput::ShowAll(b.is_active()));
-                },
+            #[name = "menu"]
+            pack_end = &gtk::MenuButton {
+                set_icon_name: "open-menu-symbolic",
+                set_menu_model: Some(&primary_menu()),
+                set_tooltip_text: Some(&tr("Main menu")),
+                set_primary: true,
             },
             #[name = "apply"]
             pack_end = &gtk::Button {
@@ -121,11 +110,63 @@ impl SimpleComponent for Header {
             },
             #[name = "export"]
             pack_end = &gtk::Button {
+                // In a narrow window Export is in the main menu only.
+                #[watch]
+                set_visible: !model.narrow,
                 set_label: &tr("Export…"),
                 connect_clicked[sender] => move |_| {
                     let _ = sender.output(HeaderOutput::Export);
                 },
             },
+          },
+          // The filters: a bar of their own under the header (GNOME's search-bar place), so
+          // the header keeps the title and the actions at any width.
+          gtk::Box {
+            set_orientation: gtk::Orientation::Horizontal,
+            set_spacing: 6,
+            add_css_class: "filterbar",
+            #[local_ref]
+            append = search -> gtk::SearchEntry {
+                set_hexpand: true,
+                set_placeholder_text: Some(&tr("Search devices, drivers, groups")),
+                connect_search_changed[sender] => move |e| {
+                    let _ = sender.output(HeaderOutput::Search(e.text().to_string()));
+                },
+            },
+            #[local_ref]
+            append = kind_dd -> gtk::DropDown {
+                #[watch]
+                set_visible: !model.narrow,
+                connect_selected_notify[sender] => move |d| {
+                    let i = d.selected() as usize;
+                    let kind = i.checked_sub(1).and_then(|i| Kind::ALL.get(i).copied());
+                    let _ = sender.output(HeaderOutput::Kind(kind));
+                },
+            },
+            #[local_ref]
+            append = state_dd -> gtk::DropDown {
+                #[watch]
+                set_visible: !model.narrow,
+                connect_selected_notify[sender] => move |d| {
+                    let state = STATES.get(d.selected() as usize).copied().flatten();
+                    let _ = sender.output(HeaderOutput::State(state));
+                },
+            },
+            #[name = "bridges"]
+            append = &gtk::ToggleButton {
+                #[watch]
+                set_visible: !model.narrow,
+                set_label: &tr("Bridges too"),
+                set_tooltip_text: Some(&tr(
+                    "Also show groups with nothing a guest could use (bridges, chipset functions)",
+                )),
+                set_active: init.show_bridges,
+                connect_toggled[sender, settings = init.settings.clone()] => move |b| {
+                    settings::remember_bridges(settings.as_ref(), b.is_active());
+                    let _ = sender.output(HeaderOutput::ShowAll(b.is_active()));
+                },
+            },
+          },
         }
     }
 
@@ -142,10 +183,18 @@ impl SimpleComponent for Header {
             .map(|s| s.map(State::label).unwrap_or_else(|| tr("All states")))
             .collect();
         let state_dd = &dropdown(&state_labels);
+        let model = Header {
+            bar: adw::HeaderBar::new(),
+            search: gtk::SearchEntry::new(),
+            subtitle: init.subtitle.clone(),
+            narrow: false,
+        };
+        let (search, bar) = (&model.search, &model.bar);
         let widgets = view_output!();
-        accessible_label(&widgets.search, &tr("Search"));
-        accessible_label(kind_dd, &tr("Device class"));
-        accessible_label(state_dd, &tr("Group state"));
+        accessible_label(search, &tr("Search"));
+        accessible_label(&widgets.menu, &tr("Main menu"));
+        label_dropdown(kind_dd, &tr("Device class"));
+        label_dropdown(state_dd, &tr("Group state"));
         let buttons = &init.registry.buttons;
         registry::enter(buttons, "export".into(), &widgets.export);
         registry::enter(buttons, "apply".into(), &widgets.apply);
@@ -154,11 +203,35 @@ impl SimpleComponent for Header {
             "bridges".into(),
             widgets.bridges.upcast_ref::<gtk::Button>(),
         );
-        ComponentParts {
-            model: Header,
-            widgets,
+        ComponentParts { model, widgets }
+    }
+
+    fn update(&mut self, msg: HeaderInput, _sender: ComponentSender<Self>) {
+        match msg {
+            HeaderInput::Narrow(on) => self.narrow = on,
+            HeaderInput::Subtitle(s) => self.subtitle = s,
+            HeaderInput::Search => {
+                self.search.grab_focus();
+            }
         }
     }
+}
+
+/// The main menu: what every GNOME app has there (the window's actions, see `app`).
+fn primary_menu() -> gio::Menu {
+    let m = gio::Menu::new();
+    let plan = gio::Menu::new();
+    plan.append(Some(&tr("Export…")), Some("win.export"));
+    m.append_section(None, &plan);
+    let edit = gio::Menu::new();
+    edit.append(Some(&tr("Undo")), Some("win.undo"));
+    edit.append(Some(&tr("Redo")), Some("win.redo"));
+    m.append_section(None, &edit);
+    let about = gio::Menu::new();
+    about.append(Some(&tr("Keyboard Shortcuts")), Some("win.show-help-overlay"));
+    about.append(Some(&tr("About Passage")), Some("win.about"));
+    m.append_section(None, &about);
+    m
 }
 
 fn dropdown(items: &[String]) -> gtk::DropDown {

@@ -40,6 +40,9 @@ impl HostList {
         accessible_label(&list.view, &tr("IOMMU groups of this host"));
         let scroller = gtk::ScrolledWindow::new();
         scroller.set_vexpand(true);
+        // Cards take the pane's width (their titles ellipsize), never scroll sideways: a
+        // narrow window shows whole cards.
+        scroller.set_policy(gtk::PolicyType::Never, gtk::PolicyType::Automatic);
         scroller.set_child(Some(&list.view));
         {
             // Shift+F10 or the Menu key on a focused card opens its context menu.

@@ -19,6 +19,7 @@ mod header;
 mod hostlist;
 mod load;
 mod memory;
+mod notices;
 // The probe (what the GUI tests and benches read) exists only where a test build asks for it.
 #[cfg(not(feature = "probe"))]
 #[path = "noprobe.rs"]
@@ -27,7 +28,9 @@ mod probe;
 mod probe;
 mod registry;
 mod settings;
+mod shortcuts;
 mod status;
+mod toasts;
 mod topology;
 
 use app::{App, AppInit};

@@ -32,7 +32,7 @@ pub struct Loaded {
     /// What a sandbox hides from the scan, when the app runs in one.
     pub sandbox_note: Option<String>,
     /// Why Apply could not reach the helper, when it could not (not installed, no system bus).
-    pub helper_note: Option<String>,
+    pub helper_note: Option<passage_dbus::Unreachable>,
     /// Every group's card, made on the loading threads.
     pub sections: Vec<view::Section>,
 }

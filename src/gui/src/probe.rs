@@ -187,12 +187,18 @@ impl Probe {
                 "plan_path": d.plan_path,
                 // The lines around the list, as shown: the banner above it; below it what the
                 // last edit or save said, and the summary of the host and the plan.
-                "banner": shown_text(&registry.labels.borrow(), "banner"),
-                "status": shown_text(&registry.labels.borrow(), "status"),
+                "banner": registry.texts.borrow().get("banner").cloned().unwrap_or_default(),
+                "status": registry.texts.borrow().get("status").cloned().unwrap_or_default(),
                 "summary": shown_text(&registry.labels.borrow(), "summary"),
                 // What the line under the Topology view says about the port or box pointed at.
                 "topology_note": shown_text(&registry.labels.borrow(), "topology-note"),
                 "plan": d.plan,
+                // Which page and layout are shown ("page", "guests-page", "layout"), the undo
+                // and redo depths ("undo": "U R").
+                "texts": registry.texts.borrow().clone(),
+                // The narrowest the window's content can be drawn whole (more than the window's
+                // width: something is cut off).
+                "content_min": w.child().map(|c| c.measure(gtk::Orientation::Horizontal, -1).0),
             });
             let _ = passage_core::store::write_atomic(&path, v.to_string().as_bytes());
             glib::ControlFlow::Continue
@@ -254,3 +260,4 @@ impl Probe {
             .insert(name.to_string(), w.downgrade());
     }
 }
+

@@ -10,6 +10,9 @@ use std::rc::Rc;
 /// Weak references by key, shared between whoever registers and whoever reads.
 pub type Widgets<K, W> = Rc<RefCell<BTreeMap<K, WeakRef<W>>>>;
 
+/// Texts by name, shared the same way.
+pub type Texts = Rc<RefCell<BTreeMap<String, String>>>;
+
 /// The widgets the probe reports, by what the tests call them.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -27,12 +30,15 @@ pub struct Registry {
     pub guests: Widgets<String, gtk::ListBoxRow>,
     /// Buttons by name: header ("export", "apply", "bridges"), a card's menu ("menu-…").
     pub buttons: Widgets<String, gtk::Button>,
-    /// Text lines by name: "banner", "summary", "status", "topology-note".
+    /// Text lines by name: "summary", "topology-note".
     pub labels: Widgets<String, gtk::Label>,
     /// Group number → its box in the Topology view, while it has a widget.
     pub topo_boxes: Widgets<u32, gtk::Box>,
     /// Device address (or root bus, or `vfs-PF`) → its node in the Topology view.
     pub topo_nodes: Widgets<String, gtk::Widget>,
+    /// Texts that are not one label by name: "banner" (the notices' words), "status" (what
+    /// the toast on screen says).
+    pub texts: Texts,
     /// Scrolled areas by name ("topology"): where on screen their content is visible.
     pub panes: Widgets<String, gtk::Widget>,
 }

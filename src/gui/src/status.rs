@@ -1,43 +1,24 @@
-//! The frame around the host list: the banner above it (IOMMU off, notes about what could not
-//! be read), "Reading…" while the host is read, and two lines below it: what the last edit or
-//! save said, kept until the next edit, and the summary of the host and the plan, redrawn with
-//! every change. Two lines, so a redraw never wipes out a refusal before it is read.
+//! The frame around the host list: the notices above it (the IOMMU off, what could not be
+//! read, each in words with what to do and the raw error behind "Details"), "Reading…" while
+//! the host is read, and the summary of the host and the plan below it, redrawn with every
+//! change. What an edit says is a toast (`toasts`), not a line here.
 
+use crate::notices::{self, Notice};
 use crate::registry::{self, Registry};
 use gtk::prelude::*;
-use passage_core::explain;
 use passage_core::i18n::{tr, trf};
 use passage_core::model::Host;
 use passage_core::plan::{self, Plan};
 use relm4::prelude::*;
 
-/// What the last edit or save said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Said {
-    /// The sentence.
-    pub text: String,
-    /// A refusal or a failure (drawn as one), rather than news.
-    pub error: bool,
-}
-
-impl Said {
-    /// A sentence about something done.
-    pub fn news(text: String) -> Self {
-        Self { text, error: false }
-    }
-
-    /// A refusal or a failure.
-    pub fn error(text: String) -> Self {
-        Self { text, error: true }
-    }
-}
-
-/// The banner, the loading line, the message and the summary.
+/// The notices, the loading line and the summary.
 pub struct Status {
-    banner: String,
+    notices: Vec<Notice>,
+    /// Where the notices are drawn (rebuilt when they change).
+    banner: gtk::Box,
     loading: bool,
     summary: String,
-    said: Option<Said>,
+    registry: Registry,
 }
 
 /// What the frame holds: the host list.
@@ -53,12 +34,10 @@ pub struct StatusInit {
 pub enum StatusInput {
     /// The host was read (or could not be): "Reading…" goes.
     Loaded,
-    /// The banner's lines (none hides it).
-    Banner(String),
+    /// The notices (none hides the banner).
+    Notices(Vec<Notice>),
     /// The host and the plan in a line, after every change.
     Summary(String),
-    /// An edit or a save happened: what it said, or nothing (the last message goes).
-    Said(Option<Said>),
 }
 
 #[relm4::component(pub)]
@@ -71,15 +50,13 @@ impl SimpleComponent for Status {
         gtk::Box {
             set_orientation: gtk::Orientation::Vertical,
 
-            #[name = "banner"]
-            gtk::Label {
-                set_wrap: true,
-                set_xalign: 0.0,
+            #[local_ref]
+            banner -> gtk::Box {
+                set_orientation: gtk::Orientation::Vertical,
+                set_spacing: 8,
                 add_css_class: "banner",
                 #[watch]
-                set_visible: !model.banner.is_empty(),
-                #[watch]
-                set_label: &model.banner,
+                set_visible: !model.notices.is_empty(),
             },
             gtk::Label {
                 set_label: &tr("Reading this host's devices…"),
@@ -87,19 +64,6 @@ impl SimpleComponent for Status {
                 set_visible: model.loading,
             },
             append: &init.content,
-            #[name = "message"]
-            gtk::Label {
-                set_xalign: 0.0,
-                set_wrap: true,
-                set_selectable: true,
-                add_css_class: "status",
-                #[watch]
-                set_visible: model.said.is_some(),
-                #[watch]
-                set_label: model.said.as_ref().map_or("", |s| s.text.as_str()),
-                #[watch]
-                set_css_classes: &message_classes(model.said.as_ref()),
-            },
             #[name = "summary"]
             gtk::Label {
                 set_xalign: 0.0,
@@ -117,14 +81,14 @@ impl SimpleComponent for Status {
         _sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
         let model = Status {
-            banner: String::new(),
+            notices: Vec::new(),
+            banner: gtk::Box::default(),
             loading: true,
             summary: String::new(),
-            said: None,
+            registry: init.registry.clone(),
         };
+        let banner = &model.banner;
         let widgets = view_output!();
-        registry::enter(&init.registry.labels, "banner".into(), &widgets.banner);
-        registry::enter(&init.registry.labels, "status".into(), &widgets.message);
         registry::enter(&init.registry.labels, "summary".into(), &widgets.summary);
         ComponentParts { model, widgets }
     }
@@ -132,36 +96,24 @@ impl SimpleComponent for Status {
     fn update(&mut self, msg: StatusInput, _sender: ComponentSender<Self>) {
         match msg {
             StatusInput::Loaded => self.loading = false,
-            StatusInput::Banner(text) => self.banner = text,
+            StatusInput::Notices(n) => {
+                if n != self.notices {
+                    while let Some(c) = self.banner.first_child() {
+                        self.banner.remove(&c);
+                    }
+                    for notice in &n {
+                        self.banner.append(&notices::notice_widget(notice));
+                    }
+                    self.registry
+                        .texts
+                        .borrow_mut()
+                        .insert("banner".into(), notices::banner_text(&n));
+                    self.notices = n;
+                }
+            }
             StatusInput::Summary(text) => self.summary = text,
-            StatusInput::Said(said) => self.said = said,
         }
     }
-}
-
-/// The message line's style classes: a refusal reads as one.
-fn message_classes(said: Option<&Said>) -> Vec<&'static str> {
-    match said {
-        Some(s) if s.error => vec!["status", "refusal"],
-        _ => vec!["status"],
-    }
-}
-
-/// The banner's text: why the IOMMU is off (with the remedy), then the notes about what could
-/// not be read; empty when all is well.
-pub fn banner_text(host: &Host, notes: &[String]) -> String {
-    let iommu = explain::iommu(host);
-    let mut banner: Vec<String> = Vec::new();
-    if !iommu.enabled {
-        for r in &iommu.reasons {
-            banner.push(match &r.remedy {
-                Some(rem) => format!("{} {rem}", r.message),
-                None => r.message.clone(),
-            });
-        }
-    }
-    banner.extend(notes.iter().cloned());
-    banner.join("\n")
 }
 
 /// The summary line: the problems to solve before Apply, or the host's groups and the plan's.
@@ -198,37 +150,15 @@ pub fn summary_line(host: &Host, plan: &Plan) -> String {
 mod tests {
     use super::*;
 
-    fn demo() -> (Host, Plan) {
-        let source = passage_core::demo::Source::open(true, None).expect("the demo host");
-        let host = passage_core::scan::scan(source.root()).expect("the demo host scans");
-        (host, passage_core::demo::plan().expect("the demo plan"))
-    }
-
     #[test]
     fn the_summary_counts_groups_and_planned_groups() {
-        let (host, plan) = demo();
+        let source = passage_core::demo::Source::open(true, None).expect("the demo host");
+        let host = passage_core::scan::scan(source.root()).expect("the demo host scans");
+        let plan = passage_core::demo::plan().expect("the demo plan");
         let line = summary_line(&host, &plan);
         assert_eq!(
             line,
             format!("{} groups on this host · 3 in the plan", host.groups.len())
-        );
-    }
-
-    #[test]
-    fn the_banner_holds_the_notes_and_nothing_else_when_the_iommu_is_on() {
-        let (host, _) = demo();
-        assert_eq!(banner_text(&host, &[]), "");
-        let notes = vec!["one".to_string(), "two".to_string()];
-        assert_eq!(banner_text(&host, &notes), "one\ntwo");
-    }
-
-    #[test]
-    fn a_refusal_is_drawn_as_one() {
-        assert_eq!(message_classes(None), ["status"]);
-        assert_eq!(message_classes(Some(&Said::news("ok".into()))), ["status"]);
-        assert_eq!(
-            message_classes(Some(&Said::error("no".into()))),
-            ["status", "refusal"]
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Apply's progress: the planned steps first, then each result as it comes, then the outcome.
 
-use gtk::prelude::*;
+use adw::prelude::*;
 use passage_core::apply::{Done, Outcome, Step};
 use passage_core::i18n::{tr, trf};
 use relm4::prelude::*;
@@ -17,6 +17,8 @@ pub struct ApplyInit {
     pub parent: gtk::Window,
     /// The planned steps.
     pub steps: Vec<Step>,
+    /// Why Apply cannot start (no system bus, no helper): said on a page instead of the steps.
+    pub blocked: Option<passage_dbus::Unreachable>,
 }
 
 /// What Apply reports while it runs.
@@ -37,16 +39,29 @@ impl SimpleComponent for ApplyDialog {
     view! {
         #[root]
         #[name = "window"]
-        gtk::Window {
+        adw::Window {
             set_title: Some(&tr("Apply")),
             set_transient_for: Some(&init.parent),
             set_modal: true,
-            set_default_size: (560, 360),
-            gtk::Box {
+            set_default_size: (560, 400),
+            #[wrap(Some)]
+            set_content = &gtk::Box {
                 set_orientation: gtk::Orientation::Vertical,
                 set_spacing: 6,
+                adw::HeaderBar {
+                    #[wrap(Some)]
+                    set_title_widget = &adw::WindowTitle {
+                        set_title: &tr("Apply"),
+                    },
+                },
+                #[local_ref]
+                blocked -> adw::Bin {
+                    set_vexpand: true,
+                    set_visible: init.blocked.is_some(),
+                },
                 gtk::ScrolledWindow {
                     set_vexpand: true,
+                    set_visible: init.blocked.is_none(),
                     gtk::TextView {
                         set_buffer: Some(&model.buffer),
                         set_editable: false,
@@ -70,8 +85,15 @@ impl SimpleComponent for ApplyDialog {
             buffer: gtk::TextBuffer::new(None),
         };
         model.buffer.set_text(&plan_text(&init.steps));
+        let blocked = &adw::Bin::new();
+        if let Some(u) = &init.blocked {
+            blocked.set_child(Some(&crate::notices::helper_page(u)));
+            // What the probe reads as Apply's log: the page's words.
+            let n = crate::notices::helper_notice(u);
+            model.buffer.set_text(&format!("{}\n{}\n", n.title, n.body));
+        }
         let widgets = view_output!();
-        super::close_on_escape(&root);
+        super::close_on_escape(root.upcast_ref());
         root.present();
         ComponentParts { model, widgets }
     }

@@ -1,7 +1,7 @@
 //! Export: choose a guest and a format, see the text, copy it or save it.
 
-use crate::a11y::accessible_label;
-use gtk::prelude::*;
+use crate::a11y::label_dropdown;
+use adw::prelude::*;
 use passage_core::export::{self, Format};
 use passage_core::i18n::tr;
 use passage_core::model::Host;
@@ -55,14 +55,22 @@ impl Component for ExportDialog {
     view! {
         #[root]
         #[name = "window"]
-        gtk::Window {
+        adw::Window {
             set_title: Some(&tr("Export")),
             set_transient_for: Some(&init.parent),
             set_modal: true,
             set_default_size: (760, 560),
-            gtk::Box {
+            #[wrap(Some)]
+            set_content = &gtk::Box {
                 set_orientation: gtk::Orientation::Vertical,
                 set_spacing: 8,
+                adw::HeaderBar {
+                    #[wrap(Some)]
+                    set_title_widget = &adw::WindowTitle {
+                        set_title: &tr("Export"),
+                        set_subtitle: &tr("The plan as a guest's configuration"),
+                    },
+                },
                 gtk::Box {
                     set_orientation: gtk::Orientation::Horizontal,
                     set_spacing: 8,
@@ -152,9 +160,9 @@ impl Component for ExportDialog {
         };
         model.render();
         let widgets = view_output!();
-        accessible_label(guest_dd, &tr("Guest"));
-        accessible_label(format_dd, &tr("Format"));
-        super::close_on_escape(&root);
+        label_dropdown(guest_dd, &tr("Guest"));
+        label_dropdown(format_dd, &tr("Format"));
+        super::close_on_escape(root.upcast_ref());
         root.present();
         ComponentParts { model, widgets }
     }
@@ -170,7 +178,7 @@ impl Component for ExportDialog {
                 self.render();
             }
             ExportInput::Copy => root.clipboard().set_text(&self.text()),
-            ExportInput::Save => self.save(root),
+            ExportInput::Save => self.save(root.upcast_ref()),
         }
     }
 }

@@ -37,6 +37,7 @@ pub fn card_menu(
 ) -> gtk::Popover {
     let pop = gtk::Popover::new();
     pop.set_parent(card);
+    crate::a11y::accessible_label(&pop, &trf("Group {id}", &[("id", &g.to_string())]));
     pop.set_position(gtk::PositionType::Bottom);
     if let Some((x, y)) = at {
         pop.set_pointing_to(Some(&gtk::gdk::Rectangle::new(x as i32, y as i32, 1, 1)));

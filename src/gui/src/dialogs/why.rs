@@ -2,7 +2,7 @@
 //! the host loses.
 
 use gtk::glib;
-use gtk::prelude::*;
+use adw::prelude::*;
 use passage_core::explain::Reason;
 use passage_core::i18n::{tr, trf};
 use passage_core::view::Why;
@@ -31,14 +31,22 @@ impl SimpleComponent for WhyDialog {
     view! {
         #[root]
         #[name = "window"]
-        gtk::Window {
+        adw::Window {
             set_title: Some(&trf("Why? — group {id}", &[("id", &init.group.to_string())])),
             set_transient_for: Some(&init.parent),
             set_modal: true,
             set_default_size: (640, 520),
-            gtk::Box {
+            #[wrap(Some)]
+            set_content = &gtk::Box {
                 set_orientation: gtk::Orientation::Vertical,
                 set_spacing: 6,
+                adw::HeaderBar {
+                    #[wrap(Some)]
+                    set_title_widget = &adw::WindowTitle {
+                        set_title: &tr("Why?"),
+                        set_subtitle: &trf("Group {id}", &[("id", &init.group.to_string())]),
+                    },
+                },
                 gtk::ScrolledWindow {
                     set_vexpand: true,
                     gtk::Label {
@@ -70,7 +78,7 @@ impl SimpleComponent for WhyDialog {
         _sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
         let widgets = view_output!();
-        super::close_on_escape(&root);
+        super::close_on_escape(root.upcast_ref());
         root.present();
         // Focus on Close, not in the selectable text (which would select all of it).
         widgets.close.grab_focus();

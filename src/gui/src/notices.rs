@@ -1,0 +1,297 @@
+//! What stands between the person and a working Apply, in words: the notices above the host
+//! list and the status pages that take the place of an empty list, an empty guest pane or an
+//! Apply that cannot start.
+//!
+//! The raw error a bus or a file gave (`failed to connect to unix:path=…: No such file or
+//! directory (os error 2)`) is never the message: each notice says what is missing and what to
+//! do, and keeps the raw text behind a "Details" expander for a bug report.
+
+use adw::prelude::*;
+use passage_core::explain;
+use passage_core::i18n::tr;
+use passage_core::model::Host;
+use passage_dbus::Unreachable;
+
+/// One thing the person should know, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// What is wrong, in a line.
+    pub title: String,
+    /// What it means and what to do.
+    pub body: String,
+    /// The error as the system gave it (for a bug report), when there is one.
+    pub details: Option<String>,
+}
+
+/// What the last reading of the host could not do, as it came back.
+#[derive(Debug, Clone, Default)]
+pub struct Troubles {
+    /// Why Apply cannot reach the helper.
+    pub helper: Option<Unreachable>,
+    /// Why libvirt's guests could not be listed (the bus's words).
+    pub libvirt: Option<String>,
+    /// Why the plan could not be read (already a sentence of ours).
+    pub plan: Option<String>,
+    /// What the sandbox hides (a sentence of ours).
+    pub sandbox: Option<String>,
+}
+
+impl Troubles {
+    /// Whether there is no system bus at all (helper and libvirt both out of reach).
+    pub fn no_bus(&self) -> bool {
+        matches!(self.helper, Some(Unreachable::NoSystemBus(_)))
+    }
+}
+
+/// The helper out of reach, in words.
+pub fn helper_notice(u: &Unreachable) -> Notice {
+    match u {
+        Unreachable::NoSystemBus(e) => Notice {
+            title: tr("No system bus"),
+            body: tr("This session has no D-Bus system bus (a container or a minimal virtual machine?), so Apply cannot reach the Passage helper to claim groups and libvirt's guests cannot be listed. Plans and exports work without it; on a full system, start D-Bus with “systemctl start dbus”."),
+            details: Some(e.clone()),
+        },
+        Unreachable::NotInstalled => Notice {
+            title: tr("The Passage helper is not installed"),
+            body: tr("Apply needs it to claim groups; plans and exports work without it. Install it with “make install”, or your distribution's passage package."),
+            details: None,
+        },
+        Unreachable::Failed(e) => Notice {
+            title: tr("The system bus did not answer about the Passage helper"),
+            body: tr("Apply may not be able to claim groups. If it fails, the details below help a bug report."),
+            details: Some(e.clone()),
+        },
+    }
+}
+
+/// Every notice for the banner: the IOMMU's reasons when it is off (each with its remedy),
+/// then what could not be read. libvirt's failure is left out when there is no bus at all (the
+/// bus notice says it).
+pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
+    let mut v = Vec::new();
+    let iommu = explain::iommu(host);
+    if !iommu.enabled {
+        v.extend(iommu.reasons.iter().map(|r| Notice {
+            title: r.message.clone(),
+            body: r.remedy.clone().unwrap_or_default(),
+            details: None,
+        }));
+    }
+    if let Some(h) = &t.helper {
+        v.push(helper_notice(h));
+    }
+    if let Some(e) = t.libvirt.as_ref().filter(|_| !t.no_bus()) {
+        v.push(Notice {
+            title: tr("libvirt's guests could not be listed"),
+            body: tr("Groups can still be planned for Passage's own guest profiles. For libvirt's guests, start libvirtd and libvirt-dbus (“systemctl start libvirtd libvirt-dbus”)."),
+            details: Some(e.clone()),
+        });
+    }
+    if let Some(p) = &t.plan {
+        v.push(Notice {
+            title: tr("The plan could not be read"),
+            body: tr("An empty plan is open instead; the file is overwritten only when you change the plan."),
+            details: Some(p.clone()),
+        });
+    }
+    if let Some(s) = &t.sandbox {
+        v.push(Notice {
+            title: tr("Passage runs in a sandbox"),
+            body: s.clone(),
+            details: None,
+        });
+    }
+    v
+}
+
+/// The banner's words as one text (titles and bodies, no details): what the probe reports.
+pub fn banner_text(notices: &[Notice]) -> String {
+    notices
+        .iter()
+        .map(|n| {
+            if n.body.is_empty() {
+                n.title.clone()
+            } else {
+                format!("{} {}", n.title, n.body)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A notice drawn: its title in bold, what to do, the raw error behind "Details".
+pub fn notice_widget(n: &Notice) -> gtk::Box {
+    let b = gtk::Box::new(gtk::Orientation::Vertical, 2);
+    let title = gtk::Label::new(Some(&n.title));
+    title.add_css_class("heading");
+    title.set_xalign(0.0);
+    title.set_wrap(true);
+    b.append(&title);
+    if !n.body.is_empty() {
+        let body = gtk::Label::new(Some(&n.body));
+        body.set_xalign(0.0);
+        body.set_wrap(true);
+        body.set_selectable(true);
+        b.append(&body);
+    }
+    if let Some(d) = &n.details {
+        b.append(&details(d));
+    }
+    b
+}
+
+/// "Details": the system's own words, selectable, folded until asked for.
+pub fn details(text: &str) -> gtk::Expander {
+    let e = gtk::Expander::new(Some(&tr("Details")));
+    let l = gtk::Label::new(Some(text));
+    l.set_xalign(0.0);
+    l.set_wrap(true);
+    l.set_selectable(true);
+    l.add_css_class("monospace");
+    l.add_css_class("caption");
+    e.set_child(Some(&l));
+    e
+}
+
+/// The page in place of a host list with no groups at all: the IOMMU is off (with its
+/// remedies), and a button to the demo host to see what Passage does.
+pub fn no_groups_page(host: &Host, on_demo: impl Fn() + 'static) -> adw::StatusPage {
+    let iommu = explain::iommu(host);
+    let page = adw::StatusPage::new();
+    page.set_icon_name(Some("computer-fail-symbolic"));
+    if iommu.enabled {
+        page.set_title(&tr("No IOMMU groups on this host"));
+        page.set_description(Some(&tr(
+            "The kernel shows no isolation groups, so there is nothing a guest could be given.",
+        )));
+    } else {
+        page.set_title(&tr("No IOMMU on this host"));
+        let text: Vec<String> = iommu
+            .reasons
+            .iter()
+            .map(|r| match &r.remedy {
+                Some(rem) => format!("{} {rem}", r.message),
+                None => r.message.clone(),
+            })
+            .collect();
+        page.set_description(Some(&gtk::glib::markup_escape_text(&text.join("\n\n"))));
+    }
+    page.set_child(Some(&demo_button(on_demo)));
+    page
+}
+
+/// The page in place of the host list when the host could not be read at all.
+pub fn unreadable_page(raw: &str, on_demo: impl Fn() + 'static) -> adw::StatusPage {
+    let page = adw::StatusPage::new();
+    page.set_icon_name(Some("dialog-error-symbolic"));
+    page.set_title(&tr("Passage could not read this host"));
+    page.set_description(Some(&gtk::glib::markup_escape_text(&tr(
+        "The kernel's device tree could not be read. The details below say which file; the demo host shows what Passage does meanwhile.",
+    ))));
+    let b = gtk::Box::new(gtk::Orientation::Vertical, 12);
+    b.append(&demo_button(on_demo));
+    b.append(&details(raw));
+    page.set_child(Some(&b));
+    page
+}
+
+fn demo_button(on_demo: impl Fn() + 'static) -> gtk::Button {
+    let demo = gtk::Button::with_label(&tr("Open the Demo Host"));
+    demo.add_css_class("pill");
+    demo.add_css_class("suggested-action");
+    demo.set_halign(gtk::Align::Center);
+    demo.set_tooltip_text(Some(&tr(
+        "A workstation with a GPU to give away, bundled with Passage: nothing on this machine changes",
+    )));
+    demo.connect_clicked(move |_| on_demo());
+    demo
+}
+
+/// The guest pane's page when there is no guest to drop a group on.
+pub fn no_guests_page(no_bus: bool) -> adw::StatusPage {
+    let page = adw::StatusPage::new();
+    page.add_css_class("compact");
+    if no_bus {
+        page.set_icon_name(Some("network-offline-symbolic"));
+        page.set_title(&tr("No system bus"));
+        page.set_description(Some(&gtk::glib::markup_escape_text(&tr(
+            "libvirt's guests are listed over the system bus, which this session does not have. Add a guest profile for plain QEMU, crosvm, cloud-hypervisor or Proxmox: “passagectl guests add NAME”.",
+        ))));
+    } else {
+        page.set_icon_name(Some("computer-symbolic"));
+        page.set_title(&tr("No guests yet"));
+        page.set_description(Some(&gtk::glib::markup_escape_text(&tr(
+            "Create a virtual machine in virt-manager or GNOME Boxes, or add a guest profile: “passagectl guests add NAME”. It appears here, ready for a group.",
+        ))));
+    }
+    page
+}
+
+/// Apply's page when the helper is out of reach: why, and how to get it.
+pub fn helper_page(u: &Unreachable) -> adw::StatusPage {
+    let n = helper_notice(u);
+    let page = adw::StatusPage::new();
+    page.set_icon_name(Some("system-run-symbolic"));
+    page.set_title(&n.title);
+    page.set_description(Some(&gtk::glib::markup_escape_text(&n.body)));
+    if let Some(d) = &n.details {
+        page.set_child(Some(&details(d)));
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> Host {
+        let source = passage_core::demo::Source::open(true, None).expect("the demo host");
+        passage_core::scan::scan(source.root()).expect("the demo host scans")
+    }
+
+    #[test]
+    fn no_bus_is_said_once_in_words_with_the_raw_error_only_in_the_details() {
+        let raw = "failed to connect to `unix:path=/var/run/dbus/system_bus_socket`: No such file or directory (os error 2)";
+        let t = Troubles {
+            helper: Some(Unreachable::NoSystemBus(raw.into())),
+            libvirt: Some(raw.into()),
+            ..Default::default()
+        };
+        let n = notices(&demo(), &t);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(n[0].title, "No system bus");
+        assert!(!n[0].body.contains("os error"), "{}", n[0].body);
+        assert!(n[0].body.contains("systemctl start dbus"), "{}", n[0].body);
+        assert_eq!(n[0].details.as_deref(), Some(raw));
+        assert!(!banner_text(&n).contains("os error"));
+    }
+
+    #[test]
+    fn a_missing_helper_and_libvirt_are_two_notices_each_saying_what_to_do() {
+        let t = Troubles {
+            helper: Some(Unreachable::NotInstalled),
+            libvirt: Some("org.freedesktop.DBus.Error.ServiceUnknown".into()),
+            ..Default::default()
+        };
+        let n = notices(&demo(), &t);
+        let titles: Vec<&str> = n.iter().map(|n| n.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "The Passage helper is not installed",
+                "libvirt's guests could not be listed"
+            ]
+        );
+        assert!(n[0].body.contains("make install"));
+        assert!(n[1].body.contains("systemctl start libvirtd"));
+        assert_eq!(
+            n[1].details.as_deref(),
+            Some("org.freedesktop.DBus.Error.ServiceUnknown")
+        );
+    }
+
+    #[test]
+    fn a_host_with_the_iommu_on_and_nothing_missing_has_no_notice() {
+        assert!(notices(&demo(), &Troubles::default()).is_empty());
+    }
+}
