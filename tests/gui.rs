@@ -22,6 +22,8 @@ struct Session {
     children: Vec<Child>,
     /// The app itself.
     app: Option<Child>,
+    /// The private session bus the app's accessibility tree is reached through, when asked.
+    session_bus: Option<String>,
 }
 
 /// How to start the app.
@@ -39,6 +41,8 @@ struct Launch<'a> {
     /// XDG_CONFIG_HOME (settings, the default plan), when it must outlive the session.
     config: Option<&'a Path>,
     env: Vec<(&'a str, String)>,
+    /// A private session bus, so the app's accessibility tree can be read over AT-SPI.
+    atspi: bool,
 }
 
 impl Drop for Session {
@@ -129,7 +133,27 @@ impl Session {
             dir,
             children: vec![xvfb],
             app: None,
+            session_bus: None,
         };
+        if l.atspi {
+            // Its own session bus: D-Bus activates the accessibility bus (at-spi-bus-launcher)
+            // on it when GTK asks, as in a desktop session.
+            let mut bus = Command::new("dbus-daemon")
+                .args(["--session", "--nofork", "--print-address=1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("dbus-daemon (./dev test installs dbus-daemon)");
+            let mut line = String::new();
+            {
+                use std::io::BufRead;
+                let out = bus.stdout.take().unwrap();
+                std::io::BufReader::new(out).read_line(&mut line).unwrap();
+            }
+            assert!(line.starts_with("unix:"), "dbus-daemon said {line:?}");
+            s.session_bus = Some(line.trim().to_string());
+            s.children.push(bus);
+        }
         std::fs::write(
             s.plan_path(),
             l.plan_text.unwrap_or(passage_core::demo::DEMO_PLAN),
@@ -168,6 +192,11 @@ impl Session {
             .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(bus) = &s.session_bus {
+            c.env("DBUS_SESSION_BUS_ADDRESS", bus)
+                .env("GTK_A11Y", "atspi")
+                .env_remove("NO_AT_BRIDGE");
+        }
         for (k, v) in l.env {
             c.env(k, v);
         }
@@ -189,6 +218,32 @@ impl Session {
         wait_for("the app to end after Ctrl+Q", 20, || {
             app.try_wait().unwrap()
         });
+    }
+
+    /// Runs a scenario of tests/atspi/drive.py against the app: what a screen-reader user
+    /// does, through the accessibility tree Orca reads. Returns what it printed.
+    fn atspi(&self, scenario: &str) -> String {
+        let bus = self
+            .session_bus
+            .as_ref()
+            .expect("the session was launched with atspi");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/atspi/drive.py");
+        // Debian's own Python: the AT-SPI bindings are its packages (python3-gi,
+        // gir1.2-atspi-2.0), not a virtual environment's.
+        let o = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(scenario)
+            .env("DISPLAY", &self.display)
+            .env("DBUS_SESSION_BUS_ADDRESS", bus)
+            .output()
+            .expect("/usr/bin/python3 (./dev test installs python3-gi and gir1.2-atspi-2.0)");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "the AT-SPI scenario {scenario} failed:\n{out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
     }
 
     fn plan_path(&self) -> PathBuf {
@@ -574,8 +629,9 @@ fn the_window_the_bridges_toggle_and_the_plan_come_back_as_they_were_left() {
             config: Some(config.path()),
             ..Default::default()
         });
+        // (Under the notices about the missing bus, the GPU's card may be below the fold.)
         let p = s.until("the cards", |p| {
-            p["loaded"] == true && p["cards"]["19"].is_array()
+            p["loaded"] == true && p["cards"]["16"].is_array()
         });
         assert_eq!(p["active"]["bridges"], false, "{}", p["active"]);
         let first = p["window"].clone();
@@ -901,11 +957,23 @@ fn the_topology_view_draws_group_boxes_that_drag_onto_guests_and_ports_that_say_
             .is_some_and(|o| o.iter().any(|x| x == "menu"))
     });
     s.xdotool(&["key", "Escape"]);
+    let p = s.until("the menu to close", |p| {
+        !p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "menu"))
+    });
 
-    // Back to the list: the cards are there again.
-    let p = s.probe().unwrap();
+    // Back to the list (Ctrl+1 too): the cards are there again.
     s.click(s.point(&p, "buttons", "view-list", 0.5, 0.5));
     s.until("the cards again", |p| p["cards"]["18"].is_array());
+    s.xdotool(&["key", "ctrl+2"]);
+    s.until("the Topology view by Ctrl+2", |p| {
+        p["active"]["view-topology"] == true && p["topo_boxes"]["20"].is_array()
+    });
+    s.xdotool(&["key", "ctrl+1"]);
+    s.until("the list by Ctrl+1", |p| {
+        p["active"]["view-list"] == true && p["cards"]["18"].is_array()
+    });
 }
 
 #[test]
@@ -971,4 +1039,220 @@ fn on_an_sriov_host_the_topology_folds_vfs_until_opened_and_makes_widgets_only_f
     s.until("the VFs folded again", |p| {
         p["topo_nodes"]["vfs-0000:01:00.0"].is_array() && p["topo_nodes"]["0000:01:00.1"].is_null()
     });
+}
+
+#[test]
+fn a_screen_reader_user_assigns_a_group_from_its_menu_hears_the_toast_and_undoes() {
+    // Dark, as a desktop that prefers it: libadwaita follows the system's style.
+    let s = Session::launch(Launch {
+        atspi: true,
+        env: vec![("ADW_DEBUG_COLOR_SCHEME", "prefer-dark".into())],
+        ..Default::default()
+    });
+    let p = s.until("the cards", |p| {
+        p["loaded"] == true && p["cards"]["18"].is_array()
+    });
+    assert_eq!(p["dark"], true);
+    s.screenshot("main-window-dark");
+    // Through AT-SPI: every card's controls name their group (one card opened, so its
+    // devices' switches and address fields too); the arrow keys to group 18's card,
+    // Shift+F10, "Assign to ci-runner"; the announcement read from the status line; the
+    // toast's Undo pressed; Ctrl+Shift+Z.
+    let out = s.atspi("assign-undo-redo");
+    assert!(
+        out.contains("announced: Undone: Group 18 is planned for ci-runner"),
+        "{out}"
+    );
+    assert_eq!(
+        s.plan()
+            .holder(passage_core::GroupId(18))
+            .map(|g| g.name.as_str()),
+        Some("ci-runner"),
+        "after undo and redo the plan on disk has group 18 with ci-runner"
+    );
+    let p = s.probe().unwrap();
+    assert_eq!(p["texts"]["undo"], "1 0", "one edit to undo, none to redo");
+    // The main menu's About, and Ctrl+? for the shortcuts.
+    let out = s.atspi("about-and-shortcuts");
+    assert!(out.contains("version: "), "{out}");
+}
+
+#[test]
+fn undo_and_redo_walk_back_and_forth_through_the_edits_and_save_each_step() {
+    use passage_core::GroupId;
+    let s = Session::start(None);
+    let p = s.until("the cards", |p| {
+        p["loaded"] == true && p["cards"]["18"].is_array() && p["guests"]["ci-runner"].is_array()
+    });
+    assert_eq!(p["status"], "", "nothing said before the first edit");
+    // Two edits: group 18 dragged to ci-runner, then taken out of the plan from ci-runner's row
+    // by the keyboard (Assign to… is the other path; the drag is the one a person uses).
+    s.drag(
+        s.point(&p, "cards", "18", 0.15, 0.2),
+        s.point(&p, "guests", "ci-runner", 0.5, 0.5),
+    );
+    let holder = |s: &Session| s.plan().holder(GroupId(18)).map(|g| g.name.clone());
+    wait_for("group 18 with ci-runner", 20, || {
+        (holder(&s).as_deref() == Some("ci-runner")).then_some(())
+    });
+    let p = s.until("the toast", |p| {
+        p["status"] == "Group 18 is planned for ci-runner; press Apply to claim it."
+    });
+    assert_eq!(p["texts"]["undo"], "1 0");
+    s.screenshot("toast-undo");
+    // Ctrl+Z: back to router, saved; Ctrl+Z again: nothing more to undo, nothing changes.
+    s.xdotool(&["key", "ctrl+z"]);
+    wait_for("group 18 back with router", 20, || {
+        (holder(&s).as_deref() == Some("router")).then_some(())
+    });
+    let p = s.until("the undo's toast", |p| {
+        p["status"] == "Undone: Group 18 is planned for ci-runner; press Apply to claim it."
+    });
+    assert_eq!(p["texts"]["undo"], "0 1");
+    assert_eq!(p["badges"]["18"], "pending → router");
+    s.xdotool(&["key", "ctrl+z"]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(holder(&s).as_deref(), Some("router"));
+    // Ctrl+Shift+Z: ci-runner again.
+    s.xdotool(&["key", "ctrl+shift+z"]);
+    wait_for("group 18 with ci-runner again", 20, || {
+        (holder(&s).as_deref() == Some("ci-runner")).then_some(())
+    });
+    let p = s.until("the redo", |p| p["texts"]["undo"] == "1 0");
+    assert_eq!(p["badges"]["18"], "pending → ci-runner");
+}
+
+#[test]
+fn a_narrow_window_shows_one_pane_at_a_time_and_the_keyboard_still_assigns() {
+    use passage_core::GroupId;
+    let s = Session::start(None);
+    let p = s.until("the cards", |p| {
+        p["loaded"] == true && p["cards"]["18"].is_array()
+    });
+    assert_eq!(p["texts"]["layout"], "both");
+    let id = s.window_id();
+    s.xdotool(&["windowsize", &id, "600", "760"]);
+    s.until("the narrow layout", |p| {
+        p["texts"]["layout"] == "host" && p["window"][0].as_i64().is_some_and(|w| w < 700)
+    });
+    // Narrow, the filters fold away and the window can go narrower still (a person's drag
+    // goes on past the threshold).
+    s.xdotool(&["windowsize", &id, "600", "760"]);
+    let p = s.until("a 600 px window", |p| {
+        p["texts"]["layout"] == "host" && p["window"][0].as_i64().is_some_and(|w| w <= 610)
+    });
+    // Nothing is cut off: the content fits the window it is in.
+    let (min, width) = (p["content_min"].as_i64(), p["window"][0].as_i64());
+    assert!(
+        min.is_some() && min <= width,
+        "content {min:?} in a window {width:?} wide"
+    );
+    assert!(
+        p["guests"].as_object().is_some_and(|g| g.is_empty()),
+        "guests shown: {}",
+        p["guests"]
+    );
+    s.screenshot("narrow");
+    // The header's Guests button: the guests instead of the list, and back.
+    s.click(s.point(&p, "buttons", "show-guests", 0.5, 0.5));
+    let p = s.until("the guests", |p| {
+        p["texts"]["layout"] == "guests" && p["guests"]["ci-runner"].is_array()
+    });
+    assert!(
+        p["cards"].as_object().is_some_and(|c| c.is_empty()),
+        "cards shown: {}",
+        p["cards"]
+    );
+    s.screenshot("narrow-guests");
+    s.click(s.point(&p, "buttons", "show-guests", 0.5, 0.5));
+    let p = s.until("the list again", |p| {
+        p["texts"]["layout"] == "host" && p["cards"]["18"].is_array()
+    });
+    // No guest to drop on: the keyboard path, Enter on the card, reaches every guest.
+    s.click(s.point(&p, "cards", "18", 0.3, 0.15));
+    s.xdotool(&["key", "Return"]);
+    s.until("the Assign to… window", |p| {
+        p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "assign"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    s.xdotool(&["key", "Tab"]);
+    s.xdotool(&["key", "Tab"]);
+    s.xdotool(&["key", "Return"]);
+    wait_for("group 18 with ci-runner", 20, || {
+        (s.plan().holder(GroupId(18)).map(|g| g.name.as_str()) == Some("ci-runner")).then_some(())
+    });
+    // Wide again: both panes.
+    s.xdotool(&["windowsize", &id, "1180", "760"]);
+    s.until("both panes", |p| p["texts"]["layout"] == "both");
+}
+
+#[test]
+fn without_an_iommu_and_a_system_bus_the_window_says_what_to_do_and_opens_the_demo_host() {
+    let tree = tempfile::tempdir().unwrap();
+    let mut spec =
+        passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST).unwrap();
+    spec.host.iommu = Some("off".into());
+    spec.write_tree(tree.path()).unwrap();
+    let empty = passage_core::plan::Plan::default().to_json();
+    let s = Session::launch(Launch {
+        tree: Some(tree.path()),
+        plan_text: Some(&empty),
+        // As in a container or a minimal VM: no system bus at all.
+        env: vec![(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            "unix:path=/nonexistent/system_bus_socket".into(),
+        )],
+        ..Default::default()
+    });
+    let p = s.until("the page in place of the list", |p| {
+        p["loaded"] == true && p["texts"]["page"] == "no-groups"
+    });
+    // Words a person can act on; the bus's own error only behind Details, never in them.
+    let banner = p["banner"].as_str().unwrap_or_default();
+    assert!(banner.contains("No system bus"), "{banner}");
+    assert!(banner.contains("systemctl start dbus"), "{banner}");
+    assert!(
+        !banner.contains("os error") && !banner.contains("unix:path"),
+        "{banner}"
+    );
+    assert!(
+        !banner.contains("libvirt's guests could not be listed"),
+        "said twice: {banner}"
+    );
+    assert!(
+        p["panes"]["banner"].is_array(),
+        "the notices are not on screen: {p}"
+    );
+    assert_eq!(p["texts"]["guests-page"], "no-bus");
+    s.screenshot("no-iommu");
+    // Apply with nothing planned and no bus: its window says why on a page, not a raw error.
+    s.click(s.point(&p, "buttons", "apply", 0.5, 0.5));
+    let p = s.until("Apply's page", |p| {
+        p["apply_log"]
+            .as_str()
+            .is_some_and(|t| t.contains("No system bus"))
+    });
+    assert!(!p["apply_log"].as_str().unwrap().contains("os error"));
+    s.xdotool(&["key", "Escape"]);
+    // The page's button: the demo host, its cards and its guests.
+    let p = s.until("Apply's window to close", |p| {
+        !p["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "apply"))
+    });
+    s.click(s.point(&p, "buttons", "open-demo", 0.5, 0.5));
+    let p = s.until("the demo host", |p| {
+        p["texts"]["page"] == "host"
+            && p["cards"]["19"].is_array()
+            && p["guests"]["win11"].is_array()
+    });
+    assert_eq!(p["banner"], "", "the demo host needs no bus");
+    assert!(p["panes"]["banner"].is_null(), "an empty banner is shown");
+    assert_eq!(
+        p["plan_path"],
+        Value::Null,
+        "the demo's plan is kept in memory"
+    );
 }

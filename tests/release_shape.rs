@@ -5,7 +5,7 @@
 //! - the helper has no fake kernel: given `--root TREE` it reads the tree and refuses to claim,
 //!   release or persist anything there, leaving every file as it was;
 //! - the helper has no fault points (`PASSAGE_FAULT_AT` stops nothing);
-//! - the app has no probe (no `PASSAGE_PROBE` file, no event FIFO).
+//! - the app has no probe (no `PASSAGE_PROBE` file, no event FIFO), and links libadwaita.
 //!
 //! Each plain binary is built, copied aside, and the test build put back, in this one test, so
 //! no other test sees a plain binary.
@@ -90,6 +90,13 @@ fn a_release_helper_only_reads_a_recorded_tree_and_a_release_app_has_no_probe() 
     assert!(
         !contains(&app, "PASSAGE_PROBE"),
         "the release app carries the probe"
+    );
+    // The app is a libadwaita app: the dynamic linker loads libadwaita for it.
+    let ldd = Command::new("ldd").arg(&app).output().expect("ldd (libc-bin)");
+    let libs = String::from_utf8_lossy(&ldd.stdout);
+    assert!(
+        libs.lines().any(|l| l.trim_start().starts_with("libadwaita-1.so")),
+        "ldd passage does not list libadwaita:\n{libs}"
     );
 
     // The demo host as a tree; the plain helper is asked to change it in every way it can.

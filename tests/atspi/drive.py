@@ -217,7 +217,29 @@ def assign_undo_redo():
     say("announced:", status(a))
 
 
-SCENARIOS = {"assign-undo-redo": assign_undo_redo}
+def about_and_shortcuts():
+    a = app()
+    menu = find(a, "the main menu button", lambda o: role(o) == "push button" and name(o) == "Main menu"
+                and Atspi.Action.get_n_actions(o) > 0)
+    click(menu)
+    item = find(a, "About Passage in the main menu", lambda o: name(o) == "About Passage"
+                and role(o) in ("menu item", "push button"))
+    click(item)
+    about = find(a, "the About window", lambda o: role(o) in ("frame", "dialog", "window")
+                 and name(o).startswith("About"), timeout=10)
+    say("opened:", name(about))
+    version = find(about, "the version in About", lambda o: role(o) in ("label", "push button")
+                   and re.match(r"^\d+\.\d+\.\d+", name(o)))
+    say("version:", name(version))
+    key("Escape")
+    key("ctrl+question")
+    row = find(a, "the shortcuts window's Undo row",
+               lambda o: name(o) == "Undo the last change to the plan", timeout=10)
+    say("shortcuts:", name(row))
+    key("Escape")
+
+
+SCENARIOS = {"assign-undo-redo": assign_undo_redo, "about-and-shortcuts": about_and_shortcuts}
 
 if __name__ == "__main__":
     try:

@@ -313,10 +313,7 @@ pub fn helper_reachable() -> Result<(), Unreachable> {
         if bus.name_has_owner(name).await.unwrap_or(false) {
             return Ok(());
         }
-        let activatable = bus
-            .list_activatable_names()
-            .await
-            .map_err(|e| failed(&e))?;
+        let activatable = bus.list_activatable_names().await.map_err(|e| failed(&e))?;
         if activatable.iter().any(|n| n.as_str() == names::BUS_NAME) {
             Ok(())
         } else {

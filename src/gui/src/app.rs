@@ -22,8 +22,8 @@ use crate::status::{self, Status, StatusInit, StatusInput};
 use crate::toasts::{Offer, Said, Toaster};
 use crate::topology::{TopoMsg, TopologyView};
 use crate::{events, probe, settings, Options};
-use gtk::gio;
 use adw::prelude::*;
+use gtk::gio;
 use passage_core::apply::{Done, Outcome};
 use passage_core::demo::Source;
 use passage_core::i18n::{tr, trf};
@@ -65,6 +65,8 @@ pub struct App {
     redo_action: gio::SimpleAction,
     /// What edits, saves and refusals say: toasts, and the screen reader's status line.
     toaster: Toaster,
+    /// What stands in the way, in words, above everything else.
+    notice_bar: notices::NoticeBar,
     /// The host list and guests ("host"), or a page in their place ("empty").
     main: gtk::Stack,
     /// Where the page in place of the host list goes.
@@ -193,11 +195,12 @@ impl Component for App {
         #[root]
         adw::ApplicationWindow {
             set_title: Some(&tr("Passage")),
-            set_default_size: (1180, 820),
+            set_default_size: (1180, 760),
             #[wrap(Some)]
             set_content = &gtk::Box {
                 set_orientation: gtk::Orientation::Vertical,
                 append: model.header.widget(),
+                append: model.notice_bar.widget(),
                 append: model.toaster.widget(),
             },
         }
@@ -282,7 +285,11 @@ impl Component for App {
             let s = sender.input_sender().clone();
             show_guests.connect_toggled(move |_| s.emit(AppInput::ShowGuests));
         }
-        crate::registry::enter(&registry.buttons, "show-guests".into(), show_guests.upcast_ref());
+        crate::registry::enter(
+            &registry.buttons,
+            "show-guests".into(),
+            show_guests.upcast_ref(),
+        );
         header.model().bar.pack_end(&show_guests);
         let (undo_action, redo_action) = window_actions(&root, sender.input_sender());
         let probe = probe::Probe::from_env(root.upcast_ref(), registry.clone());
@@ -314,6 +321,7 @@ impl Component for App {
             undo_action,
             redo_action,
             toaster,
+            notice_bar: notices::NoticeBar::new(&registry),
             main,
             empty,
             paned,
@@ -337,7 +345,11 @@ impl Component for App {
         // Where the person left the window and the divider last time.
         settings::restore_window(settings.as_ref(), root.upcast_ref(), &model.paned);
         settings::remember_on_close(settings.as_ref(), root.upcast_ref(), &model.paned);
-        root.set_help_overlay(Some(&crate::shortcuts::window()));
+        let help = crate::shortcuts::window();
+        root.set_help_overlay(Some(&help));
+        if let Some(p) = &model.probe {
+            p.opened("shortcuts", help.upcast_ref());
+        }
         {
             // GTK updates the default width as the person resizes the window.
             let s = sender.input_sender().clone();
@@ -383,7 +395,10 @@ impl Component for App {
                 CardMsg::Expanded(g, on) => self.hosts.set_expanded(g, on),
                 CardMsg::SetVisible(a, on) => {
                     let what = if on {
-                        trf("{device} is shown to the guest.", &[("device", &a.to_string())])
+                        trf(
+                            "{device} is shown to the guest.",
+                            &[("device", &a.to_string())],
+                        )
                     } else {
                         trf(
                             "{device} is hidden from the guest.",
@@ -420,12 +435,17 @@ impl Component for App {
                     self.narrow = narrow;
                     self.header.sender().emit(HeaderInput::Narrow(narrow));
                     self.show_guests.set_visible(narrow);
-                    self.show_panes();
                 }
+                self.show_panes();
             }
             AppInput::ShowGuests => self.show_panes(),
             AppInput::OpenDemo => self.open_demo(&sender),
-            AppInput::About => crate::shortcuts::about(root.upcast_ref()),
+            AppInput::About => {
+                let w = crate::shortcuts::about(root.upcast_ref());
+                if let Some(p) = &self.probe {
+                    p.opened("about", w.upcast_ref());
+                }
+            }
             AppInput::Search => self.header.sender().emit(HeaderInput::Search),
             AppInput::Why(g) => self.open_why(g, root),
             AppInput::ShowTopology(on) => {
@@ -526,10 +546,11 @@ impl App {
             Ok(l) => l,
             Err(e) => {
                 let s = self.input.clone();
-                self.empty
-                    .set_child(Some(&notices::unreadable_page(&e, move || {
-                        s.emit(AppInput::OpenDemo)
-                    })));
+                self.empty.set_child(Some(&notices::unreadable_page(
+                    &e,
+                    &self.registry,
+                    move || s.emit(AppInput::OpenDemo),
+                )));
                 self.set_page("unreadable");
                 return;
             }
@@ -547,10 +568,11 @@ impl App {
         // an empty list.
         if l.host.groups.is_empty() {
             let s = self.input.clone();
-            self.empty
-                .set_child(Some(&notices::no_groups_page(&l.host, move || {
-                    s.emit(AppInput::OpenDemo)
-                })));
+            self.empty.set_child(Some(&notices::no_groups_page(
+                &l.host,
+                &self.registry,
+                move || s.emit(AppInput::OpenDemo),
+            )));
             self.set_page("no-groups");
         } else {
             self.set_page("host");
@@ -570,7 +592,8 @@ impl App {
         if live && !self.following {
             sender.spawn_command(|out| {
                 events::follow_kernel(|ev| {
-                    out.send(AppCommand::Event(ev, Instant::now(), true)).is_ok()
+                    out.send(AppCommand::Event(ev, Instant::now(), true))
+                        .is_ok()
                 })
             });
         }
@@ -582,7 +605,8 @@ impl App {
         if let Some(path) = probe::Probe::events_path().filter(|_| !self.following) {
             sender.spawn_command(move |out| {
                 events::follow_fifo(&path, |ev| {
-                    out.send(AppCommand::Event(ev, Instant::now(), false)).is_ok()
+                    out.send(AppCommand::Event(ev, Instant::now(), false))
+                        .is_ok()
                 })
             });
         }
@@ -649,7 +673,7 @@ impl App {
             return;
         };
         let status = self.status.sender();
-        status.emit(StatusInput::Notices(notices::notices(host, &self.troubles)));
+        self.notice_bar.set(notices::notices(host, &self.troubles));
         status.emit(StatusInput::Summary(status::summary_line(host, &self.plan)));
         self.guests.sender().emit(GuestsInput::Show {
             entries: guests::entries(Some(host), &self.plan, &self.known, &self.refusals),
@@ -716,9 +740,9 @@ impl App {
             return;
         };
         let after = std::mem::replace(&mut self.plan, e.before);
-        let said = self.save().unwrap_or_else(|| {
-            Said::news(trf("Undone: {what}", &[("what", &e.what)]))
-        });
+        let said = self
+            .save()
+            .unwrap_or_else(|| Said::news(trf("Undone: {what}", &[("what", &e.what)])));
         self.redo.push(Edit {
             before: after,
             what: e.what,
@@ -964,18 +988,22 @@ impl App {
             self.say(&Said::news(tr("This is the demo host, not this machine: nothing to apply. Export the plan to see what it would write.")), Offer::Nothing);
             return;
         }
-        let steps = match passage_core::apply::steps(&self.plan, &host, None) {
-            Ok(s) => s,
-            Err(e) => {
-                self.say(&Said::error(e.to_string()), Offer::Nothing);
-                return;
-            }
-        };
         // Asked again now (the helper may have been installed since the host was read): with
         // no bus or no helper, Apply's window says so and what to do instead of failing.
         let blocked = match passage_dbus::helper_reachable() {
             Ok(()) | Err(passage_dbus::Unreachable::Failed(_)) => None,
             Err(u) => Some(u),
+        };
+        let steps = match (
+            &blocked,
+            passage_core::apply::steps(&self.plan, &host, None),
+        ) {
+            (_, Ok(s)) => s,
+            (Some(_), Err(_)) => Vec::new(),
+            (None, Err(e)) => {
+                self.say(&Said::error(e.to_string()), Offer::Nothing);
+                return;
+            }
         };
         let dlg = ApplyDialog::builder()
             .launch(ApplyInit {

@@ -135,7 +135,11 @@ impl SimpleComponent for GuestPane {
                     let none = crate::notices::no_guests_page(no_bus);
                     self.stack.add_named(&none, Some("none"));
                     self.stack.set_visible_child(&none);
-                    if no_bus { "no-bus" } else { "no-guests" }
+                    if no_bus {
+                        "no-bus"
+                    } else {
+                        "no-guests"
+                    }
                 } else {
                     self.stack.set_visible_child_name("list");
                     "list"

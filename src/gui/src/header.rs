@@ -5,8 +5,8 @@
 use crate::a11y::{accessible_label, label_dropdown};
 use crate::registry::{self, Registry};
 use crate::settings;
-use gtk::gio;
 use adw::prelude::*;
+use gtk::gio;
 use passage_core::explain::State;
 use passage_core::i18n::tr;
 use passage_core::view::Kind;
@@ -228,7 +228,10 @@ fn primary_menu() -> gio::Menu {
     edit.append(Some(&tr("Redo")), Some("win.redo"));
     m.append_section(None, &edit);
     let about = gio::Menu::new();
-    about.append(Some(&tr("Keyboard Shortcuts")), Some("win.show-help-overlay"));
+    about.append(
+        Some(&tr("Keyboard Shortcuts")),
+        Some("win.show-help-overlay"),
+    );
     about.append(Some(&tr("About Passage")), Some("win.about"));
     m.append_section(None, &about);
     m

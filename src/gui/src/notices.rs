@@ -6,6 +6,7 @@
 //! directory (os error 2)`) is never the message: each notice says what is missing and what to
 //! do, and keeps the raw text behind a "Details" expander for a bug report.
 
+use crate::registry::Registry;
 use adw::prelude::*;
 use passage_core::explain;
 use passage_core::i18n::tr;
@@ -64,13 +65,14 @@ pub fn helper_notice(u: &Unreachable) -> Notice {
     }
 }
 
-/// Every notice for the banner: the IOMMU's reasons when it is off (each with its remedy),
+/// Every notice for the banner: the IOMMU's reasons when it is off (each with its remedy;
+/// not when the host has no group at all, where the page in place of the list says them),
 /// then what could not be read. libvirt's failure is left out when there is no bus at all (the
 /// bus notice says it).
 pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
     let mut v = Vec::new();
     let iommu = explain::iommu(host);
-    if !iommu.enabled {
+    if !iommu.enabled && !host.groups.is_empty() {
         v.extend(iommu.reasons.iter().map(|r| Notice {
             title: r.message.clone(),
             body: r.remedy.clone().unwrap_or_default(),
@@ -119,6 +121,53 @@ pub fn banner_text(notices: &[Notice]) -> String {
         .join("\n")
 }
 
+/// The notices above the window's content (above a status page too, so a page in place of
+/// the list never hides why).
+pub struct NoticeBar {
+    bar: gtk::Box,
+    shown: Vec<Notice>,
+    registry: Registry,
+}
+
+impl NoticeBar {
+    /// An empty bar (hidden until there is something to say).
+    pub fn new(registry: &Registry) -> Self {
+        let bar = gtk::Box::new(gtk::Orientation::Vertical, 8);
+        bar.add_css_class("banner");
+        bar.set_visible(false);
+        crate::registry::enter(&registry.panes, "banner".into(), bar.upcast_ref());
+        Self {
+            bar,
+            shown: Vec::new(),
+            registry: registry.clone(),
+        }
+    }
+
+    /// The widget to place in the window.
+    pub fn widget(&self) -> &gtk::Box {
+        &self.bar
+    }
+
+    /// Shows these notices (redrawn only when they changed).
+    pub fn set(&mut self, n: Vec<Notice>) {
+        if n == self.shown {
+            return;
+        }
+        while let Some(c) = self.bar.first_child() {
+            self.bar.remove(&c);
+        }
+        for notice in &n {
+            self.bar.append(&notice_widget(notice));
+        }
+        self.bar.set_visible(!n.is_empty());
+        self.registry
+            .texts
+            .borrow_mut()
+            .insert("banner".into(), banner_text(&n));
+        self.shown = n;
+    }
+}
+
 /// A notice drawn: its title in bold, what to do, the raw error behind "Details".
 pub fn notice_widget(n: &Notice) -> gtk::Box {
     let b = gtk::Box::new(gtk::Orientation::Vertical, 2);
@@ -155,7 +204,11 @@ pub fn details(text: &str) -> gtk::Expander {
 
 /// The page in place of a host list with no groups at all: the IOMMU is off (with its
 /// remedies), and a button to the demo host to see what Passage does.
-pub fn no_groups_page(host: &Host, on_demo: impl Fn() + 'static) -> adw::StatusPage {
+pub fn no_groups_page(
+    host: &Host,
+    registry: &Registry,
+    on_demo: impl Fn() + 'static,
+) -> adw::StatusPage {
     let iommu = explain::iommu(host);
     let page = adw::StatusPage::new();
     page.set_icon_name(Some("computer-fail-symbolic"));
@@ -176,12 +229,16 @@ pub fn no_groups_page(host: &Host, on_demo: impl Fn() + 'static) -> adw::StatusP
             .collect();
         page.set_description(Some(&gtk::glib::markup_escape_text(&text.join("\n\n"))));
     }
-    page.set_child(Some(&demo_button(on_demo)));
+    page.set_child(Some(&demo_button(registry, on_demo)));
     page
 }
 
 /// The page in place of the host list when the host could not be read at all.
-pub fn unreadable_page(raw: &str, on_demo: impl Fn() + 'static) -> adw::StatusPage {
+pub fn unreadable_page(
+    raw: &str,
+    registry: &Registry,
+    on_demo: impl Fn() + 'static,
+) -> adw::StatusPage {
     let page = adw::StatusPage::new();
     page.set_icon_name(Some("dialog-error-symbolic"));
     page.set_title(&tr("Passage could not read this host"));
@@ -189,13 +246,13 @@ pub fn unreadable_page(raw: &str, on_demo: impl Fn() + 'static) -> adw::StatusPa
         "The kernel's device tree could not be read. The details below say which file; the demo host shows what Passage does meanwhile.",
     ))));
     let b = gtk::Box::new(gtk::Orientation::Vertical, 12);
-    b.append(&demo_button(on_demo));
+    b.append(&demo_button(registry, on_demo));
     b.append(&details(raw));
     page.set_child(Some(&b));
     page
 }
 
-fn demo_button(on_demo: impl Fn() + 'static) -> gtk::Button {
+fn demo_button(registry: &Registry, on_demo: impl Fn() + 'static) -> gtk::Button {
     let demo = gtk::Button::with_label(&tr("Open the Demo Host"));
     demo.add_css_class("pill");
     demo.add_css_class("suggested-action");
@@ -204,6 +261,7 @@ fn demo_button(on_demo: impl Fn() + 'static) -> gtk::Button {
         "A workstation with a GPU to give away, bundled with Passage: nothing on this machine changes",
     )));
     demo.connect_clicked(move |_| on_demo());
+    crate::registry::enter(&registry.buttons, "open-demo".into(), &demo);
     demo
 }
 

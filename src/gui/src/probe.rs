@@ -196,6 +196,8 @@ impl Probe {
                 // Which page and layout are shown ("page", "guests-page", "layout"), the undo
                 // and redo depths ("undo": "U R").
                 "texts": registry.texts.borrow().clone(),
+                // libadwaita follows the system's dark style (ADW_DEBUG_COLOR_SCHEME in tests).
+                "dark": adw::StyleManager::default().is_dark(),
                 // The narrowest the window's content can be drawn whole (more than the window's
                 // width: something is cut off).
                 "content_min": w.child().map(|c| c.measure(gtk::Orientation::Horizontal, -1).0),
@@ -260,4 +262,3 @@ impl Probe {
             .insert(name.to_string(), w.downgrade());
     }
 }
-

@@ -77,7 +77,7 @@ pub fn window() -> gtk::ShortcutsWindow {
 }
 
 /// The About window: what Passage is, its version, licence, site and where to report a bug.
-pub fn about(parent: &gtk::Window) {
+pub fn about(parent: &gtk::Window) -> adw::AboutWindow {
     let w = adw::AboutWindow::builder()
         .transient_for(parent)
         .modal(true)
@@ -99,4 +99,5 @@ pub fn about(parent: &gtk::Window) {
         w.set_translator_credits(&credits);
     }
     w.present();
+    w
 }

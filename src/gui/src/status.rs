@@ -1,9 +1,7 @@
-//! The frame around the host list: the notices above it (the IOMMU off, what could not be
-//! read, each in words with what to do and the raw error behind "Details"), "Reading…" while
-//! the host is read, and the summary of the host and the plan below it, redrawn with every
-//! change. What an edit says is a toast (`toasts`), not a line here.
+//! The frame around the host list: "Reading…" while the host is read, and the summary of the
+//! host and the plan below it, redrawn with every change. The notices are above the whole
+//! window's content (`notices::NoticeBar`); what an edit says is a toast (`toasts`).
 
-use crate::notices::{self, Notice};
 use crate::registry::{self, Registry};
 use gtk::prelude::*;
 use passage_core::i18n::{tr, trf};
@@ -11,14 +9,10 @@ use passage_core::model::Host;
 use passage_core::plan::{self, Plan};
 use relm4::prelude::*;
 
-/// The notices, the loading line and the summary.
+/// The loading line and the summary.
 pub struct Status {
-    notices: Vec<Notice>,
-    /// Where the notices are drawn (rebuilt when they change).
-    banner: gtk::Box,
     loading: bool,
     summary: String,
-    registry: Registry,
 }
 
 /// What the frame holds: the host list.
@@ -34,8 +28,6 @@ pub struct StatusInit {
 pub enum StatusInput {
     /// The host was read (or could not be): "Reading…" goes.
     Loaded,
-    /// The notices (none hides the banner).
-    Notices(Vec<Notice>),
     /// The host and the plan in a line, after every change.
     Summary(String),
 }
@@ -50,14 +42,6 @@ impl SimpleComponent for Status {
         gtk::Box {
             set_orientation: gtk::Orientation::Vertical,
 
-            #[local_ref]
-            banner -> gtk::Box {
-                set_orientation: gtk::Orientation::Vertical,
-                set_spacing: 8,
-                add_css_class: "banner",
-                #[watch]
-                set_visible: !model.notices.is_empty(),
-            },
             gtk::Label {
                 set_label: &tr("Reading this host's devices…"),
                 #[watch]
@@ -81,13 +65,9 @@ impl SimpleComponent for Status {
         _sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
         let model = Status {
-            notices: Vec::new(),
-            banner: gtk::Box::default(),
             loading: true,
             summary: String::new(),
-            registry: init.registry.clone(),
         };
-        let banner = &model.banner;
         let widgets = view_output!();
         registry::enter(&init.registry.labels, "summary".into(), &widgets.summary);
         ComponentParts { model, widgets }
@@ -96,21 +76,6 @@ impl SimpleComponent for Status {
     fn update(&mut self, msg: StatusInput, _sender: ComponentSender<Self>) {
         match msg {
             StatusInput::Loaded => self.loading = false,
-            StatusInput::Notices(n) => {
-                if n != self.notices {
-                    while let Some(c) = self.banner.first_child() {
-                        self.banner.remove(&c);
-                    }
-                    for notice in &n {
-                        self.banner.append(&notices::notice_widget(notice));
-                    }
-                    self.registry
-                        .texts
-                        .borrow_mut()
-                        .insert("banner".into(), notices::banner_text(&n));
-                    self.notices = n;
-                }
-            }
             StatusInput::Summary(text) => self.summary = text,
         }
     }

@@ -11,9 +11,9 @@
 //! changes. The label is kept out of sight with zero opacity, not hidden: a hidden widget
 //! leaves the accessibility tree.
 
+use crate::a11y::accessible_label;
 use crate::registry::Texts;
 use adw::prelude::*;
-use crate::a11y::accessible_label;
 use passage_core::i18n::{tr, trf};
 use std::cell::RefCell;
 use std::rc::Rc;

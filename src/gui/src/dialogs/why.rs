@@ -1,8 +1,8 @@
 //! "Why?": what stands in the way of giving a group away, why its devices are together, what
 //! the host loses.
 
-use gtk::glib;
 use adw::prelude::*;
+use gtk::glib;
 use passage_core::explain::Reason;
 use passage_core::i18n::{tr, trf};
 use passage_core::view::Why;
