@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A system bus address with nothing behind it: a machine without a system bus, whatever this
+/// one has.
+const NO_BUS: &str = "unix:path=/nonexistent/system_bus_socket";
+
 /// One X server at a time: the pointer is shared.
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -627,6 +631,7 @@ fn the_window_the_bridges_toggle_and_the_plan_come_back_as_they_were_left() {
             tree: Some(tree.path()),
             plan: Some(&elsewhere),
             config: Some(config.path()),
+            env: vec![("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS.into())],
             ..Default::default()
         });
         // (Under the notices about the missing bus, the GPU's card may be below the fold.)
@@ -651,13 +656,14 @@ fn the_window_the_bridges_toggle_and_the_plan_come_back_as_they_were_left() {
         tree: Some(tree.path()),
         no_plan: true,
         config: Some(config.path()),
+        env: vec![("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS.into())],
         ..Default::default()
     });
     // (With the bridges shown and a smaller window, the GPU's card may be below the fold.)
     let p = s.until("the cards", |p| p["loaded"] == true);
     assert_eq!(p["window"], left);
     assert_eq!(p["active"]["bridges"], true);
-    // No system bus on this test's side: the banner says Apply cannot reach the helper.
+    // No system bus (pinned): the banner says Apply cannot reach the helper.
     let banner = p["banner"].as_str().unwrap_or_default();
     assert!(banner.contains("Passage helper"), "{banner}");
     assert_eq!(p["plan_path"], elsewhere.display().to_string());
@@ -838,6 +844,10 @@ fn a_refused_edit_stays_on_the_status_line_until_the_next_edit() {
     // the summary line is still there beside it.
     let p = s.until("the refusal on the status line", |p| p["status"] == refusal);
     assert_eq!(p["summary"], summary);
+    assert_eq!(
+        p["texts"]["undo"], "0 0",
+        "a refused edit was kept for Undo"
+    );
     assert!(s.plan().holder(GroupId(16)).is_none());
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
@@ -1070,8 +1080,9 @@ fn a_screen_reader_user_assigns_a_group_from_its_menu_hears_the_toast_and_undoes
         Some("ci-runner"),
         "after undo and redo the plan on disk has group 18 with ci-runner"
     );
-    let p = s.probe().unwrap();
-    assert_eq!(p["texts"]["undo"], "1 0", "one edit to undo, none to redo");
+    s.until("one edit to undo, none to redo", |p| {
+        p["texts"]["undo"] == "1 0"
+    });
     // The main menu's About, and Ctrl+? for the shortcuts.
     let out = s.atspi("about-and-shortcuts");
     assert!(out.contains("version: "), "{out}");
@@ -1113,6 +1124,7 @@ fn undo_and_redo_walk_back_and_forth_through_the_edits_and_save_each_step() {
     s.xdotool(&["key", "ctrl+z"]);
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(holder(&s).as_deref(), Some("router"));
+    assert_eq!(s.probe().unwrap()["texts"]["undo"], "0 1");
     // Ctrl+Shift+Z: ci-runner again.
     s.xdotool(&["key", "ctrl+shift+z"]);
     wait_for("group 18 with ci-runner again", 20, || {
@@ -1120,6 +1132,20 @@ fn undo_and_redo_walk_back_and_forth_through_the_edits_and_save_each_step() {
     });
     let p = s.until("the redo", |p| p["texts"]["undo"] == "1 0");
     assert_eq!(p["badges"]["18"], "pending → ci-runner");
+    // In the search field (Ctrl+F), Ctrl+Z undoes the typing, not the plan.
+    s.xdotool(&["key", "ctrl+f"]);
+    std::thread::sleep(Duration::from_millis(300));
+    s.xdotool(&["type", "nvme"]);
+    s.until("the search to leave the NVMe card alone", |p| {
+        p["cards"]["16"].is_array() && p["cards"]["18"].is_null()
+    });
+    s.xdotool(&["key", "ctrl+z"]);
+    let p = s.until("the typing undone", |p| p["cards"]["18"].is_array());
+    assert_eq!(
+        p["texts"]["undo"], "1 0",
+        "Ctrl+Z in the search field undid the plan"
+    );
+    assert_eq!(holder(&s).as_deref(), Some("ci-runner"));
 }
 
 #[test]
@@ -1200,10 +1226,7 @@ fn without_an_iommu_and_a_system_bus_the_window_says_what_to_do_and_opens_the_de
         tree: Some(tree.path()),
         plan_text: Some(&empty),
         // As in a container or a minimal VM: no system bus at all.
-        env: vec![(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            "unix:path=/nonexistent/system_bus_socket".into(),
-        )],
+        env: vec![("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS.into())],
         ..Default::default()
     });
     let p = s.until("the page in place of the list", |p| {

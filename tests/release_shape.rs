@@ -92,10 +92,14 @@ fn a_release_helper_only_reads_a_recorded_tree_and_a_release_app_has_no_probe() 
         "the release app carries the probe"
     );
     // The app is a libadwaita app: the dynamic linker loads libadwaita for it.
-    let ldd = Command::new("ldd").arg(&app).output().expect("ldd (libc-bin)");
+    let ldd = Command::new("ldd")
+        .arg(&app)
+        .output()
+        .expect("ldd (libc-bin)");
     let libs = String::from_utf8_lossy(&ldd.stdout);
     assert!(
-        libs.lines().any(|l| l.trim_start().starts_with("libadwaita-1.so")),
+        libs.lines()
+            .any(|l| l.trim_start().starts_with("libadwaita-1.so")),
         "ldd passage does not list libadwaita:\n{libs}"
     );
 

@@ -75,6 +75,8 @@ pub struct App {
     paned: gtk::Paned,
     /// The window is narrower than both panes need: one shown at a time.
     narrow: bool,
+    /// The unreadable plan file was kept aside before the first save over it.
+    kept_unreadable: bool,
     /// In a narrow window: the guests instead of the host list.
     show_guests: gtk::ToggleButton,
     hosts: HostList,
@@ -182,6 +184,8 @@ pub enum AppCommand {
     Progress(Done),
     /// Apply is over.
     Applied(Box<Result<Outcome, String>>),
+    /// Whether Apply can reach the helper (why not, when it cannot).
+    ApplyChecked(Option<passage_dbus::Unreachable>),
 }
 
 #[relm4::component(pub)]
@@ -326,6 +330,7 @@ impl Component for App {
             empty,
             paned,
             narrow: false,
+            kept_unreadable: false,
             show_guests,
             hosts,
             pages,
@@ -351,10 +356,10 @@ impl Component for App {
             p.opened("shortcuts", help.upcast_ref());
         }
         {
-            // GTK updates the default width as the person resizes the window.
+            // The width GTK gives the content (the default width stops following a window
+            // that is maximized or tiled).
             let s = sender.input_sender().clone();
-            root.connect_default_width_notify(move |w| s.emit(AppInput::Width(w.default_width())));
-            sender.input(AppInput::Width(root.default_width()));
+            model.toaster.on_width(move |w| s.emit(AppInput::Width(w)));
         }
         // The host has been read since the process started (load::start): its result comes
         // in as a command, off the main loop.
@@ -386,7 +391,7 @@ impl Component for App {
                     self.hosts.show(&self.filter);
                 }
                 HeaderOutput::Export => self.open_export(root),
-                HeaderOutput::Apply => self.apply(root, &sender),
+                HeaderOutput::Apply => self.apply(&sender),
             },
             AppInput::Card(c) => match c {
                 CardMsg::Menu(g, at) => self.open_menu(g, at, &sender),
@@ -427,8 +432,18 @@ impl Component for App {
                 };
                 self.edit(what, move |p, _| p.set_lifecycle(&guest, l))
             }
-            AppInput::Undo => self.undo(),
-            AppInput::Redo => self.redo(),
+            // Ctrl+Z in a text field (search, a guest address) is the field's own undo: the
+            // window's shortcuts run before the field sees the key.
+            AppInput::Undo => {
+                if !text_field_action(root, "text.undo") {
+                    self.undo();
+                }
+            }
+            AppInput::Redo => {
+                if !text_field_action(root, "text.redo") {
+                    self.redo();
+                }
+            }
             AppInput::Width(w) => {
                 let narrow = w > 0 && w < NARROW;
                 if narrow != self.narrow {
@@ -449,6 +464,10 @@ impl Component for App {
             AppInput::Search => self.header.sender().emit(HeaderInput::Search),
             AppInput::Why(g) => self.open_why(g, root),
             AppInput::ShowTopology(on) => {
+                // The switch's own toggle after Ctrl+1/Ctrl+2 set it: already done.
+                if on == self.topology_shown() {
+                    return;
+                }
                 // From Ctrl+1/Ctrl+2 too: the header's switch shows which view is on.
                 let key = if on { "view-topology" } else { "view-list" };
                 if let Some(t) = self
@@ -490,8 +509,9 @@ impl Component for App {
         }
     }
 
-    fn update_cmd(&mut self, cmd: AppCommand, sender: ComponentSender<Self>, _root: &Self::Root) {
+    fn update_cmd(&mut self, cmd: AppCommand, sender: ComponentSender<Self>, root: &Self::Root) {
         match cmd {
+            AppCommand::ApplyChecked(blocked) => self.apply_checked(blocked, root, &sender),
             AppCommand::Loaded(r) => self.loaded(*r, &sender),
             AppCommand::Event(ev, at, kernel) => {
                 let (Some(host), Some(src)) = (&mut self.host, &self.source) else {
@@ -517,6 +537,15 @@ impl Component for App {
                 }
             }
             AppCommand::Progress(d) => {
+                // Each step as it is done, for screen readers (the window shows the log).
+                self.toaster.announce(&if d.ok {
+                    trf("Done: {step}", &[("step", &d.step.describe())])
+                } else {
+                    trf(
+                        "Failed: {step}: {why}",
+                        &[("step", &d.step.describe()), ("why", &d.message)],
+                    )
+                });
                 if let Some(a) = &self.dialogs.apply {
                     a.sender().emit(ApplyInput::Done(d));
                 }
@@ -525,7 +554,7 @@ impl Component for App {
                 self.toaster.announce(&match r.as_ref() {
                     Ok(o) if o.ok() => tr("Done: the plan is applied."),
                     Ok(_) => tr("Not applied: see Apply's window for what was given back."),
-                    Err(e) => e.clone(),
+                    Err(_) => tr("Not applied: see Apply's window for why."),
                 });
                 if let Some(a) = &self.dialogs.apply {
                     a.sender().emit(ApplyInput::Finished(*r));
@@ -559,8 +588,18 @@ impl App {
             helper: l.helper_note,
             libvirt: l.libvirt_note,
             plan: l.plan_note,
+            profiles: l.profiles_note,
             sandbox: l.sandbox_note,
+            save: None,
         };
+        self.kept_unreadable = false;
+        // The plan on disk is not the one edited here (Apply reread it, or another tool wrote
+        // it): Undo would bring back plans from before and write them over it.
+        if l.plan != self.plan {
+            self.undo.clear();
+            self.redo.clear();
+            self.update_actions();
+        }
         self.plan = l.plan;
         self.known = l.known;
         self.holders = l.holders;
@@ -689,12 +728,36 @@ impl App {
         self.toaster.say(said, offer);
     }
 
-    /// Writes the plan to its file; why not, when it could not be.
-    fn save(&self) -> Option<Said> {
-        let p = self.plan_path.as_ref()?;
-        store::save_plan(p, &self.plan)
-            .err()
-            .map(|e| Said::error(e.to_string()))
+    /// Writes the plan to its file; why not, when it could not be (in words; the system's
+    /// error goes to the notice's Details). A plan file that could not be read is kept
+    /// beside it (NAME.unreadable) before the first save over it.
+    fn save(&mut self) -> Option<Said> {
+        let p = self.plan_path.clone()?;
+        if self.troubles.plan.is_some() && !self.kept_unreadable && p.exists() {
+            let mut aside = p.clone().into_os_string();
+            aside.push(".unreadable");
+            if let Err(e) = std::fs::copy(&p, &aside) {
+                self.troubles.save = Some(e.to_string());
+                return Some(Said::error(trf(
+                    "Not saved: the unreadable plan {file} could not be kept aside first.",
+                    &[("file", &settings::display_path(&p))],
+                )));
+            }
+            self.kept_unreadable = true;
+        }
+        match store::save_plan(&p, &self.plan) {
+            Ok(()) => {
+                self.troubles.save = None;
+                None
+            }
+            Err(e) => {
+                self.troubles.save = Some(e.to_string());
+                Some(Said::error(trf(
+                    "The change is made here but could not be saved to {file}.",
+                    &[("file", &settings::display_path(&p))],
+                )))
+            }
+        }
     }
 
     /// An edit the plan takes only if it adds no error; then saved, said with Undo. A refusal
@@ -980,19 +1043,34 @@ impl App {
     }
 
     /// Apply: the steps shown, then run through the helper off the main loop.
-    fn apply(&mut self, root: &adw::ApplicationWindow, sender: &ComponentSender<Self>) {
-        let Some(host) = self.host.clone() else {
+    fn apply(&mut self, sender: &ComponentSender<Self>) {
+        if self.host.is_none() {
             return;
-        };
+        }
         if self.opts.demo {
             self.say(&Said::news(tr("This is the demo host, not this machine: nothing to apply. Export the plan to see what it would write.")), Offer::Nothing);
             return;
         }
-        // Asked again now (the helper may have been installed since the host was read): with
-        // no bus or no helper, Apply's window says so and what to do instead of failing.
-        let blocked = match passage_dbus::helper_reachable() {
-            Ok(()) | Err(passage_dbus::Unreachable::Failed(_)) => None,
-            Err(u) => Some(u),
+        // Asked again now (the helper may have been installed since the host was read), off
+        // the main loop (a bus that hangs must not freeze the window): with no bus or no
+        // helper, Apply's window says so and what to do instead of failing.
+        sender.spawn_oneshot_command(|| {
+            AppCommand::ApplyChecked(match passage_dbus::helper_reachable() {
+                Ok(()) | Err(passage_dbus::Unreachable::Failed(_)) => None,
+                Err(u) => Some(u),
+            })
+        });
+    }
+
+    /// Apply, once it is known whether the helper can be reached.
+    fn apply_checked(
+        &mut self,
+        blocked: Option<passage_dbus::Unreachable>,
+        root: &adw::ApplicationWindow,
+        sender: &ComponentSender<Self>,
+    ) {
+        let Some(host) = self.host.clone() else {
+            return;
         };
         let steps = match (
             &blocked,
@@ -1085,4 +1163,14 @@ fn window_actions(
         app.set_accels_for_action(name, keys);
     }
     (undo, redo)
+}
+
+/// When the keyboard is in a text field, runs its own action (GtkText's `text.undo` or
+/// `text.redo`) and says so.
+fn text_field_action(root: &adw::ApplicationWindow, action: &str) -> bool {
+    let Some(text) = gtk::prelude::GtkWindowExt::focus(root).and_downcast::<gtk::Text>() else {
+        return false;
+    };
+    let _ = text.activate_action(action, None);
+    true
 }

@@ -24,7 +24,8 @@ pub struct Header {
 /// What the app tells the header.
 #[derive(Debug)]
 pub enum HeaderInput {
-    /// The window is narrow: the filters fold away (search stays; the list shows them all).
+    /// The window is narrow: the filters go under the search, the title and Export (in the
+    /// main menu too) fold away.
     Narrow(bool),
     /// Another plan or host is open (the demo host, opened from a page).
     Subtitle(String),
@@ -120,9 +121,15 @@ impl SimpleComponent for Header {
             },
           },
           // The filters: a bar of their own under the header (GNOME's search-bar place), so
-          // the header keeps the title and the actions at any width.
+          // the header keeps the title and the actions at any width. Narrow, the search takes
+          // a line and the filters the next: all of them stay in sight.
           gtk::Box {
-            set_orientation: gtk::Orientation::Horizontal,
+            #[watch]
+            set_orientation: if model.narrow {
+                gtk::Orientation::Vertical
+            } else {
+                gtk::Orientation::Horizontal
+            },
             set_spacing: 6,
             add_css_class: "filterbar",
             #[local_ref]
@@ -133,10 +140,11 @@ impl SimpleComponent for Header {
                     let _ = sender.output(HeaderOutput::Search(e.text().to_string()));
                 },
             },
+            gtk::Box {
+            set_orientation: gtk::Orientation::Horizontal,
+            set_spacing: 6,
             #[local_ref]
             append = kind_dd -> gtk::DropDown {
-                #[watch]
-                set_visible: !model.narrow,
                 connect_selected_notify[sender] => move |d| {
                     let i = d.selected() as usize;
                     let kind = i.checked_sub(1).and_then(|i| Kind::ALL.get(i).copied());
@@ -145,8 +153,6 @@ impl SimpleComponent for Header {
             },
             #[local_ref]
             append = state_dd -> gtk::DropDown {
-                #[watch]
-                set_visible: !model.narrow,
                 connect_selected_notify[sender] => move |d| {
                     let state = STATES.get(d.selected() as usize).copied().flatten();
                     let _ = sender.output(HeaderOutput::State(state));
@@ -154,8 +160,6 @@ impl SimpleComponent for Header {
             },
             #[name = "bridges"]
             append = &gtk::ToggleButton {
-                #[watch]
-                set_visible: !model.narrow,
                 set_label: &tr("Bridges too"),
                 set_tooltip_text: Some(&tr(
                     "Also show groups with nothing a guest could use (bridges, chipset functions)",
@@ -165,6 +169,7 @@ impl SimpleComponent for Header {
                     settings::remember_bridges(settings.as_ref(), b.is_active());
                     let _ = sender.output(HeaderOutput::ShowAll(b.is_active()));
                 },
+            },
             },
           },
         }

@@ -29,6 +29,8 @@ pub struct Loaded {
     pub libvirt_note: Option<String>,
     /// Why the default plan could not be read, when it could not.
     pub plan_note: Option<String>,
+    /// Why the local guest profiles could not be read, when they could not.
+    pub profiles_note: Option<String>,
     /// What a sandbox hides from the scan, when the app runs in one.
     pub sandbox_note: Option<String>,
     /// Why Apply could not reach the helper, when it could not (not installed, no system bus).
@@ -84,19 +86,13 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
     let opened = PlanSource::choose(opts.plan.as_deref(), opts.demo)
         .open()
         .map_err(|e| e.to_string())?;
-    let mut plan_note = opened.note();
+    let plan_note = opened.note();
     let plan = opened.plan;
     let mut guests = KnownGuests::gather(opts.demo);
     if !opts.demo {
         guests.add_libvirt(passage_dbus::libvirt::system_guests(&host));
     }
-    if let Some(e) = &guests.profiles_error {
-        let e = e.to_string();
-        plan_note = Some(match plan_note {
-            Some(n) => format!("{n}\n{e}"),
-            None => e,
-        });
-    }
+    let profiles_note = guests.profiles_error.as_ref().map(|e| e.to_string());
     let holders = guests.holders();
     let libvirt_note = guests.libvirt_error.clone();
     let known = guests.plan_guests();
@@ -132,6 +128,7 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
         holders,
         libvirt_note,
         plan_note,
+        profiles_note,
         sandbox_note,
         helper_note,
         sections,

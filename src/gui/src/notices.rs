@@ -33,6 +33,10 @@ pub struct Troubles {
     pub libvirt: Option<String>,
     /// Why the plan could not be read (already a sentence of ours).
     pub plan: Option<String>,
+    /// Why the local guest profiles could not be read.
+    pub profiles: Option<String>,
+    /// Why the last save of the plan failed (until one succeeds).
+    pub save: Option<String>,
     /// What the sandbox hides (a sentence of ours).
     pub sandbox: Option<String>,
 }
@@ -92,8 +96,22 @@ pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
     if let Some(p) = &t.plan {
         v.push(Notice {
             title: tr("The plan could not be read"),
-            body: tr("An empty plan is open instead; the file is overwritten only when you change the plan."),
+            body: tr("An empty plan is open instead. Before your first change is saved over it, the file is kept beside it with “.unreadable” added to its name."),
             details: Some(p.clone()),
+        });
+    }
+    if let Some(p) = &t.profiles {
+        v.push(Notice {
+            title: tr("Your guest profiles could not be read"),
+            body: tr("Their guests are missing until the file is mended (“passagectl guests” says what is wrong with it)."),
+            details: Some(p.clone()),
+        });
+    }
+    if let Some(e) = &t.save {
+        v.push(Notice {
+            title: tr("The plan could not be saved"),
+            body: tr("Your changes are kept in this window, not on disk. Check that the plan's folder can be written; the next change tries again."),
+            details: Some(e.clone()),
         });
     }
     if let Some(s) = &t.sandbox {
@@ -243,7 +261,7 @@ pub fn unreadable_page(
     page.set_icon_name(Some("dialog-error-symbolic"));
     page.set_title(&tr("Passage could not read this host"));
     page.set_description(Some(&gtk::glib::markup_escape_text(&tr(
-        "The kernel's device tree could not be read. The details below say which file; the demo host shows what Passage does meanwhile.",
+        "This host's devices could not be read. The details below say why; the demo host shows what Passage does meanwhile.",
     ))));
     let b = gtk::Box::new(gtk::Orientation::Vertical, 12);
     b.append(&demo_button(registry, on_demo));

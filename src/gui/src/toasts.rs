@@ -60,6 +60,7 @@ const UNDO_SECONDS: u32 = 10;
 /// The toast overlay and the screen reader's label, and what is said now.
 pub struct Toaster {
     overlay: adw::ToastOverlay,
+    inner: gtk::Overlay,
     live: gtk::Label,
     current: RefCell<Option<adw::Toast>>,
     /// Counts what was said, so a toast dismissed late clears only its own words.
@@ -88,6 +89,7 @@ impl Toaster {
         inner.add_overlay(&live);
         Self {
             overlay,
+            inner,
             live,
             current: RefCell::new(None),
             said: Rc::default(),
@@ -98,6 +100,20 @@ impl Toaster {
     /// The widget to place in the window.
     pub fn widget(&self) -> &adw::ToastOverlay {
         &self.overlay
+    }
+
+    /// Calls `f` with the content's width whenever GTK allocates it anew (resizing,
+    /// maximizing, tiling): an invisible drawing area over the content, the one GTK 4.8
+    /// widget with a resize signal.
+    pub fn on_width(&self, f: impl Fn(i32) + 'static) {
+        let probe: gtk::DrawingArea = gtk::glib::Object::builder()
+            .property("accessible-role", gtk::AccessibleRole::Presentation)
+            .build();
+        probe.set_can_target(false);
+        probe.set_valign(gtk::Align::Start);
+        probe.set_content_height(1);
+        probe.connect_resize(move |_, w, _| f(w));
+        self.inner.add_overlay(&probe);
     }
 
     /// Says one thing, in place of whatever was said before.
