@@ -11,18 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-78x127}
 runs=${2:-10}
-for t in hyperfine lspci cc; do
-  command -v "$t" >/dev/null || { echo "draw.sh needs $t (apt-get install hyperfine pciutils gcc)" >&2; exit 1; }
-done
-work=$(mktemp -d /tmp/passage-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cargo build --release -q -p passagectl
-cargo build --release -q -p passage-core --example mktree
-cc -O2 -o "$work/floor" benches/floor/floor.c
-tree="$work/tree"
-target/release/examples/mktree --sriov "$shape" "$tree" >/dev/null
-sysfs="$tree/sys/bus/pci"
-ctl="target/release/passagectl --root $tree"
+. benches/sriov-tree.sh
+sriov_tree draw.sh "$shape"
 echo "tree: $(ls "$sysfs/devices" | wc -l) functions, $(ls "$tree/sys/kernel/iommu_groups" | wc -l) groups"
 $ctl draw -o "$work/folded.svg"
 $ctl draw --all-vfs -o "$work/all.svg"

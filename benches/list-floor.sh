@@ -12,18 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-78x127}
 runs=${2:-20}
-for t in hyperfine lspci cc; do
-  command -v "$t" >/dev/null || { echo "list-floor.sh needs $t (apt-get install hyperfine pciutils gcc)" >&2; exit 1; }
-done
-work=$(mktemp -d /tmp/passage-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cargo build --release -q -p passagectl
-cargo build --release -q -p passage-core --example mktree
-cc -O2 -o "$work/floor" benches/floor/floor.c
-tree="$work/tree"
-target/release/examples/mktree --sriov "$shape" "$tree" >/dev/null
-sysfs="$tree/sys/bus/pci"
-ctl="target/release/passagectl --root $tree"
+. benches/sriov-tree.sh
+sriov_tree list-floor.sh "$shape"
 # A group in the middle of the farm, for explain.
 group=$(ls "$tree/sys/kernel/iommu_groups" | sort -n | awk '{ a[NR] = $0 } END { print a[int(NR / 2)] }')
 echo "tree: $(ls "$sysfs/devices" | wc -l) functions, $(ls "$tree/sys/kernel/iommu_groups" | wc -l) groups; explain $group"

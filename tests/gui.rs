@@ -12,6 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Whether the probe lists a window or menu of this kind as open.
+fn is_open(p: &Value, what: &str) -> bool {
+    p["open"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|x| x == what))
+}
+
 /// A system bus address with nothing behind it: a machine without a system bus, whatever this
 /// one has.
 const NO_BUS: &str = "unix:path=/nonexistent/system_bus_socket";
@@ -222,6 +229,15 @@ impl Session {
         wait_for("the app to end after Ctrl+Q", 20, || {
             app.try_wait().unwrap()
         });
+    }
+
+    /// In "Assign to…" (just opened): Tab to the third guest (win11, router, ci-runner) and
+    /// press Enter.
+    fn choose_third_guest(&self) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.xdotool(&["key", "Tab"]);
+        self.xdotool(&["key", "Tab"]);
+        self.xdotool(&["key", "Return"]);
     }
 
     /// Runs a scenario of tests/atspi/drive.py against the app: what a screen-reader user
@@ -485,19 +501,11 @@ fn an_expanded_group_why_and_the_export_preview_show_what_the_library_says() {
     // "Why?" on the GPU group.
     let p = s.probe().unwrap();
     s.click(s.point(&p, "why", "19", 0.5, 0.5));
-    s.until("the Why? window", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "why"))
-    });
+    s.until("the Why? window", |p| is_open(p, "why"));
     std::thread::sleep(Duration::from_millis(600));
     s.screenshot("why");
     s.xdotool(&["key", "Escape"]);
-    s.until("the Why? window to close", |p| {
-        !p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "why"))
-    });
+    s.until("the Why? window to close", |p| !is_open(p, "why"));
     // Export: the preview holds libvirt's <hostdev> elements for win11.
     let p = s.probe().unwrap();
     s.click(s.point(&p, "buttons", "export", 0.5, 0.5));
@@ -551,16 +559,9 @@ fn without_a_pointer_drag_the_keyboard_assigns_a_group() {
     // Focus the NIC's card, Enter: "Assign to…" opens with a button per guest.
     s.click(s.point(&p, "cards", "18", 0.3, 0.2));
     s.xdotool(&["key", "Return"]);
-    s.until("the Assign to… window", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "assign"))
-    });
+    s.until("the Assign to… window", |p| is_open(p, "assign"));
     // Tab to the second guest (win11, router, ci-runner: the first has focus), Enter.
-    std::thread::sleep(Duration::from_millis(300));
-    s.xdotool(&["key", "Tab"]);
-    s.xdotool(&["key", "Tab"]);
-    s.xdotool(&["key", "Return"]);
+    s.choose_third_guest();
     let plan = wait_for("the plan on disk to change", 20, || {
         let plan = s.plan();
         (plan
@@ -768,10 +769,7 @@ fn a_cards_context_menu_assigns_and_explains_by_pointer_and_by_keyboard() {
     std::thread::sleep(Duration::from_millis(150));
     s.xdotool(&["click", "3"]);
     let p = s.until("the card's menu", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "menu"))
-            && p["buttons"]["menu-assign:ci-runner"].is_array()
+        is_open(p, "menu") && p["buttons"]["menu-assign:ci-runner"].is_array()
     });
     assert!(p["buttons"]["menu-unassign"].is_array(), "{}", p["buttons"]);
     assert!(
@@ -791,26 +789,15 @@ fn a_cards_context_menu_assigns_and_explains_by_pointer_and_by_keyboard() {
     });
     assert_eq!(plan.guest("ci-runner").unwrap().groups.len(), 1);
     // From the keyboard: focus the GPU's card, Shift+F10, then Why? from the menu.
-    let p = s.until("the menu to close", |p| {
-        !p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "menu"))
-    });
+    let p = s.until("the menu to close", |p| !is_open(p, "menu"));
     s.click(s.point(&p, "cards", "19", 0.3, 0.2));
     s.xdotool(&["key", "shift+F10"]);
     let p = s.until("the GPU card's menu", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "menu"))
-            && p["buttons"]["menu-why"].is_array()
+        is_open(p, "menu") && p["buttons"]["menu-why"].is_array()
     });
     std::thread::sleep(Duration::from_millis(300));
     s.click(s.point(&p, "buttons", "menu-why", 0.5, 0.5));
-    s.until("the Why? window", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "why"))
-    });
+    s.until("the Why? window", |p| is_open(p, "why"));
 }
 
 #[test]
@@ -833,11 +820,7 @@ fn a_refused_edit_stays_on_the_status_line_until_the_next_edit() {
     // Focus the disk's card, Enter: "Assign to…"; Enter on the first guest (win11).
     s.click(s.point(&p, "cards", "16", 0.3, 0.2));
     s.xdotool(&["key", "Return"]);
-    s.until("the Assign to… window", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "assign"))
-    });
+    s.until("the Assign to… window", |p| is_open(p, "assign"));
     std::thread::sleep(Duration::from_millis(300));
     s.xdotool(&["key", "Return"]);
     // The refusal is on screen after the list, the guests and the summary were redrawn, and
@@ -858,21 +841,12 @@ fn a_refused_edit_stays_on_the_status_line_until_the_next_edit() {
     s.screenshot("refused-edit");
     // The next edit says what it did instead: group 18 to ci-runner (the third guest).
     let p = s.until("the Assign to… window to close", |p| {
-        !p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "assign"))
+        !is_open(p, "assign")
     });
     s.click(s.point(&p, "cards", "18", 0.3, 0.2));
     s.xdotool(&["key", "Return"]);
-    s.until("the Assign to… window", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "assign"))
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    s.xdotool(&["key", "Tab"]);
-    s.xdotool(&["key", "Tab"]);
-    s.xdotool(&["key", "Return"]);
+    s.until("the Assign to… window", |p| is_open(p, "assign"));
+    s.choose_third_guest();
     s.until("the assignment on the status line", |p| {
         p["status"] == "Group 18 is planned for ci-runner; press Apply to claim it."
     });
@@ -935,17 +909,10 @@ fn the_topology_view_draws_group_boxes_that_drag_onto_guests_and_ports_that_say_
     s.click(s.point(&p, "topo_boxes", "20", 0.5, 0.08));
     s.until("box 20 focused", |p| p["topo_focus"] == "group-20");
     s.xdotool(&["key", "Return"]);
-    s.until("the Assign window", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "assign"))
-    });
+    s.until("the Assign window", |p| is_open(p, "assign"));
     // Tab to the third guest (win11, router, ci-runner), Enter: the USB controller's group goes
     // to ci-runner, the picture is laid out again, and the keyboard is still on its box.
-    std::thread::sleep(Duration::from_millis(300));
-    s.xdotool(&["key", "Tab"]);
-    s.xdotool(&["key", "Tab"]);
-    s.xdotool(&["key", "Return"]);
+    s.choose_third_guest();
     wait_for("group 20 planned for ci-runner", 20, || {
         (s.plan()
             .holder(passage_core::GroupId(20))
@@ -955,23 +922,12 @@ fn the_topology_view_draws_group_boxes_that_drag_onto_guests_and_ports_that_say_
         .then_some(())
     });
     s.until("the focus back on box 20 after the new layout", |p| {
-        p["topo_focus"] == "group-20"
-            && !p["open"]
-                .as_array()
-                .is_some_and(|o| o.iter().any(|x| x == "assign"))
+        p["topo_focus"] == "group-20" && !is_open(p, "assign")
     });
     s.xdotool(&["key", "shift+F10"]);
-    s.until("the box's menu", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "menu"))
-    });
+    s.until("the box's menu", |p| is_open(p, "menu"));
     s.xdotool(&["key", "Escape"]);
-    let p = s.until("the menu to close", |p| {
-        !p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "menu"))
-    });
+    let p = s.until("the menu to close", |p| !is_open(p, "menu"));
 
     // Back to the list (Ctrl+1 too): the cards are there again.
     s.click(s.point(&p, "buttons", "view-list", 0.5, 0.5));
@@ -1197,15 +1153,8 @@ fn a_narrow_window_shows_one_pane_at_a_time_and_the_keyboard_still_assigns() {
     // No guest to drop on: the keyboard path, Enter on the card, reaches every guest.
     s.click(s.point(&p, "cards", "18", 0.3, 0.15));
     s.xdotool(&["key", "Return"]);
-    s.until("the Assign to… window", |p| {
-        p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "assign"))
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    s.xdotool(&["key", "Tab"]);
-    s.xdotool(&["key", "Tab"]);
-    s.xdotool(&["key", "Return"]);
+    s.until("the Assign to… window", |p| is_open(p, "assign"));
+    s.choose_third_guest();
     wait_for("group 18 with ci-runner", 20, || {
         (s.plan().holder(GroupId(18)).map(|g| g.name.as_str()) == Some("ci-runner")).then_some(())
     });
@@ -1260,11 +1209,7 @@ fn without_an_iommu_and_a_system_bus_the_window_says_what_to_do_and_opens_the_de
     assert!(!p["apply_log"].as_str().unwrap().contains("os error"));
     s.xdotool(&["key", "Escape"]);
     // The page's button: the demo host, its cards and its guests.
-    let p = s.until("Apply's window to close", |p| {
-        !p["open"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "apply"))
-    });
+    let p = s.until("Apply's window to close", |p| !is_open(p, "apply"));
     s.click(s.point(&p, "buttons", "open-demo", 0.5, 0.5));
     let p = s.until("the demo host", |p| {
         p["texts"]["page"] == "host"

@@ -83,6 +83,8 @@ pub struct App {
     /// The list and the Topology view, one shown at a time.
     pages: gtk::Stack,
     topology: Rc<TopologyView>,
+    /// The header's List and Topology buttons (one group: one of them is on).
+    view_buttons: [gtk::ToggleButton; 2],
     /// PFs whose virtual functions the Topology view draws one by one.
     unfolded: BTreeSet<PciAddress>,
     /// The Topology view shows an older model: laid out again when next shown.
@@ -246,10 +248,12 @@ impl Component for App {
         pages.add_named(hosts.widget(), Some("list"));
         pages.add_named(topology.widget(), Some("topology"));
         pages.set_visible_child_name("list");
-        header
-            .model()
-            .bar
-            .pack_start(&view_switch(&registry, sender.input_sender()));
+        let view_buttons = [gtk::ToggleButton::new(), gtk::ToggleButton::new()];
+        header.model().bar.pack_start(&view_switch(
+            &view_buttons,
+            &registry,
+            sender.input_sender(),
+        ));
         let status = Status::builder()
             .launch(StatusInit {
                 content: pages.clone().upcast(),
@@ -335,6 +339,7 @@ impl Component for App {
             hosts,
             pages,
             topology,
+            view_buttons,
             unfolded: BTreeSet::new(),
             topology_stale: true,
             topology_due: false,
@@ -436,12 +441,12 @@ impl Component for App {
             // window's shortcuts run before the field sees the key.
             AppInput::Undo => {
                 if !text_field_action(root, "text.undo") {
-                    self.undo();
+                    self.step(true);
                 }
             }
             AppInput::Redo => {
                 if !text_field_action(root, "text.redo") {
-                    self.redo();
+                    self.step(false);
                 }
             }
             AppInput::Width(w) => {
@@ -469,17 +474,8 @@ impl Component for App {
                     return;
                 }
                 // From Ctrl+1/Ctrl+2 too: the header's switch shows which view is on.
-                let key = if on { "view-topology" } else { "view-list" };
-                if let Some(t) = self
-                    .registry
-                    .buttons
-                    .borrow()
-                    .get(key)
-                    .and_then(|b| b.upgrade())
-                    .and_then(|b| b.downcast::<gtk::ToggleButton>().ok())
-                {
-                    t.set_active(true);
-                }
+                let [list, topo] = &self.view_buttons;
+                if on { topo } else { list }.set_active(true);
                 if on {
                     if let Some(p) = &self.probe {
                         p.topology_asked(Instant::now());
@@ -797,37 +793,31 @@ impl App {
         self.say(&said, Offer::Undo);
     }
 
-    /// Ctrl+Z: the plan as it was before the last edit, saved; Redo offered.
-    fn undo(&mut self) {
-        let Some(e) = self.undo.pop() else {
+    /// Ctrl+Z (`back`): the plan as it was before the last edit, Redo offered; Ctrl+Shift+Z:
+    /// the last edit taken back done again, Undo offered. Either way saved, and the plan it
+    /// leaves goes on the other stack.
+    fn step(&mut self, back: bool) {
+        let (from, to) = if back {
+            (&mut self.undo, &mut self.redo)
+        } else {
+            (&mut self.redo, &mut self.undo)
+        };
+        let Some(e) = from.pop() else {
             return;
         };
-        let after = std::mem::replace(&mut self.plan, e.before);
-        let said = self
-            .save()
-            .unwrap_or_else(|| Said::news(trf("Undone: {what}", &[("what", &e.what)])));
-        self.redo.push(Edit {
-            before: after,
-            what: e.what,
+        let left = std::mem::replace(&mut self.plan, e.before);
+        to.push(Edit {
+            before: left,
+            what: e.what.clone(),
         });
-        self.update_actions();
-        self.say(&said, Offer::Redo);
-        self.refresh();
-    }
-
-    /// Ctrl+Shift+Z: the last edit taken back done again.
-    fn redo(&mut self) {
-        let Some(e) = self.redo.pop() else {
-            return;
+        let (news, offer) = if back {
+            (trf("Undone: {what}", &[("what", &e.what)]), Offer::Redo)
+        } else {
+            (e.what, Offer::Undo)
         };
-        let before = std::mem::replace(&mut self.plan, e.before);
-        let said = self.save().unwrap_or_else(|| Said::news(e.what.clone()));
-        self.undo.push(Edit {
-            before,
-            what: e.what,
-        });
+        let said = self.save().unwrap_or_else(|| Said::news(news));
         self.update_actions();
-        self.say(&said, Offer::Undo);
+        self.say(&said, offer);
         self.refresh();
     }
 
@@ -1114,12 +1104,16 @@ impl App {
 }
 
 /// The header's two buttons that switch between the list and the Topology view.
-fn view_switch(registry: &Registry, input: &relm4::Sender<AppInput>) -> gtk::Box {
+fn view_switch(
+    [list, topo]: &[gtk::ToggleButton; 2],
+    registry: &Registry,
+    input: &relm4::Sender<AppInput>,
+) -> gtk::Box {
     let b = gtk::Box::new(gtk::Orientation::Horizontal, 0);
     b.add_css_class("linked");
-    let list = gtk::ToggleButton::with_label(&tr("List"));
-    let topo = gtk::ToggleButton::with_label(&tr("Topology"));
-    topo.set_group(Some(&list));
+    list.set_label(&tr("List"));
+    topo.set_label(&tr("Topology"));
+    topo.set_group(Some(list));
     list.set_active(true);
     list.set_tooltip_text(Some(&tr("The groups as a list of cards")));
     topo.set_tooltip_text(Some(&tr(
@@ -1131,8 +1125,8 @@ fn view_switch(registry: &Registry, input: &relm4::Sender<AppInput>) -> gtk::Box
     }
     crate::registry::enter(&registry.buttons, "view-list".into(), list.upcast_ref());
     crate::registry::enter(&registry.buttons, "view-topology".into(), topo.upcast_ref());
-    b.append(&list);
-    b.append(&topo);
+    b.append(list);
+    b.append(topo);
     b
 }
 

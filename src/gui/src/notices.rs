@@ -75,13 +75,8 @@ pub fn helper_notice(u: &Unreachable) -> Notice {
 /// bus notice says it).
 pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
     let mut v = Vec::new();
-    let iommu = explain::iommu(host);
-    if !iommu.enabled && !host.groups.is_empty() {
-        v.extend(iommu.reasons.iter().map(|r| Notice {
-            title: r.message.clone(),
-            body: r.remedy.clone().unwrap_or_default(),
-            details: None,
-        }));
+    if !host.groups.is_empty() {
+        v.extend(iommu_notices(&explain::iommu(host)));
     }
     if let Some(h) = &t.helper {
         v.push(helper_notice(h));
@@ -124,8 +119,25 @@ pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
     v
 }
 
-/// The banner's words as one text (titles and bodies, no details): what the probe reports.
-pub fn banner_text(notices: &[Notice]) -> String {
+/// Why the IOMMU is off, each reason with its remedy (none when it is on).
+fn iommu_notices(iommu: &explain::IommuVerdict) -> Vec<Notice> {
+    if iommu.enabled {
+        return Vec::new();
+    }
+    iommu
+        .reasons
+        .iter()
+        .map(|r| Notice {
+            title: r.message.clone(),
+            body: r.remedy.clone().unwrap_or_default(),
+            details: None,
+        })
+        .collect()
+}
+
+/// The notices' words as one text (titles and bodies, no details), a line each (the probe
+/// reports the banner so) or a paragraph each (a status page's description).
+pub fn words(notices: &[Notice], between: &str) -> String {
     notices
         .iter()
         .map(|n| {
@@ -136,7 +148,7 @@ pub fn banner_text(notices: &[Notice]) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join("\n")
+        .join(between)
 }
 
 /// The notices above the window's content (above a status page too, so a page in place of
@@ -181,7 +193,7 @@ impl NoticeBar {
         self.registry
             .texts
             .borrow_mut()
-            .insert("banner".into(), banner_text(&n));
+            .insert("banner".into(), words(&n, "\n"));
         self.shown = n;
     }
 }
@@ -237,15 +249,8 @@ pub fn no_groups_page(
         )));
     } else {
         page.set_title(&tr("No IOMMU on this host"));
-        let text: Vec<String> = iommu
-            .reasons
-            .iter()
-            .map(|r| match &r.remedy {
-                Some(rem) => format!("{} {rem}", r.message),
-                None => r.message.clone(),
-            })
-            .collect();
-        page.set_description(Some(&gtk::glib::markup_escape_text(&text.join("\n\n"))));
+        let text = words(&iommu_notices(&iommu), "\n\n");
+        page.set_description(Some(&gtk::glib::markup_escape_text(&text)));
     }
     page.set_child(Some(&demo_button(registry, on_demo)));
     page
@@ -339,7 +344,7 @@ mod tests {
         assert!(!n[0].body.contains("os error"), "{}", n[0].body);
         assert!(n[0].body.contains("systemctl start dbus"), "{}", n[0].body);
         assert_eq!(n[0].details.as_deref(), Some(raw));
-        assert!(!banner_text(&n).contains("os error"));
+        assert!(!words(&n, "\n").contains("os error"));
     }
 
     #[test]
