@@ -19,7 +19,8 @@ pub const RULE: &str = "/etc/polkit-1/rules.d/49-passage-test.rules";
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub struct Bus {
-    _one: std::sync::MutexGuard<'static, ()>,
+    /// Held by the one bus (or the first of a pair) for as long as it runs.
+    _one: Option<std::sync::MutexGuard<'static, ()>>,
     pub dir: tempfile::TempDir,
     children: Vec<Child>,
     installed_policy: bool,
@@ -42,6 +43,12 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Two buses; `b` is stopped first, so `a`'s hold on the machine's shared places outlives it.
+pub struct Pair {
+    pub b: Bus,
+    pub a: Bus,
+}
+
 impl Bus {
     pub fn address(&self) -> String {
         format!("unix:path={}", self.dir.path().join("bus").display())
@@ -60,6 +67,20 @@ impl Bus {
 
     /// [`Bus::start`] with more arguments for the helper (`--auth-timeout 4`).
     pub fn start_with(helper_args: &[&str]) -> Bus {
+        let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        Self::start_inner(Some(one), helper_args)
+    }
+
+    /// Two machines: two private system buses, each with its own polkitd and helper over its
+    /// own copy of the demo host.
+    pub fn start_pair() -> Pair {
+        let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        let a = Self::start_inner(Some(one), &[]);
+        let b = Self::start_inner(None, &[]);
+        Pair { b, a }
+    }
+
+    fn start_inner(one: Option<std::sync::MutexGuard<'static, ()>>, helper_args: &[&str]) -> Bus {
         // A missing prerequisite fails the test and says so; it never passes unseen.
         assert!(
             rustix::process::geteuid().is_root(),
@@ -107,7 +128,6 @@ impl Bus {
                 .display()
         );
         std::fs::write(dir.path().join("system.conf"), conf).unwrap();
-        let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
         let mut bus = Bus {
             _one: one,
             dir,

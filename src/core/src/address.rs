@@ -15,6 +15,8 @@ pub enum ParseError {
     Address(String),
     #[error("“{0}” is not an IOMMU group number")]
     Group(String),
+    #[error("“{0}” is not a host to reach over SSH (expected HOST or USER@HOST: letters, digits, “.”, “-”, “_”, “:” for IPv6; no leading “-”)")]
+    Remote(String),
 }
 
 fn shorten(s: &str) -> String {
@@ -178,9 +180,99 @@ impl FromStr for Target {
     }
 }
 
+/// Another machine, as `-H [USER@]HOST` names it (the systemd convention): what `ssh` is given
+/// as its destination, and nothing else. Checked strictly, because the words go onto ssh's
+/// command line: a leading `-` would be read as an option (`-oProxyCommand=…`), and spaces,
+/// quotes or `/` have no place in a host or user name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Remote {
+    pub user: Option<String>,
+    pub host: String,
+}
+
+impl Remote {
+    /// What ssh is given: `USER@HOST` or `HOST`.
+    pub fn destination(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.user {
+            Some(u) => write!(f, "{u}@{}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
+impl FromStr for Remote {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseError::Remote(shorten(s));
+        let (user, host) = match s.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, s),
+        };
+        let word = |w: &str, extra: &[char]| {
+            !w.is_empty()
+                && w.len() <= 253
+                && !w.starts_with(['-', '.'])
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c) || extra.contains(&c))
+        };
+        // An IPv6 literal may come in brackets, as in URLs; ssh takes it bare.
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if !word(bare, &[':']) || user.is_some_and(|u| !word(u, &[])) {
+            return Err(bad());
+        }
+        Ok(Remote {
+            user: user.map(str::to_string),
+            host: bare.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_hosts_are_what_ssh_takes_as_a_destination_and_nothing_else() {
+        for (text, shown) in [
+            ("pve1", "pve1"),
+            ("root@pve1.lan", "root@pve1.lan"),
+            ("admin_1@10.0.0.7", "admin_1@10.0.0.7"),
+            ("[fe80::1]", "fe80::1"),
+            ("me@::1", "me@::1"),
+        ] {
+            let r: Remote = text.parse().unwrap();
+            assert_eq!(r.to_string(), shown, "{text}");
+        }
+        for bad in [
+            "",
+            "@host",
+            "user@",
+            "-oProxyCommand=sh",
+            "root@-oProxyCommand=sh",
+            "-l@host",
+            "host name",
+            "host;reboot",
+            "a/b",
+            "host\n",
+            ".hidden",
+            "user@host@",
+        ] {
+            assert!(
+                matches!(bad.parse::<Remote>(), Err(ParseError::Remote(_))),
+                "{bad:?} must be refused"
+            );
+        }
+    }
 
     #[test]
     fn parses_and_prints_canonically() {

@@ -21,14 +21,70 @@ pub mod ctl {
         about = "Give host PCI devices to virtual machines, one IOMMU group at a time"
     )]
     pub struct Cli {
-        /// Read a recorded or prepared host root instead of / (also: PASSAGE_ROOT).
+        /// Read a recorded or prepared host root instead of / (also: PASSAGE_ROOT). Repeat
+        /// for `cluster export`, one recording per node.
         #[arg(long, global = true, value_name = "DIR", conflicts_with = "demo")]
-        pub root: Option<PathBuf>,
+        pub root: Vec<PathBuf>,
         /// Use the bundled demo host (a workstation with a GPU to give away).
         #[arg(long, global = true)]
         pub demo: bool,
+        /// Work on another machine: its helper (and libvirt) over
+        /// `ssh -xT [USER@]HOST systemd-stdio-bridge`, authorized by that machine's polkit.
+        /// PASSAGE_SSH names another ssh program. Repeat for `cluster export`.
+        #[arg(
+            short = 'H',
+            long = "host",
+            global = true,
+            value_name = "[USER@]HOST",
+            conflicts_with_all = ["root", "demo"]
+        )]
+        pub host: Vec<crate::address::Remote>,
         #[command(subcommand)]
         pub command: Command,
+    }
+
+    impl Cli {
+        /// The one recorded root named (`None`: none); more than one is only for
+        /// `cluster export`.
+        pub fn one_root(&self) -> Result<Option<&std::path::Path>, String> {
+            match self.root.as_slice() {
+                [] => Ok(None),
+                [one] => Ok(Some(one)),
+                _ => Err(crate::i18n::tr(
+                    "--root names one host; more than one is for “cluster export”",
+                )),
+            }
+        }
+
+        /// The one other machine named with `-H` (`None`: this one); more than one is only for
+        /// `cluster export`.
+        pub fn remote(&self) -> Result<Option<&crate::address::Remote>, String> {
+            match self.host.as_slice() {
+                [] => Ok(None),
+                [one] => Ok(Some(one)),
+                _ => Err(crate::i18n::tr(
+                    "-H names one machine; more than one is for “cluster export”",
+                )),
+            }
+        }
+    }
+
+    #[derive(Subcommand, Debug)]
+    pub enum ClusterAction {
+        /// One mapping per device model with an entry per node: Proxmox VE resource mappings
+        /// (proxmox-mapping), KubeVirt's permittedHostDevices and node labels (kubevirt), Nova's
+        /// [pci] device_spec and alias per compute node (nova). By default the devices each node
+        /// has on vfio-pci; --device picks models instead.
+        Export {
+            #[arg(long, value_name = "F", value_parser = ["proxmox-mapping", "kubevirt", "nova"])]
+            format: String,
+            /// Only devices of this model, VENDOR:DEVICE in hex (repeatable), on vfio-pci or not.
+            #[arg(long = "device", value_name = "VENDOR:DEVICE")]
+            devices: Vec<String>,
+            /// Write to FILE instead of standard output.
+            #[arg(long, short, value_name = "FILE")]
+            output: Option<PathBuf>,
+        },
     }
 
     #[derive(Subcommand, Debug)]
@@ -148,6 +204,12 @@ pub mod ctl {
             subop: String,
             #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
             extra: Vec<String>,
+        },
+        /// Many hosts at once: export a cluster's device mappings from each node's own
+        /// reading (live with -H, repeated, or recordings with --root, repeated).
+        Cluster {
+            #[command(subcommand)]
+            action: ClusterAction,
         },
         /// Print device events (add, remove, bind, unbind, change) as they happen.
         Monitor {

@@ -29,6 +29,6 @@ pub mod vfio;
 pub mod view;
 pub mod watch;
 
-pub use address::{GroupId, PciAddress, Target};
+pub use address::{GroupId, PciAddress, Remote, Target};
 pub use host::HostRoot;
 pub use model::Host;

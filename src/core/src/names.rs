@@ -34,3 +34,15 @@ pub const STATE_DIR: &str = "/var/lib/passage";
 /// The oneshot unit that regenerates the initramfs for persisted groups. The helper asks
 /// systemd to start it: its own unit may not write /boot.
 pub const INITRAMFS_UNIT: &str = "passage-initramfs.service";
+
+/// The ssh program for `-H` (called with ssh's arguments, as git calls `GIT_SSH`); `ssh` when
+/// unset.
+pub const SSH_ENV: &str = "PASSAGE_SSH";
+
+/// What runs on the other machine at the end of the SSH connection: systemd's bridge from
+/// standard input and output to that machine's system bus (`systemctl -H` runs the same).
+pub const STDIO_BRIDGE: &str = "systemd-stdio-bridge";
+
+/// The helper's signal for a device that changed (the JSON of one `passagectl monitor --json`
+/// line).
+pub const SIGNAL_DEVICE_CHANGED: &str = "DeviceChanged";

@@ -12,13 +12,13 @@ use crate::explain::{self, State};
 use crate::host::HostRoot;
 use crate::model::{Device, Group, Host};
 use crate::scan::{scan_device, ScanError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
 /// What happened to a device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     Add,
@@ -35,8 +35,9 @@ pub struct DeviceEvent {
     pub address: PciAddress,
 }
 
-/// What an event changed.
-#[derive(Debug, Clone, Serialize)]
+/// What an event changed: one `passagectl monitor --json` line, and the body of the helper's
+/// `DeviceChanged` signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Update {
     pub action: Action,
     pub address: PciAddress,
@@ -47,7 +48,8 @@ pub struct Update {
     pub state_after: Option<State>,
 }
 
-fn group_state(host: &Host, g: Option<GroupId>) -> Option<State> {
+/// The state of group `g` in `host` (`None`: no such group).
+pub fn group_state(host: &Host, g: Option<GroupId>) -> Option<State> {
     let g = host.groups.get(&g?)?;
     Some(explain::group(host, g).state)
 }

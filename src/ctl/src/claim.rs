@@ -11,7 +11,7 @@ use std::collections::HashMap;
 pub fn claim(cli: &Cli, group: &str, force: bool) -> Result<u8, Failure> {
     let g: GroupId = group.parse()?;
     refuse_fake(cli, "claim")?;
-    let t = helper_call(|h| async move {
+    let t = helper_call(cli, |h| async move {
         let mut opts = HashMap::new();
         opts.insert("force", zbus::Variant::Bool(force));
         h.claim(g.0, opts).await
@@ -34,7 +34,7 @@ pub fn claim(cli: &Cli, group: &str, force: bool) -> Result<u8, Failure> {
 pub fn release(cli: &Cli, group: &str) -> Result<u8, Failure> {
     let g: GroupId = group.parse()?;
     refuse_fake(cli, "release")?;
-    let t = helper_call(|h| async move { h.release(g.0, HashMap::new()).await })?;
+    let t = helper_call(cli, |h| async move { h.release(g.0, HashMap::new()).await })?;
     print(&if t.changed {
         trf(
             "Group {id} is back with the host.\n",

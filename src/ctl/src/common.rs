@@ -5,7 +5,7 @@ use crate::Failure;
 use passage_core::cli::ctl::Cli;
 use passage_core::i18n::trf;
 use passage_core::session::PlanSource;
-use passage_core::{demo, plan};
+use passage_core::{demo, plan, scan, Host};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -48,34 +48,76 @@ pub fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }
 
-/// The host the global options name: `--demo`, `--root DIR`, `PASSAGE_ROOT`, else `/`.
+/// The host the global options name: `--demo`, `--root DIR`, `PASSAGE_ROOT`, else `/`. A
+/// command that reads this machine's files directly cannot read another's: `-H` is refused here
+/// with the commands that take it.
 pub fn open_source(cli: &Cli) -> Result<demo::Source, Failure> {
-    Ok(demo::Source::open(cli.demo, cli.root.as_deref())?)
+    if let Some(r) = cli.remote()? {
+        return Err(Failure(trf(
+            "this command reads this machine's own files, so it cannot be used with -H {host}; with -H, use list, explain, draw, monitor, status, verify, claim, release, persist or cluster export (or run it on {host})",
+            &[("host", &r.to_string())],
+        )));
+    }
+    Ok(demo::Source::open(cli.demo, cli.one_root()?)?)
+}
+
+/// The host model: read here from `--demo`, `--root` or `/`, or with `-H` asked of the other
+/// machine's helper (the model it keeps current; the same JSON `list --json` is made from).
+pub fn read_host(cli: &Cli) -> Result<Host, Failure> {
+    if cli.remote()?.is_none() {
+        return Ok(scan::scan(open_source(cli)?.root())?);
+    }
+    let json = helper_call(cli, |h| async move { h.describe_host().await })?;
+    serde_json::from_str(&json).map_err(|e| {
+        Failure(trf(
+            "{host}: the helper's description of the host could not be read ({error}); is passagectl older than the helper there?",
+            &[("host", &on_where(cli)), ("error", &e.to_string())],
+        ))
+    })
+}
+
+/// The machine a command acts on, for messages: `-H`'s host, else "this host".
+pub fn on_where(cli: &Cli) -> String {
+    match cli.remote() {
+        Ok(Some(r)) => r.to_string(),
+        _ => passage_core::i18n::tr("this host"),
+    }
 }
 
 /// Commands that change this host's drivers only make sense on this host.
 pub fn refuse_fake(cli: &Cli, what: &str) -> Result<(), Failure> {
-    if cli.demo || cli.root.is_some() {
+    cli.remote()?;
+    if cli.demo || !cli.root.is_empty() {
         return Err(Failure(trf("{command} acts on this host through the helper; it cannot be used with --root or --demo", &[("command", what)])));
     }
     Ok(())
 }
 
-/// Runs one conversation with the helper on the system bus, with errors in words.
-pub fn helper_call<T, F, Fut>(f: F) -> Result<T, Failure>
+/// Runs one conversation with the helper on the system bus — this machine's, or with `-H` the
+/// other machine's over SSH — with errors in words (naming the machine when it is another).
+pub fn helper_call<T, F, Fut>(cli: &Cli, f: F) -> Result<T, Failure>
 where
     F: FnOnce(passage_dbus::HelperProxy<'static>) -> Fut,
     Fut: std::future::Future<Output = Result<T, passage_dbus::HelperError>>,
 {
+    let remote = cli.remote()?.cloned();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let h = passage_dbus::connect().await.map_err(|e| {
-            Failure(trf("cannot reach the Passage helper on the system bus ({error}); is passage-helper installed?", &[("error", &e.to_string())]))
-        })?;
-        f(h).await
-            .map_err(|e| Failure(passage_dbus::error_text(&e)))
+        let h = passage_dbus::remote::helper_on(remote.as_ref())
+            .await
+            .map_err(|e| match e {
+                passage_dbus::remote::BusError::Local(e) => Failure(trf("cannot reach the Passage helper on the system bus ({error}); is passage-helper installed?", &[("error", &e)])),
+                remote => Failure(remote.to_string()),
+            })?;
+        f(h).await.map_err(|e| {
+            let said = passage_dbus::error_text(&e);
+            Failure(match &remote {
+                Some(r) => format!("{r}: {said}"),
+                None => said,
+            })
+        })
     })
 }
 

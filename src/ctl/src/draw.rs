@@ -1,11 +1,11 @@
 //! `passagectl draw`: the PCI tree with its IOMMU groups as SVG (`topology::svg`).
 
-use crate::common::{open_source, print};
+use crate::common::{print, read_host};
 use crate::Failure;
 use passage_core::cli::ctl::Cli;
 use passage_core::i18n::{tr, trf};
 use passage_core::session::{KnownGuests, PlanSource};
-use passage_core::{scan, store, topology, GroupId};
+use passage_core::{store, topology, GroupId};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -20,8 +20,7 @@ pub fn run(
         .iter()
         .map(|g| g.parse::<GroupId>())
         .collect::<Result<_, _>>()?;
-    let src = open_source(cli)?;
-    let host = scan::scan(src.root())?;
+    let host = read_host(cli)?;
     if !wanted.is_empty() && !host.iommu_enabled() {
         return Err(crate::common::no_groups());
     }

@@ -51,12 +51,14 @@ pub fn run(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failure
                     .collect();
                 let mut opts = no_prompt();
                 opts.insert("expect_devices", passage_dbus::expect_devices(&expected));
-                helper_call(|h| async move { h.claim(id, opts).await }).map_err(|Failure(m)| {
-                    Failure(trf(
-                        "cannot start {guest}: claiming group {id} failed: {why}",
-                        &[("guest", domain), ("id", &g.to_string()), ("why", &m)],
-                    ))
-                })?;
+                helper_call(cli, |h| async move { h.claim(id, opts).await }).map_err(
+                    |Failure(m)| {
+                        Failure(trf(
+                            "cannot start {guest}: claiming group {id} failed: {why}",
+                            &[("guest", domain), ("id", &g.to_string()), ("why", &m)],
+                        ))
+                    },
+                )?;
             }
             Ok(0)
         }
@@ -65,7 +67,7 @@ pub fn run(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failure
             for g in &groups {
                 let id = g.0;
                 if let Err(Failure(m)) =
-                    helper_call(|h| async move { h.release(id, no_prompt()).await })
+                    helper_call(cli, |h| async move { h.release(id, no_prompt()).await })
                 {
                     failed.push(trf(
                         "group {id}: {why}",

@@ -1,13 +1,13 @@
 //! `passagectl list`: the IOMMU groups, their devices and whether they can be given away.
 
-use crate::common::{json, open_source, print, stdout_is_terminal, write_out};
+use crate::common::{json, print, read_host, stdout_is_terminal, write_out};
 use crate::Failure;
 use passage_core::cli::ctl::Cli;
-use passage_core::{report, scan};
+use passage_core::report;
 
 pub fn run(cli: &Cli, as_json: bool) -> Result<u8, Failure> {
-    let src = open_source(cli)?;
-    let host = scan::scan(src.root())?;
+    // Here: a scan. With -H: the other machine's helper's model, the same facts.
+    let host = read_host(cli)?;
     let rep = report::Report::build(&host);
     let r = if as_json && !stdout_is_terminal() {
         // A pipe gets the parallel serializer: the same bytes as serde_json, made on every
@@ -22,10 +22,9 @@ pub fn run(cli: &Cli, as_json: bool) -> Result<u8, Failure> {
         .map(|_| 0)
     };
     // The process ends here: freeing a 10,000-function model piece by piece costs ~9 ms on
-    // one core for memory the kernel takes back at exit anyway. (The source is dropped: the
-    // demo host's temporary tree is removed then.)
+    // one core for memory the kernel takes back at exit anyway. (The demo host's temporary
+    // tree is gone already: `read_host` dropped it after the scan.)
     std::mem::forget(rep);
     std::mem::forget(host);
-    drop(src);
     r
 }

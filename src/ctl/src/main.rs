@@ -7,6 +7,7 @@
 //! failures, `common.rs` holds what the subcommands share.
 
 mod claim;
+mod cluster;
 mod common;
 mod docs;
 mod doctor;
@@ -80,6 +81,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             domain, op, subop, ..
         } => hook::run(cli, domain, op, subop),
         Command::Monitor { json, max_events } => monitor::run(cli, *json, *max_events),
+        Command::Cluster { action } => cluster::run(cli, action),
         Command::GenerateDocs { dir } => docs::run(dir),
     }
 }

@@ -11,9 +11,10 @@ pub fn run(cli: &Cli, group: &str, state: &str) -> Result<u8, Failure> {
     let g: GroupId = group.parse()?;
     refuse_fake(cli, "persist")?;
     let on = state == "on";
-    let notes =
-        helper_call(|h| async move { h.persist(g.0, on, std::collections::HashMap::new()).await })?
-            .notes;
+    let notes = helper_call(cli, |h| async move {
+        h.persist(g.0, on, std::collections::HashMap::new()).await
+    })?
+    .notes;
     let mut s = if on {
         trf("Group {id} will be claimed for vfio-pci at every boot (by address, checked against its ids).\n", &[("id", &g.to_string())])
     } else {

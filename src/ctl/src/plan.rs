@@ -139,7 +139,7 @@ fn find_guest(cli: &Cli, host: &Host, name: &str) -> Result<Option<plan::Guest>,
     }
     // libvirt is a round trip on the system bus, asked only when no profile has the name and
     // only about this host's own domains.
-    if known.find(name).is_none() && !cli.demo && cli.root.is_none() {
+    if known.find(name).is_none() && !cli.demo && cli.root.is_empty() {
         known.add_libvirt(passage_dbus::libvirt::system_guests(host));
     }
     Ok(known.find(name).map(KnownGuest::to_guest).transpose()?)

@@ -8,6 +8,12 @@ use passage_core::{names, scan, HostRoot};
 use std::path::{Path, PathBuf};
 
 pub fn run(cli: &Cli, out: &Path) -> Result<u8, Failure> {
+    if let Some(r) = cli.remote()? {
+        return Err(Failure(trf(
+            "record reads this machine's files; run it on {host} (ssh {host} passagectl record DIR) and copy the directory",
+            &[("host", &r.to_string())],
+        )));
+    }
     if cli.demo {
         return Err(Failure(tr(
             "record captures a real host; the demo host is already a file in data/",
@@ -24,8 +30,8 @@ pub fn run(cli: &Cli, out: &Path) -> Result<u8, Failure> {
         )));
     }
     let path = cli
-        .root
-        .clone()
+        .one_root()?
+        .map(Path::to_path_buf)
         .or_else(|| std::env::var_os(names::ROOT_ENV).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/"));
     let root = HostRoot::open_recording(path)?;

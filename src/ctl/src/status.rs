@@ -7,7 +7,7 @@ use passage_core::i18n::{tr, trf};
 
 pub fn run(cli: &Cli, as_json: bool) -> Result<u8, Failure> {
     refuse_fake(cli, "status")?;
-    let (claims, persisted, journal) = helper_call(|h| async move {
+    let (claims, persisted, journal) = helper_call(cli, |h| async move {
         let c = h.claims().await?;
         // A helper still running from before an upgrade (it exits only when stopped) has no
         // such method: its status is read all the same, without the persisted groups.

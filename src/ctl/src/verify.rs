@@ -11,12 +11,14 @@ use std::path::Path;
 
 pub fn run(cli: &Cli, group: &str, as_json: bool) -> Result<u8, Failure> {
     let id: GroupId = group.parse()?;
-    if cli.demo || cli.root.is_some() {
+    if cli.demo || !cli.root.is_empty() {
         return Err(Failure(tr(
             "verify opens this host's /dev/vfio; it cannot be used with --root or --demo",
         )));
     }
-    let v = if rustix::process::geteuid().is_root() {
+    // Root here runs QEMU's steps itself; anyone else, and anyone on another machine (-H),
+    // asks the helper, which runs the same steps as root there.
+    let v = if cli.remote()?.is_none() && rustix::process::geteuid().is_root() {
         let root = HostRoot::open("/")?;
         let host = scan::scan(&root)?;
         if !host.iommu_enabled() {
@@ -25,7 +27,7 @@ pub fn run(cli: &Cli, group: &str, as_json: bool) -> Result<u8, Failure> {
         vfio::verify(&host, id, Path::new("/dev"), Path::new("/proc"))?
     } else {
         // /dev/vfio is root's: ask the helper, which runs the same steps.
-        let v = helper_call(|h| async move { h.verify(id.0).await })?;
+        let v = helper_call(cli, |h| async move { h.verify(id.0).await })?;
         if v.usable {
             Verdict::Usable {
                 devices: v

@@ -8,6 +8,7 @@
 //! Interface documentation: data/io.github.passage.Helper1.xml.
 
 pub mod libvirt;
+pub mod remote;
 
 use passage_core::names;
 use serde::{Deserialize, Serialize};
@@ -16,8 +17,8 @@ use zbus::zvariant::Type;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 
 /// The interface's version (the `Version` property): 2 since replies are typed, 3 since
-/// PersistedGroups.
-pub const INTERFACE_VERSION: u32 = 3;
+/// PersistedGroups, 4 since DescribeHost and DeviceChanged.
+pub const INTERFACE_VERSION: u32 = 4;
 
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
 ///
@@ -251,6 +252,11 @@ pub trait Helper {
     fn verify(&self, group: u32) -> Result<Verification, HelperError>;
     /// Facts from the full config space of one device (what a user cannot read).
     fn describe(&self, address: &str) -> Result<HashMap<String, OwnedValue>, HelperError>;
+    /// The whole host as the helper keeps it, as JSON (`passage_core::Host`).
+    fn describe_host(&self) -> Result<String, HelperError>;
+    /// A device changed: one `passage_core::watch::Update` as JSON.
+    #[zbus(signal)]
+    fn device_changed(&self, update: String) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<u32>;
 }

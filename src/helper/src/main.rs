@@ -57,6 +57,7 @@ const BOUNCER: &[(&str, &str)] = &[
     ("Persist", names::ACTION_PERSIST),
     ("Verify", names::ACTION_VERIFY),
     ("Describe", names::ACTION_READ),
+    ("DescribeHost", names::ACTION_READ),
     ("Claims", names::ACTION_READ),
     ("PersistedGroups", names::ACTION_READ),
     ("Journal", names::ACTION_READ),
@@ -93,7 +94,10 @@ fn apply_events(
         .iter()
         .map(
             |ev| match passage_core::watch::apply(&mut kept.host, root, ev) {
-                Ok(u) => Some(u),
+                Ok(u) => {
+                    kept.tell(&u);
+                    Some(u)
+                }
                 Err(e) => {
                     tracing::warn!("applying {ev:?}: {e}");
                     None
@@ -135,8 +139,31 @@ fn settle(
             let mut kept = model
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let before = drivers_of(&kept.host, &members);
+            let state_before = passage_core::watch::group_state(&kept.host, Some(g));
             if let Err(e) = passage_core::watch::refresh_drivers(&mut kept.host, &r, &members) {
                 tracing::warn!("reading group {g} after a change: {e}");
+            }
+            if kept.own_changes_told {
+                let after = drivers_of(&kept.host, &members);
+                let state_after = passage_core::watch::group_state(&kept.host, Some(g));
+                for ((address, driver_before), (_, driver_after)) in before.into_iter().zip(after) {
+                    if driver_before != driver_after {
+                        kept.tell(&passage_core::watch::Update {
+                            action: if driver_after.is_some() {
+                                passage_core::watch::Action::Bind
+                            } else {
+                                passage_core::watch::Action::Unbind
+                            },
+                            address,
+                            group: Some(g),
+                            driver_before,
+                            driver_after,
+                            state_before,
+                            state_after,
+                        });
+                    }
+                }
             }
         }
         Err(e) => tracing::warn!("reading the host after a change: {e}"),
@@ -159,9 +186,17 @@ fn fresh(model: &Model, root: &Path, g: GroupId) -> Result<Host, HelperError> {
     let mut kept = model
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Kept { host, uses_key } = &mut *kept;
+    let Kept { host, uses_key, .. } = &mut *kept;
     passage_core::watch::refresh_group(host, &r, g, uses_key).map_err(failed)?;
     Ok(host.clone())
+}
+
+/// Which driver the model says holds each of `members`.
+fn drivers_of(host: &Host, members: &[PciAddress]) -> Vec<(PciAddress, Option<String>)> {
+    members
+        .iter()
+        .map(|a| (*a, host.device(*a).and_then(|d| d.driver.clone())))
+        .collect()
 }
 
 /// The kept host, read-locked.
@@ -178,6 +213,21 @@ impl std::ops::Deref for HostRead<'_> {
 struct Kept {
     host: Host,
     uses_key: String,
+    /// Where device changes go out as `DeviceChanged` signals (to the task that emits them).
+    news: Option<tokio::sync::mpsc::UnboundedSender<passage_core::watch::Update>>,
+    /// Whether the helper's own claims and releases are told as changes: where no kernel events
+    /// are followed (a recorded tree, or no event socket). Where they are, the kernel's own
+    /// bind and unbind events tell them, once.
+    own_changes_told: bool,
+}
+
+impl Kept {
+    fn tell(&self, u: &passage_core::watch::Update) {
+        if let Some(n) = &self.news {
+            // Nobody listening (the bus connection gone at exit) is not an error.
+            let _ = n.send(u.clone());
+        }
+    }
 }
 
 type Model = std::sync::RwLock<Kept>;
@@ -193,6 +243,10 @@ fn follow_events(model: Arc<Model>, root: PathBuf) {
             tracing::warn!(
                 "no device events ({e}): the model is read again after each change only"
             );
+            model
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .own_changes_told = true;
             return;
         }
     };
@@ -693,6 +747,42 @@ impl Helper {
         v.map(Verification::into_args)
     }
 
+    /// The whole host as the helper keeps it: the model `passagectl list --json` is made from
+    /// (docs/JSON.md), as JSON. What `passagectl -H HOST list` and the app read from another
+    /// machine; kept current by the kernel's events, so a call costs no scan.
+    #[zbus(out_args("host"))]
+    async fn describe_host(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HelperError> {
+        self.authorize(
+            conn,
+            &hdr,
+            "DescribeHost",
+            HashMap::new(),
+            &Options::default(),
+        )
+        .await?;
+        let model = self.model.clone();
+        // Serializing a 10,000-function host takes a while: off the thread that serves calls.
+        tokio::task::spawn_blocking(move || {
+            let kept = model
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            serde_json::to_string(&kept.host).map_err(failed)
+        })
+        .await
+        .map_err(failed)?
+    }
+
+    /// A device changed (added, removed, bound, unbound): one `passagectl monitor --json` line.
+    #[zbus(signal)]
+    async fn device_changed(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        update: &str,
+    ) -> zbus::Result<()>;
+
     #[zbus(out_args("facts"))]
     async fn describe(
         &self,
@@ -1015,7 +1105,13 @@ fn main() -> ExitCode {
         let uses_key = HostRoot::open(&args.root)
             .map(|r| passage_core::usage::uses_inputs(&r))
             .unwrap_or_default();
-        let model = Arc::new(std::sync::RwLock::new(Kept { host, uses_key }));
+        let (news, mut told) = tokio::sync::mpsc::unbounded_channel();
+        let model = Arc::new(std::sync::RwLock::new(Kept {
+            host,
+            uses_key,
+            news: Some(news),
+            own_changes_told: args.root != Path::new("/"),
+        }));
         if args.root == Path::new("/") {
             let (m, r) = (model.clone(), args.root.clone());
             std::thread::spawn(move || follow_events(m, r));
@@ -1046,6 +1142,27 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!("serving {} at {}", names::BUS_NAME, names::OBJECT_PATH);
+        // Device changes go out as signals, in the order they were applied to the model.
+        let emitter = conn.clone();
+        tokio::spawn(async move {
+            while let Some(u) = told.recv().await {
+                let Ok(json) = serde_json::to_string(&u) else {
+                    continue;
+                };
+                if let Err(e) = emitter
+                    .emit_signal(
+                        None::<zbus::names::BusName<'_>>,
+                        names::OBJECT_PATH,
+                        names::INTERFACE,
+                        names::SIGNAL_DEVICE_CHANGED,
+                        &(json,),
+                    )
+                    .await
+                {
+                    tracing::warn!("telling a device change: {e}");
+                }
+            }
+        });
         let why = stop_reason(&conn).await;
         // A transaction in flight is finished, never cut: its devices end where it meant them
         // to (or rolled back), and its journal is closed. Requests still waiting for polkit

@@ -56,6 +56,8 @@ pub fn yaml(
         "kind": "KubeVirt",
         "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
         "spec": {"configuration": {
+            // Without the gate KubeVirt refuses a VM with hostDevices at admission.
+            "developerConfiguration": {"featureGates": ["HostDevices"]},
             "permittedHostDevices": {"pciHostDevices": selectors.iter().map(|((v, p), name)| json!({
                 "pciVendorSelector": format!("{}:{}", v.to_uppercase(), p.to_uppercase()),
                 "resourceName": name,
@@ -75,7 +77,7 @@ pub fn yaml(
         })
     };
     let mut out = comment_header(
-        &trf("KubeVirt for guest {guest}: merge the first document into the KubeVirt CR, the second into the VirtualMachine.", &[("guest", &r.name)]),
+        &trf("KubeVirt for guest {guest}: merge the first document into the KubeVirt CR (it turns on the HostDevices feature gate, without which a VM with hostDevices is refused at admission; merge the gate into any your CR lists already), the second into the VirtualMachine.", &[("guest", &r.name)]),
         r,
         notes,
     );

@@ -7,6 +7,7 @@
 //! [`Export::notes`], and as comments where the format has them.
 
 mod cloud_hypervisor;
+pub mod cluster;
 mod crosvm;
 mod kubevirt;
 pub mod libvirt;
@@ -211,6 +212,9 @@ pub fn export(
             &[("guest", &g.name), ("vmm", g.vmm.as_str()), ("format", format.as_str())],
         ));
     }
+    if let Some(n) = other_vmm_note(g, format) {
+        notes.push(n);
+    }
     let text = match format {
         Format::Libvirt => libvirt::devices(&r, &mut notes)?,
         Format::LibvirtDomain => libvirt::domain(&r, &opts.domain_type, &mut notes)?,
@@ -223,6 +227,73 @@ pub fn export(
         Format::Json => unreachable!("handled above"),
     };
     Ok(Export { text, notes })
+}
+
+/// For a guest planned for another VMM than the format's: which of the plan's settings for it
+/// the output carries and which it cannot, in plain words (hidden devices are always left out,
+/// and the groups always go whole).
+fn other_vmm_note(g: &plan::Guest, format: Format) -> Option<String> {
+    use plan::Vmm;
+    let target = match format {
+        Format::Libvirt | Format::LibvirtDomain => Vmm::Libvirt,
+        Format::Qemu => Vmm::Qemu,
+        Format::Proxmox => Vmm::Proxmox,
+        Format::CloudHypervisor => Vmm::CloudHypervisor,
+        Format::Crosvm => Vmm::Crosvm,
+        Format::Kubevirt => Vmm::Kubevirt,
+        Format::Nova => Vmm::Nova,
+        Format::Json => return None,
+    };
+    if g.vmm == target {
+        return None;
+    }
+    let devices = || g.groups.iter().flat_map(|p| &p.devices);
+    let libvirt = matches!(format, Format::Libvirt | Format::LibvirtDomain);
+    // (what the plan sets for this guest, whether the format carries it)
+    let settings = [
+        (
+            tr("guest addresses"),
+            devices().any(|d| d.guest_address.is_some()),
+            libvirt || matches!(format, Format::Qemu | Format::Crosvm),
+        ),
+        (
+            tr("ROM BAR off"),
+            devices().any(|d| !d.rombar),
+            libvirt || matches!(format, Format::Qemu | Format::Proxmox),
+        ),
+        (
+            tr("primary display (x-vga)"),
+            devices().any(|d| d.x_vga),
+            matches!(format, Format::Qemu | Format::Proxmox),
+        ),
+        (
+            tr("claimed only while the guest runs (on-start)"),
+            g.lifecycle == plan::Lifecycle::OnStart,
+            libvirt,
+        ),
+    ];
+    let list = |carried: bool| {
+        settings
+            .iter()
+            .filter(|(_, set, c)| *set && *c == carried)
+            .map(|(w, _, _)| w.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (kept, lost) = (list(true), list(false));
+    let args = [
+        ("guest", g.name.as_str()),
+        ("vmm", g.vmm.as_str()),
+        ("format", format.as_str()),
+        ("kept", kept.as_str()),
+        ("lost", lost.as_str()),
+    ];
+    Some(match (kept.is_empty(), lost.is_empty()) {
+        (_, true) if kept.is_empty() => trf("{guest} is planned for {vmm}; this {format} output carries its groups whole and leaves its hidden devices out, which is all the plan sets for it.", &args),
+        (_, true) => trf("{guest} is planned for {vmm}; this {format} output carries its groups, hidden devices and {kept}.", &args),
+        (true, false) => trf("{guest} is planned for {vmm}; this {format} output carries its groups and hidden devices but not {lost}: set those in {format} yourself, or export as {vmm}.", &args),
+        (false, false) => trf("{guest} is planned for {vmm}; this {format} output carries its groups, hidden devices and {kept}, but not {lost}: set those in {format} yourself, or export as {vmm}.", &args),
+    })
 }
 
 fn json(plan: &Plan, host: &Host) -> Result<Export, ExportError> {

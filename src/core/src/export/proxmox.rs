@@ -53,7 +53,7 @@ pub fn config(r: &ResolvedGuest, host: &Host, notes: &mut Vec<String>) -> String
                 .collect()
         };
         for (path, ds) in entries {
-            let mut opts = vec![path];
+            let mut opts = vec![path.clone()];
             if q35 {
                 opts.push("pcie=1".into());
             }
@@ -65,23 +65,25 @@ pub fn config(r: &ResolvedGuest, host: &Host, notes: &mut Vec<String>) -> String
             }
             out.push_str(&format!("hostpci{n}: {}\n", opts.join(",")));
             n += 1;
-        }
-        for d in devs {
-            let mut map = format!(
-                "node=$(hostname),path={},id={}:{}",
-                d.address, d.vendor_id, d.device_id
+            // The mapping names what the hostpci line passes: a whole card by its slot (checked
+            // by function 0's ids), so a GPU is never split from its audio function.
+            let Some(d) = ds.iter().min_by_key(|d| d.address) else {
+                continue;
+            };
+            // Proxmox records the subsystem id always (0000:0000 included) and refuses a VM
+            // whose mapping lacks it: "missing expected property 'subsystem-id'".
+            let map = format!(
+                "node=$(hostname),path={path},id={}:{},subsystem-id={}:{},iommugroup={}",
+                d.vendor_id,
+                d.device_id,
+                d.subsystem_vendor_id.unwrap_or(crate::model::Hex16(0)),
+                d.subsystem_device_id.unwrap_or(crate::model::Hex16(0)),
+                d.group
             );
-            if let (Some(v), Some(s)) = (
-                d.subsystem_vendor_id.filter(|v| v.0 != 0),
-                d.subsystem_device_id,
-            ) {
-                map.push_str(&format!(",subsystem-id={v}:{s}"));
-            }
-            map.push_str(&format!(",iommugroup={}", d.group));
             mappings.push(format!(
                 "#   pvesh create /cluster/mapping/pci --id {}-{} --map {map}",
                 r.name,
-                d.address.to_string().replace([':', '.'], "-")
+                path.replace([':', '.'], "-")
             ));
         }
     }
