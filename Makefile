@@ -51,6 +51,7 @@ INSTALLED = \
 	$(SYSTEMD_UNITS)/passage-initramfs.service \
 	$(SYSTEMD_UNITS)/multi-user.target.wants/passage-reclaim.service \
 	$(POLKIT_ACTIONS)/io.github.passage.policy \
+	$(DATADIR)/doc/passage/passage-admins.rules.example \
 	$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml \
 	$(LIBVIRT_HOOKS)/passage \
 	$(MANDIR)/man8/passage-helper.8 \
@@ -99,6 +100,8 @@ install: all install-app
 	install -d $(DESTDIR)$(SYSTEMD_UNITS)/multi-user.target.wants
 	ln -sf ../passage-reclaim.service $(DESTDIR)$(SYSTEMD_UNITS)/multi-user.target.wants/passage-reclaim.service
 	install -Dm644 data/polkit/io.github.passage.policy $(DESTDIR)$(POLKIT_ACTIONS)/io.github.passage.policy
+	# An example, not a rule: an administrator copies it to /etc/polkit-1/rules.d (docs/REMOTE.md).
+	install -Dm644 data/polkit/passage-admins.rules.example $(DESTDIR)$(DATADIR)/doc/passage/passage-admins.rules.example
 	install -Dm644 data/io.github.passage.Helper1.xml $(DESTDIR)$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml
 	sed 's|@BINDIR@|$(BINDIR)|g' data/libvirt/qemu-hook.in | \
 		install -Dm755 /dev/stdin $(DESTDIR)$(LIBVIRT_HOOKS)/passage

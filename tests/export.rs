@@ -511,3 +511,163 @@ fn a_plan_is_built_from_the_command_line_as_a_person_would() {
     // Written atomically: no temporary file left.
     assert!(!plan.with_extension("tmp").exists());
 }
+
+/// Two recorded nodes (the demo host twice, one with its GPU on vfio-pci too, one without its
+/// USB card's claim), exported for each cluster format and read as each consumer reads it.
+#[test]
+fn cluster_exports_from_recordings_read_as_their_consumers_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST).unwrap();
+    spec.write_tree(&dir.path().join("pve2")).unwrap();
+    // pve1 gives its GPU to guests too: both functions on vfio-pci, as a claim leaves them.
+    let mut pve1 = spec.clone();
+    for d in &mut pve1.devices {
+        if d.bdf.contains("0b:00.") {
+            d.driver = Some("vfio-pci".into());
+        }
+    }
+    pve1.write_tree(&dir.path().join("pve1")).unwrap();
+    let cluster = |format: &str| {
+        let o = run(&[
+            "--root",
+            dir.path().join("pve1").to_str().unwrap(),
+            "--root",
+            dir.path().join("pve2").to_str().unwrap(),
+            "cluster",
+            "export",
+            "--format",
+            format,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{format}: {err}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+
+    // Proxmox: every property in the format PVE's mapping schema gives it.
+    let hex4 = |s: &str| {
+        s.len() == 4
+            && s.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    };
+    let ids = |s: &str| s.split_once(':').is_some_and(|(a, b)| hex4(a) && hex4(b));
+    let pmx = cluster("proxmox-mapping");
+    let mut maps = Vec::new();
+    for cmd in pmx.split("pvesh create /cluster/mapping/pci ").skip(1) {
+        let id = cmd
+            .split("--id ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        assert!(
+            id.starts_with(|c: char| c.is_ascii_lowercase())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c)),
+            "mapping id {id}"
+        );
+        for m in cmd.split("--map ").skip(1) {
+            let m = m.split_whitespace().next().unwrap();
+            let props: std::collections::BTreeMap<&str, &str> =
+                m.split(',').map(|kv| kv.split_once('=').unwrap()).collect();
+            assert_eq!(
+                props.keys().copied().collect::<Vec<_>>(),
+                ["id", "iommugroup", "node", "path", "subsystem-id"],
+                "{m}"
+            );
+            assert!(ids(props["id"]) && ids(props["subsystem-id"]), "{m}");
+            assert!(props["iommugroup"].parse::<u32>().is_ok(), "{m}");
+            let path = props["path"];
+            let slot = path.split('.').next().unwrap();
+            assert!(
+                slot.len() == 10
+                    && slot.chars().nth(4) == Some(':')
+                    && slot.chars().nth(7) == Some(':'),
+                "{m}"
+            );
+            maps.push((
+                props["node"].to_string(),
+                path.to_string(),
+                props["id"].to_string(),
+            ));
+        }
+    }
+    // pve1's GPU is one whole-card entry; both nodes give the USB card.
+    assert!(
+        maps.contains(&("pve1".into(), "0000:0b:00".into(), "10de:2206".into())),
+        "{pmx}"
+    );
+    assert_eq!(
+        maps.iter().filter(|(_, _, id)| id == "1912:0015").count(),
+        2,
+        "{pmx}"
+    );
+    assert!(
+        !maps
+            .iter()
+            .any(|(n, p, _)| n == "pve2" && p.starts_with("0000:0b")),
+        "{pmx}"
+    );
+
+    // KubeVirt: the YAML document as PyYAML reads it.
+    let yaml = cluster("kubevirt");
+    let o = Command::new(tool("python3"))
+        .args(["-c", "import sys, yaml, json; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(yaml.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "PyYAML: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let docs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let conf = &docs[0]["spec"]["configuration"];
+    assert_eq!(
+        conf["developerConfiguration"]["featureGates"][0],
+        "HostDevices"
+    );
+    let names: Vec<&str> = conf["permittedHostDevices"]["pciHostDevices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["resourceName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["passage.io/10de-2206", "passage.io/1912-0015"],
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("kubectl label node pve1 passage.io/10de-2206=1"),
+        "{yaml}"
+    );
+
+    // Nova: each value is JSON, each compute node has its own device_spec lines.
+    let nova = cluster("nova");
+    let mut specs: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut node = String::new();
+    for l in nova.lines() {
+        if let Some(n) = l.strip_prefix("# compute node ") {
+            node = n.to_string();
+        }
+        if let Some((k, v)) = l.split_once(" = ") {
+            let v: serde_json::Value =
+                serde_json::from_str(v).unwrap_or_else(|e| panic!("{l}: {e}"));
+            assert!(v.is_object(), "{l}");
+            if k == "device_spec" {
+                *specs.entry(node.clone()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(specs.get("pve1"), Some(&3), "{nova}");
+    assert_eq!(specs.get("pve2"), Some(&1), "{nova}");
+}
