@@ -201,6 +201,12 @@ fn monitor_through_h_shows_another_machines_claim_as_it_happens() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
+    // A lost signal must fail the test, not hang it: the watcher is stopped after 60 s.
+    let pid = watching.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = Command::new("kill").arg(&pid).status();
+    });
     let mut out = BufReader::new(watching.stdout.take().unwrap());
     let mut header = String::new();
     out.read_line(&mut header).unwrap();
@@ -236,7 +242,8 @@ fn a_remote_user_that_polkit_would_ask_for_a_password_is_told_so_and_the_documen
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{err}");
     assert!(
-        err.starts_with("passagectl: nobody@beta: not authorized without a password, and nobody could be asked for one"),
+        err.starts_with("passagectl: nobody@beta: not authorized without a password, and nobody could be asked for one over SSH")
+            && err.contains("root@beta"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -296,10 +303,8 @@ fn a_cluster_export_reads_each_machine_and_names_the_one_it_could_not_reach() {
         ["passagectl: gamma: ssh: Could not resolve hostname gamma: Name or service not known"],
         "{err}"
     );
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).replace(", gamma", ""),
-        text
-    );
+    // The header names the machines read; the rest is the same export.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), text);
 
     // The same export from recordings of the two machines, named by their directories.
     let recs = tempfile::tempdir().unwrap();

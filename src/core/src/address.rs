@@ -15,7 +15,7 @@ pub enum ParseError {
     Address(String),
     #[error("“{0}” is not an IOMMU group number")]
     Group(String),
-    #[error("“{0}” is not a host to reach over SSH (expected HOST or USER@HOST: letters, digits, “.”, “-”, “_”, “:” for IPv6; no leading “-”)")]
+    #[error("“{0}” is not a host to reach over SSH (expected HOST or USER@HOST: letters, digits, “.”, “-”, “_”, “:” for IPv6; no leading “-”; a port goes in ~/.ssh/config)")]
     Remote(String),
 }
 
@@ -227,7 +227,10 @@ impl FromStr for Remote {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        if !word(bare, &[':']) || user.is_some_and(|u| !word(u, &[])) {
+        // A colon only as IPv6 has it (two or more): `host:2222` is a port, which ssh does not
+        // take in the destination (put it in ~/.ssh/config).
+        let colons = bare.matches(':').count();
+        if !word(bare, &[':']) || colons == 1 || user.is_some_and(|u| !word(u, &[])) {
             return Err(bad());
         }
         Ok(Remote {
@@ -266,6 +269,7 @@ mod tests {
             "host\n",
             ".hidden",
             "user@host@",
+            "pve1:2222",
         ] {
             assert!(
                 matches!(bad.parse::<Remote>(), Err(ParseError::Remote(_))),

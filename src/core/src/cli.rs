@@ -22,7 +22,7 @@ pub mod ctl {
     )]
     pub struct Cli {
         /// Read a recorded or prepared host root instead of / (also: PASSAGE_ROOT). Repeat
-        /// for `cluster export`, one recording per node.
+        /// for `cluster export`, one recording per node (all on one side of the command).
         #[arg(long, global = true, value_name = "DIR", conflicts_with = "demo")]
         pub root: Vec<PathBuf>,
         /// Use the bundled demo host (a workstation with a GPU to give away).
@@ -30,7 +30,8 @@ pub mod ctl {
         pub demo: bool,
         /// Work on another machine: its helper (and libvirt) over
         /// `ssh -xT [USER@]HOST systemd-stdio-bridge`, authorized by that machine's polkit.
-        /// PASSAGE_SSH names another ssh program. Repeat for `cluster export`.
+        /// PASSAGE_SSH names another ssh program. Repeat for `cluster export` (all on one side
+        /// of the command: clap keeps only the values given after it when both sides have some).
         #[arg(
             short = 'H',
             long = "host",
@@ -59,6 +60,12 @@ pub mod ctl {
         /// The one other machine named with `-H` (`None`: this one); more than one is only for
         /// `cluster export`.
         pub fn remote(&self) -> Result<Option<&crate::address::Remote>, String> {
+            // clap checks the conflict only where both are given on one side of the command.
+            if !self.host.is_empty() && (self.demo || !self.root.is_empty()) {
+                return Err(crate::i18n::tr(
+                    "-H cannot be used with --root or --demo: it reads another machine, they read this one",
+                ));
+            }
             match self.host.as_slice() {
                 [] => Ok(None),
                 [one] => Ok(Some(one)),

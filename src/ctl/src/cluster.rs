@@ -85,16 +85,25 @@ fn live(remotes: &[Remote]) -> Result<(Vec<Node>, Vec<String>), Failure> {
             });
         }
         let mut all = Vec::new();
+        let mut lost = 0;
         while let Some(done) = asked.join_next().await {
-            if let Ok(a) = done {
-                all.push(a);
+            match done {
+                Ok(a) => all.push(a),
+                Err(_) => lost += 1,
             }
         }
         all.sort_by_key(|(i, _, _)| *i);
-        all
+        (all, lost)
     });
+    let (answers, lost) = answers;
     let mut nodes = Vec::new();
     let mut missing = Vec::new();
+    if lost > 0 {
+        missing.push(trf(
+            "{n} machine(s) could not be asked (the request failed inside passagectl)",
+            &[("n", &lost.to_string())],
+        ));
+    }
     for (_, r, host) in answers {
         match host {
             // The node's name is the host as given, without the user: Proxmox and Kubernetes

@@ -70,7 +70,7 @@ pub fn read_host(cli: &Cli) -> Result<Host, Failure> {
     let json = helper_call(cli, |h| async move { h.describe_host().await })?;
     serde_json::from_str(&json).map_err(|e| {
         Failure(trf(
-            "{host}: the helper's description of the host could not be read ({error}); is passagectl older than the helper there?",
+            "{host}: the helper's description of the host could not be read ({error}); is the helper there older than this passagectl?",
             &[("host", &on_where(cli)), ("error", &e.to_string())],
         ))
     })
@@ -112,10 +112,14 @@ where
                 remote => Failure(remote.to_string()),
             })?;
         f(h).await.map_err(|e| {
-            let said = passage_dbus::error_text(&e);
-            Failure(match &remote {
-                Some(r) => format!("{r}: {said}"),
-                None => said,
+            Failure(match (&remote, &e) {
+                // Over SSH no authentication agent can ask: say what does work.
+                (Some(r), passage_dbus::HelperError::NotAuthorizedCanObtain(why)) => trf(
+                    "{host}: not authorized without a password, and nobody could be asked for one over SSH: {why} Connect as root@{name}, or have an administrator there let your group do it (docs/REMOTE.md).",
+                    &[("host", &r.to_string()), ("why", why), ("name", &r.host)],
+                ),
+                (Some(r), _) => format!("{r}: {}", passage_dbus::error_text(&e)),
+                (None, _) => passage_dbus::error_text(&e),
             })
         })
     })

@@ -27,8 +27,11 @@ pub fn run(
     for g in &wanted {
         let Some(group) = host.groups.get(g) else {
             return Err(Failure(trf(
-                "there is no IOMMU group {group} on this host",
-                &[("group", &g.to_string())],
+                "there is no IOMMU group {group} on {host}",
+                &[
+                    ("group", &g.to_string()),
+                    ("host", &crate::common::on_where(cli)),
+                ],
             )));
         };
         if !group.devices.iter().any(|a| host.device(*a).is_some()) {
@@ -45,16 +48,31 @@ pub fn run(
     // The boxes name the guests the plan gives groups to. Drawing changes nothing, so a default
     // plan that cannot be read only costs the names (and says so); a plan named with --plan
     // must read.
-    let opened = PlanSource::choose(plan, cli.demo).open()?;
-    if let Some(note) = opened.note() {
-        eprintln!("passagectl: {} {note}", tr("note:"));
-    }
-    let holders = KnownGuests::gather(cli.demo).holders();
+    // Another machine's groups are not this one's: its boxes name guests only from a plan
+    // given with --plan (this machine's default plan numbers this machine's groups).
+    let remote = cli.remote()?.is_some();
+    let opened = if remote && plan.is_none() {
+        None
+    } else {
+        let opened = PlanSource::choose(plan, cli.demo).open()?;
+        if let Some(note) = opened.note() {
+            eprintln!("passagectl: {} {note}", tr("note:"));
+        }
+        Some(opened)
+    };
+    let holders = if remote {
+        Default::default()
+    } else {
+        KnownGuests::gather(cli.demo).holders()
+    };
     let opts = topology::Options {
         all_vfs,
         opened: Default::default(),
         only: (!wanted.is_empty()).then(|| wanted.iter().copied().collect::<BTreeSet<_>>()),
-        guests: topology::guests_of(&opened.plan, &holders),
+        guests: opened
+            .as_ref()
+            .map(|o| topology::guests_of(&o.plan, &holders))
+            .unwrap_or_default(),
     };
     let layout = topology::layout(&host, &opts);
     let caption = match wanted.as_slice() {

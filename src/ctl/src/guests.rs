@@ -10,6 +10,12 @@ use passage_core::{plan, report, scan, store};
 use std::path::Path;
 
 pub fn run(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Result<u8, Failure> {
+    if let Some(r) = cli.remote()? {
+        return Err(Failure(passage_core::i18n::trf(
+            "guest profiles are this machine's files, so guests cannot be used with -H {host}",
+            &[("host", &r.to_string())],
+        )));
+    }
     let path = store::profiles_path()
         .ok_or_else(|| Failure(tr("no home directory to keep guest profiles in")))?;
     match action {

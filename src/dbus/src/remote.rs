@@ -18,7 +18,7 @@ use std::ffi::OsString;
 /// Why a machine's system bus could not be reached, in words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
-    /// This machine's own system bus.
+    /// This machine's own system bus: the bus's own error, for a caller to put in words.
     #[error("{0}")]
     Local(String),
     /// Another machine: which one, and why (ssh's own last line where it said one).
@@ -44,13 +44,13 @@ pub fn ssh_args(to: &Remote) -> Vec<OsString> {
 
 /// The `unixexec:` address for `to`: `sh` runs ssh with its standard error sent to `log` (the
 /// transport itself leaves it on ours), and is replaced by ssh at once (`exec`).
-fn address(to: &Remote, log: &std::path::Path) -> zbus::Address {
+fn address(to: &Remote, log: &std::path::Path, ssh: OsString) -> zbus::Address {
     let mut args: Vec<OsString> = vec![
         "-c".into(),
         r#"log=$1; shift; exec "$@" 2>"$log""#.into(),
         "passage-ssh".into(),
         log.as_os_str().to_owned(),
-        ssh_program(),
+        ssh,
     ];
     args.extend(ssh_args(to));
     zbus::Address::from(zbus::address::Transport::Unixexec(
@@ -69,13 +69,18 @@ fn last_words(log: &std::path::Path) -> Option<String> {
 
 /// A connection to the system bus of `on` (`None`: this machine's, or `DBUS_SYSTEM_BUS_ADDRESS`).
 pub async fn system_bus(on: Option<&Remote>) -> Result<zbus::Connection, BusError> {
+    system_bus_through(on, ssh_program()).await
+}
+
+/// [`system_bus`] with the ssh program given.
+async fn system_bus_through(
+    on: Option<&Remote>,
+    ssh: OsString,
+) -> Result<zbus::Connection, BusError> {
     let Some(to) = on else {
-        return zbus::Connection::system().await.map_err(|e| {
-            BusError::Local(trf(
-                "cannot reach the system bus ({error})",
-                &[("error", &e.to_string())],
-            ))
-        });
+        return zbus::Connection::system()
+            .await
+            .map_err(|e| BusError::Local(e.to_string()));
     };
     let log = tempfile::Builder::new()
         .prefix("passage-ssh-")
@@ -87,7 +92,7 @@ pub async fn system_bus(on: Option<&Remote>) -> Result<zbus::Connection, BusErro
                 &[("error", &e.to_string())],
             ),
         })?;
-    let connected = zbus::connection::Builder::address(address(to, log.path()))
+    let connected = zbus::connection::Builder::address(address(to, log.path(), ssh))
         .build()
         .await;
     connected.map_err(|e| {
@@ -117,7 +122,13 @@ pub async fn helper_on(on: Option<&Remote>) -> Result<crate::HelperProxy<'static
         .path(names::OBJECT_PATH)
         .build()
         .await
-        .map_err(|e| BusError::Local(e.to_string()))
+        .map_err(|e| match on {
+            Some(to) => BusError::Remote {
+                host: to.to_string(),
+                why: e.to_string(),
+            },
+            None => BusError::Local(e.to_string()),
+        })
 }
 
 #[cfg(test)]
@@ -131,7 +142,7 @@ mod tests {
             ssh_args(&to),
             ["-xT", "--", "admin@pve1", "systemd-stdio-bridge"].map(OsString::from)
         );
-        let a = address(&to, std::path::Path::new("/tmp/log")).to_string();
+        let a = address(&to, std::path::Path::new("/tmp/log"), "ssh".into()).to_string();
         assert!(a.starts_with("unixexec:path=/bin/sh,"), "{a}");
         assert!(
             a.contains("admin%40pve1") || a.contains("admin@pve1"),
@@ -150,15 +161,14 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        // The variable is read when the address is made, in this test only.
-        std::env::set_var(names::SSH_ENV, &fake);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let to: Remote = "down.example".parse().unwrap();
-        let e = rt.block_on(system_bus(Some(&to))).unwrap_err();
-        std::env::remove_var(names::SSH_ENV);
+        let e = rt
+            .block_on(system_bus_through(Some(&to), fake.into_os_string()))
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "down.example: ssh: connect to host down.example port 22: Connection refused"

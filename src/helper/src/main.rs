@@ -144,27 +144,7 @@ fn settle(
             if let Err(e) = passage_core::watch::refresh_drivers(&mut kept.host, &r, &members) {
                 tracing::warn!("reading group {g} after a change: {e}");
             }
-            if kept.own_changes_told {
-                let after = drivers_of(&kept.host, &members);
-                let state_after = passage_core::watch::group_state(&kept.host, Some(g));
-                for ((address, driver_before), (_, driver_after)) in before.into_iter().zip(after) {
-                    if driver_before != driver_after {
-                        kept.tell(&passage_core::watch::Update {
-                            action: if driver_after.is_some() {
-                                passage_core::watch::Action::Bind
-                            } else {
-                                passage_core::watch::Action::Unbind
-                            },
-                            address,
-                            group: Some(g),
-                            driver_before,
-                            driver_after,
-                            state_before,
-                            state_after,
-                        });
-                    }
-                }
-            }
+            tell_driver_changes(&kept, g, before, state_before);
         }
         Err(e) => tracing::warn!("reading the host after a change: {e}"),
     };
@@ -186,9 +166,52 @@ fn fresh(model: &Model, root: &Path, g: GroupId) -> Result<Host, HelperError> {
     let mut kept = model
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let members: Vec<PciAddress> = kept
+        .host
+        .groups
+        .get(&g)
+        .map(|grp| grp.devices.clone())
+        .unwrap_or_default();
+    let before = drivers_of(&kept.host, &members);
+    let state_before = passage_core::watch::group_state(&kept.host, Some(g));
     let Kept { host, uses_key, .. } = &mut *kept;
     passage_core::watch::refresh_group(host, &r, g, uses_key).map_err(failed)?;
-    Ok(host.clone())
+    // A change the model had not taken in yet (the last change's settling still to come, or
+    // something else moved a driver): told now, where no kernel events tell it.
+    tell_driver_changes(&kept, g, before, state_before);
+    Ok(kept.host.clone())
+}
+
+/// Tells each of `before`'s devices whose driver the model now says differs (where the helper's
+/// own changes are told: no kernel events follow this host).
+fn tell_driver_changes(
+    kept: &Kept,
+    g: GroupId,
+    before: Vec<(PciAddress, Option<String>)>,
+    state_before: Option<State>,
+) {
+    if !kept.own_changes_told {
+        return;
+    }
+    let state_after = passage_core::watch::group_state(&kept.host, Some(g));
+    for (address, driver_before) in before {
+        let driver_after = kept.host.device(address).and_then(|d| d.driver.clone());
+        if driver_before != driver_after {
+            kept.tell(&passage_core::watch::Update {
+                action: if driver_after.is_some() {
+                    passage_core::watch::Action::Bind
+                } else {
+                    passage_core::watch::Action::Unbind
+                },
+                address,
+                group: Some(g),
+                driver_before,
+                driver_after,
+                state_before,
+                state_after,
+            });
+        }
+    }
 }
 
 /// Which driver the model says holds each of `members`.
@@ -250,12 +273,23 @@ fn follow_events(model: Arc<Model>, root: PathBuf) {
             return;
         }
     };
-    let Ok(r) = HostRoot::open(&root) else { return };
+    // Without events from here on, the helper's own changes are told instead.
+    let no_events = || {
+        model
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .own_changes_told = true;
+    };
+    let Ok(r) = HostRoot::open(&root) else {
+        no_events();
+        return;
+    };
     loop {
         let events = match monitor.wait(None) {
             Ok(ev) => ev,
             Err(e) => {
                 tracing::warn!("device events stopped: {e}");
+                no_events();
                 return;
             }
         };

@@ -326,15 +326,23 @@ pub fn kubevirt_resource(vendor: Hex16, device: Hex16) -> String {
 }
 
 fn kubevirt(ms: &[Model], out: &mut String, notes: &mut Vec<String>) {
+    // Every function given is a resource of its own (KubeVirt hands out functions): a card's
+    // other functions too, or a VM could never ask for them.
+    let selectors: std::collections::BTreeSet<(Hex16, Hex16)> = ms
+        .iter()
+        .flat_map(|m| &m.entries)
+        .flat_map(|e| &e.functions)
+        .map(|f| (f.vendor_id, f.device_id))
+        .collect();
     let cr = json!({
         "apiVersion": "kubevirt.io/v1",
         "kind": "KubeVirt",
         "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
         "spec": {"configuration": {
             "developerConfiguration": {"featureGates": ["HostDevices"]},
-            "permittedHostDevices": {"pciHostDevices": ms.iter().map(|m| json!({
-                "pciVendorSelector": format!("{}:{}", m.vendor.to_string().to_uppercase(), m.device.to_string().to_uppercase()),
-                "resourceName": kubevirt_resource(m.vendor, m.device),
+            "permittedHostDevices": {"pciHostDevices": selectors.iter().map(|(v, d)| json!({
+                "pciVendorSelector": format!("{}:{}", v.to_string().to_uppercase(), d.to_string().to_uppercase()),
+                "resourceName": kubevirt_resource(*v, *d),
             })).collect::<Vec<_>>()},
         }},
     });

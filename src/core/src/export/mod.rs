@@ -290,9 +290,9 @@ fn other_vmm_note(g: &plan::Guest, format: Format) -> Option<String> {
     ];
     Some(match (kept.is_empty(), lost.is_empty()) {
         (_, true) if kept.is_empty() => trf("{guest} is planned for {vmm}; this {format} output carries its groups whole and leaves its hidden devices out, which is all the plan sets for it.", &args),
-        (_, true) => trf("{guest} is planned for {vmm}; this {format} output carries its groups, hidden devices and {kept}.", &args),
-        (true, false) => trf("{guest} is planned for {vmm}; this {format} output carries its groups and hidden devices but not {lost}: set those in {format} yourself, or export as {vmm}.", &args),
-        (false, false) => trf("{guest} is planned for {vmm}; this {format} output carries its groups, hidden devices and {kept}, but not {lost}: set those in {format} yourself, or export as {vmm}.", &args),
+        (_, true) => trf("{guest} is planned for {vmm}; this {format} output carries its groups whole (hidden devices left out) and {kept}.", &args),
+        (true, false) => trf("{guest} is planned for {vmm}; this {format} output carries its groups whole (hidden devices left out) but not {lost}: set those in {format} yourself, or export as {vmm}.", &args),
+        (false, false) => trf("{guest} is planned for {vmm}; this {format} output carries its groups whole (hidden devices left out) and {kept}, but not {lost}: set those in {format} yourself, or export as {vmm}.", &args),
     })
 }
 
