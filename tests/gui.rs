@@ -43,6 +43,8 @@ struct Launch<'a> {
     lang: Option<&'a str>,
     /// A host tree (`--root`) instead of the demo.
     tree: Option<&'a Path>,
+    /// Another machine (`--host`) instead of the demo.
+    host: Option<&'a str>,
     /// Start without `--plan` (the app picks the plan it remembers, or the default).
     no_plan: bool,
     /// `--plan` this file instead of the session's copy of the demo plan.
@@ -175,14 +177,17 @@ impl Session {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| s.dir.path().to_path_buf());
         let mut c = Command::new(bins::bin("passage"));
-        match l.tree {
-            Some(t) => {
+        match (l.tree, l.host) {
+            (_, Some(h)) => {
+                c.arg("--host").arg(h);
+            }
+            (Some(t), None) => {
                 let fifo = s.dir.path().join("probe.json.events");
                 let o = Command::new("mkfifo").arg(&fifo).output().unwrap();
                 assert!(o.status.success());
                 c.arg("--root").arg(t);
             }
-            None => {
+            (None, None) => {
                 c.arg("--demo");
             }
         }
@@ -1223,4 +1228,81 @@ fn without_an_iommu_and_a_system_bus_the_window_says_what_to_do_and_opens_the_de
         Value::Null,
         "the demo's plan is kept in memory"
     );
+}
+
+#[test]
+fn another_machine_opens_over_ssh_follows_its_changes_and_one_that_cannot_be_reached_says_why() {
+    // Two machines, each a helper with its polkitd on a private system bus, reached as ssh
+    // would reach them: the stand-in runs the real systemd-stdio-bridge onto each.
+    let pair = bus::Bus::start_pair();
+    let buses = format!(
+        "alpha={} beta={}",
+        pair.a.dir.path().join("bus").display(),
+        pair.b.dir.path().join("bus").display()
+    );
+    let standin = bus::repo().join("tests/remote/ssh-standin");
+    let config = tempfile::tempdir().unwrap();
+    let s = Session::launch(Launch {
+        host: Some("alpha"),
+        no_plan: true,
+        config: Some(config.path()),
+        env: vec![
+            ("PASSAGE_SSH", standin.display().to_string()),
+            ("PASSAGE_TEST_BUSES", buses.clone()),
+            ("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS.into()),
+        ],
+        ..Default::default()
+    });
+    let p = s.until("alpha's groups", |p| {
+        p["loaded"] == true && p["badges"]["19"].is_string()
+    });
+    assert_eq!(p["texts"]["page"], "host");
+    assert_ne!(p["badges"]["19"], "assigned", "{}", p["badges"]);
+    // The machine's own plan, beside this machine's.
+    assert_eq!(
+        p["plan_path"],
+        config
+            .path()
+            .join("passage/hosts/alpha/plan.json")
+            .display()
+            .to_string()
+    );
+    // Another tool claims the GPU's group on alpha: its helper tells, the card follows.
+    let o = Command::new(pair.a.passagectl_bin())
+        .args(["-H", "alpha", "claim", "19"])
+        .env("PASSAGE_SSH", &standin)
+        .env("PASSAGE_TEST_BUSES", &buses)
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.until("the card to follow alpha's claim", |p| {
+        p["badges"]["19"] == "assigned"
+    });
+    s.screenshot("another-machine");
+    // Ctrl+Shift+O: a machine that cannot be reached says why in one line, and the way back.
+    let connect = |host: &str| {
+        s.xdotool(&["key", "ctrl+shift+o"]);
+        s.until("the machine dialog", |p| is_open(p, "connect"));
+        s.xdotool(&["type", "--delay", "20", host]);
+        s.xdotool(&["key", "Return"]);
+    };
+    connect("gamma");
+    let p = s.until("gamma's page", |p| p["texts"]["page"] == "unreachable");
+    assert_eq!(
+        p["texts"]["unreachable"],
+        "gamma: ssh: Could not resolve hostname gamma: Name or service not known"
+    );
+    s.screenshot("machine-unreachable");
+    // beta is untouched by alpha's claim, and opens as itself.
+    connect("beta");
+    let p = s.until("beta's groups", |p| {
+        p["texts"]["page"] == "host" && p["badges"]["19"].is_string()
+    });
+    assert_ne!(p["badges"]["19"], "assigned", "{}", p["badges"]);
+    // The machines opened are remembered for the machine menu, the latest first.
+    let kept = std::fs::read_to_string(config.path().join("glib-2.0/settings/keyfile"))
+        .unwrap_or_default();
+    // (gamma was never reached, so it is not offered.)
+    assert!(kept.contains("recent-hosts=['beta', 'alpha']"), "{kept}");
 }

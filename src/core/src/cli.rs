@@ -338,8 +338,18 @@ pub mod app {
     )]
     pub struct Cli {
         /// Open the bundled demo host (a workstation with a GPU to give away) and its guests.
-        #[arg(long, conflicts_with = "root")]
+        #[arg(long, conflicts_with_all = ["root", "host"])]
         pub demo: bool,
+        /// Open another machine: its helper and libvirt over
+        /// `ssh -xT [USER@]HOST systemd-stdio-bridge` (PASSAGE_SSH names another ssh), its own
+        /// plan kept under ~/.config/passage/hosts/HOST/.
+        #[arg(
+            short = 'H',
+            long = "host",
+            value_name = "[USER@]HOST",
+            conflicts_with = "root"
+        )]
+        pub host: Option<crate::address::Remote>,
         /// Read a recorded host root instead of / (also: PASSAGE_ROOT).
         #[arg(long, value_name = "DIR")]
         pub root: Option<PathBuf>,

@@ -21,6 +21,14 @@ pub fn config_dir() -> Option<PathBuf> {
         .map(|d| d.join("passage"))
 }
 
+/// Where the app keeps the plan for another machine (`passage --host`): one per machine, since
+/// a plan numbers that machine's groups — `hosts/HOST/plan.json` beside the default plan.
+pub fn host_plan_path(host: &crate::Remote) -> Option<PathBuf> {
+    // The host name is a strict value (letters, digits, `.`, `-`, `_`, `:`; never `..` alone
+    // or a leading dot), so it is one path component.
+    config_dir().map(|d| d.join("hosts").join(&host.host).join("plan.json"))
+}
+
 /// Where `passagectl plan` and the app keep the plan unless told otherwise.
 pub fn default_plan_path() -> Option<PathBuf> {
     config_dir().map(|d| d.join("plan.json"))

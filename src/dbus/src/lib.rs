@@ -333,6 +333,8 @@ pub fn helper_reachable() -> Result<(), Unreachable> {
 /// `passagectl plan apply` and the app's Apply.
 pub struct SystemExecutor<'a> {
     rt: tokio::runtime::Runtime,
+    /// Another machine's helper and libvirt (`None`: this one's).
+    on: Option<passage_core::Remote>,
     helper: Option<HelperProxy<'static>>,
     plan: &'a passage_core::plan::Plan,
     host: &'a passage_core::Host,
@@ -347,15 +349,30 @@ impl<'a> SystemExecutor<'a> {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
+            on: None,
             helper: None,
             plan,
             host,
         })
     }
 
+    /// The same on another machine: its helper and its libvirt, over SSH.
+    pub fn on(mut self, machine: Option<passage_core::Remote>) -> Self {
+        self.on = machine;
+        self
+    }
+
     fn helper(&mut self) -> Result<HelperProxy<'static>, String> {
         if let Some(h) = &self.helper {
             return Ok(h.clone());
+        }
+        if let Some(m) = &self.on {
+            let h = self
+                .rt
+                .block_on(remote::helper_on(Some(m)))
+                .map_err(|e| e.to_string())?;
+            self.helper = Some(h.clone());
+            return Ok(h);
         }
         let h = self.rt.block_on(connect()).map_err(|e| {
             passage_core::i18n::trf(
@@ -457,10 +474,10 @@ impl passage_core::apply::Executor for SystemExecutor<'_> {
     }
 
     fn define(&mut self, guest: &passage_core::plan::Guest) -> Result<(), String> {
-        let host = self.host;
+        let (host, on) = (self.host, self.on.as_ref());
         self.rt
             .block_on(async {
-                crate::libvirt::Libvirt::system()
+                crate::libvirt::Libvirt::on_machine(on)
                     .await?
                     .apply(guest, host)
                     .await

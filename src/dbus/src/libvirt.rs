@@ -186,6 +186,18 @@ impl Libvirt {
         Ok(Self::on(conn, QEMU_PATH))
     }
 
+    /// `qemu:///system` of another machine (`None`: this one), through libvirt-dbus on its
+    /// system bus over SSH ([`crate::remote`]).
+    pub async fn on_machine(on: Option<&passage_core::Remote>) -> Result<Self, LibvirtError> {
+        if on.is_none() {
+            return Self::system().await;
+        }
+        let conn = crate::remote::system_bus(on)
+            .await
+            .map_err(|e| LibvirtError::Unavailable(e.to_string()))?;
+        Ok(Self::on(conn, QEMU_PATH))
+    }
+
     /// Any libvirt-dbus connection object on a bus (the tests use `TEST_PATH` on a private
     /// session bus).
     pub fn on(conn: zbus::Connection, path: &str) -> Self {

@@ -131,6 +131,85 @@ pub async fn helper_on(on: Option<&Remote>) -> Result<crate::HelperProxy<'static
         })
 }
 
+/// Another machine as the app opens it, over one connection: its host model from its helper
+/// (`DescribeHost`), and its libvirt domains — those may fail on their own (libvirt-dbus not
+/// installed there) without keeping the machine from opening. Errors are one line naming the
+/// machine. Blocking: for a loading thread.
+pub fn open_machine(
+    on: &Remote,
+) -> Result<
+    (
+        passage_core::Host,
+        Result<Vec<crate::libvirt::LibvirtDomain>, String>,
+    ),
+    String,
+> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let host = on.to_string();
+    rt.block_on(async {
+        let conn = system_bus(Some(on)).await.map_err(|e| e.to_string())?;
+        let helper = crate::HelperProxy::builder(&conn)
+            .destination(names::BUS_NAME)
+            .path(names::OBJECT_PATH)
+            .build()
+            .await
+            .map_err(|e| format!("{host}: {e}"))?;
+        let json = helper
+            .describe_host()
+            .await
+            .map_err(|e| format!("{host}: {}", crate::error_text(&e)))?;
+        let model: passage_core::Host = serde_json::from_str(&json).map_err(|e| {
+            trf(
+                "{host}: the helper's description of the host could not be read ({error}); is the helper there older than this Passage?",
+                &[("host", &host), ("error", &e.to_string())],
+            )
+        })?;
+        let domains = crate::libvirt::Libvirt::on(conn.clone(), crate::libvirt::QEMU_PATH)
+            .domains()
+            .await
+            .map_err(|e| format!("{host}: {e}"));
+        Ok((model, domains))
+    })
+}
+
+/// Follows another machine's device changes (its helper's `DeviceChanged`), calling `each` with
+/// every one until it returns false; the error says why the machine stopped being followed.
+/// Blocking: for a thread of its own.
+pub fn follow_machine(
+    on: &Remote,
+    mut each: impl FnMut(passage_core::watch::Update) -> bool,
+) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let host = on.to_string();
+    rt.block_on(async {
+        let helper = helper_on(Some(on)).await.map_err(|e| e.to_string())?;
+        let mut changes = helper
+            .receive_device_changed()
+            .await
+            .map_err(|e| format!("{host}: {e}"))?;
+        while let Some(signal) = changes.next().await {
+            let Ok(args) = signal.args() else { continue };
+            let Ok(u) = serde_json::from_str(&args.update) else {
+                continue;
+            };
+            if !each(u) {
+                return Ok(());
+            }
+        }
+        Err(trf(
+            "{host}: the connection to its system bus ended",
+            &[("host", &host)],
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

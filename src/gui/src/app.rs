@@ -43,9 +43,20 @@ use std::time::Instant;
 pub struct App {
     opts: Options,
     /// Whether the device-event sources (the kernel monitor, the probe's FIFO) run already:
-    /// started with the first load, never again after an Apply reloads the host (two would
-    /// apply every event twice and race for the FIFO's lines).
+    /// started with the first load of this machine, never again after an Apply reloads the host
+    /// (two would apply every event twice and race for the FIFO's lines).
     following: bool,
+    /// Which machine is open, counted up at every switch: the follower of another machine's
+    /// changes stops when it is no longer the one shown.
+    machine: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The machine number whose changes are followed now.
+    following_machine: std::cell::Cell<Option<u64>>,
+    /// Another machine is being read again after a change it told (more changes meanwhile:
+    /// read once more after).
+    rereading: bool,
+    reread_again: bool,
+    /// The app's settings (the machines opened lately), when the schema is installed.
+    settings: Option<gio::Settings>,
     source: Option<Source>,
     host: Option<Host>,
     plan: Plan,
@@ -168,6 +179,12 @@ pub enum AppInput {
     ShowGuests,
     /// "Open the Demo Host" from a page that says this host has nothing to show.
     OpenDemo,
+    /// The machine menu: this computer (`None`) or another machine, over SSH.
+    OpenMachine(Option<passage_core::Remote>),
+    /// "Connect to Another Machine…": the dialog that asks which.
+    ConnectMachine,
+    /// Something asked for could not be done: said as an error until the next message.
+    Refused(String),
     /// The About window.
     About,
     /// Ctrl+F: to the search field.
@@ -188,6 +205,8 @@ pub enum AppCommand {
     Applied(Box<Result<Outcome, String>>),
     /// Whether Apply can reach the helper (why not, when it cannot).
     ApplyChecked(Option<passage_dbus::Unreachable>),
+    /// Another machine told a device change (the machine's number when it was followed).
+    MachineChanged(u64),
 }
 
 #[relm4::component(pub)]
@@ -227,6 +246,8 @@ impl Component for App {
         let header = Header::builder()
             .launch(HeaderInit {
                 subtitle: header::subtitle(&opts),
+                machine: opts.host.clone(),
+                recent: settings::recent_hosts(settings.as_ref()),
                 show_bridges,
                 settings: settings.clone(),
                 registry: registry.clone(),
@@ -301,15 +322,17 @@ impl Component for App {
         header.model().bar.pack_end(&show_guests);
         let (undo_action, redo_action) = window_actions(&root, sender.input_sender());
         let probe = probe::Probe::from_env(root.upcast_ref(), registry.clone());
-        let plan_path = opts
-            .plan
-            .clone()
-            .or_else(|| (!opts.demo).then(store::default_plan_path).flatten());
+        let plan_path = opts.plan_path();
         if let Some(p) = &probe {
             p.set_plan_path(plan_path.as_deref());
         }
         let model = App {
             following: false,
+            machine: Default::default(),
+            following_machine: Default::default(),
+            rereading: false,
+            reread_again: false,
+            settings: settings.clone(),
             opts,
             source: None,
             host: None,
@@ -460,6 +483,9 @@ impl Component for App {
             }
             AppInput::ShowGuests => self.show_panes(),
             AppInput::OpenDemo => self.open_demo(&sender),
+            AppInput::OpenMachine(m) => self.open_machine(m, &sender),
+            AppInput::ConnectMachine => self.ask_machine(root),
+            AppInput::Refused(why) => self.say(&Said::error(why), Offer::Nothing),
             AppInput::About => {
                 let w = crate::shortcuts::about(root.upcast_ref());
                 if let Some(p) = &self.probe {
@@ -509,12 +535,30 @@ impl Component for App {
         match cmd {
             AppCommand::ApplyChecked(blocked) => self.apply_checked(blocked, root, &sender),
             AppCommand::Loaded(r) => self.loaded(*r, &sender),
+            AppCommand::MachineChanged(n) => {
+                // Another machine's change: its model read again from its helper (what the
+                // helper tells is what changed there, not a device to re-read here).
+                if n != self.machine.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                if self.rereading {
+                    self.reread_again = true;
+                    return;
+                }
+                self.rereading = true;
+                let o = self.opts.clone();
+                sender.spawn_oneshot_command(move || AppCommand::Loaded(Box::new(load::load(&o))));
+                if let Some(p) = &self.probe {
+                    p.event_applied(Instant::now());
+                }
+            }
             AppCommand::Event(ev, at, kernel) => {
                 let (Some(host), Some(src)) = (&mut self.host, &self.source) else {
                     return;
                 };
-                // This machine's kernel says nothing about the demo host opened in its place.
-                if kernel && self.opts.demo {
+                // This machine's kernel says nothing about the demo host or another machine
+                // opened in its place.
+                if kernel && (self.opts.demo || self.opts.host.is_some()) {
                     return;
                 }
                 // One device and its group re-read, never the whole host; one card redrawn.
@@ -567,8 +611,47 @@ impl App {
     /// The host (and plan, and guests) arrived: draw them, and start following device events.
     fn loaded(&mut self, r: Result<Loaded, String>, sender: &ComponentSender<Self>) {
         self.status.sender().emit(StatusInput::Loaded);
+        self.rereading = false;
+        if std::mem::take(&mut self.reread_again) {
+            let n = self.machine.load(std::sync::atomic::Ordering::Relaxed);
+            self.input_command(sender, AppCommand::MachineChanged(n));
+        }
         let l = match r {
             Ok(l) => l,
+            Err(e) if self.opts.host.is_some() => {
+                // Another machine that cannot be reached: why, in one line, and the way back;
+                // the machine menu still has the others.
+                let host = self
+                    .opts
+                    .host
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                let s = self.input.clone();
+                self.empty.set_child(Some(&notices::unreachable_page(
+                    &host,
+                    &e,
+                    &self.registry,
+                    move || s.emit(AppInput::OpenMachine(None)),
+                )));
+                self.registry
+                    .texts
+                    .borrow_mut()
+                    .insert("unreachable".into(), e);
+                // Nothing of the machine shown before stays: its plan, notices, cards and
+                // guests.
+                self.plan = Plan::default();
+                self.troubles = Troubles::default();
+                self.notice_bar.set(Vec::new());
+                self.hosts.set_sections(Vec::new());
+                self.guests.sender().emit(GuestsInput::Show {
+                    entries: guests::entries(None, &self.plan, &[], &self.refusals),
+                    no_bus: false,
+                });
+                self.host = None;
+                self.set_page("unreachable");
+                return;
+            }
             Err(e) => {
                 let s = self.input.clone();
                 self.empty.set_child(Some(&notices::unreadable_page(
@@ -613,7 +696,12 @@ impl App {
             self.set_page("host");
         }
         self.host = Some(l.host);
-        self.source = Some(l.source);
+        self.source = l.source;
+        if let Some(m) = &self.opts.host {
+            settings::remember_host(self.settings.as_ref(), m);
+            self.tell_header_machines();
+            self.follow_machine(m.clone(), sender);
+        }
         self.hosts.set_sections(l.sections);
         let t = Instant::now();
         self.redraw();
@@ -623,7 +711,7 @@ impl App {
             rss = rss_kib(),
             "list built"
         );
-        let live = !self.opts.demo && self.opts.root.is_none();
+        let live = !self.opts.demo && self.opts.root.is_none() && self.opts.host.is_none();
         if live && !self.following {
             sender.spawn_command(|out| {
                 events::follow_kernel(|ev| {
@@ -896,13 +984,39 @@ impl App {
         self.opts.demo = true;
         self.opts.root = None;
         self.opts.plan = None;
-        self.plan_path = None;
+        self.opts.host = None;
+        self.switch_machine(sender);
+    }
+
+    /// Another machine (over SSH), or this computer again, in place of what is shown: its own
+    /// plan, its guests; nothing of the last one's edits carried over.
+    fn open_machine(
+        &mut self,
+        machine: Option<passage_core::Remote>,
+        sender: &ComponentSender<Self>,
+    ) {
+        self.opts.demo = false;
+        self.opts.root = None;
+        self.opts.plan = None;
+        self.opts.host = machine;
+        self.switch_machine(sender);
+    }
+
+    /// After `opts` changed machine: everything of the last one forgotten, the new one read.
+    fn switch_machine(&mut self, sender: &ComponentSender<Self>) {
+        self.machine
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.rereading = false;
+        self.reread_again = false;
+        self.plan_path = self.opts.plan_path();
+        self.tell_header_machines();
+        self.status.sender().emit(StatusInput::Reading);
         self.undo.clear();
         self.redo.clear();
         self.refusals.clear();
         self.update_actions();
         if let Some(p) = &self.probe {
-            p.set_plan_path(None);
+            p.set_plan_path(self.plan_path.as_deref());
         }
         self.header
             .sender()
@@ -1041,6 +1155,11 @@ impl App {
             self.say(&Said::news(tr("This is the demo host, not this machine: nothing to apply. Export the plan to see what it would write.")), Offer::Nothing);
             return;
         }
+        // Another machine's helper answered when it was read: Apply goes to it.
+        if self.opts.host.is_some() {
+            self.input_command(sender, AppCommand::ApplyChecked(None));
+            return;
+        }
         // Asked again now (the helper may have been installed since the host was read), off
         // the main loop (a bus that hangs must not freeze the window): with no bus or no
         // helper, Apply's window says so and what to do instead of failing.
@@ -1090,9 +1209,11 @@ impl App {
         }
         self.toaster.announce(&tr("Applying the plan…"));
         let plan = self.plan.clone();
+        let machine = self.opts.host.clone();
         sender.spawn_command(move |out| {
             let r = passage_dbus::SystemExecutor::new(&plan, &host)
                 .map_err(|e| e.to_string())
+                .map(|exec| exec.on(machine))
                 .map(|mut exec| {
                     passage_core::apply::run(&plan, &steps, &mut exec, &mut |d| {
                         let _ = out.send(AppCommand::Progress(d.clone()));
@@ -1103,7 +1224,75 @@ impl App {
     }
 }
 
-/// The header's two buttons that switch between the list and the Topology view.
+impl App {
+    /// A command of the app's own, as if it came from off the main loop.
+    fn input_command(&self, sender: &ComponentSender<Self>, cmd: AppCommand) {
+        sender.spawn_oneshot_command(move || cmd);
+    }
+
+    /// The header's machine menu: which machine is open, and the ones opened lately.
+    fn tell_header_machines(&self) {
+        self.header.sender().emit(HeaderInput::Machines {
+            current: self.opts.host.clone(),
+            recent: settings::recent_hosts(self.settings.as_ref()),
+        });
+    }
+
+    /// Follows another machine's device changes (its helper's signals) for as long as it is
+    /// the one shown: each change reads its model again.
+    fn follow_machine(&self, m: passage_core::Remote, sender: &ComponentSender<Self>) {
+        let now = self.machine.load(std::sync::atomic::Ordering::Relaxed);
+        if self.following_machine.get() == Some(now) {
+            return;
+        }
+        self.following_machine.set(Some(now));
+        let machine = self.machine.clone();
+        sender.spawn_command(move |out| {
+            let r = passage_dbus::remote::follow_machine(&m, |_| {
+                machine.load(std::sync::atomic::Ordering::Relaxed) == now
+                    && out.send(AppCommand::MachineChanged(now)).is_ok()
+            });
+            if let Err(e) = r {
+                tracing::warn!("{e}");
+            }
+        });
+    }
+
+    /// "Connect to Another Machine…": asks for `[USER@]HOST`.
+    fn ask_machine(&self, root: &adw::ApplicationWindow) {
+        let entry = gtk::Entry::new();
+        entry.set_placeholder_text(Some("admin@server"));
+        entry.set_activates_default(true);
+        crate::a11y::accessible_label(&entry, &tr("Machine"));
+        let d = adw::MessageDialog::new(
+            Some(root),
+            Some(&tr("Connect to Another Machine")),
+            Some(&tr("Passage reaches it over SSH, as “systemctl -H” does: the Passage helper must be installed there, and that machine's polkit decides what you may change. Give the machine as HOST or USER@HOST; ports and keys go in ~/.ssh/config.")),
+        );
+        d.set_extra_child(Some(&entry));
+        d.add_response("cancel", &tr("Cancel"));
+        d.add_response("connect", &tr("Connect"));
+        d.set_response_appearance("connect", adw::ResponseAppearance::Suggested);
+        d.set_default_response(Some("connect"));
+        d.set_close_response("cancel");
+        let input = self.input.clone();
+        d.connect_response(None, move |_, response| {
+            if response != "connect" {
+                return;
+            }
+            match entry.text().trim().parse::<passage_core::Remote>() {
+                Ok(m) => input.emit(AppInput::OpenMachine(Some(m))),
+                Err(e) => input.emit(AppInput::Refused(e.to_string())),
+            }
+        });
+        if let Some(p) = &self.probe {
+            p.opened("connect", d.upcast_ref());
+        }
+        d.present();
+    }
+}
+
+/// The header's two buttons that switch between the list and the Topology view./// The header's two buttons that switch between the list and the Topology view.
 fn view_switch(
     [list, topo]: &[gtk::ToggleButton; 2],
     registry: &Registry,
@@ -1152,6 +1341,26 @@ fn window_actions(
     action("search", || AppInput::Search);
     action("view-list", || AppInput::ShowTopology(false));
     action("view-topology", || AppInput::ShowTopology(true));
+    action("connect-machine", || AppInput::ConnectMachine);
+    // The machine menu's items: "" for this computer, else [USER@]HOST.
+    let open = gio::SimpleAction::new("open-machine", Some(gtk::glib::VariantTy::STRING));
+    {
+        let s = input.clone();
+        open.connect_activate(move |_, target| {
+            let Some(word) = target.and_then(|v| v.get::<String>()) else {
+                return;
+            };
+            if word.is_empty() {
+                s.emit(AppInput::OpenMachine(None));
+            } else {
+                match word.parse() {
+                    Ok(m) => s.emit(AppInput::OpenMachine(Some(m))),
+                    Err(e) => s.emit(AppInput::Refused(format!("{e}"))),
+                }
+            }
+        });
+    }
+    root.add_action(&open);
     let app = relm4::main_application();
     for (name, keys) in crate::shortcuts::ACCELS {
         app.set_accels_for_action(name, keys);

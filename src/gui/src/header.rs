@@ -16,6 +16,10 @@ use relm4::prelude::*;
 pub struct Header {
     /// The bar itself: the app adds its view switch and the narrow window's Guests button.
     pub bar: adw::HeaderBar,
+    /// The machine menu's items (rebuilt when the machines change).
+    machines: gio::Menu,
+    /// What the machine menu's button says: this computer, or the other machine's name.
+    machine_label: String,
     search: gtk::SearchEntry,
     subtitle: String,
     narrow: bool,
@@ -31,6 +35,11 @@ pub enum HeaderInput {
     Subtitle(String),
     /// Ctrl+F: the keyboard to the search field.
     Search,
+    /// Which machine is open (`None`: this computer) and the others opened lately.
+    Machines {
+        current: Option<passage_core::Remote>,
+        recent: Vec<passage_core::Remote>,
+    },
 }
 
 /// How the header starts.
@@ -43,6 +52,10 @@ pub struct HeaderInit {
     pub settings: Option<gio::Settings>,
     /// Where the probe finds the header's buttons.
     pub registry: Registry,
+    /// The machine open at the start (`None`: this computer).
+    pub machine: Option<passage_core::Remote>,
+    /// The other machines opened lately.
+    pub recent: Vec<passage_core::Remote>,
 }
 
 /// What a person asked for in the header.
@@ -90,6 +103,13 @@ impl SimpleComponent for Header {
                 set_title: &tr("Passage"),
                 #[watch]
                 set_subtitle: &model.subtitle,
+            },
+            #[name = "machine"]
+            pack_start = &gtk::MenuButton {
+                set_icon_name: "network-server-symbolic",
+                set_menu_model: Some(&model.machines),
+                #[watch]
+                set_tooltip_text: Some(&model.machine_label),
             },
             #[name = "menu"]
             pack_end = &gtk::MenuButton {
@@ -188,7 +208,11 @@ impl SimpleComponent for Header {
             .map(|s| s.map(State::label).unwrap_or_else(|| tr("All states")))
             .collect();
         let state_dd = &dropdown(&state_labels);
+        let machines = gio::Menu::new();
+        fill_machines(&machines, init.machine.as_ref(), &init.recent);
         let model = Header {
+            machines,
+            machine_label: machine_label(init.machine.as_ref()),
             bar: adw::HeaderBar::new(),
             search: gtk::SearchEntry::new(),
             subtitle: init.subtitle.clone(),
@@ -198,6 +222,19 @@ impl SimpleComponent for Header {
         let widgets = view_output!();
         accessible_label(search, &tr("Search"));
         accessible_label(&widgets.menu, &tr("Main menu"));
+        accessible_label(&widgets.machine, &tr("Machine"));
+        // The menu button's own button, where a pointer clicks it.
+        if let Some(b) = widgets
+            .machine
+            .first_child()
+            .and_then(|c| c.downcast::<gtk::ToggleButton>().ok())
+        {
+            registry::enter(
+                &init.registry.buttons,
+                "machine".into(),
+                b.upcast_ref::<gtk::Button>(),
+            );
+        }
         label_dropdown(kind_dd, &tr("Device class"));
         label_dropdown(state_dd, &tr("Group state"));
         let buttons = &init.registry.buttons;
@@ -218,8 +255,57 @@ impl SimpleComponent for Header {
             HeaderInput::Search => {
                 self.search.grab_focus();
             }
+            HeaderInput::Machines { current, recent } => {
+                fill_machines(&self.machines, current.as_ref(), &recent);
+                self.machine_label = machine_label(current.as_ref());
+            }
         }
     }
+}
+
+/// What the machine button says when the pointer rests on it.
+fn machine_label(current: Option<&passage_core::Remote>) -> String {
+    match current {
+        Some(m) => passage_core::i18n::trf("Machine: {host}", &[("host", &m.to_string())]),
+        None => tr("Machine: this computer"),
+    }
+}
+
+/// The machine menu: this computer, the machines opened lately (the open one marked), and
+/// "Connect to Another Machine…" (`win.open-machine` with the machine, "" for this computer).
+fn fill_machines(
+    menu: &gio::Menu,
+    current: Option<&passage_core::Remote>,
+    recent: &[passage_core::Remote],
+) {
+    menu.remove_all();
+    let which = gio::Menu::new();
+    let item = |label: String, target: &str| {
+        let i = gio::MenuItem::new(Some(&label), None);
+        i.set_action_and_target_value(Some("win.open-machine"), Some(&target.to_variant()));
+        i
+    };
+    let mark = |on: bool, label: String| {
+        if on {
+            passage_core::i18n::trf("{machine} (open)", &[("machine", &label)])
+        } else {
+            label
+        }
+    };
+    which.append_item(&item(mark(current.is_none(), tr("This Computer")), ""));
+    for m in recent {
+        which.append_item(&item(
+            mark(current == Some(m), m.to_string()),
+            &m.to_string(),
+        ));
+    }
+    menu.append_section(None, &which);
+    let more = gio::Menu::new();
+    more.append(
+        Some(&tr("Connect to Another Machine…")),
+        Some("win.connect-machine"),
+    );
+    menu.append_section(None, &more);
 }
 
 /// The main menu: what every GNOME app has there (the window's actions, see `app`).
@@ -250,11 +336,18 @@ fn dropdown(items: &[String]) -> gtk::DropDown {
 /// What the title's second line names, so a person always knows which file Apply and Export
 /// work from: the plan file, or the demo.
 pub fn subtitle(opts: &crate::Options) -> String {
-    match (&opts.plan, opts.demo) {
-        (_, true) => tr("the demo host and its demo plan"),
-        (Some(p), false) => settings::display_path(p),
-        (None, false) => passage_core::store::default_plan_path()
-            .map(|p| settings::display_path(&p))
-            .unwrap_or_default(),
+    if opts.demo {
+        return tr("the demo host and its demo plan");
+    }
+    let plan = opts
+        .plan_path()
+        .map(|p| settings::display_path(&p))
+        .unwrap_or_default();
+    match &opts.host {
+        Some(h) => passage_core::i18n::trf(
+            "{host} — {plan}",
+            &[("host", &h.to_string()), ("plan", &plan)],
+        ),
+        None => plan,
     }
 }

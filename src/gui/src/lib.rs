@@ -43,8 +43,28 @@ pub struct Options {
     pub demo: bool,
     /// A recorded host root instead of `/`.
     pub root: Option<PathBuf>,
-    /// The plan file (default: the user's; with `--demo`, the demo plan kept in memory).
+    /// The plan file (default: the user's; with `--demo`, the demo plan kept in memory; for
+    /// another machine, its own plan file, [`passage_core::store::host_plan_path`]).
     pub plan: Option<PathBuf>,
+    /// Another machine, reached over SSH (`--host`), instead of this one.
+    pub host: Option<passage_core::Remote>,
+}
+
+impl Options {
+    /// Where edits to the plan are saved: `--plan`, else the machine's own plan file (this
+    /// one's default, or another machine's under `hosts/`); `None` for the demo plan.
+    pub fn plan_path(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.plan {
+            return Some(p.clone());
+        }
+        if self.demo {
+            return None;
+        }
+        match &self.host {
+            Some(h) => passage_core::store::host_plan_path(h),
+            None => passage_core::store::default_plan_path(),
+        }
+    }
 }
 
 /// Starts the app; returns when its window closes, or at once with a sentence when there is
@@ -54,7 +74,8 @@ pub fn run(opts: Options) -> Result<(), String> {
     // read while GTK starts.
     let settings = settings::open();
     let mut opts = opts;
-    if !opts.demo {
+    // The plan opened last is this machine's; another machine has its own.
+    if !opts.demo && opts.host.is_none() {
         opts.plan = settings::plan_to_open(settings.as_ref(), opts.plan.take());
     }
     let first = load::start(opts.clone());

@@ -15,8 +15,9 @@ use std::sync::mpsc;
 /// What the background scan brings back.
 #[derive(Debug)]
 pub struct Loaded {
-    /// Where the host was read from (kept for re-reading one device on an event).
-    pub source: Source,
+    /// Where the host was read from (kept for re-reading one device on an event); `None` for
+    /// another machine, whose helper tells its changes.
+    pub source: Option<Source>,
     /// The host as scanned.
     pub host: Host,
     /// The plan being edited.
@@ -64,6 +65,9 @@ fn lower_priority() {
 
 /// Reads everything the window shows; an error is a sentence for the banner.
 pub fn load(opts: &Options) -> Result<Loaded, String> {
+    if let Some(m) = &opts.host {
+        return load_machine(opts, m);
+    }
     let source = Source::open(opts.demo, opts.root.as_deref()).map_err(|e| e.to_string())?;
     // Every core, niced: GTK's main thread is served first and the scan takes what is left.
     let pool = rayon::ThreadPoolBuilder::new()
@@ -121,7 +125,7 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
         "cards made"
     );
     Ok(Loaded {
-        source,
+        source: Some(source),
         host,
         plan,
         known,
@@ -131,6 +135,45 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
         profiles_note,
         sandbox_note,
         helper_note,
+        sections,
+    })
+}
+
+/// Another machine: its host model and libvirt domains from its helper and libvirt-dbus over
+/// SSH, its own plan file (`hosts/HOST/plan.json`, or `--plan`), this user's guest profiles. An
+/// error is one line naming the machine (ssh's reason, or the helper's).
+fn load_machine(opts: &Options, m: &passage_core::Remote) -> Result<Loaded, String> {
+    let t = std::time::Instant::now();
+    let (host, domains) = passage_dbus::remote::open_machine(m)?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "read {m}");
+    // The machine's own plan may be missing (an empty plan that the first edit creates) or
+    // unreadable (shown, with a note, as the default plan is).
+    let source = match &opts.plan {
+        Some(p) => PlanSource::File(p.clone()),
+        None => PlanSource::Default(opts.plan_path()),
+    };
+    let opened = source.open().map_err(|e| e.to_string())?;
+    let plan_note = opened.note();
+    let plan = opened.plan;
+    let mut guests = KnownGuests::gather(false);
+    guests.add_libvirt(domains.map(|ds| ds.iter().map(|d| d.to_known(&host)).collect()));
+    let profiles_note = guests.profiles_error.as_ref().map(|e| e.to_string());
+    let holders = guests.holders();
+    let libvirt_note = guests.libvirt_error.clone();
+    let known = guests.plan_guests();
+    let sections = view::sections(&host, &plan, &holders);
+    Ok(Loaded {
+        source: None,
+        host,
+        plan,
+        known,
+        holders,
+        libvirt_note,
+        plan_note,
+        profiles_note,
+        sandbox_note: None,
+        // Its helper just answered.
+        helper_note: None,
         sections,
     })
 }

@@ -14,6 +14,7 @@ fn main() {
         demo: cli.demo,
         root: cli.root,
         plan: cli.plan,
+        host: cli.host,
     });
     if let Err(why) = r {
         eprintln!("passage: {why}");

@@ -9,7 +9,7 @@
 use crate::registry::Registry;
 use adw::prelude::*;
 use passage_core::explain;
-use passage_core::i18n::tr;
+use passage_core::i18n::{tr, trf};
 use passage_core::model::Host;
 use passage_dbus::Unreachable;
 
@@ -272,6 +272,32 @@ pub fn unreadable_page(
     b.append(&demo_button(registry, on_demo));
     b.append(&details(raw));
     page.set_child(Some(&b));
+    page
+}
+
+/// Another machine that could not be reached: its name, the one line that says why (ssh's
+/// reason, or its helper's), and the way back to this computer; the machine menu still offers
+/// the others.
+pub fn unreachable_page(
+    host: &str,
+    why: &str,
+    registry: &Registry,
+    on_local: impl Fn() + 'static,
+) -> adw::StatusPage {
+    let page = adw::StatusPage::new();
+    page.set_icon_name(Some("network-offline-symbolic"));
+    page.set_title(&trf("Passage could not reach {host}", &[("host", host)]));
+    page.set_description(Some(&gtk::glib::markup_escape_text(why)));
+    let back = gtk::Button::with_label(&tr("Back to This Computer"));
+    back.add_css_class("pill");
+    back.add_css_class("suggested-action");
+    back.set_halign(gtk::Align::Center);
+    back.set_tooltip_text(Some(&tr(
+        "Other machines stay in the machine menu at the top left",
+    )));
+    back.connect_clicked(move |_| on_local());
+    crate::registry::enter(&registry.buttons, "open-local".into(), &back);
+    page.set_child(Some(&back));
     page
 }
 

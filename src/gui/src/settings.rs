@@ -59,6 +59,29 @@ pub fn show_bridges(settings: Option<&gio::Settings>) -> bool {
     settings.is_some_and(|s| s.boolean("show-bridges"))
 }
 
+/// How many other machines the machine menu offers.
+pub const RECENT_HOSTS: usize = 8;
+
+/// The other machines opened lately, the latest first (what does not parse is left out).
+pub fn recent_hosts(settings: Option<&gio::Settings>) -> Vec<passage_core::Remote> {
+    settings
+        .map(|s| s.strv("recent-hosts"))
+        .map(|v| v.iter().filter_map(|h| h.as_str().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Puts `host` first among the machines opened lately.
+pub fn remember_host(settings: Option<&gio::Settings>, host: &passage_core::Remote) {
+    let Some(s) = settings else { return };
+    let mut v = recent_hosts(Some(s));
+    v.retain(|h| h != host);
+    v.insert(0, host.clone());
+    v.truncate(RECENT_HOSTS);
+    let words: Vec<String> = v.iter().map(ToString::to_string).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let _ = s.set_strv("recent-hosts", words.as_slice());
+}
+
 /// Keeps whether bridges are shown.
 pub fn remember_bridges(settings: Option<&gio::Settings>, on: bool) {
     if let Some(s) = settings {

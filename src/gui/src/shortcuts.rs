@@ -12,6 +12,7 @@ pub const ACCELS: &[(&str, &[&str])] = &[
     ("win.search", &["<Control>f"]),
     ("win.view-list", &["<Control>1"]),
     ("win.view-topology", &["<Control>2"]),
+    ("win.connect-machine", &["<Control><Shift>o"]),
     ("win.show-help-overlay", &["<Control>question"]),
 ];
 
@@ -34,6 +35,7 @@ fn groups() -> Vec<(String, Vec<(String, &'static str)>)> {
                 (tr("Search devices, drivers, groups"), "<Control>f"),
                 (tr("The groups as a list"), "<Control>1"),
                 (tr("The PCI topology"), "<Control>2"),
+                (tr("Connect to another machine"), "<Control><Shift>o"),
             ],
         ),
         (

@@ -28,6 +28,8 @@ pub struct StatusInit {
 pub enum StatusInput {
     /// The host was read (or could not be): "Reading…" goes.
     Loaded,
+    /// Another machine (or this one again) is being read: "Reading…" again.
+    Reading,
     /// The host and the plan in a line, after every change.
     Summary(String),
 }
@@ -76,6 +78,7 @@ impl SimpleComponent for Status {
     fn update(&mut self, msg: StatusInput, _sender: ComponentSender<Self>) {
         match msg {
             StatusInput::Loaded => self.loading = false,
+            StatusInput::Reading => self.loading = true,
             StatusInput::Summary(text) => self.summary = text,
         }
     }

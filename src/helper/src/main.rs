@@ -94,7 +94,14 @@ fn apply_events(
         .iter()
         .map(
             |ev| match passage_core::watch::apply(&mut kept.host, root, ev) {
-                Ok(u) => {
+                Ok(mut u) => {
+                    // The helper may have read this driver change itself (before or after its
+                    // own claim) before the kernel's event came: listeners hear it from where
+                    // they last knew the device.
+                    if let Some((driver, state)) = kept.unheard.remove(&u.address) {
+                        u.driver_before = driver;
+                        u.state_before = state;
+                    }
                     kept.tell(&u);
                     Some(u)
                 }
@@ -144,7 +151,7 @@ fn settle(
             if let Err(e) = passage_core::watch::refresh_drivers(&mut kept.host, &r, &members) {
                 tracing::warn!("reading group {g} after a change: {e}");
             }
-            tell_driver_changes(&kept, g, before, state_before);
+            driver_changes(&mut kept, g, before, state_before);
         }
         Err(e) => tracing::warn!("reading the host after a change: {e}"),
     };
@@ -178,24 +185,32 @@ fn fresh(model: &Model, root: &Path, g: GroupId) -> Result<Host, HelperError> {
     passage_core::watch::refresh_group(host, &r, g, uses_key).map_err(failed)?;
     // A change the model had not taken in yet (the last change's settling still to come, or
     // something else moved a driver): told now, where no kernel events tell it.
-    tell_driver_changes(&kept, g, before, state_before);
+    driver_changes(&mut kept, g, before, state_before);
     Ok(kept.host.clone())
 }
 
-/// Tells each of `before`'s devices whose driver the model now says differs (where the helper's
-/// own changes are told: no kernel events follow this host).
-fn tell_driver_changes(
-    kept: &Kept,
+/// For each of `before`'s devices whose driver the model now says differs: told at once where
+/// the helper's own changes are told (no kernel events follow this host), else kept until the
+/// kernel's event for it comes, so that event is told from the driver listeners last heard of.
+fn driver_changes(
+    kept: &mut Kept,
     g: GroupId,
     before: Vec<(PciAddress, Option<String>)>,
     state_before: Option<State>,
 ) {
-    if !kept.own_changes_told {
-        return;
-    }
     let state_after = passage_core::watch::group_state(&kept.host, Some(g));
     for (address, driver_before) in before {
         let driver_after = kept.host.device(address).and_then(|d| d.driver.clone());
+        if driver_before != driver_after && !kept.own_changes_told {
+            // Events the kernel dropped would leave their entries: a bound, never a leak.
+            if kept.unheard.len() >= 4096 {
+                kept.unheard.clear();
+            }
+            kept.unheard
+                .entry(address)
+                .or_insert((driver_before, state_before));
+            continue;
+        }
         if driver_before != driver_after {
             kept.tell(&passage_core::watch::Update {
                 action: if driver_after.is_some() {
@@ -242,6 +257,9 @@ struct Kept {
     /// are followed (a recorded tree, or no event socket). Where they are, the kernel's own
     /// bind and unbind events tell them, once.
     own_changes_told: bool,
+    /// Devices whose driver change the helper read itself before the kernel's event for it
+    /// came: the driver and group state listeners last heard of.
+    unheard: HashMap<PciAddress, (Option<String>, Option<State>)>,
 }
 
 impl Kept {
@@ -1145,6 +1163,7 @@ fn main() -> ExitCode {
             uses_key,
             news: Some(news),
             own_changes_told: args.root != Path::new("/"),
+            unheard: HashMap::new(),
         }));
         if args.root == Path::new("/") {
             let (m, r) = (model.clone(), args.root.clone());
