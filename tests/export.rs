@@ -516,32 +516,8 @@ fn a_plan_is_built_from_the_command_line_as_a_person_would() {
 /// GPU there too), exported for each cluster format and read as each consumer reads it.
 #[test]
 fn cluster_exports_from_recordings_read_as_their_consumers_read_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST).unwrap();
-    spec.write_tree(&dir.path().join("pve2")).unwrap();
-    // pve1 gives its GPU to guests too: both functions on vfio-pci, as a claim leaves them.
-    let mut pve1 = spec.clone();
-    for d in &mut pve1.devices {
-        if d.bdf.contains("0b:00.") {
-            d.driver = Some("vfio-pci".into());
-        }
-    }
-    pve1.write_tree(&dir.path().join("pve1")).unwrap();
-    let cluster = |format: &str| {
-        let o = run(&[
-            "--root",
-            dir.path().join("pve1").to_str().unwrap(),
-            "--root",
-            dir.path().join("pve2").to_str().unwrap(),
-            "cluster",
-            "export",
-            "--format",
-            format,
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{format}: {err}");
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let dir = two_nodes();
+    let cluster = |format: &str| cluster_export(dir.path(), format);
 
     // Proxmox: every property in the format PVE's mapping schema gives it.
     let hex4 = |s: &str| {
@@ -674,4 +650,91 @@ fn cluster_exports_from_recordings_read_as_their_consumers_read_them() {
     }
     assert_eq!(specs.get("pve1"), Some(&3), "{nova}");
     assert_eq!(specs.get("pve2"), Some(&1), "{nova}");
+}
+
+/// pve1 and pve2: the demo host twice, both with the USB card on vfio-pci, pve1 with its GPU
+/// there too (both functions, as a claim leaves them).
+fn two_nodes() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST).unwrap();
+    spec.write_tree(&dir.path().join("pve2")).unwrap();
+    let mut pve1 = spec.clone();
+    for d in &mut pve1.devices {
+        if d.bdf.contains("0b:00.") {
+            d.driver = Some("vfio-pci".into());
+        }
+    }
+    pve1.write_tree(&dir.path().join("pve1")).unwrap();
+    dir
+}
+
+/// `passagectl --root DIR/pve1 --root DIR/pve2 cluster export --format FORMAT`.
+fn cluster_export(dir: &Path, format: &str) -> String {
+    let o = run(&[
+        "--root",
+        dir.join("pve1").to_str().unwrap(),
+        "--root",
+        dir.join("pve2").to_str().unwrap(),
+        "cluster",
+        "export",
+        "--format",
+        format,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{format}: {err}");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Nova's own parsers (from PyPI, in the venv `./dev test` makes): what they make of `text`.
+fn nova_reads(text: &str) -> serde_json::Value {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/consumers/nova/bin/python");
+    assert!(
+        python.exists(),
+        "Nova is not installed where this test runs it ({}): ./dev test installs it from PyPI",
+        python.display()
+    );
+    let o = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/consumers/nova_check.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(text.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "Nova refused:\n{text}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn nova_reads_the_nova_exports_with_its_own_parsers() {
+    // One guest's export: its three functions, an alias for each kind.
+    let single = nova_reads(&export(&["--format", "nova", "--guest", "win11"]));
+    assert_eq!(single[""]["device_specs"], 3, "{single}");
+    assert_eq!(
+        single[""]["aliases"]["win11-10de-2206"],
+        serde_json::json!(["10de:2206 type-PCI"])
+    );
+    // A cluster's: each compute node's own device specs, the same aliases everywhere.
+    let dir = two_nodes();
+    let cluster = nova_reads(&cluster_export(dir.path(), "nova"));
+    assert_eq!(cluster["pve1"]["device_specs"], 3, "{cluster}");
+    assert_eq!(cluster["pve2"]["device_specs"], 1, "{cluster}");
+    for node in ["pve1", "pve2", "API nodes"] {
+        assert_eq!(
+            cluster[node]["aliases"], cluster["pve1"]["aliases"],
+            "{node}: {cluster}"
+        );
+    }
+    assert_eq!(
+        cluster["API nodes"]["aliases"]["10de-1aef"],
+        serde_json::json!(["10de:1aef type-PCI"])
+    );
 }

@@ -391,7 +391,8 @@ fn nova(ms: &[Model], nodes: &[Node], out: &mut String, notes: &mut Vec<String>)
     let kind = |d: &Device| {
         if d.physfn.is_some() {
             "type-VF"
-        } else if !d.virtfns.is_empty() || d.capabilities.sriov_total_vfs.is_some() {
+        } else if d.capabilities.sriov_total_vfs.unwrap_or(0) > 0 {
+            // As the single-guest export decides it (plan::resolve).
             "type-PF"
         } else {
             "type-PCI"
