@@ -33,11 +33,28 @@ pub fn ssh_program() -> OsString {
         .unwrap_or_else(|| OsString::from("ssh"))
 }
 
+/// Set by a program with no terminal to ask on (the app): ssh must not prompt, and must give
+/// up on a machine that does not answer.
+static NO_PROMPTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on ssh is told never to ask (no password, no unknown host key: a key, an agent and
+/// a known host do it) and to give up after 15 s without an answer — for a window, where a
+/// prompt on the terminal it was started from would hang it at "Reading…".
+pub fn no_prompts() {
+    NO_PROMPTS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The arguments ssh gets: no X11 forwarding, no terminal (the bytes are D-Bus), the
-/// destination after `--` so it can never be read as an option, then the bridge.
+/// destination after `--` so it can never be read as an option, then the bridge (and, where
+/// nobody can answer a prompt, `-oBatchMode=yes -oConnectTimeout=15` first).
 pub fn ssh_args(to: &Remote) -> Vec<OsString> {
-    ["-xT", "--", &to.destination(), names::STDIO_BRIDGE]
+    let quiet = NO_PROMPTS
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .then_some(["-oBatchMode=yes", "-oConnectTimeout=15"]);
+    quiet
         .into_iter()
+        .flatten()
+        .chain(["-xT", "--", &to.destination(), names::STDIO_BRIDGE])
         .map(OsString::from)
         .collect()
 }
@@ -175,11 +192,14 @@ pub fn open_machine(
     })
 }
 
-/// Follows another machine's device changes (its helper's `DeviceChanged`), calling `each` with
-/// every one until it returns false; the error says why the machine stopped being followed.
-/// Blocking: for a thread of its own.
+/// Follows another machine's device changes (its helper's `DeviceChanged`): `subscribed` once
+/// listening, then `each` with every change until it returns false, or until `wanted` says no (asked every second, so a machine
+/// no longer shown lets its ssh go even when it tells nothing); the error says why the machine
+/// stopped being followed. Blocking: for a thread of its own.
 pub fn follow_machine(
     on: &Remote,
+    wanted: impl Fn() -> bool,
+    subscribed: impl FnOnce(),
     mut each: impl FnMut(passage_core::watch::Update) -> bool,
 ) -> Result<(), String> {
     use futures_util::StreamExt;
@@ -194,7 +214,21 @@ pub fn follow_machine(
             .receive_device_changed()
             .await
             .map_err(|e| format!("{host}: {e}"))?;
-        while let Some(signal) = changes.next().await {
+        // Listening now: whatever changed between the caller's reading and here is still to
+        // be read.
+        subscribed();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            let signal = tokio::select! {
+                s = changes.next() => s,
+                _ = tick.tick() => {
+                    if wanted() {
+                        continue;
+                    }
+                    return Ok(());
+                }
+            };
+            let Some(signal) = signal else { break };
             let Ok(args) = signal.args() else { continue };
             let Ok(u) = serde_json::from_str(&args.update) else {
                 continue;

@@ -46,6 +46,11 @@ pub struct App {
     /// started with the first load of this machine, never again after an Apply reloads the host
     /// (two would apply every event twice and race for the FIFO's lines).
     following: bool,
+    /// Whether this computer's kernel events are followed (from the first time it is shown;
+    /// they are ignored while another machine or the demo is).
+    kernel_followed: bool,
+    /// This computer as the app was opened on it: what "This Computer" goes back to.
+    local: Options,
     /// Which machine is open, counted up at every switch: the follower of another machine's
     /// changes stops when it is no longer the one shown.
     machine: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -194,8 +199,9 @@ pub enum AppInput {
 /// What runs off the main loop reports.
 #[derive(Debug)]
 pub enum AppCommand {
-    /// The host, plan and guests read (or why not).
-    Loaded(Box<Result<Loaded, String>>),
+    /// The host, plan and guests read (or why not), for the machine of that number: a reading
+    /// of a machine no longer shown is dropped.
+    Loaded(u64, Box<Result<Loaded, String>>),
     /// A device event, when it arrived (for the probe's latency figure), and whether it came
     /// from this machine's kernel (rather than the probe's FIFO).
     Event(DeviceEvent, Instant, bool),
@@ -323,11 +329,23 @@ impl Component for App {
         let (undo_action, redo_action) = window_actions(&root, sender.input_sender());
         let probe = probe::Probe::from_env(root.upcast_ref(), registry.clone());
         let plan_path = opts.plan_path();
+        // This computer's options: as opened, or (opened on another machine or the demo) its
+        // default plan, or the one it had open last.
+        let local_opts = if opts.host.is_none() && !opts.demo {
+            opts.clone()
+        } else {
+            Options {
+                plan: settings::plan_to_open(settings.as_ref(), None),
+                ..Options::default()
+            }
+        };
         if let Some(p) = &probe {
             p.set_plan_path(plan_path.as_deref());
         }
         let model = App {
             following: false,
+            kernel_followed: false,
+            local: local_opts,
             machine: Default::default(),
             following_machine: Default::default(),
             rereading: false,
@@ -392,9 +410,14 @@ impl Component for App {
         // The host has been read since the process started (load::start): its result comes
         // in as a command, off the main loop.
         sender.spawn_oneshot_command(move || {
-            AppCommand::Loaded(Box::new(first.recv().unwrap_or_else(|_| {
-                Err("the thread reading the host stopped".to_string())
-            })))
+            AppCommand::Loaded(
+                0,
+                Box::new(
+                    first
+                        .recv()
+                        .unwrap_or_else(|_| Err("the thread reading the host stopped".to_string())),
+                ),
+            )
         });
         ComponentParts { model, widgets }
     }
@@ -534,7 +557,11 @@ impl Component for App {
     fn update_cmd(&mut self, cmd: AppCommand, sender: ComponentSender<Self>, root: &Self::Root) {
         match cmd {
             AppCommand::ApplyChecked(blocked) => self.apply_checked(blocked, root, &sender),
-            AppCommand::Loaded(r) => self.loaded(*r, &sender),
+            AppCommand::Loaded(n, r) => {
+                if n == self.machine.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.loaded(*r, &sender);
+                }
+            }
             AppCommand::MachineChanged(n) => {
                 // Another machine's change: its model read again from its helper (what the
                 // helper tells is what changed there, not a device to re-read here).
@@ -546,8 +573,7 @@ impl Component for App {
                     return;
                 }
                 self.rereading = true;
-                let o = self.opts.clone();
-                sender.spawn_oneshot_command(move || AppCommand::Loaded(Box::new(load::load(&o))));
+                self.read_again(&sender);
                 if let Some(p) = &self.probe {
                     p.event_applied(Instant::now());
                 }
@@ -600,8 +626,7 @@ impl Component for App {
                     a.sender().emit(ApplyInput::Finished(*r));
                 }
                 // The host changed: read it again (off the main loop).
-                let o = self.opts.clone();
-                sender.spawn_oneshot_command(move || AppCommand::Loaded(Box::new(load::load(&o))));
+                self.read_again(&sender);
             }
         }
     }
@@ -641,6 +666,9 @@ impl App {
                 // Nothing of the machine shown before stays: its plan, notices, cards and
                 // guests.
                 self.plan = Plan::default();
+                self.undo.clear();
+                self.redo.clear();
+                self.update_actions();
                 self.troubles = Troubles::default();
                 self.notice_bar.set(Vec::new());
                 self.hosts.set_sections(Vec::new());
@@ -698,8 +726,13 @@ impl App {
         self.host = Some(l.host);
         self.source = l.source;
         if let Some(m) = &self.opts.host {
-            settings::remember_host(self.settings.as_ref(), m);
-            self.tell_header_machines();
+            // Remembered once per opening, not at every re-read after a change.
+            if self.following_machine.get()
+                != Some(self.machine.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                settings::remember_host(self.settings.as_ref(), m);
+                self.tell_header_machines();
+            }
             self.follow_machine(m.clone(), sender);
         }
         self.hosts.set_sections(l.sections);
@@ -712,7 +745,8 @@ impl App {
             "list built"
         );
         let live = !self.opts.demo && self.opts.root.is_none() && self.opts.host.is_none();
-        if live && !self.following {
+        if live && !self.kernel_followed {
+            self.kernel_followed = true;
             sender.spawn_command(|out| {
                 events::follow_kernel(|ev| {
                     out.send(AppCommand::Event(ev, Instant::now(), true))
@@ -995,10 +1029,14 @@ impl App {
         machine: Option<passage_core::Remote>,
         sender: &ComponentSender<Self>,
     ) {
-        self.opts.demo = false;
-        self.opts.root = None;
-        self.opts.plan = None;
-        self.opts.host = machine;
+        self.opts = match machine {
+            // This computer as the app was opened on it (its --root, its --plan).
+            None => self.local.clone(),
+            Some(m) => Options {
+                host: Some(m),
+                ..Options::default()
+            },
+        };
         self.switch_machine(sender);
     }
 
@@ -1008,6 +1046,22 @@ impl App {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.rereading = false;
         self.reread_again = false;
+        // Nothing of the last machine may be edited, saved or applied under the next one's
+        // name while it is read (over ssh that takes seconds).
+        self.host = None;
+        self.source = None;
+        self.plan = Plan::default();
+        self.known.clear();
+        self.holders = Holders::new();
+        self.troubles = Troubles::default();
+        self.notice_bar.set(Vec::new());
+        self.hosts.set_sections(Vec::new());
+        self.hosts.show(&self.filter);
+        self.guests.sender().emit(GuestsInput::Show {
+            entries: guests::entries(None, &self.plan, &[], &self.refusals),
+            no_bus: false,
+        });
+        self.set_page("host");
         self.plan_path = self.opts.plan_path();
         self.tell_header_machines();
         self.status.sender().emit(StatusInput::Reading);
@@ -1021,8 +1075,14 @@ impl App {
         self.header
             .sender()
             .emit(HeaderInput::Subtitle(header::subtitle(&self.opts)));
+        self.read_again(sender);
+    }
+
+    /// Reads the machine shown again, off the main loop (stamped with its number).
+    fn read_again(&self, sender: &ComponentSender<Self>) {
         let o = self.opts.clone();
-        sender.spawn_oneshot_command(move || AppCommand::Loaded(Box::new(load::load(&o))));
+        let n = self.machine.load(std::sync::atomic::Ordering::Relaxed);
+        sender.spawn_oneshot_command(move || AppCommand::Loaded(n, Box::new(load::load(&o))));
     }
 
     /// A device's guest address as typed: empty or "auto" lets Passage place it.
@@ -1248,10 +1308,16 @@ impl App {
         self.following_machine.set(Some(now));
         let machine = self.machine.clone();
         sender.spawn_command(move |out| {
-            let r = passage_dbus::remote::follow_machine(&m, |_| {
-                machine.load(std::sync::atomic::Ordering::Relaxed) == now
-                    && out.send(AppCommand::MachineChanged(now)).is_ok()
-            });
+            let shown = || machine.load(std::sync::atomic::Ordering::Relaxed) == now;
+            // A change between the first reading and the subscription: read once more.
+            let r = passage_dbus::remote::follow_machine(
+                &m,
+                shown,
+                || {
+                    let _ = out.send(AppCommand::MachineChanged(now));
+                },
+                |_| shown() && out.send(AppCommand::MachineChanged(now)).is_ok(),
+            );
             if let Err(e) = r {
                 tracing::warn!("{e}");
             }
@@ -1292,7 +1358,7 @@ impl App {
     }
 }
 
-/// The header's two buttons that switch between the list and the Topology view./// The header's two buttons that switch between the list and the Topology view.
+/// The header's two buttons that switch between the list and the Topology view.
 fn view_switch(
     [list, topo]: &[gtk::ToggleButton; 2],
     registry: &Registry,

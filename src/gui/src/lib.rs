@@ -78,6 +78,8 @@ pub fn run(opts: Options) -> Result<(), String> {
     if !opts.demo && opts.host.is_none() {
         opts.plan = settings::plan_to_open(settings.as_ref(), opts.plan.take());
     }
+    // A window has no terminal for ssh to ask on.
+    passage_dbus::remote::no_prompts();
     let first = load::start(opts.clone());
     let app = bootstrap::start_gtk()?;
     app.run::<App>(AppInit {
