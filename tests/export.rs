@@ -738,3 +738,32 @@ fn nova_reads_the_nova_exports_with_its_own_parsers() {
         serde_json::json!(["10de:1aef type-PCI"])
     );
 }
+
+#[test]
+fn an_export_for_a_guest_of_another_vmm_says_what_the_target_carries_and_what_it_does_not() {
+    // win11 is a libvirt guest whose groups are claimed only while it runs (on-start).
+    let o = run(&[
+        "--demo",
+        "export",
+        "--format",
+        "cloud-hypervisor",
+        "--guest",
+        "win11",
+    ]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let note = err
+        .lines()
+        .find(|l| l.contains("is planned for libvirt"))
+        .unwrap_or_else(|| panic!("no note about the other VMM:\n{err}"));
+    assert!(note.contains("this cloud-hypervisor output"), "{note}");
+    assert!(
+        note.contains("but not claiming its groups only while it runs"),
+        "{note}"
+    );
+    // Exported as what it is planned for: no such note.
+    let o = run(&[
+        "--demo", "export", "--format", "libvirt", "--guest", "win11",
+    ]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("is planned for"));
+}

@@ -1300,9 +1300,68 @@ fn another_machine_opens_over_ssh_follows_its_changes_and_one_that_cannot_be_rea
         p["texts"]["page"] == "host" && p["badges"]["19"].is_string()
     });
     assert_ne!(p["badges"]["19"], "assigned", "{}", p["badges"]);
+    s.screenshot("machine-beta");
     // The machines opened are remembered for the machine menu, the latest first.
     let kept = std::fs::read_to_string(config.path().join("glib-2.0/settings/keyfile"))
         .unwrap_or_default();
     // (gamma was never reached, so it is not offered.)
     assert!(kept.contains("recent-hosts=['beta', 'alpha']"), "{kept}");
+}
+
+#[test]
+fn apply_on_another_machine_claims_through_that_machines_helper() {
+    let pair = bus::Bus::start_pair();
+    let buses = format!(
+        "alpha={} beta={}",
+        pair.a.dir.path().join("bus").display(),
+        pair.b.dir.path().join("bus").display()
+    );
+    let config = tempfile::tempdir().unwrap();
+    // beta's own plan: the demo's router (a QEMU guest that keeps its NIC's group on vfio-pci).
+    let mut plan: Value = serde_json::from_str(passage_core::demo::DEMO_PLAN).unwrap();
+    plan["guests"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|g| g["name"] == "router");
+    let beta_plan = config.path().join("passage/hosts/beta/plan.json");
+    std::fs::create_dir_all(beta_plan.parent().unwrap()).unwrap();
+    std::fs::write(&beta_plan, plan.to_string()).unwrap();
+    let nic = "0000:09:00.0";
+    let (before_a, before_b) = (pair.a.driver(nic), pair.b.driver(nic));
+    assert_ne!(before_b.as_deref(), Some("vfio-pci"));
+    let s = Session::launch(Launch {
+        host: Some("beta"),
+        no_plan: true,
+        config: Some(config.path()),
+        env: vec![
+            (
+                "PASSAGE_SSH",
+                bus::repo()
+                    .join("tests/remote/ssh-standin")
+                    .display()
+                    .to_string(),
+            ),
+            ("PASSAGE_TEST_BUSES", buses),
+            // Nothing of this machine's is reached: no system bus here at all.
+            ("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS.into()),
+        ],
+        ..Default::default()
+    });
+    let p = s.until("beta's groups and plan", |p| {
+        p["loaded"] == true && p["badges"]["18"].is_string() && p["guests"]["router"].is_array()
+    });
+    s.click(s.point(&p, "buttons", "apply", 0.5, 0.5));
+    let p = s.until("Apply's outcome", |p| {
+        p["apply_log"]
+            .as_str()
+            .is_some_and(|t| t.contains("Done") || t.contains("Not applied"))
+    });
+    let log = p["apply_log"].as_str().unwrap();
+    assert!(!log.contains("Not applied"), "{log}");
+    // beta's helper claimed it; alpha's devices and this machine are as they were.
+    assert_eq!(pair.b.driver(nic).as_deref(), Some("vfio-pci"), "{log}");
+    assert_eq!(pair.a.driver(nic), before_a);
+    s.until("the card to follow", |p| {
+        p["badges"]["18"] == "assigned → router"
+    });
 }

@@ -267,7 +267,7 @@ fn other_vmm_note(g: &plan::Guest, format: Format) -> Option<String> {
             matches!(format, Format::Qemu | Format::Proxmox),
         ),
         (
-            tr("claimed only while the guest runs (on-start)"),
+            tr("claiming its groups only while it runs (on-start: claim them yourself before it starts)"),
             g.lifecycle == plan::Lifecycle::OnStart,
             libvirt,
         ),
