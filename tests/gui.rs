@@ -1365,3 +1365,58 @@ fn apply_on_another_machine_claims_through_that_machines_helper() {
         p["badges"]["18"] == "assigned → router"
     });
 }
+
+#[test]
+fn planned_cards_that_moved_are_said_and_followed_with_one_button_and_undone_with_ctrl_z() {
+    // The demo plan as made when the GPU sat at bus 0e in group 30.
+    let mut v: Value = serde_json::from_str(passage_core::demo::DEMO_PLAN).unwrap();
+    let gpu = v["guests"][0]["groups"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|g| g["group"] == 19)
+        .unwrap();
+    gpu["group"] = 30.into();
+    for d in gpu["devices"].as_array_mut().unwrap() {
+        let a = d["address"].as_str().unwrap().replace(":0b:", ":0e:");
+        d["address"] = a.into();
+    }
+    let text = v.to_string();
+    let s = Session::launch(Launch {
+        plan_text: Some(&text),
+        ..Default::default()
+    });
+    let p = s.until("the notice about the moved cards", |p| {
+        p["loaded"] == true
+            && p["banner"]
+                .as_str()
+                .is_some_and(|b| b.contains("not where the plan has them"))
+    });
+    let banner = p["banner"].as_str().unwrap();
+    assert!(
+        banner.contains("the cards of group 30 are now group 19"),
+        "{banner}"
+    );
+    s.click(s.point(&p, "buttons", "remap", 0.5, 0.5));
+    let p = s.until("the plan to follow the cards", |p| {
+        !p["banner"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not where the plan has them")
+    });
+    let plan = s.plan();
+    let g = plan.guests[0]
+        .groups
+        .iter()
+        .find(|g| g.group == passage_core::GroupId(19))
+        .expect("group 19 planned");
+    assert_eq!(g.devices[0].address.to_string(), "0000:0b:00.0");
+    assert_eq!(p["texts"]["undo"], "1 0");
+    // One edit: Ctrl+Z takes it back, on disk too.
+    s.xdotool(&["key", "ctrl+z"]);
+    s.until("the undo", |p| p["texts"]["undo"] == "0 1");
+    assert!(s.plan().guests[0]
+        .groups
+        .iter()
+        .any(|g| g.group == passage_core::GroupId(30)));
+}

@@ -482,3 +482,72 @@ mod hostile_plan_files {
         }
     }
 }
+
+/// A plan made when the GPU sat at bus 0e in group 30, reopened on the demo host where the
+/// same two functions are at 0b:00 in group 19: `plan check` says where they are and how to
+/// follow them, `plan remap --dry-run` changes nothing, `plan remap` moves the group whole
+/// with the choices made for it, and the plan checks clean again.
+#[test]
+fn a_plan_whose_cards_moved_is_remapped_to_where_they_are_now() {
+    let mut v: serde_json::Value = serde_json::from_str(demo::DEMO_PLAN).unwrap();
+    let gpu = v["guests"][0]["groups"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|g| g["group"] == 19)
+        .unwrap();
+    gpu["group"] = 30.into();
+    for d in gpu["devices"].as_array_mut().unwrap() {
+        let a = d["address"].as_str().unwrap().replace(":0b:", ":0e:");
+        d["address"] = a.into();
+    }
+    gpu["devices"][1]["visible"] = false.into();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.json");
+    std::fs::write(&file, v.to_string()).unwrap();
+    let ctl = |args: &[&str]| {
+        passagectl()
+            .args(["--demo", "plan", "--plan"])
+            .arg(&file)
+            .args(args)
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap()
+    };
+    let check = ctl(&["check"]);
+    assert_eq!(check.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(said.contains("passagectl plan remap"), "{said}");
+    let before = std::fs::read(&file).unwrap();
+    let dry = ctl(&["remap", "--dry-run"]);
+    assert!(dry.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&dry.stdout),
+        "win11: the cards of group 30 are now group 19 (0000:0e:00.0 → 0000:0b:00.0, 0000:0e:00.1 → 0000:0b:00.1).\n"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "a dry run wrote the plan"
+    );
+    let done = ctl(&["remap"]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let moved: Plan = passage_core::store::load_plan(&file).unwrap();
+    let g = moved.guests[0]
+        .groups
+        .iter()
+        .find(|g| g.group == GroupId(19))
+        .expect("group 19 in the plan");
+    assert_eq!(g.devices[1].address, a("0000:0b:00.1"));
+    assert!(!g.devices[1].visible, "the choice made for the card stays");
+    assert_eq!(ctl(&["check"]).status.code(), Some(0));
+    let again = ctl(&["remap"]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "Every planned card is where the plan has it; nothing to remap.\n"
+    );
+}

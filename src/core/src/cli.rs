@@ -296,6 +296,14 @@ pub mod ctl {
         },
         /// Take a guest out of the plan (its groups stay with the host).
         RemoveGuest { guest: String },
+        /// Find planned cards that moved (another slot, a renumbered bus) by their ids and move
+        /// their groups in the plan there, keeping every choice made for them; identical twins
+        /// are never guessed.
+        Remap {
+            /// Only say what would move.
+            #[arg(long)]
+            dry_run: bool,
+        },
         /// Carry the plan out on this host: claim the groups guests keep (through the helper; polkit
         /// asks for the password) and write libvirt guests' definitions. All or nothing: a failure
         /// gives back what this run claimed.

@@ -22,6 +22,26 @@ pub fn run(cli: &Cli, path: Option<&Path>, action: &PlanAction) -> Result<u8, Fa
             return show(&p, &host, check, *as_json);
         }
         PlanAction::Apply { guest } => return apply(cli, &p, &host, guest.as_deref()),
+        PlanAction::Remap { dry_run } => {
+            let found = plan::drift(&p, &host);
+            let mut said: String = found.iter().map(|d| d.describe() + "\n").collect();
+            if found.is_empty() {
+                said = tr("Every planned card is where the plan has it; nothing to remap.\n");
+            }
+            let moves: Vec<plan::Remap> = found
+                .into_iter()
+                .filter_map(|d| match d {
+                    plan::Drift::Moved(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            if *dry_run || moves.is_empty() {
+                print(&said)?;
+                return Ok(0);
+            }
+            print(&said)?;
+            Box::new(move |p| p.remap_all(&moves))
+        }
         PlanAction::Assign {
             group,
             guest,

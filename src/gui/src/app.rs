@@ -190,6 +190,8 @@ pub enum AppInput {
     ConnectMachine,
     /// Something asked for could not be done: said as an error until the next message.
     Refused(String),
+    /// "Follow the Cards": planned groups moved to where their cards are now.
+    Remap,
     /// The About window.
     About,
     /// Ctrl+F: to the search field.
@@ -509,6 +511,7 @@ impl Component for App {
             AppInput::OpenMachine(m) => self.open_machine(m, &sender),
             AppInput::ConnectMachine => self.ask_machine(root),
             AppInput::Refused(why) => self.say(&Said::error(why), Offer::Nothing),
+            AppInput::Remap => self.remap(),
             AppInput::About => {
                 let w = crate::shortcuts::about(root.upcast_ref());
                 if let Some(p) = &self.probe {
@@ -830,7 +833,9 @@ impl App {
             return;
         };
         let status = self.status.sender();
-        self.notice_bar.set(notices::notices(host, &self.troubles));
+        let drift = plan::drift(&self.plan, host);
+        self.notice_bar
+            .set(notices::notices(host, &self.troubles, &drift));
         status.emit(StatusInput::Summary(status::summary_line(host, &self.plan)));
         self.guests.sender().emit(GuestsInput::Show {
             entries: guests::entries(Some(host), &self.plan, &self.known, &self.refusals),
@@ -1324,6 +1329,37 @@ impl App {
         });
     }
 
+    /// "Follow the Cards": every planned group whose cards moved (found once on this host by
+    /// their ids) moved in the plan to where they are, as one edit Undo takes back.
+    fn remap(&mut self) {
+        let Some(host) = &self.host else { return };
+        let moves: Vec<plan::Remap> = plan::drift(&self.plan, host)
+            .into_iter()
+            .filter_map(|d| match d {
+                plan::Drift::Moved(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        if moves.is_empty() {
+            return;
+        }
+        let what = moves
+            .iter()
+            .map(|r| {
+                trf(
+                    "Group {from} of {guest} is now group {to}, where its cards are.",
+                    &[
+                        ("from", &r.from.to_string()),
+                        ("guest", &r.guest),
+                        ("to", &r.to.to_string()),
+                    ],
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.edit(what, move |p, _| p.remap_all(&moves));
+    }
+
     /// "Connect to Another Machine…": asks for `[USER@]HOST`.
     fn ask_machine(&self, root: &adw::ApplicationWindow) {
         let entry = gtk::Entry::new();
@@ -1408,6 +1444,7 @@ fn window_actions(
     action("view-list", || AppInput::ShowTopology(false));
     action("view-topology", || AppInput::ShowTopology(true));
     action("connect-machine", || AppInput::ConnectMachine);
+    action("remap", || AppInput::Remap);
     // The machine menu's items: "" for this computer, else [USER@]HOST.
     let open = gio::SimpleAction::new("open-machine", Some(gtk::glib::VariantTy::STRING));
     {

@@ -22,6 +22,8 @@ pub struct Notice {
     pub body: String,
     /// The error as the system gave it (for a bug report), when there is one.
     pub details: Option<String>,
+    /// A button that does what the notice says can be done: its label and its window action.
+    pub action: Option<(String, &'static str)>,
 }
 
 /// What the last reading of the host could not do, as it came back.
@@ -55,16 +57,19 @@ pub fn helper_notice(u: &Unreachable) -> Notice {
             title: tr("No system bus"),
             body: tr("This session has no D-Bus system bus (a container or a minimal virtual machine?), so Apply cannot reach the Passage helper to claim groups and libvirt's guests cannot be listed. Plans and exports work without it; on a full system, start D-Bus with “systemctl start dbus”."),
             details: Some(e.clone()),
+            action: None,
         },
         Unreachable::NotInstalled => Notice {
             title: tr("The Passage helper is not installed"),
             body: tr("Apply needs it to claim groups; plans and exports work without it. Install it with “make install”, or your distribution's passage package."),
             details: None,
+            action: None,
         },
         Unreachable::Failed(e) => Notice {
             title: tr("The system bus did not answer about the Passage helper"),
             body: tr("Apply may not be able to claim groups. If it fails, the details below help a bug report."),
             details: Some(e.clone()),
+            action: None,
         },
     }
 }
@@ -73,8 +78,23 @@ pub fn helper_notice(u: &Unreachable) -> Notice {
 /// not when the host has no group at all, where the page in place of the list says them),
 /// then what could not be read. libvirt's failure is left out when there is no bus at all (the
 /// bus notice says it).
-pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
+pub fn notices(host: &Host, t: &Troubles, drift: &[passage_core::plan::Drift]) -> Vec<Notice> {
     let mut v = Vec::new();
+    if !drift.is_empty() {
+        let can = drift
+            .iter()
+            .any(|d| matches!(d, passage_core::plan::Drift::Moved(_)));
+        v.push(Notice {
+            title: tr("Planned cards are not where the plan has them"),
+            body: drift
+                .iter()
+                .map(passage_core::plan::Drift::describe)
+                .collect::<Vec<_>>()
+                .join(" "),
+            details: None,
+            action: can.then(|| (tr("Follow the Cards"), "win.remap")),
+        });
+    }
     if !host.groups.is_empty() {
         v.extend(iommu_notices(&explain::iommu(host)));
     }
@@ -86,6 +106,7 @@ pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
             title: tr("libvirt's guests could not be listed"),
             body: tr("Groups can still be planned for Passage's own guest profiles. For libvirt's guests, start libvirtd and libvirt-dbus (“systemctl start libvirtd libvirt-dbus”)."),
             details: Some(e.clone()),
+            action: None,
         });
     }
     if let Some(p) = &t.plan {
@@ -93,6 +114,7 @@ pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
             title: tr("The plan could not be read"),
             body: tr("An empty plan is open instead. Before your first change is saved over it, the file is kept beside it with “.unreadable” added to its name."),
             details: Some(p.clone()),
+            action: None,
         });
     }
     if let Some(p) = &t.profiles {
@@ -100,6 +122,7 @@ pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
             title: tr("Your guest profiles could not be read"),
             body: tr("Their guests are missing until the file is mended (“passagectl guests” says what is wrong with it)."),
             details: Some(p.clone()),
+            action: None,
         });
     }
     if let Some(e) = &t.save {
@@ -107,6 +130,7 @@ pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
             title: tr("The plan could not be saved"),
             body: tr("Your changes are kept in this window, not on disk. Check that the plan's folder can be written; the next change tries again."),
             details: Some(e.clone()),
+            action: None,
         });
     }
     if let Some(s) = &t.sandbox {
@@ -114,6 +138,7 @@ pub fn notices(host: &Host, t: &Troubles) -> Vec<Notice> {
             title: tr("Passage runs in a sandbox"),
             body: s.clone(),
             details: None,
+            action: None,
         });
     }
     v
@@ -131,6 +156,7 @@ fn iommu_notices(iommu: &explain::IommuVerdict) -> Vec<Notice> {
             title: r.message.clone(),
             body: r.remedy.clone().unwrap_or_default(),
             details: None,
+            action: None,
         })
         .collect()
 }
@@ -187,7 +213,8 @@ impl NoticeBar {
             self.bar.remove(&c);
         }
         for notice in &n {
-            self.bar.append(&notice_widget(notice));
+            self.bar
+                .append(&notice_widget(notice, Some(&self.registry)));
         }
         self.bar.set_visible(!n.is_empty());
         self.registry
@@ -199,7 +226,7 @@ impl NoticeBar {
 }
 
 /// A notice drawn: its title in bold, what to do, the raw error behind "Details".
-pub fn notice_widget(n: &Notice) -> gtk::Box {
+pub fn notice_widget(n: &Notice, registry: Option<&Registry>) -> gtk::Box {
     let b = gtk::Box::new(gtk::Orientation::Vertical, 2);
     let title = gtk::Label::new(Some(&n.title));
     title.add_css_class("heading");
@@ -215,6 +242,16 @@ pub fn notice_widget(n: &Notice) -> gtk::Box {
     }
     if let Some(d) = &n.details {
         b.append(&details(d));
+    }
+    if let Some((label, action)) = &n.action {
+        let button = gtk::Button::with_label(label);
+        button.set_action_name(Some(action));
+        button.set_halign(gtk::Align::Start);
+        if let Some(r) = registry {
+            let key = action.trim_start_matches("win.").to_string();
+            crate::registry::enter(&r.buttons, key, &button);
+        }
+        b.append(&button);
     }
     b
 }
@@ -364,7 +401,7 @@ mod tests {
             libvirt: Some(raw.into()),
             ..Default::default()
         };
-        let n = notices(&demo(), &t);
+        let n = notices(&demo(), &t, &[]);
         assert_eq!(n.len(), 1, "{n:?}");
         assert_eq!(n[0].title, "No system bus");
         assert!(!n[0].body.contains("os error"), "{}", n[0].body);
@@ -380,7 +417,7 @@ mod tests {
             libvirt: Some("org.freedesktop.DBus.Error.ServiceUnknown".into()),
             ..Default::default()
         };
-        let n = notices(&demo(), &t);
+        let n = notices(&demo(), &t, &[]);
         let titles: Vec<&str> = n.iter().map(|n| n.title.as_str()).collect();
         assert_eq!(
             titles,
@@ -399,6 +436,6 @@ mod tests {
 
     #[test]
     fn a_host_with_the_iommu_on_and_nothing_missing_has_no_notice() {
-        assert!(notices(&demo(), &Troubles::default()).is_empty());
+        assert!(notices(&demo(), &Troubles::default(), &[]).is_empty());
     }
 }

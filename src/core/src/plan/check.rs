@@ -63,7 +63,7 @@ impl Problem {
         self.device = Some(a);
         self
     }
-    fn remedy(mut self, r: String) -> Self {
+    pub(super) fn remedy(mut self, r: String) -> Self {
         self.remedy = Some(r);
         self
     }
@@ -92,6 +92,8 @@ pub fn check(plan: &Plan, host: &Host) -> Vec<Problem> {
                 .remedy(tr("Turn on the IOMMU (see “passagectl list”), then check the plan again.")),
         );
     }
+    // Planned groups whose cards are elsewhere now, for the remedies of their problems.
+    let drifted = super::remap::drift(plan, host);
     // Where each host group is planned: one guest only, and wholly.
     let mut planned_in: BTreeMap<GroupId, Vec<&str>> = BTreeMap::new();
     let mut seen_device: BTreeMap<PciAddress, &str> = BTreeMap::new();
@@ -118,7 +120,7 @@ pub fn check(plan: &Plan, host: &Host) -> Vec<Problem> {
                         )),
                     );
                 }
-                check_device(host, guest, p, d, &mut out);
+                check_device(host, guest, p, d, &drifted, &mut out);
                 if let Some(hg) = host.device(d.address).and_then(|hd| hd.group) {
                     let v = planned_in.entry(hg).or_default();
                     if !v.contains(&guest.name.as_str()) {
@@ -143,13 +145,23 @@ pub fn check(plan: &Plan, host: &Host) -> Vec<Problem> {
     out
 }
 
-fn check_device(host: &Host, guest: &Guest, p: &GroupPlan, d: &DevicePlan, out: &mut Vec<Problem>) {
+fn check_device(
+    host: &Host,
+    guest: &Guest,
+    p: &GroupPlan,
+    d: &DevicePlan,
+    drifted: &[super::remap::Drift],
+    out: &mut Vec<Problem>,
+) {
     let Some(hd) = host.device(d.address) else {
         out.push(
             Problem::error("unknown-device", trf("{device} ({ids}) is in the plan for {guest}, but this host has no device at that address.", &[("device", &d.address.to_string()), ("ids", &format!("{}:{}", d.vendor_id, d.device_id)), ("guest", &guest.name)]))
                 .guest(&guest.name).group(p.group).device(d.address)
                 .remedy(tr("The card may have moved to another slot or bus number: find it in “passagectl list” and assign its group again.")),
         );
+        if let Some(last) = out.pop() {
+            out.push(super::remap::with_remedy(last, drifted, p.group));
+        }
         return;
     };
     let planned = format!("{}:{}", d.vendor_id, d.device_id);
@@ -171,6 +183,9 @@ fn check_device(host: &Host, guest: &Guest, p: &GroupPlan, d: &DevicePlan, out: 
             .guest(&guest.name).group(p.group).device(d.address)
             .remedy(tr("Assign the group of the card you mean again; the plan never gives a guest a card it was not made for.")),
         );
+        if let Some(last) = out.pop() {
+            out.push(super::remap::with_remedy(last, drifted, p.group));
+        }
     }
     if hd.is_bridge() || hd.is_chipset_glue() {
         out.push(

@@ -11,15 +11,18 @@
 //! sentences and remedies (like [`crate::explain`]'s reasons).
 //!
 //! The module's files: `types.rs` (the plan's data and file format), `edit.rs` (edits and
-//! `try_edit`), `resolve.rs` (guest addresses placed), `check.rs` (problems).
+//! `try_edit`), `resolve.rs` (guest addresses placed), `check.rs` (problems), `remap.rs` (a
+//! planned group found again where its cards are now).
 
 mod check;
 mod edit;
+mod remap;
 mod resolve;
 mod types;
 
 pub use check::{check, Problem, Severity};
 pub use edit::{assignable_members, claimed_members};
+pub use remap::{drift, Drift, Remap};
 pub use resolve::{resolve, resolve_as, resolve_in, ResolvedDevice, ResolvedGuest, Room};
 pub use types::{
     check_guest_name, DevicePlan, GroupPlan, Guest, GuestAddress, Layout, Lifecycle, Plan,
