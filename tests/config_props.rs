@@ -20,8 +20,9 @@ prop_compose! {
     fn spec()(full in any::<bool>(), port_type in port_type(), pm in any::<bool>(),
               pm_no_soft_reset in any::<bool>(), msi in any::<bool>(), msix in any::<bool>(),
               flr in any::<bool>(), aer in any::<bool>(), acs in proptest::option::of(0u16..0x80),
-              sriov_total_vfs in 0u16..256, intx_pin in 0u8..5) -> ConfigSpec {
-        ConfigSpec { full, port_type, pm, pm_no_soft_reset, msi, msix, flr, aer, acs, sriov_total_vfs, intx_pin }
+              sriov_total_vfs in 0u16..256, intx_pin in 0u8..5,
+              serial_number in proptest::option::of(any::<u64>())) -> ConfigSpec {
+        ConfigSpec { full, port_type, pm, pm_no_soft_reset, msi, msix, flr, aer, acs, sriov_total_vfs, intx_pin, serial_number }
     }
 }
 
@@ -76,6 +77,7 @@ proptest! {
             prop_assert_eq!(c.caps.aer, Some(s.aer));
             prop_assert_eq!(c.caps.acs.map(|a| a.map(|x| x.control)), Some(s.acs));
             prop_assert_eq!(c.caps.sriov_total_vfs, Some(s.sriov_total_vfs));
+            prop_assert_eq!(c.caps.serial_number.map(|n| n.0), s.serial_number);
         } else {
             prop_assert_eq!(c.caps.aer, Some(false));
             prop_assert_eq!(c.caps.acs, Some(None));

@@ -25,6 +25,7 @@ const CAP_AF: u8 = 0x13;
 const EXT_AER: u16 = 0x0001;
 const EXT_ACS: u16 = 0x000d;
 const EXT_SRIOV: u16 = 0x0010;
+const EXT_DSN: u16 = 0x0003;
 /// Hop limits: 48 standard capabilities fit in 192 bytes; 960 extended in 3840.
 const MAX_STD_HOPS: usize = 48;
 const MAX_EXT_HOPS: usize = 960;
@@ -97,6 +98,53 @@ impl Acs {
     }
 }
 
+/// A PCIe Device Serial Number, printed as lspci prints it: eight bytes, most significant
+/// first, dash-separated (`00-1b-21-ff-ff-8a-5c-10`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SerialNumber(pub u64);
+
+impl std::fmt::Display for SerialNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0.to_be_bytes();
+        write!(
+            f,
+            "{:02x}-{:02x}-{:02x}-{:02x}-{:02x}-{:02x}-{:02x}-{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]
+        )
+    }
+}
+
+impl std::str::FromStr for SerialNumber {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('-').collect();
+        if parts.len() != 8 || parts.iter().any(|p| p.len() != 2) {
+            return Err(format!(
+                "“{}” is not a device serial number (xx-xx-xx-xx-xx-xx-xx-xx)",
+                s.chars().take(40).collect::<String>()
+            ));
+        }
+        let mut v = 0u64;
+        for p in parts {
+            v = v << 8 | u64::from(u8::from_str_radix(p, 16).map_err(|e| e.to_string())?);
+        }
+        Ok(SerialNumber(v))
+    }
+}
+
+impl Serialize for SerialNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SerialNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Facts from the capability lists. `None` = unknown (not readable), never "absent".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
@@ -122,6 +170,10 @@ pub struct Capabilities {
     pub sriov_total_vfs: Option<u16>,
     /// INTx pin: 0 none, 1–4 = INTA–INTD. Always in the header.
     pub intx_pin: u8,
+    /// The PCIe Device Serial Number (extended capability 3), where the card has one and the
+    /// extended space could be read (as root): what tells two identical cards apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<SerialNumber>,
     /// PCI 2.3 "Interrupt Disable" support, needed for VFIO to share INTx. Every PCIe function
     /// has it; for conventional PCI only a write test tells, so it stays unknown.
     pub intx_disable: Option<bool>,
@@ -366,6 +418,11 @@ impl ConfigSpace {
                     }
                 }
                 EXT_SRIOV => sriov = u16_at(b, off + 0x0e).unwrap_or(0).max(1),
+                EXT_DSN => {
+                    if let (Some(lo), Some(hi)) = (u32_at(b, off + 4), u32_at(b, off + 8)) {
+                        c.serial_number = Some(SerialNumber(u64::from(hi) << 32 | u64::from(lo)));
+                    }
+                }
                 _ => {}
             }
             let next = (hdr >> 20) as usize & !3;
@@ -420,6 +477,8 @@ pub struct ConfigSpec {
     pub acs: Option<u16>,
     pub sriov_total_vfs: u16,
     pub intx_pin: u8,
+    /// A Device Serial Number capability with this number.
+    pub serial_number: Option<u64>,
 }
 
 impl ConfigSpec {
@@ -515,6 +574,9 @@ impl ConfigSpec {
                 body[0x0c - 4..0x0e - 4].copy_from_slice(&self.sriov_total_vfs.to_le_bytes());
                 ext.push((EXT_SRIOV, body));
             }
+            if let Some(sn) = self.serial_number {
+                ext.push((EXT_DSN, sn.to_le_bytes().to_vec()));
+            }
             let n = ext.len();
             for (i, (id, body)) in ext.into_iter().enumerate() {
                 let at = 0x100 + i * 0x40;
@@ -532,6 +594,46 @@ impl ConfigSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_serial_number_is_read_from_the_extended_space_and_printed_as_lspci_does() {
+        let s = ConfigSpec {
+            serial_number: Some(0x001b_21ff_ff8a_5c10),
+            ..spec()
+        };
+        let b = s.build(
+            0x8086,
+            0x1521,
+            0x020000,
+            1,
+            (0x8086, 0),
+            false,
+            false,
+            (0, 0),
+        );
+        let c = ConfigSpace::parse(&b).unwrap();
+        let sn = c.caps.serial_number.unwrap();
+        assert_eq!(sn.to_string(), "00-1b-21-ff-ff-8a-5c-10");
+        assert_eq!(
+            "00-1b-21-ff-ff-8a-5c-10".parse::<SerialNumber>().unwrap(),
+            sn
+        );
+        assert!("00-1b-21".parse::<SerialNumber>().is_err());
+        assert!("zz-1b-21-ff-ff-8a-5c-10".parse::<SerialNumber>().is_err());
+        // Read as a user (64 bytes): unknown, never made up.
+        let short = ConfigSpec { full: false, ..s };
+        let b = short.build(
+            0x8086,
+            0x1521,
+            0x020000,
+            1,
+            (0x8086, 0),
+            false,
+            false,
+            (0, 0),
+        );
+        assert_eq!(ConfigSpace::parse(&b).unwrap().caps.serial_number, None);
+    }
 
     fn spec() -> ConfigSpec {
         ConfigSpec {

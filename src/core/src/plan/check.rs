@@ -187,6 +187,22 @@ fn check_device(
             out.push(super::remap::with_remedy(last, drifted, p.group));
         }
     }
+    if let (Some(planned), Some(found)) = (d.serial_number, hd.capabilities.serial_number) {
+        if planned != found && hd.vendor_id == d.vendor_id && hd.device_id == d.device_id {
+            out.push(
+                Problem::error("serial-changed", trf("{device} is another card of the same model than the plan's: serial number {found}, the plan has {planned} (identical cards swapped slots, or one was replaced).", &[
+                    ("device", &d.address.to_string()),
+                    ("found", &found.to_string()),
+                    ("planned", &planned.to_string()),
+                ]))
+                .guest(&guest.name).group(p.group).device(d.address)
+                .remedy(tr("Assign the group of the card you mean again; the plan never gives a guest a card it was not made for.")),
+            );
+            if let Some(last) = out.pop() {
+                out.push(super::remap::with_remedy(last, drifted, p.group));
+            }
+        }
+    }
     if hd.is_bridge() || hd.is_chipset_glue() {
         out.push(
             Problem::error("not-assignable", trf("{device} ({name}) is a bridge or chipset function; it stays with the host and cannot be given to a guest.", &[("device", &d.address.to_string()), ("name", &hd.display_name())]))

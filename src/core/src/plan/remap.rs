@@ -61,12 +61,21 @@ fn host_identity(d: &Device) -> Identity {
     )
 }
 
+/// Whether a host device is the planned one: the same ids and function, and the same serial
+/// number where both are known (two identical cards differ only there).
+fn same_card(d: &DevicePlan, h: &Device) -> bool {
+    host_identity(h) == planned_identity(d)
+        && match (d.serial_number, h.capabilities.serial_number) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+}
+
 /// Whether the host still has each of the group's devices where the plan has it, as planned.
 fn in_place(host: &Host, p: &GroupPlan) -> bool {
-    p.devices.iter().all(|d| {
-        host.device(d.address)
-            .is_some_and(|h| host_identity(h) == planned_identity(d))
-    })
+    p.devices
+        .iter()
+        .all(|d| host.device(d.address).is_some_and(|h| same_card(d, h)))
 }
 
 /// Every planned group whose cards are not where the plan has them, and what is found for it.
@@ -81,24 +90,25 @@ pub fn drift(plan: &Plan, host: &Host) -> Vec<Drift> {
     let mut out = Vec::new();
     for guest in &plan.guests {
         for p in guest.groups.iter().filter(|p| !in_place(host, p)) {
-            let mut want: Vec<(Identity, PciAddress)> = p
+            let mut want: Vec<(Identity, PciAddress, &DevicePlan)> = p
                 .devices
                 .iter()
-                .map(|d| (planned_identity(d), d.address))
+                .map(|d| (planned_identity(d), d.address, d))
                 .collect();
-            want.sort();
+            want.sort_by_key(|w| (w.0, w.1));
             let candidates: Vec<(GroupId, Vec<PciAddress>)> = host
                 .groups
                 .keys()
                 .filter(|g| !held.contains(g))
                 .filter_map(|&g| {
-                    let mut have: Vec<(Identity, PciAddress)> = assignable_members(host, g)
-                        .into_iter()
-                        .map(|d| (host_identity(d), d.address))
-                        .collect();
-                    have.sort();
+                    let mut have: Vec<(Identity, PciAddress, &Device)> =
+                        assignable_members(host, g)
+                            .into_iter()
+                            .map(|d| (host_identity(d), d.address, d))
+                            .collect();
+                    have.sort_by_key(|h| (h.0, h.1));
                     let same = have.len() == want.len()
-                        && have.iter().zip(&want).all(|(h, w)| h.0 == w.0)
+                        && have.iter().zip(&want).all(|(h, w)| same_card(w.2, h.2))
                         // A card's functions stay one card: one slot on the host too.
                         && have.windows(2).all(|w| w[0].1.same_slot(w[1].1))
                             == want.windows(2).all(|w| w[0].1.same_slot(w[1].1));
@@ -364,5 +374,72 @@ mod tests {
         assert!(drift(&plan, &host)
             .iter()
             .all(|d| matches!(d, Drift::Missing { .. })));
+    }
+
+    #[test]
+    fn twins_that_swapped_slots_are_told_apart_by_their_serial_numbers_and_followed() {
+        let (mut plan, mut host, _d) = demo();
+        let sn = |v: u64| Some(crate::config::SerialNumber(v));
+        // A twin of the GPU in group 40 at bus 0f, both with serial numbers.
+        let mut twin: Vec<Device> = host
+            .devices
+            .values()
+            .filter(|d| d.address.bus == 0x0b)
+            .cloned()
+            .collect();
+        for d in &mut twin {
+            d.address.bus = 0x0f;
+            d.group = Some(GroupId(40));
+            d.capabilities.serial_number = sn(0xbbbb);
+        }
+        host.groups.insert(
+            GroupId(40),
+            crate::model::Group {
+                id: GroupId(40),
+                devices: twin.iter().map(|d| d.address).collect(),
+                other_members: Vec::new(),
+                kind: None,
+            },
+        );
+        for d in twin {
+            host.devices.insert(d.address, d);
+        }
+        for d in host.devices.values_mut().filter(|d| d.address.bus == 0x0b) {
+            d.capabilities.serial_number = sn(0xaaaa);
+        }
+        // The plan was made for the card with serial bbbb when it sat at bus 0b in group 19.
+        for p in &mut plan.guests[0].groups {
+            if p.group == GroupId(19) {
+                for d in &mut p.devices {
+                    d.serial_number = sn(0xbbbb);
+                }
+            }
+        }
+        let problems = super::super::check(&plan, &host);
+        assert!(
+            problems.iter().any(|p| p.code == "serial-changed"
+                && p.remedy
+                    .as_deref()
+                    .is_some_and(|r| r.contains("plan remap"))),
+            "{problems:?}"
+        );
+        let found = drift(&plan, &host);
+        let [Drift::Moved(r)] = found.as_slice() else {
+            panic!("{found:?}")
+        };
+        assert_eq!((r.from, r.to), (GroupId(19), GroupId(40)));
+        plan.remap(r).unwrap();
+        assert!(drift(&plan, &host).is_empty());
+        assert!(super::super::check(&plan, &host)
+            .iter()
+            .all(|p| p.code != "serial-changed"));
+        // Without serial numbers on the host the twins are not told apart: nothing is guessed.
+        for d in host.devices.values_mut() {
+            d.capabilities.serial_number = None;
+        }
+        assert!(
+            drift(&plan, &host).is_empty(),
+            "in place as far as ids tell"
+        );
     }
 }

@@ -281,6 +281,10 @@ pub struct DevicePlan {
     /// QEMU's legacy VGA (`x-vga=on`) for a GPU that is the guest's primary display.
     #[serde(default)]
     pub x_vga: bool,
+    /// The card's PCIe Device Serial Number when it was planned (read as root, where it has
+    /// one): what tells this card from an identical twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<crate::config::SerialNumber>,
 }
 
 fn yes() -> bool {
@@ -299,6 +303,7 @@ impl DevicePlan {
             guest_address: None,
             rombar: true,
             x_vga: false,
+            serial_number: d.capabilities.serial_number,
         }
     }
 }
