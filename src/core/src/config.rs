@@ -611,6 +611,16 @@ mod tests {
             false,
             (0, 0),
         );
+        // The capability as the PCIe spec lays it out: the lower dword at +4, the upper at +8,
+        // each little-endian.
+        let at = (0x100..b.len())
+            .step_by(0x40)
+            .find(|&o| u16::from_le_bytes([b[o], b[o + 1]]) == EXT_DSN)
+            .expect("a DSN capability");
+        assert_eq!(
+            b[at + 4..at + 12],
+            [0x10, 0x5c, 0x8a, 0xff, 0xff, 0x21, 0x1b, 0x00]
+        );
         let c = ConfigSpace::parse(&b).unwrap();
         let sn = c.caps.serial_number.unwrap();
         assert_eq!(sn.to_string(), "00-1b-21-ff-ff-8a-5c-10");

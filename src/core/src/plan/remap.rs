@@ -78,44 +78,57 @@ fn in_place(host: &Host, p: &GroupPlan) -> bool {
         .all(|d| host.device(d.address).is_some_and(|h| same_card(d, h)))
 }
 
-/// Every planned group whose cards are not where the plan has them, and what is found for it.
-pub fn drift(plan: &Plan, host: &Host) -> Vec<Drift> {
-    let held: Vec<GroupId> = plan
-        .guests
+/// The host groups whose cards the plan has where they are: taken, whatever number the plan
+/// gives them (the kernel may have renumbered a group whose cards did not move).
+fn held_groups(plan: &Plan, host: &Host) -> Vec<GroupId> {
+    plan.guests
         .iter()
         .flat_map(|g| &g.groups)
         .filter(|p| in_place(host, p))
-        .map(|p| p.group)
-        .collect();
+        .flat_map(|p| &p.devices)
+        .filter_map(|d| host.device(d.address).and_then(|h| h.group))
+        .collect()
+}
+
+/// The order two functions of a group are paired in: function, ids, serial number, address —
+/// so two identical functions pair by serial number where it is known.
+type Key = (Identity, Option<crate::config::SerialNumber>, PciAddress);
+
+/// Every planned group whose cards are not where the plan has them, and what is found for it.
+pub fn drift(plan: &Plan, host: &Host) -> Vec<Drift> {
+    let held = held_groups(plan, host);
     let mut out = Vec::new();
     for guest in &plan.guests {
         for p in guest.groups.iter().filter(|p| !in_place(host, p)) {
-            let mut want: Vec<(Identity, PciAddress, &DevicePlan)> = p
+            let mut want: Vec<(Key, &DevicePlan)> = p
                 .devices
                 .iter()
-                .map(|d| (planned_identity(d), d.address, d))
+                .map(|d| ((planned_identity(d), d.serial_number, d.address), d))
                 .collect();
-            want.sort_by_key(|w| (w.0, w.1));
+            want.sort_by_key(|w| w.0);
             let candidates: Vec<(GroupId, Vec<PciAddress>)> = host
                 .groups
                 .keys()
                 .filter(|g| !held.contains(g))
                 .filter_map(|&g| {
-                    let mut have: Vec<(Identity, PciAddress, &Device)> =
-                        assignable_members(host, g)
-                            .into_iter()
-                            .map(|d| (host_identity(d), d.address, d))
-                            .collect();
-                    have.sort_by_key(|h| (h.0, h.1));
+                    let mut have: Vec<(Key, &Device)> = assignable_members(host, g)
+                        .into_iter()
+                        .map(|d| {
+                            (
+                                (host_identity(d), d.capabilities.serial_number, d.address),
+                                d,
+                            )
+                        })
+                        .collect();
+                    have.sort_by_key(|h| h.0);
+                    let one_slot = |a: &[PciAddress]| a.windows(2).all(|w| w[0].same_slot(w[1]));
+                    let have_at: Vec<PciAddress> = have.iter().map(|h| h.1.address).collect();
+                    let want_at: Vec<PciAddress> = want.iter().map(|w| w.1.address).collect();
                     let same = have.len() == want.len()
-                        && have.iter().zip(&want).all(|(h, w)| same_card(w.2, h.2))
+                        && have.iter().zip(&want).all(|(h, w)| same_card(w.1, h.1))
                         // A card's functions stay one card: one slot on the host too.
-                        && have.windows(2).all(|w| w[0].1.same_slot(w[1].1))
-                            == want.windows(2).all(|w| w[0].1.same_slot(w[1].1));
-                    same.then(|| {
-                        let now = have.iter().map(|h| h.1).collect::<Vec<_>>();
-                        (g, now)
-                    })
+                        && one_slot(&have_at) == one_slot(&want_at);
+                    same.then_some((g, have_at))
                 })
                 .collect();
             out.push(match candidates.as_slice() {
@@ -123,7 +136,11 @@ pub fn drift(plan: &Plan, host: &Host) -> Vec<Drift> {
                     guest: guest.name.clone(),
                     from: p.group,
                     to: *to,
-                    moves: want.iter().map(|w| w.1).zip(now.iter().copied()).collect(),
+                    moves: want
+                        .iter()
+                        .map(|w| w.1.address)
+                        .zip(now.iter().copied())
+                        .collect(),
                 }),
                 [] => Drift::Missing {
                     guest: guest.name.clone(),
@@ -135,6 +152,27 @@ pub fn drift(plan: &Plan, host: &Host) -> Vec<Drift> {
                     candidates: many.iter().map(|c| c.0).collect(),
                 },
             });
+        }
+    }
+    // Two planned groups found at one host group (identical twins, one of them gone): which
+    // one it is cannot be told, so neither is moved.
+    let targets: Vec<GroupId> = out
+        .iter()
+        .filter_map(|d| match d {
+            Drift::Moved(r) => Some(r.to),
+            _ => None,
+        })
+        .collect();
+    for d in &mut out {
+        if let Drift::Moved(r) = d {
+            let to = r.to;
+            if targets.iter().filter(|t| **t == to).count() > 1 {
+                *d = Drift::Ambiguous {
+                    guest: r.guest.clone(),
+                    group: r.from,
+                    candidates: vec![to],
+                };
+            }
         }
     }
     out
@@ -196,56 +234,72 @@ impl Plan {
         self.remap_all(std::slice::from_ref(r))
     }
 
-    /// Every remap of [`drift`] at once (a renumbering can swap two planned groups' numbers):
-    /// all of them or, refused, none.
+    /// Every remap of [`drift`] at once (a renumbering can shift or swap planned groups'
+    /// numbers): all of them or, refused, none. Each planned group is found first, in the plan
+    /// as it is, then all are changed: a group moved by one remap is never taken for another's.
     pub fn remap_all(&mut self, rs: &[Remap]) -> Result<(), PlanError> {
-        let moving: std::collections::BTreeSet<GroupId> = rs.iter().map(|r| r.from).collect();
-        let mut targets = std::collections::BTreeSet::new();
+        let refused = |g: GroupId| {
+            PlanError::Refused(trf(
+                "group {group} is in the plan already",
+                &[("group", &g.to_string())],
+            ))
+        };
+        // Where each remap's group is: (guest, group) indexes in the plan as it is.
+        let mut at: Vec<(usize, usize)> = Vec::with_capacity(rs.len());
         for r in rs {
-            if !targets.insert(r.to) || (self.holder(r.to).is_some() && !moving.contains(&r.to)) {
-                return Err(PlanError::Refused(trf(
-                    "group {group} is in the plan already",
-                    &[("group", &r.to.to_string())],
-                )));
+            let gi = self
+                .guests
+                .iter()
+                .position(|g| g.name == r.guest)
+                .ok_or_else(|| PlanError::NoGuest(r.guest.chars().take(40).collect()))?;
+            let pi = self.guests[gi]
+                .groups
+                .iter()
+                .position(|p| {
+                    p.group == r.from
+                        && p.devices
+                            .iter()
+                            .all(|d| r.moves.iter().any(|(then, _)| *then == d.address))
+                })
+                .ok_or(PlanError::GroupNotPlanned(r.from))?;
+            if at.contains(&(gi, pi)) {
+                return Err(PlanError::GroupNotPlanned(r.from));
+            }
+            at.push((gi, pi));
+        }
+        // No two remaps to one group, and none onto cards a group that stays holds.
+        let mut targets = std::collections::BTreeSet::new();
+        let staying: Vec<PciAddress> = self
+            .guests
+            .iter()
+            .enumerate()
+            .flat_map(|(gi, g)| g.groups.iter().enumerate().map(move |(pi, p)| (gi, pi, p)))
+            .filter(|(gi, pi, _)| !at.contains(&(*gi, *pi)))
+            .flat_map(|(_, _, p)| p.devices.iter().map(|d| d.address))
+            .collect();
+        for r in rs {
+            if !targets.insert(r.to) || r.moves.iter().any(|(_, now)| staying.contains(now)) {
+                return Err(refused(r.to));
             }
         }
-        let mut next = self.clone();
-        for r in rs {
-            next.move_group(r)?;
+        // Every group moved first, then all written: a refusal changes nothing.
+        let mut moved = Vec::with_capacity(rs.len());
+        for (r, (gi, pi)) in rs.iter().zip(&at) {
+            let mut p = self.guests[*gi].groups[*pi].clone();
+            for d in &mut p.devices {
+                let (_, now) = r
+                    .moves
+                    .iter()
+                    .find(|(then, _)| *then == d.address)
+                    .ok_or(PlanError::GroupNotPlanned(r.from))?;
+                d.address = *now;
+            }
+            p.group = r.to;
+            moved.push(p);
         }
-        *self = next;
-        Ok(())
-    }
-
-    fn move_group(&mut self, r: &Remap) -> Result<(), PlanError> {
-        let guest = self
-            .guests
-            .iter_mut()
-            .find(|g| g.name == r.guest)
-            .ok_or_else(|| PlanError::NoGuest(r.guest.chars().take(40).collect()))?;
-        // The planned group as the remap found it: its number and its devices' old addresses
-        // (a group moved earlier in the same run may have taken its number).
-        let p = guest
-            .groups
-            .iter_mut()
-            .find(|p| {
-                p.group == r.from
-                    && p.devices
-                        .iter()
-                        .all(|d| r.moves.iter().any(|(then, _)| *then == d.address))
-            })
-            .ok_or(PlanError::GroupNotPlanned(r.from))?;
-        let mut moved = p.clone();
-        for d in &mut moved.devices {
-            let (_, now) = r
-                .moves
-                .iter()
-                .find(|(then, _)| *then == d.address)
-                .ok_or(PlanError::GroupNotPlanned(r.from))?;
-            d.address = *now;
+        for (p, (gi, pi)) in moved.into_iter().zip(&at) {
+            self.guests[*gi].groups[*pi] = p;
         }
-        moved.group = r.to;
-        *p = moved;
         Ok(())
     }
 }
@@ -310,10 +364,13 @@ mod tests {
         assert!(found[0].describe().contains("0000:0e:00.1 → 0000:0b:00.1"));
         let codes: Vec<String> = super::super::check(&plan, &host)
             .iter()
-            .filter(|p| p.code == "unknown-device")
+            .filter(|p| p.code == "unknown-device" || p.code == "ids-changed")
             .map(|p| p.remedy.clone().unwrap_or_default())
             .collect();
-        assert!(codes.iter().all(|r| r.contains("plan remap")), "{codes:?}");
+        assert!(
+            !codes.is_empty() && codes.iter().all(|r| r.contains("plan remap")),
+            "{codes:?}"
+        );
         plan.remap(r).unwrap();
         assert!(drift(&plan, &host).is_empty());
         let p = plan.guest("win11").unwrap();
@@ -326,7 +383,7 @@ mod tests {
         );
         assert!(super::super::check(&plan, &host)
             .iter()
-            .all(|p| p.code != "unknown-device"));
+            .all(|p| p.code != "unknown-device" && p.code != "ids-changed"));
         // Applied twice: refused, nothing changed.
         let before = plan.clone();
         assert!(plan.remap(r).is_err());
@@ -371,9 +428,11 @@ mod tests {
                 d.device_id = Hex16(0xdead);
             }
         }
-        assert!(drift(&plan, &host)
-            .iter()
-            .all(|d| matches!(d, Drift::Missing { .. })));
+        let gone = drift(&plan, &host);
+        assert!(
+            !gone.is_empty() && gone.iter().all(|d| matches!(d, Drift::Missing { .. })),
+            "{gone:?}"
+        );
     }
 
     #[test]
@@ -440,6 +499,157 @@ mod tests {
         assert!(
             drift(&plan, &host).is_empty(),
             "in place as far as ids tell"
+        );
+    }
+
+    /// Two GPUs with serial numbers aaaa (bus 0b, group 19) and bbbb (bus 0f, group 40), both
+    /// planned for win11 as they were before they swapped slots.
+    fn swapped_twins() -> (Plan, Host, tempfile::TempDir) {
+        let (mut plan, mut host, d) = demo();
+        let sn = |v: u64| Some(crate::config::SerialNumber(v));
+        let mut twin: Vec<Device> = host
+            .devices
+            .values()
+            .filter(|d| d.address.bus == 0x0b)
+            .cloned()
+            .collect();
+        for d in &mut twin {
+            d.address.bus = 0x0f;
+            d.group = Some(GroupId(40));
+            d.capabilities.serial_number = sn(0xbbbb);
+        }
+        host.groups.insert(
+            GroupId(40),
+            crate::model::Group {
+                id: GroupId(40),
+                devices: twin.iter().map(|d| d.address).collect(),
+                other_members: Vec::new(),
+                kind: None,
+            },
+        );
+        for d in twin {
+            host.devices.insert(d.address, d);
+        }
+        for d in host.devices.values_mut().filter(|d| d.address.bus == 0x0b) {
+            d.capabilities.serial_number = sn(0xaaaa);
+        }
+        // Planned before the swap: bbbb at bus 0b in group 19 (hidden audio), aaaa at bus 0f in
+        // group 40.
+        let gpu = plan.guests[0]
+            .groups
+            .iter()
+            .find(|p| p.group == GroupId(19))
+            .unwrap()
+            .clone();
+        let mut other = gpu.clone();
+        other.group = GroupId(40);
+        for d in &mut other.devices {
+            d.address.bus = 0x0f;
+            d.serial_number = sn(0xaaaa);
+        }
+        for p in &mut plan.guests[0].groups {
+            if p.group == GroupId(19) {
+                for d in &mut p.devices {
+                    d.serial_number = sn(0xbbbb);
+                }
+                p.devices[1].visible = false;
+            }
+        }
+        plan.guests[0].groups.push(other);
+        (plan, host, d)
+    }
+
+    #[test]
+    fn twins_that_swapped_slots_are_both_followed_in_one_remap() {
+        let (mut plan, host, _d) = swapped_twins();
+        let found = drift(&plan, &host);
+        let moves: Vec<Remap> = found
+            .iter()
+            .filter_map(|d| match d {
+                Drift::Moved(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(moves.len(), 2, "{found:?}");
+        plan.remap_all(&moves).unwrap();
+        assert!(drift(&plan, &host).is_empty(), "{:?}", drift(&plan, &host));
+        // The hidden audio followed card bbbb to group 40 at bus 0f.
+        let g40 = plan.guests[0]
+            .groups
+            .iter()
+            .find(|p| p.group == GroupId(40))
+            .unwrap();
+        assert_eq!(g40.devices[1].address.bus, 0x0f);
+        assert!(!g40.devices[1].visible);
+        let g19 = plan.guests[0]
+            .groups
+            .iter()
+            .find(|p| p.group == GroupId(19))
+            .unwrap();
+        assert!(g19
+            .devices
+            .iter()
+            .all(|d| d.visible && d.address.bus == 0x0b));
+    }
+
+    #[test]
+    fn one_card_left_of_two_planned_twins_is_not_guessed() {
+        let (plan, mut host, _d) = swapped_twins();
+        // Card aaaa (now at bus 0b) is taken out: only bbbb is left, at bus 0f.
+        let gone: Vec<PciAddress> = host
+            .devices
+            .values()
+            .filter(|d| d.address.bus == 0x0b)
+            .map(|d| d.address)
+            .collect();
+        for a in &gone {
+            host.devices.remove(a);
+        }
+        host.groups.remove(&GroupId(19));
+        // Without serial numbers the two planned groups would both find the one card left.
+        let mut plan = plan;
+        for p in &mut plan.guests[0].groups {
+            for d in &mut p.devices {
+                d.serial_number = None;
+            }
+        }
+        for d in host.devices.values_mut() {
+            d.capabilities.serial_number = None;
+        }
+        let found = drift(&plan, &host);
+        assert!(
+            !found.iter().any(|d| matches!(d, Drift::Moved(_))),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn cards_that_all_shifted_one_bus_along_are_followed_each_to_its_own_place() {
+        // Planned when a card sat before them: the GPU at bus 0c in group 20, the USB card at
+        // bus 0d in group 21. Now the GPU is at 0b (19) and the USB card at 0c (20): group 20's
+        // number goes from one to the other.
+        let (mut plan, host, _d) = demo();
+        for p in &mut plan.guests[0].groups {
+            p.group = GroupId(p.group.0 + 1);
+            for d in &mut p.devices {
+                d.address.bus += 1;
+            }
+        }
+        let found = drift(&plan, &host);
+        let moves: Vec<Remap> = found
+            .iter()
+            .filter_map(|d| match d {
+                Drift::Moved(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(moves.len(), 2, "{found:?}");
+        plan.remap_all(&moves).unwrap();
+        assert!(drift(&plan, &host).is_empty(), "{:?}", drift(&plan, &host));
+        assert_eq!(
+            plan,
+            crate::demo::plan().unwrap(),
+            "back to the plan as made here"
         );
     }
 }
