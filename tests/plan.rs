@@ -551,3 +551,67 @@ fn a_plan_whose_cards_moved_is_remapped_to_where_they_are_now() {
         "Every planned card is where the plan has it; nothing to remap.\n"
     );
 }
+
+/// `plan check` run by an ordinary user whose locked-memory limit is 8 MiB: the demo's router
+/// (a QEMU guest) would fail to start, and is said with both sizes once its memory is known;
+/// under an unlimited limit, nothing. (Needs root to run passagectl as nobody with a limit.)
+#[test]
+fn plan_check_warns_when_a_guests_vmm_could_not_lock_its_memory_here() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test runs passagectl as nobody under prlimit, which needs root; run it as root, as CI does"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let file = dir.path().join("plan.json");
+    let bin = dir.path().join("passagectl");
+    std::fs::copy(common::bins::bin("passagectl"), &bin).unwrap();
+    let check = |plan_text: &str, memlock: &str| {
+        std::fs::write(&file, plan_text).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let o = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "prlimit",
+            ])
+            .arg(format!("--memlock={memlock}"))
+            .arg(&bin)
+            .args(["--demo", "plan", "--plan"])
+            .arg(&file)
+            .arg("check")
+            .env("LC_ALL", "C.UTF-8")
+            .env("HOME", dir.path())
+            .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let said = check(demo::DEMO_PLAN, "8388608");
+    assert!(
+        said.contains("[locked-memory] QEMU will pin all of router's memory"),
+        "{said}"
+    );
+    assert!(said.contains("--memory"), "{said}");
+    let mut v: serde_json::Value = serde_json::from_str(demo::DEMO_PLAN).unwrap();
+    for g in v["guests"].as_array_mut().unwrap() {
+        if g["name"] == "router" {
+            g["memory_mib"] = 16384.into();
+        }
+    }
+    let said = check(&v.to_string(), "8388608");
+    assert!(
+        said.contains("(16 GiB, plus room for the devices' mappings: 17 GiB)"),
+        "{said}"
+    );
+    assert!(said.contains("may lock only 8 MiB"), "{said}");
+    assert!(said.contains("LimitMEMLOCK=infinity"), "{said}");
+    let said = check(&v.to_string(), "unlimited");
+    assert!(!said.contains("locked-memory"), "{said}");
+}

@@ -324,6 +324,10 @@ pub mod ctl {
             /// q35 (PCIe root ports) or pc (one flat bus), or a versioned name.
             #[arg(long, default_value = "q35")]
             machine: String,
+            /// The guest's memory (16G, 512M): checked against the locked-memory limit its VMM
+            /// runs under, since pass-through pins all of it.
+            #[arg(long, value_name = "SIZE")]
+            memory: Option<String>,
         },
         /// Remove a local guest profile.
         Remove { name: String },

@@ -194,6 +194,9 @@ pub struct KnownGuest {
     /// the plan by [`Self::to_guest`], not part of the listing.
     #[serde(skip)]
     pub lifecycle: Lifecycle,
+    /// Its memory in MiB where its source says (a profile's `--memory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
 }
 
 impl KnownGuest {
@@ -207,6 +210,7 @@ impl KnownGuest {
             state: None,
             groups: g.groups.iter().map(|p| p.group).collect(),
             lifecycle: g.lifecycle,
+            memory_mib: g.memory_mib,
         }
     }
 
@@ -219,6 +223,7 @@ impl KnownGuest {
             g.machine = self.machine.clone();
         }
         g.lifecycle = self.lifecycle;
+        g.memory_mib = self.memory_mib;
         Ok(g)
     }
 }
@@ -254,6 +259,7 @@ impl KnownGuests {
                     state: None,
                     groups: Vec::new(),
                     lifecycle: Lifecycle::default(),
+                    memory_mib: p.memory_mib,
                 })),
                 Err(e) => k.profiles_error = Some(e),
             }
@@ -324,6 +330,7 @@ mod tests {
             state: Some("running".into()),
             groups: groups.iter().map(|g| GroupId(*g)).collect(),
             lifecycle: Lifecycle::OnStart,
+            memory_mib: None,
         }
     }
 
@@ -402,6 +409,7 @@ mod tests {
             name: "fw".into(),
             vmm: Vmm::Crosvm,
             machine: "pc".into(),
+            memory_mib: Some(2048),
         };
         store::save_profiles(&path, std::slice::from_ref(&profile)).unwrap();
         let k = KnownGuests::gather_from(Some(&path), true);

@@ -119,6 +119,36 @@ pub struct Profile {
     pub vmm: Vmm,
     #[serde(default = "q35")]
     pub machine: String,
+    /// The guest's memory in MiB (`guests add --memory`), for the locked-memory check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+}
+
+/// A memory size as a person writes it: `16G`, `16GiB`, `512M`, `1T`, or MiB without a unit;
+/// in MiB. Between 1 MiB and 64 TiB.
+pub fn parse_memory(s: &str) -> Result<u64, PlanError> {
+    let bad = || {
+        PlanError::Refused(trf(
+            "“{size}” is not a memory size (such as 16G, 512M or 16384)",
+            &[("size", &s.chars().take(24).collect::<String>())],
+        ))
+    };
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let mib = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "m" | "mb" | "mib" => Some(n),
+        "g" | "gb" | "gib" => n.checked_mul(1024),
+        "t" | "tb" | "tib" => n.checked_mul(1024 * 1024),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    if (1..=64 * 1024 * 1024).contains(&mib) {
+        Ok(mib)
+    } else {
+        Err(bad())
+    }
 }
 
 fn q35() -> String {
@@ -130,6 +160,7 @@ impl Profile {
     pub fn to_guest(&self) -> Result<Guest, PlanError> {
         let mut g = Guest::new(&self.name, self.vmm)?;
         g.machine = self.machine.clone();
+        g.memory_mib = self.memory_mib;
         Ok(g)
     }
 }

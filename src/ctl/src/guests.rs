@@ -20,7 +20,13 @@ pub fn run(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Result<u8
         .ok_or_else(|| Failure(tr("no home directory to keep guest profiles in")))?;
     match action {
         None => list(cli, &path, as_json),
-        Some(GuestsAction::Add { name, vmm, machine }) => {
+        Some(GuestsAction::Add {
+            name,
+            vmm,
+            machine,
+            memory,
+        }) => {
+            let memory_mib = memory.as_deref().map(store::parse_memory).transpose()?;
             let mut profiles = store::load_profiles(&path)?;
             plan::check_guest_name(name)?;
             store::check_machine(machine)?;
@@ -34,6 +40,7 @@ pub fn run(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Result<u8
                 name: name.clone(),
                 vmm: vmm.parse()?,
                 machine: machine.clone(),
+                memory_mib,
             });
             store::save_profiles(&path, &profiles)?;
             print(&trf("Added guest {name}.\n", &[("name", name)]))?;

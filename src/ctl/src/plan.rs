@@ -109,7 +109,10 @@ pub fn run(cli: &Cli, path: Option<&Path>, action: &PlanAction) -> Result<u8, Fa
 
 /// `plan show` and `plan check` (`check`: exit 1 when the plan has errors).
 fn show(p: &plan::Plan, host: &Host, check: bool, as_json: bool) -> Result<u8, Failure> {
-    let problems = plan::check(p, host);
+    let mut problems = plan::check(p, host);
+    // What a VMM started from here may pin: this process's limit, which it would inherit.
+    problems.extend(plan::memlock(p, memlock_limit()));
+    problems.sort_by_key(|p| p.severity);
     let errors = report::has_errors(&problems);
     if as_json {
         print(&json(&report::plan_check(p, host, &problems))?)?;
@@ -121,6 +124,15 @@ fn show(p: &plan::Plan, host: &Host, check: bool, as_json: bool) -> Result<u8, F
         print(&report::problems_text(&problems))?;
     }
     Ok(if errors && check { 1 } else { 0 })
+}
+
+/// The locked-memory limit a process started here runs under, in bytes (`None`: none — root
+/// may lock any amount with CAP_IPC_LOCK, or the limit is unlimited).
+fn memlock_limit() -> Option<u64> {
+    if rustix::process::geteuid().is_root() {
+        return None;
+    }
+    rustix::process::getrlimit(rustix::process::Resource::Memlock).current
 }
 
 /// `plan apply`: claims through the helper and libvirt definitions, all or nothing.

@@ -105,6 +105,8 @@ impl LibvirtDomain {
             vmm: Vmm::Libvirt,
             source: GuestSource::Libvirt,
             name: self.name.clone(),
+            // libvirt sets the locked-memory limit for its domains itself.
+            memory_mib: None,
         }
     }
 

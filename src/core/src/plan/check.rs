@@ -45,13 +45,13 @@ impl Problem {
             remedy: None,
         }
     }
-    fn warning(code: &str, message: String) -> Self {
+    pub(super) fn warning(code: &str, message: String) -> Self {
         Self {
             severity: Severity::Warning,
             ..Self::error(code, message)
         }
     }
-    fn guest(mut self, g: &str) -> Self {
+    pub(super) fn guest(mut self, g: &str) -> Self {
         self.guest = Some(g.to_string());
         self
     }

@@ -16,12 +16,14 @@
 
 mod check;
 mod edit;
+mod memlock;
 mod remap;
 mod resolve;
 mod types;
 
 pub use check::{check, Problem, Severity};
 pub use edit::{assignable_members, claimed_members};
+pub use memlock::memlock;
 pub use remap::{drift, Drift, Remap};
 pub use resolve::{resolve, resolve_as, resolve_in, ResolvedDevice, ResolvedGuest, Room};
 pub use types::{

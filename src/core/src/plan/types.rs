@@ -171,6 +171,10 @@ pub struct Guest {
     /// Groups given to this guest, in the order they were assigned.
     #[serde(default)]
     pub groups: Vec<GroupPlan>,
+    /// The guest's memory in MiB, where known (a profile's `--memory`): what a VMM pins for
+    /// pass-through, checked against the locked-memory limit it runs under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
 }
 
 fn default_machine() -> String {
@@ -215,6 +219,7 @@ impl Guest {
             machine: default_machine(),
             lifecycle: Lifecycle::default(),
             groups: Vec::new(),
+            memory_mib: None,
         })
     }
 

@@ -1,0 +1,123 @@
+//! Locked memory: a VMM that passes a device through pins the guest's memory for the device's
+//! DMA (VFIO maps all of it into the IOMMU), and the kernel refuses to pin more than the
+//! process's `RLIMIT_MEMLOCK`. libvirt raises that limit for its domains itself (their memory
+//! plus 1 GiB); a process with `CAP_IPC_LOCK` (root) has no limit; anything else started by
+//! an ordinary user runs under that user's limit — often 8 MiB — and QEMU then fails with
+//! "VFIO_MAP_DMA failed: Cannot allocate memory". This says so before the guest starts.
+
+use super::check::Problem;
+use super::types::{Plan, Vmm};
+use crate::i18n::{tr, trf};
+
+/// What a guest's VMM will pin beyond its memory: room for the devices' own mappings, as
+/// libvirt reserves it.
+const MARGIN_MIB: u64 = 1024;
+
+/// The VMM as its makers write it.
+fn vmm_name(v: Vmm) -> &'static str {
+    match v {
+        Vmm::Qemu => "QEMU",
+        other => other.as_str(),
+    }
+}
+
+/// A size in words: `16 GiB`, `512 MiB`, `64 KiB`.
+fn size(bytes: u64) -> String {
+    const K: u64 = 1024;
+    if bytes >= K * K * K && bytes.is_multiple_of(K * K * K) {
+        format!("{} GiB", bytes / (K * K * K))
+    } else if bytes >= K * K {
+        format!("{} MiB", bytes / (K * K))
+    } else {
+        format!("{} KiB", bytes / K)
+    }
+}
+
+/// Warnings for the guests whose VMM would run out of locked memory under `limit` (bytes;
+/// `None`: unlimited) — the limit of the user who runs the check, which is the one a VMM they
+/// start inherits. libvirt's domains and the VMMs whose managers run them (Proxmox, KubeVirt,
+/// Nova) set their own.
+pub fn memlock(plan: &Plan, limit: Option<u64>) -> Vec<Problem> {
+    let Some(limit) = limit else {
+        return Vec::new();
+    };
+    let remedy = tr("Start it where it may lock that much: as root (which may lock any amount), or raise the limit for the user who starts it — a line “NAME hard memlock unlimited” in /etc/security/limits.conf, then “ulimit -l unlimited” in the shell that starts it — or LimitMEMLOCK=infinity in the systemd unit that runs it. libvirt does this by itself for its domains.");
+    plan.guests
+        .iter()
+        .filter(|g| !g.groups.is_empty())
+        .filter(|g| matches!(g.vmm, Vmm::Qemu | Vmm::Crosvm | Vmm::CloudHypervisor))
+        .filter_map(|g| {
+            let (need, message) = match g.memory_mib {
+                Some(mib) => {
+                    let need = (mib + MARGIN_MIB) * 1024 * 1024;
+                    (need, trf(
+                        "{vmm} will pin all of {guest}'s memory for its devices ({memory}, plus room for the devices' mappings: {need}), but a process started here may lock only {limit} (RLIMIT_MEMLOCK): the guest would fail to start (“VFIO_MAP_DMA failed: Cannot allocate memory”).",
+                        &[("vmm", vmm_name(g.vmm)), ("guest", &g.name), ("memory", &size(mib * 1024 * 1024)), ("need", &size(need)), ("limit", &size(limit))],
+                    ))
+                }
+                // Unknown memory: any real guest needs more than a GiB.
+                None => (MARGIN_MIB * 1024 * 1024, trf(
+                    "{vmm} will pin all of {guest}'s memory for its devices, but a process started here may lock only {limit} (RLIMIT_MEMLOCK), less than any guest needs. Give the profile its memory (passagectl guests add {guest} --memory 16G) to check exactly.",
+                    &[("vmm", vmm_name(g.vmm)), ("guest", &g.name), ("limit", &size(limit))],
+                )),
+            };
+            (limit < need).then(|| {
+                Problem::warning("locked-memory", message)
+                    .guest(&g.name)
+                    .remedy(remedy.clone())
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{GroupPlan, Guest};
+    use crate::GroupId;
+
+    fn plan(vmm: Vmm, memory_mib: Option<u64>) -> Plan {
+        let mut g = Guest::new("vm1", vmm).unwrap();
+        g.memory_mib = memory_mib;
+        g.groups.push(GroupPlan {
+            group: GroupId(19),
+            force: false,
+            devices: Vec::new(),
+        });
+        Plan {
+            guests: vec![g],
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn a_guest_that_would_not_fit_under_the_limit_is_warned_with_both_sizes() {
+        let p = memlock(&plan(Vmm::Qemu, Some(16 * 1024)), Some(8 * 1024 * 1024));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].code, "locked-memory");
+        assert!(p[0].message.contains("16 GiB"), "{}", p[0].message);
+        assert!(p[0].message.contains("17 GiB"), "{}", p[0].message);
+        assert!(p[0].message.contains("8 MiB"), "{}", p[0].message);
+        assert!(p[0]
+            .remedy
+            .as_deref()
+            .is_some_and(|r| r.contains("LimitMEMLOCK=infinity")));
+        // Enough, or unlimited: nothing to say.
+        assert!(memlock(&plan(Vmm::Qemu, Some(16 * 1024)), Some(17 << 30)).is_empty());
+        assert!(memlock(&plan(Vmm::Qemu, Some(16 * 1024)), None).is_empty());
+        // Unknown memory under a small limit: said, with how to check exactly.
+        let p = memlock(&plan(Vmm::Crosvm, None), Some(64 << 10));
+        assert!(p[0].message.contains("--memory"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn vmms_that_set_their_own_limit_are_left_alone() {
+        for vmm in [Vmm::Libvirt, Vmm::Proxmox, Vmm::Kubevirt, Vmm::Nova] {
+            assert!(memlock(&plan(vmm, Some(16 * 1024)), Some(8 << 20)).is_empty());
+        }
+        // A guest holding nothing pins nothing for devices.
+        let mut p = plan(Vmm::Qemu, Some(16 * 1024));
+        p.guests[0].groups.clear();
+        assert!(memlock(&p, Some(8 << 20)).is_empty());
+    }
+}
