@@ -209,6 +209,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn memory_sizes_are_read_as_people_write_them_and_nothing_else() {
+        for (text, mib) in [
+            ("16G", 16384),
+            ("16GiB", 16384),
+            ("512M", 512),
+            ("2048", 2048),
+            ("1T", 1024 * 1024),
+            (" 8g ", 8192),
+        ] {
+            assert_eq!(parse_memory(text).unwrap(), mib, "{text}");
+        }
+        for bad in [
+            "",
+            "G",
+            "0",
+            "16X",
+            "-1G",
+            "99999999999999999999",
+            "65T",
+            "1.5G",
+        ] {
+            assert!(parse_memory(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_plan_survives_a_round_trip_and_a_missing_file_is_empty() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/plan.json");
