@@ -124,6 +124,20 @@ pub struct Profile {
     pub memory_mib: Option<u64>,
 }
 
+/// The memory sizes a guest may have, in MiB: 1 MiB to 64 TiB.
+pub const MEMORY_MIB: std::ops::RangeInclusive<u64> = 1..=64 * 1024 * 1024;
+
+/// A guest's memory as a file gives it: refused outside [`MEMORY_MIB`].
+pub fn check_memory(guest: &str, mib: Option<u64>) -> Result<(), PlanError> {
+    match mib {
+        Some(m) if !MEMORY_MIB.contains(&m) => Err(PlanError::Refused(trf(
+            "guest “{guest}”: memory_mib {mib} is not a memory size (1 to 67108864 MiB)",
+            &[("guest", guest), ("mib", &m.to_string())],
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A memory size as a person writes it: `16G`, `16GiB`, `512M`, `1T`, or MiB without a unit;
 /// in MiB. Between 1 MiB and 64 TiB.
 pub fn parse_memory(s: &str) -> Result<u64, PlanError> {
@@ -144,7 +158,7 @@ pub fn parse_memory(s: &str) -> Result<u64, PlanError> {
         _ => None,
     }
     .ok_or_else(bad)?;
-    if (1..=64 * 1024 * 1024).contains(&mib) {
+    if MEMORY_MIB.contains(&mib) {
         Ok(mib)
     } else {
         Err(bad())
@@ -191,10 +205,12 @@ pub fn load_profiles(path: &Path) -> Result<Vec<Profile>, StoreError> {
         detail: e.to_string(),
     })?;
     for p in &v {
-        check_guest_name(&p.name).map_err(|e| StoreError::Profiles {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+        check_guest_name(&p.name)
+            .and_then(|_| check_memory(&p.name, p.memory_mib))
+            .map_err(|e| StoreError::Profiles {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
     }
     Ok(v)
 }

@@ -110,8 +110,21 @@ pub fn run(cli: &Cli, path: Option<&Path>, action: &PlanAction) -> Result<u8, Fa
 /// `plan show` and `plan check` (`check`: exit 1 when the plan has errors).
 fn show(p: &plan::Plan, host: &Host, check: bool, as_json: bool) -> Result<u8, Failure> {
     let mut problems = plan::check(p, host);
-    // What a VMM started from here may pin: this process's limit, which it would inherit.
-    problems.extend(plan::memlock(p, memlock_limit()));
+    // What a VMM started from here may pin: this process's limit, which it would inherit. A
+    // guest's memory is its profile's as it is now (given after the guest was planned too).
+    let mut weighed = p.clone();
+    let known = KnownGuests::gather(false);
+    for g in &mut weighed.guests {
+        if let Some(m) = known
+            .guests
+            .iter()
+            .find(|k| k.name == g.name && k.vmm == g.vmm)
+            .and_then(|k| k.memory_mib)
+        {
+            g.memory_mib = Some(m);
+        }
+    }
+    problems.extend(plan::memlock(&weighed, memlock_limit()));
     problems.sort_by_key(|p| p.severity);
     let errors = report::has_errors(&problems);
     if as_json {

@@ -1,9 +1,11 @@
 //! Locked memory: a VMM that passes a device through pins the guest's memory for the device's
 //! DMA (VFIO maps all of it into the IOMMU), and the kernel refuses to pin more than the
-//! process's `RLIMIT_MEMLOCK`. libvirt raises that limit for its domains itself (their memory
-//! plus 1 GiB); a process with `CAP_IPC_LOCK` (root) has no limit; anything else started by
-//! an ordinary user runs under that user's limit — often 8 MiB — and QEMU then fails with
-//! "VFIO_MAP_DMA failed: Cannot allocate memory". This says so before the guest starts.
+//! process's `RLIMIT_MEMLOCK`. libvirt raises that limit for its system domains itself (their
+//! memory plus 1 GiB, more with a virtual IOMMU); a process with `CAP_IPC_LOCK` (root) has no
+//! limit; anything else started by an ordinary user runs under that user's limit — 8 MiB by
+//! default — and QEMU then fails with "VFIO_MAP_DMA failed: Cannot allocate memory". This says
+//! so before the guest starts. What is weighed is the least the guest needs (its memory plus
+//! 1 GiB): a virtual IOMMU pins the memory again per device, and iommufd counts BARs too.
 
 use super::check::Problem;
 use super::types::{Plan, Vmm};
@@ -41,24 +43,30 @@ pub fn memlock(plan: &Plan, limit: Option<u64>) -> Vec<Problem> {
     let Some(limit) = limit else {
         return Vec::new();
     };
-    let remedy = tr("Start it where it may lock that much: as root (which may lock any amount), or raise the limit for the user who starts it — a line “NAME hard memlock unlimited” in /etc/security/limits.conf, then “ulimit -l unlimited” in the shell that starts it — or LimitMEMLOCK=infinity in the systemd unit that runs it. libvirt does this by itself for its domains.");
+    let remedy = tr("Start it where it may lock that much: as root (which may lock any amount), or raise the limit for the user who starts it — a line “NAME - memlock unlimited” in /etc/security/limits.conf, taking effect at the next login — or LimitMEMLOCK=infinity in the systemd unit that runs it. libvirt does this by itself for its system domains.");
     plan.guests
         .iter()
-        .filter(|g| !g.groups.is_empty())
+        // A guest that is given no device (every one hidden) pins nothing for devices.
+        .filter(|g| {
+            g.groups
+                .iter()
+                .flat_map(|p| &p.devices)
+                .any(|d| d.visible)
+        })
         .filter(|g| matches!(g.vmm, Vmm::Qemu | Vmm::Crosvm | Vmm::CloudHypervisor))
         .filter_map(|g| {
             let (need, message) = match g.memory_mib {
                 Some(mib) => {
-                    let need = (mib + MARGIN_MIB) * 1024 * 1024;
+                    let need = mib.saturating_add(MARGIN_MIB).saturating_mul(1024 * 1024);
                     (need, trf(
-                        "{vmm} will pin all of {guest}'s memory for its devices ({memory}, plus room for the devices' mappings: {need}), but a process started here may lock only {limit} (RLIMIT_MEMLOCK): the guest would fail to start (“VFIO_MAP_DMA failed: Cannot allocate memory”).",
-                        &[("vmm", vmm_name(g.vmm)), ("guest", &g.name), ("memory", &size(mib * 1024 * 1024)), ("need", &size(need)), ("limit", &size(limit))],
+                        "{vmm} will pin all of {guest}'s memory for its devices ({memory}, plus room for the devices' mappings: at least {need}), but a process started here may lock only {limit} (RLIMIT_MEMLOCK): the guest would fail to start (“VFIO_MAP_DMA failed: Cannot allocate memory”).",
+                        &[("vmm", vmm_name(g.vmm)), ("guest", &g.name), ("memory", &size(mib.saturating_mul(1024 * 1024))), ("need", &size(need)), ("limit", &size(limit))],
                     ))
                 }
                 // Unknown memory: any real guest needs more than a GiB.
                 None => (MARGIN_MIB * 1024 * 1024, trf(
-                    "{vmm} will pin all of {guest}'s memory for its devices, but a process started here may lock only {limit} (RLIMIT_MEMLOCK), less than any guest needs. Give the profile its memory (passagectl guests add {guest} --memory 16G) to check exactly.",
-                    &[("vmm", vmm_name(g.vmm)), ("guest", &g.name), ("limit", &size(limit))],
+                    "{vmm} will pin all of {guest}'s memory for its devices, but a process started here may lock only {limit} (RLIMIT_MEMLOCK), less than any guest needs. Give its profile a memory size to check exactly (passagectl guests remove {guest}, then passagectl guests add {guest} --vmm {vmm_word} --memory 16G).",
+                    &[("vmm", vmm_name(g.vmm)), ("guest", &g.name), ("limit", &size(limit)), ("vmm_word", g.vmm.as_str())],
                 )),
             };
             (limit < need).then(|| {
@@ -79,10 +87,13 @@ mod tests {
     fn plan(vmm: Vmm, memory_mib: Option<u64>) -> Plan {
         let mut g = Guest::new("vm1", vmm).unwrap();
         g.memory_mib = memory_mib;
+        let host = crate::demo::Source::open(true, None).unwrap();
+        let host = crate::scan::scan(host.root()).unwrap();
+        let gpu = host.device("0000:0b:00.0".parse().unwrap()).unwrap();
         g.groups.push(GroupPlan {
             group: GroupId(19),
             force: false,
-            devices: Vec::new(),
+            devices: vec![super::super::types::DevicePlan::from_device(gpu)],
         });
         Plan {
             guests: vec![g],
@@ -92,6 +103,17 @@ mod tests {
 
     #[test]
     fn a_guest_that_would_not_fit_under_the_limit_is_warned_with_both_sizes() {
+        // A guest given no device (all hidden): nothing pinned for devices.
+        let mut hidden = plan(Vmm::Qemu, Some(16 * 1024));
+        for d in &mut hidden.guests[0].groups[0].devices {
+            d.visible = false;
+        }
+        assert!(memlock(&hidden, Some(8 << 20)).is_empty());
+        // Sizes beyond reason never overflow.
+        assert_eq!(
+            memlock(&plan(Vmm::Qemu, Some(u64::MAX)), Some(8 << 20)).len(),
+            1
+        );
         let p = memlock(&plan(Vmm::Qemu, Some(16 * 1024)), Some(8 * 1024 * 1024));
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].code, "locked-memory");

@@ -416,6 +416,7 @@ impl Plan {
             // The machine type reaches exports (a QEMU command line, a domain's XML): only the
             // names Passage lays out.
             crate::store::check_machine(&g.machine)?;
+            crate::store::check_memory(&g.name, g.memory_mib)?;
             for p in &g.groups {
                 let field = |what: &str| {
                     trf(
