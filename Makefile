@@ -49,6 +49,7 @@ INSTALLED = \
 	$(SYSTEMD_UNITS)/passage-helper.service \
 	$(SYSTEMD_UNITS)/passage-reclaim.service \
 	$(SYSTEMD_UNITS)/passage-initramfs.service \
+	$(SYSTEMD_UNITS)/passage-boot-line.service \
 	$(SYSTEMD_UNITS)/multi-user.target.wants/passage-reclaim.service \
 	$(POLKIT_ACTIONS)/io.github.passage.policy \
 	$(DATADIR)/doc/passage/passage-admins.rules.example \
@@ -95,6 +96,8 @@ install: all install-app
 		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-reclaim.service
 	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' data/systemd/passage-initramfs.service.in | \
 		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-initramfs.service
+	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' data/systemd/passage-boot-line.service.in | \
+		install -Dm644 /dev/stdin $(DESTDIR)$(SYSTEMD_UNITS)/passage-boot-line.service
 	# The boot-time re-claim is on wherever Passage is installed: it does nothing until a group
 	# is persisted (ConditionPathExists), and a persisted group must not wait for an enable.
 	install -d $(DESTDIR)$(SYSTEMD_UNITS)/multi-user.target.wants

@@ -70,24 +70,35 @@ fn xml_files_are_valid() {
         passage_core::names::ACTION_PERSIST,
         passage_core::names::ACTION_VERIFY,
         passage_core::names::ACTION_READ,
+        passage_core::names::ACTION_FIX_BOOT_LINE,
     ] {
         assert!(
             text.contains(&format!("id=\"{a}\"")),
             "{a} missing from the policy"
         );
     }
-    assert_eq!(text.matches("<action id=").count(), 5);
+    assert_eq!(text.matches("<action id=").count(), 6);
     // The prompts are translated (po/update-pot merges them from po/LANG.po) and keep the
     // details polkit fills in.
     for lang in languages() {
         let n = text
             .matches(&format!("<message xml:lang=\"{lang}\">"))
             .count();
-        assert_eq!(n, 5, "{lang}: {n} of 5 polkit messages translated");
+        assert_eq!(n, 6, "{lang}: {n} of 6 polkit messages translated");
     }
     // Every prompt about a group names it and its devices (reading the host names none).
     for action in text.split("<action id=").skip(1) {
         if action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_READ)) {
+            continue;
+        }
+        // The boot line's prompt names the change and the finding instead.
+        if action.starts_with(&format!(
+            "\"{}\"",
+            passage_core::names::ACTION_FIX_BOOT_LINE
+        )) {
+            for m in action.split("<message").skip(1) {
+                assert!(m.contains("$(change)") && m.contains("$(code)"), "{m}");
+            }
             continue;
         }
         for m in action.split("<message").skip(1) {
@@ -227,6 +238,7 @@ fn the_systemd_unit_verifies() {
         "passage-helper.service",
         "passage-reclaim.service",
         "passage-initramfs.service",
+        "passage-boot-line.service",
     ] {
         let unit = std::fs::read_to_string(repo().join(format!("data/systemd/{name}.in")))
             .unwrap()
@@ -264,6 +276,7 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
         "usr/lib/systemd/system/passage-helper.service",
         "usr/lib/systemd/system/passage-reclaim.service",
         "usr/lib/systemd/system/passage-initramfs.service",
+        "usr/lib/systemd/system/passage-boot-line.service",
         "usr/lib/systemd/system/multi-user.target.wants/passage-reclaim.service",
         "usr/share/polkit-1/actions/io.github.passage.policy",
         "etc/libvirt/hooks/qemu.d/passage",

@@ -68,19 +68,29 @@ impl Bus {
     /// [`Bus::start`] with more arguments for the helper (`--auth-timeout 4`).
     pub fn start_with(helper_args: &[&str]) -> Bus {
         let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-        Self::start_inner(Some(one), helper_args)
+        Self::start_inner(Some(one), helper_args, &|_| {})
+    }
+
+    /// [`Bus::start`] with the demo host's tree changed by `prepare` before the helper reads it.
+    pub fn start_prepared(prepare: &dyn Fn(&Path)) -> Bus {
+        let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        Self::start_inner(Some(one), &[], prepare)
     }
 
     /// Two machines: two private system buses, each with its own polkitd and helper over its
     /// own copy of the demo host.
     pub fn start_pair() -> Pair {
         let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-        let a = Self::start_inner(Some(one), &[]);
-        let b = Self::start_inner(None, &[]);
+        let a = Self::start_inner(Some(one), &[], &|_| {});
+        let b = Self::start_inner(None, &[], &|_| {});
         Pair { b, a }
     }
 
-    fn start_inner(one: Option<std::sync::MutexGuard<'static, ()>>, helper_args: &[&str]) -> Bus {
+    fn start_inner(
+        one: Option<std::sync::MutexGuard<'static, ()>>,
+        helper_args: &[&str],
+        prepare: &dyn Fn(&Path),
+    ) -> Bus {
         // A missing prerequisite fails the test and says so; it never passes unseen.
         assert!(
             rustix::process::geteuid().is_root(),
@@ -174,6 +184,7 @@ impl Bus {
             .unwrap()
             .write_tree(&bus.root())
             .unwrap();
+        prepare(&bus.root());
         let helper = Command::new(crate::bins::bin("passage-helper"))
             .arg("--root")
             .arg(bus.root())

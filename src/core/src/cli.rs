@@ -116,6 +116,25 @@ pub mod ctl {
             #[arg(long)]
             json: bool,
         },
+        /// Carry out the remedy of a finding of `doctor` that names `passagectl fix`: a kernel
+        /// parameter added to or taken from the boot configuration (GRUB, kernel-install,
+        /// proxmox-boot-tool), through the helper, with an administrator's password. Recorded,
+        /// so `unfix` takes exactly it back; it takes effect at the next boot, and `doctor`
+        /// then says whether it took.
+        Fix {
+            /// The finding's code, as doctor prints it (iommu-not-enabled, boot-framebuffer, …).
+            code: String,
+            /// The device a finding is about (boot-framebuffer), as doctor names it.
+            device: Option<String>,
+            /// Show the files' change and the commands, change nothing (works on --root too).
+            #[arg(long)]
+            dry_run: bool,
+        },
+        /// Take back what `fix CODE [DEVICE]` changed, through the helper.
+        Unfix {
+            code: String,
+            device: Option<String>,
+        },
         /// Draw the PCI tree with a box around each IOMMU group, as SVG: the root complex, ports
         /// and bridges, which port does not isolate what is below it; for bug reports and forums.
         Draw {
@@ -427,6 +446,10 @@ pub mod helper {
         /// (what passage-initramfs.service runs).
         #[arg(long, conflicts_with_all = ["claim", "release", "reclaim", "persist", "unpersist", "replay"])]
         pub regenerate_initramfs: bool,
+        /// Carry out the kernel command line change the service left in the state directory
+        /// (what passage-boot-line.service runs), then exit.
+        #[arg(long, conflicts_with_all = ["claim", "release", "reclaim", "persist", "unpersist", "replay", "regenerate_initramfs"])]
+        pub boot_line_request: bool,
     }
 }
 

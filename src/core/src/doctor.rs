@@ -9,6 +9,7 @@
 //! wrong claim.
 
 use crate::address::PciAddress;
+use crate::bootline;
 use crate::explain::{self, name as label, Reason, Severity};
 use crate::host::HostRoot;
 use crate::i18n::{tr, trf};
@@ -51,6 +52,12 @@ pub struct Facts {
     pub firmware_iommu_tables: Option<Vec<String>>,
     /// Power and BAR facts of the devices a person would give away, where there are any.
     pub devices: BTreeMap<PciAddress, DeviceFacts>,
+    /// How this system boots and the line its next boot gets (`None`: not read, as for the
+    /// demo host).
+    pub boot: Option<bootline::Boot>,
+    /// Passage changed the boot configuration during this boot (`run/passage/…`, a tmpfs): the
+    /// change waits for the reboot.
+    pub boot_line_pending: Option<bootline::Edit>,
 }
 
 /// What the doctor reads of one device besides the scan.
@@ -289,6 +296,11 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
             .map(|d| (d.address, read_device(root, d, &fbs)))
             .filter(|(_, f)| *f != DeviceFacts::default())
             .collect(),
+        boot: Some(bootline::read(root)),
+        boot_line_pending: root
+            .read(bootline::PENDING_NOTE)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok()),
     }
 }
 
@@ -299,6 +311,10 @@ pub struct Finding {
     pub topic: &'static str,
     #[serde(flatten)]
     pub reason: Reason,
+    /// The command that carries out the remedy, where Passage can (`passagectl fix CODE
+    /// [DEVICE]`); `None` where the remedy is a person's to carry out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 /// The doctor's whole answer.
@@ -368,7 +384,13 @@ pub fn amd_reset_bug(vendor: Hex16, device: Hex16) -> Option<&'static str> {
 /// Everything the doctor says about this host, most serious first within each topic.
 pub fn examine(host: &Host, facts: &Facts) -> Report {
     let mut findings: Vec<Finding> = Vec::new();
-    let mut add = |topic: &'static str, reason: Reason| findings.push(Finding { topic, reason });
+    let mut add = |topic: &'static str, reason: Reason| {
+        findings.push(Finding {
+            topic,
+            reason,
+            fix: None,
+        })
+    };
 
     for r in explain::iommu(host).reasons {
         add("iommu", r);
@@ -565,13 +587,43 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
             }
         }
     }
+    boot_findings(host, facts, &mut add);
     // Within each topic: blockers, then warnings, then the rest; a stable order otherwise.
     let rank = |t: &str| match t {
         "iommu" => 0,
         "vfio" => 1,
         "reset" => 2,
+        "boot" => 4,
         _ => 3,
     };
+    let mut by_hand = false;
+    for f in &mut findings {
+        if boot_line_edit(host, facts, &f.reason.code, f.reason.device).is_err() {
+            continue;
+        }
+        if matches!(facts.boot, Some(bootline::Boot::Known(_))) {
+            f.fix = Some(match f.reason.device {
+                Some(d) => format!("passagectl fix {} {d}", f.reason.code),
+                None => format!("passagectl fix {}", f.reason.code),
+            });
+        } else {
+            by_hand = true;
+        }
+    }
+    // Why no fix is offered, said only where a remedy is a kernel parameter.
+    if let (true, Some(bootline::Boot::Unknown { why })) = (by_hand, &facts.boot) {
+        findings.push(Finding {
+            topic: "boot",
+            reason: reason(
+                "boot-line-unknown",
+                None,
+                Severity::Info,
+                trf("Passage cannot change this system's kernel command line: {why}.", &[("why", why)]),
+                Some(tr("Add the parameters the remedies above name with your boot loader's own tool, then reboot.")),
+            ),
+            fix: None,
+        });
+    }
     findings.sort_by(|a, b| {
         (rank(a.topic), a.reason.severity, a.reason.device).cmp(&(
             rank(b.topic),
@@ -679,6 +731,201 @@ fn power_and_bars(
     }
 }
 
+/// The boot configuration as the doctor tells it: how the machine boots, and whether the line
+/// its next boot gets is the one it is running with.
+fn boot_findings(host: &Host, facts: &Facts, add: &mut impl FnMut(&'static str, Reason)) {
+    let Some(boot) = &facts.boot else {
+        return;
+    };
+    let bootline::Boot::Known(cfg) = boot else {
+        return;
+    };
+    let files: Vec<String> = cfg
+        .files
+        .iter()
+        .map(|f| format!("/{}", f.display()))
+        .collect();
+    let tool = cfg
+        .regenerate
+        .first()
+        .and_then(|c| c.first())
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+        .unwrap_or_default();
+    let running: Vec<String> = host
+        .platform
+        .cmdline
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let (more, less) = bootline::difference(&cfg.line, &running);
+    add(
+        "boot",
+        reason(
+            "boot-line",
+            None,
+            Severity::Info,
+            trf("This system boots with {how}: the kernel command line is set in {files}, and {tool} carries a change to the boot loader.", &[("how", cfg.arrangement.describe()), ("files", &files.join(", ")), ("tool", &tool)]),
+            None,
+        ),
+    );
+    if more.is_empty() && less.is_empty() {
+        return;
+    }
+    let changes = more
+        .iter()
+        .map(|w| format!("+{w}"))
+        .chain(less.iter().map(|w| format!("−{w}")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(e) = &facts.boot_line_pending {
+        let what = e
+            .add
+            .iter()
+            .map(|w| format!("+{w}"))
+            .chain(e.remove.iter().map(|w| format!("−{w}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        add(
+            "boot",
+            reason(
+                "boot-line-pending",
+                None,
+                Severity::Warning,
+                trf("Passage changed the kernel command line during this boot ({what}); the next boot gets {changes} against the running one. It takes effect when the machine restarts.", &[("what", &what), ("changes", &changes)]),
+                Some(tr("Restart the machine, then run passagectl doctor again: it says whether the change took.")),
+            ),
+        );
+    } else {
+        add(
+            "boot",
+            reason(
+                "boot-line-differs",
+                None,
+                Severity::Warning,
+                trf("The boot configuration ({files}) gives the next boot a line that differs from the running kernel's: {changes}. Either it changed since this boot and waits for a restart, or this boot did not use it (the boot loader's configuration was not regenerated, another entry was chosen, or the line was edited at boot).", &[("files", &files.join(", ")), ("changes", &changes)]),
+                Some(trf("If it changed since this boot, restart. Otherwise run {tool} and check which entry the boot loader starts.", &[("tool", &tool)])),
+            ),
+        );
+    }
+}
+
+/// The change to the kernel command line that carries out the remedy of finding `code` (of
+/// `device`), where one does and this host has that finding; otherwise why not.
+pub fn boot_line_fix(
+    host: &Host,
+    facts: &Facts,
+    code: &str,
+    device: Option<PciAddress>,
+) -> Result<bootline::Edit, String> {
+    let edit = boot_line_edit(host, facts, code, device)?;
+    match &facts.boot {
+        Some(bootline::Boot::Known(_)) => Ok(edit),
+        Some(bootline::Boot::Unknown { why }) => Err(trf(
+            "Passage cannot change this system's kernel command line: {why}",
+            &[("why", why)],
+        )),
+        None => Err(tr("this host's boot configuration was not read")),
+    }
+}
+
+/// The edit of the kernel command line that is the remedy of finding `code`, whatever the boot
+/// configuration.
+fn boot_line_edit(
+    host: &Host,
+    facts: &Facts,
+    code: &str,
+    device: Option<PciAddress>,
+) -> Result<bootline::Edit, String> {
+    let report_has = |c: &str| {
+        let mut found = false;
+        for r in explain::iommu(host).reasons {
+            found |= r.code == c;
+        }
+        found
+    };
+    let words = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    let line: Vec<&str> = host.platform.cmdline.split_whitespace().collect();
+    let intel = host.platform.cpu_vendor.as_deref() == Some("intel")
+        || host.platform.units.iter().any(|u| u.kind == "intel")
+        || host
+            .platform
+            .firmware_iommu_tables
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|n| n == "DMAR"));
+    let nothing = || {
+        trf(
+            "the doctor does not find {code} on this host, or its remedy is not a kernel parameter",
+            &[("code", code)],
+        )
+    };
+    let edit = match code {
+        "iommu-disabled-cmdline" if report_has(code) => bootline::Edit {
+            add: vec![],
+            remove: line
+                .iter()
+                .filter(|w| {
+                    matches!(
+                        **w,
+                        "intel_iommu=off" | "amd_iommu=off" | "iommu=off" | "amd_iommu=disabled"
+                    )
+                })
+                .map(|w| w.to_string())
+                .collect(),
+        },
+        "iommu-not-enabled" | "iommu-off"
+            if report_has(code) && intel && !line.contains(&"intel_iommu=on") =>
+        {
+            bootline::Edit {
+                add: words(&["intel_iommu=on"]),
+                remove: vec![],
+            }
+        }
+        "no-interrupt-remapping" if report_has(code) && line.contains(&"intremap=off") => {
+            bootline::Edit {
+                add: vec![],
+                remove: words(&["intremap=off"]),
+            }
+        }
+        "vfio-pci-ids" if report_has(code) => bootline::Edit {
+            add: vec![],
+            remove: words(&["vfio-pci.ids"]),
+        },
+        "boot-framebuffer" => {
+            let d = device.ok_or_else(|| {
+                tr("boot-framebuffer names a device: passagectl fix boot-framebuffer ADDRESS")
+            })?;
+            let fb = facts
+                .devices
+                .get(&d)
+                .and_then(|f| f.boot_framebuffer.as_ref())
+                .ok_or_else(nothing)?;
+            // vfio-pci takes the framebuffer away itself on 6.0 and later (see examine).
+            if host
+                .devices
+                .get(&d)
+                .is_some_and(|dev| dev.class.0 >> 8 == 0x0300)
+                && facts.kernel_release.as_deref().and_then(major_minor) >= Some((6, 0))
+            {
+                return Err(nothing());
+            }
+            let w = match fb.name.as_str() {
+                "efifb" => "video=efifb:off",
+                "vesafb" => "video=vesafb:off",
+                _ => "initcall_blacklist=sysfb_init",
+            };
+            bootline::Edit {
+                add: words(&[w]),
+                remove: vec![],
+            }
+        }
+        _ => return Err(nothing()),
+    };
+    if edit.is_empty() {
+        return Err(nothing());
+    }
+    Ok(edit)
+}
+
 fn reason(
     code: &str,
     device: Option<PciAddress>,
@@ -699,6 +946,7 @@ pub fn text(r: &Report) -> String {
         "iommu" => tr("IOMMU"),
         "vfio" => tr("VFIO"),
         "reset" => tr("Reset"),
+        "boot" => tr("Boot"),
         _ => tr("Devices"),
     };
     let mut last: Option<&str> = None;
@@ -722,6 +970,12 @@ pub fn text(r: &Report) -> String {
         ));
         if let Some(rem) = &f.reason.remedy {
             out.push_str(&format!("      → {rem}\n"));
+        }
+        if let Some(fix) = &f.fix {
+            out.push_str(&trf(
+                "      → Passage can do it: {command}\n",
+                &[("command", fix)],
+            ));
         }
     }
     let blockers = r

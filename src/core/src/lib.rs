@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod apply;
+pub mod bootline;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -16,6 +16,12 @@ pub const ACTION_CLAIM: &str = "io.github.passage.claim";
 pub const ACTION_CLAIM_HOST_CRITICAL: &str = "io.github.passage.claim-host-critical";
 /// polkit: make a claim survive reboots.
 pub const ACTION_PERSIST: &str = "io.github.passage.persist";
+/// polkit: change the kernel command line in the boot configuration (`passagectl fix` of a
+/// finding whose remedy is a kernel parameter); administrators only, every time.
+pub const ACTION_FIX_BOOT_LINE: &str = "io.github.passage.fix-boot-line";
+/// The unit that carries out a boot-line change (the helper's own unit may not write
+/// /etc/default or /boot).
+pub const BOOT_LINE_UNIT: &str = "passage-boot-line.service";
 /// polkit: open a group as QEMU would (`Verify`); active local users by default.
 pub const ACTION_VERIFY: &str = "io.github.passage.verify";
 /// polkit: read the host's description and the helper's holdings (`Describe`, `Claims`,

@@ -14,6 +14,7 @@ mod doctor;
 mod draw;
 mod explain;
 mod export;
+mod fix;
 mod guests;
 mod hook;
 mod list;
@@ -49,6 +50,12 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
         Command::List { json } => list::run(cli, *json),
         Command::Explain { target, json } => explain::run(cli, target, *json),
         Command::Doctor { json } => doctor::run(cli, *json),
+        Command::Fix {
+            code,
+            device,
+            dry_run,
+        } => fix::fix(cli, code, device.as_deref(), *dry_run),
+        Command::Unfix { code, device } => fix::unfix(cli, code, device.as_deref()),
         Command::Draw {
             group,
             all_vfs,

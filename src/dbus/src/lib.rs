@@ -17,8 +17,8 @@ use zbus::zvariant::Type;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 
 /// The interface's version (the `Version` property): 2 since replies are typed, 3 since
-/// PersistedGroups, 4 since DescribeHost and DeviceChanged.
-pub const INTERFACE_VERSION: u32 = 4;
+/// PersistedGroups, 4 since DescribeHost and DeviceChanged, 5 since Fix, Unfix and BootLineFixes.
+pub const INTERFACE_VERSION: u32 = 5;
 
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
 ///
@@ -252,6 +252,24 @@ pub trait Helper {
     fn verify(&self, group: u32) -> Result<Verification, HelperError>;
     /// Facts from the full config space of one device (what a user cannot read).
     fn describe(&self, address: &str) -> Result<HashMap<String, OwnedValue>, HelperError>;
+    /// Carries out the remedy of the doctor's finding `code` (of `device`, `""` for none):
+    /// `changed` false when the configuration already said so; `notes` in words.
+    fn fix(
+        &self,
+        code: &str,
+        device: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<Persisted, HelperError>;
+    /// Takes back what `fix` did for `code` (and `device`).
+    fn unfix(
+        &self,
+        code: &str,
+        device: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<Persisted, HelperError>;
+    /// The boot-line changes Passage made and has not taken back, as JSON
+    /// (`[{code, device, edit: {add, remove}, before, files, at}]`).
+    fn boot_line_fixes(&self) -> Result<String, HelperError>;
     /// The whole host as the helper keeps it, as JSON (`passage_core::Host`).
     fn describe_host(&self) -> Result<String, HelperError>;
     /// A device changed: one `passage_core::watch::Update` as JSON.

@@ -3,7 +3,10 @@
 //! - [`claim`]: claim and release whole groups as journaled transactions, and replay what a
 //!   crash left unfinished.
 //! - [`persist`]: the boot-time layers (udev rule, modprobe options, the re-claim list).
-//! - [`systemd`]: asks systemd to run passage-initramfs.service, where the initramfs is rebuilt.
+//! - [`bootfix`]: the kernel command line changed in the boot configuration (`passagectl fix`),
+//!   journaled, undone on failure, recorded for `unfix`.
+//! - [`systemd`]: asks systemd to run passage-initramfs.service (the initramfs rebuilt) and
+//!   passage-boot-line.service (the boot configuration changed).
 //! - [`fault`]: named points in every transaction; a tests' build (feature `fault-points`)
 //!   stops there when asked, for the real-kernel fault campaign. Empty in a release.
 //! - `fakekernel` (feature `fake-kernel`, tests only): the kernel's answers modelled on a
@@ -11,6 +14,7 @@
 //!
 //! The service itself (the bouncer and the D-Bus object) is `main.rs`.
 
+pub mod bootfix;
 pub mod claim;
 #[cfg(feature = "fake-kernel")]
 pub mod fakekernel;

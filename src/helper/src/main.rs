@@ -61,6 +61,8 @@ const BOUNCER: &[(&str, &str)] = &[
     ("Claims", names::ACTION_READ),
     ("PersistedGroups", names::ACTION_READ),
     ("Journal", names::ACTION_READ),
+    ("FixBootLine", names::ACTION_FIX_BOOT_LINE),
+    ("BootLineFixes", names::ACTION_READ),
 ];
 
 /// The polkit action for `method`, from [`BOUNCER`].
@@ -449,6 +451,85 @@ impl Helper {
     }
 }
 
+impl Helper {
+    /// `Fix` and `Unfix`: the finding checked against the host as it is, polkit asked, then the
+    /// change carried out where the boot files may be written.
+    async fn fix_or_undo(
+        &self,
+        code: &str,
+        device: &str,
+        options: HashMap<String, OwnedVariant>,
+        undo: bool,
+        hdr: Header<'_>,
+        conn: &zbus::Connection,
+    ) -> Result<(bool, Vec<String>), HelperError> {
+        let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
+        if code.is_empty()
+            || code.len() > 64
+            || !code
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            let c: String = code.chars().take(40).collect();
+            return Err(HelperError::InvalidArgs(format!(
+                "“{c}” is not a finding's code"
+            )));
+        }
+        let device: Option<PciAddress> = if device.is_empty() {
+            None
+        } else {
+            Some(
+                device
+                    .parse()
+                    .map_err(|e| HelperError::InvalidArgs(format!("{e}")))?,
+            )
+        };
+        writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
+        let edit = if undo {
+            passage_helper::bootfix::undo_edit(&self.state, code, device)
+                .map_err(HelperError::Failed)?
+                .ok_or_else(|| {
+                    HelperError::NotFound(format!(
+                        "Passage has made no change for {code}{} that it could take back.",
+                        device.map(|d| format!(" of {d}")).unwrap_or_default()
+                    ))
+                })?
+        } else {
+            let host = self.host_model().clone();
+            let r = HostRoot::open(&self.root).map_err(failed)?;
+            let facts = passage_core::doctor::read(&r, &host);
+            passage_core::doctor::boot_line_fix(&host, &facts, code, device).map_err(|why| {
+                HelperError::BadState(format!("Nothing to fix for {code}: {why}."))
+            })?
+        };
+        let words = edit
+            .add
+            .iter()
+            .map(|w| format!("+{w}"))
+            .chain(edit.remove.iter().map(|w| format!("-{w}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.authorize(
+            conn,
+            &hdr,
+            "FixBootLine",
+            HashMap::from([("code", code), ("change", words.as_str())]),
+            &opts,
+        )
+        .await?;
+        let req = passage_helper::bootfix::Request {
+            version: 1,
+            code: code.to_string(),
+            device,
+            edit,
+            undo,
+        };
+        let done =
+            passage_helper::systemd::boot_line(conn, &self.root, self.state.clone(), req).await?;
+        Ok((done.changed, done.notes))
+    }
+}
+
 /// Refuses a claim whose caller knows the group by other members than this host has now.
 fn check_expected(host: &Host, g: GroupId, expected: &[PciAddress]) -> Result<(), HelperError> {
     let have: std::collections::BTreeSet<PciAddress> = passage_core::plan::claimed_members(host, g)
@@ -699,6 +780,53 @@ impl Helper {
                 devices: j.members.iter().map(|m| m.address.to_string()).collect(),
             })
             .collect())
+    }
+
+    /// The doctor's finding `code` (of `device`, `""` for none) fixed, when its remedy is one
+    /// Passage carries out: today a change of the kernel command line.
+    #[zbus(out_args("changed", "notes"))]
+    async fn fix(
+        &self,
+        code: &str,
+        device: &str,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(bool, Vec<String>), HelperError> {
+        self.fix_or_undo(code, device, options, false, hdr, conn)
+            .await
+    }
+
+    /// What `Fix` did for `code` (and `device`) taken back.
+    #[zbus(out_args("changed", "notes"))]
+    async fn unfix(
+        &self,
+        code: &str,
+        device: &str,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(bool, Vec<String>), HelperError> {
+        self.fix_or_undo(code, device, options, true, hdr, conn)
+            .await
+    }
+
+    #[zbus(out_args("fixes"))]
+    async fn boot_line_fixes(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HelperError> {
+        self.authorize(
+            conn,
+            &hdr,
+            "BootLineFixes",
+            HashMap::new(),
+            &Options::default(),
+        )
+        .await?;
+        let recs = passage_helper::bootfix::records(&self.state).map_err(HelperError::Failed)?;
+        serde_json::to_string(&recs).map_err(failed)
     }
 
     #[zbus(out_args("pending"))]
@@ -1103,6 +1231,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.boot_line_request {
+        return match passage_helper::bootfix::serve_request(&args.root, &state) {
+            Ok(done) => {
+                for n in done.notes {
+                    println!("{n}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("passage-helper: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if args.claim.is_some()
         || args.release.is_some()
         || args.replay
@@ -1139,6 +1281,16 @@ fn main() -> ExitCode {
             }
             Some(Err(e)) => tracing::error!("replaying journals: {e}"),
             None => tracing::info!("{}", passage_helper::read_only_reason(&args.root)),
+        }
+        // A boot-line change a crash cut short: every boot file back as it was.
+        if kernel.is_some() {
+            match passage_helper::bootfix::replay(&args.root, &state) {
+                Ok(true) => {
+                    tracing::warn!("put the boot configuration back after an unfinished change")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!("putting the boot configuration back: {e}"),
+            }
         }
         let host = match Helper::scan(&args.root) {
             Ok(h) => h,

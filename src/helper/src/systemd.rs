@@ -1,10 +1,16 @@
-//! The one thing the helper asks systemd for: starting passage-initramfs.service and waiting
-//! for its end. The initramfs is rebuilt there, under a unit that may write /boot, because
-//! the helper's own unit keeps /boot read-only.
+//! What the helper asks systemd for: starting passage-initramfs.service or
+//! passage-boot-line.service and waiting for its end. The initramfs is rebuilt, and the boot
+//! configuration changed, under units that may write /etc/default and /boot, because the
+//! helper's own unit keeps them read-only.
 
+use crate::bootfix;
+use crate::claim::StateDir;
 use crate::persist;
 use passage_core::i18n::trf;
 use passage_core::names;
+use passage_dbus::HelperError;
+use std::path::Path;
+use std::sync::Arc;
 use zbus::OwnedObjectPath;
 
 #[zbus::proxy(
@@ -43,7 +49,7 @@ pub async fn regenerate_initramfs(conn: &zbus::Connection) -> String {
         Ok((tool, _)) => tool,
         Err(why) => return why,
     };
-    match through_systemd(conn).await {
+    match through_systemd(conn, names::INITRAMFS_UNIT).await {
         Ok(Some(result)) if result == "done" => trf(
             "The initramfs was regenerated ({tool}, in {unit}).",
             &[("tool", tool), ("unit", names::INITRAMFS_UNIT)],
@@ -70,7 +76,7 @@ pub async fn regenerate_initramfs(conn: &zbus::Connection) -> String {
 }
 
 /// Starts the unit and waits for its job's result (`None`: still running after the wait).
-async fn through_systemd(conn: &zbus::Connection) -> zbus::Result<Option<String>> {
+async fn through_systemd(conn: &zbus::Connection, unit: &str) -> zbus::Result<Option<String>> {
     use futures_util::StreamExt;
     let manager = ManagerProxy::new(conn).await?;
     // Subscribed before the start: a fast job must not end unseen.
@@ -81,7 +87,7 @@ async fn through_systemd(conn: &zbus::Connection) -> zbus::Result<Option<String>
             if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
         r => r?,
     }
-    let job = manager.start_unit(names::INITRAMFS_UNIT, "replace").await;
+    let job = manager.start_unit(unit, "replace").await;
     let job = match job {
         Ok(j) => j,
         Err(e) => {
@@ -105,4 +111,55 @@ async fn through_systemd(conn: &zbus::Connection) -> zbus::Result<Option<String>
         .flatten();
     let _ = manager.unsubscribe().await;
     Ok(result)
+}
+
+/// One boot-line change at a time: the request and result files have one name each.
+static ONE_BOOT_LINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Carries out a boot-line change: in passage-boot-line.service where systemd runs the bus and
+/// this is the machine's own root, else here (a test bus, a system without systemd).
+pub async fn boot_line(
+    conn: &zbus::Connection,
+    root: &Path,
+    state: Arc<StateDir>,
+    req: bootfix::Request,
+) -> Result<bootfix::Done, HelperError> {
+    let _one = ONE_BOOT_LINE.lock().await;
+    if root == Path::new("/") {
+        let path = state.path().join(bootfix::REQUEST);
+        let result = state.path().join(bootfix::RESULT);
+        let _ = std::fs::remove_file(&result);
+        let bytes = serde_json::to_vec(&req).map_err(|e| HelperError::Failed(e.to_string()))?;
+        passage_core::store::write_atomic(&path, &bytes)
+            .map_err(|e| HelperError::Failed(format!("{}: {e}", path.display())))?;
+        match through_systemd(conn, names::BOOT_LINE_UNIT).await {
+            Ok(Some(_)) => {
+                // The unit's own answer, whether it ended "done" or "failed".
+                let stored = std::fs::read(&result).map_err(|e| {
+                    HelperError::Failed(trf(
+                        "{unit} left no result ({error}); journalctl -u {unit} says why",
+                        &[("unit", names::BOOT_LINE_UNIT), ("error", &e.to_string())],
+                    ))
+                })?;
+                let r: Result<bootfix::Done, String> = serde_json::from_slice(&stored)
+                    .map_err(|e| HelperError::Failed(e.to_string()))?;
+                return r.map_err(HelperError::Failed);
+            }
+            Ok(None) => {
+                return Err(HelperError::Failed(trf(
+                    "{unit} is still running; journalctl -u {unit} shows when it ends, and passagectl doctor what it changed",
+                    &[("unit", names::BOOT_LINE_UNIT)],
+                )))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                tracing::info!("changing the boot line here: systemd did not start {}: {e}", names::BOOT_LINE_UNIT);
+            }
+        }
+    }
+    let root = root.to_path_buf();
+    tokio::task::spawn_blocking(move || bootfix::apply(&root, &state, &req))
+        .await
+        .map_err(|e| HelperError::Failed(e.to_string()))?
+        .map_err(HelperError::Failed)
 }

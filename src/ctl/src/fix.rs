@@ -1,0 +1,130 @@
+//! `passagectl fix CODE [DEVICE]` and `unfix`: a doctor's remedy carried out through the helper
+//! (`core::bootline` computes the edit; the helper writes it). `--dry-run` shows the change to
+//! each file and the commands that would run, reading the host here (also a recording).
+
+use crate::common::{helper_call, open_source, print, refuse_fake};
+use crate::Failure;
+use passage_core::bootline::{self, Boot};
+use passage_core::cli::ctl::Cli;
+use passage_core::i18n::{tr, trf};
+use passage_core::{doctor, scan, PciAddress};
+use std::collections::HashMap;
+
+fn device_of(device: Option<&str>) -> Result<Option<PciAddress>, Failure> {
+    Ok(match device {
+        Some(d) => Some(d.parse()?),
+        None => None,
+    })
+}
+
+pub fn fix(cli: &Cli, code: &str, device: Option<&str>, dry_run: bool) -> Result<u8, Failure> {
+    let addr = device_of(device)?;
+    if dry_run {
+        return dry(cli, code, addr);
+    }
+    refuse_fake(cli, "fix (without --dry-run)")?;
+    let (code_s, dev_s) = (
+        code.to_string(),
+        addr.map(|a| a.to_string()).unwrap_or_default(),
+    );
+    let done = helper_call(cli, |h| async move {
+        h.fix(&code_s, &dev_s, HashMap::new()).await
+    })?;
+    print(&if done.changed {
+        trf("Fixed {code}:\n", &[("code", code)])
+    } else {
+        trf("Nothing changed for {code}:\n", &[("code", code)])
+    })?;
+    for n in &done.notes {
+        print(&format!("  {n}\n"))?;
+    }
+    Ok(0)
+}
+
+pub fn unfix(cli: &Cli, code: &str, device: Option<&str>) -> Result<u8, Failure> {
+    let addr = device_of(device)?;
+    refuse_fake(cli, "unfix")?;
+    let (code_s, dev_s) = (
+        code.to_string(),
+        addr.map(|a| a.to_string()).unwrap_or_default(),
+    );
+    let done = helper_call(cli, |h| async move {
+        h.unfix(&code_s, &dev_s, HashMap::new()).await
+    })?;
+    print(&if done.changed {
+        trf("Took back the fix of {code}:\n", &[("code", code)])
+    } else {
+        trf("Nothing changed for {code}:\n", &[("code", code)])
+    })?;
+    for n in &done.notes {
+        print(&format!("  {n}\n"))?;
+    }
+    Ok(0)
+}
+
+/// The change as `diff` would show the lines that differ, file by file, and the commands.
+fn dry(cli: &Cli, code: &str, device: Option<PciAddress>) -> Result<u8, Failure> {
+    let src = open_source(cli)?;
+    let host = scan::scan(src.root())?;
+    let facts = doctor::read(src.root(), &host);
+    let edit = doctor::boot_line_fix(&host, &facts, code, device).map_err(|why| {
+        Failure(trf(
+            "nothing to fix for {code}: {why}",
+            &[("code", code), ("why", &why)],
+        ))
+    })?;
+    let Some(Boot::Known(cfg)) = &facts.boot else {
+        return Err(Failure(tr("the boot configuration could not be read")));
+    };
+    let changes = cfg.edit_files(src.root(), &edit).map_err(Failure)?;
+    let mut out = trf(
+        "{code}: the kernel command line {how}; this system boots with {arrangement}.\n",
+        &[
+            ("code", code),
+            ("how", &describe(&edit)),
+            ("arrangement", cfg.arrangement.describe()),
+        ],
+    );
+    if changes.is_empty() {
+        out.push_str(&tr(
+            "The boot configuration already says so; nothing would be written.\n",
+        ));
+    }
+    for (file, before, after) in &changes {
+        out.push_str(&format!("--- /{0}\n+++ /{0}\n", file.display()));
+        let (b, a): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
+        for i in 0..b.len().max(a.len()) {
+            match (b.get(i), a.get(i)) {
+                (Some(x), Some(y)) if x == y => {}
+                (x, y) => {
+                    if let Some(x) = x {
+                        out.push_str(&format!("-{x}\n"));
+                    }
+                    if let Some(y) = y {
+                        out.push_str(&format!("+{y}\n"));
+                    }
+                }
+            }
+        }
+    }
+    for c in cfg.commands(&edit) {
+        out.push_str(&trf("then: {command}\n", &[("command", &c.join(" "))]));
+    }
+    out.push_str(&trf(
+        "Next boot's line: {line}\n",
+        &[("line", &edit.apply(&cfg.line).join(" "))],
+    ));
+    print(&out)?;
+    Ok(0)
+}
+
+fn describe(e: &bootline::Edit) -> String {
+    let mut parts = Vec::new();
+    if !e.add.is_empty() {
+        parts.push(trf("gains {words}", &[("words", &e.add.join(" "))]));
+    }
+    if !e.remove.is_empty() {
+        parts.push(trf("loses {words}", &[("words", &e.remove.join(" "))]));
+    }
+    parts.join(&tr(" and "))
+}

@@ -1,0 +1,638 @@
+//! The kernel command line as the boot configuration says it, and `passagectl fix`/`unfix`
+//! changing it (`core::bootline`, the helper's `Fix`, `Unfix`): on the boot arrangements
+//! distributions ship — Debian's GRUB defaults as its grub2-common package installs them,
+//! Ubuntu's cloud images' `grub.d` override, Fedora's BLS entries, systemd-boot through
+//! kernel-install, Proxmox's proxmox-boot-tool — each file read back the way its own consumer
+//! reads it: GRUB's defaults by the shell, as grub-mkconfig sources them, and
+//! `/etc/kernel/cmdline` by the real kernel-install (systemd's), which writes it into a real
+//! Boot Loader Specification entry.
+
+#[path = "common/bins.rs"]
+mod bins;
+#[path = "common/bus.rs"]
+mod bus;
+
+use passage_core::bootline::{self, Arrangement, Boot, Edit};
+use passage_core::HostRoot;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+/// Debian 12's /etc/default/grub as grub2-common 2.06-13 installs it
+/// (/usr/share/grub/default/grub in the package).
+const DEBIAN_GRUB: &str = include_str!("fixtures/boot/debian-12-default-grub");
+
+fn write(root: &Path, rel: &str, text: &str) {
+    // What makes a directory a host root.
+    std::fs::create_dir_all(root.join("sys/bus/pci/devices")).unwrap();
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+}
+
+fn executable(root: &Path, rel: &str, text: &str) {
+    write(root, rel, text);
+    std::fs::set_permissions(root.join(rel), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Stands in for update-grub in a tree: reads the defaults exactly as grub-mkconfig does
+/// (sources /etc/default/grub, then each /etc/default/grub.d/*.cfg) and writes the default
+/// entry's line as 10_linux joins it; fails while the tree has `boot/fail`.
+const UPDATE_GRUB: &str = r#"#!/bin/sh
+set -e
+R=$PASSAGE_ROOT
+[ ! -e "$R/boot/fail" ] || { echo "grub-probe: error: failed to get canonical path of /dev/root" >&2; exit 1; }
+. "$R/etc/default/grub"
+for x in "$R"/etc/default/grub.d/*.cfg ; do
+  if [ -e "${x}" ]; then . "${x}"; fi
+done
+mkdir -p "$R/boot/grub"
+echo "linux /vmlinuz root=/dev/sda1 ro ${GRUB_CMDLINE_LINUX} ${GRUB_CMDLINE_LINUX_DEFAULT}" > "$R/boot/grub/grub.cfg"
+"#;
+
+fn passagectl() -> Command {
+    let mut c = Command::new(bins::bin("passagectl"));
+    c.env_remove("PASSAGE_ROOT")
+        .env("LC_ALL", "C.UTF-8")
+        .env_remove("LANGUAGE");
+    c
+}
+
+/// The line the shell makes of GRUB's defaults under `root`, as grub-mkconfig sources them.
+fn shell_line(root: &Path) -> Vec<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(
+            r#"set -e; R=$1; . "$R/etc/default/grub"
+for x in "$R"/etc/default/grub.d/*.cfg; do if [ -e "$x" ]; then . "$x"; fi; done
+echo "$GRUB_CMDLINE_LINUX $GRUB_CMDLINE_LINUX_DEFAULT""#,
+        )
+        .arg("sh")
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+fn known(root: &Path) -> bootline::BootConfig {
+    match bootline::read(&HostRoot::open(root).unwrap()) {
+        Boot::Known(c) => c,
+        Boot::Unknown { why } => panic!("{}: {why}", root.display()),
+    }
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+/// Applies `edit` to the files as the helper would write them.
+fn edit_in_place(root: &Path, cfg: &bootline::BootConfig, edit: &Edit) -> usize {
+    let r = HostRoot::open(root).unwrap();
+    let changes = cfg.edit_files(&r, edit).unwrap();
+    for (f, _, after) in &changes {
+        std::fs::write(root.join(f), after).unwrap();
+    }
+    changes.len()
+}
+
+#[test]
+fn grub_defaults_are_read_and_edited_as_grub_mkconfig_reads_them() {
+    let add = Edit {
+        add: words("intel_iommu=on iommu=pt"),
+        remove: words("vfio-pci.ids"),
+    };
+    // Debian's own file, with a line a person wrote.
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    write(
+        t,
+        "etc/default/grub",
+        &DEBIAN_GRUB.replace(
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet intel_iommu=off vfio-pci.ids=10de:1b80\"",
+        ),
+    );
+    executable(t, "usr/sbin/update-grub", UPDATE_GRUB);
+    let cfg = known(t);
+    assert_eq!(cfg.arrangement, Arrangement::Grub);
+    assert_eq!(
+        cfg.regenerate,
+        vec![vec!["/usr/sbin/update-grub".to_string()]]
+    );
+    assert_eq!(cfg.line, shell_line(t));
+    assert_eq!(edit_in_place(t, &cfg, &add), 1);
+    assert_eq!(shell_line(t), words("quiet intel_iommu=on iommu=pt"));
+    // Everything else in the file is as it was (the distributor's backquotes included).
+    let after = std::fs::read_to_string(t.join("etc/default/grub")).unwrap();
+    assert_eq!(
+        after
+            .lines()
+            .filter(|l| !l.starts_with("GRUB_CMDLINE_LINUX_DEFAULT="))
+            .collect::<Vec<_>>(),
+        DEBIAN_GRUB
+            .lines()
+            .filter(|l| !l.starts_with("GRUB_CMDLINE_LINUX_DEFAULT="))
+            .collect::<Vec<_>>()
+    );
+    // The inverse, on the line the edit was made on, gives the words back.
+    let cfg2 = known(t);
+    edit_in_place(t, &cfg2, &add.inverse(&cfg.line));
+    let mut back = shell_line(t);
+    back.sort();
+    let mut before = cfg.line.clone();
+    before.sort();
+    assert_eq!(back, before);
+
+    // Ubuntu's cloud images set the line again in grub.d, appending to it in another file:
+    // the value is what the last assignments make, and the edit goes where it decides.
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    write(t, "etc/default/grub", DEBIAN_GRUB);
+    write(
+        t,
+        "etc/default/grub.d/50-cloudimg-settings.cfg",
+        "# Cloud Image specific Grub settings for Generic Cloud Images\n# CLOUD_IMG: This file was created/modified by the Cloud Image build process\n\n# Set the recordfail timeout\nGRUB_RECORDFAIL_TIMEOUT=0\n\n# Do not wait on grub prompt\nGRUB_TIMEOUT=0\n\n# Set the default commandline\nGRUB_CMDLINE_LINUX_DEFAULT=\"console=tty1 console=ttyS0\"\n\n# Set the grub console type\nGRUB_TERMINAL=console\n",
+    );
+    write(
+        t,
+        "etc/default/grub.d/90-local.cfg",
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt\"\n",
+    );
+    executable(t, "usr/sbin/update-grub", UPDATE_GRUB);
+    let cfg = known(t);
+    assert_eq!(cfg.line, shell_line(t));
+    assert_eq!(cfg.line, words("console=tty1 console=ttyS0 iommu=pt"));
+    edit_in_place(
+        t,
+        &cfg,
+        &Edit {
+            add: words("intel_iommu=on"),
+            remove: words("console=ttyS0"),
+        },
+    );
+    assert_eq!(shell_line(t), words("console=tty1 iommu=pt intel_iommu=on"));
+    assert_eq!(
+        std::fs::read_to_string(t.join("etc/default/grub.d/90-local.cfg")).unwrap(),
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt intel_iommu=on\"\n"
+    );
+
+    // No assignment of the variable at all: a line is added to /etc/default/grub.
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    write(t, "etc/default/grub", "GRUB_TIMEOUT=5\n");
+    executable(t, "usr/sbin/grub-mkconfig", UPDATE_GRUB);
+    let cfg = known(t);
+    assert_eq!(cfg.regenerate[0][1..], ["-o", "/boot/grub/grub.cfg"]);
+    edit_in_place(
+        t,
+        &cfg,
+        &Edit {
+            add: words("intel_iommu=on"),
+            remove: vec![],
+        },
+    );
+    assert_eq!(shell_line(t), words("intel_iommu=on"));
+}
+
+#[test]
+fn odd_boot_files_are_unknown_never_a_wrong_edit() {
+    for (text, said) in [
+        (
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"$(cat /etc/cmdline)\"\n",
+            "built from other variables or commands",
+        ),
+        (
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"$EXTRA quiet\"\n",
+            "built from other variables or commands",
+        ),
+        (
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet \\\n splash\"\n",
+            "continues on the next line",
+        ),
+        (
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\n",
+            "quote is not closed",
+        ),
+        (
+            "GRUB_CMDLINE_LINUX=`cat /x`\n",
+            "built from other variables or commands",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        write(t, "etc/default/grub", text);
+        executable(t, "usr/sbin/update-grub", UPDATE_GRUB);
+        match bootline::read(&HostRoot::open(t).unwrap()) {
+            Boot::Unknown { why } => assert!(
+                why.contains(said) && why.contains("line 1"),
+                "{text:?}: {why}"
+            ),
+            Boot::Known(c) => panic!("{text:?} read as {:?}", c.line),
+        }
+    }
+    // Not text; no tool to carry a change; an OSTree system; nothing at all.
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    executable(t, "usr/sbin/update-grub", UPDATE_GRUB);
+    std::fs::create_dir_all(t.join("etc/default")).unwrap();
+    std::fs::write(t.join("etc/default/grub"), b"GRUB_CMDLINE_LINUX=\"\xff\"\n").unwrap();
+    assert!(
+        matches!(bootline::read(&HostRoot::open(t).unwrap()), Boot::Unknown { why } if why.contains("not text"))
+    );
+    std::fs::remove_file(t.join("usr/sbin/update-grub")).unwrap();
+    std::fs::write(t.join("etc/default/grub"), DEBIAN_GRUB).unwrap();
+    assert!(
+        matches!(bootline::read(&HostRoot::open(t).unwrap()), Boot::Unknown { why } if why.contains("update-grub"))
+    );
+    write(t, "run/ostree-booted", "");
+    assert!(
+        matches!(bootline::read(&HostRoot::open(t).unwrap()), Boot::Unknown { why } if why.contains("rpm-ostree kargs"))
+    );
+    let empty = tempfile::tempdir().unwrap();
+    write(empty.path(), "proc/cmdline", "quiet\n");
+    assert!(matches!(
+        bootline::read(&HostRoot::open(empty.path()).unwrap()),
+        Boot::Unknown { .. }
+    ));
+    // A word that is not a kernel parameter is never written.
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    write(t, "etc/default/grub", DEBIAN_GRUB);
+    executable(t, "usr/sbin/update-grub", UPDATE_GRUB);
+    let cfg = known(t);
+    let r = HostRoot::open(t).unwrap();
+    for bad in ["a\"b", "$(reboot)", "a;b", "x`y`", ""] {
+        assert!(
+            cfg.edit_files(
+                &r,
+                &Edit {
+                    add: vec![bad.into()],
+                    remove: vec![]
+                }
+            )
+            .is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn fedora_bls_and_proxmox_are_carried_by_their_own_tools() {
+    // Fedora: GRUB reads BLS entries, grubby changes them.
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    write(
+        t,
+        "etc/default/grub",
+        "GRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR=\"$(sed 's, release .*$,,g' /etc/system-release)\"\nGRUB_DEFAULT=saved\nGRUB_DISABLE_SUBMENU=true\nGRUB_TERMINAL_OUTPUT=\"console\"\nGRUB_CMDLINE_LINUX=\"rhgb quiet\"\nGRUB_DISABLE_RECOVERY=\"true\"\nGRUB_ENABLE_BLSCFG=true\n",
+    );
+    executable(t, "usr/sbin/grubby", "#!/bin/sh\nexit 0\n");
+    executable(t, "usr/sbin/grub2-mkconfig", "#!/bin/sh\nexit 0\n");
+    let cfg = known(t);
+    assert_eq!(cfg.arrangement, Arrangement::GrubBls);
+    assert_eq!(cfg.line, words("rhgb quiet"));
+    let e = Edit {
+        add: words("intel_iommu=on"),
+        remove: words("rhgb"),
+    };
+    assert_eq!(
+        cfg.commands(&e),
+        vec![vec![
+            "/usr/sbin/grubby",
+            "--update-kernel=ALL",
+            "--args=intel_iommu=on",
+            "--remove-args=rhgb"
+        ]]
+    );
+    // Proxmox: /etc/kernel/cmdline and proxmox-boot-tool refresh, GRUB's file beside unused.
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    write(
+        t,
+        "etc/kernel/cmdline",
+        "root=ZFS=rpool/ROOT/pve-1 boot=zfs\n",
+    );
+    write(t, "etc/kernel/proxmox-boot-uuids", "5A1B-2C3D\n");
+    write(t, "etc/default/grub", DEBIAN_GRUB);
+    executable(t, "usr/sbin/proxmox-boot-tool", "#!/bin/sh\nexit 0\n");
+    executable(t, "usr/sbin/update-grub", UPDATE_GRUB);
+    let cfg = known(t);
+    assert_eq!(cfg.arrangement, Arrangement::Proxmox);
+    assert_eq!(
+        cfg.regenerate,
+        vec![vec![
+            "/usr/sbin/proxmox-boot-tool".to_string(),
+            "refresh".into()
+        ]]
+    );
+    edit_in_place(
+        t,
+        &cfg,
+        &Edit {
+            add: words("intel_iommu=on"),
+            remove: vec![],
+        },
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.join("etc/kernel/cmdline")).unwrap(),
+        "root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on\n"
+    );
+}
+
+/// Stands in for kernel-install in a tree: the system's real kernel-install (systemd's), told
+/// the tree's configuration and boot directory, for the image inside the tree.
+const KERNEL_INSTALL: &str = r#"#!/bin/sh
+R=$PASSAGE_ROOT
+KERNEL_INSTALL_CONF_ROOT=$R/etc/kernel BOOT_ROOT=$R/boot MACHINE_ID=0123456789abcdef0123456789abcdef \
+  exec /usr/bin/kernel-install "$1" "$2" "$R$3"
+"#;
+
+#[test]
+fn kernel_install_writes_the_edited_line_into_a_real_boot_entry() {
+    assert!(
+        Path::new("/usr/bin/kernel-install").exists(),
+        "kernel-install is needed (part of systemd)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    write(t, "etc/kernel/cmdline", "root=UUID=2f1e rw quiet\n");
+    write(t, "etc/kernel/install.conf", "layout=bls\n");
+    write(
+        t,
+        "usr/lib/modules/6.1.0-99-amd64/vmlinuz",
+        "not a kernel\n",
+    );
+    executable(t, "usr/bin/kernel-install", KERNEL_INSTALL);
+    let cfg = known(t);
+    assert_eq!(cfg.arrangement, Arrangement::KernelInstall);
+    assert_eq!(
+        cfg.regenerate,
+        vec![vec![
+            "/usr/bin/kernel-install".to_string(),
+            "add".into(),
+            "6.1.0-99-amd64".into(),
+            "/usr/lib/modules/6.1.0-99-amd64/vmlinuz".into()
+        ]]
+    );
+    let e = Edit {
+        add: words("intel_iommu=on"),
+        remove: words("quiet"),
+    };
+    edit_in_place(t, &cfg, &e);
+    for c in cfg.commands(&e) {
+        let out = Command::new(t.join(c[0].trim_start_matches('/')))
+            .args(&c[1..])
+            .env("PASSAGE_ROOT", t)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let entry = std::fs::read_to_string(
+        t.join("boot/loader/entries/0123456789abcdef0123456789abcdef-6.1.0-99-amd64.conf"),
+    )
+    .unwrap();
+    let options = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("options"))
+        .unwrap();
+    assert!(
+        options
+            .split_whitespace()
+            .take(3)
+            .eq(["root=UUID=2f1e", "rw", "intel_iommu=on"]),
+        "{entry}"
+    );
+}
+
+/// A recorded Intel desktop whose firmware has VT-d (a DMAR table) and whose kernel was not told
+/// to use it, with Debian's GRUB: the doctor offers the fix, --dry-run shows it, nothing changes.
+#[test]
+fn doctor_offers_the_fix_and_dry_run_shows_it() {
+    let mut spec = passage_core::synth::MachineSpec::from_json(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/machines/msi-z370i-i5-8400-gtx1070.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    spec.host.iommu = Some("off".into());
+    spec.kernel_cmdline = Some("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet".into());
+    spec.host.acpi_tables = Some(vec!["DSDT".into(), "DMAR".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("host");
+    spec.write_tree(&t).unwrap();
+    write(&t, "etc/default/grub", DEBIAN_GRUB);
+    executable(&t, "usr/sbin/update-grub", UPDATE_GRUB);
+    let root = t.to_str().unwrap();
+
+    let out = passagectl()
+        .args(["--root", root, "doctor"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("Passage can do it: passagectl fix iommu-not-enabled"),
+        "{text}"
+    );
+    assert!(text.contains("This system boots with GRUB"), "{text}");
+    let out = passagectl()
+        .args(["--root", root, "doctor", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "iommu-not-enabled")
+        .unwrap();
+    assert_eq!(f["fix"], "passagectl fix iommu-not-enabled");
+    assert_eq!(v["facts"]["boot"]["arrangement"], "grub");
+
+    let before = std::fs::read(t.join("etc/default/grub")).unwrap();
+    let out = passagectl()
+        .args(["--root", root, "fix", "iommu-not-enabled", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("-GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n+GRUB_CMDLINE_LINUX_DEFAULT=\"quiet intel_iommu=on\""), "{text}");
+    assert!(text.contains("then: /usr/sbin/update-grub"), "{text}");
+    assert_eq!(std::fs::read(t.join("etc/default/grub")).unwrap(), before);
+    assert!(!t.join("boot/grub/grub.cfg").exists());
+
+    // A finding this host does not have, an unknown code: a clear no.
+    for code in ["vfio-pci-ids", "no-such-code"] {
+        let out = passagectl()
+            .args(["--root", root, "fix", code, "--dry-run"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("nothing to fix") && err.contains(code),
+            "{err}"
+        );
+    }
+    // Boot files Passage does not edit: no fix offered, and why.
+    write(
+        &t,
+        "etc/default/grub",
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"$(cat /etc/extra)\"\n",
+    );
+    let out = passagectl()
+        .args(["--root", root, "doctor"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("passagectl fix"), "{text}");
+    assert!(
+        text.contains("(boot-line-unknown)") && text.contains("line 1"),
+        "{text}"
+    );
+    // Without --dry-run, on a recording: the helper acts on this machine only.
+    let out = passagectl()
+        .args(["--root", root, "fix", "iommu-not-enabled"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with --root"));
+}
+
+/// Through the real helper on a private system bus with the real polkitd: a root caller fixes,
+/// the tool runs, the change is noted as waiting for the reboot; a failing tool leaves every
+/// file as it was; unfix takes it back; nobody is refused; hostile arguments change nothing.
+#[test]
+fn the_helper_fixes_and_takes_back_the_boot_line() {
+    let b = bus::Bus::start_prepared(&|root| {
+        let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap();
+        std::fs::write(
+            root.join("proc/cmdline"),
+            format!("{} vfio-pci.ids=10de:1b80\n", cmdline.trim()),
+        )
+        .unwrap();
+        write(
+            root,
+            "etc/default/grub",
+            &DEBIAN_GRUB.replace(
+                "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+                "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet amd_iommu=on iommu=pt vfio-pci.ids=10de:1b80\"",
+            ),
+        );
+        executable(root, "usr/sbin/update-grub", UPDATE_GRUB);
+    });
+    let root = b.root();
+    let grub = root.join("etc/default/grub");
+    let original = std::fs::read(&grub).unwrap();
+
+    // nobody: polkit says no, nothing written.
+    let out = b.passagectl(true, &["fix", "vfio-pci-ids"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("fix-boot-line"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&grub).unwrap(), original);
+
+    // The tool fails: every file as it was, no record, no note.
+    std::fs::write(root.join("boot/fail"), "").unwrap_or_else(|_| write(&root, "boot/fail", ""));
+    let out = b.passagectl(false, &["fix", "vfio-pci-ids"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("update-grub failed")
+            && err.contains("Every file is as it was"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&grub).unwrap(), original);
+    assert!(!root.join(bootline::PENDING_NOTE).exists());
+    std::fs::remove_file(root.join("boot/fail")).unwrap();
+
+    // As root: written, the tool ran, noted until the reboot.
+    let out = b.passagectl(false, &["fix", "vfio-pci-ids"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Fixed vfio-pci-ids") && text.contains("Ran /usr/sbin/update-grub"),
+        "{text}"
+    );
+    assert_eq!(shell_line(&root), words("quiet amd_iommu=on iommu=pt"));
+    let cfg_out = std::fs::read_to_string(root.join("boot/grub/grub.cfg")).unwrap();
+    assert!(!cfg_out.contains("vfio-pci.ids"), "{cfg_out}");
+    assert_eq!(
+        std::fs::metadata(&grub).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    let out = passagectl()
+        .args(["--root", root.to_str().unwrap(), "doctor"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(boot-line-pending)") && text.contains("−vfio-pci.ids=10de:1b80"),
+        "{text}"
+    );
+    // The same fix again: the configuration already says so.
+    let out = b.passagectl(false, &["fix", "vfio-pci-ids"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Nothing changed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Hostile arguments: refused, nothing written.
+    let (rt, h) = b.proxy();
+    let after_fix = std::fs::read(&grub).unwrap();
+    for (code, dev) in [
+        ("../../etc/shadow", ""),
+        ("vfio-pci-ids", "0000:zz:00.0"),
+        ("boot-framebuffer", "0000:00:02.0"),
+        ("", ""),
+    ] {
+        let r = rt.block_on(h.fix(code, dev, Default::default()));
+        assert!(r.is_err(), "{code} {dev}");
+    }
+    assert_eq!(std::fs::read(&grub).unwrap(), after_fix);
+
+    // unfix: the words back, the tool run again, the note gone (the changes cancel out).
+    let out = b.passagectl(false, &["unfix", "vfio-pci-ids"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut back = shell_line(&root);
+    back.sort();
+    assert_eq!(back, {
+        let mut w = words("quiet amd_iommu=on iommu=pt vfio-pci.ids=10de:1b80");
+        w.sort();
+        w
+    });
+    assert!(std::fs::read_to_string(root.join("boot/grub/grub.cfg"))
+        .unwrap()
+        .contains("vfio-pci.ids=10de:1b80"));
+    assert!(!root.join(bootline::PENDING_NOTE).exists());
+    let out = b.passagectl(false, &["unfix", "vfio-pci-ids"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no change"));
+}
