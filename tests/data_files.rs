@@ -71,24 +71,32 @@ fn xml_files_are_valid() {
         passage_core::names::ACTION_VERIFY,
         passage_core::names::ACTION_READ,
         passage_core::names::ACTION_FIX_BOOT_LINE,
+        passage_core::names::ACTION_FIX_D3COLD,
     ] {
         assert!(
             text.contains(&format!("id=\"{a}\"")),
             "{a} missing from the policy"
         );
     }
-    assert_eq!(text.matches("<action id=").count(), 6);
+    assert_eq!(text.matches("<action id=").count(), 7);
     // The prompts are translated (po/update-pot merges them from po/LANG.po) and keep the
     // details polkit fills in.
     for lang in languages() {
         let n = text
             .matches(&format!("<message xml:lang=\"{lang}\">"))
             .count();
-        assert_eq!(n, 6, "{lang}: {n} of 6 polkit messages translated");
+        assert_eq!(n, 7, "{lang}: {n} of 7 polkit messages translated");
     }
-    // Every prompt about a group names it and its devices (reading the host names none).
+    // Every prompt about a group names it and its devices (reading the host names none; a
+    // device's own setting names the device).
     for action in text.split("<action id=").skip(1) {
         if action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_READ)) {
+            continue;
+        }
+        if action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_FIX_D3COLD)) {
+            for m in action.split("<message").skip(1) {
+                assert!(m.contains("$(devices)"), "{m}");
+            }
             continue;
         }
         // The boot line's prompt names the change and the finding instead.

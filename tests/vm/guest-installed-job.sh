@@ -7,10 +7,11 @@
 #
 #   boot 1  users and a polkit rule; as an allowed user through the real activation path:
 #           claim, verify, release (and a user polkit refuses); the service and dbus-daemon
-#           restarted with a group held; persist on; reboot
-#   boot 2  the group is on vfio-pci before its host driver loaded, `status` says so; persist
+#           restarted with a group held; persist on; fix vfio-pci-ids (the boot line); reboot
+#   boot 2  the group is on vfio-pci before its host driver loaded, `status` says so; the boot
+#           line is the one fix wrote (the bed boots kernel-install's entry), unfix; persist
 #           off; reboot
-#   boot 3  the host drivers have the group again; power off
+#   boot 3  the host drivers have the group again; the line unfix wrote; power off
 #
 # Each check is a line of OUT/checks.tsv: boot, name, ok or FAIL, what was seen. The host test
 # asserts them all, and that none is missing.
@@ -58,6 +59,8 @@ none_on() { local m; for m in $(members); do [ "$(drv $m)" != "$1" ] || return 1
 has() { grep -q -- "$2" <<< "$1"; }
 eq() { [ "$1" = "$2" ]; }
 ne() { [ "$1" != "$2" ]; }
+lacks() { ! grep -q -- "$2" <<< "$1"; }
+entry() { cat /boot/loader/entries/*-$(uname -r).conf 2>&1; }
 helper_pid() { systemctl show -p MainPID --value passage-helper.service; }
 
 # The boot itself, as systemd saw it.
@@ -200,6 +203,24 @@ EOF
   check "the-initramfs-carries-the-softdeps" "$l" has "$l" "etc/modprobe.d/passage-vfio.conf"
   out=$(as alice passagectl status 2>&1)
   check "status-lists-the-persisted-group" "$out" has "$out" "every boot"
+
+  # The kernel command line (a systemd-boot system: /etc/kernel/cmdline, entries written by
+  # kernel-install; the bed boots the entry's options). This boot has vfio-pci.ids=8086:9999;
+  # the doctor offers to take it away, and fix does it through passage-boot-line.service.
+  d=$(passagectl doctor --json 2>&1)
+  echo "$d" > $OUT/doctor-boot1.json
+  check "doctor-knows-how-it-boots" "$d" has "$d" '"arrangement": *"kernel-install"'
+  check "doctor-offers-the-fix" "$d" has "$d" '"fix": *"passagectl fix vfio-pci-ids"'
+  out=$(passagectl fix vfio-pci-ids 2>&1); rc=$?
+  echo "$out" > $OUT/fix.txt
+  check "fix-takes-vfio-pci-ids-away" "rc=$rc $out" eq $rc 0
+  r=$(systemctl show -p Result --value passage-boot-line.service)
+  check "fix-ran-in-its-unit" "$r $(journalctl -b -u passage-boot-line.service --no-pager -o cat 2>&1 | tail -3)" eq "$r" success
+  check "fix-changed-etc-kernel-cmdline" "$(cat /etc/kernel/cmdline)" lacks "$(cat /etc/kernel/cmdline)" vfio-pci.ids
+  check "kernel-install-wrote-the-entry" "$(entry)" lacks "$(entry)" vfio-pci.ids
+  check "kernel-install-kept-the-rest" "$(entry)" has "$(entry)" "passage.boot=installed"
+  d=$(passagectl doctor 2>&1)
+  check "doctor-says-it-waits-for-a-restart" "$d" has "$d" "(boot-line-pending)"
   ;;
 2)
   host=$(cat $OUT/host-drivers.txt)
@@ -234,6 +255,17 @@ EOF
   l=$(lsinitramfs /boot/initrd.img-$(uname -r) 2>&1); lrc=$?
   check "the-initramfs-is-readable" "rc=$lrc $(grep modprobe.d <<< "$l")" has "$l" "etc/modprobe.d"
   check "the-initramfs-lost-the-softdeps" "$(grep modprobe.d <<< "$l")" ne "$(grep -c passage-vfio <<< "$l")" 1
+
+  # The boot used the entry fix wrote: the parameter is gone, and the doctor says the line is
+  # the configured one. Then unfix gives it back.
+  check "the-fix-took" "$(cat /proc/cmdline)" lacks "$(cat /proc/cmdline)" vfio-pci.ids
+  d=$(passagectl doctor 2>&1)
+  echo "$d" > $OUT/doctor-boot2.txt
+  check "doctor-finds-nothing-waiting" "$d" lacks "$d" "(boot-line-pending)\|(boot-line-differs)\|(vfio-pci-ids)"
+  out=$(passagectl unfix vfio-pci-ids 2>&1); rc=$?
+  echo "$out" > $OUT/unfix.txt
+  check "unfix-gives-it-back" "rc=$rc $out" eq $rc 0
+  check "unfix-wrote-the-entry" "$(entry)" has "$(entry)" "vfio-pci.ids=8086:9999"
   ;;
 3)
   host=$(cat $OUT/host-drivers.txt)
@@ -244,6 +276,9 @@ EOF
   out=$(as alice passagectl status --json 2>&1); rc=$?
   check "status-holds-nothing" "rc=$rc $out" has "$out" '"claims": *\[\]'
   check "status-persists-nothing" "$out" has "$out" '"persisted": *\[\]'
+  check "the-unfix-took" "$(cat /proc/cmdline)" has "$(cat /proc/cmdline)" "vfio-pci.ids=8086:9999"
+  d=$(passagectl doctor 2>&1)
+  check "doctor-sees-the-configured-line" "$d" lacks "$d" "(boot-line-pending)\|(boot-line-differs)"
   echo 0 > $OUT/job.rc
   touch $OUT/job.done
   exit 0  # finish() powers off

@@ -435,6 +435,9 @@ def qemu_command(topology, vmlinux, initrd, out: Path, udev=False, disk=None, mo
         append += " passage.coldplug=udev"
     if disk:
         append += f" passage.boot=installed passage.moddir={moddir} systemd.unit=multi-user.target"
+        # A parameter the installed system's job takes away with `passagectl fix vfio-pci-ids`
+        # and gives back with `unfix` (no device has these ids, so it changes nothing else).
+        append += " vfio-pci.ids=8086:9999"
     iommu = ["-device", "intel-iommu,intremap=on,caching-mode=on"] if iommu_device else []
     qemu = str(new_qemu()) if topology in NEEDS_NEW_QEMU else "qemu-system-x86_64"
     return [
@@ -523,7 +526,7 @@ WantedBy=multi-user.target
 MAX_BOOTS = 8
 
 
-def installed_disk(stage: Path, disk: Path):
+def installed_disk(stage: Path, disk: Path, append: str, vmlinux: Path, kver: str):
     """An ext4 disk whose upper/ is what `make install` put in STAGE, plus the test bed's own
     units; the units the host's own /etc enables (its database, libvirt, timers) are masked: they
     are not what is tested and would only slow the boot."""
@@ -538,6 +541,17 @@ def installed_disk(stage: Path, disk: Path):
             (units / name).write_text(text)
         (units / "multi-user.target.wants/passage-test-job.service").symlink_to("../passage-test-job.service")
         (upper / "mnt/out").mkdir(parents=True, exist_ok=True)
+        # The boot configuration of a systemd-boot system: its kernel command line in
+        # /etc/kernel/cmdline, Boot Loader Specification entries written by kernel-install under
+        # /boot, and the kernel's image where kernel-install takes it from. The bed boots as
+        # systemd-boot would (boot_options below): with the options of the entry for this
+        # kernel once there is one, so a change `passagectl fix` makes is what the next boot
+        # really gets.
+        (upper / "etc/kernel").mkdir(parents=True, exist_ok=True)
+        (upper / "etc/kernel/cmdline").write_text(append + "\n")
+        (upper / "etc/kernel/install.conf").write_text("layout=bls\n")
+        (upper / "boot").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(vmlinux, upper / "boot" / f"vmlinuz-{kver}")
         # This machine may itself be a container: systemd would take /.dockerenv below for
         # "running in Docker" and skip what containers skip. An overlay whiteout hides it.
         if Path("/.dockerenv").exists():
@@ -551,6 +565,25 @@ def installed_disk(stage: Path, disk: Path):
         run(["mkfs.ext4", "-q", "-F", "-L", "passage-test", "-d", str(tmp), str(disk)])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def boot_options(disk: Path, kver: str):
+    """The options of the installed system's boot entry for kernel KVER
+    (/boot/loader/entries/*-KVER.conf on its disk, read with debugfs while the machine is
+    off), or None while it has none: what systemd-boot would boot it with."""
+    def debugfs(request):
+        r = subprocess.run(["debugfs", "-R", request, str(disk)], capture_output=True, text=True, check=False)
+        return r.stdout if r.returncode == 0 else ""
+    names = [line.strip() for line in debugfs("ls -p /upper/boot/loader/entries").splitlines()]
+    # `ls -p`: /inode/mode/uid/gid/name/size/ per entry.
+    entries = [n.split("/")[5] for n in names if n.count("/") >= 6]
+    entry = next((e for e in entries if e.endswith(f"-{kver}.conf")), None)
+    if entry is None:
+        return None
+    for line in debugfs(f"cat /upper/boot/loader/entries/{entry}").splitlines():
+        if line.startswith("options"):
+            return line[len("options"):].strip()
+    return None
 
 
 def boot(topology, out: Path, job: Path, timeout=None, udev=False, stage=None):
@@ -571,8 +604,9 @@ def boot(topology, out: Path, job: Path, timeout=None, udev=False, stage=None):
             raise Unavailable("systemd is not installed (apt-get install systemd)")
         moddir = udev_modules(kver)
         disk = out.with_suffix(".disk.img")
-        installed_disk(stage, disk)
     cmd = qemu_command(topology, vmlinux, initrd, out, udev, disk, moddir)
+    if disk:
+        installed_disk(stage, disk, cmd[cmd.index("-append") + 1], vmlinux, kver)
     # The monitor socket lives outside OUT (a short path; OUT is shared with the guest).
     sockdir = Path(tempfile.mkdtemp(prefix="passage-vm-"))
     sock = sockdir / "qmp.sock"
@@ -588,8 +622,13 @@ def boot(topology, out: Path, job: Path, timeout=None, udev=False, stage=None):
             # shutdown, having left OUT/reboot; the machine is then started again from the same
             # disk, as a power cycle does. (Reset in place, Debian's kernel spent minutes in
             # early boot under TCG, soft lockups in kworker before PCI was probed.)
-            for _ in range(MAX_BOOTS):
+            for n in range(1, MAX_BOOTS + 1):
                 (out / "reboot").unlink(missing_ok=True)
+                if disk:
+                    options = boot_options(disk, kver)
+                    if options:
+                        cmd[cmd.index("-append") + 1] = options
+                    (out / f"boot{n}-append.txt").write_text(cmd[cmd.index("-append") + 1] + "\n")
                 left = timeout - (time.monotonic() - t0)
                 subprocess.run(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=max(left, 1), check=False)
                 if not (disk and (out / "reboot").exists()):

@@ -597,10 +597,19 @@ pub fn running(root: &HostRoot) -> Option<Vec<String>> {
 /// loader puts there by itself (`BOOT_IMAGE=`, `initrd=`, the root device's words are
 /// configured in both places or in neither).
 pub fn difference(configured: &[String], running: &[String]) -> (Vec<String>, Vec<String>) {
+    // GRUB puts BOOT_IMAGE=, root= and ro there itself; kernel-install adds
+    // systemd.machine_id= to the entries it writes; EFI stubs and loaders add initrd=.
     let loader = |w: &str| {
         matches!(
             key(w),
-            "BOOT_IMAGE" | "initrd" | "root" | "ro" | "rw" | "rootflags" | "rootfstype" | "boot"
+            "BOOT_IMAGE"
+                | "initrd"
+                | "root"
+                | "ro"
+                | "rw"
+                | "rootflags"
+                | "rootfstype"
+                | "systemd.machine_id"
         )
     };
     let more = configured

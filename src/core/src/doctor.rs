@@ -598,10 +598,12 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
     };
     let mut by_hand = false;
     for f in &mut findings {
-        if boot_line_edit(host, facts, &f.reason.code, f.reason.device).is_err() {
+        let device_fix = fix_for(host, facts, &f.reason.code, f.reason.device)
+            .is_ok_and(|x| !matches!(x, Fix::BootLine { .. }));
+        if !device_fix && boot_line_edit(host, facts, &f.reason.code, f.reason.device).is_err() {
             continue;
         }
-        if matches!(facts.boot, Some(bootline::Boot::Known(_))) {
+        if device_fix || matches!(facts.boot, Some(bootline::Boot::Known(_))) {
             f.fix = Some(match f.reason.device {
                 Some(d) => format!("passagectl fix {} {d}", f.reason.code),
                 None => format!("passagectl fix {}", f.reason.code),
@@ -807,6 +809,44 @@ fn boot_findings(host: &Host, facts: &Facts, add: &mut impl FnMut(&'static str, 
             ),
         );
     }
+}
+
+/// What carries out a finding's remedy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fix {
+    /// A change of the kernel command line in the boot configuration.
+    BootLine { edit: bootline::Edit },
+    /// Keep a device powered: `d3cold_allowed` 0 now, and at every boot by a udev rule.
+    D3cold { address: PciAddress },
+}
+
+/// What carries out the remedy of finding `code` (of `device`) on this host, or why Passage
+/// cannot (no such finding here, or its remedy is a person's to carry out).
+pub fn fix_for(
+    host: &Host,
+    facts: &Facts,
+    code: &str,
+    device: Option<PciAddress>,
+) -> Result<Fix, String> {
+    if code == "d3cold-allowed" {
+        let d = device.ok_or_else(|| {
+            tr("d3cold-allowed names a device: passagectl fix d3cold-allowed ADDRESS")
+        })?;
+        let dev = host.devices.get(&d);
+        let f = facts.devices.get(&d);
+        let found = dev.is_some_and(|dev| dev.class.is_display())
+            && f.is_some_and(|f| f.d3cold_allowed == Some(true) && f.runtime_pm == Some(true));
+        return if found {
+            Ok(Fix::D3cold { address: d })
+        } else {
+            Err(trf(
+                "the doctor does not find {code} for {device} on this host",
+                &[("code", code), ("device", &d.to_string())],
+            ))
+        };
+    }
+    boot_line_fix(host, facts, code, device).map(|edit| Fix::BootLine { edit })
 }
 
 /// The change to the kernel command line that carries out the remedy of finding `code` (of

@@ -19,6 +19,9 @@ pub const ACTION_PERSIST: &str = "io.github.passage.persist";
 /// polkit: change the kernel command line in the boot configuration (`passagectl fix` of a
 /// finding whose remedy is a kernel parameter); administrators only, every time.
 pub const ACTION_FIX_BOOT_LINE: &str = "io.github.passage.fix-boot-line";
+/// polkit: keep a device powered (`passagectl fix d3cold-allowed ADDRESS`), now and at every
+/// boot.
+pub const ACTION_FIX_D3COLD: &str = "io.github.passage.fix-d3cold";
 /// The unit that carries out a boot-line change (the helper's own unit may not write
 /// /etc/default or /boot).
 pub const BOOT_LINE_UNIT: &str = "passage-boot-line.service";

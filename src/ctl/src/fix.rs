@@ -67,12 +67,32 @@ fn dry(cli: &Cli, code: &str, device: Option<PciAddress>) -> Result<u8, Failure>
     let src = open_source(cli)?;
     let host = scan::scan(src.root())?;
     let facts = doctor::read(src.root(), &host);
-    let edit = doctor::boot_line_fix(&host, &facts, code, device).map_err(|why| {
+    let fix = doctor::fix_for(&host, &facts, code, device).map_err(|why| {
         Failure(trf(
             "nothing to fix for {code}: {why}",
             &[("code", code), ("why", &why)],
         ))
     })?;
+    let edit = match fix {
+        doctor::Fix::BootLine { edit } => edit,
+        doctor::Fix::D3cold { address } => {
+            let attr = host
+                .devices
+                .get(&address)
+                .map(|d| format!("/{}/d3cold_allowed", d.sysfs_path))
+                .unwrap_or_default();
+            print(&trf(
+                "{code}: {address} would be kept powered: 0 written to {file} now, and a udev rule (/{rule}) keeps it so at every boot while the device at that address has the same ids.\n",
+                &[
+                    ("code", code),
+                    ("address", &address.to_string()),
+                    ("file", &attr),
+                    ("rule", "etc/udev/rules.d/62-passage-power.rules"),
+                ],
+            ))?;
+            return Ok(0);
+        }
+    };
     let Some(Boot::Known(cfg)) = &facts.boot else {
         return Err(Failure(tr("the boot configuration could not be read")));
     };

@@ -5,6 +5,7 @@
 //! - [`persist`]: the boot-time layers (udev rule, modprobe options, the re-claim list).
 //! - [`bootfix`]: the kernel command line changed in the boot configuration (`passagectl fix`),
 //!   journaled, undone on failure, recorded for `unfix`.
+//! - [`devfix`]: per-device remedies (a GPU kept powered), now and at every boot, for `unfix`.
 //! - [`systemd`]: asks systemd to run passage-initramfs.service (the initramfs rebuilt) and
 //!   passage-boot-line.service (the boot configuration changed).
 //! - [`fault`]: named points in every transaction; a tests' build (feature `fault-points`)
@@ -16,6 +17,7 @@
 
 pub mod bootfix;
 pub mod claim;
+pub mod devfix;
 #[cfg(feature = "fake-kernel")]
 pub mod fakekernel;
 pub mod fault;

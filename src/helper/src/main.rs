@@ -62,6 +62,7 @@ const BOUNCER: &[(&str, &str)] = &[
     ("PersistedGroups", names::ACTION_READ),
     ("Journal", names::ACTION_READ),
     ("FixBootLine", names::ACTION_FIX_BOOT_LINE),
+    ("FixD3cold", names::ACTION_FIX_D3COLD),
     ("BootLineFixes", names::ACTION_READ),
 ];
 
@@ -485,6 +486,9 @@ impl Helper {
             )
         };
         writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
+        if code == "d3cold-allowed" {
+            return self.fix_d3cold(code, device, undo, &opts, hdr, conn).await;
+        }
         let edit = if undo {
             passage_helper::bootfix::undo_edit(&self.state, code, device)
                 .map_err(HelperError::Failed)?
@@ -526,6 +530,60 @@ impl Helper {
         };
         let done =
             passage_helper::systemd::boot_line(conn, &self.root, self.state.clone(), req).await?;
+        Ok((done.changed, done.notes))
+    }
+}
+
+impl Helper {
+    /// `Fix`/`Unfix` of `d3cold-allowed`: the device kept powered now and at every boot.
+    async fn fix_d3cold(
+        &self,
+        code: &str,
+        device: Option<PciAddress>,
+        undo: bool,
+        opts: &Options,
+        hdr: Header<'_>,
+        conn: &zbus::Connection,
+    ) -> Result<(bool, Vec<String>), HelperError> {
+        let address = device.ok_or_else(|| {
+            HelperError::InvalidArgs(format!("{code} names a device: pass its address"))
+        })?;
+        let host = self.host_model().clone();
+        if !undo {
+            let r = HostRoot::open(&self.root).map_err(failed)?;
+            let facts = passage_core::doctor::read(&r, &host);
+            passage_core::doctor::fix_for(&host, &facts, code, device).map_err(|why| {
+                HelperError::BadState(format!("Nothing to fix for {code}: {why}."))
+            })?;
+        } else if !passage_helper::devfix::records(&self.state)
+            .map_err(HelperError::Failed)?
+            .iter()
+            .any(|r| r.code == code && r.address == address)
+        {
+            return Err(HelperError::NotFound(format!(
+                "Passage has made no change for {code} of {address} that it could take back."
+            )));
+        }
+        let name = host
+            .devices
+            .get(&address)
+            .map(|d| format!("{address} {}", d.display_name()))
+            .unwrap_or_else(|| address.to_string());
+        self.authorize(
+            conn,
+            &hdr,
+            "FixD3cold",
+            HashMap::from([("devices", name.as_str())]),
+            opts,
+        )
+        .await?;
+        let (root, state) = (self.root.clone(), self.state.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            passage_helper::devfix::d3cold(&root, &state, &host, address, undo)
+        })
+        .await
+        .map_err(failed)?
+        .map_err(HelperError::Failed)?;
         Ok((done.changed, done.notes))
     }
 }

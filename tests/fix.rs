@@ -636,3 +636,89 @@ fn the_helper_fixes_and_takes_back_the_boot_line() {
     let out = b.passagectl(false, &["unfix", "vfio-pci-ids"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no change"));
 }
+
+/// A GPU the kernel may power off while idle (the demo host's GeForce, with `d3cold_allowed` 1
+/// and run-time power management on): fix keeps it powered now (read back) and writes the
+/// udev rule for every boot; unfix gives the kernel its value back and drops the rule; nobody
+/// is refused and a device without the finding is not touched.
+#[test]
+fn the_helper_keeps_a_gpu_powered_and_lets_go_again() {
+    const GPU: &str = "0000:0b:00.0";
+    let b = bus::Bus::start_prepared(&|root| {
+        let dev = root.join("sys/bus/pci/devices").join(GPU);
+        std::fs::write(dev.join("d3cold_allowed"), "1\n").unwrap();
+        std::fs::create_dir_all(dev.join("power")).unwrap();
+        std::fs::write(dev.join("power/control"), "auto\n").unwrap();
+    });
+    let root = b.root();
+    let attr = root
+        .join("sys/bus/pci/devices")
+        .join(GPU)
+        .join("d3cold_allowed");
+    let rule = root.join("etc/udev/rules.d/62-passage-power.rules");
+
+    let out = passagectl()
+        .args(["--root", root.to_str().unwrap(), "doctor"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("passagectl fix d3cold-allowed {GPU}")),
+        "{text}"
+    );
+    let out = passagectl()
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            "fix",
+            "d3cold-allowed",
+            GPU,
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would be kept powered"));
+    assert_eq!(std::fs::read_to_string(&attr).unwrap().trim(), "1");
+
+    let out = b.passagectl(true, &["fix", "d3cold-allowed", GPU]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("fix-d3cold"), "{err}");
+    assert_eq!(std::fs::read_to_string(&attr).unwrap().trim(), "1");
+    // The other GPU has no such finding: refused, untouched.
+    let out = b.passagectl(false, &["fix", "d3cold-allowed", "0000:04:00.0"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("does not find")
+    );
+    assert!(!rule.exists());
+
+    let out = b.passagectl(false, &["fix", "d3cold-allowed", GPU]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&attr).unwrap().trim(), "0");
+    let r = std::fs::read_to_string(&rule).unwrap();
+    assert!(
+        r.contains(&format!("KERNEL==\"{GPU}\", ATTR{{vendor}}==\"0x10de\", ATTR{{device}}==\"0x2206\", ATTR{{d3cold_allowed}}=\"0\"")),
+        "{r}"
+    );
+    // The finding is gone: the kernel's value says kept powered.
+    let out = passagectl()
+        .args(["--root", root.to_str().unwrap(), "doctor"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("(d3cold-allowed)"));
+
+    let out = b.passagectl(false, &["unfix", "d3cold-allowed", GPU]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&attr).unwrap().trim(), "1");
+    assert!(!rule.exists());
+    let out = b.passagectl(false, &["unfix", "d3cold-allowed", GPU]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no change"));
+}

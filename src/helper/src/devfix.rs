@@ -1,0 +1,214 @@
+//! Per-device remedies the doctor names and Passage carries out: today keeping a GPU powered
+//! (`d3cold_allowed` 0), now through sysfs and at every boot through a udev rule that checks
+//! the device's ids at its address (a renumbered bus never hits another card). Each change is
+//! read back from the kernel before it is called done, recorded with the value it replaced
+//! (`devices.json`), and `unfix` writes that value back and drops the rule's line.
+
+use crate::bootfix::Done;
+use crate::claim::StateDir;
+use passage_core::i18n::{tr, trf};
+use passage_core::{Host, PciAddress};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::Path;
+
+/// The udev rule, relative to the host root (after the persisted claims' 61-…).
+pub const UDEV_RULE: &str = "etc/udev/rules.d/62-passage-power.rules";
+const RECORDS: &str = "devices.json";
+
+/// One device setting Passage changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub code: String,
+    pub address: PciAddress,
+    pub vendor_id: String,
+    pub device_id: String,
+    /// The attribute's value before (`1`).
+    pub before: String,
+}
+
+fn io_err(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+pub fn records(state: &StateDir) -> Result<Vec<Record>, String> {
+    let p = state.path().join(RECORDS);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            trf(
+                "{file} is not a list of Passage's device settings ({error}); move it aside to go on",
+                &[("file", &p.display().to_string()), ("error", &e.to_string())],
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err(&p.display().to_string(), e)),
+    }
+}
+
+/// The rule's text for these records.
+pub fn render_rule(recs: &[Record]) -> String {
+    let mut s = String::from(
+        "# Written by passage-helper (passagectl fix d3cold-allowed). Each line keeps one device\n\
+         # powered (no D3cold) from boot, if the device at that address still has the recorded ids.\n",
+    );
+    for r in recs.iter().filter(|r| r.code == "d3cold-allowed") {
+        s.push_str(&format!(
+            "ACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\"{}\", ATTR{{vendor}}==\"0x{}\", ATTR{{device}}==\"0x{}\", ATTR{{d3cold_allowed}}=\"0\"\n",
+            r.address, r.vendor_id, r.device_id
+        ));
+    }
+    s
+}
+
+fn lock(state: &StateDir) -> Result<std::fs::File, String> {
+    let dir = state.path().join("locks");
+    std::fs::create_dir_all(&dir).map_err(|e| io_err("locks", e))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("devices.lock"))
+        .map_err(|e| io_err("devices.lock", e))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io_err("devices.lock", e))?;
+    Ok(f)
+}
+
+fn write_rule(root: &Path, recs: &[Record]) -> Result<(), String> {
+    let path = root.join(UDEV_RULE);
+    if !recs.iter().any(|r| r.code == "d3cold-allowed") {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(io_err(&path.display().to_string(), e))
+            }
+            _ => Ok(()),
+        };
+    }
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| io_err(&d.display().to_string(), e))?;
+    }
+    passage_core::store::write_atomic(&path, render_rule(recs).as_bytes())
+        .map_err(|e| io_err(&path.display().to_string(), e))?;
+    // udev reads rules as any user may: the file is not a secret.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| io_err(&path.display().to_string(), e))
+}
+
+fn write_records(state: &StateDir, recs: &[Record]) -> Result<(), String> {
+    let p = state.path().join(RECORDS);
+    let bytes = serde_json::to_vec_pretty(recs).map_err(|e| e.to_string())?;
+    passage_core::store::write_atomic(&p, &bytes).map_err(|e| io_err(&p.display().to_string(), e))
+}
+
+/// Writes `value` to the attribute and reads it back.
+fn set(attr: &Path, value: &str) -> Result<(), String> {
+    std::fs::write(attr, value).map_err(|e| io_err(&attr.display().to_string(), e))?;
+    let now = std::fs::read_to_string(attr).map_err(|e| io_err(&attr.display().to_string(), e))?;
+    if now.trim() == value {
+        Ok(())
+    } else {
+        Err(trf(
+            "{file} reads {now} after {value} was written: the kernel did not take it",
+            &[
+                ("file", &attr.display().to_string()),
+                ("now", now.trim()),
+                ("value", value),
+            ],
+        ))
+    }
+}
+
+/// Keeps `address` powered (`undo`: lets the kernel power it off again, as before).
+pub fn d3cold(
+    root: &Path,
+    state: &StateDir,
+    host: &Host,
+    address: PciAddress,
+    undo: bool,
+) -> Result<Done, String> {
+    let _lock = lock(state)?;
+    let d = host.devices.get(&address).ok_or_else(|| {
+        trf(
+            "There is no PCI device {address} on this host.",
+            &[("address", &address.to_string())],
+        )
+    })?;
+    let attr = root.join(&d.sysfs_path).join("d3cold_allowed");
+    let mut recs = records(state)?;
+    let same = |r: &Record| r.code == "d3cold-allowed" && r.address == address;
+    if undo {
+        let Some(rec) = recs.iter().find(|r| same(r)).cloned() else {
+            return Ok(Done {
+                changed: false,
+                notes: vec![trf(
+                    "Passage has not kept {address} powered; nothing to take back.",
+                    &[("address", &address.to_string())],
+                )],
+            });
+        };
+        recs.retain(|r| !same(r));
+        write_rule(root, &recs)?;
+        write_records(state, &recs)?;
+        // The device may have gone since; the rule is gone either way.
+        let mut notes = vec![tr("The udev rule no longer keeps it powered at boot.")];
+        match set(&attr, &rec.before) {
+            Ok(()) => notes.push(trf(
+                "{address} may be powered off while idle again (d3cold_allowed {value}).",
+                &[("address", &address.to_string()), ("value", &rec.before)],
+            )),
+            Err(e) => notes.push(e),
+        }
+        return Ok(Done {
+            changed: true,
+            notes,
+        });
+    }
+    let before = std::fs::read_to_string(&attr)
+        .map_err(|e| io_err(&attr.display().to_string(), e))?
+        .trim()
+        .to_string();
+    if !matches!(before.as_str(), "0" | "1") {
+        return Err(trf(
+            "{file} reads “{value}”, not 0 or 1: Passage leaves it alone",
+            &[
+                ("file", &attr.display().to_string()),
+                ("value", &before.chars().take(16).collect::<String>()),
+            ],
+        ));
+    }
+    let known = recs.iter().any(same);
+    if before == "0" && known {
+        return Ok(Done {
+            changed: false,
+            notes: vec![tr("It is kept powered already, now and at every boot.")],
+        });
+    }
+    set(&attr, "0")?;
+    if !known {
+        recs.push(Record {
+            code: "d3cold-allowed".into(),
+            address,
+            vendor_id: d.vendor_id.to_string(),
+            device_id: d.device_id.to_string(),
+            before: before.clone(),
+        });
+    }
+    if let Err(e) = write_rule(root, &recs).and_then(|()| write_records(state, &recs)) {
+        // Nothing half-done: the kernel's value back, the rule as it was.
+        let _ = set(&attr, &before);
+        recs.retain(|r| !same(r));
+        let _ = write_rule(root, &recs);
+        return Err(trf(
+            "{error}. {address} is as it was.",
+            &[("error", &e), ("address", &address.to_string())],
+        ));
+    }
+    Ok(Done {
+        changed: true,
+        notes: vec![
+            trf("{address} is kept powered now (d3cold_allowed 0).", &[("address", &address.to_string())]),
+            trf("A udev rule ({file}) keeps it so at every boot, while the device at that address has the same ids.", &[("file", &format!("/{UDEV_RULE}"))]),
+        ],
+    })
+}
