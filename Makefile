@@ -51,6 +51,7 @@ INSTALLED = \
 	$(SYSTEMD_UNITS)/passage-initramfs.service \
 	$(SYSTEMD_UNITS)/passage-boot-line.service \
 	$(SYSTEMD_UNITS)/multi-user.target.wants/passage-reclaim.service \
+	$(SYSTEMD_UNITS)/multi-user.target.wants/passage-boot-line.service \
 	$(POLKIT_ACTIONS)/io.github.passage.policy \
 	$(DATADIR)/doc/passage/passage-admins.rules.example \
 	$(DATADIR)/dbus-1/interfaces/io.github.passage.Helper1.xml \
@@ -102,6 +103,8 @@ install: all install-app
 	# is persisted (ConditionPathExists), and a persisted group must not wait for an enable.
 	install -d $(DESTDIR)$(SYSTEMD_UNITS)/multi-user.target.wants
 	ln -sf ../passage-reclaim.service $(DESTDIR)$(SYSTEMD_UNITS)/multi-user.target.wants/passage-reclaim.service
+	# At boot it only puts back the boot files of a change a crash cut short (its conditions).
+	ln -sf ../passage-boot-line.service $(DESTDIR)$(SYSTEMD_UNITS)/multi-user.target.wants/passage-boot-line.service
 	install -Dm644 data/polkit/io.github.passage.policy $(DESTDIR)$(POLKIT_ACTIONS)/io.github.passage.policy
 	# An example, not a rule: an administrator copies it to /etc/polkit-1/rules.d (docs/REMOTE.md).
 	install -Dm644 data/polkit/passage-admins.rules.example $(DESTDIR)$(DATADIR)/doc/passage/passage-admins.rules.example

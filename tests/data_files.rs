@@ -286,6 +286,7 @@ fn make_install_puts_every_file_in_its_place_and_uninstall_removes_them() {
         "usr/lib/systemd/system/passage-initramfs.service",
         "usr/lib/systemd/system/passage-boot-line.service",
         "usr/lib/systemd/system/multi-user.target.wants/passage-reclaim.service",
+        "usr/lib/systemd/system/multi-user.target.wants/passage-boot-line.service",
         "usr/share/polkit-1/actions/io.github.passage.policy",
         "etc/libvirt/hooks/qemu.d/passage",
         "opt/passage/bin/passage",

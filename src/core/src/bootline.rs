@@ -1,6 +1,7 @@
 //! The kernel command line as this system's boot configuration says it: where it lives (GRUB's
-//! `/etc/default/grub`, kernel-install's and Proxmox's `/etc/kernel/cmdline`), the command that
-//! carries a change to the boot loader, and the exact edit a remedy names — computed here,
+//! `/etc/default/grub`, kernel-install's and Proxmox's `/etc/kernel/cmdline`; Fedora's GRUB
+//! with BLS entries and OSTree systems are named, not edited), the command that carries a
+//! change to the boot loader, and the exact edit a remedy names — computed here,
 //! without writing anything. The helper writes (`passage-helper --boot-line`), so `passagectl
 //! fix --dry-run` and the real change show the same edit.
 //!
@@ -21,9 +22,6 @@ pub enum Arrangement {
     /// GRUB with a generated `grub.cfg` (Debian, Ubuntu, Arch, openSUSE): `/etc/default/grub`
     /// and `/etc/default/grub.d/*.cfg`, then update-grub or grub-mkconfig.
     Grub,
-    /// GRUB reading Boot Loader Specification entries (Fedora, RHEL; `GRUB_ENABLE_BLSCFG=true`):
-    /// the entries carry the options, changed by grubby; `/etc/default/grub` for new kernels.
-    GrubBls,
     /// systemd-boot or another BLS loader through kernel-install: `/etc/kernel/cmdline`.
     KernelInstall,
     /// Proxmox VE booting through proxmox-boot-tool (ZFS root, systemd-boot): `/etc/kernel/cmdline`.
@@ -34,7 +32,6 @@ impl Arrangement {
     pub fn describe(self) -> &'static str {
         match self {
             Arrangement::Grub => "GRUB",
-            Arrangement::GrubBls => "GRUB with BLS entries (grubby)",
             Arrangement::KernelInstall => "kernel-install",
             Arrangement::Proxmox => "proxmox-boot-tool",
         }
@@ -65,6 +62,13 @@ pub struct Assignment {
     pub words: Vec<String>,
     /// `NAME="$NAME …"`: adds to what earlier files set.
     pub appends: bool,
+    pub quote: Quote,
+    /// What follows the value on its line (blanks and a comment), kept on rewrite.
+    #[serde(skip)]
+    pub rest: String,
+    /// Indentation and `export `, kept on rewrite.
+    #[serde(skip)]
+    pub prefix: String,
 }
 
 /// The boot configuration, read.
@@ -79,7 +83,7 @@ pub struct BootConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub assignments: Vec<Assignment>,
     /// The commands that carry a change to the boot loader, each an absolute program and its
-    /// arguments, run in this order; `$ADD`/`$REMOVE` words are filled in by [`Edit::commands`].
+    /// arguments, run in this order.
     pub regenerate: Vec<Vec<String>>,
 }
 
@@ -94,8 +98,9 @@ pub enum Boot {
     },
 }
 
-/// A change to the command line: words to add (each replaces any other value of its key) and
-/// words or keys to take away (`vfio-pci.ids` takes `vfio-pci.ids=…` of any value).
+/// A change to the command line: words to add and words or keys to take away
+/// (`vfio-pci.ids` takes `vfio-pci.ids=…` of any value). An added word replaces another value
+/// only of a parameter that holds one ([`replaces`]); any other is added beside what is there.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Edit {
     pub add: Vec<String>,
@@ -106,13 +111,39 @@ fn key(word: &str) -> &str {
     word.split_once('=').map_or(word, |(k, _)| k)
 }
 
-/// A word Passage may write into a boot file: kernel parameters made of what they are made of,
-/// nothing a shell or a boot loader would read as something else.
+/// Whether adding `new` takes `old` away: only parameters the kernel reads once, whose last
+/// value wins and where two values contradict each other (`intel_iommu=off` against
+/// `intel_iommu=on`). `intel_iommu=igfx_off` is an option beside `on`, `video=` is per output
+/// (`video=efifb:off` leaves `video=DP-1:…` alone) and `initcall_blacklist=` a list: those are
+/// never replaced.
+pub fn replaces(new: &str, old: &str) -> bool {
+    if new == old || key(new) != key(old) {
+        return false;
+    }
+    let value = |w: &str| {
+        w.split_once('=')
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default()
+    };
+    match key(new) {
+        "intel_iommu" | "amd_iommu" => {
+            let switch = |v: &str| matches!(v, "on" | "off" | "disabled");
+            switch(&value(new)) && switch(&value(old))
+        }
+        "iommu" | "intremap" => true,
+        _ => false,
+    }
+}
+
+/// A word Passage may write into a boot file: no blank, nothing a shell reads inside double
+/// or single quotes, or after them, as something else (`$`, a backquote, a backslash, quotes,
+/// `;&|<>()`), no control character. The words of a remedy are fixed ones; this also lets a
+/// word that was in the file come back verbatim (`video=DP-1:2560x1440@144`).
 pub fn valid_word(w: &str) -> bool {
     !w.is_empty()
-        && w.len() <= 256
+        && w.len() <= 512
         && w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.,:=/+-".contains(c))
+            .all(|c| c.is_ascii_graphic() && !"\"'$`\\;&|<>()".contains(c))
 }
 
 impl Edit {
@@ -121,10 +152,7 @@ impl Edit {
         self.remove
             .iter()
             .any(|r| r == word || (!r.contains('=') && key(word) == r))
-            || self
-                .add
-                .iter()
-                .any(|a| a.contains('=') && key(a) == key(word) && a != word)
+            || self.add.iter().any(|a| replaces(a, word))
     }
 
     /// The line after the edit.
@@ -168,20 +196,84 @@ impl Edit {
     }
 }
 
-/// Parses one `NAME=value` line of a GRUB defaults file: `Ok(None)` for a line that sets none
-/// of the command-line variables; `Err` for one that sets one in a way this module does not
-/// edit (shell it would have to run).
-fn parse_assignment(line: &str) -> Result<Option<(String, Vec<String>, bool)>, String> {
-    let t = line.trim();
-    let t = t.strip_prefix("export ").map_or(t, str::trim_start);
-    let Some((name, value)) = t.split_once('=') else {
-        return Ok(None);
-    };
-    if !GRUB_VARS.contains(&name) {
+/// How a value was written, so a rewrite writes it the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Quote {
+    Double,
+    Single,
+    None,
+}
+
+/// One plain assignment, as parsed from its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Parsed {
+    /// Indentation and `export `, kept on rewrite.
+    prefix: String,
+    name: String,
+    words: Vec<String>,
+    appends: bool,
+    quote: Quote,
+    /// What follows the value (blanks and a `# comment`), kept on rewrite.
+    rest: String,
+}
+
+/// The identifiers a line names (`$GRUB_CMDLINE_LINUX` names GRUB_CMDLINE_LINUX).
+fn names_var(line: &str) -> bool {
+    line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| GRUB_VARS.contains(&w))
+}
+
+/// The shell's compound commands: inside one, an assignment may not run (or run twice).
+fn is_control(line: &str) -> bool {
+    let first = line.split_whitespace().next().unwrap_or("");
+    matches!(
+        first,
+        "if" | "then"
+            | "elif"
+            | "else"
+            | "fi"
+            | "case"
+            | "esac"
+            | "for"
+            | "while"
+            | "until"
+            | "do"
+            | "done"
+            | "{"
+            | "}"
+            | "function"
+            | "select"
+    ) || line.contains("()")
+        || line.contains(";;")
+}
+
+/// Parses one line of a GRUB defaults file: `Ok(None)` for a line that does not name the
+/// command-line variables; `Err` for one that names them in any way but a plain assignment
+/// this module can write back exactly (shell it would have to run, a value it would misread).
+fn parse_assignment(line: &str) -> Result<Option<Parsed>, String> {
+    if !names_var(line) {
         return Ok(None);
     }
-    // A trailing comment after the value (`X="…" # why`) is the shell's too.
-    let (inner, rest) = if let Some(v) = value.strip_prefix('"') {
+    let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+    let t = &line[indent.len()..];
+    let (export, t) = match t.strip_prefix("export") {
+        Some(r) if r.starts_with([' ', '\t']) => {
+            let r2 = r.trim_start();
+            (format!("export{}", &r[..r.len() - r2.len()]), r2)
+        }
+        _ => (String::new(), t),
+    };
+    let not_plain = || {
+        tr("it is not a plain assignment (a condition, a command or more than one statement on the line)")
+    };
+    let Some((name, value)) = t.split_once('=') else {
+        return Err(not_plain());
+    };
+    if !GRUB_VARS.contains(&name) {
+        return Err(not_plain());
+    }
+    let (inner, rest, quote) = if let Some(v) = value.strip_prefix('"') {
         let end = v
             .find('"')
             .ok_or_else(|| tr("the quote is not closed on its line"))?;
@@ -189,52 +281,57 @@ fn parse_assignment(line: &str) -> Result<Option<(String, Vec<String>, bool)>, S
         if inner.contains(['`', '\\']) {
             return Err(tr("it runs shell (a backquote or a backslash)"));
         }
-        (inner, &v[end + 1..])
+        (inner, &v[end + 1..], Quote::Double)
     } else if let Some(v) = value.strip_prefix('\'') {
         let end = v
             .find('\'')
             .ok_or_else(|| tr("the quote is not closed on its line"))?;
-        (&v[..end], &v[end + 1..])
+        (&v[..end], &v[end + 1..], Quote::Single)
     } else {
-        if value
-            .split('#')
-            .next()
-            .unwrap_or("")
-            .contains(['$', '`', '\\', '('])
-        {
+        let end = value.find([' ', '\t']).unwrap_or(value.len());
+        if value[..end].contains(['$', '`', '\\', '(', '"', '\'', ';', '&', '|', '<', '>']) {
             return Err(tr("its value is built from other variables or commands"));
         }
-        let end = value.find(char::is_whitespace).unwrap_or(value.len());
-        (&value[..end], &value[end..])
+        (&value[..end], &value[end..], Quote::None)
     };
-    let rest = rest.trim();
-    if !(rest.is_empty() || rest.starts_with('#')) {
+    // After the value: nothing, or blanks and a comment. `"a"#b` is the word a#b to the shell.
+    let after = rest.trim_start();
+    if !(after.is_empty() || (after.starts_with('#') && rest.len() > after.len())) {
         return Err(tr("more follows the value on its line"));
     }
-    let (appends, body) = match inner
-        .strip_prefix(&format!("${name}"))
-        .or_else(|| inner.strip_prefix(&format!("${{{name}}}")))
-    {
-        Some(b) if b.is_empty() || b.starts_with(' ') => (true, b),
+    let self_ref = [format!("${name}"), format!("${{{name}}}")];
+    let (appends, body) = match self_ref.iter().find_map(|r| inner.strip_prefix(r.as_str())) {
+        Some(b) if quote == Quote::Double && (b.is_empty() || b.starts_with(' ')) => (true, b),
         _ => (false, inner),
     };
-    if value.starts_with('"') && body.contains('$') {
+    if quote == Quote::Double && body.contains('$') {
         return Err(tr("its value is built from other variables or commands"));
     }
-    Ok(Some((
-        name.to_string(),
-        body.split_whitespace().map(str::to_string).collect(),
+    let words: Vec<String> = body.split_whitespace().map(str::to_string).collect();
+    if let Some(w) = words.iter().find(|w| !valid_word(w)) {
+        return Err(trf(
+            "it holds “{word}”, which Passage would not write back",
+            &[("word", w)],
+        ));
+    }
+    Ok(Some(Parsed {
+        prefix: format!("{indent}{export}"),
+        name: name.to_string(),
+        words,
         appends,
-    )))
+        quote,
+        rest: rest.to_string(),
+    }))
 }
 
-/// The GRUB defaults files in the order grub-mkconfig sources them.
+/// The GRUB defaults files in the order grub-mkconfig sources them (its glob leaves out
+/// names that start with a dot).
 fn grub_files(root: &HostRoot) -> Vec<PathBuf> {
     let mut files = vec![PathBuf::from(GRUB_DEFAULT)];
     if let Ok(names) = root.read_dir(GRUB_DIR) {
         for n in names {
             let n = n.to_string_lossy().into_owned();
-            if n.ends_with(".cfg") {
+            if n.ends_with(".cfg") && !n.starts_with('.') {
                 files.push(Path::new(GRUB_DIR).join(n));
             }
         }
@@ -260,18 +357,44 @@ fn read_text(root: &HostRoot, rel: &Path) -> Result<String, String> {
     })
 }
 
-/// Reads GRUB's settings: every assignment of the two variables, in order.
+/// `GRUB_ENABLE_BLSCFG=true`, however it is written.
+fn enables_bls(line: &str) -> bool {
+    let t = line.trim_start();
+    let t = t
+        .strip_prefix("export")
+        .filter(|r| r.starts_with([' ', '\t']))
+        .map_or(t, str::trim_start);
+    t.strip_prefix("GRUB_ENABLE_BLSCFG=").is_some_and(|v| {
+        let v = v.split('#').next().unwrap_or("").trim();
+        v.trim_matches(['"', '\'']) == "true"
+    })
+}
+
+/// Reads GRUB's settings: every assignment of the two variables, in order; whether GRUB reads
+/// BLS entries.
 fn read_grub(root: &HostRoot) -> Result<(Vec<PathBuf>, Vec<Assignment>, bool), String> {
     let files = grub_files(root);
     let mut assignments = Vec::new();
     let mut bls = false;
     for f in &files {
         let text = read_text(root, f)?;
+        let at = |i: usize, why: String| {
+            trf(
+                "/{file} line {line} sets the command line in a way Passage does not edit: {why}",
+                &[
+                    ("file", &f.display().to_string()),
+                    ("line", &(i + 1).to_string()),
+                    ("why", &why),
+                ],
+            )
+        };
+        let mut control: Option<usize> = None;
+        let mut sets = false;
         for (i, l) in text.lines().enumerate() {
-            if l.trim_start().starts_with('#') {
+            if l.trim_start().starts_with('#') || l.trim().is_empty() {
                 continue;
             }
-            if l.trim_end().ends_with('\\') && GRUB_VARS.iter().any(|v| l.contains(v)) {
+            if l.trim_end().ends_with('\\') && (names_var(l) || control.is_none()) {
                 return Err(trf(
                     "/{file} line {line} continues on the next line",
                     &[
@@ -280,29 +403,28 @@ fn read_grub(root: &HostRoot) -> Result<(Vec<PathBuf>, Vec<Assignment>, bool), S
                     ],
                 ));
             }
-            if let Some(v) = l.trim().strip_prefix("GRUB_ENABLE_BLSCFG=") {
-                bls = v.trim_matches(['"', '\'']) == "true";
+            if is_control(l) {
+                control.get_or_insert(i);
             }
-            match parse_assignment(l) {
-                Ok(Some((variable, words, appends))) => assignments.push(Assignment {
+            bls |= enables_bls(l);
+            if let Some(p) = parse_assignment(l).map_err(|why| at(i, why))? {
+                sets = true;
+                assignments.push(Assignment {
                     file: f.clone(),
                     line: i,
-                    variable,
-                    words,
-                    appends,
-                }),
-                Ok(None) => {}
-                Err(why) => {
-                    return Err(trf(
-                        "/{file} line {line} sets the command line in a way Passage does not edit: {why}",
-                        &[
-                            ("file", &f.display().to_string()),
-                            ("line", &(i + 1).to_string()),
-                            ("why", &why),
-                        ],
-                    ))
-                }
+                    variable: p.name,
+                    words: p.words,
+                    appends: p.appends,
+                    quote: p.quote,
+                    rest: p.rest,
+                    prefix: p.prefix,
+                });
             }
+        }
+        // In a file with conditions or loops, an assignment may not run, or run twice: what
+        // the shell makes of it cannot be told by reading.
+        if let (true, Some(i)) = (sets, control) {
+            return Err(at(i, tr("the file has shell conditions or loops")));
         }
     }
     Ok((files, assignments, bls))
@@ -332,7 +454,7 @@ fn program(root: &HostRoot, candidates: &[&str]) -> Option<String> {
 }
 
 /// The kernels kernel-install should write entries for: each installed one with an image,
-/// newest name last, as `(release, image)`.
+/// as `(release, image)`.
 fn installed_kernels(root: &HostRoot) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for base in ["usr/lib/modules", "lib/modules"] {
@@ -359,68 +481,93 @@ fn installed_kernels(root: &HostRoot) -> Vec<(String, String)> {
     out
 }
 
-/// How this root boots and the line its default entry gets.
+/// Boot Loader Specification entries are what boots: kernel-install is told so
+/// (`layout=bls`), or entries are there in one of the places loaders read them.
+fn bls_in_use(root: &HostRoot) -> bool {
+    let layout = root
+        .read_string("etc/kernel/install.conf")
+        .ok()
+        .is_some_and(|t| t.lines().any(|l| l.trim().replace(' ', "") == "layout=bls"));
+    layout
+        || [
+            "boot/loader/entries",
+            "efi/loader/entries",
+            "boot/efi/loader/entries",
+        ]
+        .iter()
+        .any(|d| {
+            root.read_dir(d)
+                .is_ok_and(|n| n.iter().any(|n| n.to_string_lossy().ends_with(".conf")))
+        })
+}
+
+/// How this root boots and the line its default entry gets. The files that exist say what
+/// could boot; the running line says what did (GRUB puts `BOOT_IMAGE=` there, systemd-boot
+/// does not), so a file nothing reads is never the one edited.
 pub fn read(root: &HostRoot) -> Boot {
     let unknown = |why: String| Boot::Unknown { why };
+    let grub_booted = running(root).map(|r| r.iter().any(|w| w.starts_with("BOOT_IMAGE=")));
     let kernel_cmdline = root.present(KERNEL_CMDLINE);
-    // Proxmox first: its hosts may also have GRUB's files, unused when proxmox-boot-tool boots.
-    if kernel_cmdline && root.present("etc/kernel/proxmox-boot-uuids") {
-        let Some(tool) = program(root, &["/usr/sbin/proxmox-boot-tool"]) else {
-            return unknown(tr(
-                "/etc/kernel/proxmox-boot-uuids is there but proxmox-boot-tool is not",
-            ));
-        };
+    let grub_file = root.present(GRUB_DEFAULT);
+    if root.present("run/ostree-booted") {
+        return unknown(tr("this system boots an OSTree deployment: change its line with rpm-ostree kargs (or ostree admin kargs)"));
+    }
+    // Proxmox: proxmox-boot-tool keeps the ESPs; systemd-boot reads /etc/kernel/cmdline,
+    // GRUB (legacy BIOS, Secure Boot) /etc/default/grub. Its docs: edit the one in use, then
+    // `proxmox-boot-tool refresh`.
+    let proxmox = root.present("etc/kernel/proxmox-boot-uuids");
+    let proxmox_tool = program(root, &["/usr/sbin/proxmox-boot-tool"]);
+    if proxmox && proxmox_tool.is_none() {
+        return unknown(tr(
+            "/etc/kernel/proxmox-boot-uuids is there but proxmox-boot-tool is not",
+        ));
+    }
+    let refresh = || vec![proxmox_tool.clone().unwrap_or_default(), "refresh".into()];
+    if proxmox && kernel_cmdline && grub_booted != Some(true) {
         return match read_text(root, Path::new(KERNEL_CMDLINE)) {
             Ok(t) => Boot::Known(BootConfig {
                 arrangement: Arrangement::Proxmox,
                 files: vec![KERNEL_CMDLINE.into()],
                 line: t.split_whitespace().map(str::to_string).collect(),
                 assignments: Vec::new(),
-                regenerate: vec![vec![tool, "refresh".into()]],
+                regenerate: vec![refresh()],
             }),
             Err(why) => unknown(why),
         };
     }
-    if root.present("run/ostree-booted") {
-        return unknown(tr("this system boots an OSTree deployment: change its line with rpm-ostree kargs (or ostree admin kargs)"));
-    }
-    if root.present(GRUB_DEFAULT) {
+    let kernel_install = program(root, &["/usr/bin/kernel-install", "/bin/kernel-install"]);
+    let systemd_boot = kernel_cmdline && kernel_install.is_some() && bls_in_use(root);
+    // A GRUB file left behind after a move to systemd-boot reads as nothing: the running
+    // line says which boots.
+    if grub_file && !(systemd_boot && grub_booted == Some(false)) {
         let (files, assignments, bls) = match read_grub(root) {
             Ok(r) => r,
             Err(why) => return unknown(why),
         };
+        if bls {
+            return unknown(tr("GRUB reads Boot Loader Specification entries here (GRUB_ENABLE_BLSCFG=true), whose options grubby changes: run grubby --update-kernel=ALL --args=… or --remove-args=… with the parameters a remedy names"));
+        }
         let [linux, default] = grub_values(&assignments);
         let line: Vec<String> = linux.into_iter().chain(default).collect();
-        let (arrangement, regenerate) = if bls {
-            match program(root, &["/usr/sbin/grubby", "/usr/bin/grubby"]) {
-                Some(g) => (
-                    Arrangement::GrubBls,
-                    vec![vec![g, "--update-kernel=ALL".into(), "--args=$ADD".into(), "--remove-args=$REMOVE".into()]],
-                ),
-                None => return unknown(tr("GRUB reads BLS entries here (GRUB_ENABLE_BLSCFG=true) but grubby, which changes them, is not installed")),
-            }
-        } else if let Some(u) = program(root, &["/usr/sbin/update-grub"]) {
-            (Arrangement::Grub, vec![vec![u]])
+        let mut regenerate = if let Some(u) = program(root, &["/usr/sbin/update-grub"]) {
+            vec![vec![u]]
         } else if let Some(m) = program(
             root,
             &["/usr/sbin/grub2-mkconfig", "/usr/bin/grub2-mkconfig"],
         ) {
-            (
-                Arrangement::Grub,
-                vec![vec![m, "-o".into(), "/boot/grub2/grub.cfg".into()]],
-            )
+            vec![vec![m, "-o".into(), "/boot/grub2/grub.cfg".into()]]
         } else if let Some(m) =
             program(root, &["/usr/sbin/grub-mkconfig", "/usr/bin/grub-mkconfig"])
         {
-            (
-                Arrangement::Grub,
-                vec![vec![m, "-o".into(), "/boot/grub/grub.cfg".into()]],
-            )
+            vec![vec![m, "-o".into(), "/boot/grub/grub.cfg".into()]]
         } else {
             return unknown(tr("/etc/default/grub is there, but none of update-grub, grub-mkconfig or grub2-mkconfig is installed to carry a change to the boot loader"));
         };
+        if proxmox {
+            regenerate.push(refresh());
+        }
         return Boot::Known(BootConfig {
-            arrangement,
+            arrangement: Arrangement::Grub,
             files,
             line,
             assignments,
@@ -428,9 +575,12 @@ pub fn read(root: &HostRoot) -> Boot {
         });
     }
     if kernel_cmdline {
-        let Some(tool) = program(root, &["/usr/bin/kernel-install", "/bin/kernel-install"]) else {
+        let Some(tool) = kernel_install else {
             return unknown(tr("/etc/kernel/cmdline is there but kernel-install, which writes it into the boot entries, is not"));
         };
+        if !systemd_boot {
+            return unknown(tr("/etc/kernel/cmdline is there, but no Boot Loader Specification entries are in use (a unified kernel image carries its own line: rebuild it with your initramfs tool)"));
+        }
         let kernels = installed_kernels(root);
         if kernels.is_empty() {
             return unknown(tr("/etc/kernel/cmdline is there, but no installed kernel image was found to write an entry for"));
@@ -472,7 +622,7 @@ impl BootConfig {
                 }
                 Ok(vec![(f.clone(), before, format!("{}\n", after.join(" ")))])
             }
-            Arrangement::Grub | Arrangement::GrubBls => self.edit_grub(root, edit),
+            Arrangement::Grub => self.edit_grub(root, edit),
         }
     }
 
@@ -487,37 +637,27 @@ impl BootConfig {
             let lines = t.lines().map(str::to_string).collect();
             texts.push((f.clone(), t, lines));
         }
-        // Taken away wherever it is set; added to the last assignment of the variable (the one
-        // that decides its value), or to a new line at the end of /etc/default/grub.
-        let takes_only = Edit {
-            add: Vec::new(),
-            remove: edit
-                .remove
-                .iter()
-                .cloned()
-                .chain(
-                    edit.add
-                        .iter()
-                        .filter(|a| a.contains('='))
-                        .map(|a| key(a).to_string()),
-                )
-                .collect(),
-        };
+        // Taken away wherever it is set; added once (a word the line has already is not added
+        // again) to the last assignment of GRUB_CMDLINE_LINUX_DEFAULT — the one that decides
+        // its value — or to a new line at the end of /etc/default/grub.
+        let kept_line: Vec<String> = self
+            .line
+            .iter()
+            .filter(|w| !edit.drops(w))
+            .cloned()
+            .collect();
+        let adds: Vec<&String> = edit.add.iter().filter(|w| !kept_line.contains(w)).collect();
         let last_add = self
             .assignments
             .iter()
             .rposition(|a| a.variable == GRUB_ADD_TO);
         for (i, a) in self.assignments.iter().enumerate() {
-            let mut words: Vec<String> = a
-                .words
-                .iter()
-                .filter(|w| !takes_only.drops(w) || edit.add.contains(w))
-                .cloned()
-                .collect();
+            let mut words: Vec<String> =
+                a.words.iter().filter(|w| !edit.drops(w)).cloned().collect();
             if Some(i) == last_add {
-                for w in &edit.add {
+                for w in &adds {
                     if !words.contains(w) {
-                        words.push(w.clone());
+                        words.push((*w).clone());
                     }
                 }
             }
@@ -534,23 +674,24 @@ impl BootConfig {
             } else {
                 words.join(" ")
             };
-            let old = &lines[a.line];
-            let indent: String = old.chars().take_while(|c| c.is_whitespace()).collect();
-            let export = if old.trim_start().starts_with("export ") {
-                "export "
-            } else {
-                ""
+            // Written as it was: single quotes stay single, a bare word gets double quotes
+            // only when it becomes several.
+            let quoted = match a.quote {
+                Quote::Single => format!("'{value}'"),
+                Quote::None if words.len() <= 1 && !a.appends => value,
+                _ => format!("\"{value}\""),
             };
-            lines[a.line] = format!("{indent}{export}{}=\"{value}\"", a.variable);
+            lines[a.line] = format!("{}{}={quoted}{}", a.prefix, a.variable, a.rest);
         }
-        if last_add.is_none() && !edit.add.is_empty() {
+        if last_add.is_none() && !adds.is_empty() {
             let Some((_, _, lines)) = texts
                 .iter_mut()
                 .find(|(f, _, _)| f == Path::new(GRUB_DEFAULT))
             else {
                 return Err(tr("/etc/default/grub cannot be read"));
             };
-            lines.push(format!("{GRUB_ADD_TO}=\"{}\"", edit.add.join(" ")));
+            let words: Vec<&str> = adds.iter().map(|w| w.as_str()).collect();
+            lines.push(format!("{GRUB_ADD_TO}=\"{}\"", words.join(" ")));
         }
         Ok(texts
             .into_iter()
@@ -564,25 +705,9 @@ impl BootConfig {
             .collect())
     }
 
-    /// The commands that carry `edit` to the boot loader, `$ADD`/`$REMOVE` filled in (a grubby
-    /// argument with nothing to say is left out).
-    pub fn commands(&self, edit: &Edit) -> Vec<Vec<String>> {
-        self.regenerate
-            .iter()
-            .map(|cmd| {
-                cmd.iter()
-                    .filter_map(|a| match a.as_str() {
-                        "--args=$ADD" => {
-                            (!edit.add.is_empty()).then(|| format!("--args={}", edit.add.join(" ")))
-                        }
-                        // grubby replaces another value of an added key by itself.
-                        "--remove-args=$REMOVE" => (!edit.remove.is_empty())
-                            .then(|| format!("--remove-args={}", edit.remove.join(" "))),
-                        _ => Some(a.clone()),
-                    })
-                    .collect()
-            })
-            .collect()
+    /// The commands that carry a change to the boot loader, in order.
+    pub fn commands(&self, _edit: &Edit) -> Vec<Vec<String>> {
+        self.regenerate.clone()
     }
 }
 
@@ -597,8 +722,9 @@ pub fn running(root: &HostRoot) -> Option<Vec<String>> {
 /// loader puts there by itself (`BOOT_IMAGE=`, `initrd=`, the root device's words are
 /// configured in both places or in neither).
 pub fn difference(configured: &[String], running: &[String]) -> (Vec<String>, Vec<String>) {
-    // GRUB puts BOOT_IMAGE=, root= and ro there itself; kernel-install adds
-    // systemd.machine_id= to the entries it writes; EFI stubs and loaders add initrd=.
+    // GRUB puts BOOT_IMAGE=, root= and ro there itself (and Ubuntu's 10_linux vt.handoff=);
+    // kernel-install adds systemd.machine_id= to the entries it writes; EFI stubs and loaders
+    // add initrd=.
     let loader = |w: &str| {
         matches!(
             key(w),
@@ -610,6 +736,7 @@ pub fn difference(configured: &[String], running: &[String]) -> (Vec<String>, Ve
                 | "rootflags"
                 | "rootfstype"
                 | "systemd.machine_id"
+                | "vt.handoff"
         )
     };
     let more = configured
@@ -674,31 +801,58 @@ mod tests {
 
     #[test]
     fn grub_lines_are_parsed_as_the_shell_reads_them() {
+        let p =
+            |l: &str| parse_assignment(l).map(|o| o.map(|p| (p.name, p.words, p.appends, p.quote)));
         assert_eq!(
-            parse_assignment("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\""),
+            p("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\""),
             Ok(Some((
                 "GRUB_CMDLINE_LINUX_DEFAULT".into(),
                 words("quiet splash"),
-                false
+                false,
+                Quote::Double
             )))
         );
         assert_eq!(
-            parse_assignment("GRUB_CMDLINE_LINUX='a b' # why"),
-            Ok(Some(("GRUB_CMDLINE_LINUX".into(), words("a b"), false)))
+            p("GRUB_CMDLINE_LINUX='a b' # why"),
+            Ok(Some((
+                "GRUB_CMDLINE_LINUX".into(),
+                words("a b"),
+                false,
+                Quote::Single
+            )))
         );
         assert_eq!(
-            parse_assignment("GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt\""),
+            p("export\tGRUB_CMDLINE_LINUX=quiet"),
+            Ok(Some((
+                "GRUB_CMDLINE_LINUX".into(),
+                words("quiet"),
+                false,
+                Quote::None
+            )))
+        );
+        assert_eq!(
+            p("GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt\""),
             Ok(Some((
                 "GRUB_CMDLINE_LINUX_DEFAULT".into(),
                 words("iommu=pt"),
-                true
+                true,
+                Quote::Double
             )))
         );
-        assert_eq!(parse_assignment("GRUB_TIMEOUT=5"), Ok(None));
-        assert!(parse_assignment("GRUB_CMDLINE_LINUX=\"$(cat /x)\"").is_err());
-        assert!(parse_assignment("GRUB_CMDLINE_LINUX=\"$OTHER a\"").is_err());
-        assert!(parse_assignment("GRUB_CMDLINE_LINUX=\"a").is_err());
-        assert!(parse_assignment("GRUB_CMDLINE_LINUX=\"a\"; reboot").is_err());
+        assert_eq!(p("GRUB_TIMEOUT=5"), Ok(None));
+        for odd in [
+            "GRUB_CMDLINE_LINUX=\"$(cat /x)\"",
+            "GRUB_CMDLINE_LINUX=\"$OTHER a\"",
+            "GRUB_CMDLINE_LINUX=\"a",
+            "GRUB_CMDLINE_LINUX=\"a\"; reboot",
+            "GRUB_CMDLINE_LINUX=\"quiet\"#x",
+            "GRUB_TIMEOUT=5; GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+            "[ -e /x ] || GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX a\"",
+            "    x86_64) GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\" ;;",
+            "GRUB_CMDLINE_LINUX='quiet $foo'",
+        ] {
+            assert!(p(odd).is_err(), "{odd}");
+        }
     }
 
     #[test]

@@ -621,7 +621,7 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                 None,
                 Severity::Info,
                 trf("Passage cannot change this system's kernel command line: {why}.", &[("why", why)]),
-                Some(tr("Add the parameters the remedies above name with your boot loader's own tool, then reboot.")),
+                Some(tr("Carry out the remedies above that name kernel parameters with your boot loader's own tool, then reboot.")),
             ),
             fix: None,
         });
@@ -885,8 +885,8 @@ fn boot_line_edit(
     };
     let words = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
     let line: Vec<&str> = host.platform.cmdline.split_whitespace().collect();
-    let intel = host.platform.cpu_vendor.as_deref() == Some("intel")
-        || host.platform.units.iter().any(|u| u.kind == "intel")
+    let intel = host.platform.cpu_vendor.as_deref() == Some("intel");
+    let dmar = host.platform.units.iter().any(|u| u.kind == "intel")
         || host
             .platform
             .firmware_iommu_tables
@@ -912,8 +912,13 @@ fn boot_line_edit(
                 .map(|w| w.to_string())
                 .collect(),
         },
+        // Only the Intel cases: with a DMAR table or an Intel unit (not-enabled), or an Intel
+        // CPU where nothing else explains it (off); a virtio-iommu or a virtual machine needs
+        // other remedies.
         "iommu-not-enabled" | "iommu-off"
-            if report_has(code) && intel && !line.contains(&"intel_iommu=on") =>
+            if report_has(code)
+                && !line.contains(&"intel_iommu=on")
+                && (dmar || (code == "iommu-off" && intel)) =>
         {
             bootline::Edit {
                 add: words(&["intel_iommu=on"]),

@@ -1,6 +1,6 @@
 //! Changing the kernel command line: the edit `core::bootline` computed, written into the boot
 //! configuration's files and carried to the boot loader by the system's own tool (update-grub,
-//! grub-mkconfig, grubby, kernel-install, proxmox-boot-tool), as one transaction.
+//! grub-mkconfig, kernel-install, proxmox-boot-tool), as one transaction.
 //!
 //! Before the first file is written, a journal in the state directory keeps every file's text
 //! as it was; a tool that fails, or a crash before the end, puts every file back (the next run
@@ -31,6 +31,8 @@ const RECORDS: &str = "boot-line.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub version: u32,
+    /// Echoed in the result, so a waiter never takes another request's answer for its own.
+    pub id: String,
     pub code: String,
     pub device: Option<PciAddress>,
     pub edit: Edit,
@@ -54,6 +56,10 @@ pub struct Record {
     /// The configured line the edit was made on (what `unfix` restores the edited words of).
     pub before: Vec<String>,
     pub files: Vec<PathBuf>,
+    /// Each file's text before and after the change: while a file still reads as after,
+    /// `unfix` puts the text before back exactly (every word where it was).
+    #[serde(default)]
+    pub texts: Vec<(PathBuf, String, String)>,
     /// Seconds since the epoch.
     pub at: u64,
 }
@@ -64,6 +70,10 @@ struct Journal {
     /// Every file the change writes, relative to the root, and its text before.
     files: Vec<(PathBuf, String)>,
     commands: Vec<Vec<String>>,
+    /// The files are written and every command ran: what is left is the record. A replay of
+    /// a finished change keeps it.
+    #[serde(default)]
+    done: bool,
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> String {
@@ -160,28 +170,35 @@ fn run_command(root: &Path, cmd: &[String]) -> Result<(), String> {
     ))
 }
 
+/// What a rollback could not do: files it could not put back (the journal is kept for them),
+/// and commands that failed when run again on the files as they were.
+#[derive(Default)]
+struct Leftovers {
+    files: Vec<String>,
+    commands: Vec<String>,
+}
+
 /// Puts back every file a journal names, then runs the first `rerun` of its commands again so
-/// the boot loader matches the files (those that had run before a failure; all of them after
-/// a crash, where nobody knows how far it got). The journal is removed once the files are
-/// back; a command that fails again is said, not retried.
-fn roll_back(root: &Path, state: &StateDir, j: &Journal, rerun: usize) -> Vec<String> {
-    let mut problems = Vec::new();
+/// the boot loader matches the files (those that ran, up to the one that failed; all of them
+/// after a crash, where nobody knows how far it got). The journal is removed once the files
+/// are back.
+fn roll_back(root: &Path, state: &StateDir, j: &Journal, rerun: usize) -> Leftovers {
+    let mut left = Leftovers::default();
     for (rel, before) in &j.files {
         if let Err(e) = write_keeping_mode(&root.join(rel), before) {
-            problems.push(io_err(&format!("/{}", rel.display()), e));
+            left.files.push(io_err(&format!("/{}", rel.display()), e));
         }
     }
-    if problems.is_empty() {
-        let _ = std::fs::remove_file(state.path().join(JOURNAL));
-    } else {
-        return problems;
+    if !left.files.is_empty() {
+        return left;
     }
+    let _ = std::fs::remove_file(state.path().join(JOURNAL));
     for c in j.commands.iter().take(rerun) {
         if let Err(e) = run_command(root, c) {
-            problems.push(e);
+            left.commands.push(e);
         }
     }
-    problems
+    left
 }
 
 /// Replays a journal a crash left: every file back as it was.
@@ -192,11 +209,21 @@ pub fn replay(root: &Path, state: &StateDir) -> Result<bool, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_err(&p.display().to_string(), e)),
     };
-    let problems = roll_back(root, state, &j, j.commands.len());
-    if problems.is_empty() {
+    if j.done {
+        // The change was complete and recorded; only the journal's removal was cut short.
+        let _ = std::fs::remove_file(&p);
+        return Ok(false);
+    }
+    let left = roll_back(root, state, &j, j.commands.len());
+    if left.files.is_empty() && left.commands.is_empty() {
         Ok(true)
     } else {
-        Err(problems.join("; "))
+        Err(left
+            .files
+            .into_iter()
+            .chain(left.commands)
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 }
 
@@ -269,16 +296,20 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
     };
     let mut recs = records(state)?;
     let same = |x: &Record| x.code == req.code && x.device == req.device;
-    if req.undo && !recs.iter().any(same) {
-        return Ok(Done {
-            changed: false,
-            notes: vec![trf(
-                "Passage has no change of {code} to take back.",
-                &[("code", &req.code)],
-            )],
-        });
-    }
-    let changes = cfg.edit_files(&r, &req.edit)?;
+    let changes = if req.undo {
+        let Some(rec) = recs.iter().find(|x| same(x)).cloned() else {
+            return Ok(Done {
+                changed: false,
+                notes: vec![trf(
+                    "Passage has no change of {code} to take back.",
+                    &[("code", &req.code)],
+                )],
+            });
+        };
+        undo_changes(&r, &cfg, &rec, &recs, &req.edit)?
+    } else {
+        cfg.edit_files(&r, &req.edit)?
+    };
     let commands = cfg.commands(&req.edit);
     let mut notes = Vec::new();
     if changes.is_empty() {
@@ -297,35 +328,40 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
             let name = format!("{}.{at}", rel.display().to_string().replace('/', "_"));
             write_json(&backups.join(format!("{name}.json")), before)?;
         }
-        let journal = Journal {
+        let mut journal = Journal {
             version: 1,
             files: changes
                 .iter()
                 .map(|(f, b, _)| (f.clone(), b.clone()))
                 .collect(),
-            commands: cfg.commands(&req.edit.inverse(&cfg.line)),
+            commands: commands.clone(),
+            done: false,
         };
         write_json(&state.path().join(JOURNAL), &journal)?;
         crate::fault::point("boot-line:journaled");
         for (rel, _, after) in &changes {
             if let Err(e) = write_keeping_mode(&root.join(rel), after) {
-                let problems = roll_back(root, state, &journal, 0);
+                let left = roll_back(root, state, &journal, 0);
                 return Err(failed_note(
                     &io_err(&format!("/{}", rel.display()), e),
-                    &problems,
+                    &left,
                 ));
             }
         }
         crate::fault::point("boot-line:written");
         for (i, c) in commands.iter().enumerate() {
             if let Err(e) = run_command(root, c) {
-                // The commands that ran before wrote the new line (one kernel's entry of
-                // several): they run again on the old files. The one that failed wrote nothing
-                // when it is the first.
-                let problems = roll_back(root, state, &journal, if i == 0 { 0 } else { i + 1 });
-                return Err(failed_note(&e, &problems));
+                // Every command up to the one that failed may have written some of its output
+                // (one kernel's entry of several, one ESP of two): they all run again on the
+                // files as they were, so the boot loader matches them.
+                let left = roll_back(root, state, &journal, i + 1);
+                return Err(failed_note(&e, &left));
             }
         }
+        // Finished: from here a replay keeps the change. The record comes before the
+        // journal goes, so a crash in between leaves nothing unrecorded.
+        journal.done = true;
+        write_json(&state.path().join(JOURNAL), &journal)?;
         for (rel, _, _) in &changes {
             notes.push(trf(
                 "/{file} changed.",
@@ -335,7 +371,6 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
         for c in &commands {
             notes.push(trf("Ran {command}.", &[("command", &c.join(" "))]));
         }
-        let _ = std::fs::remove_file(state.path().join(JOURNAL));
     }
     if req.undo {
         recs.retain(|x| !same(x));
@@ -347,12 +382,18 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
             edit: req.edit.clone(),
             before: cfg.line.clone(),
             files: changes.iter().map(|(f, _, _)| f.clone()).collect(),
+            texts: changes.clone(),
             at: now(),
         });
     }
     write_json(&state.path().join(RECORDS), &recs)?;
+    let _ = std::fs::remove_file(state.path().join(JOURNAL));
     if !changes.is_empty() {
-        note_pending(root, &req.edit, &req.edit.apply(&cfg.line));
+        let configured = match bootline::read(&r) {
+            Boot::Known(c) => c.line,
+            Boot::Unknown { .. } => req.edit.apply(&cfg.line),
+        };
+        note_pending(root, &req.edit, &configured);
         notes.push(tr(
             "It takes effect at the next boot; passagectl doctor then says whether it took.",
         ));
@@ -363,16 +404,59 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
     })
 }
 
-fn failed_note(error: &str, problems: &[String]) -> String {
-    if problems.is_empty() {
+/// The files' change that takes back `rec`: each file's text before, exactly, while every
+/// file still reads as the fix left it; otherwise (the files changed since) the inverse edit on
+/// the line as it is now, refused where it would undo what another recorded fix added.
+fn undo_changes(
+    r: &HostRoot,
+    cfg: &bootline::BootConfig,
+    rec: &Record,
+    recs: &[Record],
+    inverse: &Edit,
+) -> Result<Vec<(PathBuf, String, String)>, String> {
+    let untouched = !rec.texts.is_empty()
+        && rec
+            .texts
+            .iter()
+            .all(|(f, _, after)| r.read(f).ok().is_some_and(|now| now == after.as_bytes()));
+    if untouched {
+        return Ok(rec
+            .texts
+            .iter()
+            .map(|(f, before, after)| (f.clone(), after.clone(), before.clone()))
+            .collect());
+    }
+    for other in recs
+        .iter()
+        .filter(|o| !(o.code == rec.code && o.device == rec.device))
+    {
+        if let Some(w) = other.edit.add.iter().find(|w| {
+            inverse.add.iter().any(|a| bootline::replaces(a, w)) || inverse.remove.contains(w)
+        }) {
+            return Err(trf(
+                "taking back {code} would undo {word}, which the fix of {other} added; take that back first (passagectl unfix {other})",
+                &[("code", &rec.code), ("word", w), ("other", &other.code)],
+            ));
+        }
+    }
+    cfg.edit_files(r, inverse)
+}
+
+fn failed_note(error: &str, left: &Leftovers) -> String {
+    if !left.files.is_empty() {
         trf(
-            "{error}. Every file is as it was before.",
-            &[("error", error)],
+            "{error}. Putting the boot files back failed too: {problems}. The journal in the state directory keeps their old text, and passage-boot-line.service puts them back at the next boot or change.",
+            &[("error", error), ("problems", &left.files.join("; "))],
+        )
+    } else if !left.commands.is_empty() {
+        trf(
+            "{error}. Every boot file is as it was before, but running the boot loader's tool again on them failed too ({problems}): check the boot loader's configuration before restarting.",
+            &[("error", error), ("problems", &left.commands.join("; "))],
         )
     } else {
         trf(
-            "{error}. Every file was put back, but: {problems}. If a file is named there, the journal in the state directory keeps its old text and the helper's next start puts it back.",
-            &[("error", error), ("problems", &problems.join("; "))],
+            "{error}. Every boot file is as it was before, and the boot loader's tool ran again on them.",
+            &[("error", error)],
         )
     }
 }
@@ -393,12 +477,42 @@ pub fn undo_edit(
 /// beside it.
 pub fn serve_request(root: &Path, state: &StateDir) -> Result<Done, String> {
     let p = state.path().join(REQUEST);
-    let bytes = std::fs::read(&p).map_err(|e| io_err(&p.display().to_string(), e))?;
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
+        // Started at boot for a journal a crash left: put the files back, nothing else.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let _lock = lock(state)?;
+            let replayed = replay(root, state)?;
+            return Ok(Done {
+                changed: replayed,
+                notes: vec![if replayed {
+                    tr("The boot configuration was put back as it was before an unfinished change.")
+                } else {
+                    tr("No boot-line change to carry out or undo.")
+                }],
+            });
+        }
+        Err(e) => return Err(io_err(&p.display().to_string(), e)),
+    };
+    // A request is carried out while its caller waits (at most 11 minutes): one left behind
+    // by a crash is never carried out later, at some boot, without anyone asking.
+    let stale = std::fs::metadata(&p)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(11 * 60));
     let _ = std::fs::remove_file(&p);
+    if stale {
+        let _lock = lock(state)?;
+        replay(root, state)?;
+        return Err(tr(
+            "A boot-line request left behind was dropped: nobody was waiting for it.",
+        ));
+    }
     let req: Request =
         serde_json::from_slice(&bytes).map_err(|e| io_err(&p.display().to_string(), e))?;
     let result = apply(root, state, &req);
-    let stored: Result<Done, String> = result.clone();
+    let stored: (String, Result<Done, String>) = (req.id.clone(), result.clone());
     write_json(&state.path().join(RESULT), &stored)?;
     result
 }

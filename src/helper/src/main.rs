@@ -502,9 +502,13 @@ impl Helper {
             let host = self.host_model().clone();
             let r = HostRoot::open(&self.root).map_err(failed)?;
             let facts = passage_core::doctor::read(&r, &host);
-            passage_core::doctor::boot_line_fix(&host, &facts, code, device).map_err(|why| {
-                HelperError::BadState(format!("Nothing to fix for {code}: {why}."))
-            })?
+            let edit = passage_core::doctor::boot_line_fix(&host, &facts, code, device).map_err(
+                |why| HelperError::BadState(format!("Nothing to fix for {code}: {why}.")),
+            )?;
+            if code == "vfio-pci-ids" {
+                self.ids_are_persisted(&host)?;
+            }
+            edit
         };
         let words = edit
             .add
@@ -521,8 +525,14 @@ impl Helper {
             &opts,
         )
         .await?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let req = passage_helper::bootfix::Request {
             version: 1,
+            id: format!(
+                "{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             code: code.to_string(),
             device,
             edit,
@@ -535,6 +545,39 @@ impl Helper {
 }
 
 impl Helper {
+    /// Taking `vfio-pci.ids=` away gives the devices it names to their host drivers at the next
+    /// boot: allowed only once Passage claims each of their groups at boot instead.
+    fn ids_are_persisted(&self, host: &Host) -> Result<(), HelperError> {
+        let persisted: Vec<GroupId> = passage_helper::persist::list(&self.state)
+            .map_err(failed)?
+            .iter()
+            .map(|p| p.group)
+            .collect();
+        let mut missing: Vec<String> = host
+            .devices
+            .values()
+            .filter(|d| {
+                host.platform
+                    .vfio_pci_ids
+                    .iter()
+                    .any(|(v, i)| *v == d.vendor_id && *i == d.device_id)
+            })
+            .filter(|d| !d.group.is_some_and(|g| persisted.contains(&g)))
+            .map(|d| match d.group {
+                Some(g) => format!("{} (group {g}: passagectl persist {g} on)", d.address),
+                None => d.address.to_string(),
+            })
+            .collect();
+        missing.sort();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(HelperError::BadState(format!(
+            "vfio-pci.ids= holds {} for vfio-pci at boot; without it their host drivers take them. Have Passage claim their groups at every boot first, then fix vfio-pci-ids. Nothing was changed.",
+            missing.join(", ")
+        )))
+    }
+
     /// `Fix`/`Unfix` of `d3cold-allowed`: the device kept powered now and at every boot.
     async fn fix_d3cold(
         &self,
@@ -1340,8 +1383,10 @@ fn main() -> ExitCode {
             Some(Err(e)) => tracing::error!("replaying journals: {e}"),
             None => tracing::info!("{}", passage_helper::read_only_reason(&args.root)),
         }
-        // A boot-line change a crash cut short: every boot file back as it was.
-        if kernel.is_some() {
+        // A boot-line change a crash cut short: every boot file back as it was. On the
+        // machine's own root this unit may not write them; passage-boot-line.service does, at
+        // boot and before every change.
+        if kernel.is_some() && args.root != Path::new("/") {
             match passage_helper::bootfix::replay(&args.root, &state) {
                 Ok(true) => {
                     tracing::warn!("put the boot configuration back after an unfinished change")

@@ -49,7 +49,7 @@ pub async fn regenerate_initramfs(conn: &zbus::Connection) -> String {
         Ok((tool, _)) => tool,
         Err(why) => return why,
     };
-    match through_systemd(conn, names::INITRAMFS_UNIT).await {
+    match through_systemd(conn, names::INITRAMFS_UNIT, REBUILD_WAIT).await {
         Ok(Some(result)) if result == "done" => trf(
             "The initramfs was regenerated ({tool}, in {unit}).",
             &[("tool", tool), ("unit", names::INITRAMFS_UNIT)],
@@ -76,7 +76,11 @@ pub async fn regenerate_initramfs(conn: &zbus::Connection) -> String {
 }
 
 /// Starts the unit and waits for its job's result (`None`: still running after the wait).
-async fn through_systemd(conn: &zbus::Connection, unit: &str) -> zbus::Result<Option<String>> {
+async fn through_systemd(
+    conn: &zbus::Connection,
+    unit: &str,
+    wait: std::time::Duration,
+) -> zbus::Result<Option<String>> {
     use futures_util::StreamExt;
     let manager = ManagerProxy::new(conn).await?;
     // Subscribed before the start: a fast job must not end unseen.
@@ -95,7 +99,7 @@ async fn through_systemd(conn: &zbus::Connection, unit: &str) -> zbus::Result<Op
             return Err(e);
         }
     };
-    let wait = async {
+    let job_end = async {
         while let Some(signal) = removed.next().await {
             if let Ok(args) = signal.args() {
                 if args.job == job {
@@ -105,10 +109,7 @@ async fn through_systemd(conn: &zbus::Connection, unit: &str) -> zbus::Result<Op
         }
         None
     };
-    let result = tokio::time::timeout(REBUILD_WAIT, wait)
-        .await
-        .ok()
-        .flatten();
+    let result = tokio::time::timeout(wait, job_end).await.ok().flatten();
     let _ = manager.unsubscribe().await;
     Ok(result)
 }
@@ -125,6 +126,7 @@ pub async fn boot_line(
     req: bootfix::Request,
 ) -> Result<bootfix::Done, HelperError> {
     let _one = ONE_BOOT_LINE.lock().await;
+    let req_id = req.id.clone();
     if root == Path::new("/") {
         let path = state.path().join(bootfix::REQUEST);
         let result = state.path().join(bootfix::RESULT);
@@ -132,7 +134,9 @@ pub async fn boot_line(
         let bytes = serde_json::to_vec(&req).map_err(|e| HelperError::Failed(e.to_string()))?;
         passage_core::store::write_atomic(&path, &bytes)
             .map_err(|e| HelperError::Failed(format!("{}: {e}", path.display())))?;
-        match through_systemd(conn, names::BOOT_LINE_UNIT).await {
+        // Longer than the unit's own TimeoutStartSec=10min: its end is always seen.
+        let wait = std::time::Duration::from_secs(11 * 60);
+        match through_systemd(conn, names::BOOT_LINE_UNIT, wait).await {
             Ok(Some(_)) => {
                 // The unit's own answer, whether it ended "done" or "failed".
                 let stored = std::fs::read(&result).map_err(|e| {
@@ -141,8 +145,15 @@ pub async fn boot_line(
                         &[("unit", names::BOOT_LINE_UNIT), ("error", &e.to_string())],
                     ))
                 })?;
-                let r: Result<bootfix::Done, String> = serde_json::from_slice(&stored)
-                    .map_err(|e| HelperError::Failed(e.to_string()))?;
+                let (id, r): (String, Result<bootfix::Done, String>) =
+                    serde_json::from_slice(&stored)
+                        .map_err(|e| HelperError::Failed(e.to_string()))?;
+                if id != req_id {
+                    return Err(HelperError::Failed(trf(
+                        "{unit} answered another request; journalctl -u {unit} says what it did",
+                        &[("unit", names::BOOT_LINE_UNIT)],
+                    )));
+                }
                 return r.map_err(HelperError::Failed);
             }
             Ok(None) => {
