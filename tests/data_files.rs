@@ -72,20 +72,21 @@ fn xml_files_are_valid() {
         passage_core::names::ACTION_READ,
         passage_core::names::ACTION_FIX_BOOT_LINE,
         passage_core::names::ACTION_FIX_D3COLD,
+        passage_core::names::ACTION_SET_VFS,
     ] {
         assert!(
             text.contains(&format!("id=\"{a}\"")),
             "{a} missing from the policy"
         );
     }
-    assert_eq!(text.matches("<action id=").count(), 7);
+    assert_eq!(text.matches("<action id=").count(), 8);
     // The prompts are translated (po/update-pot merges them from po/LANG.po) and keep the
     // details polkit fills in.
     for lang in languages() {
         let n = text
             .matches(&format!("<message xml:lang=\"{lang}\">"))
             .count();
-        assert_eq!(n, 7, "{lang}: {n} of 7 polkit messages translated");
+        assert_eq!(n, 8, "{lang}: {n} of 8 polkit messages translated");
     }
     // Every prompt about a group names it and its devices (reading the host names none; a
     // device's own setting names the device).
@@ -93,7 +94,9 @@ fn xml_files_are_valid() {
         if action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_READ)) {
             continue;
         }
-        if action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_FIX_D3COLD)) {
+        if action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_FIX_D3COLD))
+            || action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_SET_VFS))
+        {
             for m in action.split("<message").skip(1) {
                 assert!(m.contains("$(devices)"), "{m}");
             }

@@ -59,8 +59,9 @@ fn boot(topology: &str, partial: &str, full: &str, hold: bool) -> Run {
 
 fn boot_with(topology: &str, pre: &str, partial: &str, full: &str, hold: bool) -> Run {
     let header = format!(
-        "PASSAGECTL={}\nPRE='{pre}'\nPARTIAL={partial}\nFULL={full}\nHOLD={}\n",
+        "PASSAGECTL={}\nHELPER={}\nPRE='{pre}'\nPARTIAL={partial}\nFULL={full}\nHOLD={}\n",
         bins::bin("passagectl"),
+        bins::bin("passage-helper"),
         u8::from(hold)
     );
     boot_job(topology, &header, "tests/vm/guest-job.sh")
@@ -479,10 +480,23 @@ fn multifunction_functions_share_a_group_and_bind_together() {
 
 #[test]
 fn sriov_virtual_functions_get_groups_of_their_own_and_bind_alone() {
-    // igb (QEMU >= 8) behind the root port at 00:02.0: the PF is 01:00.0; the guest enables
-    // two VFs and binds the first.
-    let pre = "echo 2 > /sys/bus/pci/devices/0000:01:00.0/sriov_numvfs; FULL=$(basename $(readlink /sys/bus/pci/devices/0000:01:00.0/virtfn0))";
+    // igb (QEMU >= 8) behind the root port at 00:02.0: the PF is 01:00.0. Passage's helper
+    // gives it two VFs (`passage-helper --set-vfs`, what `passagectl vfs` asks of the service;
+    // /etc/udev/rules.d on a tmpfs, as the host's root is read-only here), and the guest binds
+    // the first.
+    let pre = "mkdir -p /run/pstate; mount -t tmpfs rules /etc/udev/rules.d; $HELPER --state-dir /run/pstate --set-vfs 0000:01:00.0=2 > $OUT/vfs.txt 2>&1; echo $? > $OUT/vfs.rc; cp /etc/udev/rules.d/63-passage-sriov.rules $OUT/; FULL=$(basename $(readlink /sys/bus/pci/devices/0000:01:00.0/virtfn0))";
     let run = boot_with("sriov", pre, "", "", false);
+    assert_eq!(run.rc("vfs.rc"), 0, "{}", run.file("vfs.txt"));
+    let said = run.file("vfs.txt");
+    assert!(
+        said.contains("0000:01:00.0 has 2 virtual functions now"),
+        "{said}"
+    );
+    let rule = run.file("63-passage-sriov.rules");
+    assert!(
+        rule.contains("ACTION==\"bind\", SUBSYSTEM==\"pci\", KERNEL==\"0000:01:00.0\", ATTR{vendor}==\"0x8086\", ATTR{device}==\"0x10c9\", ATTR{sriov_numvfs}=\"2\""),
+        "{rule}"
+    );
     let list = assert_agrees_with_kernel(&run, "boot");
     let pf = device(&list, "0000:01:00.0");
     // Read from the PF's SR-IOV capability; QEMU's igb model advertises 8 VFs.

@@ -68,27 +68,38 @@ impl Bus {
     /// [`Bus::start`] with more arguments for the helper (`--auth-timeout 4`).
     pub fn start_with(helper_args: &[&str]) -> Bus {
         let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-        Self::start_inner(Some(one), helper_args, &|_| {})
+        Self::start_inner(Some(one), helper_args, &|_| {}, &|_| {})
     }
 
     /// [`Bus::start`] with the demo host's tree changed by `prepare` before the helper reads it.
     pub fn start_prepared(prepare: &dyn Fn(&Path)) -> Bus {
         let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-        Self::start_inner(Some(one), &[], prepare)
+        Self::start_inner(Some(one), &[], &|_| {}, prepare)
+    }
+
+    /// [`Bus::start_prepared`] with the demo host's description changed by `spec` before its
+    /// tree is written (a device given a driver, say).
+    pub fn start_spec(
+        spec: &dyn Fn(&mut passage_core::synth::MachineSpec),
+        prepare: &dyn Fn(&Path),
+    ) -> Bus {
+        let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        Self::start_inner(Some(one), &[], spec, prepare)
     }
 
     /// Two machines: two private system buses, each with its own polkitd and helper over its
     /// own copy of the demo host.
     pub fn start_pair() -> Pair {
         let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-        let a = Self::start_inner(Some(one), &[], &|_| {});
-        let b = Self::start_inner(None, &[], &|_| {});
+        let a = Self::start_inner(Some(one), &[], &|_| {}, &|_| {});
+        let b = Self::start_inner(None, &[], &|_| {}, &|_| {});
         Pair { b, a }
     }
 
     fn start_inner(
         one: Option<std::sync::MutexGuard<'static, ()>>,
         helper_args: &[&str],
+        spec: &dyn Fn(&mut passage_core::synth::MachineSpec),
         prepare: &dyn Fn(&Path),
     ) -> Bus {
         // A missing prerequisite fails the test and says so; it never passes unseen.
@@ -180,10 +191,10 @@ impl Bus {
         );
 
         // The demo host as a tree the helper's fake kernel drives.
-        passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST)
-            .unwrap()
-            .write_tree(&bus.root())
-            .unwrap();
+        let mut machine =
+            passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST).unwrap();
+        spec(&mut machine);
+        machine.write_tree(&bus.root()).unwrap();
         prepare(&bus.root());
         let helper = Command::new(crate::bins::bin("passage-helper"))
             .arg("--root")

@@ -135,6 +135,14 @@ pub mod ctl {
             code: String,
             device: Option<String>,
         },
+        /// Give an SR-IOV physical function COUNT virtual functions (0: none), through the
+        /// helper: created now by its driver, and again at every boot when the driver binds it
+        /// (a udev rule). Each VF is a group card of its own. Refused while a VF is on vfio-pci.
+        Vfs {
+            /// The physical function's PCI address.
+            device: String,
+            count: u32,
+        },
         /// Draw the PCI tree with a box around each IOMMU group, as SVG: the root complex, ports
         /// and bridges, which port does not isolate what is below it; for bug reports and forums.
         Draw {
@@ -446,6 +454,10 @@ pub mod helper {
         /// (what passage-initramfs.service runs).
         #[arg(long, conflicts_with_all = ["claim", "release", "reclaim", "persist", "unpersist", "replay"])]
         pub regenerate_initramfs: bool,
+        /// Give the SR-IOV physical function ADDRESS COUNT virtual functions (0: none), now and
+        /// at every boot (a udev rule), without D-Bus, then exit.
+        #[arg(long, value_name = "ADDRESS=COUNT", conflicts_with_all = ["claim", "release", "reclaim", "persist", "unpersist"])]
+        pub set_vfs: Option<String>,
         /// Carry out the kernel command line change the service left in the state directory
         /// (what passage-boot-line.service runs), then exit.
         #[arg(long, conflicts_with_all = ["claim", "release", "reclaim", "persist", "unpersist", "replay", "regenerate_initramfs"])]

@@ -587,6 +587,25 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
             }
         }
     }
+    // SR-IOV cards: each virtual function is a group of its own, to give to a guest alone.
+    for d in host.devices.values() {
+        let Some(total) = d.capabilities.sriov_total_vfs.filter(|t| *t > 0) else {
+            continue;
+        };
+        if d.physfn.is_some() || d.on_vfio() || !d.is_endpoint() {
+            continue;
+        }
+        add(
+            "devices",
+            reason(
+                "sriov-capable",
+                Some(d.address),
+                Severity::Info,
+                trf("{device} can have up to {total} virtual functions (it has {now}); each is a group of its own, to give to a guest alone while the card stays with the host.", &[("device", &label(d)), ("total", &total.to_string()), ("now", &d.virtfns.len().to_string())]),
+                Some(trf("passagectl vfs {address} COUNT creates them through its driver, now and at every boot ({driver}).", &[("address", &d.address.to_string()), ("driver", d.driver.as_deref().unwrap_or("-"))])),
+            ),
+        );
+    }
     boot_findings(host, facts, &mut add);
     // Within each topic: blockers, then warnings, then the rest; a stable order otherwise.
     let rank = |t: &str| match t {

@@ -22,6 +22,9 @@ pub const ACTION_FIX_BOOT_LINE: &str = "io.github.passage.fix-boot-line";
 /// polkit: keep a device powered (`passagectl fix d3cold-allowed ADDRESS`), now and at every
 /// boot.
 pub const ACTION_FIX_D3COLD: &str = "io.github.passage.fix-d3cold";
+/// polkit: give an SR-IOV physical function its virtual functions (`passagectl vfs`), now and
+/// at every boot.
+pub const ACTION_SET_VFS: &str = "io.github.passage.set-vfs";
 /// The unit that carries out a boot-line change (the helper's own unit may not write
 /// /etc/default or /boot).
 pub const BOOT_LINE_UNIT: &str = "passage-boot-line.service";

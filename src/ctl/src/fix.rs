@@ -1,4 +1,4 @@
-//! `passagectl fix CODE [DEVICE]` and `unfix`: a doctor's remedy carried out through the helper
+//! `passagectl fix CODE [DEVICE]`, `unfix`, and `vfs ADDRESS COUNT` (SR-IOV): a doctor's remedy carried out through the helper
 //! (`core::bootline` computes the edit; the helper writes it). `--dry-run` shows the change to
 //! each file and the commands that would run, reading the host here (also a recording).
 
@@ -58,6 +58,20 @@ pub fn unfix(cli: &Cli, code: &str, device: Option<&str>) -> Result<u8, Failure>
     })?;
     for n in &done.notes {
         print(&format!("  {n}\n"))?;
+    }
+    Ok(0)
+}
+
+/// `passagectl vfs ADDRESS COUNT`.
+pub fn vfs(cli: &Cli, device: &str, count: u32) -> Result<u8, Failure> {
+    let addr: PciAddress = device.parse()?;
+    refuse_fake(cli, "vfs")?;
+    let a = addr.to_string();
+    let done = helper_call(cli, |h| async move {
+        h.set_virtual_functions(&a, count, HashMap::new()).await
+    })?;
+    for n in &done.notes {
+        print(&format!("{n}\n"))?;
     }
     Ok(0)
 }

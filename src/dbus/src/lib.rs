@@ -17,7 +17,8 @@ use zbus::zvariant::Type;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 
 /// The interface's version (the `Version` property): 2 since replies are typed, 3 since
-/// PersistedGroups, 4 since DescribeHost and DeviceChanged, 5 since Fix, Unfix and BootLineFixes.
+/// PersistedGroups, 4 since DescribeHost and DeviceChanged, 5 since Fix, Unfix, BootLineFixes and
+/// SetVirtualFunctions.
 pub const INTERFACE_VERSION: u32 = 5;
 
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
@@ -265,6 +266,14 @@ pub trait Helper {
         &self,
         code: &str,
         device: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<Persisted, HelperError>;
+    /// Physical function `address` gets `count` virtual functions (0: none), now and at every
+    /// boot.
+    fn set_virtual_functions(
+        &self,
+        address: &str,
+        count: u32,
         options: HashMap<&str, Value<'_>>,
     ) -> Result<Persisted, HelperError>;
     /// The boot-line changes Passage made and has not taken back, as JSON

@@ -63,6 +63,7 @@ const BOUNCER: &[(&str, &str)] = &[
     ("Journal", names::ACTION_READ),
     ("FixBootLine", names::ACTION_FIX_BOOT_LINE),
     ("FixD3cold", names::ACTION_FIX_D3COLD),
+    ("SetVirtualFunctions", names::ACTION_SET_VFS),
     ("BootLineFixes", names::ACTION_READ),
 ];
 
@@ -912,6 +913,59 @@ impl Helper {
             .await
     }
 
+    /// PF `address` gets `count` virtual functions (0: none), now and at every boot.
+    #[zbus(out_args("changed", "notes"))]
+    async fn set_virtual_functions(
+        &self,
+        address: &str,
+        count: u32,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(bool, Vec<String>), HelperError> {
+        let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
+        let address: PciAddress = address
+            .parse()
+            .map_err(|e| HelperError::InvalidArgs(format!("{e}")))?;
+        if count > 4096 {
+            return Err(HelperError::InvalidArgs(format!(
+                "{count} virtual functions: a PCI function has at most 65535 routing IDs below it, and no device offers more than a few thousand"
+            )));
+        }
+        writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
+        let host = self.host_model().clone();
+        let name = host
+            .devices
+            .get(&address)
+            .map(|d| format!("{address} {}", d.display_name()))
+            .ok_or_else(|| {
+                HelperError::NotFound(format!("There is no PCI device {address} on this host."))
+            })?;
+        let n = count.to_string();
+        self.authorize(
+            conn,
+            &hdr,
+            "SetVirtualFunctions",
+            HashMap::from([("devices", name.as_str()), ("count", n.as_str())]),
+            &opts,
+        )
+        .await?;
+        let (root, state, model) = (self.root.clone(), self.state.clone(), self.model.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            // The PF as it is now, after the password prompt.
+            let host = model
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .host
+                .clone();
+            passage_helper::sriov::set(&root, &state, &host, address, count)
+        })
+        .await
+        .map_err(failed)?
+        .map_err(HelperError::BadState)?;
+        Ok((done.changed, done.notes))
+    }
+
     #[zbus(out_args("fixes"))]
     async fn boot_line_fixes(
         &self,
@@ -1250,6 +1304,19 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
             }
         }
     }
+    if let Some(v) = &args.set_vfs {
+        let (a, n) = v
+            .split_once('=')
+            .ok_or_else(|| format!("--set-vfs takes ADDRESS=COUNT, not {v}"))?;
+        let a: PciAddress = a.parse().map_err(|e| format!("{e}"))?;
+        let n: u32 = n
+            .parse()
+            .map_err(|_| format!("--set-vfs: {n} is not a count"))?;
+        let d = passage_helper::sriov::set(&args.root, state, &host()?, a, n)?;
+        for note in d.notes {
+            println!("{note}");
+        }
+    }
     for (g, on) in [(&args.persist, true), (&args.unpersist, false)] {
         let Some(g) = g else { continue };
         let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
@@ -1352,6 +1419,7 @@ fn main() -> ExitCode {
         || args.reclaim
         || args.persist.is_some()
         || args.unpersist.is_some()
+        || args.set_vfs.is_some()
     {
         return match one_shot(&args, &kernel, &state) {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,315 @@
+//! SR-IOV virtual functions: a physical function's `sriov_numvfs` set through its driver, read
+//! back, and kept across reboots by a udev rule that sets it again when the driver binds the
+//! PF at boot — before libvirt, the re-claim of persisted groups or anything else that would
+//! use the VFs starts. Each VF is a device with a group of its own, so it is a card of its own.
+//!
+//! The kernel creates and destroys VFs only from 0: a count changes through 0, which destroys
+//! every VF there is. So a change is refused while a VF is on vfio-pci (a guest may hold it, or
+//! Passage claimed it): release those first.
+
+use crate::bootfix::Done;
+use crate::claim::StateDir;
+use passage_core::i18n::{tr, trf};
+use passage_core::{Host, PciAddress};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::Path;
+
+/// The udev rule, relative to the host root.
+pub const UDEV_RULE: &str = "etc/udev/rules.d/63-passage-sriov.rules";
+const RECORDS: &str = "sriov.json";
+
+/// A PF whose VFs Passage creates at every boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub address: PciAddress,
+    pub vendor_id: String,
+    pub device_id: String,
+    pub count: u32,
+}
+
+fn io_err(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+pub fn records(state: &StateDir) -> Result<Vec<Record>, String> {
+    let p = state.path().join(RECORDS);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            trf(
+                "{file} is not a list of Passage's virtual functions ({error}); move it aside to go on",
+                &[("file", &p.display().to_string()), ("error", &e.to_string())],
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err(&p.display().to_string(), e)),
+    }
+}
+
+/// The rule's text: on the PF's bind (its driver is there, so `sriov_numvfs` can be written),
+/// if the device at that address still has the recorded ids.
+pub fn render_rule(recs: &[Record]) -> String {
+    let mut s = String::from(
+        "# Written by passage-helper (passagectl vfs). Each line creates a physical function's\n\
+         # virtual functions when its driver binds it at boot, if the device at that address\n\
+         # still has the recorded ids.\n",
+    );
+    for r in recs {
+        s.push_str(&format!(
+            "ACTION==\"bind\", SUBSYSTEM==\"pci\", KERNEL==\"{}\", ATTR{{vendor}}==\"0x{}\", ATTR{{device}}==\"0x{}\", ATTR{{sriov_numvfs}}=\"{}\"\n",
+            r.address, r.vendor_id, r.device_id, r.count
+        ));
+    }
+    s
+}
+
+fn lock(state: &StateDir) -> Result<std::fs::File, String> {
+    let dir = state.path().join("locks");
+    std::fs::create_dir_all(&dir).map_err(|e| io_err("locks", e))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("sriov.lock"))
+        .map_err(|e| io_err("sriov.lock", e))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io_err("sriov.lock", e))?;
+    Ok(f)
+}
+
+fn write_rule(root: &Path, recs: &[Record]) -> Result<(), String> {
+    let path = root.join(UDEV_RULE);
+    if recs.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(io_err(&path.display().to_string(), e))
+            }
+            _ => Ok(()),
+        };
+    }
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| io_err(&d.display().to_string(), e))?;
+    }
+    passage_core::store::write_atomic(&path, render_rule(recs).as_bytes())
+        .map_err(|e| io_err(&path.display().to_string(), e))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| io_err(&path.display().to_string(), e))
+}
+
+fn read_number(path: &Path) -> Result<u32, String> {
+    let t = std::fs::read_to_string(path).map_err(|e| io_err(&path.display().to_string(), e))?;
+    t.trim().parse().map_err(|_| {
+        trf(
+            "{file} reads “{value}”, not a number",
+            &[
+                ("file", &path.display().to_string()),
+                ("value", &t.trim().chars().take(16).collect::<String>()),
+            ],
+        )
+    })
+}
+
+fn write_number(path: &Path, n: u32) -> Result<(), String> {
+    std::fs::write(path, format!("{n}\n")).map_err(|e| {
+        let why = if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
+            tr("the kernel says busy (its VFs are in use)")
+        } else {
+            e.to_string()
+        };
+        io_err(&path.display().to_string(), why)
+    })
+}
+
+/// The VFs the PF has now, as the kernel links them (`virtfnN`), in order.
+fn virtfns(pf_dir: &Path) -> Vec<String> {
+    let mut v: Vec<(u32, String)> = std::fs::read_dir(pf_dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let n: u32 = name.strip_prefix("virtfn")?.parse().ok()?;
+                    let target = std::fs::read_link(e.path()).ok()?;
+                    Some((n, target.file_name()?.to_string_lossy().into_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.into_iter().map(|(_, a)| a).collect()
+}
+
+/// Gives PF `address` `count` virtual functions (0: none), now and at every boot.
+pub fn set(
+    root: &Path,
+    state: &StateDir,
+    host: &Host,
+    address: PciAddress,
+    count: u32,
+) -> Result<Done, String> {
+    let _lock = lock(state)?;
+    let addr = address.to_string();
+    let d = host.devices.get(&address).ok_or_else(|| {
+        trf(
+            "There is no PCI device {address} on this host.",
+            &[("address", &addr)],
+        )
+    })?;
+    if d.physfn.is_some() {
+        return Err(trf(
+            "{address} is a virtual function itself; its physical function makes VFs",
+            &[("address", &addr)],
+        ));
+    }
+    let dir = root.join(&d.sysfs_path);
+    let total = read_number(&dir.join("sriov_totalvfs")).map_err(|_| {
+        trf(
+            "{address} ({name}) cannot have virtual functions: it has no SR-IOV capability the kernel uses",
+            &[("address", &addr), ("name", &d.display_name())],
+        )
+    })?;
+    if count > total {
+        return Err(trf(
+            "{address} can have at most {total} virtual functions, not {count}",
+            &[
+                ("address", &addr),
+                ("total", &total.to_string()),
+                ("count", &count.to_string()),
+            ],
+        ));
+    }
+    // At every boot: the rule, with the record it is made from — written first, so a
+    // machine that cannot keep the change (a read-only /etc) is not changed at all.
+    let mut recs = records(state)?;
+    let before = recs.clone();
+    recs.retain(|r| r.address != address);
+    if count > 0 {
+        recs.push(Record {
+            address,
+            vendor_id: d.vendor_id.to_string(),
+            device_id: d.device_id.to_string(),
+            count,
+        });
+        recs.sort_by_key(|r| r.address);
+    }
+    let persisted_changed = recs != before;
+    let keep = |recs: &[Record]| -> Result<(), String> {
+        write_rule(root, recs)?;
+        let p = state.path().join(RECORDS);
+        let bytes = serde_json::to_vec_pretty(recs).map_err(|e| e.to_string())?;
+        passage_core::store::write_atomic(&p, &bytes)
+            .map_err(|e| io_err(&p.display().to_string(), e))
+    };
+    if persisted_changed {
+        keep(&recs)?;
+    }
+    let changed = match change_now(&dir, host, address, d, count) {
+        Ok(c) => c,
+        Err(e) => {
+            if persisted_changed {
+                let _ = keep(&before);
+            }
+            return Err(e);
+        }
+    };
+    let mut notes = changed.1;
+    let now_changed = changed.0;
+    notes.push(if count > 0 {
+        trf(
+            "A udev rule ({file}) creates them again at every boot when its driver binds it, while the device at that address has the same ids.",
+            &[("file", &format!("/{UDEV_RULE}"))],
+        )
+    } else {
+        tr("No virtual functions are created for it at boot.")
+    });
+    Ok(Done {
+        changed: now_changed || persisted_changed,
+        notes,
+    })
+}
+
+/// The kernel's side: `sriov_numvfs` through 0 to `count`, read back. Whether it changed, and
+/// what there is now in words.
+fn change_now(
+    dir: &Path,
+    host: &Host,
+    address: PciAddress,
+    d: &passage_core::model::Device,
+    count: u32,
+) -> Result<(bool, Vec<String>), String> {
+    let addr = address.to_string();
+    let now = read_number(&dir.join("sriov_numvfs"))?;
+    let mut notes = Vec::new();
+    if now != count {
+        match d.driver.as_deref() {
+            None => {
+                return Err(trf(
+                    "{address} has no driver: its own driver creates virtual functions, so give it back to the host first",
+                    &[("address", &addr)],
+                ))
+            }
+            Some("vfio-pci") => {
+                return Err(trf(
+                    "{address} is on vfio-pci: its own driver creates virtual functions, so release its group first",
+                    &[("address", &addr)],
+                ))
+            }
+            Some(_) => {}
+        }
+        if now > 0 {
+            // Changing the count goes through 0, which takes every VF away.
+            let held: Vec<String> = host
+                .devices
+                .values()
+                .filter(|v| v.physfn == Some(address) && v.on_vfio())
+                .map(|v| v.address.to_string())
+                .collect();
+            if !held.is_empty() {
+                return Err(trf(
+                    "{vfs} of {address} are on vfio-pci (a guest may be using them): changing the number of VFs removes them all first. Release their groups, then try again",
+                    &[("vfs", &held.join(", ")), ("address", &addr)],
+                ));
+            }
+            write_number(&dir.join("sriov_numvfs"), 0)?;
+        }
+        if count > 0 {
+            if let Err(e) = write_number(&dir.join("sriov_numvfs"), count) {
+                // As it was, if the kernel lets us.
+                if now > 0 {
+                    let _ = write_number(&dir.join("sriov_numvfs"), now);
+                }
+                return Err(e);
+            }
+        }
+        let back = read_number(&dir.join("sriov_numvfs"))?;
+        if back != count {
+            return Err(trf(
+                "{address} has {back} virtual functions after {count} was written: the driver did not create them",
+                &[
+                    ("address", &addr),
+                    ("back", &back.to_string()),
+                    ("count", &count.to_string()),
+                ],
+            ));
+        }
+        let vfs = virtfns(dir);
+        notes.push(if count == 0 {
+            trf("{address} has no virtual functions now.", &[("address", &addr)])
+        } else {
+            trf(
+                "{address} has {count} virtual functions now: {vfs}. Each is a group card of its own.",
+                &[
+                    ("address", &addr),
+                    ("count", &count.to_string()),
+                    ("vfs", &if vfs.is_empty() { tr("the kernel shows them shortly") } else { vfs.join(", ") }),
+                ],
+            )
+        });
+    } else {
+        notes.push(trf(
+            "{address} has {count} virtual functions already.",
+            &[("address", &addr), ("count", &count.to_string())],
+        ));
+    }
+    Ok((now != count, notes))
+}
