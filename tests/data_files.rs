@@ -73,20 +73,21 @@ fn xml_files_are_valid() {
         passage_core::names::ACTION_FIX_BOOT_LINE,
         passage_core::names::ACTION_FIX_D3COLD,
         passage_core::names::ACTION_SET_VFS,
+        passage_core::names::ACTION_REHEARSE_RESET,
     ] {
         assert!(
             text.contains(&format!("id=\"{a}\"")),
             "{a} missing from the policy"
         );
     }
-    assert_eq!(text.matches("<action id=").count(), 8);
+    assert_eq!(text.matches("<action id=").count(), 9);
     // The prompts are translated (po/update-pot merges them from po/LANG.po) and keep the
     // details polkit fills in.
     for lang in languages() {
         let n = text
             .matches(&format!("<message xml:lang=\"{lang}\">"))
             .count();
-        assert_eq!(n, 8, "{lang}: {n} of 8 polkit messages translated");
+        assert_eq!(n, 9, "{lang}: {n} of 9 polkit messages translated");
     }
     // Every prompt about a group names it and its devices (reading the host names none; a
     // device's own setting names the device).

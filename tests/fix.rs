@@ -1150,3 +1150,64 @@ fn the_helper_gives_a_nic_its_virtual_functions() {
     assert_eq!(std::fs::read_to_string(&numvfs).unwrap().trim(), "0");
     assert!(!rule.exists());
 }
+
+/// `passagectl rehearse-reset` through the helper on the demo host: the GeForce's group
+/// (its GPU and its audio function, each reset by the kernel's method for it) claimed, reset,
+/// given back to nvidia and snd_hda_intel; a member without a reset method does not survive
+/// it (exit 1, said per member); nobody is refused; the result kept per model and kernel.
+#[test]
+fn the_helper_rehearses_a_reset_and_gives_the_group_back() {
+    let b = bus::Bus::start_prepared(&|root| {
+        std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+        std::fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-27-amd64\n").unwrap();
+    });
+    let root = b.root();
+    let drivers = |b: &bus::Bus| (b.driver("0000:0b:00.0"), b.driver("0000:0b:00.1"));
+    let before = drivers(&b);
+    assert_eq!(before.0.as_deref(), Some("nvidia"));
+
+    let out = b.passagectl(true, &["rehearse-reset", "19"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("rehearse-reset")
+    );
+
+    let out = b.passagectl(false, &["rehearse-reset", "19"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("0000:0b:00.0 (") && text.contains("reset by bus: yes; answers afterwards: yes; back on nvidia: yes. Survives a guest reboot: yes."),
+        "{text}"
+    );
+    assert_eq!(drivers(&b), before);
+    let recs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.state().join("resets.json")).unwrap()).unwrap();
+    assert!(recs
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["device_id"] == "2206"
+            && r["kernel"] == "6.1.0-27-amd64"
+            && r["reset"] == true));
+
+    // Without a reset method: said, exit 1, still given back.
+    std::fs::write(
+        root.join("sys/bus/pci/devices/0000:0b:00.1/reset_method"),
+        "\n",
+    )
+    .unwrap();
+    let out = b.passagectl(false, &["rehearse-reset", "19"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("0000:0b:00.1 (")
+            && text.contains("reset by -: no")
+            && text.contains("Survives a guest reboot: no."),
+        "{text}"
+    );
+    assert_eq!(drivers(&b), before);
+}

@@ -636,6 +636,43 @@ fn the_helper_claims_releases_and_rolls_back_on_a_real_kernel() {
     );
     // kill -9, unplugs, refusals and races: the_fault_campaign_on_a_real_kernel_… below.
     assert_eq!(members(&run.file("multi-end.txt")), before_multi);
+
+    // The reset rehearsal: the e1000e reset by the kernel's first method for it, answering,
+    // back on e1000e, and the result kept for its model and this kernel.
+    let methods = run.file("reset-method.txt");
+    let first = methods
+        .split_whitespace()
+        .next()
+        .expect("QEMU's e1000e has a reset method");
+    let said = run.file("rehearse.txt");
+    assert_eq!(run.rc("rehearse.rc"), 0, "{said}");
+    assert!(
+        said.contains("0000:04:00.0 (") && said.contains(&format!("reset by {first}: yes; answers afterwards: yes; back on e1000e: yes. Survives a guest reboot: yes.")),
+        "{said}"
+    );
+    assert_eq!(
+        members(&run.file("rehearsed.txt")),
+        members(&run.file("single-before.txt"))
+    );
+    let recs = run.json("resets.json");
+    let r = &recs[0];
+    assert_eq!(
+        (r["vendor_id"].as_str(), r["device_id"].as_str()),
+        (Some("8086"), Some("10d3")),
+        "{recs}"
+    );
+    assert!(
+        r["kernel"].as_str().is_some_and(|k| k.starts_with("6.")),
+        "{recs}"
+    );
+    assert_eq!(
+        (
+            r["reset"].as_bool(),
+            r["answers"].as_bool(),
+            r["back"].as_bool()
+        ),
+        (Some(true), Some(true), Some(true))
+    );
 }
 
 /// One injected fault, as tests/vm/guest-faults-job.sh recorded it.

@@ -66,4 +66,11 @@ for round in 1 2 3; do
   echo "bare_ms=$(( (t1 - t0) / 1000000 )) helper_ms=$(( (t3 - t2) / 1000000 ))" >> $OUT/timings.txt
 done
 listing $M > $OUT/multi-end.txt
+
+# 4. The reset rehearsal on the lone e1000e: claimed, reset by the kernel's first method, checked
+# to answer, given back to e1000e; kept per model and kernel.
+cat /sys/bus/pci/devices/$SINGLE/reset_method > $OUT/reset-method.txt 2>&1
+$H --rehearse-reset $Sg > $OUT/rehearse.txt 2>&1; echo $? > $OUT/rehearse.rc
+listing $Sg > $OUT/rehearsed.txt
+cp $S/resets.json $OUT/resets.json 2>/dev/null
 echo done > $OUT/job.done

@@ -135,6 +135,11 @@ pub mod ctl {
             code: String,
             device: Option<String>,
         },
+        /// What a guest's reboot does to a group's devices, tried while no guest has them: the
+        /// group claimed for vfio-pci, each member reset as the kernel resets it for VFIO, checked
+        /// to answer as the same device, and given back to its drivers; the result kept per
+        /// model and kernel. Through the helper. Exit 1 when a member does not survive it.
+        RehearseReset { group: String },
         /// Give an SR-IOV physical function COUNT virtual functions (0: none), through the
         /// helper: created now by its driver, and again at every boot when the driver binds it
         /// (a udev rule). Each VF is a group card of its own. Refused while a VF is on vfio-pci.
@@ -454,6 +459,9 @@ pub mod helper {
         /// (what passage-initramfs.service runs).
         #[arg(long, conflicts_with_all = ["claim", "release", "reclaim", "persist", "unpersist", "replay"])]
         pub regenerate_initramfs: bool,
+        /// Rehearse GROUP's reset (claim, reset each member, give back), without D-Bus, then exit.
+        #[arg(long, value_name = "GROUP", conflicts_with_all = ["claim", "release", "reclaim", "persist", "unpersist"])]
+        pub rehearse_reset: Option<String>,
         /// Give the SR-IOV physical function ADDRESS COUNT virtual functions (0: none), now and
         /// at every boot (a udev rule), without D-Bus, then exit.
         #[arg(long, value_name = "ADDRESS=COUNT", conflicts_with_all = ["claim", "release", "reclaim", "persist", "unpersist"])]

@@ -1,4 +1,4 @@
-//! `passagectl fix CODE [DEVICE]`, `unfix`, and `vfs ADDRESS COUNT` (SR-IOV): a doctor's remedy carried out through the helper
+//! `passagectl fix CODE [DEVICE]`, `unfix`, `vfs ADDRESS COUNT` (SR-IOV), `rehearse-reset GROUP`: a doctor's remedy carried out through the helper
 //! (`core::bootline` computes the edit; the helper writes it). `--dry-run` shows the change to
 //! each file and the commands that would run, reading the host here (also a recording).
 
@@ -60,6 +60,19 @@ pub fn unfix(cli: &Cli, code: &str, device: Option<&str>) -> Result<u8, Failure>
         print(&format!("  {n}\n"))?;
     }
     Ok(0)
+}
+
+/// `passagectl rehearse-reset GROUP`: exit 1 when a member does not survive it.
+pub fn rehearse(cli: &Cli, group: &str) -> Result<u8, Failure> {
+    let g: passage_core::GroupId = group.parse()?;
+    refuse_fake(cli, "rehearse-reset")?;
+    let (survives, notes) = helper_call(cli, |h| async move {
+        h.rehearse_reset(g.0, HashMap::new()).await
+    })?;
+    for n in &notes {
+        print(&format!("{n}\n"))?;
+    }
+    Ok(u8::from(!survives))
 }
 
 /// `passagectl vfs ADDRESS COUNT`.

@@ -17,8 +17,8 @@ use zbus::zvariant::Type;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 
 /// The interface's version (the `Version` property): 2 since replies are typed, 3 since
-/// PersistedGroups, 4 since DescribeHost and DeviceChanged, 5 since Fix, Unfix, BootLineFixes and
-/// SetVirtualFunctions.
+/// PersistedGroups, 4 since DescribeHost and DeviceChanged, 5 since Fix, Unfix, BootLineFixes,
+/// SetVirtualFunctions and RehearseReset.
 pub const INTERFACE_VERSION: u32 = 5;
 
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
@@ -268,6 +268,13 @@ pub trait Helper {
         device: &str,
         options: HashMap<&str, Value<'_>>,
     ) -> Result<Persisted, HelperError>;
+    /// Rehearses group `group`'s reset: claimed, each member reset, given back. Whether every
+    /// member survives a guest's reboot, and a line per member.
+    fn rehearse_reset(
+        &self,
+        group: u32,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<(bool, Vec<String>), HelperError>;
     /// Physical function `address` gets `count` virtual functions (0: none), now and at every
     /// boot.
     fn set_virtual_functions(

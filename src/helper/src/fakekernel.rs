@@ -283,6 +283,16 @@ impl Kernel for FakeKernel {
                 }
                 self.unlink_driver(a, &drv)
             }
+            // The kernel shows `reset` only where it has a method (`reset_method` not empty).
+            ["sys", "bus", "pci", "devices", a, "reset"] => {
+                let a = addr(a)?;
+                let methods =
+                    std::fs::read_to_string(self.dev(a).join("reset_method")).unwrap_or_default();
+                if methods.trim().is_empty() || v != "1" {
+                    return Err(err(io::ErrorKind::NotFound, "no such attribute"));
+                }
+                Ok(())
+            }
             ["sys", "bus", "pci", "drivers_probe"] => self.probe(addr(v)?, None),
             ["sys", "bus", "pci", "drivers", drv, "bind"] => self.probe(addr(v)?, Some(drv)),
             _ => Err(err(io::ErrorKind::NotFound, "no such attribute")),

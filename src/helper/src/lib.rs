@@ -6,6 +6,7 @@
 //! - [`bootfix`]: the kernel command line changed in the boot configuration (`passagectl fix`),
 //!   journaled, undone on failure, recorded for `unfix`.
 //! - [`devfix`]: per-device remedies (a GPU kept powered), now and at every boot, for `unfix`.
+//! - [`rehearse`]: the reset rehearsal (claim, reset, give back), kept per model and kernel.
 //! - [`sriov`]: a physical function's virtual functions, now and at every boot (udev rule).
 //! - [`systemd`]: asks systemd to run passage-initramfs.service (the initramfs rebuilt) and
 //!   passage-boot-line.service (the boot configuration changed).
@@ -23,6 +24,7 @@ pub mod devfix;
 pub mod fakekernel;
 pub mod fault;
 pub mod persist;
+pub mod rehearse;
 pub mod sriov;
 pub mod systemd;
 

@@ -61,9 +61,12 @@ const BOUNCER: &[(&str, &str)] = &[
     ("Claims", names::ACTION_READ),
     ("PersistedGroups", names::ACTION_READ),
     ("Journal", names::ACTION_READ),
-    ("FixBootLine", names::ACTION_FIX_BOOT_LINE),
+    // Fix and Unfix of a boot-line remedy; of d3cold-allowed, the FixD3cold form.
+    ("Fix", names::ACTION_FIX_BOOT_LINE),
+    ("Unfix", names::ACTION_FIX_BOOT_LINE),
     ("FixD3cold", names::ACTION_FIX_D3COLD),
     ("SetVirtualFunctions", names::ACTION_SET_VFS),
+    ("RehearseReset", names::ACTION_REHEARSE_RESET),
     ("BootLineFixes", names::ACTION_READ),
 ];
 
@@ -521,7 +524,7 @@ impl Helper {
         self.authorize(
             conn,
             &hdr,
-            "FixBootLine",
+            if undo { "Unfix" } else { "Fix" },
             HashMap::from([("code", code), ("change", words.as_str())]),
             &opts,
         )
@@ -911,6 +914,51 @@ impl Helper {
     ) -> Result<(bool, Vec<String>), HelperError> {
         self.fix_or_undo(code, device, options, true, hdr, conn)
             .await
+    }
+
+    /// Group `group`'s reset rehearsed: claimed, each member reset, given back; whether every
+    /// member survives, and a line per member.
+    #[zbus(out_args("survives", "notes"))]
+    async fn rehearse_reset(
+        &self,
+        group: u32,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(bool, Vec<String>), HelperError> {
+        let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
+        let g = GroupId(group);
+        let (devices, state) = group_details(&self.host_model(), g)?;
+        if state == State::HostCritical {
+            return Err(HelperError::HostCritical(format!(
+                "Group {g} is needed by the host; a rehearsal would take it away from the host for a moment. Nothing was done."
+            )));
+        }
+        let kernel = writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
+        let gs = g.to_string();
+        self.authorize(
+            conn,
+            &hdr,
+            "RehearseReset",
+            prompt_details(&gs, &devices),
+            &opts,
+        )
+        .await?;
+        let (root, state, locks, model) = (
+            self.root.clone(),
+            self.state.clone(),
+            self.locks.clone(),
+            self.model.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let held = claim::hold(&locks, &state, g).map_err(passage_helper::dbus_error)?;
+            let scan =
+                || -> Result<Host, String> { fresh(&model, &root, g).map_err(|e| e.to_string()) };
+            passage_helper::rehearse::rehearse(&root, &state, kernel.as_ref(), &held, g, &scan)
+                .map_err(HelperError::Failed)
+        })
+        .await
+        .map_err(failed)?
     }
 
     /// PF `address` gets `count` virtual functions (0: none), now and at every boot.
@@ -1304,6 +1352,18 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
             }
         }
     }
+    if let Some(g) = &args.rehearse_reset {
+        let g: GroupId = g.parse().map_err(|e| format!("{e}"))?;
+        let held = claim::hold(&locks, state, g).map_err(|e| e.to_string())?;
+        let (survives, notes) =
+            passage_helper::rehearse::rehearse(&args.root, state, kernel, &held, g, &host)?;
+        for n in notes {
+            println!("{n}");
+        }
+        if !survives {
+            return Err(format!("group {g} does not survive a guest reboot"));
+        }
+    }
     if let Some(v) = &args.set_vfs {
         let (a, n) = v
             .split_once('=')
@@ -1420,6 +1480,7 @@ fn main() -> ExitCode {
         || args.persist.is_some()
         || args.unpersist.is_some()
         || args.set_vfs.is_some()
+        || args.rehearse_reset.is_some()
     {
         return match one_shot(&args, &kernel, &state) {
             Ok(()) => ExitCode::SUCCESS,
@@ -1575,7 +1636,7 @@ mod tests {
         // Each row is a documented method (or the host-critical form of Claim).
         for (m, _) in BOUNCER {
             assert!(
-                methods.contains(m) || *m == "ClaimHostCritical",
+                methods.contains(m) || *m == "ClaimHostCritical" || *m == "FixD3cold",
                 "{m} is in the table but not in the interface"
             );
         }
