@@ -87,9 +87,27 @@ fn not_usable(code: &str, message: String, remedy: Option<String>) -> Verdict {
     }
 }
 
-/// Processes that hold `/dev/vfio/N` open, as "pid (comm)".
+/// Processes that hold group `N` open, as "pid (comm)": through its group node
+/// (`/dev/vfio/N`, or `noiommu-N`), or through a member's device file (`/dev/vfio/devices/vfioX`,
+/// what QEMU opens with iommufd), found from `sys/kernel/iommu_groups/N/devices/*/vfio-dev`
+/// beside `proc_root`.
 pub fn holders(proc_root: &Path, group: GroupId) -> Vec<String> {
-    let node = format!("/dev/vfio/{group}");
+    let mut nodes = vec![
+        std::path::PathBuf::from(format!("/dev/vfio/{group}")),
+        std::path::PathBuf::from(format!("/dev/vfio/noiommu-{group}")),
+    ];
+    if let Some(root) = proc_root.parent() {
+        let members = root.join(format!("sys/kernel/iommu_groups/{group}/devices"));
+        for m in std::fs::read_dir(&members).into_iter().flatten().flatten() {
+            for c in std::fs::read_dir(m.path().join("vfio-dev"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                nodes.push(Path::new("/dev/vfio/devices").join(c.file_name()));
+            }
+        }
+    }
     let mut out = Vec::new();
     let Ok(procs) = std::fs::read_dir(proc_root) else {
         return out;
@@ -107,7 +125,7 @@ pub fn holders(proc_root: &Path, group: GroupId) -> Vec<String> {
         };
         if fds
             .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == Path::new(&node)))
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| nodes.contains(&t)))
         {
             let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
             out.push(format!("{pid} ({})", comm.trim()));

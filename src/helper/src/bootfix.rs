@@ -33,6 +33,10 @@ pub struct Request {
     pub version: u32,
     /// Echoed in the result, so a waiter never takes another request's answer for its own.
     pub id: String,
+    /// The boot it was made in (`proc/sys/kernel/random/boot_id`): a request from another
+    /// boot is never carried out — nobody is waiting for it.
+    #[serde(default)]
+    pub boot_id: String,
     pub code: String,
     pub device: Option<PciAddress>,
     pub edit: Edit,
@@ -71,9 +75,15 @@ struct Journal {
     files: Vec<(PathBuf, String)>,
     commands: Vec<Vec<String>>,
     /// The files are written and every command ran: what is left is the record. A replay of
-    /// a finished change keeps it.
+    /// a finished change keeps it, and writes the record carried here if it is missing.
     #[serde(default)]
     done: bool,
+    /// The record a finished change leaves (`None` for an undo, which removes one).
+    #[serde(default)]
+    record: Option<Record>,
+    /// An undo's code and device, whose record a finished undo removes.
+    #[serde(default)]
+    undoes: Option<(String, Option<PciAddress>)>,
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> String {
@@ -210,7 +220,19 @@ pub fn replay(root: &Path, state: &StateDir) -> Result<bool, String> {
         Err(e) => return Err(io_err(&p.display().to_string(), e)),
     };
     if j.done {
-        // The change was complete and recorded; only the journal's removal was cut short.
+        // The change was complete: its record is made sure of, the journal removed.
+        let mut recs = records(state)?;
+        let before = recs.clone();
+        if let Some(r) = &j.record {
+            recs.retain(|x| !(x.code == r.code && x.device == r.device));
+            recs.push(r.clone());
+        }
+        if let Some((code, device)) = &j.undoes {
+            recs.retain(|x| !(&x.code == code && &x.device == device));
+        }
+        if recs != before {
+            write_json(&state.path().join(RECORDS), &recs)?;
+        }
         let _ = std::fs::remove_file(&p);
         return Ok(false);
     }
@@ -336,6 +358,8 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
                 .collect(),
             commands: commands.clone(),
             done: false,
+            record: None,
+            undoes: None,
         };
         write_json(&state.path().join(JOURNAL), &journal)?;
         crate::fault::point("boot-line:journaled");
@@ -358,9 +382,22 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
                 return Err(failed_note(&e, &left));
             }
         }
-        // Finished: from here a replay keeps the change. The record comes before the
-        // journal goes, so a crash in between leaves nothing unrecorded.
+        // Finished: from here a replay keeps the change, and the record goes with the
+        // journal, so a crash anywhere after this leaves it recorded.
         journal.done = true;
+        if req.undo {
+            journal.undoes = Some((req.code.clone(), req.device));
+        } else {
+            journal.record = Some(Record {
+                code: req.code.clone(),
+                device: req.device,
+                edit: req.edit.clone(),
+                before: cfg.line.clone(),
+                files: changes.iter().map(|(f, _, _)| f.clone()).collect(),
+                texts: changes.clone(),
+                at: now(),
+            });
+        }
         write_json(&state.path().join(JOURNAL), &journal)?;
         for (rel, _, _) in &changes {
             notes.push(trf(
@@ -461,6 +498,13 @@ fn failed_note(error: &str, left: &Leftovers) -> String {
     }
 }
 
+/// This boot's id (`proc/sys/kernel/random/boot_id` under the root), or "" where there is none.
+pub fn boot_id(root: &Path) -> String {
+    std::fs::read_to_string(root.join("proc/sys/kernel/random/boot_id"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// The edit that takes back the recorded fix of `code` (and `device`), if there is one.
 pub fn undo_edit(
     state: &StateDir,
@@ -494,23 +538,18 @@ pub fn serve_request(root: &Path, state: &StateDir) -> Result<Done, String> {
         }
         Err(e) => return Err(io_err(&p.display().to_string(), e)),
     };
-    // A request is carried out while its caller waits (at most 11 minutes): one left behind
-    // by a crash is never carried out later, at some boot, without anyone asking.
-    let stale = std::fs::metadata(&p)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > std::time::Duration::from_secs(11 * 60));
     let _ = std::fs::remove_file(&p);
-    if stale {
+    let req: Request =
+        serde_json::from_slice(&bytes).map_err(|e| io_err(&p.display().to_string(), e))?;
+    // A request is carried out in the boot it was made in, while its caller waits: one left
+    // behind by a crash is never carried out later, at some boot, without anyone asking.
+    if req.boot_id != boot_id(root) {
         let _lock = lock(state)?;
         replay(root, state)?;
         return Err(tr(
             "A boot-line request left behind was dropped: nobody was waiting for it.",
         ));
     }
-    let req: Request =
-        serde_json::from_slice(&bytes).map_err(|e| io_err(&p.display().to_string(), e))?;
     let result = apply(root, state, &req);
     let stored: (String, Result<Done, String>) = (req.id.clone(), result.clone());
     write_json(&state.path().join(RESULT), &stored)?;

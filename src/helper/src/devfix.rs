@@ -128,13 +128,6 @@ pub fn d3cold(
     undo: bool,
 ) -> Result<Done, String> {
     let _lock = lock(state)?;
-    let d = host.devices.get(&address).ok_or_else(|| {
-        trf(
-            "There is no PCI device {address} on this host.",
-            &[("address", &address.to_string())],
-        )
-    })?;
-    let attr = root.join(&d.sysfs_path).join("d3cold_allowed");
     let mut recs = records(state)?;
     let same = |r: &Record| r.code == "d3cold-allowed" && r.address == address;
     if undo {
@@ -147,23 +140,39 @@ pub fn d3cold(
                 )],
             });
         };
+        // The rule goes whether or not the card is still there.
         recs.retain(|r| !same(r));
         write_rule(root, &recs)?;
         write_records(state, &recs)?;
-        // The device may have gone since; the rule is gone either way.
         let mut notes = vec![tr("The udev rule no longer keeps it powered at boot.")];
-        match set(&attr, &rec.before) {
-            Ok(()) => notes.push(trf(
-                "{address} may be powered off while idle again (d3cold_allowed {value}).",
-                &[("address", &address.to_string()), ("value", &rec.before)],
-            )),
-            Err(e) => notes.push(e),
+        // The kernel's value back only on the same card (by its ids) at that address.
+        let dir = root.join("sys/bus/pci/devices").join(address.to_string());
+        let ids = crate::claim::read_identity(&dir).ok().flatten();
+        let recorded = (
+            u16::from_str_radix(&rec.vendor_id, 16).ok(),
+            u16::from_str_radix(&rec.device_id, 16).ok(),
+        );
+        if ids.map(|(v, d)| (Some(v), Some(d))) == Some(recorded) {
+            match set(&dir.join("d3cold_allowed"), &rec.before) {
+                Ok(()) => notes.push(trf(
+                    "{address} may be powered off while idle again (d3cold_allowed {value}).",
+                    &[("address", &address.to_string()), ("value", &rec.before)],
+                )),
+                Err(e) => notes.push(e),
+            }
         }
         return Ok(Done {
             changed: true,
             notes,
         });
     }
+    let d = host.devices.get(&address).ok_or_else(|| {
+        trf(
+            "There is no PCI device {address} on this host.",
+            &[("address", &address.to_string())],
+        )
+    })?;
+    let attr = root.join(&d.sysfs_path).join("d3cold_allowed");
     let before = std::fs::read_to_string(&attr)
         .map_err(|e| io_err(&attr.display().to_string(), e))?
         .trim()

@@ -291,6 +291,16 @@ impl Kernel for FakeKernel {
                 if methods.trim().is_empty() || v != "1" {
                     return Err(err(io::ErrorKind::NotFound, "no such attribute"));
                 }
+                // A test's device that does not come back from its reset: from now on its
+                // config space reads all ones, as a real one that fell off the bus does.
+                if self.dev(a).join(".gone-after-reset").exists() {
+                    let cfg = self.dev(a).join("config");
+                    let mut bytes = std::fs::read(&cfg)?;
+                    for b in bytes.iter_mut().take(4) {
+                        *b = 0xff;
+                    }
+                    std::fs::write(&cfg, bytes)?;
+                }
                 Ok(())
             }
             ["sys", "bus", "pci", "drivers_probe"] => self.probe(addr(v)?, None),

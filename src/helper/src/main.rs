@@ -510,7 +510,11 @@ impl Helper {
                 |why| HelperError::BadState(format!("Nothing to fix for {code}: {why}.")),
             )?;
             if code == "vfio-pci-ids" {
-                self.ids_are_persisted(&host)?;
+                let configured = match &facts.boot {
+                    Some(passage_core::bootline::Boot::Known(c)) => c.line.clone(),
+                    _ => Vec::new(),
+                };
+                self.ids_are_persisted(&host, &configured)?;
             }
             edit
         };
@@ -537,6 +541,7 @@ impl Helper {
                 std::process::id(),
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ),
+            boot_id: passage_helper::bootfix::boot_id(&self.root),
             code: code.to_string(),
             device,
             edit,
@@ -551,22 +556,37 @@ impl Helper {
 impl Helper {
     /// Taking `vfio-pci.ids=` away gives the devices it names to their host drivers at the next
     /// boot: allowed only once Passage claims each of their groups at boot instead.
-    fn ids_are_persisted(&self, host: &Host) -> Result<(), HelperError> {
-        let persisted: Vec<GroupId> = passage_helper::persist::list(&self.state)
+    fn ids_are_persisted(&self, host: &Host, configured: &[String]) -> Result<(), HelperError> {
+        // Persisted by address (group numbers may change between boots).
+        let persisted: Vec<PciAddress> = passage_helper::persist::list(&self.state)
             .map_err(failed)?
             .iter()
-            .map(|p| p.group)
+            .flat_map(|p| p.members.iter().map(|m| m.address))
             .collect();
+        // The ids the running kernel has, and the ones the next boot would have.
+        let mut ids: Vec<(String, String)> = host
+            .platform
+            .vfio_pci_ids
+            .iter()
+            .map(|(v, d)| (v.to_string(), d.to_string()))
+            .collect();
+        for w in configured {
+            if let Some(list) = w.strip_prefix("vfio-pci.ids=") {
+                for id in list.split(',') {
+                    if let Some((v, d)) = id.split_once(':') {
+                        ids.push((v.to_ascii_lowercase(), d.to_ascii_lowercase()));
+                    }
+                }
+            }
+        }
         let mut missing: Vec<String> = host
             .devices
             .values()
             .filter(|d| {
-                host.platform
-                    .vfio_pci_ids
-                    .iter()
-                    .any(|(v, i)| *v == d.vendor_id && *i == d.device_id)
+                ids.iter()
+                    .any(|(v, i)| *v == d.vendor_id.to_string() && *i == d.device_id.to_string())
             })
-            .filter(|d| !d.group.is_some_and(|g| persisted.contains(&g)))
+            .filter(|d| !persisted.contains(&d.address))
             .map(|d| match d.group {
                 Some(g) => format!("{} (group {g}: passagectl persist {g} on)", d.address),
                 None => d.address.to_string(),
@@ -624,8 +644,14 @@ impl Helper {
             opts,
         )
         .await?;
-        let (root, state) = (self.root.clone(), self.state.clone());
+        let (root, state, model) = (self.root.clone(), self.state.clone(), self.model.clone());
         let done = tokio::task::spawn_blocking(move || {
+            // The host as it is after the password prompt.
+            let host = model
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .host
+                .clone();
             passage_helper::devfix::d3cold(&root, &state, &host, address, undo)
         })
         .await

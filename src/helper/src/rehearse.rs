@@ -24,13 +24,15 @@ pub struct Rehearsal {
     pub kernel: String,
     /// The device it was tried on.
     pub address: PciAddress,
-    /// The kernel's first reset method for it (`None`: it has none).
+    /// The kernel's reset methods for it, in the order it tries them (`None`: it has none of
+    /// its own; VFIO may still reset its slot or bus with the whole group).
     pub method: Option<String>,
     /// The reset was done without an error.
     pub reset: bool,
     /// It answered as the same device afterwards.
     pub answers: bool,
-    /// Its host driver took it back (`None`: it was on vfio-pci before, so nothing to give back).
+    /// Its host driver took it back (`None`: nothing to give back — it was on vfio-pci, or on
+    /// no driver, before).
     pub back: Option<bool>,
     /// Seconds since the epoch.
     pub at: u64,
@@ -38,9 +40,43 @@ pub struct Rehearsal {
 
 impl Rehearsal {
     /// Survives a guest reboot: reset, answered, and (where it had one) back on its driver.
-    pub fn survives(&self) -> bool {
-        self.reset && self.answers && self.back != Some(false)
+    /// `None` where it has no reset of its own: what VFIO does then (a slot or bus reset of
+    /// the whole group) is not what was tried.
+    pub fn survives(&self) -> Option<bool> {
+        self.method.as_ref()?;
+        Some(self.reset && self.answers && self.back != Some(false))
     }
+}
+
+/// The vendor and device ids as the device answers them now: the first dword of `config`,
+/// read from the device (sysfs's `vendor` and `device` files are what the kernel read once,
+/// when it found it). A device that does not answer reads all ones.
+fn answers_as(root: &Path, d: &passage_core::model::Device) -> bool {
+    let Ok(mut f) = std::fs::File::open(root.join(&d.sysfs_path).join("config")) else {
+        return false;
+    };
+    let mut b = [0u8; 4];
+    if std::io::Read::read_exact(&mut f, &mut b).is_err() {
+        return false;
+    }
+    let (v, i) = (
+        u16::from_le_bytes([b[0], b[1]]),
+        u16::from_le_bytes([b[2], b[3]]),
+    );
+    v != 0xffff && v == d.vendor_id.0 && i == d.device_id.0
+}
+
+/// The card's virtual functions now, from sysfs (`virtfnN` links): a PF's reset (or its
+/// driver letting go) takes every VF away, whoever uses them.
+fn has_vfs(root: &Path, d: &passage_core::model::Device) -> bool {
+    std::fs::read_dir(root.join(&d.sysfs_path))
+        .map(|r| {
+            r.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("virtfn"))
+        })
+        .unwrap_or(false)
+        || std::fs::read_to_string(root.join(&d.sysfs_path).join("sriov_numvfs"))
+            .is_ok_and(|n| n.trim() != "0" && !n.trim().is_empty())
 }
 
 pub fn records(state: &StateDir) -> Result<Vec<Rehearsal>, String> {
@@ -75,6 +111,17 @@ fn yes_no(b: bool) -> String {
     }
 }
 
+fn in_use(k: &dyn Kernel, g: GroupId) -> Result<(), String> {
+    let holders = k.holders(g);
+    if holders.is_empty() {
+        return Ok(());
+    }
+    Err(trf(
+        "Group {id} is open by {who}: a guest has it now, and a rehearsal would reset it under the guest. Try again when it is stopped.",
+        &[("id", &g.to_string()), ("who", &holders.join(", "))],
+    ))
+}
+
 /// Rehearses group `g`'s reset with the group held; `scan` reads the host afresh. Returns
 /// whether every member survives, and a line per member.
 pub fn rehearse(
@@ -85,14 +132,10 @@ pub fn rehearse(
     g: GroupId,
     scan: &dyn Fn() -> Result<Host, String>,
 ) -> Result<(bool, Vec<String>), String> {
+    // The records first: a file that cannot take the result refuses before anything moves.
+    let mut recs = records(state)?;
     let host = scan()?;
-    let holders = k.holders(g);
-    if !holders.is_empty() {
-        return Err(trf(
-            "Group {id} is open by {who}: a guest has it now, and a rehearsal would reset it under the guest. Try again when it is stopped.",
-            &[("id", &g.to_string()), ("who", &holders.join(", "))],
-        ));
-    }
+    in_use(k, g)?;
     let members: Vec<passage_core::model::Device> = passage_core::plan::claimed_members(&host, g)
         .into_iter()
         .cloned()
@@ -101,6 +144,12 @@ pub fn rehearse(
         return Err(trf(
             "There is no IOMMU group {id} with a device to reset on this host.",
             &[("id", &g.to_string())],
+        ));
+    }
+    if let Some(pf) = members.iter().find(|d| has_vfs(root, d)) {
+        return Err(trf(
+            "{address} has virtual functions now: its reset (and its driver letting go for the rehearsal) would take them all away, from guests too. Rehearse it with none (passagectl vfs {address} 0).",
+            &[("address", &pf.address.to_string())],
         ));
     }
     let was_claimed = members.iter().all(|d| d.on_vfio());
@@ -115,7 +164,18 @@ pub fn rehearse(
     for d in &members {
         let methods = std::fs::read_to_string(root.join(&d.sysfs_path).join("reset_method"))
             .unwrap_or_default();
-        let method = methods.split_whitespace().next().map(str::to_string);
+        let method = Some(methods.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|m| !m.is_empty());
+        // A guest may have started on a group that was on vfio-pci already (libvirt takes no
+        // lock of ours): asked again right before each reset.
+        if let Err(e) = in_use(k, g) {
+            if !was_claimed {
+                let _ = scan().and_then(|now| {
+                    claim::release_held(&now, g, k, state, held).map_err(|e| e.to_string())
+                });
+            }
+            return Err(e);
+        }
         let reset = method.is_some()
             && k.write(
                 &Path::new("sys/bus/pci/devices")
@@ -124,11 +184,6 @@ pub fn rehearse(
                 "1",
             )
             .is_ok();
-        let answers = k
-            .identity(d.address)
-            .ok()
-            .flatten()
-            .is_some_and(|(v, i)| v == d.vendor_id.0 && i == d.device_id.0);
         tried.push(Rehearsal {
             vendor_id: d.vendor_id.to_string(),
             device_id: d.device_id.to_string(),
@@ -136,27 +191,30 @@ pub fn rehearse(
             address: d.address,
             method,
             reset,
-            answers,
+            answers: answers_as(root, d),
             back: None,
             at: now(),
         });
     }
-    // Given back as a guest's end gives it back, to the drivers it came from.
-    let mut release_error = None;
+    // Given back as a guest's end gives it back, to the drivers it came from. A release that
+    // fails is no property of the model: nothing is recorded, and the error says so.
     if !was_claimed {
-        match scan()
+        scan()
             .and_then(|now| claim::release_held(&now, g, k, state, held).map_err(|e| e.to_string()))
-        {
-            Ok(_) => {}
-            Err(e) => release_error = Some(e),
-        }
+            .map_err(|e| {
+                trf(
+                    "The rehearsal could not give group {id} back ({error}); nothing was recorded. passagectl release {id} gives it back.",
+                    &[("id", &g.to_string()), ("error", &e)],
+                )
+            })?;
         for (t, d) in tried.iter_mut().zip(&members) {
-            let driver = k.driver_of(d.address).ok().flatten();
-            t.back = Some(driver.is_some() && driver == d.driver);
+            if d.driver.is_some() {
+                let driver = k.driver_of(d.address).ok().flatten();
+                t.back = Some(driver == d.driver);
+            }
         }
     }
     // Kept per model and kernel: the newest rehearsal of each.
-    let mut recs = records(state)?;
     for t in &tried {
         recs.retain(|r| {
             !(r.vendor_id == t.vendor_id && r.device_id == t.device_id && r.kernel == t.kernel)
@@ -166,12 +224,13 @@ pub fn rehearse(
     let p = state.path().join(RECORDS);
     let bytes = serde_json::to_vec_pretty(&recs).map_err(|e| e.to_string())?;
     passage_core::store::write_atomic(&p, &bytes).map_err(|e| format!("{}: {e}", p.display()))?;
-    let mut notes: Vec<String> = tried
+    let notes: Vec<String> = tried
         .iter()
         .zip(&members)
         .map(|(t, d)| {
             let back = match t.back {
-                None => tr("it stays on vfio-pci, where it was"),
+                None if was_claimed => tr("it stays on vfio-pci, where it was"),
+                None => tr("it had no driver to go back to"),
                 Some(b) => trf(
                     "back on {driver}: {yes}",
                     &[
@@ -180,8 +239,12 @@ pub fn rehearse(
                     ],
                 ),
             };
+            let survives = match t.survives() {
+                Some(b) => yes_no(b),
+                None => tr("not known (it has no reset of its own; VFIO may reset its slot or bus with the whole group, which was not tried)"),
+            };
             trf(
-                "{address} ({name}): reset by {method}: {reset}; answers afterwards: {answers}; {back}. Survives a guest reboot: {survives}.",
+                "{address} ({name}): reset ({method}): {reset}; answers afterwards: {answers}; {back}. Survives a guest reboot: {survives}.",
                 &[
                     ("address", &d.address.to_string()),
                     ("name", &d.display_name()),
@@ -189,16 +252,10 @@ pub fn rehearse(
                     ("reset", &yes_no(t.reset)),
                     ("answers", &yes_no(t.answers)),
                     ("back", &back),
-                    ("survives", &yes_no(t.survives())),
+                    ("survives", &survives),
                 ],
             )
         })
         .collect();
-    if let Some(e) = release_error {
-        notes.push(trf(
-            "Giving the group back failed: {error}",
-            &[("error", &e)],
-        ));
-    }
-    Ok((tried.iter().all(Rehearsal::survives), notes))
+    Ok((tried.iter().all(|t| t.survives() != Some(false)), notes))
 }

@@ -46,8 +46,11 @@ pub fn records(state: &StateDir) -> Result<Vec<Record>, String> {
     }
 }
 
-/// The rule's text: on the PF's bind (its driver is there, so `sriov_numvfs` can be written),
-/// if the device at that address still has the recorded ids.
+/// The rule's text: when the PF is added with its driver already bound (coldplug after the
+/// initramfs loaded the driver, or a driver built in) or its driver binds it later (a module
+/// udev loads), never for vfio-pci (a card given to a guest keeps none), and only while the
+/// device at that address has the recorded ids. Writing the count it has already is nothing
+/// to the kernel.
 pub fn render_rule(recs: &[Record]) -> String {
     let mut s = String::from(
         "# Written by passage-helper (passagectl vfs). Each line creates a physical function's\n\
@@ -56,7 +59,7 @@ pub fn render_rule(recs: &[Record]) -> String {
     );
     for r in recs {
         s.push_str(&format!(
-            "ACTION==\"bind\", SUBSYSTEM==\"pci\", KERNEL==\"{}\", ATTR{{vendor}}==\"0x{}\", ATTR{{device}}==\"0x{}\", ATTR{{sriov_numvfs}}=\"{}\"\n",
+            "ACTION==\"add|bind\", SUBSYSTEM==\"pci\", KERNEL==\"{}\", DRIVER==\"?*\", DRIVER!=\"vfio-pci\", ATTR{{vendor}}==\"0x{}\", ATTR{{device}}==\"0x{}\", ATTR{{sriov_numvfs}}=\"{}\"\n",
             r.address, r.vendor_id, r.device_id, r.count
         ));
     }
@@ -121,6 +124,33 @@ fn write_number(path: &Path, n: u32) -> Result<(), String> {
     })
 }
 
+/// A VF now: its address, its driver, its group (read from sysfs, not from a model that may
+/// lag behind the kernel).
+struct Vf {
+    address: String,
+    driver: Option<String>,
+    group: Option<String>,
+}
+
+fn vfs_now(root: &Path, pf_dir: &Path) -> Vec<Vf> {
+    virtfns(pf_dir)
+        .into_iter()
+        .map(|a| {
+            let dir = root.join("sys/bus/pci/devices").join(&a);
+            let name = |l: &str| {
+                std::fs::read_link(dir.join(l))
+                    .ok()
+                    .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+            };
+            Vf {
+                driver: name("driver"),
+                group: name("iommu_group"),
+                address: a,
+            }
+        })
+        .collect()
+}
+
 /// The VFs the PF has now, as the kernel links them (`virtfnN`), in order.
 fn virtfns(pf_dir: &Path) -> Vec<String> {
     let mut v: Vec<(u32, String)> = std::fs::read_dir(pf_dir)
@@ -162,12 +192,19 @@ pub fn set(
         ));
     }
     let dir = root.join(&d.sysfs_path);
-    let total = read_number(&dir.join("sriov_totalvfs")).map_err(|_| {
-        trf(
+    let total = if dir.join("sriov_totalvfs").exists() {
+        read_number(&dir.join("sriov_totalvfs"))?
+    } else if !dir.exists() {
+        return Err(trf(
+            "{address} is gone from this host.",
+            &[("address", &addr)],
+        ));
+    } else {
+        return Err(trf(
             "{address} ({name}) cannot have virtual functions: it has no SR-IOV capability the kernel uses",
             &[("address", &addr), ("name", &d.display_name())],
-        )
-    })?;
+        ));
+    };
     if count > total {
         return Err(trf(
             "{address} can have at most {total} virtual functions, not {count}",
@@ -203,7 +240,7 @@ pub fn set(
     if persisted_changed {
         keep(&recs)?;
     }
-    let changed = match change_now(&dir, host, address, d, count) {
+    let changed = match change_now(root, state, &dir, address, d, count) {
         Ok(c) => c,
         Err(e) => {
             if persisted_changed {
@@ -231,8 +268,9 @@ pub fn set(
 /// The kernel's side: `sriov_numvfs` through 0 to `count`, read back. Whether it changed, and
 /// what there is now in words.
 fn change_now(
+    root: &Path,
+    state: &StateDir,
     dir: &Path,
-    host: &Host,
     address: PciAddress,
     d: &passage_core::model::Device,
     count: u32,
@@ -257,17 +295,43 @@ fn change_now(
             Some(_) => {}
         }
         if now > 0 {
-            // Changing the count goes through 0, which takes every VF away.
-            let held: Vec<String> = host
-                .devices
-                .values()
-                .filter(|v| v.physfn == Some(address) && v.on_vfio())
-                .map(|v| v.address.to_string())
+            // Changing the count goes through 0, which takes every VF away: none may be on
+            // vfio-pci (a guest may have it), claimed by Passage or persisted for a boot.
+            let vfs = vfs_now(root, dir);
+            let persisted: Vec<String> = crate::persist::list(state)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .flat_map(|p| p.members.iter().map(|m| m.address.to_string()))
+                .collect();
+            let claimed: Vec<String> = state
+                .claims()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .flat_map(|j| j.members.iter().map(|m| m.address.to_string()))
+                .collect();
+            let held: Vec<String> = vfs
+                .iter()
+                .filter(|v| {
+                    v.driver.as_deref() == Some("vfio-pci")
+                        || persisted.contains(&v.address)
+                        || claimed.contains(&v.address)
+                })
+                .map(|v| v.address.clone())
                 .collect();
             if !held.is_empty() {
                 return Err(trf(
-                    "{vfs} of {address} are on vfio-pci (a guest may be using them): changing the number of VFs removes them all first. Release their groups, then try again",
+                    "{vfs} of {address} are on vfio-pci or claimed by Passage (a guest may be using them): changing the number of VFs removes them all first. Release their groups (and stop claiming them at boot), then try again",
                     &[("vfs", &held.join(", ")), ("address", &addr)],
+                ));
+            }
+            let on_host: Vec<String> = vfs
+                .iter()
+                .filter_map(|v| v.driver.as_ref().map(|d| format!("{} ({d})", v.address)))
+                .collect();
+            if !on_host.is_empty() {
+                notes.push(trf(
+                    "The VFs there were ({vfs}) were removed and made again: what was set on them (MAC addresses, VLANs) is gone.",
+                    &[("vfs", &on_host.join(", "))],
                 ));
             }
             write_number(&dir.join("sriov_numvfs"), 0)?;
@@ -292,16 +356,35 @@ fn change_now(
                 ],
             ));
         }
-        let vfs = virtfns(dir);
+        let vfs: Vec<String> = vfs_now(root, dir)
+            .iter()
+            .map(|v| match &v.group {
+                Some(g) => trf(
+                    "{address} (group {group})",
+                    &[("address", &v.address), ("group", g)],
+                ),
+                None => v.address.clone(),
+            })
+            .collect();
         notes.push(if count == 0 {
-            trf("{address} has no virtual functions now.", &[("address", &addr)])
+            trf(
+                "{address} has no virtual functions now.",
+                &[("address", &addr)],
+            )
         } else {
             trf(
-                "{address} has {count} virtual functions now: {vfs}. Each is a group card of its own.",
+                "{address} has {count} virtual functions now: {vfs}.",
                 &[
                     ("address", &addr),
                     ("count", &count.to_string()),
-                    ("vfs", &if vfs.is_empty() { tr("the kernel shows them shortly") } else { vfs.join(", ") }),
+                    (
+                        "vfs",
+                        &if vfs.is_empty() {
+                            tr("the kernel shows them shortly")
+                        } else {
+                            vfs.join(", ")
+                        },
+                    ),
                 ],
             )
         });

@@ -138,13 +138,25 @@ pub async fn boot_line(
         let wait = std::time::Duration::from_secs(11 * 60);
         match through_systemd(conn, names::BOOT_LINE_UNIT, wait).await {
             Ok(Some(_)) => {
+                // Never left for a later start to find.
+                let _ = std::fs::remove_file(&path);
                 // The unit's own answer, whether it ended "done" or "failed".
-                let stored = std::fs::read(&result).map_err(|e| {
-                    HelperError::Failed(trf(
-                        "{unit} left no result ({error}); journalctl -u {unit} says why",
-                        &[("unit", names::BOOT_LINE_UNIT), ("error", &e.to_string())],
-                    ))
-                })?;
+                let stored = match std::fs::read(&result) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Killed before it answered (its timeout, say): started again with no
+                        // request, it puts back whatever the cut-short change left.
+                        let again = through_systemd(conn, names::BOOT_LINE_UNIT, wait).await;
+                        return Err(HelperError::Failed(trf(
+                            "{unit} left no result ({error}); it was started again to put the boot files back ({again}); journalctl -u {unit} says what happened",
+                            &[
+                                ("unit", names::BOOT_LINE_UNIT),
+                                ("error", &e.to_string()),
+                                ("again", &format!("{again:?}")),
+                            ],
+                        )));
+                    }
+                };
                 let (id, r): (String, Result<bootfix::Done, String>) =
                     serde_json::from_slice(&stored)
                         .map_err(|e| HelperError::Failed(e.to_string()))?;
@@ -157,14 +169,18 @@ pub async fn boot_line(
                 return r.map_err(HelperError::Failed);
             }
             Ok(None) => {
+                let _ = std::fs::remove_file(&path);
                 return Err(HelperError::Failed(trf(
                     "{unit} is still running; journalctl -u {unit} shows when it ends, and passagectl doctor what it changed",
                     &[("unit", names::BOOT_LINE_UNIT)],
-                )))
+                )));
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
-                tracing::info!("changing the boot line here: systemd did not start {}: {e}", names::BOOT_LINE_UNIT);
+                tracing::info!(
+                    "changing the boot line here: systemd did not start {}: {e}",
+                    names::BOOT_LINE_UNIT
+                );
             }
         }
     }
