@@ -1420,3 +1420,71 @@ fn planned_cards_that_moved_are_said_and_followed_with_one_button_and_undone_wit
         .iter()
         .any(|g| g.group == passage_core::GroupId(30)));
 }
+
+/// Host Readiness (Ctrl+Shift+R) on the demo host's tree driven by the real helper on a private
+/// bus: the doctor's findings by topic, a Fix button on the one Passage can carry out (the
+/// kernel line's vfio-pci.ids, with Debian's GRUB and a stand-in update-grub in the tree),
+/// pressed from the keyboard: the helper changes /etc/default/grub, the window says so and
+/// reads the host again, where the change now waits for a restart.
+#[test]
+fn host_readiness_lists_the_findings_and_fixes_one_through_the_helper() {
+    let bus = bus::Bus::start_prepared(&|root| {
+        let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap();
+        std::fs::write(
+            root.join("proc/cmdline"),
+            format!("{} vfio-pci.ids=10de:1b80\n", cmdline.trim()),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("etc/default")).unwrap();
+        std::fs::write(
+            root.join("etc/default/grub"),
+            "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet amd_iommu=on iommu=pt vfio-pci.ids=10de:1b80\"\nGRUB_CMDLINE_LINUX=\"\"\n",
+        )
+        .unwrap();
+        let tool = root.join("usr/sbin/update-grub");
+        std::fs::create_dir_all(tool.parent().unwrap()).unwrap();
+        std::fs::write(&tool, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    });
+    let s = Session::launch(Launch {
+        tree: Some(&bus.root()),
+        env: vec![("DBUS_SYSTEM_BUS_ADDRESS", bus.address())],
+        ..Default::default()
+    });
+    s.until("the cards", |p| p["loaded"] == true);
+    s.xdotool(&["key", "ctrl+shift+r"]);
+    let p = s.until("the readiness window with its findings", |p| {
+        is_open(p, "readiness")
+            && p["texts"]["readiness-codes"]
+                .as_str()
+                .is_some_and(|c| c.contains("vfio-pci-ids"))
+    });
+    let codes = p["texts"]["readiness-codes"].as_str().unwrap().to_string();
+    assert!(codes.contains("boot-line"), "{codes}");
+    std::thread::sleep(Duration::from_millis(600));
+    s.screenshot("readiness");
+    // The first Fix button has the keyboard: Space presses it.
+    s.xdotool(&["key", "space"]);
+    let p = s.until("the fix's outcome", |p| {
+        p["texts"]["readiness"]
+            .as_str()
+            .is_some_and(|t| t.contains("Fixed vfio-pci-ids") || t.contains("failed"))
+    });
+    let said = p["texts"]["readiness"].as_str().unwrap().to_string();
+    assert!(
+        said.contains("Fixed vfio-pci-ids") && said.contains("Ran /usr/sbin/update-grub"),
+        "{said}"
+    );
+    let grub = std::fs::read_to_string(bus.root().join("etc/default/grub")).unwrap();
+    assert!(
+        grub.contains("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet amd_iommu=on iommu=pt\""),
+        "{grub}"
+    );
+    // Read again: the change now waits for a restart.
+    s.until("the findings read again", |p| {
+        p["texts"]["readiness-codes"]
+            .as_str()
+            .is_some_and(|c| c.contains("boot-line-pending"))
+    });
+}

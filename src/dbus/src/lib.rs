@@ -362,6 +362,24 @@ pub fn helper_reachable() -> Result<(), Unreachable> {
     })
 }
 
+/// The helper's Fix (or Unfix) of a doctor's finding on this machine's system bus, waited for
+/// here (the app calls it off its main loop). `device` is "" for a finding about none.
+pub fn fix_blocking(code: &str, device: &str, undo: bool) -> Result<Persisted, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let h = connect().await.map_err(|e| error_text(&e))?;
+        let r = if undo {
+            h.unfix(code, device, HashMap::new()).await
+        } else {
+            h.fix(code, device, HashMap::new()).await
+        };
+        r.map_err(|e| error_text(&e))
+    })
+}
+
 /// Carries out [`passage_core::apply`]'s steps on this host: claims through the helper on the system
 /// bus (with `expect_devices` from the plan), definitions through libvirt-dbus. Used by
 /// `passagectl plan apply` and the app's Apply.

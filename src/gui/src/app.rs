@@ -9,7 +9,7 @@
 use crate::cards::{CardMsg, Emit};
 use crate::dialogs::{
     self, ApplyDialog, ApplyInit, ApplyInput, AssignDialog, AssignInit, AssignOutput, ExportDialog,
-    ExportInit, MenuChoice, WhyDialog, WhyInit,
+    ExportInit, MenuChoice, ReadinessDialog, ReadinessInit, ReadinessSource, WhyDialog, WhyInit,
 };
 use crate::guests::{self, GuestPane, GuestsInit, GuestsInput, GuestsOutput};
 use crate::header::{self, Header, HeaderInit, HeaderInput, HeaderOutput};
@@ -136,6 +136,7 @@ struct Dialogs {
     assign: Option<Controller<AssignDialog>>,
     export: Option<Controller<ExportDialog>>,
     apply: Option<Controller<ApplyDialog>>,
+    readiness: Option<Controller<ReadinessDialog>>,
 }
 
 /// How the app starts.
@@ -194,6 +195,8 @@ pub enum AppInput {
     Remap,
     /// The About window.
     About,
+    /// Host Readiness: the doctor's findings and their fixes.
+    Readiness,
     /// Ctrl+F: to the search field.
     Search,
 }
@@ -512,6 +515,7 @@ impl Component for App {
             AppInput::ConnectMachine => self.ask_machine(root),
             AppInput::Refused(why) => self.say(&Said::error(why), Offer::Nothing),
             AppInput::Remap => self.remap(),
+            AppInput::Readiness => self.open_readiness(root),
             AppInput::About => {
                 let w = crate::shortcuts::about(root.upcast_ref());
                 if let Some(p) = &self.probe {
@@ -1174,6 +1178,32 @@ impl App {
         self.dialogs.assign = Some(dlg);
     }
 
+    /// Host Readiness: the doctor's findings for the machine shown (this one, a recorded
+    /// tree, or the demo host); another machine's are read there (`passagectl -H` has no doctor).
+    fn open_readiness(&mut self, root: &adw::ApplicationWindow) {
+        if self.opts.host.is_some() {
+            self.toaster.announce(&tr(
+                "Host Readiness reads the machine it runs on: run passagectl doctor on that machine.",
+            ));
+            return;
+        }
+        let dlg = ReadinessDialog::builder()
+            .launch(ReadinessInit {
+                parent: root.clone().upcast(),
+                source: ReadinessSource {
+                    demo: self.opts.demo,
+                    root: self.opts.root.clone(),
+                },
+                registry: self.registry.clone(),
+            })
+            .detach();
+        dlg.widget().present();
+        if let Some(p) = &self.probe {
+            p.opened("readiness", dlg.widget().upcast_ref());
+        }
+        self.dialogs.readiness = Some(dlg);
+    }
+
     /// "Why?" for a group.
     fn open_why(&mut self, g: GroupId, root: &adw::ApplicationWindow) {
         let Some(why) = self.host.as_ref().and_then(|h| view::why(h, g)) else {
@@ -1439,6 +1469,7 @@ fn window_actions(
     undo.set_enabled(false);
     redo.set_enabled(false);
     action("about", || AppInput::About);
+    action("readiness", || AppInput::Readiness);
     action("export", || AppInput::Header(HeaderOutput::Export));
     action("search", || AppInput::Search);
     action("view-list", || AppInput::ShowTopology(false));

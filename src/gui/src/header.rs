@@ -318,6 +318,9 @@ fn primary_menu() -> gio::Menu {
     edit.append(Some(&tr("Undo")), Some("win.undo"));
     edit.append(Some(&tr("Redo")), Some("win.redo"));
     m.append_section(None, &edit);
+    let host = gio::Menu::new();
+    host.append(Some(&tr("Host Readiness")), Some("win.readiness"));
+    m.append_section(None, &host);
     let about = gio::Menu::new();
     about.append(
         Some(&tr("Keyboard Shortcuts")),

@@ -13,6 +13,7 @@ pub const ACCELS: &[(&str, &[&str])] = &[
     ("win.view-list", &["<Control>1"]),
     ("win.view-topology", &["<Control>2"]),
     ("win.connect-machine", &["<Control><Shift>o"]),
+    ("win.readiness", &["<Control><Shift>r"]),
     ("win.show-help-overlay", &["<Control>question"]),
 ];
 
@@ -36,6 +37,10 @@ fn groups() -> Vec<(String, Vec<(String, &'static str)>)> {
                 (tr("The groups as a list"), "<Control>1"),
                 (tr("The PCI topology"), "<Control>2"),
                 (tr("Connect to another machine"), "<Control><Shift>o"),
+                (
+                    tr("Host readiness: what stands in the way, and its fixes"),
+                    "<Control><Shift>r",
+                ),
             ],
         ),
         (

@@ -1,17 +1,19 @@
 //! The app's secondary windows, one relm4 component each: "Assign to…" (the keyboard and menu
 //! path of a drop), "Why?", Export (preview, copy, save) and Apply's progress; and a card's
-//! context menu. GTK 4.8: plain transient windows and `FileChooserNative` (no 4.10 dialogs).
+//! context menu; Host Readiness (the doctor's findings and their fixes). GTK 4.8: plain transient windows and `FileChooserNative` (no 4.10 dialogs).
 
 mod apply;
 mod assign;
 mod export;
 mod menu;
+mod readiness;
 mod why;
 
 pub use apply::{ApplyDialog, ApplyInit, ApplyInput};
 pub use assign::{AssignDialog, AssignInit, AssignOutput};
 pub use export::{ExportDialog, ExportInit};
 pub use menu::{card_menu, MenuChoice};
+pub use readiness::{ReadinessDialog, ReadinessInit, Source as ReadinessSource};
 pub use why::{WhyDialog, WhyInit};
 
 use gtk::glib;

@@ -1,0 +1,335 @@
+//! "Host Readiness": the doctor's findings by topic (`core::doctor`), each with its remedy,
+//! and a Fix button where Passage can carry the remedy out (`passagectl fix`, through the
+//! helper, which asks for the administrator's password). What waits for a restart is one of the
+//! findings (`boot-line-pending`), so it is said where the rest is. Read afresh after every fix.
+
+use adw::prelude::*;
+use passage_core::doctor::{self, Report};
+use passage_core::explain::Severity;
+use passage_core::i18n::{tr, trf};
+use passage_core::{scan, PciAddress};
+use relm4::prelude::*;
+
+/// Where the findings are read: this machine (or `--root`), or the demo host (read, never fixed).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub demo: bool,
+    pub root: Option<std::path::PathBuf>,
+}
+
+impl Source {
+    fn read(&self) -> Result<Box<Report>, String> {
+        let src = passage_core::demo::Source::open(self.demo, self.root.as_deref())
+            .map_err(|e| e.to_string())?;
+        let host = scan::scan(src.root()).map_err(|e| e.to_string())?;
+        let facts = doctor::read(src.root(), &host);
+        Ok(Box::new(doctor::examine(&host, &facts)))
+    }
+
+    /// Fixes go to this machine's helper; the demo host has none, and neither has a recorded
+    /// tree unless a test's helper drives it on the bus it gives.
+    fn can_fix(&self) -> bool {
+        !self.demo
+    }
+}
+
+pub struct ReadinessInit {
+    pub parent: gtk::Window,
+    pub source: Source,
+    pub registry: crate::registry::Registry,
+}
+
+pub struct ReadinessDialog {
+    source: Source,
+    registry: crate::registry::Registry,
+    /// What the last fix said (or why it failed), above the findings.
+    said: String,
+    busy: bool,
+}
+
+#[derive(Debug)]
+pub enum ReadinessInput {
+    Fix(String, Option<PciAddress>),
+}
+
+#[derive(Debug)]
+pub enum ReadinessCmd {
+    Read(Result<Box<Report>, String>),
+    Fixed(Result<Vec<String>, String>),
+}
+
+pub struct ReadinessWidgets {
+    list: gtk::Box,
+    said: gtk::Label,
+}
+
+impl Component for ReadinessDialog {
+    type Init = ReadinessInit;
+    type Input = ReadinessInput;
+    type Output = ();
+    type CommandOutput = ReadinessCmd;
+    type Root = adw::Window;
+    type Widgets = ReadinessWidgets;
+
+    fn init_root() -> Self::Root {
+        adw::Window::builder()
+            .title(tr("Host Readiness"))
+            .modal(true)
+            .default_width(720)
+            .default_height(600)
+            .build()
+    }
+
+    fn init(
+        init: Self::Init,
+        root: Self::Root,
+        sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
+        root.set_transient_for(Some(&init.parent));
+        let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        let header = adw::HeaderBar::new();
+        header.set_title_widget(Some(&adw::WindowTitle::new(
+            &tr("Host Readiness"),
+            &tr("What stands between this host and pass-through"),
+        )));
+        content.append(&header);
+        let said = gtk::Label::builder()
+            // Read out as it changes: what a fix did is announced where screen readers look.
+            .accessible_role(gtk::AccessibleRole::Status)
+            .wrap(true)
+            .xalign(0.0)
+            .margin_start(18)
+            .margin_end(18)
+            .margin_top(12)
+            .selectable(true)
+            .build();
+        content.append(&said);
+        let list = gtk::Box::new(gtk::Orientation::Vertical, 18);
+        list.set_margin_top(12);
+        list.set_margin_bottom(18);
+        list.set_margin_start(12);
+        list.set_margin_end(12);
+        let clamp = adw::Clamp::builder().maximum_size(820).child(&list).build();
+        let scrolled = gtk::ScrolledWindow::builder()
+            .vexpand(true)
+            .child(&clamp)
+            .build();
+        content.append(&scrolled);
+        root.set_content(Some(&content));
+        let close = gtk::ShortcutController::new();
+        close.add_shortcut(gtk::Shortcut::new(
+            gtk::ShortcutTrigger::parse_string("Escape"),
+            Some(gtk::NamedAction::new("window.close")),
+        ));
+        root.add_controller(close);
+
+        let model = ReadinessDialog {
+            source: init.source,
+            registry: init.registry,
+            said: tr("Reading this host…"),
+            busy: true,
+        };
+        let src = model.source.clone();
+        sender.spawn_oneshot_command(move || ReadinessCmd::Read(src.read()));
+        said.set_label(&model.said);
+        ComponentParts {
+            model,
+            widgets: ReadinessWidgets { list, said },
+        }
+    }
+
+    fn update_with_view(
+        &mut self,
+        widgets: &mut Self::Widgets,
+        msg: Self::Input,
+        sender: ComponentSender<Self>,
+        _root: &Self::Root,
+    ) {
+        match msg {
+            ReadinessInput::Fix(code, device) => {
+                if self.busy {
+                    return;
+                }
+                self.busy = true;
+                self.said = trf(
+                    "Fixing {code}: the helper asks for the administrator's password…",
+                    &[("code", &code)],
+                );
+                self.show_said(widgets);
+                set_fix_buttons(&widgets.list, false);
+                sender.spawn_oneshot_command(move || ReadinessCmd::Fixed(fix(&code, device)));
+            }
+        }
+    }
+
+    fn update_cmd_with_view(
+        &mut self,
+        widgets: &mut Self::Widgets,
+        msg: Self::CommandOutput,
+        sender: ComponentSender<Self>,
+        _root: &Self::Root,
+    ) {
+        match msg {
+            ReadinessCmd::Read(Ok(report)) => {
+                self.busy = false;
+                if self.said == tr("Reading this host…") {
+                    self.said = summary(&report);
+                }
+                self.fill(widgets, &report, &sender);
+                self.show_said(widgets);
+            }
+            ReadinessCmd::Read(Err(e)) => {
+                self.busy = false;
+                self.said = trf(
+                    "Passage could not read this host: {error}",
+                    &[("error", &e)],
+                );
+                self.show_said(widgets);
+            }
+            ReadinessCmd::Fixed(r) => {
+                self.said = match r {
+                    Ok(notes) => notes.join("\n"),
+                    Err(e) => e,
+                };
+                self.show_said(widgets);
+                // Read again: the finding is gone, or waits for a restart now.
+                let src = self.source.clone();
+                sender.spawn_oneshot_command(move || ReadinessCmd::Read(src.read()));
+            }
+        }
+    }
+}
+
+impl ReadinessDialog {
+    fn show_said(&self, widgets: &ReadinessWidgets) {
+        widgets.said.set_label(&self.said);
+        self.registry
+            .texts
+            .borrow_mut()
+            .insert("readiness".into(), self.said.clone());
+    }
+
+    /// One group of rows per topic, in the doctor's order.
+    fn fill(&self, widgets: &ReadinessWidgets, report: &Report, sender: &ComponentSender<Self>) {
+        while let Some(c) = widgets.list.first_child() {
+            widgets.list.remove(&c);
+        }
+        let mut first_fix: Option<gtk::Button> = None;
+        let mut group: Option<(String, adw::PreferencesGroup)> = None;
+        let mut codes = Vec::new();
+        for f in &report.findings {
+            if group.as_ref().map(|(t, _)| t.as_str()) != Some(f.topic) {
+                let g = adw::PreferencesGroup::new();
+                g.set_title(&topic_name(f.topic));
+                widgets.list.append(&g);
+                group = Some((f.topic.to_string(), g));
+            }
+            let Some((_, g)) = &group else { continue };
+            let row = adw::ActionRow::new();
+            row.set_title(&glib_escape(&f.reason.message));
+            row.set_title_lines(0);
+            if let Some(r) = &f.reason.remedy {
+                row.set_subtitle(&glib_escape(r));
+                row.set_subtitle_lines(0);
+            }
+            let (icon, what) = match f.reason.severity {
+                Severity::Blocker => ("dialog-error-symbolic", tr("Blocker")),
+                Severity::Warning => ("dialog-warning-symbolic", tr("Warning")),
+                Severity::Info => ("dialog-information-symbolic", tr("Note")),
+            };
+            let img = gtk::Image::from_icon_name(icon);
+            crate::a11y::accessible_label(&img, &what);
+            row.add_prefix(&img);
+            codes.push(f.reason.code.clone());
+            if f.fix.is_some() && self.source.can_fix() {
+                let b = gtk::Button::with_label(&tr("Fix"));
+                b.set_valign(gtk::Align::Center);
+                b.add_css_class("suggested-action");
+                b.set_tooltip_text(f.fix.as_deref());
+                crate::a11y::accessible_label(
+                    &b,
+                    &trf("Fix: {what}", &[("what", &f.reason.message)]),
+                );
+                let (code, device) = (f.reason.code.clone(), f.reason.device);
+                let s = sender.input_sender().clone();
+                b.connect_clicked(move |_| s.emit(ReadinessInput::Fix(code.clone(), device)));
+                crate::registry::enter(
+                    &self.registry.buttons,
+                    format!("fix-{}", f.reason.code),
+                    &b,
+                );
+                row.add_suffix(&b);
+                first_fix.get_or_insert(b);
+            }
+            g.add(&row);
+        }
+        self.registry
+            .texts
+            .borrow_mut()
+            .insert("readiness-codes".into(), codes.join(" "));
+        // The keyboard starts on the first thing Passage can do.
+        if let Some(b) = first_fix {
+            b.grab_focus();
+        }
+    }
+}
+
+fn set_fix_buttons(list: &gtk::Box, on: bool) {
+    fn walk(w: &gtk::Widget, on: bool) {
+        if let Some(b) = w.downcast_ref::<gtk::Button>() {
+            if b.label().as_deref() == Some(tr("Fix").as_str()) {
+                b.set_sensitive(on);
+            }
+        }
+        let mut c = w.first_child();
+        while let Some(x) = c {
+            walk(&x, on);
+            c = x.next_sibling();
+        }
+    }
+    walk(list.upcast_ref(), on);
+}
+
+/// Row titles are markup: the doctor's words are text.
+fn glib_escape(s: &str) -> String {
+    gtk::glib::markup_escape_text(s).to_string()
+}
+
+fn topic_name(t: &str) -> String {
+    match t {
+        "iommu" => tr("IOMMU"),
+        "vfio" => tr("VFIO"),
+        "reset" => tr("Reset"),
+        "boot" => tr("Boot"),
+        _ => tr("Devices"),
+    }
+}
+
+fn summary(r: &Report) -> String {
+    let blockers = r
+        .findings
+        .iter()
+        .filter(|f| f.reason.severity == Severity::Blocker)
+        .count();
+    if blockers == 0 {
+        tr("Nothing blocks pass-through on this host.")
+    } else {
+        trf(
+            "Blockers: {n}. Pass-through cannot work on this host until they are solved.",
+            &[("n", &blockers.to_string())],
+        )
+    }
+}
+
+/// The helper's Fix, on this machine's system bus.
+fn fix(code: &str, device: Option<PciAddress>) -> Result<Vec<String>, String> {
+    let dev = device.map(|d| d.to_string()).unwrap_or_default();
+    let done = passage_dbus::fix_blocking(code, &dev, false)?;
+    let mut notes = vec![if done.changed {
+        trf("Fixed {code}.", &[("code", code)])
+    } else {
+        trf("Nothing changed for {code}.", &[("code", code)])
+    }];
+    notes.extend(done.notes);
+    Ok(notes)
+}
