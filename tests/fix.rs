@@ -1212,6 +1212,24 @@ fn the_helper_rehearses_a_reset_and_gives_the_group_back() {
         .any(|r| r["device_id"] == "2206"
             && r["kernel"] == "6.1.0-27-amd64"
             && r["reset"] == true));
+    // The doctor, where it can read the records (as root, here copied into the tree's
+    // /var/lib/passage), says what the rehearsal found for the models on this kernel.
+    std::fs::create_dir_all(root.join("var/lib/passage")).unwrap();
+    std::fs::copy(
+        b.state().join("resets.json"),
+        root.join("var/lib/passage/resets.json"),
+    )
+    .unwrap();
+    let out = passagectl()
+        .args(["--root", root.to_str().unwrap(), "doctor"])
+        .output()
+        .unwrap();
+    let doc = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        doc.contains("survived a rehearsed guest reboot on this kernel (6.1.0-27-amd64)")
+            && doc.contains("(reset-rehearsed)"),
+        "{doc}"
+    );
 
     // Without a reset of its own: not known (VFIO may reset the slot with the group), exit 0.
     std::fs::write(

@@ -58,6 +58,42 @@ pub struct Facts {
     /// Passage changed the boot configuration during this boot (`run/passage/…`, a tmpfs): the
     /// change waits for the reboot.
     pub boot_line_pending: Option<bootline::Edit>,
+    /// Reset rehearsals (`passagectl rehearse-reset`) as the helper keeps them, where they can
+    /// be read here (as root, or in a recording).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rehearsals: Vec<Rehearsal>,
+}
+
+/// What a reset rehearsal found for one device model on one kernel (the helper's
+/// `resets.json`, one per model and kernel release, the newest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Rehearsal {
+    pub vendor_id: String,
+    pub device_id: String,
+    /// The kernel release it was tried on.
+    pub kernel: String,
+    /// The device it was tried on.
+    pub address: PciAddress,
+    /// The kernel's reset methods for it, in the order it tries them (`None`: none of its own;
+    /// VFIO may still reset its slot or bus with the whole group).
+    pub method: Option<String>,
+    /// The reset was done without an error.
+    pub reset: bool,
+    /// It answered as the same device afterwards (its config space read from it).
+    pub answers: bool,
+    /// Its host driver took it back (`None`: nothing to give back).
+    pub back: Option<bool>,
+    /// Seconds since the epoch.
+    pub at: u64,
+}
+
+impl Rehearsal {
+    /// Survives a guest reboot: reset, answered, and (where it had one) back on its driver;
+    /// `None` where it has no reset of its own.
+    pub fn survives(&self) -> Option<bool> {
+        self.method.as_ref()?;
+        Some(self.reset && self.answers && self.back != Some(false))
+    }
 }
 
 /// What the doctor reads of one device besides the scan.
@@ -301,6 +337,12 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
             .read(bootline::PENDING_NOTE)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok()),
+        // Root-only: a user's doctor does without (the command prints its results).
+        rehearsals: root
+            .read(Path::new(crate::names::STATE_DIR.trim_start_matches('/')).join("resets.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -587,6 +629,31 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
             }
         }
     }
+    // What rehearsals found for the models here, on this kernel.
+    for d in host.devices.values() {
+        let Some(r) = facts.rehearsals.iter().find(|r| {
+            r.vendor_id == d.vendor_id.to_string()
+                && r.device_id == d.device_id.to_string()
+                && Some(&r.kernel) == facts.kernel_release.as_ref()
+        }) else {
+            continue;
+        };
+        let (sev, msg) = match r.survives() {
+            Some(true) => (
+                Severity::Info,
+                trf("{device} survived a rehearsed guest reboot on this kernel ({kernel}): reset ({method}), answered, back on its driver.", &[("device", &label(d)), ("kernel", &r.kernel), ("method", r.method.as_deref().unwrap_or("-"))]),
+            ),
+            Some(false) => (
+                Severity::Warning,
+                trf("{device} did not survive a rehearsed guest reboot on this kernel ({kernel}): reset {reset}, answered {answers}. A guest's reboot may leave it unusable until the host restarts.", &[("device", &label(d)), ("kernel", &r.kernel), ("reset", &yes_no(r.reset)), ("answers", &yes_no(r.answers))]),
+            ),
+            None => continue,
+        };
+        add(
+            "reset",
+            reason("reset-rehearsed", Some(d.address), sev, msg, None),
+        );
+    }
     // SR-IOV cards: each virtual function is a group of its own, to give to a guest alone.
     for d in host.devices.values() {
         let Some(total) = d.capabilities.sriov_total_vfs.filter(|t| *t > 0) else {
@@ -866,6 +933,14 @@ pub fn fix_for(
         };
     }
     boot_line_fix(host, facts, code, device).map(|edit| Fix::BootLine { edit })
+}
+
+fn yes_no(b: bool) -> String {
+    if b {
+        tr("yes")
+    } else {
+        tr("no")
+    }
 }
 
 /// The change to the kernel command line that carries out the remedy of finding `code` (of

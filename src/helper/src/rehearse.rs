@@ -8,45 +8,13 @@
 
 use crate::claim::{self, ClaimOptions, Held, Kernel, StateDir};
 use passage_core::i18n::{tr, trf};
-use passage_core::{GroupId, Host, PciAddress};
-use serde::{Deserialize, Serialize};
+use passage_core::{GroupId, Host};
 use std::io;
 use std::path::Path;
 
 const RECORDS: &str = "resets.json";
 
-/// What one rehearsal found for one device model on one kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rehearsal {
-    pub vendor_id: String,
-    pub device_id: String,
-    /// The kernel release it was tried on.
-    pub kernel: String,
-    /// The device it was tried on.
-    pub address: PciAddress,
-    /// The kernel's reset methods for it, in the order it tries them (`None`: it has none of
-    /// its own; VFIO may still reset its slot or bus with the whole group).
-    pub method: Option<String>,
-    /// The reset was done without an error.
-    pub reset: bool,
-    /// It answered as the same device afterwards.
-    pub answers: bool,
-    /// Its host driver took it back (`None`: nothing to give back — it was on vfio-pci, or on
-    /// no driver, before).
-    pub back: Option<bool>,
-    /// Seconds since the epoch.
-    pub at: u64,
-}
-
-impl Rehearsal {
-    /// Survives a guest reboot: reset, answered, and (where it had one) back on its driver.
-    /// `None` where it has no reset of its own: what VFIO does then (a slot or bus reset of
-    /// the whole group) is not what was tried.
-    pub fn survives(&self) -> Option<bool> {
-        self.method.as_ref()?;
-        Some(self.reset && self.answers && self.back != Some(false))
-    }
-}
+pub use passage_core::doctor::Rehearsal;
 
 /// The vendor and device ids as the device answers them now: the first dword of `config`,
 /// read from the device (sysfs's `vendor` and `device` files are what the kernel read once,
