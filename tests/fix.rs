@@ -50,6 +50,26 @@ mkdir -p "$R/boot/grub"
 echo "linux /vmlinuz root=/dev/sda1 ro ${GRUB_CMDLINE_LINUX} ${GRUB_CMDLINE_LINUX_DEFAULT}" > "$R/boot/grub/grub.cfg"
 "#;
 
+/// The demo host's tree booted with `vfio-pci.ids=IDS` (added to its running line) from
+/// Debian's GRUB whose default line is `LINE`, with the stand-in update-grub.
+fn grub_host_with_ids(root: &Path, ids: &str, line: &str) {
+    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap();
+    std::fs::write(
+        root.join("proc/cmdline"),
+        format!("{} vfio-pci.ids={ids}\n", cmdline.trim()),
+    )
+    .unwrap();
+    write(
+        root,
+        "etc/default/grub",
+        &DEBIAN_GRUB.replace(
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+            &format!("GRUB_CMDLINE_LINUX_DEFAULT=\"{line}\""),
+        ),
+    );
+    executable(root, "usr/sbin/update-grub", UPDATE_GRUB);
+}
+
 fn passagectl() -> Command {
     let mut c = Command::new(bins::bin("passagectl"));
     c.env_remove("PASSAGE_ROOT")
@@ -620,21 +640,11 @@ fn doctor_offers_the_fix_and_dry_run_shows_it() {
 #[test]
 fn the_helper_fixes_and_takes_back_the_boot_line() {
     let b = bus::Bus::start_prepared(&|root| {
-        let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap();
-        std::fs::write(
-            root.join("proc/cmdline"),
-            format!("{} vfio-pci.ids=10de:1b80\n", cmdline.trim()),
-        )
-        .unwrap();
-        write(
+        grub_host_with_ids(
             root,
-            "etc/default/grub",
-            &DEBIAN_GRUB.replace(
-                "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
-                "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet amd_iommu=on iommu=pt vfio-pci.ids=10de:1b80\"",
-            ),
-        );
-        executable(root, "usr/sbin/update-grub", UPDATE_GRUB);
+            "10de:1b80",
+            "quiet amd_iommu=on iommu=pt vfio-pci.ids=10de:1b80",
+        )
     });
     let root = b.root();
     let grub = root.join("etc/default/grub");
@@ -887,21 +897,7 @@ fn edits_keep_what_they_do_not_replace() {
 #[test]
 fn vfio_pci_ids_go_only_once_their_groups_are_persisted() {
     let b = bus::Bus::start_prepared(&|root| {
-        let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap();
-        std::fs::write(
-            root.join("proc/cmdline"),
-            format!("{} vfio-pci.ids=10de:2206\n", cmdline.trim()),
-        )
-        .unwrap();
-        write(
-            root,
-            "etc/default/grub",
-            &DEBIAN_GRUB.replace(
-                "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
-                "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet vfio-pci.ids=10de:2206\"",
-            ),
-        );
-        executable(root, "usr/sbin/update-grub", UPDATE_GRUB);
+        grub_host_with_ids(root, "10de:2206", "quiet vfio-pci.ids=10de:2206")
     });
     let grub = b.root().join("etc/default/grub");
     let original = std::fs::read(&grub).unwrap();

@@ -18,43 +18,42 @@ fn device_of(device: Option<&str>) -> Result<Option<PciAddress>, Failure> {
 }
 
 pub fn fix(cli: &Cli, code: &str, device: Option<&str>, dry_run: bool) -> Result<u8, Failure> {
-    let addr = device_of(device)?;
     if dry_run {
-        return dry(cli, code, addr);
+        return dry(cli, code, device_of(device)?);
     }
-    refuse_fake(cli, "fix (without --dry-run)")?;
-    let (code_s, dev_s) = (
-        code.to_string(),
-        addr.map(|a| a.to_string()).unwrap_or_default(),
-    );
-    let done = helper_call(cli, |h| async move {
-        h.fix(&code_s, &dev_s, HashMap::new()).await
-    })?;
-    print(&if done.changed {
-        trf("Fixed {code}:\n", &[("code", code)])
-    } else {
-        trf("Nothing changed for {code}:\n", &[("code", code)])
-    })?;
-    for n in &done.notes {
-        print(&format!("  {n}\n"))?;
-    }
-    Ok(0)
+    through_helper(cli, code, device, false)
 }
 
 pub fn unfix(cli: &Cli, code: &str, device: Option<&str>) -> Result<u8, Failure> {
+    through_helper(cli, code, device, true)
+}
+
+/// The helper's Fix or Unfix, and what it said.
+fn through_helper(cli: &Cli, code: &str, device: Option<&str>, undo: bool) -> Result<u8, Failure> {
     let addr = device_of(device)?;
-    refuse_fake(cli, "unfix")?;
+    refuse_fake(
+        cli,
+        if undo {
+            "unfix"
+        } else {
+            "fix (without --dry-run)"
+        },
+    )?;
     let (code_s, dev_s) = (
         code.to_string(),
         addr.map(|a| a.to_string()).unwrap_or_default(),
     );
     let done = helper_call(cli, |h| async move {
-        h.unfix(&code_s, &dev_s, HashMap::new()).await
+        if undo {
+            h.unfix(&code_s, &dev_s, HashMap::new()).await
+        } else {
+            h.fix(&code_s, &dev_s, HashMap::new()).await
+        }
     })?;
-    print(&if done.changed {
-        trf("Took back the fix of {code}:\n", &[("code", code)])
-    } else {
-        trf("Nothing changed for {code}:\n", &[("code", code)])
+    print(&match (done.changed, undo) {
+        (true, false) => trf("Fixed {code}:\n", &[("code", code)]),
+        (true, true) => trf("Took back the fix of {code}:\n", &[("code", code)]),
+        (false, _) => trf("Nothing changed for {code}:\n", &[("code", code)]),
     })?;
     for n in &done.notes {
         print(&format!("  {n}\n"))?;

@@ -92,17 +92,7 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> String {
 
 /// The recorded fixes.
 pub fn records(state: &StateDir) -> Result<Vec<Record>, String> {
-    let p = state.path().join(RECORDS);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-            trf(
-                "{file} is not a list of Passage's boot-line changes ({error}); move it aside to go on",
-                &[("file", &p.display().to_string()), ("error", &e.to_string())],
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err(&p.display().to_string(), e)),
-    }
+    state.read_list(RECORDS, &tr("a list of Passage's boot-line changes"))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
@@ -231,7 +221,7 @@ pub fn replay(root: &Path, state: &StateDir) -> Result<bool, String> {
             recs.retain(|x| !(&x.code == code && &x.device == device));
         }
         if recs != before {
-            write_json(&state.path().join(RECORDS), &recs)?;
+            state.write_file(RECORDS, &recs)?;
         }
         let _ = std::fs::remove_file(&p);
         return Ok(false);
@@ -250,18 +240,10 @@ pub fn replay(root: &Path, state: &StateDir) -> Result<bool, String> {
 }
 
 /// Takes the boot-line lock of the state directory (waiting for another writer).
-fn lock(state: &StateDir) -> Result<std::fs::File, String> {
-    let dir = state.path().join("locks");
-    std::fs::create_dir_all(&dir).map_err(|e| io_err("locks", e))?;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("boot-line.lock"))
-        .map_err(|e| io_err("boot-line.lock", e))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io_err("boot-line.lock", e))?;
-    Ok(f)
+fn lock(state: &StateDir) -> Result<crate::claim::GroupFlock, String> {
+    state
+        .lock_named("boot-line")
+        .map_err(|e| io_err("boot-line.lock", e))
 }
 
 /// The note in `/run/passage` that Passage changed the boot line during this boot (the last
@@ -334,6 +316,8 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
     };
     let commands = cfg.commands(&req.edit);
     let mut notes = Vec::new();
+    // The record a finished fix leaves (built once, for the journal and the list).
+    let mut made: Option<Record> = None;
     if changes.is_empty() {
         notes.push(tr(
             "The boot configuration already says so; nothing was written.",
@@ -361,7 +345,7 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
             record: None,
             undoes: None,
         };
-        write_json(&state.path().join(JOURNAL), &journal)?;
+        state.write_file(JOURNAL, &journal)?;
         crate::fault::point("boot-line:journaled");
         for (rel, _, after) in &changes {
             if let Err(e) = write_keeping_mode(&root.join(rel), after) {
@@ -398,7 +382,8 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
                 at: now(),
             });
         }
-        write_json(&state.path().join(JOURNAL), &journal)?;
+        state.write_file(JOURNAL, &journal)?;
+        made = journal.record.clone();
         for (rel, _, _) in &changes {
             notes.push(trf(
                 "/{file} changed.",
@@ -409,21 +394,11 @@ pub fn apply(root: &Path, state: &StateDir, req: &Request) -> Result<Done, Strin
             notes.push(trf("Ran {command}.", &[("command", &c.join(" "))]));
         }
     }
-    if req.undo {
+    if req.undo || made.is_some() {
         recs.retain(|x| !same(x));
-    } else if !changes.is_empty() {
-        recs.retain(|x| !same(x));
-        recs.push(Record {
-            code: req.code.clone(),
-            device: req.device,
-            edit: req.edit.clone(),
-            before: cfg.line.clone(),
-            files: changes.iter().map(|(f, _, _)| f.clone()).collect(),
-            texts: changes.clone(),
-            at: now(),
-        });
     }
-    write_json(&state.path().join(RECORDS), &recs)?;
+    recs.extend(made);
+    state.write_file(RECORDS, &recs)?;
     let _ = std::fs::remove_file(state.path().join(JOURNAL));
     if !changes.is_empty() {
         let configured = match bootline::read(&r) {
@@ -552,6 +527,6 @@ pub fn serve_request(root: &Path, state: &StateDir) -> Result<Done, String> {
     }
     let result = apply(root, state, &req);
     let stored: (String, Result<Done, String>) = (req.id.clone(), result.clone());
-    write_json(&state.path().join(RESULT), &stored)?;
+    state.write_file(RESULT, &stored)?;
     result
 }

@@ -368,15 +368,53 @@ impl StateDir {
     /// Takes the persisted-groups list for a read-modify-write, across processes, waiting for
     /// a writer that has it (writes are short): two persists at once never lose one.
     pub fn lock_persisted(&self) -> io::Result<GroupFlock> {
+        self.lock_named("persist")
+    }
+
+    /// Takes `locks/NAME.lock` for a read-modify-write of one of the state directory's lists
+    /// (the boot line's, the device settings', the VFs'), across processes, waiting for a
+    /// writer that has it.
+    pub fn lock_named(&self, name: &str) -> io::Result<GroupFlock> {
         let dir = self.dir.join("locks");
         std::fs::create_dir_all(&dir)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join("persist.lock"))?;
+            .open(dir.join(format!("{name}.lock")))?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
         Ok(GroupFlock { _file: file })
+    }
+
+    /// A list the state directory keeps in `file` (empty when there is none yet); a file that
+    /// is not such a list is named, with what it should hold (`what`), and left for a person.
+    pub fn read_list<T: serde::de::DeserializeOwned>(
+        &self,
+        file: &str,
+        what: &str,
+    ) -> Result<Vec<T>, String> {
+        let p = self.dir.join(file);
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                passage_core::i18n::trf(
+                    "{file} is not {what} ({error}); move it aside to go on",
+                    &[
+                        ("file", &p.display().to_string()),
+                        ("what", what),
+                        ("error", &e.to_string()),
+                    ],
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(format!("{}: {e}", p.display())),
+        }
+    }
+
+    /// Writes `value` as `file` in the state directory, as every state file is written.
+    pub fn write_file<T: Serialize>(&self, file: &str, value: &T) -> Result<(), String> {
+        let p = self.dir.join(file);
+        self.write_atomic(&p, value)
+            .map_err(|e| format!("{}: {e}", p.display()))
     }
 
     /// Writes the journal of an operation before its first sysfs write.

@@ -9,7 +9,6 @@ use crate::claim::StateDir;
 use passage_core::i18n::{tr, trf};
 use passage_core::{Host, PciAddress};
 use serde::{Deserialize, Serialize};
-use std::io;
 use std::path::Path;
 
 /// The udev rule, relative to the host root (after the persisted claims' 61-…).
@@ -31,18 +30,9 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> String {
     format!("{what}: {e}")
 }
 
+/// The device settings Passage changed.
 pub fn records(state: &StateDir) -> Result<Vec<Record>, String> {
-    let p = state.path().join(RECORDS);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-            trf(
-                "{file} is not a list of Passage's device settings ({error}); move it aside to go on",
-                &[("file", &p.display().to_string()), ("error", &e.to_string())],
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err(&p.display().to_string(), e)),
-    }
+    state.read_list(RECORDS, &tr("a list of Passage's device settings"))
 }
 
 /// The rule's text for these records.
@@ -60,45 +50,13 @@ pub fn render_rule(recs: &[Record]) -> String {
     s
 }
 
-fn lock(state: &StateDir) -> Result<std::fs::File, String> {
-    let dir = state.path().join("locks");
-    std::fs::create_dir_all(&dir).map_err(|e| io_err("locks", e))?;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("devices.lock"))
-        .map_err(|e| io_err("devices.lock", e))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io_err("devices.lock", e))?;
-    Ok(f)
-}
-
+/// The rule for these records, or none when nothing is kept powered.
 fn write_rule(root: &Path, recs: &[Record]) -> Result<(), String> {
-    let path = root.join(UDEV_RULE);
-    if !recs.iter().any(|r| r.code == "d3cold-allowed") {
-        return match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(io_err(&path.display().to_string(), e))
-            }
-            _ => Ok(()),
-        };
-    }
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| io_err(&d.display().to_string(), e))?;
-    }
-    passage_core::store::write_atomic(&path, render_rule(recs).as_bytes())
-        .map_err(|e| io_err(&path.display().to_string(), e))?;
-    // udev reads rules as any user may: the file is not a secret.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| io_err(&path.display().to_string(), e))
-}
-
-fn write_records(state: &StateDir, recs: &[Record]) -> Result<(), String> {
-    let p = state.path().join(RECORDS);
-    let bytes = serde_json::to_vec_pretty(recs).map_err(|e| e.to_string())?;
-    passage_core::store::write_atomic(&p, &bytes).map_err(|e| io_err(&p.display().to_string(), e))
+    let keeps = recs.iter().any(|r| r.code == "d3cold-allowed");
+    crate::persist::put_rule(
+        &root.join(UDEV_RULE),
+        keeps.then(|| render_rule(recs)).as_deref(),
+    )
 }
 
 /// Writes `value` to the attribute and reads it back.
@@ -127,7 +85,9 @@ pub fn d3cold(
     address: PciAddress,
     undo: bool,
 ) -> Result<Done, String> {
-    let _lock = lock(state)?;
+    let _lock = state
+        .lock_named("devices")
+        .map_err(|e| io_err("devices.lock", e))?;
     let mut recs = records(state)?;
     let same = |r: &Record| r.code == "d3cold-allowed" && r.address == address;
     if undo {
@@ -143,7 +103,7 @@ pub fn d3cold(
         // The rule goes whether or not the card is still there.
         recs.retain(|r| !same(r));
         write_rule(root, &recs)?;
-        write_records(state, &recs)?;
+        state.write_file(RECORDS, &recs)?;
         let mut notes = vec![tr("The udev rule no longer keeps it powered at boot.")];
         // The kernel's value back only on the same card (by its ids) at that address.
         let dir = root.join("sys/bus/pci/devices").join(address.to_string());
@@ -203,7 +163,7 @@ pub fn d3cold(
             before: before.clone(),
         });
     }
-    if let Err(e) = write_rule(root, &recs).and_then(|()| write_records(state, &recs)) {
+    if let Err(e) = write_rule(root, &recs).and_then(|()| state.write_file(RECORDS, &recs)) {
         // Nothing half-done: the kernel's value back, the rule as it was.
         let _ = set(&attr, &before);
         recs.retain(|r| !same(r));

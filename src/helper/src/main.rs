@@ -647,11 +647,7 @@ impl Helper {
         let (root, state, model) = (self.root.clone(), self.state.clone(), self.model.clone());
         let done = tokio::task::spawn_blocking(move || {
             // The host as it is after the password prompt.
-            let host = model
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .host
-                .clone();
+            let host = kept_host(&model);
             passage_helper::devfix::d3cold(&root, &state, &host, address, undo)
         })
         .await
@@ -659,6 +655,15 @@ impl Helper {
         .map_err(HelperError::Failed)?;
         Ok((done.changed, done.notes))
     }
+}
+
+/// A copy of the kept model's host, for work off the bus's threads (after polkit said yes).
+fn kept_host(model: &Model) -> Host {
+    model
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .host
+        .clone()
 }
 
 /// Refuses a claim whose caller knows the group by other members than this host has now.
@@ -1027,11 +1032,7 @@ impl Helper {
         let (root, state, model) = (self.root.clone(), self.state.clone(), self.model.clone());
         let done = tokio::task::spawn_blocking(move || {
             // The PF as it is now, after the password prompt.
-            let host = model
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .host
-                .clone();
+            let host = kept_host(&model);
             passage_helper::sriov::set(&root, &state, &host, address, count)
         })
         .await

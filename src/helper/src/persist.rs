@@ -276,6 +276,20 @@ fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// Puts a udev rule at `path`, readable by everyone as the rules udev ships are (`None`: removes
+/// it): the device settings' and the VFs' rules.
+pub(crate) fn put_rule(path: &Path, text: Option<&str>) -> Result<(), String> {
+    put_file(path, text.map(str::as_bytes))
+        .and_then(|()| match text {
+            Some(_) => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            }
+            None => Ok(()),
+        })
+        .map_err(|e| write_failure(path, &e))
+}
+
 /// Puts `bytes` at `path` (`None`: removes it).
 fn put_file(path: &Path, bytes: Option<&[u8]>) -> io::Result<()> {
     match bytes {

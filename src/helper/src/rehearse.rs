@@ -9,7 +9,6 @@
 use crate::claim::{self, ClaimOptions, Held, Kernel, StateDir};
 use passage_core::i18n::{tr, trf};
 use passage_core::{GroupId, Host};
-use std::io;
 use std::path::Path;
 
 const RECORDS: &str = "resets.json";
@@ -48,20 +47,7 @@ fn has_vfs(root: &Path, d: &passage_core::model::Device) -> bool {
 }
 
 pub fn records(state: &StateDir) -> Result<Vec<Rehearsal>, String> {
-    let p = state.path().join(RECORDS);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-            trf(
-                "{file} is not a list of reset rehearsals ({error}); move it aside to go on",
-                &[
-                    ("file", &p.display().to_string()),
-                    ("error", &e.to_string()),
-                ],
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(format!("{}: {e}", p.display())),
-    }
+    state.read_list(RECORDS, &tr("a list of reset rehearsals"))
 }
 
 fn now() -> u64 {
@@ -189,9 +175,7 @@ pub fn rehearse(
         });
         recs.push(t.clone());
     }
-    let p = state.path().join(RECORDS);
-    let bytes = serde_json::to_vec_pretty(&recs).map_err(|e| e.to_string())?;
-    passage_core::store::write_atomic(&p, &bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+    state.write_file(RECORDS, &recs)?;
     let notes: Vec<String> = tried
         .iter()
         .zip(&members)

@@ -12,7 +12,6 @@ use crate::claim::StateDir;
 use passage_core::i18n::{tr, trf};
 use passage_core::{Host, PciAddress};
 use serde::{Deserialize, Serialize};
-use std::io;
 use std::path::Path;
 
 /// The udev rule, relative to the host root.
@@ -32,18 +31,9 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> String {
     format!("{what}: {e}")
 }
 
+/// The physical functions whose VFs Passage creates at boot.
 pub fn records(state: &StateDir) -> Result<Vec<Record>, String> {
-    let p = state.path().join(RECORDS);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-            trf(
-                "{file} is not a list of Passage's virtual functions ({error}); move it aside to go on",
-                &[("file", &p.display().to_string()), ("error", &e.to_string())],
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err(&p.display().to_string(), e)),
-    }
+    state.read_list(RECORDS, &tr("a list of Passage's virtual functions"))
 }
 
 /// The rule's text: when the PF is added with its driver already bound (coldplug after the
@@ -66,38 +56,12 @@ pub fn render_rule(recs: &[Record]) -> String {
     s
 }
 
-fn lock(state: &StateDir) -> Result<std::fs::File, String> {
-    let dir = state.path().join("locks");
-    std::fs::create_dir_all(&dir).map_err(|e| io_err("locks", e))?;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("sriov.lock"))
-        .map_err(|e| io_err("sriov.lock", e))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io_err("sriov.lock", e))?;
-    Ok(f)
-}
-
+/// The rule for these records, or none when no PF has VFs made at boot.
 fn write_rule(root: &Path, recs: &[Record]) -> Result<(), String> {
-    let path = root.join(UDEV_RULE);
-    if recs.is_empty() {
-        return match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(io_err(&path.display().to_string(), e))
-            }
-            _ => Ok(()),
-        };
-    }
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| io_err(&d.display().to_string(), e))?;
-    }
-    passage_core::store::write_atomic(&path, render_rule(recs).as_bytes())
-        .map_err(|e| io_err(&path.display().to_string(), e))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| io_err(&path.display().to_string(), e))
+    crate::persist::put_rule(
+        &root.join(UDEV_RULE),
+        (!recs.is_empty()).then(|| render_rule(recs)).as_deref(),
+    )
 }
 
 fn read_number(path: &Path) -> Result<u32, String> {
@@ -177,7 +141,9 @@ pub fn set(
     address: PciAddress,
     count: u32,
 ) -> Result<Done, String> {
-    let _lock = lock(state)?;
+    let _lock = state
+        .lock_named("sriov")
+        .map_err(|e| io_err("sriov.lock", e))?;
     let addr = address.to_string();
     let d = host.devices.get(&address).ok_or_else(|| {
         trf(
@@ -232,10 +198,7 @@ pub fn set(
     let persisted_changed = recs != before;
     let keep = |recs: &[Record]| -> Result<(), String> {
         write_rule(root, recs)?;
-        let p = state.path().join(RECORDS);
-        let bytes = serde_json::to_vec_pretty(recs).map_err(|e| e.to_string())?;
-        passage_core::store::write_atomic(&p, &bytes)
-            .map_err(|e| io_err(&p.display().to_string(), e))
+        state.write_file(RECORDS, &recs)
     };
     if persisted_changed {
         keep(&recs)?;
