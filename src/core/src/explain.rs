@@ -184,6 +184,43 @@ pub fn title(host: &Host, g: &Group) -> String {
     t
 }
 
+/// No groups on an ARM machine: its IOMMU is the SMMU, described by the firmware's IORT table
+/// (ACPI) or the device tree's `iommu-map`, and turned on by the kernel whenever it is
+/// described (there is no `intel_iommu=on` to add).
+fn arm_iommu_off(p: &crate::model::Platform) -> Reason {
+    if let Some(vm) = &p.virtual_machine {
+        return Reason::new("iommu-off-vm", None, Severity::Blocker,
+            trf("This is a virtual machine ({machine}) without a virtual SMMU, so its kernel has no isolation groups and cannot give devices on to a nested guest.", &[("machine", &vm.describe())]))
+            .remedy(tr("Give the virtual machine an IOMMU, then boot it again. With QEMU's virt machine: -machine virt,iommu=smmuv3 (or -device virtio-iommu-pci); with libvirt: <iommu model='smmuv3'/> (or <iommu model='virtio'/>). The devices to pass on must be given to this virtual machine first."));
+    }
+    if tables_have(p, "IORT") {
+        return Reason::new("iommu-not-enabled", None, Severity::Blocker,
+            tr("The firmware's IORT table is there, but no SMMU driver took the PCI devices, so there are no isolation groups. The table may describe only interrupt translation (ITS), or the kernel lacks the SMMU driver."))
+            .remedy(tr("Check the kernel log (journalctl -k | grep -i smmu): a kernel built without CONFIG_ARM_SMMU_V3 (or CONFIG_ARM_SMMU for older SMMUs) needs another kernel; an IORT without an SMMU node needs the SMMU enabled in the firmware setup."));
+    }
+    let how = if p.devicetree.is_some() {
+        tr("the device tree gives the PCI host bridge no iommu-map")
+    } else {
+        tr("there is no IORT table")
+    };
+    Reason::new("iommu-off-firmware", None, Severity::Blocker,
+        trf("The firmware describes no SMMU for the PCI devices ({how}), so there are no isolation groups. On ARM the kernel uses the SMMU whenever the firmware describes it; no kernel parameter turns it on.", &[("how", &how)]))
+        .remedy(tr("Enable the SMMU in the firmware setup (boards call it “SMMU” or “IOMMU”), or boot with firmware or a device tree that describes it; then reboot."))
+}
+
+/// No groups on a POWER machine: isolation there is the platform's (partitionable endpoints
+/// under each PCI host bridge, with TCE tables), not a separate IOMMU device.
+fn power_iommu_off(p: &crate::model::Platform) -> Reason {
+    let vm = p
+        .virtual_machine
+        .as_ref()
+        .map(|v| v.describe())
+        .unwrap_or_default();
+    Reason::new("iommu-off", None, Severity::Blocker,
+        trf("The kernel made no IOMMU groups: on POWER every PCI host bridge isolates its partitionable endpoints through the platform's DMA windows, and here the platform gave the kernel none to group {machine}.", &[("machine", &vm)]))
+        .remedy(tr("On PowerVM or KVM (pseries), the partition needs its PCI slots assigned with their PHBs; on bare metal (PowerNV), a kernel with CONFIG_IOMMU_API and CONFIG_PPC_POWERNV. The kernel log says which PHBs it found (journalctl -k | grep -i -e PHB -e iommu)."))
+}
+
 /// The platform verdict: is there an IOMMU, and is anything about it wrong for every group.
 pub fn iommu(host: &Host) -> IommuVerdict {
     let p = &host.platform;
@@ -239,6 +276,10 @@ pub fn iommu(host: &Host) -> IommuVerdict {
                     tr("The firmware describes an AMD IOMMU (its IVRS table is there), but the kernel did not turn it on, so there are no isolation groups."))
                 .remedy(tr("The command line does not turn it off, so the kernel failed to start it or was built without it (CONFIG_AMD_IOMMU): the kernel log says which (journalctl -k | grep -i AMD-Vi). A firmware update or a distribution kernel usually cures it.")),
             );
+        } else if p.arch.as_deref() == Some("arm64") {
+            reasons.push(arm_iommu_off(p));
+        } else if p.arch.as_deref() == Some("powerpc") {
+            reasons.push(power_iommu_off(p));
         } else if let Some(vm) = &p.virtual_machine {
             // A guest's host bridge is whatever the hypervisor emulates (QEMU's is Intel's
             // on any CPU): the remedy is the hypervisor's, not the firmware's.
@@ -400,6 +441,29 @@ pub fn device_reasons(host: &Host, d: &Device) -> Vec<Reason> {
     for u in host.uses_of(d.address) {
         out.push(use_reason(d, u));
     }
+    if d.group.is_none() && !host.groups.is_empty() && d.is_endpoint() && !d.is_chipset_glue() {
+        let holder = host.groups.values().find(|g| {
+            host.stream_sharers(g)
+                .iter()
+                .any(|x| x.address == d.address)
+        });
+        out.push(match holder {
+            Some(g) => Reason::new("no-group", Some(d.address), Severity::Warning,
+                trf("{device} is in no IOMMU group: the IOMMU driver refused it because it shares the DMA stream of group {group} (both behind one bridge to conventional PCI). It cannot be given to a guest on its own, and its DMA goes through group {group}'s domain: giving group {group} away takes it off {driver}.", &[("device", &dev), ("group", &g.id.to_string()), ("driver", d.driver.as_deref().unwrap_or("-"))]))
+                .remedy(tr("Give it to a guest with its group's devices by moving it to a PCIe slot of its own; it cannot be passed through where it is.")),
+            None => Reason::new("no-group", Some(d.address), Severity::Blocker,
+                trf("{device} is in no IOMMU group although the IOMMU makes groups on this host: the IOMMU driver did not take it (its kernel log line says why), so VFIO cannot give it to a guest.", &[("device", &dev)]))
+                .remedy(tr("Read the kernel log for the device (journalctl -k | grep ADDRESS): a firmware table that leaves it out, or an IOMMU driver that refused it.")),
+        });
+        return out;
+    }
+    if d.bridge_blocks_vfio() {
+        let drv = d.driver.as_deref().unwrap_or("-");
+        out.push(Reason::new("bridge-driver", Some(d.address), Severity::Info,
+            trf("{device} is a PCI bridge on {driver}, a driver that does not leave DMA to VFIO: while it is bound, the kernel will not give this group to a guest. Claiming the group takes the bridge off {driver} (the bridge still forwards without a driver) and releasing it binds {driver} again; hot-plug below the bridge stops meanwhile.", &[("device", &dev), ("driver", drv)]))
+            .remedy(tr("Nothing to do: Passage's claim and release handle it. Unbinding the bridge by hand works too, but then nothing binds it back.")));
+        return out;
+    }
     if d.is_bridge() {
         out.push(Reason::new("bridge", Some(d.address), Severity::Info,
             trf("{device} is a PCI bridge: it stays with the host on pcieport, which is fine in a shared group, and it is never given to a guest itself.", &[("device", &dev)])));
@@ -522,6 +586,25 @@ pub fn shape_reasons(host: &Host, g: &Group) -> Vec<Reason> {
         }
     };
 
+    // 0. POWER: the platform, not PCI's rules, decides. Its firmware hands the kernel one DMA
+    // window per partitionable endpoint (PE) and the kernel makes one group of each; a PE's
+    // devices also share its error containment (EEH).
+    if host.platform.arch.as_deref() == Some("powerpc") {
+        let domains: BTreeSet<String> = in_group
+            .iter()
+            .map(|a| format!("{:04x}", a.domain))
+            .collect();
+        let list: Vec<String> = in_group.iter().map(|a| a.to_string()).collect();
+        out.push(Reason::new("shape-pe", None, Severity::Info,
+            trf("On POWER the unit of isolation is the partitionable endpoint (PE): the platform gives each PE a DMA window of its own, the kernel makes one group of each, and errors are contained per PE (EEH). {devices} are one PE, under the PCI host bridge of domain {domains}.", &[("devices", &list.join(", ")), ("domains", &domains.into_iter().collect::<Vec<_>>().join(", "))]))
+            .remedy(tr("To give one of them away alone it needs a PE of its own: a slot or PCI host bridge assigned on its own (PowerVM, KVM pseries), or a host bridge that makes a PE per device (bare metal).")));
+        if let Some(first) = in_group.first() {
+            for a in &in_group {
+                union(&mut parent, *first, *a);
+            }
+        }
+    }
+
     // 1. Bridges in the group and the members below them.
     for b in members.iter().filter(|d| d.is_bridge()) {
         let below: Vec<&&Device> = members
@@ -535,8 +618,7 @@ pub fn shape_reasons(host: &Host, g: &Group) -> Vec<Reason> {
             union(&mut parent, b.address, d.address);
         }
         let names: Vec<String> = below.iter().map(|d| d.address.to_string()).collect();
-        let conventional = b.pcie_type == Some(PortType::PcieToPciBridge)
-            || (b.capabilities.express == Some(false) && b.class.is_pci_bridge());
+        let conventional = b.is_conventional_bridge();
         let bname = name(b);
         let list = names.join(", ");
         if conventional {
@@ -548,13 +630,20 @@ pub fn shape_reasons(host: &Host, g: &Group) -> Vec<Reason> {
         let (code, msg) = match b.capabilities.acs {
             Some(Some(a)) if a.isolates() => ("shape-kernel-quirk",
                 trf("{bridge} has ACS enabled, yet the kernel groups it with {devices}: a kernel quirk or the platform decided this, not the port.", &[("bridge", &bname), ("devices", &list)])),
+            // The port can isolate, but nobody turned it on: the kernel enables ACS on a port
+            // when it finds it, and only if an IOMMU driver asked for isolation by then.
+            Some(Some(a)) if a.capability & crate::config::ACS_REQUIRED == crate::config::ACS_REQUIRED && a.control == 0 => ("shape-acs-off",
+                trf("{bridge} has ACS, but it is turned off, so the kernel cannot rule out peer-to-peer traffic there: it keeps {devices} in the port's group. The kernel turns ACS on for a port when it finds it, and only if an IOMMU driver has asked for isolation by then; here the request came after the ports were found (seen on ARM machines booted with a device tree).", &[("bridge", &bname), ("devices", &list)])),
             Some(_) => ("shape-no-acs",
                 trf("{bridge} does not isolate what is below it (no ACS, or ACS not enabled), so the kernel cannot rule out peer-to-peer traffic there: it keeps {devices} in the port's group.", &[("bridge", &bname), ("devices", &list)])),
             None => ("shape-no-acs",
                 trf("{bridge} apparently does not isolate what is below it (its ACS capability cannot be read without root), so the kernel keeps {devices} in the port's group.", &[("bridge", &bname), ("devices", &list)])),
         };
-        out.push(Reason::new(code, Some(b.address), Severity::Info, msg)
-            .remedy(tr("Use a slot behind a port with ACS (CPU-attached slots usually have it). pcie_acs_override only pretends to split the group.")));
+        let remedy = match code {
+            "shape-acs-off" => tr("A kernel that turns ACS on before it finds the ports (or firmware that boots it with ACPI tables) splits the group; pcie_acs_override only pretends to."),
+            _ => tr("Use a slot behind a port with ACS (CPU-attached slots usually have it). pcie_acs_override only pretends to split the group."),
+        };
+        out.push(Reason::new(code, Some(b.address), Severity::Info, msg).remedy(remedy));
     }
 
     // 2. Several functions of one card.
@@ -660,6 +749,18 @@ pub fn group(host: &Host, g: &Group) -> GroupVerdict {
             Reason::new("shares-group", None, Severity::Warning,
                 trf("Giving this group to a guest takes {n} devices from the host: {devices}.", &[("n", &on_host.len().to_string()), ("devices", &list.join("; "))]))
             .remedy(tr("Hide the devices the guest should not see (they stay claimed, so the host cannot use them either), or move the card you want to a slot in a smaller group.")),
+        );
+    }
+    let sharers = host.stream_sharers(g);
+    if !sharers.is_empty() {
+        let list: Vec<String> = sharers
+            .iter()
+            .map(|d| format!("{} ({})", name(d), d.driver.as_deref().unwrap_or("-")))
+            .collect();
+        reasons.push(
+            Reason::new("shares-stream", sharers.first().map(|d| d.address), Severity::Warning,
+                trf("{devices} sit behind this group's bridge to conventional PCI but are in no IOMMU group: the IOMMU driver refused them, because the bridge issues their DMA under the same requester ID as this group's devices (the ARM SMMUv3 driver takes one device per stream ID). Their DMA goes through this group's IOMMU domain, so giving the group to a guest takes it with them: claiming unbinds their drivers, releasing binds them again.", &[("devices", &list.join("; "))]))
+            .remedy(tr("Move the card that should stay with the host to a PCIe slot of its own, or accept that it is off while the group is given away.")),
         );
     }
     if !claimed.is_empty() && !on_host.is_empty() {

@@ -138,6 +138,12 @@ impl Device {
         self.class.is_pci_bridge() || self.header_type == 1
     }
 
+    /// A bridge to conventional PCI: the devices below it reach memory under its requester ID.
+    pub fn is_conventional_bridge(&self) -> bool {
+        self.pcie_type == Some(PortType::PcieToPciBridge)
+            || (self.capabilities.express == Some(false) && self.class.is_pci_bridge())
+    }
+
     /// Host bridges, ISA bridges and other chipset glue that no guest could use.
     pub fn is_chipset_glue(&self) -> bool {
         self.class.is_bridge() && !self.is_bridge()
@@ -158,6 +164,15 @@ impl Device {
             self.driver.as_deref(),
             None | Some("vfio-pci") | Some("pci-stub") | Some("pcieport")
         )
+    }
+
+    /// A bridge on a driver that keeps the kernel from giving its group to user space: one
+    /// that does not leave DMA to the group's owner (the kernel's `driver_managed_dma`, set by
+    /// pcieport, pci-stub and vfio-pci). Device-tree machines bind `shpchp`, the hot-plug
+    /// driver of a PCIe-to-PCI bridge's conventional slots, where ACPI machines leave it to
+    /// the firmware. A claim takes such a bridge off its driver and a release puts it back.
+    pub fn bridge_blocks_vfio(&self) -> bool {
+        self.is_bridge() && !self.driver_is_harmless()
     }
 }
 
@@ -234,6 +249,12 @@ pub struct Platform {
     /// recording without it). Tells "off in the firmware" from "not turned on by the kernel".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware_iommu_tables: Option<Vec<String>>,
+    /// The CPU architecture family, from proc/cpuinfo: "x86", "arm64", "powerpc".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// The device tree's first `compatible` string, where the kernel booted from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devicetree: Option<String>,
     pub page_size: u64,
 }
 
@@ -343,6 +364,25 @@ impl Host {
             .get(&a)
             .and_then(|d| d.group)
             .and_then(|g| self.groups.get(&g))
+    }
+
+    /// Functions outside every group whose DMA group `g`'s domain translates: they sit behind
+    /// a bridge to conventional PCI that is in `g`, which issues their DMA under its own
+    /// requester ID, and the IOMMU driver refused them a group of their own or a place in `g`
+    /// (the ARM SMMUv3 driver takes one device per stream ID: "stream N already in tree").
+    /// Empty where the IOMMU groups them as the kernel's PCI code says, as on x86.
+    pub fn stream_sharers(&self, g: &Group) -> Vec<&Device> {
+        self.devices
+            .values()
+            .filter(|d| d.group.is_none() && d.is_endpoint() && !d.is_chipset_glue())
+            .filter(|d| {
+                d.bridges.iter().any(|b| {
+                    self.devices
+                        .get(b)
+                        .is_some_and(|b| b.is_conventional_bridge() && b.group == Some(g.id))
+                })
+            })
+            .collect()
     }
 
     /// Devices in a group that exist in the model, in address order.

@@ -324,6 +324,25 @@ pub fn list_text(host: &Host, report: &Report) -> String {
             )
         );
     }
+    // Functions the IOMMU driver left out of every group (the ARM SMMUv3 refuses a second
+    // device on one stream ID): shown, never dropped, with why.
+    let outside: Vec<&crate::model::Device> = host
+        .devices
+        .values()
+        .filter(|d| d.group.is_none() && d.is_endpoint() && !d.is_chipset_glue())
+        .collect();
+    if !outside.is_empty() && !host.groups.is_empty() {
+        let _ = writeln!(out, "{}", tr("Outside every IOMMU group:"));
+        for d in outside {
+            let _ = writeln!(out, "    {}", device_line(d));
+            for r in crate::explain::device_reasons(host, d)
+                .iter()
+                .filter(|r| r.severity != Severity::Info)
+            {
+                let _ = writeln!(out, "    {} {}", sev_mark(r.severity), r.message);
+            }
+        }
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,

@@ -143,8 +143,9 @@ fn cpu_vendor_of(d: &Device) -> Option<String> {
 /// byte; tests compare them on every recorded machine).
 ///
 /// `Ok(None)` when a quick look cannot be sure: no such device or group, a device in no
-/// group (the IOMMU is off), a group with no PCI member, a tree that lacks the group's
-/// member list or a physical function's `virtfnN` links (a recording keeps only what a full
+/// group (the IOMMU is off), a group with no PCI member or with a bridge to conventional PCI
+/// (functions below it may be in no group, see [`Host::stream_sharers`]), a tree that lacks
+/// the group's member list or a physical function's `virtfnN` links (a recording keeps only what a full
 /// scan reads), or facts that disagree (a member whose `iommu_group` link names another
 /// group). The caller then scans everything, which gives the same answer or the same error.
 pub fn scan_target(root: &HostRoot, target: Target) -> Option<Host> {
@@ -206,6 +207,12 @@ fn scan_target_inner(root: &HostRoot, target: Target) -> Result<Option<Host>, Sc
             }
         }
         if devices.get(a).and_then(|d| d.group) != Some(id) {
+            return Ok(None);
+        }
+        // Below a bridge to conventional PCI there may be functions the IOMMU driver left out
+        // of every group that this group answers for (`Host::stream_sharers`): only the whole
+        // host shows them.
+        if devices.get(a).is_some_and(|d| d.is_conventional_bridge()) {
             return Ok(None);
         }
     }
@@ -861,17 +868,41 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
             });
         }
     }
-    let (cpu_vendor, hypervisor_flag) = root
+    let cpuinfo = root
         .read("proc/cpuinfo")
-        .map(|b| cpuinfo_facts(&String::from_utf8_lossy(&b)))
-        .unwrap_or((None, false));
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let (cpu_vendor, hypervisor_flag) = cpuinfo_facts(&cpuinfo);
     p.cpu_vendor = cpu_vendor;
+    p.arch = cpu_arch(&cpuinfo).map(str::to_string);
+    // The device tree's own name for the machine, where the kernel booted from one (ARM and
+    // POWER): its first `compatible` string.
+    p.devicetree = root
+        .read("sys/firmware/devicetree/base/compatible")
+        .ok()
+        .and_then(|b| {
+            b.split(|c| *c == 0)
+                .next()
+                .map(|s| String::from_utf8_lossy(s).trim().to_string())
+        })
+        .filter(|s| !s.is_empty());
     let dmi = |n: &str| {
         root.read_string(Path::new("sys/class/dmi/id").join(n))
             .ok()
             .filter(|s| !s.is_empty())
     };
-    let (sys_vendor, product_name) = (dmi("sys_vendor"), dmi("product_name"));
+    let (mut sys_vendor, mut product_name) = (dmi("sys_vendor"), dmi("product_name"));
+    // Machines with no DMI that name their emulator elsewhere: QEMU's arm64 `virt` device tree
+    // ("linux,dummy-virt") and its POWER `pseries` ("… (emulated by qemu)" in cpuinfo).
+    if sys_vendor.is_none() {
+        if p.devicetree.as_deref() == Some("linux,dummy-virt") {
+            (sys_vendor, product_name) = (Some("QEMU".into()), Some("virt".into()));
+        } else if let Some(m) =
+            cpuinfo_field(&cpuinfo, "machine").filter(|m| m.contains("emulated by qemu"))
+        {
+            (sys_vendor, product_name) = (Some("QEMU".into()), Some(m));
+        }
+    }
     if hypervisor_flag
         || sys_vendor
             .as_deref()
@@ -925,6 +956,33 @@ fn firmware_iommu_tables(root: &HostRoot) -> Option<Vec<String>> {
         .collect();
     out.dedup();
     Some(out)
+}
+
+/// The CPU architecture family proc/cpuinfo is written for: "x86" (`vendor_id`), "arm64"
+/// (`CPU implementer`), "powerpc" (`cpu : POWER…`, `platform`). `None` for others or none.
+pub fn cpu_arch(cpuinfo: &str) -> Option<&'static str> {
+    for line in cpuinfo.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        match k.trim() {
+            "vendor_id" | "flags" => return Some("x86"),
+            "CPU implementer" | "CPU architecture" => return Some("arm64"),
+            "cpu" if v.trim().starts_with("POWER") => return Some("powerpc"),
+            "platform" if matches!(v.trim(), "pSeries" | "PowerNV") => return Some("powerpc"),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A machine-wide `key : value` line of proc/cpuinfo (POWER writes `machine` and `platform`
+/// after the processors).
+fn cpuinfo_field(cpuinfo: &str, key: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
 }
 
 /// The CPU's vendor ("intel", "amd") and whether it reports the `hypervisor` flag, from the

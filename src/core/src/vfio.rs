@@ -4,7 +4,8 @@
 //!
 //! Steps (Documentation/driver-api/vfio.rst): open `/dev/vfio/vfio` (a container), open
 //! `/dev/vfio/N`, `VFIO_GROUP_GET_STATUS` (viable?), `VFIO_GROUP_SET_CONTAINER`,
-//! `VFIO_SET_IOMMU` (type1v2), then `VFIO_GROUP_GET_DEVICE_FD` for each member on vfio-pci.
+//! `VFIO_SET_IOMMU` (the first backend the kernel offers, in QEMU's order: type1 v2, type1, or
+//! POWER's sPAPR TCE), then `VFIO_GROUP_GET_DEVICE_FD` for each member on vfio-pci.
 //! Closing the file descriptors undoes all of it.
 
 use crate::address::{GroupId, PciAddress};
@@ -19,8 +20,26 @@ use std::path::{Path, PathBuf};
 
 /// ioctl numbers: `_IO(VFIO_TYPE, VFIO_BASE + n)` with VFIO_TYPE ';' and VFIO_BASE 100.
 const fn vfio_io(n: u64) -> u64 {
-    ((b';' as u64) << 8) | (100 + n)
+    IOC_NONE | ((b';' as u64) << 8) | (100 + n)
 }
+/// `_IO`'s direction bits for "no data": 0 where Linux uses the generic encoding, but POWER,
+/// MIPS and SPARC have `_IOC_NONE` = 1 at bit 29 (asm/ioctl.h).
+#[cfg(any(
+    target_arch = "powerpc",
+    target_arch = "powerpc64",
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "sparc64"
+))]
+const IOC_NONE: u64 = 1 << 29;
+#[cfg(not(any(
+    target_arch = "powerpc",
+    target_arch = "powerpc64",
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "sparc64"
+)))]
+const IOC_NONE: u64 = 0;
 const VFIO_GET_API_VERSION: u64 = vfio_io(0);
 const VFIO_CHECK_EXTENSION: u64 = vfio_io(1);
 const VFIO_SET_IOMMU: u64 = vfio_io(2);
@@ -30,6 +49,9 @@ const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(6);
 const VFIO_API_VERSION: i32 = 0;
 const VFIO_TYPE1_IOMMU: u64 = 1;
 const VFIO_TYPE1V2_IOMMU: u64 = 3;
+// POWER's IOMMU backends (the platform's TCE tables), v2 first, as QEMU picks them.
+const VFIO_SPAPR_TCE_IOMMU: u64 = 2;
+const VFIO_SPAPR_TCE_V2_IOMMU: u64 = 7;
 const GROUP_FLAGS_VIABLE: u32 = 1;
 
 #[repr(C)]
@@ -263,11 +285,17 @@ pub fn verify(
             None,
         ));
     }
-    let iommu = if ioctl(&container, VFIO_CHECK_EXTENSION, VFIO_TYPE1V2_IOMMU).unwrap_or(0) > 0 {
-        VFIO_TYPE1V2_IOMMU
-    } else {
-        VFIO_TYPE1_IOMMU
-    };
+    // The first backend this kernel offers, in QEMU's order (vfio_get_iommu_type): type1 v2,
+    // type1, then POWER's sPAPR TCE v2 and v1. None offered: type1, whose refusal says why.
+    let iommu = [
+        VFIO_TYPE1V2_IOMMU,
+        VFIO_TYPE1_IOMMU,
+        VFIO_SPAPR_TCE_V2_IOMMU,
+        VFIO_SPAPR_TCE_IOMMU,
+    ]
+    .into_iter()
+    .find(|t| ioctl(&container, VFIO_CHECK_EXTENSION, *t).unwrap_or(0) > 0)
+    .unwrap_or(VFIO_TYPE1_IOMMU);
     if let Err(e) = ioctl(&container, VFIO_SET_IOMMU, iommu) {
         let (code, message, remedy) = match e.raw_os_error() {
             Some(libc::EPERM) => (

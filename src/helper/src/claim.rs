@@ -8,7 +8,14 @@
 //!
 //! The sequence is libvirt's (virpci.c): `driver_override`, `unbind`, `drivers_probe`, then
 //! re-read the `driver` link, because the kernel reports success for a probe that failed.
-//! Bridges are never touched: they stay on `pcieport`.
+//! Bridges stay on `pcieport`. Two kinds of device are taken off their driver for the claim,
+//! without going to the guest, journaled with the members and put back by release and replay:
+//! a bridge on a driver that keeps the kernel from giving the group to user space (`shpchp` on
+//! device-tree machines: [`Device::bridge_blocks_vfio`]), and a function the IOMMU driver left
+//! outside every group because it shares the group's DMA stream ([`Host::stream_sharers`]:
+//! its DMA would go through the guest's domain while its host driver still ran).
+//!
+//! [`Device::bridge_blocks_vfio`]: passage_core::model::Device::bridge_blocks_vfio
 
 use passage_core::address::{GroupId, PciAddress};
 use passage_core::explain::{self, State};
@@ -216,6 +223,20 @@ pub struct Journal {
     pub operation: String,
     pub group: GroupId,
     pub members: Vec<Original>,
+    /// Devices taken off their driver without going to the guest (see the module comment):
+    /// bridges on a driver that blocks the group, and functions outside every group whose DMA
+    /// the group's domain translates. Unbound by the claim, bound again by release and replay;
+    /// not members in the sense of what a guest gets, so lists of claimed devices leave them
+    /// out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unbound: Vec<Original>,
+}
+
+impl Journal {
+    /// Every device the operation changes: the members, then the devices it unbinds.
+    pub fn everything(&self) -> Vec<Original> {
+        self.members.iter().chain(&self.unbound).cloned().collect()
+    }
 }
 
 /// How a device ended after a rollback or release.
@@ -423,12 +444,14 @@ impl StateDir {
         operation: &str,
         g: GroupId,
         members: &[Original],
+        unbound: &[Original],
     ) -> Result<(Journal, Progress), ClaimError> {
         let journal = Journal {
             version: 1,
             operation: operation.into(),
             group: g,
             members: members.to_vec(),
+            unbound: unbound.to_vec(),
         };
         self.write_atomic(&self.journal_path(g), &journal)
             .map_err(|e| io_failed("writing the journal", e))?;
@@ -686,19 +709,30 @@ pub fn execute(k: &dyn Kernel, step: &Step) -> Result<(), String> {
     }
 }
 
-/// The steps that give the group's endpoints to vfio-pci. Empty when it already is.
-pub fn claim_steps(host: &Host, g: GroupId) -> Result<(Vec<Step>, Vec<Original>), ClaimError> {
+/// What a claim plans: its steps, the endpoints it gives to vfio-pci and the devices it takes
+/// off their driver without giving them away, each with what it was on before.
+pub type ClaimPlan = (Vec<Step>, Vec<Original>, Vec<Original>);
+
+fn original(d: &passage_core::model::Device) -> Original {
+    Original {
+        address: d.address,
+        vendor_id: d.vendor_id.to_string(),
+        device_id: d.device_id.to_string(),
+        driver: d.driver.clone(),
+        driver_override: d.driver_override.clone(),
+    }
+}
+
+/// The steps that give the group's endpoints to vfio-pci (and take off their driver the
+/// bridges that would keep the group from the guest and the functions that share its DMA
+/// stream). Empty when it already is.
+pub fn claim_steps(host: &Host, g: GroupId) -> Result<ClaimPlan, ClaimError> {
     let group = host.groups.get(&g).ok_or_else(|| no_group(g))?;
     let mut steps = Vec::new();
     let mut originals = Vec::new();
+    let mut unbound = Vec::new();
     for d in host.members(group).filter(|d| d.is_endpoint()) {
-        originals.push(Original {
-            address: d.address,
-            vendor_id: d.vendor_id.to_string(),
-            device_id: d.device_id.to_string(),
-            driver: d.driver.clone(),
-            driver_override: d.driver_override.clone(),
-        });
+        originals.push(original(d));
         if d.on_vfio() {
             continue;
         }
@@ -718,7 +752,25 @@ pub fn claim_steps(host: &Host, g: GroupId) -> Result<(Vec<Step>, Vec<Original>)
             driver: Some(VFIO_PCI.into()),
         });
     }
-    Ok((steps, originals))
+    let blocking = host.members(group).filter(|d| d.bridge_blocks_vfio());
+    for d in blocking.chain(
+        host.stream_sharers(group)
+            .into_iter()
+            .filter(|d| d.driver.is_some()),
+    ) {
+        unbound.push(original(d));
+        if let Some(drv) = &d.driver {
+            steps.push(Step::Unbind {
+                device: d.address,
+                driver: drv.clone(),
+            });
+        }
+        steps.push(Step::Expect {
+            device: d.address,
+            driver: None,
+        });
+    }
+    Ok((steps, originals, unbound))
 }
 
 /// The steps that put members back on their recorded drivers.
@@ -875,7 +927,9 @@ pub fn claim_held(
             &[("id", &g.to_string())],
         )));
     }
-    let (steps, originals) = claim_steps(host, g)?;
+    let (steps, members, unbound) = claim_steps(host, g)?;
+    // What a rollback puts back: the members and the devices the claim unbinds.
+    let originals: Vec<Original> = members.iter().chain(&unbound).cloned().collect();
     if steps.is_empty() {
         return Ok(Done {
             group: g,
@@ -886,7 +940,7 @@ pub fn claim_held(
     k.load_vfio()
         .map_err(|e| io_failed("loading vfio-pci", e))?;
     crate::fault::point("claim:begin");
-    let (journal, progress) = state.open_journal("claim", g, &originals)?;
+    let (journal, progress) = state.open_journal("claim", g, &members, &unbound)?;
     for (i, step) in steps.iter().enumerate() {
         progress.mark(&format!("claim:{i}"), &step.describe());
         if let Err(why) = execute(k, step) {
@@ -993,7 +1047,11 @@ pub fn release_held(
         .claim_record(g)
         .map_err(|e| io_failed("reading the claim record", e))?;
     let known = record.is_some();
-    let originals: Vec<Original> = match record {
+    let unbound = record
+        .as_ref()
+        .map(|r| r.unbound.clone())
+        .unwrap_or_default();
+    let members: Vec<Original> = match record {
         Some(r) => r.members,
         // Not claimed by Passage (by hand, driverctl, vfio-pci.ids): give the members to
         // whatever driver the kernel picks once the override is cleared. The journal records
@@ -1002,15 +1060,10 @@ pub fn release_held(
         None => host
             .members(group)
             .filter(|d| d.is_endpoint() && d.on_vfio())
-            .map(|d| Original {
-                address: d.address,
-                vendor_id: d.vendor_id.to_string(),
-                device_id: d.device_id.to_string(),
-                driver: d.driver.clone(),
-                driver_override: d.driver_override.clone(),
-            })
+            .map(original)
             .collect(),
     };
+    let originals: Vec<Original> = members.iter().chain(&unbound).cloned().collect();
     let by_ids: Vec<String> = host
         .members(group)
         .filter(|d| {
@@ -1058,7 +1111,7 @@ pub fn release_held(
     };
     let changed = steps.iter().any(|s| !matches!(s, Step::SetOverride { .. }));
     crate::fault::point("release:begin");
-    let (_, progress) = state.open_journal("release", g, &originals)?;
+    let (_, progress) = state.open_journal("release", g, &members, &unbound)?;
     let mut failure = None;
     let mut unplugged = BTreeSet::new();
     for (i, step) in steps.iter().enumerate() {
@@ -1094,7 +1147,7 @@ pub fn release_held(
         // Finish what can be finished; a device the host driver refuses goes to vfio-pci
         // (usable, never stranded), and the journal stays for the next start to retry.
         rollback(k, &originals, &progress, "rollback");
-        never_on_nothing(k, &originals);
+        never_on_nothing(k, &members);
         let outcomes = originals.iter().map(|o| Outcome::read(k, o)).collect();
         return Err(ClaimError::Failed {
             message: trf(
@@ -1128,9 +1181,12 @@ pub fn release_held(
 /// record removed (the group is no longer held as a whole).
 fn undo(k: &dyn Kernel, state: &StateDir, j: &Journal) -> io::Result<Vec<Outcome>> {
     let progress = Progress::open(state, j.group);
-    rollback(k, &j.members, &progress, "replay");
+    let all = j.everything();
+    rollback(k, &all, &progress, "replay");
+    // Only members are given to vfio-pci: a bridge works on no driver (it still forwards), and
+    // a function outside every group cannot go to vfio-pci at all.
     never_on_nothing(k, &j.members);
-    let outcomes = j.members.iter().map(|m| Outcome::read(k, m)).collect();
+    let outcomes = all.iter().map(|m| Outcome::read(k, m)).collect();
     progress.mark("replay:done", "removing the journal");
     state.remove(&state.claim_path(j.group))?;
     state.close_journal(j.group)?;
@@ -1313,6 +1369,7 @@ pub fn adopt(state: &StateDir, g: GroupId, members: &[Original]) -> io::Result<b
             operation: "held".into(),
             group: g,
             members: members.to_vec(),
+            unbound: Vec::new(),
         };
         state.write_atomic(&state.claim_path(g), &record)?;
         return Ok(true);
@@ -1387,6 +1444,7 @@ mod reconcile_tests {
                     driver_override: None,
                 })
                 .collect(),
+            unbound: Vec::new(),
         }
     }
 
