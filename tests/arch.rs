@@ -178,6 +178,7 @@ fn assert_agrees_with_kernel(run: &Run) -> Value {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let back: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(back["groups"], list["groups"], "the recording reads back");
+    assert_eq!(back["iommu"], list["iommu"], "the recording reads back");
     list
 }
 
@@ -206,6 +207,34 @@ fn reason<'a>(g: &'a Value, code: &str) -> &'a Value {
         .iter()
         .find(|r| r["code"] == code)
         .unwrap_or_else(|| panic!("no {code} in {g}"))
+}
+
+/// The bundled demo variant (`--demo VARIANT`, packed from this bed's recording) shows the
+/// machine this boot shows: the same groups with the same devices, ids and drivers.
+fn assert_demo_is_this_machine(list: &Value, variant: &str) {
+    let o = Command::new(bins::bin("passagectl"))
+        .args(["--demo", variant, "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let demo: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(demo["groups"], list["groups"], "--demo {variant} groups");
+    let facts = |l: &Value| -> Vec<(Value, Value, Value, Value)> {
+        l["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["address"].clone(),
+                    d["vendor_id"].clone(),
+                    d["device_id"].clone(),
+                    d["driver"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(facts(&demo), facts(list), "--demo {variant} devices");
 }
 
 /// A group claimed by the helper is on vfio-pci, passes QEMU's VFIO steps, and is given back to
@@ -265,6 +294,12 @@ fn arm64_with_the_smmuv3_groups_are_the_kernels_explained_and_claimed() {
     assert_eq!(run.file("machine").trim(), "aarch64");
     let list = assert_agrees_with_kernel(&run);
     assert_eq!(list["iommu"]["enabled"], true);
+    // A GICv3 with an ITS: nothing stands in the way of VFIO's interrupts.
+    assert!(
+        !list["iommu"].to_string().contains("no-interrupt-remapping"),
+        "{}",
+        list["iommu"]
+    );
     // The SMMU is the unit the listing names, as the kernel names it.
     let units = run.file("iommu-units.txt");
     let unit = units.lines().next().unwrap_or_default();
@@ -316,11 +351,43 @@ fn arm64_with_the_smmuv3_groups_are_the_kernels_explained_and_claimed() {
     // driver (its DMA would go through the guest's domain); released, both come back.
     assert_claim_cycle(&run, "0000:07:01.0", &["0000:06:00.0", "0000:07:02.0"]);
 
+    assert_demo_is_this_machine(&list, "arm64");
     // The doctor ran on ARM and says which kernel it read.
     let d = run.json("doctor.json");
     assert_eq!(
         d["facts"]["kernel_release"].as_str(),
         Some(run.file("kernel-release").trim())
+    );
+}
+
+/// arm64 with QEMU's default GICv2: the SMMU makes groups, but the interrupt controller has no
+/// ITS to isolate MSIs, so VFIO attaches none. Passage says so before a claim (from the device
+/// tree) and `verify` says why QEMU would fail, in ARM's terms.
+#[test]
+fn arm64_without_an_its_passage_says_vfio_cannot_attach_and_why() {
+    let run = boot("arm64-smmuv3-gicv2", "arm64", &["0000:02:00.0"]);
+    let list = assert_agrees_with_kernel(&run);
+    let r = list["iommu"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == "no-interrupt-remapping")
+        .unwrap_or_else(|| panic!("{}", list["iommu"]));
+    assert_eq!(r["severity"], "blocker");
+    assert!(r["message"].as_str().unwrap().contains("ITS"), "{r}");
+    assert!(
+        r["remedy"].as_str().unwrap().contains("gic-version=3"),
+        "{r}"
+    );
+    let a = "0000:02:00.0";
+    assert_eq!(run.rc(&format!("claim-{a}.rc")), 0);
+    assert_eq!(run.rc(&format!("verify-{a}.rc")), 1);
+    let v = run.file(&format!("verify-{a}.txt"));
+    assert!(v.contains("EPERM") && v.contains("ITS"), "{v}");
+    assert_eq!(run.rc(&format!("release-{a}.rc")), 0);
+    assert_eq!(
+        run.pci(&format!("released-{a}-pci.txt")),
+        run.pci("boot-pci.txt")
     );
 }
 
@@ -375,4 +442,53 @@ fn ppc64le_pseries_groups_are_partitionable_endpoints_and_claim_through_spapr_tc
     }
     assert_claim_cycle(&run, "0001:00:01.0", &[]);
     assert_claim_cycle(&run, "0002:01:01.0", &[]);
+    assert_demo_is_this_machine(&list, "ppc64le");
+    // This kernel (bookworm-backports') takes devices: the doctor has no word against it.
+    let d = run.json("doctor.json");
+    // QEMU offers EEH only to VFIO devices ("No capable adapters found"): the doctor says none
+    // is contained per PE, as the kernel's log does.
+    assert!(run
+        .file("dmesg.txt")
+        .contains("EEH: No capable adapters found"));
+    assert!(d["findings"].to_string().contains("\"eeh-off\""), "{d}");
+    assert!(
+        !d["findings"]
+            .to_string()
+            .contains("vfio-pci-power-coherency"),
+        "{d}"
+    );
+}
+
+/// Debian 12's own ppc64el kernel (6.1) refuses vfio-pci for every device: the doctor says so
+/// beforehand, and a claim fails saying where to look, with every member back on its driver.
+#[test]
+fn ppc64le_on_debian_12s_kernel_the_doctor_says_vfio_pci_cannot_take_devices() {
+    let run = boot("ppc64le-pseries-6.1", "ppc64el", &["0001:00:01.0"]);
+    assert!(run.file("kernel-release").starts_with("6.1."));
+    let d = run.json("doctor.json");
+    let f = d["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "vfio-pci-power-coherency")
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(f["severity"], "blocker");
+    assert_eq!(run.rc("doctor.rc"), 1);
+    let a = "0001:00:01.0";
+    assert_eq!(run.rc(&format!("claim-{a}.rc")), 1);
+    let claim = run.file(&format!("claim-{a}.txt"));
+    assert!(
+        claim.contains("POWER") && claim.contains("doctor"),
+        "{claim}"
+    );
+    assert!(
+        run.file("dmesg-end.txt")
+            .contains("vfio-pci: probe of 0001:00:01.0 failed with error -22"),
+        "the kernel's own words agree"
+    );
+    assert_eq!(
+        run.pci(&format!("claimed-{a}-pci.txt")),
+        run.pci("boot-pci.txt"),
+        "every member is back on its driver"
+    );
 }

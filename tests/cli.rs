@@ -499,3 +499,26 @@ fn a_default_plan_that_cannot_be_read_is_refused_and_left_alone() {
         .unwrap();
     assert_clean_failure(&o, "--plan FILE");
 }
+
+/// `--demo` alone is the workstation; `--demo arm64` and `--demo=ppc64le` the machines recorded
+/// on those architectures' kernels (their IOMMU units as those kernels named them), in every
+/// position a global flag may stand.
+#[test]
+fn the_demo_variants_are_chosen_by_name() {
+    let units = |args: &[&str]| -> String {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o).lines().next().unwrap_or_default().to_string()
+    };
+    assert!(units(&["--demo", "list"]).contains("ivhd0"));
+    assert!(units(&["--demo", "arm64", "list"]).contains("smmu3."));
+    assert!(units(&["list", "--demo", "arm64"]).contains("smmu3."));
+    assert!(units(&["--demo=ppc64le", "list"]).contains("iommu-phb0001"));
+    let o = run(&["--demo", "ppc64le", "explain", "1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("shape-pe"));
+    // An unknown name is not taken for a variant: clap says what it could not read.
+    let o = run(&["--demo=sparc", "list"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("arm64"), "{}", stderr(&o));
+}

@@ -513,3 +513,75 @@ fn the_firmware_framebuffer_in_a_gpus_bar_is_found_where_root_can_see_it() {
     let facts = doctor::read(&b.root(), &b.host);
     assert!(facts.devices.values().all(|f| f.boot_framebuffer.is_none()));
 }
+
+/// The POWER machine recorded in the cross bed (`--demo ppc64le`), with the EEH files the
+/// kernel writes for a device whose PE has EEH (arch/powerpc/kernel/eeh_sysfs.c: `eeh_mode`,
+/// `eeh_pe_config_addr` as "0x%x", `eeh_pe_state` as "0x%08x 0x%08x"). The bed's machine had
+/// none ("EEH: No capable adapters found": QEMU gives EEH only to VFIO devices), so the files
+/// are added here in the kernel's own format; odd files say nothing.
+#[test]
+fn eeh_on_power_per_partitionable_endpoint_and_a_frozen_one_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    demo::unpack(demo::DEMO_PPC64LE, dir.path()).unwrap();
+    let root = HostRoot::open(dir.path()).unwrap();
+    let host = passage_core::scan::scan(&root).unwrap();
+    assert_eq!(host.platform.arch.as_deref(), Some("powerpc"));
+    // As recorded: no EEH at all.
+    let facts = doctor::read(&root, &host);
+    let r = doctor::examine(&host, &facts);
+    assert!(r.findings.iter().any(|f| f.reason.code == "eeh-off"));
+    let write = |a: &str, state: &str, pe: &str| {
+        let d = dir
+            .path()
+            .join(&host.devices[&a.parse::<PciAddress>().unwrap()].sysfs_path);
+        std::fs::write(d.join("eeh_mode"), "0x1\n").unwrap();
+        std::fs::write(d.join("eeh_pe_config_addr"), format!("{pe}\n")).unwrap();
+        std::fs::write(d.join("eeh_pe_state"), format!("{state}\n")).unwrap();
+    };
+    // PE 0x10000 frozen (EEH_PE_ISOLATED), PE 0x30000 well; a third device with a broken file.
+    write("0001:00:01.0", "0x00000002 0x00000001", "0x10000");
+    write("0001:00:02.0", "0x00000002 0x00000001", "0x10000");
+    write("0003:00:01.0", "0x0000007e 0x00000000", "0x30000");
+    write("0002:01:01.0", "0x0000007e 0x00000000", "ten");
+    let root = HostRoot::open(dir.path()).unwrap();
+    let facts = doctor::read(&root, &host);
+    let r = doctor::examine(&host, &facts);
+    let find = |code: &str| {
+        r.findings
+            .iter()
+            .filter(|f| f.reason.code == code)
+            .collect::<Vec<_>>()
+    };
+    assert!(find("eeh-off").is_empty());
+    let frozen = find("eeh-isolated");
+    assert_eq!(frozen.len(), 1);
+    assert_eq!(frozen[0].reason.severity, Severity::Blocker);
+    let m = &frozen[0].reason.message;
+    assert!(
+        m.contains("0x10000") && m.contains("0001:00:01.0") && m.contains("0001:00:02.0"),
+        "{m}"
+    );
+    assert!(frozen[0]
+        .reason
+        .remedy
+        .as_deref()
+        .unwrap()
+        .contains("rescan"));
+    let well = find("eeh");
+    assert_eq!(well.len(), 1, "one PE well, the odd file says nothing");
+    assert!(well[0].reason.message.contains("0x30000"));
+    assert!(
+        facts.devices[&"0002:01:01.0".parse::<PciAddress>().unwrap()]
+            .eeh
+            .is_none()
+    );
+    // Never looked for on other architectures: the x86 demo has no EEH facts at all.
+    let d = demo::open().unwrap();
+    let h = passage_core::scan::scan(&d.root).unwrap();
+    let f = doctor::read(&d.root, &h);
+    assert!(f.devices.values().all(|x| x.eeh.is_none()));
+    assert!(!doctor::examine(&h, &f)
+        .findings
+        .iter()
+        .any(|x| x.reason.code.starts_with("eeh")));
+}

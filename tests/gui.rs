@@ -809,7 +809,9 @@ fn a_cards_context_menu_assigns_and_explains_by_pointer_and_by_keyboard() {
 fn a_refused_edit_stays_on_the_status_line_until_the_next_edit() {
     use passage_core::GroupId;
     // What the library says when the host's root disk (group 16) is given to win11.
-    let source = passage_core::demo::Source::open(true, None).unwrap();
+    let source =
+        passage_core::demo::Source::open(Some(passage_core::demo::DemoHost::Workstation), None)
+            .unwrap();
     let host = passage_core::scan::scan(source.root()).unwrap();
     let mut plan = passage_core::plan::Plan::from_json(passage_core::demo::DEMO_PLAN).unwrap();
     let refusal = passage_core::view::drop_on(&mut plan, &host, GroupId(16), "win11")

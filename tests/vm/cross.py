@@ -11,6 +11,8 @@ topologies like the x86 bed's, running a job against Passage built for that arch
                                              run JOB (a busybox sh script) in the guest
     tests/vm/cross.py build ARCH             build passagectl and passage-helper for ARCH; print their paths
     tests/vm/cross.py topologies             list the topologies and their QEMU arguments
+    tests/vm/cross.py pack DIR FILE SOURCE   pack the recording DIR into FILE (the demo variants:
+                                             data/demo-arm64.json, data/demo-ppc64le.json)
 
 How it differs from vm.py (x86): the guest cannot run the host's programs, so it does not chroot
 into the host's root. Its whole userland is in the initramfs: Debian's busybox-static and the
@@ -112,7 +114,11 @@ PPC_DEVICES = [
 # answers; POWER answers from 6.4): the POWER bed runs bookworm-backports' kernel, and one boot
 # of 6.1 shows what Passage says about that kernel.
 TOPOLOGIES = {
-    "arm64-smmuv3": ("arm64", "virt,iommu=smmuv3", ARM_DEVICES, ""),
+    # A GICv3 with its ITS: interrupts a device sends are isolated, which VFIO's type1 needs.
+    "arm64-smmuv3": ("arm64", "virt,iommu=smmuv3,gic-version=3", ARM_DEVICES, ""),
+    # QEMU's default GICv2: no MSI isolation, so VFIO refuses every group (the doctor and
+    # verify say why).
+    "arm64-smmuv3-gicv2": ("arm64", "virt,iommu=smmuv3", ARM_DEVICES, ""),
     "arm64-no-iommu": ("arm64", "virt", ARM_DEVICES, ""),
     "ppc64le-pseries": ("ppc64el", "pseries", PPC_DEVICES, "backports"),
     "ppc64le-pseries-6.1": ("ppc64el", "pseries", PPC_DEVICES, ""),
@@ -383,6 +389,35 @@ def boot(topology, out: Path, job: Path, bins, timeout=None):
     return int((out / "job.rc").read_text().strip() or "1")
 
 
+def pack(src: Path, dest: Path, source: str):
+    """Packs a recording (`passagectl record DIR`) into one JSON document that
+    passage_core::demo::unpack lays out again: directories, relative links, files as text
+    (UTF-8 without NUL) or hex."""
+    import json
+    entries = []
+    for top, dirs, files in os.walk(src, followlinks=False):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            full = Path(top) / name
+            rel = str(full.relative_to(src))
+            if full.is_symlink():
+                target = os.readlink(full)
+                if os.path.isabs(target):
+                    raise SystemExit(f"{full}: an absolute link")
+                entries.append({"path": rel, "link": target})
+            elif full.is_dir():
+                entries.append({"path": rel, "dir": True})
+            else:
+                data = full.read_bytes()
+                try:
+                    text = data.decode("utf-8")
+                    entries.append({"path": rel, "text": text} if "\0" not in text else {"path": rel, "hex": data.hex()})
+                except UnicodeDecodeError:
+                    entries.append({"path": rel, "hex": data.hex()})
+    doc = {"format": "passage-recording-1", "source": source, "entries": entries}
+    dest.write_text(json.dumps(doc, indent=0, sort_keys=True) + "\n")
+
+
 def main(argv):
     try:
         if len(argv) in (2, 3) and argv[0] == "prepare" and argv[1] in ARCHES:
@@ -394,6 +429,9 @@ def main(argv):
             return 0
         if len(argv) == 2 and argv[0] == "sysroot" and argv[1] in ARCHES:
             print(sysroot(argv[1]))
+            return 0
+        if len(argv) == 4 and argv[0] == "pack":
+            pack(Path(argv[1]), Path(argv[2]), argv[3])
             return 0
         if len(argv) == 1 and argv[0] == "topologies":
             for name, (arch, machine, devs, suite) in TOPOLOGIES.items():

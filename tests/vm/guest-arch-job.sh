@@ -39,6 +39,7 @@ snapshot() { # name
 snapshot boot
 passagectl list > $OUT/boot-list.txt 2>&1
 dmesg > $OUT/dmesg.txt
+cat /proc/interrupts > $OUT/interrupts.txt
 passagectl doctor --json > $OUT/doctor.json 2> $OUT/doctor.err; echo $? > $OUT/doctor.rc
 ls /sys/class/iommu > $OUT/iommu-units.txt 2>&1
 # Error recovery the kernel offers per device: EEH on POWER (eeh_* files), AER elsewhere.
@@ -70,4 +71,5 @@ for a in ${CLAIMS:-}; do
   passage-helper --state-dir $S --release $n > $OUT/release-$a.txt 2>&1; echo $? > $OUT/release-$a.rc
   snapshot released-$a
 done
+dmesg > $OUT/dmesg-end.txt
 echo done > $OUT/job.done

@@ -25,9 +25,17 @@ pub mod ctl {
         /// for `cluster export`, one recording per node (all on one side of the command).
         #[arg(long, global = true, value_name = "DIR", conflicts_with = "demo")]
         pub root: Vec<PathBuf>,
-        /// Use the bundled demo host (a workstation with a GPU to give away).
-        #[arg(long, global = true)]
-        pub demo: bool,
+        /// Use a bundled demo host: the workstation with a GPU to give away (the default), or
+        /// `arm64` / `ppc64le`, machines recorded on those architectures' real kernels.
+        #[arg(
+            long,
+            global = true,
+            value_name = "VARIANT",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "workstation"
+        )]
+        pub demo: Option<crate::demo::DemoHost>,
         /// Work on another machine: its helper (and libvirt) over
         /// `ssh -xT [USER@]HOST systemd-stdio-bridge`, authorized by that machine's polkit.
         /// PASSAGE_SSH names another ssh program. Repeat for `cluster export` (all on one side
@@ -61,7 +69,7 @@ pub mod ctl {
         /// `cluster export`.
         pub fn remote(&self) -> Result<Option<&crate::address::Remote>, String> {
             // clap checks the conflict only where both are given on one side of the command.
-            if !self.host.is_empty() && (self.demo || !self.root.is_empty()) {
+            if !self.host.is_empty() && (self.demo.is_some() || !self.root.is_empty()) {
                 return Err(crate::i18n::tr(
                     "-H cannot be used with --root or --demo: it reads another machine, they read this one",
                 ));
@@ -381,9 +389,17 @@ pub mod app {
             given away and what to do. Apply claims the planned groups through passage-helper."
     )]
     pub struct Cli {
-        /// Open the bundled demo host (a workstation with a GPU to give away) and its guests.
-        #[arg(long, conflicts_with_all = ["root", "host"])]
-        pub demo: bool,
+        /// Open a bundled demo host and its guests: the workstation with a GPU to give away
+        /// (the default), or `arm64` / `ppc64le`, recorded on those architectures' kernels.
+        #[arg(
+            long,
+            value_name = "VARIANT",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "workstation",
+            conflicts_with_all = ["root", "host"]
+        )]
+        pub demo: Option<crate::demo::DemoHost>,
         /// Open another machine: its helper and libvirt over
         /// `ssh -xT [USER@]HOST systemd-stdio-bridge` (PASSAGE_SSH names another ssh), its own
         /// plan kept under ~/.config/passage/hosts/HOST/.

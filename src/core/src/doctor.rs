@@ -111,6 +111,56 @@ pub struct DeviceFacts {
     /// The firmware's framebuffer found inside one of its BARs (proc/iomem against the
     /// device's `resource`): the early console holds that memory.
     pub boot_framebuffer: Option<FramebufferInBar>,
+    /// POWER: the device's EEH (error recovery per partitionable endpoint), where the kernel
+    /// offers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eeh: Option<Eeh>,
+}
+
+/// What the kernel shows of a device's EEH (arch/powerpc/kernel/eeh_sysfs.c): `eeh_mode`,
+/// `eeh_pe_config_addr` ("0x%x") and `eeh_pe_state` ("0x%08x 0x%08x": the platform's state
+/// of the PE, then the kernel's flags for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Eeh {
+    pub mode: u32,
+    pub pe: u32,
+    pub platform_state: Option<u32>,
+    pub pe_flags: Option<u32>,
+}
+
+impl Eeh {
+    /// The kernel's EEH_PE_ISOLATED: the PE is frozen after an error.
+    pub fn isolated(&self) -> bool {
+        self.pe_flags.is_some_and(|f| f & 1 != 0)
+    }
+    /// EEH_PE_RECOVERING: the kernel is recovering it now.
+    pub fn recovering(&self) -> bool {
+        self.pe_flags.is_some_and(|f| f & 2 != 0)
+    }
+}
+
+fn hex32(s: &str) -> Option<u32> {
+    u32::from_str_radix(s.trim().strip_prefix("0x")?, 16).ok()
+}
+
+/// A device's EEH files, when it has them (`None`: EEH is not on for it).
+fn read_eeh(root: &HostRoot, dir: &Path) -> Option<Eeh> {
+    let text = |n: &str| root.read_string(dir.join(n)).ok();
+    let mode = hex32(&text("eeh_mode")?)?;
+    let pe = hex32(&text("eeh_pe_config_addr")?)?;
+    let (platform_state, pe_flags) = match text("eeh_pe_state") {
+        Some(s) => {
+            let mut w = s.split_whitespace();
+            (w.next().and_then(hex32), w.next().and_then(hex32))
+        }
+        None => (None, None),
+    };
+    Some(Eeh {
+        mode,
+        pe,
+        platform_state,
+        pe_flags,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -202,7 +252,12 @@ fn given_away(d: &Device) -> bool {
     wanted && d.is_endpoint() && !d.is_chipset_glue() && d.physfn.is_none()
 }
 
-fn read_device(root: &HostRoot, d: &Device, fbs: &[(String, u64, u64)]) -> DeviceFacts {
+fn read_device(
+    root: &HostRoot,
+    d: &Device,
+    fbs: &[(String, u64, u64)],
+    power: bool,
+) -> DeviceFacts {
     let dir = Path::new(&d.sysfs_path);
     let text = |n: &str| {
         root.read_string(dir.join(n))
@@ -242,6 +297,66 @@ fn read_device(root: &HostRoot, d: &Device, fbs: &[(String, u64, u64)]) -> Devic
         runtime_pm,
         resizable_bars,
         boot_framebuffer: framebuffer_in(root, d, fbs),
+        // Only POWER has EEH; elsewhere the files are never looked for.
+        eeh: power.then(|| read_eeh(root, dir)).flatten(),
+    }
+}
+
+/// EEH on POWER: which devices' errors are contained and recovered per PE, which PE is frozen
+/// now, or that the platform offers none.
+fn eeh_findings(host: &Host, facts: &Facts, add: &mut impl FnMut(&'static str, Reason)) {
+    let mut pes: BTreeMap<u32, Vec<(&Device, &Eeh)>> = BTreeMap::new();
+    for d in host.devices.values() {
+        if let Some(e) = facts.devices.get(&d.address).and_then(|f| f.eeh.as_ref()) {
+            pes.entry(e.pe).or_default().push((d, e));
+        }
+    }
+    if pes.is_empty() {
+        add(
+            "devices",
+            reason(
+                "eeh-off",
+                None,
+                Severity::Info,
+                tr("No device here has EEH: the platform offers no error recovery for them (QEMU's pseries gives it only to devices passed through with VFIO), so a device's error is neither contained to its partitionable endpoint nor recovered by the kernel."),
+                None,
+            ),
+        );
+        return;
+    }
+    for (pe, members) in &pes {
+        let names: Vec<String> = members.iter().map(|(d, _)| label(d)).collect();
+        let first = members.first().map(|(d, _)| d.address);
+        let pe_text = format!("{pe:#x}");
+        if members.iter().any(|(_, e)| e.isolated()) {
+            let recovering = members.iter().any(|(_, e)| e.recovering());
+            let msg = if recovering {
+                trf("Partitionable endpoint {pe} ({devices}) is frozen by EEH after an error, and the kernel is recovering it now (its drivers' error handlers, then a reset of the PE).", &[("pe", &pe_text), ("devices", &names.join(", "))])
+            } else {
+                trf("Partitionable endpoint {pe} ({devices}) is frozen by EEH after an error: its MMIO and DMA are stopped until it is recovered. A PE given to a guest is recovered by the guest through QEMU; on the host, by the kernel.", &[("pe", &pe_text), ("devices", &names.join(", "))])
+            };
+            add(
+                "devices",
+                reason(
+                    "eeh-isolated",
+                    first,
+                    Severity::Blocker,
+                    msg,
+                    Some(tr("The kernel log says what happened (journalctl -k | grep EEH). A PE that stays frozen has failed too often in an hour (the eeh_max_freezes limit) or for good: remove and rescan the device (echo 1 > /sys/bus/pci/devices/ADDRESS/remove; echo 1 > /sys/bus/pci/rescan), or replace the card.")),
+                ),
+            );
+        } else {
+            add(
+                "devices",
+                reason(
+                    "eeh",
+                    first,
+                    Severity::Info,
+                    trf("EEH contains errors per partitionable endpoint: {devices} are PE {pe}. A fault on one freezes the whole PE, and the kernel recovers it with a reset of the PE; while the PE belongs to a guest, QEMU passes the error on to the guest.", &[("pe", &pe_text), ("devices", &names.join(", "))]),
+                    None,
+                ),
+            );
+        }
     }
 }
 
@@ -314,6 +429,7 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
             })
         })
     };
+    let power = host.platform.arch.as_deref() == Some("powerpc");
     Facts {
         kernel_release: release,
         vfio_pci,
@@ -329,7 +445,7 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
             .devices
             .values()
             .filter(|d| given_away(d))
-            .map(|d| (d.address, read_device(root, d, &fbs)))
+            .map(|d| (d.address, read_device(root, d, &fbs, power)))
             .filter(|(_, f)| *f != DeviceFacts::default())
             .collect(),
         boot: Some(bootline::read(root)),
@@ -505,6 +621,30 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
         }
         None => {}
     }
+    // POWER kernels 5.19 to 6.3: VFIO asks the IOMMU whether DMA is cache-coherent before it
+    // takes a device, and POWER's platform IOMMU gave no answer until 6.4, so vfio-pci's probe
+    // fails (error -22, and nothing else in the log) for every device. Seen on the test bed
+    // with Debian 12's 6.1 ppc64el kernel; 6.12 takes them.
+    let vfio_there = matches!(
+        facts.vfio_pci,
+        Some(VfioPci::Module | VfioPci::Loaded | VfioPci::Builtin)
+    );
+    if host.platform.arch.as_deref() == Some("powerpc") && vfio_there {
+        if let Some(v) = facts.kernel_release.as_deref().and_then(major_minor) {
+            if ((5, 19)..(6, 4)).contains(&v) {
+                add(
+                    "vfio",
+                    reason(
+                        "vfio-pci-power-coherency",
+                        None,
+                        Severity::Blocker,
+                        trf("On POWER, vfio-pci in kernels 5.19 to 6.3 ({release} here) refuses every device: VFIO asks the IOMMU whether the device's DMA is cache-coherent, and POWER's platform IOMMU answers only from 6.4 on. A claim ends with “probe … failed with error -22” in the kernel log, and nothing is given to a guest.", &[("release", &release)]),
+                        Some(tr("Boot a kernel of 6.4 or later (on Debian 12, linux-image-powerpc64le from bookworm-backports), or one whose distribution carries the fix (“powerpc/iommu: Add iommu_ops to report capabilities and allow blocking domains”).")),
+                    ),
+                );
+            }
+        }
+    }
     if facts.iommufd {
         let msg = match facts.vfio_cdev {
             Some(true) => tr("The kernel has iommufd (/dev/iommu) and VFIO's per-device files (/dev/vfio/devices): QEMU 9.0 and later can use them instead of the group files."),
@@ -523,6 +663,11 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                 }),
             ),
         );
+    }
+
+    // POWER: EEH, per partitionable endpoint.
+    if host.platform.arch.as_deref() == Some("powerpc") {
+        eeh_findings(host, facts, &mut add);
     }
 
     // Devices a person would give away (GPUs, NICs, storage, audio, USB controllers,

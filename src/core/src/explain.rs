@@ -210,14 +210,9 @@ fn arm_iommu_off(p: &crate::model::Platform) -> Reason {
 
 /// No groups on a POWER machine: isolation there is the platform's (partitionable endpoints
 /// under each PCI host bridge, with TCE tables), not a separate IOMMU device.
-fn power_iommu_off(p: &crate::model::Platform) -> Reason {
-    let vm = p
-        .virtual_machine
-        .as_ref()
-        .map(|v| v.describe())
-        .unwrap_or_default();
+fn power_iommu_off() -> Reason {
     Reason::new("iommu-off", None, Severity::Blocker,
-        trf("The kernel made no IOMMU groups: on POWER every PCI host bridge isolates its partitionable endpoints through the platform's DMA windows, and here the platform gave the kernel none to group {machine}.", &[("machine", &vm)]))
+        tr("The kernel made no IOMMU groups. On POWER, isolation is the platform's: every PCI host bridge isolates its partitionable endpoints through DMA windows that the firmware (or the hypervisor) gives the kernel, and here it gave none."))
         .remedy(tr("On PowerVM or KVM (pseries), the partition needs its PCI slots assigned with their PHBs; on bare metal (PowerNV), a kernel with CONFIG_IOMMU_API and CONFIG_PPC_POWERNV. The kernel log says which PHBs it found (journalctl -k | grep -i -e PHB -e iommu)."))
 }
 
@@ -279,7 +274,7 @@ pub fn iommu(host: &Host) -> IommuVerdict {
         } else if p.arch.as_deref() == Some("arm64") {
             reasons.push(arm_iommu_off(p));
         } else if p.arch.as_deref() == Some("powerpc") {
-            reasons.push(power_iommu_off(p));
+            reasons.push(power_iommu_off());
         } else if let Some(vm) = &p.virtual_machine {
             // A guest's host bridge is whatever the hypervisor emulates (QEMU's is Intel's
             // on any CPU): the remedy is the hypervisor's, not the firmware's.
@@ -362,6 +357,22 @@ pub fn iommu(host: &Host) -> IommuVerdict {
                 Reason::new("no-interrupt-remapping", None, Severity::Blocker,
                     format!("{msg} {}", tr("Without it vfio_iommu_type1 refuses to attach any group (VFIO_SET_IOMMU fails with EPERM), so QEMU cannot use any device.")))
                 .remedy(tr("Enable interrupt remapping (x2APIC / “Interrupt remapping” in the firmware setup, and remove intremap=off). As a last resort, vfio_iommu_type1.allow_unsafe_interrupts=1 lets VFIO work without it, at the price of letting the guest's device inject interrupts into the host.")),
+            );
+        }
+    } else if p.msi_isolation == Some(false) {
+        // ARM: MSIs are isolated by the GIC's ITS, not by the SMMU.
+        let msg = tr("The interrupt controller has no ITS (a GICv2, or a GICv3 without one), so the interrupts devices send (MSIs) are not isolated.");
+        if p.allow_unsafe_interrupts == Some(true) {
+            reasons.push(
+                Reason::new("unsafe-interrupts-allowed", None, Severity::Warning,
+                    format!("{msg} {}", tr("vfio_iommu_type1.allow_unsafe_interrupts is set, so VFIO attaches groups anyway: a device in a guest can send the host arbitrary interrupts (MSI injection).")))
+                .remedy(tr("Use a machine with a GICv3 ITS, then drop allow_unsafe_interrupts.")),
+            );
+        } else {
+            reasons.push(
+                Reason::new("no-interrupt-remapping", None, Severity::Blocker,
+                    format!("{msg} {}", tr("Without that vfio_iommu_type1 refuses to attach any group (VFIO_SET_IOMMU fails with EPERM), so QEMU cannot use any device.")))
+                .remedy(tr("Use a machine (or firmware setting) with a GICv3 ITS — in a QEMU virt machine, -machine virt,gic-version=3 (libvirt: <gic version='3'/>). As a last resort, vfio_iommu_type1.allow_unsafe_interrupts=1 lets VFIO work without it, at the price of letting the guest's device inject interrupts into the host.")),
             );
         }
     } else if p.allow_unsafe_interrupts == Some(true) {
@@ -807,7 +818,8 @@ pub fn group(host: &Host, g: &Group) -> GroupVerdict {
     }
     if !g.other_members.is_empty() {
         reasons.push(Reason::new("non-pci-members", None, Severity::Warning,
-            trf("The group also holds devices that are not PCI functions ({members}); they go with it.", &[("members", &g.other_members.join(", "))])));
+            trf("The group also holds devices that are not PCI functions ({members}): platform devices the IOMMU cannot tell apart from this group's PCI functions (on ARM, a controller of the chip behind the same SMMU stream). They go with the group: while one of them is bound to a host driver, the kernel will not give the group to a guest.", &[("members", &g.other_members.join(", "))]))
+            .remedy(tr("Unbind the platform devices' drivers (or bind them to vfio-platform) before claiming the group; if the host needs them, the group cannot be given away.")));
     }
     reasons.extend(shape_reasons(host, g));
 

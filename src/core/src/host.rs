@@ -136,6 +136,25 @@ impl HostRoot {
         // back as a link, and the directory where it points.
         let target_of =
             |link: &Path, t: &Path| normalize(&link.parent().unwrap_or(Path::new("")).join(t));
+        // A name seen in a listing that turns out to hold what was read below it is a
+        // directory (a device tree node listed, then its `compatible` read).
+        if !matches!(what, Recorded::Node) {
+            for a in rel.ancestors().skip(1) {
+                if let Some(e @ Recorded::Node) = map.get_mut(a) {
+                    *e = Recorded::Dir;
+                }
+            }
+        } else {
+            use std::ops::Bound::{Excluded, Unbounded};
+            let below = map
+                .range::<Path, _>((Excluded(rel), Unbounded))
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(rel));
+            if below {
+                map.entry(rel.to_path_buf()).or_insert(Recorded::Dir);
+                return;
+            }
+        }
         match (&what, map.get(rel)) {
             (Recorded::Dir, Some(Recorded::Link(t))) => {
                 let at = target_of(rel, t);

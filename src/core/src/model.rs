@@ -255,6 +255,11 @@ pub struct Platform {
     /// The device tree's first `compatible` string, where the kernel booted from one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devicetree: Option<String>,
+    /// ARM: whether the interrupt controller isolates the MSIs devices send (a GICv3 ITS),
+    /// which VFIO's type1 requires as x86 requires interrupt remapping; from the device tree.
+    /// `None` where not ARM or not told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msi_isolation: Option<bool>,
     pub page_size: u64,
 }
 

@@ -184,10 +184,14 @@ fn scan_target_inner(root: &HostRoot, target: Target) -> Result<Option<Host>, Sc
         Err(e) if not_found(&e) => return Ok(None),
         Err(e) => return Err(io_err(root, &gdir.join("devices"), e)),
     };
-    let mut members: Vec<PciAddress> = names
-        .iter()
-        .filter_map(|n| n.to_str()?.parse().ok())
-        .collect();
+    let mut members: Vec<PciAddress> = Vec::with_capacity(names.len());
+    for n in &names {
+        match n.to_str().and_then(|n| n.parse().ok()) {
+            Some(a) => members.push(a),
+            // A platform member: the full scan reads those (and their groups' whole lists).
+            None => return Ok(None),
+        }
+    }
     if members.is_empty() {
         return Ok(None);
     }
@@ -806,16 +810,25 @@ fn scan_groups(
         }
     }
     // Opened beneath the groups directory: a `devices` link to elsewhere is refused, never
-    // taken for the group's members.
-    let empty: Vec<&mut Group> = out.values_mut().filter(|g| g.devices.is_empty()).collect();
-    let groups_dir = match empty.is_empty() {
+    // taken for the group's members. Groups no PCI function points to have only platform
+    // members; where PCI itself hangs below a platform device (ARM and other device-tree
+    // machines: sys/devices/platform/…/pci0000:00), a group may mix both, so every group's
+    // list is read there. (On x86 that would cost a directory per group for nothing.)
+    let mixed = devices
+        .values()
+        .any(|d| d.sysfs_path.starts_with("sys/devices/platform/"));
+    let to_read: Vec<&mut Group> = out
+        .values_mut()
+        .filter(|g| mixed || g.devices.is_empty())
+        .collect();
+    let groups_dir = match to_read.is_empty() {
         true => None,
         false => Some(
             root.open_dir(GROUPS)
                 .map_err(|e| io_err(root, Path::new(GROUPS), e))?,
         ),
     };
-    for g in empty {
+    for g in to_read {
         let dsub = Path::new(&g.id.to_string()).join("devices");
         let names = groups_dir
             .as_ref()
@@ -823,9 +836,12 @@ fn scan_groups(
             .open_subdir(&dsub)
             .and_then(|mut d| d.names())
             .map_err(|e| io_err(root, &Path::new(GROUPS).join(&dsub), e))?;
+        let from_links = !g.devices.is_empty();
         for m in names {
             let s = m.to_string_lossy();
             match s.parse::<PciAddress>() {
+                // PCI members came from the devices' own links where there were any.
+                Ok(_) if from_links => {}
                 Ok(a) => g.devices.push(a),
                 Err(_) => g.other_members.push(s.into_owned()),
             }
@@ -886,6 +902,9 @@ fn scan_platform(root: &HostRoot) -> Result<Platform, ScanError> {
                 .map(|s| String::from_utf8_lossy(s).trim().to_string())
         })
         .filter(|s| !s.is_empty());
+    if p.arch.as_deref() == Some("arm64") && p.devicetree.is_some() {
+        p.msi_isolation = devicetree_msi_isolation(root);
+    }
     let dmi = |n: &str| {
         root.read_string(Path::new("sys/class/dmi/id").join(n))
             .ok()
@@ -974,6 +993,38 @@ pub fn cpu_arch(cpuinfo: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// ARM, booted from a device tree: whether an interrupt controller node (a top-level node
+/// named `intc@…` or `interrupt-controller@…`) has a GICv3 ITS below it (`arm,gic-v3-its`),
+/// which isolates MSIs. `Some(false)` for a GIC without one (a GICv2 with its v2m frame, a
+/// GICv3 without an ITS); `None` when no GIC node is found.
+fn devicetree_msi_isolation(root: &HostRoot) -> Option<bool> {
+    let base = Path::new("sys/firmware/devicetree/base");
+    let compatible = |p: &Path| {
+        root.read(p.join("compatible"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let mut gic = false;
+    for n in root.list_names(base).ok()? {
+        let name = n.to_string_lossy();
+        if !(name.starts_with("intc@") || name.starts_with("interrupt-controller@")) {
+            continue;
+        }
+        let node = base.join(&n);
+        // "arm,gic-v3", "arm,gic-400", "arm,cortex-a15-gic", …
+        if !compatible(&node).contains("gic") {
+            continue;
+        }
+        gic = true;
+        for c in root.list_names(&node).unwrap_or_default() {
+            if compatible(&node.join(c)).contains("arm,gic-v3-its") {
+                return Some(true);
+            }
+        }
+    }
+    gic.then_some(false)
 }
 
 /// A machine-wide `key : value` line of proc/cpuinfo (POWER writes `machine` and `platform`

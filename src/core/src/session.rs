@@ -40,7 +40,8 @@ pub enum PlanSource {
     /// readable (a missing file is an empty plan that the first edit creates).
     File(PathBuf),
     /// The demo plan compiled in (`--demo` without `--plan`): shown and exported, never saved.
-    Demo,
+    /// The workstation has a plan with guests; the recorded variants start empty.
+    Demo(demo::DemoHost),
     /// The user's plan file ([`store::default_plan_path`]); `None` when there is no home
     /// directory to keep it in.
     Default(Option<PathBuf>),
@@ -48,11 +49,11 @@ pub enum PlanSource {
 
 impl PlanSource {
     /// `--plan FILE` wins, then the demo plan with `--demo`, else the user's default plan.
-    pub fn choose(file: Option<&Path>, demo: bool) -> Self {
+    pub fn choose(file: Option<&Path>, demo: Option<demo::DemoHost>) -> Self {
         match (file, demo) {
             (Some(f), _) => PlanSource::File(f.to_path_buf()),
-            (None, true) => PlanSource::Demo,
-            (None, false) => PlanSource::Default(store::default_plan_path()),
+            (None, Some(v)) => PlanSource::Demo(v),
+            (None, None) => PlanSource::Default(store::default_plan_path()),
         }
     }
 
@@ -61,7 +62,7 @@ impl PlanSource {
     pub fn path(&self) -> Option<&Path> {
         match self {
             PlanSource::File(p) | PlanSource::Default(Some(p)) => Some(p),
-            PlanSource::Demo | PlanSource::Default(None) => None,
+            PlanSource::Demo(_) | PlanSource::Default(None) => None,
         }
     }
 
@@ -71,7 +72,8 @@ impl PlanSource {
     pub fn open(&self) -> Result<OpenedPlan, SessionError> {
         let (plan, fallback) = match self {
             PlanSource::File(p) => (store::load_plan(p)?, None),
-            PlanSource::Demo => (demo::plan()?, None),
+            PlanSource::Demo(demo::DemoHost::Workstation) => (demo::plan()?, None),
+            PlanSource::Demo(_) => (Plan::default(), None),
             PlanSource::Default(None) => (Plan::default(), Some(Fallback::NoHome)),
             PlanSource::Default(Some(p)) => match store::load_plan(p) {
                 Ok(plan) => (plan, None),
@@ -338,22 +340,27 @@ mod tests {
     fn the_plan_source_is_the_named_file_then_the_demo_then_the_default() {
         let f = Path::new("/tmp/p.json");
         assert_eq!(
-            PlanSource::choose(Some(f), true),
+            PlanSource::choose(Some(f), Some(demo::DemoHost::Workstation)),
             PlanSource::File(f.into())
         );
-        assert_eq!(PlanSource::choose(None, true), PlanSource::Demo);
+        assert_eq!(
+            PlanSource::choose(None, Some(demo::DemoHost::Arm64)),
+            PlanSource::Demo(demo::DemoHost::Arm64)
+        );
         assert!(matches!(
-            PlanSource::choose(None, false),
+            PlanSource::choose(None, None),
             PlanSource::Default(_)
         ));
-        assert_eq!(PlanSource::Demo.path(), None);
+        assert_eq!(PlanSource::Demo(demo::DemoHost::Workstation).path(), None);
         assert_eq!(PlanSource::Default(None).path(), None);
         assert_eq!(PlanSource::File(f.into()).path(), Some(f));
     }
 
     #[test]
     fn the_demo_plan_opens_and_has_nowhere_to_be_saved() {
-        let o = PlanSource::Demo.open().unwrap();
+        let o = PlanSource::Demo(demo::DemoHost::Workstation)
+            .open()
+            .unwrap();
         assert!(!o.plan.guests.is_empty());
         assert!(o.fallback.is_none() && o.note().is_none());
         let (plan, path) = o.exact().unwrap();

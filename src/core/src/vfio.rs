@@ -298,6 +298,13 @@ pub fn verify(
     .unwrap_or(VFIO_TYPE1_IOMMU);
     if let Err(e) = ioctl(&container, VFIO_SET_IOMMU, iommu) {
         let (code, message, remedy) = match e.raw_os_error() {
+            // On ARM the isolation of MSIs is the interrupt controller's (a GICv3 ITS), not
+            // the IOMMU's: the same EPERM, another remedy.
+            Some(libc::EPERM) if host.platform.arch.as_deref() == Some("arm64") => (
+                "no-interrupt-remapping",
+                trf("The IOMMU driver refused group {id} (EPERM from VFIO_SET_IOMMU): on ARM a device's interrupts (MSIs) are isolated by the interrupt controller's ITS (GICv3 or later), and this machine's has none (a GICv2, or a GICv3 without an ITS), so vfio_iommu_type1 does not allow them.", &[("id", &id.to_string())]),
+                Some(trf("Use a machine (or firmware setting) with a GICv3 ITS — in a QEMU virt machine, -machine virt,gic-version=3 (libvirt: <gic version='3'/>); as a last resort set vfio_iommu_type1.allow_unsafe_interrupts=1, which lets the device inject interrupts into the host.", &[])),
+            ),
             Some(libc::EPERM) => (
                 "no-interrupt-remapping",
                 trf("The IOMMU driver refused group {id} (EPERM from VFIO_SET_IOMMU): the platform has no interrupt remapping, and vfio_iommu_type1 does not allow unsafe interrupts.", &[("id", &id.to_string())]),

@@ -87,7 +87,7 @@ pub fn on_where(cli: &Cli) -> String {
 /// Commands that change this host's drivers only make sense on this host.
 pub fn refuse_fake(cli: &Cli, what: &str) -> Result<(), Failure> {
     cli.remote()?;
-    if cli.demo || !cli.root.is_empty() {
+    if cli.demo.is_some() || !cli.root.is_empty() {
         return Err(Failure(trf("{command} acts on this host through the helper; it cannot be used with --root or --demo", &[("command", what)])));
     }
     Ok(())

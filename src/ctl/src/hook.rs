@@ -14,7 +14,7 @@ use std::io::Read;
 const MAX_DOMAIN_XML: u64 = 16 << 20;
 
 pub fn run(cli: &Cli, domain: &str, op: &str, subop: &str) -> Result<u8, Failure> {
-    if cli.demo {
+    if cli.demo.is_some() {
         return Err(Failure(tr(
             "the libvirt hook acts on this host; it cannot be used with --demo",
         )));

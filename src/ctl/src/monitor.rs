@@ -10,7 +10,7 @@ pub fn run(cli: &Cli, as_json: bool, max_events: Option<u64>) -> Result<u8, Fail
     if let Some(r) = cli.remote()? {
         return remote(r, as_json, max_events);
     }
-    if cli.demo || !cli.root.is_empty() {
+    if cli.demo.is_some() || !cli.root.is_empty() {
         return Err(Failure(tr(
             "monitor watches this host's live devices; it cannot be used with --root or --demo",
         )));

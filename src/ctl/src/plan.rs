@@ -150,7 +150,7 @@ fn memlock_limit() -> Option<u64> {
 
 /// `plan apply`: claims through the helper and libvirt definitions, all or nothing.
 fn apply(cli: &Cli, p: &plan::Plan, host: &Host, guest: Option<&str>) -> Result<u8, Failure> {
-    if cli.demo {
+    if cli.demo.is_some() {
         return Err(Failure(tr("the demo host is not this machine; export the demo plan instead (passagectl --demo export --format F)")));
     }
     let steps = passage_core::apply::steps(p, host, guest)?;
@@ -178,13 +178,13 @@ fn on_off(s: &str) -> bool {
 /// A guest for `plan assign` that the plan does not have yet: a local profile, a libvirt
 /// domain, else a demo guest.
 fn find_guest(cli: &Cli, host: &Host, name: &str) -> Result<Option<plan::Guest>, Failure> {
-    let mut known = KnownGuests::gather(cli.demo);
+    let mut known = KnownGuests::gather(cli.demo.is_some());
     if let Some(e) = known.profiles_error.take() {
         return Err(e.into());
     }
     // libvirt is a round trip on the system bus, asked only when no profile has the name and
     // only about this host's own domains.
-    if known.find(name).is_none() && !cli.demo && cli.root.is_empty() {
+    if known.find(name).is_none() && cli.demo.is_none() && cli.root.is_empty() {
         known.add_libvirt(passage_dbus::libvirt::system_guests(host));
     }
     Ok(known.find(name).map(KnownGuest::to_guest).transpose()?)

@@ -14,7 +14,7 @@ pub fn run(cli: &Cli, out: &Path) -> Result<u8, Failure> {
             &[("host", &r.to_string())],
         )));
     }
-    if cli.demo {
+    if cli.demo.is_some() {
         return Err(Failure(tr(
             "record captures a real host; the demo host is already a file in data/",
         )));

@@ -11,7 +11,7 @@ use std::path::Path;
 
 pub fn run(cli: &Cli, group: &str, as_json: bool) -> Result<u8, Failure> {
     let id: GroupId = group.parse()?;
-    if cli.demo || !cli.root.is_empty() {
+    if cli.demo.is_some() || !cli.root.is_empty() {
         return Err(Failure(tr(
             "verify opens this host's /dev/vfio; it cannot be used with --root or --demo",
         )));

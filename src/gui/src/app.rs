@@ -336,7 +336,7 @@ impl Component for App {
         let plan_path = opts.plan_path();
         // This computer's options: as opened, or (opened on another machine or the demo) its
         // default plan, or the one it had open last.
-        let local_opts = if opts.host.is_none() && !opts.demo {
+        let local_opts = if opts.host.is_none() && opts.demo.is_none() {
             opts.clone()
         } else {
             Options {
@@ -591,7 +591,7 @@ impl Component for App {
                 };
                 // This machine's kernel says nothing about the demo host or another machine
                 // opened in its place.
-                if kernel && (self.opts.demo || self.opts.host.is_some()) {
+                if kernel && (self.opts.demo.is_some() || self.opts.host.is_some()) {
                     return;
                 }
                 // One device and its group re-read, never the whole host; one card redrawn.
@@ -751,7 +751,7 @@ impl App {
             rss = rss_kib(),
             "list built"
         );
-        let live = !self.opts.demo && self.opts.root.is_none() && self.opts.host.is_none();
+        let live = self.opts.demo.is_none() && self.opts.root.is_none() && self.opts.host.is_none();
         if live && !self.kernel_followed {
             self.kernel_followed = true;
             sender.spawn_command(|out| {
@@ -1024,7 +1024,7 @@ impl App {
     /// The bundled demo host in place of this one (which has nothing to show): its guests and
     /// its plan kept in memory, nothing on this machine touched.
     fn open_demo(&mut self, sender: &ComponentSender<Self>) {
-        self.opts.demo = true;
+        self.opts.demo = Some(passage_core::demo::DemoHost::Workstation);
         self.opts.root = None;
         self.opts.plan = None;
         self.opts.host = None;
@@ -1246,7 +1246,7 @@ impl App {
         if self.host.is_none() {
             return;
         }
-        if self.opts.demo {
+        if self.opts.demo.is_some() {
             self.say(&Said::news(tr("This is the demo host, not this machine: nothing to apply. Export the plan to see what it would write.")), Offer::Nothing);
             return;
         }

@@ -339,7 +339,7 @@ fn dropdown(items: &[String]) -> gtk::DropDown {
 /// What the title's second line names, so a person always knows which file Apply and Export
 /// work from: the plan file, or the demo.
 pub fn subtitle(opts: &crate::Options) -> String {
-    if opts.demo {
+    if opts.demo.is_some() {
         return tr("the demo host and its demo plan");
     }
     let plan = opts

@@ -39,8 +39,9 @@ use std::path::PathBuf;
 /// How the app was started.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// The bundled demo host and its guests and plan.
-    pub demo: bool,
+    /// A bundled demo host (the workstation, with its guests and plan, or a recorded arm64 or
+    /// ppc64le machine).
+    pub demo: Option<passage_core::demo::DemoHost>,
     /// A recorded host root instead of `/`.
     pub root: Option<PathBuf>,
     /// The plan file (default: the user's; with `--demo`, the demo plan kept in memory; for
@@ -57,7 +58,7 @@ impl Options {
         if let Some(p) = &self.plan {
             return Some(p.clone());
         }
-        if self.demo {
+        if self.demo.is_some() {
             return None;
         }
         match &self.host {
@@ -75,7 +76,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let settings = settings::open();
     let mut opts = opts;
     // The plan opened last is this machine's; another machine has its own.
-    if !opts.demo && opts.host.is_none() {
+    if opts.demo.is_none() && opts.host.is_none() {
         opts.plan = settings::plan_to_open(settings.as_ref(), opts.plan.take());
     }
     // A window has no terminal for ssh to ask on.

@@ -92,8 +92,8 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
         .map_err(|e| e.to_string())?;
     let plan_note = opened.note();
     let plan = opened.plan;
-    let mut guests = KnownGuests::gather(opts.demo);
-    if !opts.demo {
+    let mut guests = KnownGuests::gather(opts.demo.is_some());
+    if opts.demo.is_none() {
         guests.add_libvirt(passage_dbus::libvirt::system_guests(&host));
     }
     let profiles_note = guests.profiles_error.as_ref().map(|e| e.to_string());
@@ -101,7 +101,7 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
     let libvirt_note = guests.libvirt_error.clone();
     let known = guests.plan_guests();
     // Flatpak shows the app its own mounts and network, not the host's.
-    let sandbox_note = (!opts.demo
+    let sandbox_note = (opts.demo.is_none()
         && opts.root.is_none()
         && std::path::Path::new("/.flatpak-info").exists())
     .then(|| tr("Passage runs in a Flatpak sandbox: it cannot see the host's mounts, swap and network routes, so no group is marked as needed by the host here. The helper checks that on the host before every claim and refuses such a group."));
@@ -113,7 +113,8 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
         rayon::join(
             || view::sections(&host, &plan, &holders),
             || {
-                (!opts.demo)
+                opts.demo
+                    .is_none()
                     .then(passage_dbus::helper_reachable)
                     .and_then(Result::err)
             },

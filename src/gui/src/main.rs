@@ -9,7 +9,7 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PASSAGE_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(passage_core::demo::join_demo_variant(std::env::args_os()));
     let r = passage_gui::run(passage_gui::Options {
         demo: cli.demo,
         root: cli.root,

@@ -389,7 +389,9 @@ mod tests {
     use super::*;
 
     fn demo() -> Host {
-        let source = passage_core::demo::Source::open(true, None).expect("the demo host");
+        let source =
+            passage_core::demo::Source::open(Some(passage_core::demo::DemoHost::Workstation), None)
+                .expect("the demo host");
         passage_core::scan::scan(source.root()).expect("the demo host scans")
     }
 

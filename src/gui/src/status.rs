@@ -120,7 +120,9 @@ mod tests {
 
     #[test]
     fn the_summary_counts_groups_and_planned_groups() {
-        let source = passage_core::demo::Source::open(true, None).expect("the demo host");
+        let source =
+            passage_core::demo::Source::open(Some(passage_core::demo::DemoHost::Workstation), None)
+                .expect("the demo host");
         let host = passage_core::scan::scan(source.root()).expect("the demo host scans");
         let plan = passage_core::demo::plan().expect("the demo plan");
         let line = summary_line(&host, &plan);

@@ -943,10 +943,14 @@ pub fn claim_held(
     let (journal, progress) = state.open_journal("claim", g, &members, &unbound)?;
     for (i, step) in steps.iter().enumerate() {
         progress.mark(&format!("claim:{i}"), &step.describe());
-        if let Err(why) = execute(k, step) {
+        if let Err(mut why) = execute(k, step) {
             let outcomes = rollback(k, &originals, &progress, "rollback");
             let _ = state.close_journal(g);
             let dev = step_device(step);
+            let refused = matches!(step, Step::Expect { driver: Some(d), .. } if d == VFIO_PCI);
+            if refused && host.platform.arch.as_deref() == Some("powerpc") {
+                why.push_str(&tr(" (on POWER, kernels 5.19 to 6.3 refuse vfio-pci for every device; passagectl doctor says whether this one does)"));
+            }
             return Err(ClaimError::Failed {
                 message: trf(
                     "Claiming group {id} failed at {device}: {why}. Every member was put back on its driver.",
@@ -1406,7 +1410,9 @@ mod reconcile_tests {
 
     /// The demo host with the endpoints of three groups on vfio-pci, and those groups' numbers.
     fn host_with_two_claimed() -> (Host, GroupId, GroupId, GroupId) {
-        let src = passage_core::demo::Source::open(true, None).unwrap();
+        let src =
+            passage_core::demo::Source::open(Some(passage_core::demo::DemoHost::Workstation), None)
+                .unwrap();
         let mut host = passage_core::scan::scan(src.root()).unwrap();
         let with_endpoints: Vec<GroupId> = host
             .groups

@@ -87,7 +87,8 @@ mod tests {
     fn plan(vmm: Vmm, memory_mib: Option<u64>) -> Plan {
         let mut g = Guest::new("vm1", vmm).unwrap();
         g.memory_mib = memory_mib;
-        let host = crate::demo::Source::open(true, None).unwrap();
+        let host =
+            crate::demo::Source::open(Some(crate::demo::DemoHost::Workstation), None).unwrap();
         let host = crate::scan::scan(host.root()).unwrap();
         let gpu = host.device("0000:0b:00.0".parse().unwrap()).unwrap();
         g.groups.push(GroupPlan {

@@ -13,7 +13,7 @@ use relm4::prelude::*;
 /// Where the findings are read: this machine (or `--root`), or the demo host (read, never fixed).
 #[derive(Debug, Clone)]
 pub struct Source {
-    pub demo: bool,
+    pub demo: Option<passage_core::demo::DemoHost>,
     pub root: Option<std::path::PathBuf>,
 }
 
@@ -29,7 +29,7 @@ impl Source {
     /// Fixes go to this machine's helper; the demo host has none, and neither has a recorded
     /// tree unless a test's helper drives it on the bus it gives.
     fn can_fix(&self) -> bool {
-        !self.demo
+        self.demo.is_none()
     }
 }
 
