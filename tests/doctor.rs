@@ -538,10 +538,11 @@ fn eeh_on_power_per_partitionable_endpoint_and_a_frozen_one_explained() {
         std::fs::write(d.join("eeh_pe_config_addr"), format!("{pe}\n")).unwrap();
         std::fs::write(d.join("eeh_pe_state"), format!("{state}\n")).unwrap();
     };
-    // PE 0x10000 frozen (EEH_PE_ISOLATED), PE 0x30000 well; a third device with a broken file.
+    // PE 0x10000 under host bridge 0001 frozen (EEH_PE_ISOLATED); the same PE address under
+    // bridge 0003 is another PE, and well; a fourth device with a broken file.
     write("0001:00:01.0", "0x00000002 0x00000001", "0x10000");
     write("0001:00:02.0", "0x00000002 0x00000001", "0x10000");
-    write("0003:00:01.0", "0x0000007e 0x00000000", "0x30000");
+    write("0003:00:01.0", "0x0000007e 0x00000000", "0x10000");
     write("0002:01:01.0", "0x0000007e 0x00000000", "ten");
     let root = HostRoot::open(dir.path()).unwrap();
     let facts = doctor::read(&root, &host);
@@ -561,6 +562,10 @@ fn eeh_on_power_per_partitionable_endpoint_and_a_frozen_one_explained() {
         m.contains("0x10000") && m.contains("0001:00:01.0") && m.contains("0001:00:02.0"),
         "{m}"
     );
+    assert!(
+        !m.contains("0003:00:01.0"),
+        "another bridge's PE is not frozen: {m}"
+    );
     assert!(frozen[0]
         .reason
         .remedy
@@ -569,7 +574,7 @@ fn eeh_on_power_per_partitionable_endpoint_and_a_frozen_one_explained() {
         .contains("rescan"));
     let well = find("eeh");
     assert_eq!(well.len(), 1, "one PE well, the odd file says nothing");
-    assert!(well[0].reason.message.contains("0x30000"));
+    assert!(well[0].reason.message.contains("0003:00:01.0"));
     assert!(
         facts.devices[&"0002:01:01.0".parse::<PciAddress>().unwrap()]
             .eeh

@@ -118,10 +118,18 @@ pub fn unpack(doc: &str, into: &std::path::Path) -> Result<(), PackError> {
         path: path.display().to_string(),
         source,
     };
+    let mut links: Vec<&Path> = Vec::new();
     for e in &p.entries {
         let rel = Path::new(&e.path);
         if e.path.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
             return Err(bad(&e.path, "not a plain relative path"));
+        }
+        // Written through a link, an entry could land anywhere the link points.
+        if links.iter().any(|l| rel.starts_with(l)) {
+            return Err(bad(&e.path, "below a link"));
+        }
+        if e.link.is_some() {
+            links.push(rel);
         }
         let dest = into.join(rel);
         if let Some(parent) = dest.parent() {
@@ -255,6 +263,10 @@ mod tests {
             (r#"{"path": "./a/../../b", "text": "x"}"#, "plain relative"),
             (r#"{"path": "", "dir": true}"#, "plain relative"),
             (r#"{"path": "l", "link": "/etc/passwd"}"#, "absolute link"),
+            (
+                r#"{"path": "up", "link": "../.."}, {"path": "up/escape", "text": "x"}"#,
+                "below a link",
+            ),
             (r#"{"path": "f", "text": "x", "hex": "00"}"#, "exactly one"),
             (r#"{"path": "f"}"#, "exactly one"),
             (r#"{"path": "f", "hex": "0g"}"#, "not hex"),

@@ -305,10 +305,14 @@ fn read_device(
 /// EEH on POWER: which devices' errors are contained and recovered per PE, which PE is frozen
 /// now, or that the platform offers none.
 fn eeh_findings(host: &Host, facts: &Facts, add: &mut impl FnMut(&'static str, Reason)) {
-    let mut pes: BTreeMap<u32, Vec<(&Device, &Eeh)>> = BTreeMap::new();
+    // A PE's address is unique under its PCI host bridge only (bus and devfn on pseries, the
+    // PE number on PowerNV): keyed by domain too.
+    let mut pes: BTreeMap<(u32, u32), Vec<(&Device, &Eeh)>> = BTreeMap::new();
     for d in host.devices.values() {
         if let Some(e) = facts.devices.get(&d.address).and_then(|f| f.eeh.as_ref()) {
-            pes.entry(e.pe).or_default().push((d, e));
+            pes.entry((d.address.domain, e.pe))
+                .or_default()
+                .push((d, e));
         }
     }
     if pes.is_empty() {
@@ -318,16 +322,16 @@ fn eeh_findings(host: &Host, facts: &Facts, add: &mut impl FnMut(&'static str, R
                 "eeh-off",
                 None,
                 Severity::Info,
-                tr("No device here has EEH: the platform offers no error recovery for them (QEMU's pseries gives it only to devices passed through with VFIO), so a device's error is neither contained to its partitionable endpoint nor recovered by the kernel."),
+                tr("None of the devices a guest could be given shows EEH files: the platform offers them no error recovery (QEMU's pseries gives it only to devices passed through with VFIO), so their errors are neither contained to their partitionable endpoint nor recovered by the kernel."),
                 None,
             ),
         );
         return;
     }
-    for (pe, members) in &pes {
+    for ((domain, pe), members) in &pes {
         let names: Vec<String> = members.iter().map(|(d, _)| label(d)).collect();
         let first = members.first().map(|(d, _)| d.address);
-        let pe_text = format!("{pe:#x}");
+        let pe_text = format!("{pe:#x} ({domain:04x})");
         if members.iter().any(|(_, e)| e.isolated()) {
             let recovering = members.iter().any(|(_, e)| e.recovering());
             let msg = if recovering {

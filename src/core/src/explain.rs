@@ -198,10 +198,15 @@ fn arm_iommu_off(p: &crate::model::Platform) -> Reason {
             tr("The firmware's IORT table is there, but no SMMU driver took the PCI devices, so there are no isolation groups. The table may describe only interrupt translation (ITS), or the kernel lacks the SMMU driver."))
             .remedy(tr("Check the kernel log (journalctl -k | grep -i smmu): a kernel built without CONFIG_ARM_SMMU_V3 (or CONFIG_ARM_SMMU for older SMMUs) needs another kernel; an IORT without an SMMU node needs the SMMU enabled in the firmware setup."));
     }
-    let how = if p.devicetree.is_some() {
-        tr("the device tree gives the PCI host bridge no iommu-map")
-    } else {
-        tr("there is no IORT table")
+    let described = match (&p.devicetree, &p.firmware_iommu_tables) {
+        (Some(_), _) => None,
+        (None, Some(t)) if t.is_empty() => Some(tr("the firmware's ACPI tables hold no IORT")),
+        _ => None,
+    };
+    let Some(how) = described else {
+        return Reason::new("iommu-off", None, Severity::Blocker,
+            tr("The kernel found no SMMU for the PCI devices, so there are no isolation groups: the firmware (its device tree or ACPI tables) describes none, or the kernel has no driver for the one it describes. On ARM the kernel uses an SMMU whenever the firmware describes one; no kernel parameter turns it on."))
+            .remedy(tr("Look for the SMMU in the kernel log (journalctl -k | grep -i smmu). Nothing there: enable the SMMU in the firmware setup (boards call it “SMMU” or “IOMMU”) or boot with firmware or a device tree that describes it. Named but not started: a kernel with CONFIG_ARM_SMMU_V3 (or CONFIG_ARM_SMMU)."));
     };
     Reason::new("iommu-off-firmware", None, Severity::Blocker,
         trf("The firmware describes no SMMU for the PCI devices ({how}), so there are no isolation groups. On ARM the kernel uses the SMMU whenever the firmware describes it; no kernel parameter turns it on.", &[("how", &how)]))
@@ -212,7 +217,7 @@ fn arm_iommu_off(p: &crate::model::Platform) -> Reason {
 /// under each PCI host bridge, with TCE tables), not a separate IOMMU device.
 fn power_iommu_off() -> Reason {
     Reason::new("iommu-off", None, Severity::Blocker,
-        tr("The kernel made no IOMMU groups. On POWER, isolation is the platform's: every PCI host bridge isolates its partitionable endpoints through DMA windows that the firmware (or the hypervisor) gives the kernel, and here it gave none."))
+        tr("The kernel made no IOMMU groups. On POWER, isolation is the platform's: every PCI host bridge isolates its partitionable endpoints through DMA windows that the firmware (or the hypervisor) gives the kernel, and the kernel found none to group here."))
         .remedy(tr("On PowerVM or KVM (pseries), the partition needs its PCI slots assigned with their PHBs; on bare metal (PowerNV), a kernel with CONFIG_IOMMU_API and CONFIG_PPC_POWERNV. The kernel log says which PHBs it found (journalctl -k | grep -i -e PHB -e iommu)."))
 }
 
@@ -452,7 +457,7 @@ pub fn device_reasons(host: &Host, d: &Device) -> Vec<Reason> {
     for u in host.uses_of(d.address) {
         out.push(use_reason(d, u));
     }
-    if d.group.is_none() && !host.groups.is_empty() && d.is_endpoint() && !d.is_chipset_glue() {
+    if d.group.is_none() && !host.groups.is_empty() && d.wants_a_group() {
         let holder = host.groups.values().find(|g| {
             host.stream_sharers(g)
                 .iter()
@@ -734,9 +739,18 @@ pub fn group(host: &Host, g: &Group) -> GroupVerdict {
         .filter(|d| d.is_endpoint() && !d.is_chipset_glue())
         .collect();
     let assignable = !endpoints.is_empty();
+    // A function that shares the group's DMA stream goes off its driver with the group: what
+    // the host needs of it counts as much as a member's.
+    let sharers = host.stream_sharers(g);
     let critical = members
         .iter()
+        .chain(sharers.iter())
         .any(|d| host.uses_of(d.address).iter().any(Use::is_critical));
+    for s in &sharers {
+        for u in host.uses_of(s.address) {
+            reasons.push(use_reason(s, u));
+        }
+    }
     // Chipset glue with a driver (k10temp on AMD's data fabric) is the host's either way and
     // never given away, so it does not make a group "in use".
     let on_host: Vec<&Device> = endpoints
@@ -762,7 +776,6 @@ pub fn group(host: &Host, g: &Group) -> GroupVerdict {
             .remedy(tr("Hide the devices the guest should not see (they stay claimed, so the host cannot use them either), or move the card you want to a slot in a smaller group.")),
         );
     }
-    let sharers = host.stream_sharers(g);
     if !sharers.is_empty() {
         let list: Vec<String> = sharers
             .iter()

@@ -138,6 +138,17 @@ impl Device {
         self.class.is_pci_bridge() || self.header_type == 1
     }
 
+    /// The IOMMU's own PCI function (class 0806, AMD's): never in a group, by design.
+    pub fn is_iommu(&self) -> bool {
+        self.class.0 >> 8 == 0x0806
+    }
+
+    /// A function that belongs in a group when the IOMMU makes groups: not a bridge, not
+    /// chipset glue, not the IOMMU itself.
+    pub fn wants_a_group(&self) -> bool {
+        self.is_endpoint() && !self.is_chipset_glue() && !self.is_iommu()
+    }
+
     /// A bridge to conventional PCI: the devices below it reach memory under its requester ID.
     pub fn is_conventional_bridge(&self) -> bool {
         self.pcie_type == Some(PortType::PcieToPciBridge)
@@ -377,9 +388,14 @@ impl Host {
     /// (the ARM SMMUv3 driver takes one device per stream ID: "stream N already in tree").
     /// Empty where the IOMMU groups them as the kernel's PCI code says, as on x86.
     pub fn stream_sharers(&self, g: &Group) -> Vec<&Device> {
+        // Most groups hold no bridge to conventional PCI: nothing to look for (and no walk over
+        // every device, which would make a listing of 10,000 groups quadratic).
+        if !self.members(g).any(Device::is_conventional_bridge) {
+            return Vec::new();
+        }
         self.devices
             .values()
-            .filter(|d| d.group.is_none() && d.is_endpoint() && !d.is_chipset_glue())
+            .filter(|d| d.group.is_none() && d.wants_a_group())
             .filter(|d| {
                 d.bridges.iter().any(|b| {
                     self.devices

@@ -329,7 +329,7 @@ pub fn list_text(host: &Host, report: &Report) -> String {
     let outside: Vec<&crate::model::Device> = host
         .devices
         .values()
-        .filter(|d| d.group.is_none() && d.is_endpoint() && !d.is_chipset_glue())
+        .filter(|d| d.group.is_none() && d.wants_a_group())
         .collect();
     if !outside.is_empty() && !host.groups.is_empty() {
         let _ = writeln!(out, "{}", tr("Outside every IOMMU group:"));

@@ -985,8 +985,10 @@ pub fn cpu_arch(cpuinfo: &str) -> Option<&'static str> {
             continue;
         };
         match k.trim() {
-            "vendor_id" | "flags" => return Some("x86"),
-            "CPU implementer" | "CPU architecture" => return Some("arm64"),
+            // x86 writes `flags` (s390x writes a `vendor_id` too, but `features`).
+            "flags" => return Some("x86"),
+            // 64-bit ARM says "CPU architecture: 8" (32-bit ARM 7, not one of ours).
+            "CPU architecture" => return (v.trim() == "8").then_some("arm64"),
             "cpu" if v.trim().starts_with("POWER") => return Some("powerpc"),
             "platform" if matches!(v.trim(), "pSeries" | "PowerNV") => return Some("powerpc"),
             _ => {}

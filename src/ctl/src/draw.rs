@@ -63,7 +63,7 @@ pub fn run(
     let holders = if remote {
         Default::default()
     } else {
-        KnownGuests::gather(cli.demo.is_some()).holders()
+        KnownGuests::gather(cli.demo == Some(passage_core::demo::DemoHost::Workstation)).holders()
     };
     let opts = topology::Options {
         all_vfs,

@@ -65,7 +65,10 @@ pub fn run(cli: &Cli, action: Option<&GuestsAction>, as_json: bool) -> Result<u8
 
 /// Every known guest: the local profiles, then the demo's guests or libvirt's domains.
 fn list(cli: &Cli, profiles: &Path, as_json: bool) -> Result<u8, Failure> {
-    let mut known = KnownGuests::gather_from(Some(profiles), cli.demo.is_some());
+    let mut known = KnownGuests::gather_from(
+        Some(profiles),
+        cli.demo == Some(passage_core::demo::DemoHost::Workstation),
+    );
     // A profile file we cannot read is the person's to fix, not to be listed around.
     if let Some(e) = known.profiles_error.take() {
         return Err(e.into());

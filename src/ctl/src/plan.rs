@@ -178,7 +178,8 @@ fn on_off(s: &str) -> bool {
 /// A guest for `plan assign` that the plan does not have yet: a local profile, a libvirt
 /// domain, else a demo guest.
 fn find_guest(cli: &Cli, host: &Host, name: &str) -> Result<Option<plan::Guest>, Failure> {
-    let mut known = KnownGuests::gather(cli.demo.is_some());
+    let mut known =
+        KnownGuests::gather(cli.demo == Some(passage_core::demo::DemoHost::Workstation));
     if let Some(e) = known.profiles_error.take() {
         return Err(e.into());
     }

@@ -339,8 +339,16 @@ fn dropdown(items: &[String]) -> gtk::DropDown {
 /// What the title's second line names, so a person always knows which file Apply and Export
 /// work from: the plan file, or the demo.
 pub fn subtitle(opts: &crate::Options) -> String {
-    if opts.demo.is_some() {
-        return tr("the demo host and its demo plan");
+    use passage_core::demo::DemoHost;
+    match opts.demo {
+        Some(DemoHost::Workstation) => return tr("the demo host and its demo plan"),
+        Some(DemoHost::Arm64) => {
+            return tr("the arm64 demo host, recorded on its kernel (an empty plan, not saved)")
+        }
+        Some(DemoHost::Ppc64le) => {
+            return tr("the ppc64le demo host, recorded on its kernel (an empty plan, not saved)")
+        }
+        None => {}
     }
     let plan = opts
         .plan_path()

@@ -92,7 +92,8 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
         .map_err(|e| e.to_string())?;
     let plan_note = opened.note();
     let plan = opened.plan;
-    let mut guests = KnownGuests::gather(opts.demo.is_some());
+    let mut guests =
+        KnownGuests::gather(opts.demo == Some(passage_core::demo::DemoHost::Workstation));
     if opts.demo.is_none() {
         guests.add_libvirt(passage_dbus::libvirt::system_guests(&host));
     }

@@ -980,6 +980,23 @@ pub fn claim_held(
     progress.mark("claim:verified", "recording the claim");
     let mut record = journal;
     record.operation = "held".into();
+    // Claimed again (a bridge back on shpchp, a neighbour back on its driver): the drivers the
+    // members came from are in the first claim's record, not in what this one found (vfio-pci).
+    if let Ok(Some(before)) = state.claim_record(g) {
+        let mut members = before.members;
+        for m in record.members {
+            if !members.iter().any(|b| b.address == m.address) {
+                members.push(m);
+            }
+        }
+        let mut unbound = before.unbound;
+        for u in record.unbound {
+            if !unbound.iter().any(|b| b.address == u.address) {
+                unbound.push(u);
+            }
+        }
+        (record.members, record.unbound) = (members, unbound);
+    }
     if let Err(e) = state.write_atomic(&state.claim_path(g), &record) {
         // Without its record the claim could not be released to the right drivers later (a
         // full or read-only state directory): undone now, not left half-known.
@@ -1237,6 +1254,22 @@ pub fn replay(k: &dyn Kernel, state: &StateDir) -> io::Result<Vec<(GroupId, Vec<
     Ok(out)
 }
 
+/// Binds each of `unbound` that is still there and on no driver back to its recorded driver.
+fn give_back_unbound(k: &dyn Kernel, unbound: &[Original]) {
+    let waiting: Vec<Original> = unbound
+        .iter()
+        .filter(|o| o.is_there(k) && o.driver.is_some())
+        .filter(|o| matches!(k.driver_of(o.address), Ok(None)))
+        .cloned()
+        .collect();
+    let current = |a: PciAddress| k.driver_of(a).ok().flatten();
+    for step in restore_steps(&waiting, &current) {
+        if let Err(e) = execute(k, &step) {
+            tracing::warn!("giving back {}: {e}", step_device(&step));
+        }
+    }
+}
+
 /// Brings the claim records in line with the kernel after the machine restarted (or someone
 /// changed drivers by hand while no helper ran). A record says "Passage holds this group"; it
 /// is kept only while every recorded member that is still there sits on vfio-pci, and it is
@@ -1245,7 +1278,11 @@ pub fn replay(k: &dyn Kernel, state: &StateDir) -> io::Result<Vec<(GroupId, Vec<
 /// host at boot and the record is dropped, so `status` never shows a group the helper lost.
 /// Run by the service at start (after replay) and by `--reclaim` at boot. Returns a line per
 /// record it changed, for the log.
-pub fn reconcile(host: &Host, state: &StateDir) -> io::Result<Vec<String>> {
+///
+/// A dropped record's `unbound` devices (a bridge taken off `shpchp`, a function sharing the
+/// group's stream) that are still there on no driver go back to their drivers through `k`:
+/// nothing else would ever bind them again.
+pub fn reconcile(host: &Host, state: &StateDir, k: &dyn Kernel) -> io::Result<Vec<String>> {
     let mut said = Vec::new();
     let records = match state.claims() {
         Ok(r) => r,
@@ -1289,7 +1326,7 @@ pub fn reconcile(host: &Host, state: &StateDir) -> io::Result<Vec<String>> {
                 stays.insert(g);
             }
             (true, Some(g)) => moves.push((j, g)),
-            _ => drops.push(j.group),
+            _ => drops.push(j),
         }
     }
     // Which moves can be made: the target's lock is ours or can be had, no record stays under
@@ -1348,8 +1385,10 @@ pub fn reconcile(host: &Host, state: &StateDir) -> io::Result<Vec<String>> {
             state.remove(&state.claim_path(g))?;
         }
     }
-    for g in drops {
+    for j in drops {
+        let g = j.group;
         if !taken.contains(&g) {
+            give_back_unbound(k, &j.unbound);
             state.remove(&state.claim_path(g))?;
         }
         said.push(format!(
@@ -1474,7 +1513,7 @@ mod reconcile_tests {
         for r in [&ra, &rb, &rc] {
             state.write_atomic(&state.claim_path(r.group), r).unwrap();
         }
-        let said = reconcile(&host, &state).unwrap();
+        let said = reconcile(&host, &state, &Sysfs::new(dir.path())).unwrap();
         let now = state.claims().unwrap();
         assert_eq!(now.len(), 2, "{now:?}\n{said:?}");
         let under = |g: GroupId| now.iter().find(|j| j.group == g).unwrap();
@@ -1485,7 +1524,9 @@ mod reconcile_tests {
             "{said:?}"
         );
         // Done again, nothing moves.
-        assert!(reconcile(&host, &state).unwrap().is_empty());
+        assert!(reconcile(&host, &state, &Sysfs::new(dir.path()))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -1520,7 +1561,7 @@ mod reconcile_tests {
             state.write_atomic(&state.claim_path(r.group), r).unwrap();
         }
         let busy = state.lock_group(c).unwrap();
-        let said = reconcile(&host, &state).unwrap();
+        let said = reconcile(&host, &state, &Sysfs::new(dir.path())).unwrap();
         drop(busy);
         assert_eq!(
             state.claim_record(a).unwrap().as_ref(),

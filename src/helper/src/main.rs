@@ -1322,7 +1322,7 @@ fn one_shot(args: &Args, kernel: &Option<Arc<dyn Kernel>>, state: &StateDir) -> 
     if args.reclaim {
         let h = host()?;
         // Claims of the last boot that did not survive it are not claims any more.
-        match claim::reconcile(&h, state) {
+        match claim::reconcile(&h, state, kernel) {
             Ok(said) => said.iter().for_each(|l| println!("{l}")),
             // The persisted groups are claimed all the same.
             Err(e) => eprintln!("checking the claim records against the kernel: {e}"),
@@ -1558,8 +1558,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        if kernel.is_some() {
-            match claim::reconcile(&host, &state) {
+        if let Some(k) = kernel.as_deref() {
+            match claim::reconcile(&host, &state, k) {
                 Ok(said) => said.iter().for_each(|l| tracing::info!("{l}")),
                 Err(e) => tracing::error!("checking the claim records against the kernel: {e}"),
             }
