@@ -442,3 +442,145 @@ fn replay_never_touches_another_card_found_at_a_journaled_address() {
     assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
     assert_eq!(bed.journals(), 0);
 }
+
+/// The arm64 machine recorded in the cross bed (`--demo arm64`): behind its PCIe-to-PCI bridge
+/// (on `shpchp`) the e1000 is in the bridge's group and the rtl8139 in none (the SMMUv3 refused
+/// it a second place on the same stream).
+fn arm64() -> Bed {
+    let dir = tempfile::tempdir().unwrap();
+    passage_core::demo::unpack(passage_core::demo::DEMO_ARM64, dir.path()).unwrap();
+    // The recording kept what the scan read (ids and class from config space); the helper and
+    // the fake kernel ask the `vendor`, `device` and `class` files, written here as the kernel
+    // writes them.
+    let host = scan::scan(&HostRoot::open(dir.path()).unwrap()).unwrap();
+    for d in host.devices.values() {
+        let p = dir.path().join(&d.sysfs_path);
+        std::fs::write(p.join("vendor"), format!("0x{}\n", d.vendor_id)).unwrap();
+        std::fs::write(p.join("device"), format!("0x{}\n", d.device_id)).unwrap();
+        std::fs::write(p.join("class"), format!("0x{:06x}\n", d.class.0)).unwrap();
+        // Each driver's directory lists its devices, as the kernel's does (the scan reads
+        // drivers from those listings).
+        if let Some(drv) = &d.driver {
+            let ddir = dir.path().join("sys/bus/pci/drivers").join(drv);
+            std::fs::create_dir_all(&ddir).unwrap();
+            let link = ddir.join(d.address.to_string());
+            if !link.exists() {
+                std::os::unix::fs::symlink(&p, link).unwrap();
+            }
+        }
+    }
+    let kernel = FakeKernel::new(dir.path()).unwrap();
+    Bed {
+        dir,
+        state_dir: tempfile::tempdir().unwrap(),
+        kernel,
+        locks: Locks::default(),
+    }
+}
+
+const BRIDGE: &str = "0000:06:00.0";
+const E1000: &str = "0000:07:01.0";
+const SHARER: &str = "0000:07:02.0";
+
+fn group_of(bed: &Bed, a: &str) -> u32 {
+    bed.host().devices[&a.parse::<PciAddress>().unwrap()]
+        .group
+        .unwrap()
+        .0
+}
+
+fn drivers(bed: &Bed) -> [Option<String>; 3] {
+    [bed.driver(BRIDGE), bed.driver(E1000), bed.driver(SHARER)]
+}
+
+#[test]
+fn on_arm_a_claim_unbinds_the_bridges_shpchp_and_the_stream_sharer_and_release_binds_them_back() {
+    let bed = arm64();
+    let g = group_of(&bed, E1000);
+    let before = drivers(&bed);
+    assert_eq!(before[0].as_deref(), Some("shpchp"));
+    assert_eq!(before[2].as_deref(), Some("8139cp"));
+    assert!(bed.host().devices[&SHARER.parse::<PciAddress>().unwrap()]
+        .group
+        .is_none());
+    bed.claim(g, false).unwrap();
+    assert_eq!(
+        drivers(&bed),
+        [None, Some("vfio-pci".into()), None],
+        "the bridge and the sharer off their drivers, the member on vfio-pci"
+    );
+    let records = bed.state().claims().unwrap();
+    let unbound: Vec<String> = records
+        .iter()
+        .flat_map(|r| r.unbound.iter().map(|u| u.address.to_string()))
+        .collect();
+    assert_eq!(
+        unbound,
+        [BRIDGE, SHARER],
+        "the record keeps what to bind back"
+    );
+    bed.release(g).unwrap();
+    assert_eq!(drivers(&bed), before);
+}
+
+#[test]
+fn on_arm_a_kill_at_any_write_of_the_claim_is_undone_with_the_unbound_devices_back() {
+    let probe = arm64();
+    let g = group_of(&probe, E1000);
+    probe.claim(g, false).unwrap();
+    let writes = probe.kernel.writes().len();
+    for n in 1..=writes {
+        let bed = arm64();
+        let before = drivers(&bed);
+        bed.claim_killed_at_write(g, n);
+        let out = claim::replay(&bed.kernel, &bed.state()).unwrap();
+        assert_eq!(out.len(), 1, "write {n}");
+        assert_eq!(drivers(&bed), before, "write {n}");
+        assert_eq!(bed.journals(), 0);
+    }
+}
+
+#[test]
+fn on_arm_a_second_claim_keeps_the_drivers_the_first_one_recorded() {
+    let bed = arm64();
+    let g = group_of(&bed, E1000);
+    let before = drivers(&bed);
+    bed.claim(g, false).unwrap();
+    // Someone binds shpchp again (a rescan, by hand): the group is not viable until a claim
+    // takes it off once more, and the members' drivers are still those of the first claim.
+    use passage_helper::claim::Kernel;
+    bed.kernel
+        .write(
+            std::path::Path::new("sys/bus/pci/drivers/shpchp/bind"),
+            BRIDGE,
+        )
+        .unwrap();
+    assert_eq!(bed.driver(BRIDGE).as_deref(), Some("shpchp"));
+    assert!(bed.claim(g, false).unwrap().changed);
+    assert_eq!(bed.driver(BRIDGE), None);
+    bed.release(g).unwrap();
+    assert_eq!(drivers(&bed), before, "released to e1000, not to vfio-pci");
+}
+
+#[test]
+fn on_arm_a_record_dropped_after_its_members_went_back_gives_the_unbound_devices_back() {
+    let bed = arm64();
+    let g = group_of(&bed, E1000);
+    let before = drivers(&bed);
+    bed.claim(g, false).unwrap();
+    // The member goes back to e1000 without Passage (a managed libvirt detach, by hand).
+    use passage_helper::claim::Kernel;
+    let w = |p: &str, v: &str| {
+        bed.kernel.write(std::path::Path::new(p), v).unwrap();
+    };
+    w(
+        &format!("sys/bus/pci/devices/{E1000}/driver_override"),
+        "\n",
+    );
+    w(&format!("sys/bus/pci/devices/{E1000}/driver/unbind"), E1000);
+    w("sys/bus/pci/drivers/e1000/bind", E1000);
+    assert_eq!(bed.driver(E1000).as_deref(), Some("e1000"));
+    let said = claim::reconcile(&bed.host(), &bed.state(), &bed.kernel).unwrap();
+    assert!(said.iter().any(|l| l.contains("no longer")), "{said:?}");
+    assert_eq!(drivers(&bed), before, "shpchp and 8139cp are bound again");
+}
