@@ -352,8 +352,14 @@ fn arm64_with_the_smmuv3_groups_are_the_kernels_explained_and_claimed() {
     assert_claim_cycle(&run, "0000:07:01.0", &["0000:06:00.0", "0000:07:02.0"]);
 
     assert_demo_is_this_machine(&list, "arm64");
-    // The doctor ran on ARM and says which kernel it read.
+    // The doctor ran on ARM and says which kernel it read, and read the kernel's own AER
+    // counters (nothing reported on this machine).
     let d = run.json("doctor.json");
+    assert_eq!(
+        d["facts"]["devices"]["0000:01:00.0"]["aer"],
+        serde_json::json!({"fatal": 0, "nonfatal": 0, "correctable": 0}),
+        "{d}"
+    );
     assert_eq!(
         d["facts"]["kernel_release"].as_str(),
         Some(run.file("kernel-release").trim())

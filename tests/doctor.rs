@@ -590,3 +590,69 @@ fn eeh_on_power_per_partitionable_endpoint_and_a_frozen_one_explained() {
         .iter()
         .any(|x| x.reason.code.starts_with("eeh")));
 }
+
+/// AER's counters, in the format the kernel writes them (read off the arm64 bed's kernel:
+/// one `Name count` line per error, then `TOTAL_ERR_COR n`, `TOTAL_ERR_FATAL n`,
+/// `TOTAL_ERR_NONFATAL n`), on the arm64 machine recorded there: uncorrectable errors are a
+/// warning, corrected ones a note, and an odd file says nothing.
+#[test]
+fn aer_counters_say_what_a_device_reported_since_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    demo::unpack(demo::DEMO_ARM64, dir.path()).unwrap();
+    let host = passage_core::scan::scan(&HostRoot::open(dir.path()).unwrap()).unwrap();
+    let write = |a: &str, fatal: &str, nonfatal: &str, cor: &str| {
+        let d = dir
+            .path()
+            .join(&host.devices[&a.parse::<PciAddress>().unwrap()].sysfs_path);
+        std::fs::write(
+            d.join("aer_dev_fatal"),
+            format!("Undefined 0\nDLP 0\nSDES 0\nTLP 0\nTOTAL_ERR_FATAL {fatal}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("aer_dev_nonfatal"),
+            format!("Undefined 0\nDLP 0\nSDES 0\nTLP 0\nTOTAL_ERR_NONFATAL {nonfatal}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("aer_dev_correctable"),
+            format!("RxErr 0\nBadTLP 0\nBadDLLP 0\nRollover 0\nTimeout 0\nNonFatalErr 0\nCorrIntErr 0\nHeaderOF 0\nTOTAL_ERR_COR {cor}\n"),
+        )
+        .unwrap();
+    };
+    write("0000:01:00.0", "0", "2", "5");
+    write("0000:05:00.0", "0", "0", "3");
+    write("0000:02:00.0", "0", "0", "many");
+    let root = HostRoot::open(dir.path()).unwrap();
+    let facts = doctor::read(&root, &host);
+    let r = doctor::examine(&host, &facts);
+    let of = |code: &str| -> Vec<String> {
+        r.findings
+            .iter()
+            .filter(|f| f.reason.code == code)
+            .map(|f| f.reason.device.map(|a| a.to_string()).unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(of("aer-errors"), ["0000:01:00.0"]);
+    assert_eq!(of("aer-corrected"), ["0000:05:00.0"]);
+    let a = |x: &str| facts.devices[&x.parse::<PciAddress>().unwrap()].aer.clone();
+    assert_eq!(
+        a("0000:01:00.0"),
+        Some(doctor::AerCounts {
+            fatal: 0,
+            nonfatal: 2,
+            correctable: 5
+        })
+    );
+    assert_eq!(a("0000:02:00.0"), None, "an odd counter is no count");
+    let m = r
+        .findings
+        .iter()
+        .find(|f| f.reason.code == "aer-errors")
+        .unwrap();
+    assert!(
+        m.reason.message.contains("2 non-fatal"),
+        "{}",
+        m.reason.message
+    );
+}

@@ -115,6 +115,40 @@ pub struct DeviceFacts {
     /// offers it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eeh: Option<Eeh>,
+    /// PCIe Advanced Error Reporting: the errors the device reported since boot, where the
+    /// kernel counts them (`aer_dev_fatal`, `aer_dev_nonfatal`, `aer_dev_correctable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aer: Option<AerCounts>,
+}
+
+/// What AER counted for a device since boot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AerCounts {
+    pub fatal: u64,
+    pub nonfatal: u64,
+    pub correctable: u64,
+}
+
+/// The `TOTAL_ERR_*` line of an AER counter file ("RxErr 0\n…\nTOTAL_ERR_COR 0\n").
+fn aer_total(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.trim().split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// A device's AER counters, when the kernel keeps all three for it.
+fn read_aer(root: &HostRoot, dir: &Path) -> Option<AerCounts> {
+    let total = |file: &str, key: &str| {
+        root.read_string(dir.join(file))
+            .ok()
+            .and_then(|t| aer_total(&t, key))
+    };
+    Some(AerCounts {
+        fatal: total("aer_dev_fatal", "TOTAL_ERR_FATAL")?,
+        nonfatal: total("aer_dev_nonfatal", "TOTAL_ERR_NONFATAL")?,
+        correctable: total("aer_dev_correctable", "TOTAL_ERR_COR")?,
+    })
 }
 
 /// What the kernel shows of a device's EEH (arch/powerpc/kernel/eeh_sysfs.c): `eeh_mode`,
@@ -297,8 +331,43 @@ fn read_device(
         runtime_pm,
         resizable_bars,
         boot_framebuffer: framebuffer_in(root, d, fbs),
-        // Only POWER has EEH; elsewhere the files are never looked for.
+        // Only POWER has EEH; elsewhere the files are never looked for. AER is PCIe's own,
+        // counted where the device has the capability.
         eeh: power.then(|| read_eeh(root, dir)).flatten(),
+        aer: if d.capabilities.aer == Some(true) {
+            read_aer(root, dir)
+        } else {
+            None
+        },
+    }
+}
+
+/// What AER counted: uncorrectable errors stand in the way of a guest, corrected ones only
+/// hint at a poor link.
+fn aer_findings(d: &Device, a: &AerCounts, add: &mut impl FnMut(&'static str, Reason)) {
+    let dev = label(d);
+    if a.fatal + a.nonfatal > 0 {
+        add(
+            "devices",
+            reason(
+                "aer-errors",
+                Some(d.address),
+                Severity::Warning,
+                trf("{device} has reported {fatal} fatal and {nonfatal} non-fatal uncorrectable PCIe errors since boot (AER). A device that errs on the host errs in a guest too, and an uncorrectable error makes the kernel reset its link while the guest has it.", &[("device", &dev), ("fatal", &a.fatal.to_string()), ("nonfatal", &a.nonfatal.to_string())]),
+                Some(tr("Read the kernel log for the device (journalctl -k | grep -i aer); reseat the card, try another slot, or check its power and riser before giving it to a guest.")),
+            ),
+        );
+    } else if a.correctable > 0 {
+        add(
+            "devices",
+            reason(
+                "aer-corrected",
+                Some(d.address),
+                Severity::Info,
+                trf("{device} has reported {n} corrected PCIe errors since boot (AER): harmless one by one, but many of them point at a poor link (slot, riser, power).", &[("device", &dev), ("n", &a.correctable.to_string())]),
+                None,
+            ),
+        );
     }
 }
 
@@ -683,6 +752,9 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
         }
         if let Some(f) = facts.devices.get(&d.address) {
             power_and_bars(d, f, facts.kernel_release.as_deref(), &mut add);
+            if let Some(a) = &f.aer {
+                aer_findings(d, a, &mut add);
+            }
         }
         if let Some(generation) = amd_reset_bug(d.vendor_id, d.device_id) {
             let msg = trf("{device} is an AMD {generation} GPU: it does not come back from a function or bus reset (the “AMD reset bug”), so the guest's second start (or a reboot inside it) finds it hung.", &[("device", &label(d)), ("generation", generation)]);
