@@ -76,6 +76,11 @@ fn cross_build(arch: &str) -> Vec<String> {
 
 /// Boots `topology` with tests/vm/guest-arch-job.sh, claiming the groups of `claims`.
 fn boot(topology: &str, arch: &str, claims: &[&str]) -> Run {
+    boot_with(topology, arch, claims, "")
+}
+
+/// [`boot`], creating virtual functions first (`vfs`: "ADDRESS=N").
+fn boot_with(topology: &str, arch: &str, claims: &[&str], vfs: &str) -> Run {
     let one = VM.lock().unwrap_or_else(|e| e.into_inner());
     let bins = cross_build(arch);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -85,7 +90,8 @@ fn boot(topology: &str, arch: &str, claims: &[&str]) -> Run {
     std::fs::create_dir_all(&out).unwrap();
     let job = out.with_extension("job.sh");
     let body = std::fs::read_to_string(root().join("tests/vm/guest-arch-job.sh")).unwrap();
-    std::fs::write(&job, format!("CLAIMS='{}'\n{body}", claims.join(" "))).unwrap();
+    let header = format!("CLAIMS='{}'\nVFS='{vfs}'\n", claims.join(" "));
+    std::fs::write(&job, header + &body).unwrap();
     let o = Command::new("python3")
         .arg(root().join("tests/vm/cross.py"))
         .args(["run", topology])
@@ -290,7 +296,12 @@ fn assert_claim_cycle(run: &Run, member: &str, unbound: &[&str]) {
 /// ID — and claims that work around what the kernel does on ARM.
 #[test]
 fn arm64_with_the_smmuv3_groups_are_the_kernels_explained_and_claimed() {
-    let run = boot("arm64-smmuv3", "arm64", &["0000:02:00.0", "0000:07:01.0"]);
+    let run = boot_with(
+        "arm64-smmuv3",
+        "arm64",
+        &["0000:02:00.0", "0000:07:01.0"],
+        "0000:08:00.0=2",
+    );
     assert_eq!(run.file("machine").trim(), "aarch64");
     let list = assert_agrees_with_kernel(&run);
     assert_eq!(list["iommu"]["enabled"], true);
@@ -351,6 +362,30 @@ fn arm64_with_the_smmuv3_groups_are_the_kernels_explained_and_claimed() {
     // driver (its DMA would go through the guest's domain); released, both come back.
     assert_claim_cycle(&run, "0000:07:01.0", &["0000:06:00.0", "0000:07:02.0"]);
 
+    // SR-IOV (QEMU's igb): two virtual functions made before the listing, each a device of
+    // its own under the PF, grouped as the kernel grouped them and explained.
+    assert_eq!(run.rc("vfs.rc"), 0, "{}", run.file("vfs.err"));
+    assert_eq!(run.file("virtfns.txt").lines().count(), 2);
+    let pf = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["address"] == "0000:08:00.0")
+        .unwrap();
+    assert_eq!(pf["capabilities"]["sriov_total_vfs"], 8, "{pf}");
+    assert_eq!(pf["sriov_numvfs"], 2, "{pf}");
+    let vfs: Vec<&Value> = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["physfn"] == "0000:08:00.0")
+        .collect();
+    assert_eq!(vfs.len(), 2);
+    assert!(codes(group(&list, "0000:08:00.0")).contains(&"sriov-pf".to_string()));
+    for vf in vfs {
+        let g = group(&list, vf["address"].as_str().unwrap());
+        assert!(codes(g).contains(&"sriov-vf".to_string()), "{g}");
+    }
     assert_demo_is_this_machine(&list, "arm64");
     // The doctor ran on ARM and says which kernel it read, and read the kernel's own AER
     // counters (nothing reported on this machine).

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vm import CACHE, Unavailable, apt_uri, log, resolve_modules, run  # noqa: E402
+from vm import CACHE, Unavailable, apt_uri, log, new_qemu, resolve_modules, run  # noqa: E402
 
 # Per architecture: Debian's name, the GNU triplet (its library directory and cross tools),
 # Rust's target, the QEMU program and machine, the console and the dynamic loader.
@@ -64,7 +64,7 @@ ARCHES = {
 }
 
 # Modules every boot loads (dependencies resolved from each module's own depends= string).
-MODULES = ["9pnet_virtio", "9p", "vfio", "vfio_iommu_type1", "vfio_pci", "e1000e", "e1000", "8139cp", "igb", "xhci_pci"]
+MODULES = ["9pnet_virtio", "9p", "vfio", "vfio_iommu_type1", "vfio_pci", "e1000e", "e1000", "8139cp", "igb", "igbvf", "xhci_pci"]
 PPC_MODULES = ["vfio_iommu_spapr_tce"]
 
 # The userland: packages whose files the guest runs (busybox) or Passage's binaries load.
@@ -95,6 +95,13 @@ ARM_DEVICES = [
     "-device", "rtl8139,bus=br1,addr=0x2,netdev=n5", "-netdev", "user,id=n5,restrict=on",
 ]
 
+# An SR-IOV card (QEMU's igb, from QEMU 8 on: bookworm-backports' QEMU) behind a root port of
+# its own; the job creates its virtual functions.
+ARM_SRIOV = [
+    "-device", "pcie-root-port,id=rp5,chassis=5,slot=5,bus=pcie.0,addr=0x6",
+    "-device", "igb,bus=rp5,netdev=n6", "-netdev", "user,id=n6,restrict=on",
+]
+
 # pseries: each spapr-pci-host-bridge is a partitionable endpoint of its own; devices on one
 # bridge share it.
 PPC_DEVICES = [
@@ -115,7 +122,7 @@ PPC_DEVICES = [
 # of 6.1 shows what Passage says about that kernel.
 TOPOLOGIES = {
     # A GICv3 with its ITS: interrupts a device sends are isolated, which VFIO's type1 needs.
-    "arm64-smmuv3": ("arm64", "virt,iommu=smmuv3,gic-version=3", ARM_DEVICES, ""),
+    "arm64-smmuv3": ("arm64", "virt,iommu=smmuv3,gic-version=3", ARM_DEVICES + ARM_SRIOV, ""),
     # QEMU's default GICv2: no MSI isolation, so VFIO refuses every group (the doctor and
     # verify say why).
     "arm64-smmuv3-gicv2": ("arm64", "virt,iommu=smmuv3", ARM_DEVICES, ""),
@@ -309,8 +316,10 @@ def qemu_command(topology, image, initrd, out: Path):
         # machine's default bridge; nothing else is put on it).
         share = ["-device", "virtio-9p-pci,fsdev=fs1,mount_tag=out,bus=pci.0"]
         cpu = ["-smp", "2"]
+    # igb needs QEMU 8 or later: bookworm-backports' QEMU, unpacked privately (vm.py).
+    qemu = str(new_qemu(a["qemu_pkg"], a["qemu"])) if "igb," in " ".join(devices) else a["qemu"]
     return [
-        a["qemu"], "-accel", "tcg,thread=multi", *cpu,
+        qemu, "-accel", "tcg,thread=multi", *cpu,
         "-machine", machine, "-m", "1G",
         "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
         "-no-reboot",

@@ -1,6 +1,7 @@
 # Runs inside the cross bed (tests/vm/cross.py): busybox sh on another architecture's kernel,
 # with this build's passagectl and passage-helper for that architecture on PATH. The host test
-# prepends CLAIMS (PCI addresses whose whole groups to claim, verify and release, or empty).
+# prepends CLAIMS (PCI addresses whose whole groups to claim, verify and release, or empty) and
+# VFS (ADDRESS=N: a physical function and how many virtual functions to create, or empty).
 # It collects facts and exit codes; the assertions live in tests/arch.rs.
 set -u
 OUT=${OUT:-/run/passage-out}
@@ -36,6 +37,12 @@ snapshot() { # name
   pci_listing > $OUT/$1-pci.txt
 }
 
+# Virtual functions first, where the test asks for them (VFS=ADDRESS=N), as a boot would
+# create them before anything reads the host.
+if [ -n "${VFS:-}" ]; then
+  echo ${VFS#*=} > /sys/bus/pci/devices/${VFS%%=*}/sriov_numvfs 2> $OUT/vfs.err; echo $? > $OUT/vfs.rc
+  ls -d /sys/bus/pci/devices/${VFS%%=*}/virtfn* > $OUT/virtfns.txt 2>&1
+fi
 snapshot boot
 passagectl list > $OUT/boot-list.txt 2>&1
 dmesg > $OUT/dmesg.txt

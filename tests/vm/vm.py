@@ -367,11 +367,12 @@ def apt_uri():
     raise Unavailable("no Debian mirror in /etc/apt to fetch backports' QEMU from")
 
 
-def new_qemu():
+def new_qemu(package="qemu-system-x86", program="qemu-system-x86_64"):
     """QEMU from <codename>-backports, unpacked privately: the host's apt sources and state are
-    left untouched (private lists and cache under the test cache)."""
-    d = CACHE / "qemu-backports"
-    binary = d / "root/usr/bin/qemu-system-x86_64"
+    left untouched (private lists and cache under the test cache). PACKAGE names the system
+    emulator package (qemu-system-arm for the arm64 bed), PROGRAM its binary."""
+    d = CACHE / ("qemu-backports" if package == "qemu-system-x86" else f"qemu-backports-{package}")
+    binary = d / "root/usr/bin" / program
     if binary.exists():
         return binary
     codename = "bookworm"
@@ -386,7 +387,7 @@ def new_qemu():
             f"-oDir::State::Lists={d}/lists", f"-oDir::Cache={d}/cache", "-oAPT::Get::List-Cleanup=0"]
     log(f"fetching QEMU from {codename}-backports")
     run(["apt-get", *opts, "update"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pkgs = [f"{p}/{codename}-backports" for p in ["qemu-system-x86", "qemu-system-common", "qemu-system-data"]]
+    pkgs = [f"{p}/{codename}-backports" for p in [package, "qemu-system-common", "qemu-system-data"]]
     run(["apt-get", *opts, "download", *pkgs], cwd=d / "debs", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp = d / "root.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -532,7 +532,15 @@ pub fn device_reasons(host: &Host, d: &Device) -> Vec<Reason> {
         out.push(
             Reason::new("sriov-pf", Some(d.address), Severity::Warning,
                 trf("{device} is an SR-IOV physical function with {n} virtual functions enabled; unbinding it destroys them, and everything using them.", &[("device", &dev), ("n", &vfs.to_string())]))
-            .remedy(tr("Give guests the virtual functions instead (each is its own group), or set sriov_numvfs to 0 first.")),
+            .remedy(
+                // Behind a port that does not isolate them, the VFs share the PF's group and
+                // cannot go to guests apart from it.
+                if d.virtfns.iter().any(|v| host.device(*v).is_some_and(|v| v.group.is_some() && v.group == d.group)) {
+                    tr("Its virtual functions are in this same group here (the port above does not isolate them), so they cannot go to guests apart from it: move the card behind a port with ACS, or set sriov_numvfs to 0 first.")
+                } else {
+                    tr("Give guests the virtual functions instead (each is its own group), or set sriov_numvfs to 0 first.")
+                },
+            ),
         );
     }
     if let Some(pf) = d.physfn {
@@ -662,9 +670,10 @@ pub fn shape_reasons(host: &Host, g: &Group) -> Vec<Reason> {
         out.push(Reason::new(code, Some(b.address), Severity::Info, msg).remedy(remedy));
     }
 
-    // 2. Several functions of one card.
+    // 2. Several functions of one card. Virtual functions share a slot number without being a
+    // multi-function card: what groups them is the PF's port (above) or the kernel.
     let mut slots: BTreeMap<PciAddress, Vec<&Device>> = BTreeMap::new();
-    for d in &members {
+    for d in members.iter().filter(|d| d.physfn.is_none()) {
         slots.entry(d.address.function0()).or_default().push(d);
     }
     for (slot, fns) in &slots {
