@@ -381,7 +381,18 @@ fn arm64_with_the_smmuv3_groups_are_the_kernels_explained_and_claimed() {
         .filter(|d| d["physfn"] == "0000:08:00.0")
         .collect();
     assert_eq!(vfs.len(), 2);
-    assert!(codes(group(&list, "0000:08:00.0")).contains(&"sriov-pf".to_string()));
+    let pf_group = group(&list, "0000:08:00.0");
+    assert!(
+        reason(pf_group, "sriov-pf")["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("same group"),
+        "{pf_group}"
+    );
+    assert!(
+        !codes(pf_group).contains(&"shape-multifunction".to_string()),
+        "VFs are no multi-function card: {pf_group}"
+    );
     for vf in vfs {
         let g = group(&list, vf["address"].as_str().unwrap());
         assert!(codes(g).contains(&"sriov-vf".to_string()), "{g}");

@@ -584,3 +584,37 @@ fn on_arm_a_record_dropped_after_its_members_went_back_gives_the_unbound_devices
     assert!(said.iter().any(|l| l.contains("no longer")), "{said:?}");
     assert_eq!(drivers(&bed), before, "shpchp and 8139cp are bound again");
 }
+
+#[test]
+fn on_arm_a_second_claim_killed_at_any_write_gives_every_device_back_to_its_host_driver() {
+    use passage_helper::claim::Kernel;
+    let rebind = |bed: &Bed| {
+        bed.kernel
+            .write(
+                std::path::Path::new("sys/bus/pci/drivers/shpchp/bind"),
+                BRIDGE,
+            )
+            .unwrap();
+    };
+    let probe = arm64();
+    let g = group_of(&probe, E1000);
+    probe.claim(g, false).unwrap();
+    rebind(&probe);
+    let from = probe.kernel.writes().len();
+    probe.claim(g, false).unwrap();
+    let writes = probe.kernel.writes().len() - from;
+    assert!(writes > 0);
+    for n in 1..=writes {
+        let bed = arm64();
+        let before = drivers(&bed);
+        bed.claim(g, false).unwrap();
+        rebind(&bed);
+        let done = bed.kernel.writes().len();
+        bed.claim_killed_at_write(g, done + n);
+        claim::replay(&bed.kernel, &bed.state()).unwrap();
+        // The journal carried the first claim's drivers: the group went back to the host, not
+        // to vfio-pci with its drivers forgotten.
+        assert_eq!(drivers(&bed), before, "write {n}");
+        assert!(bed.state().claims().unwrap().is_empty(), "write {n}");
+    }
+}

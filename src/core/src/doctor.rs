@@ -334,7 +334,9 @@ fn read_device(
         // Only POWER has EEH; elsewhere the files are never looked for. AER is PCIe's own,
         // counted where the device has the capability.
         eeh: power.then(|| read_eeh(root, dir)).flatten(),
-        aer: if d.capabilities.aer == Some(true) {
+        // Without root only the config header is readable (capabilities unknown), but the
+        // counters are world-readable: read unless the device is known to have no AER.
+        aer: if d.capabilities.aer != Some(false) {
             read_aer(root, dir)
         } else {
             None
@@ -353,7 +355,7 @@ fn aer_findings(d: &Device, a: &AerCounts, add: &mut impl FnMut(&'static str, Re
                 "aer-errors",
                 Some(d.address),
                 Severity::Warning,
-                trf("{device} has reported {fatal} fatal and {nonfatal} non-fatal uncorrectable PCIe errors since boot (AER). A device that errs on the host errs in a guest too, and an uncorrectable error makes the kernel reset its link while the guest has it.", &[("device", &dev), ("fatal", &a.fatal.to_string()), ("nonfatal", &a.nonfatal.to_string())]),
+                trf("{device} has reported {fatal} fatal and {nonfatal} non-fatal uncorrectable PCIe errors since boot (AER). A device that errs on the host errs in a guest too, and there QEMU stops the guest when the device reports an uncorrectable error (a fatal one also makes the kernel reset the link).", &[("device", &dev), ("fatal", &a.fatal.to_string()), ("nonfatal", &a.nonfatal.to_string())]),
                 Some(tr("Read the kernel log for the device (journalctl -k | grep -i aer); reseat the card, try another slot, or check its power and riser before giving it to a guest.")),
             ),
         );

@@ -536,7 +536,7 @@ pub fn device_reasons(host: &Host, d: &Device) -> Vec<Reason> {
                 // Behind a port that does not isolate them, the VFs share the PF's group and
                 // cannot go to guests apart from it.
                 if d.virtfns.iter().any(|v| host.device(*v).is_some_and(|v| v.group.is_some() && v.group == d.group)) {
-                    tr("Its virtual functions are in this same group here (the port above does not isolate them), so they cannot go to guests apart from it: move the card behind a port with ACS, or set sriov_numvfs to 0 first.")
+                    tr("Its virtual functions are in this same group here (the port above does not isolate them: the group's shape says why), so they cannot go to guests apart from it; set sriov_numvfs to 0 before giving the group away.")
                 } else {
                     tr("Give guests the virtual functions instead (each is its own group), or set sriov_numvfs to 0 first.")
                 },
@@ -772,7 +772,11 @@ pub fn group(host: &Host, g: &Group) -> GroupVerdict {
         .copied()
         .filter(|d| matches!(d.driver.as_deref(), Some("vfio-pci") | Some("pci-stub")))
         .collect();
-    let busy_use = members.iter().any(|d| !host.uses_of(d.address).is_empty());
+    // A function sharing the group's stream goes off its driver with the group: in use too.
+    let busy_use = members.iter().any(|d| !host.uses_of(d.address).is_empty())
+        || sharers
+            .iter()
+            .any(|d| !host.uses_of(d.address).is_empty() || !d.driver_is_harmless());
 
     if endpoints.len() > 1 && !on_host.is_empty() {
         let list: Vec<String> = on_host

@@ -977,8 +977,8 @@ fn firmware_iommu_tables(root: &HostRoot) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// The CPU architecture family proc/cpuinfo is written for: "x86" (`vendor_id`), "arm64"
-/// (`CPU implementer`), "powerpc" (`cpu : POWER…`, `platform`). `None` for others or none.
+/// The CPU architecture family proc/cpuinfo is written for: "x86" (`flags`), "arm64"
+/// (`CPU architecture: 8`), "powerpc" (`cpu : POWER…`, `platform`). `None` for others or none.
 pub fn cpu_arch(cpuinfo: &str) -> Option<&'static str> {
     for line in cpuinfo.lines() {
         let Some((k, v)) = line.split_once(':') else {

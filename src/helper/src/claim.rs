@@ -940,6 +940,13 @@ pub fn claim_held(
     k.load_vfio()
         .map_err(|e| io_failed("loading vfio-pci", e))?;
     crate::fault::point("claim:begin");
+    // Claimed again (a bridge back on shpchp, a neighbour back on its driver): the drivers the
+    // members came from are in the first claim's record, not in what this one finds (vfio-pci).
+    // Journaled so, a kill now gives them back to those drivers, never to vfio-pci for good.
+    let (members, unbound) = match state.claim_record(g) {
+        Ok(Some(before)) => merge_with_record(host, g, before, &members, &unbound),
+        _ => (members, unbound),
+    };
     let (journal, progress) = state.open_journal("claim", g, &members, &unbound)?;
     for (i, step) in steps.iter().enumerate() {
         progress.mark(&format!("claim:{i}"), &step.describe());
@@ -980,23 +987,6 @@ pub fn claim_held(
     progress.mark("claim:verified", "recording the claim");
     let mut record = journal;
     record.operation = "held".into();
-    // Claimed again (a bridge back on shpchp, a neighbour back on its driver): the drivers the
-    // members came from are in the first claim's record, not in what this one found (vfio-pci).
-    if let Ok(Some(before)) = state.claim_record(g) {
-        let mut members = before.members;
-        for m in record.members {
-            if !members.iter().any(|b| b.address == m.address) {
-                members.push(m);
-            }
-        }
-        let mut unbound = before.unbound;
-        for u in record.unbound {
-            if !unbound.iter().any(|b| b.address == u.address) {
-                unbound.push(u);
-            }
-        }
-        (record.members, record.unbound) = (members, unbound);
-    }
     if let Err(e) = state.write_atomic(&state.claim_path(g), &record) {
         // Without its record the claim could not be released to the right drivers later (a
         // full or read-only state directory): undone now, not left half-known.
@@ -1023,6 +1013,48 @@ pub fn claim_held(
         changed: true,
         steps,
     })
+}
+
+/// A repeat claim's originals: the earlier record's, for what is still this group's (a member,
+/// or a function sharing its stream); what the earlier claim did not know, as found now. A
+/// device found on a real driver now (not vfio-pci, not none) was moved on purpose since: that
+/// driver wins.
+fn merge_with_record(
+    host: &Host,
+    g: GroupId,
+    before: Journal,
+    members: &[Original],
+    unbound: &[Original],
+) -> (Vec<Original>, Vec<Original>) {
+    let ours: BTreeSet<PciAddress> = host
+        .groups
+        .get(&g)
+        .map(|grp| {
+            host.members(grp)
+                .map(|d| d.address)
+                .chain(host.stream_sharers(grp).iter().map(|d| d.address))
+                .collect()
+        })
+        .unwrap_or_default();
+    let merge = |earlier: Vec<Original>, now: &[Original]| -> Vec<Original> {
+        let mut out: Vec<Original> = earlier
+            .into_iter()
+            .filter(|e| ours.contains(&e.address))
+            .collect();
+        for n in now {
+            let moved = n.driver.as_deref().is_some_and(|d| d != VFIO_PCI);
+            match out.iter_mut().find(|e| e.address == n.address) {
+                Some(e) if moved => *e = n.clone(),
+                Some(_) => {}
+                None => out.push(n.clone()),
+            }
+        }
+        out
+    };
+    (
+        merge(before.members, members),
+        merge(before.unbound, unbound),
+    )
 }
 
 fn step_device(s: &Step) -> PciAddress {
@@ -1387,8 +1419,9 @@ pub fn reconcile(host: &Host, state: &StateDir, k: &dyn Kernel) -> io::Result<Ve
     }
     for j in drops {
         let g = j.group;
+        // Given back whether or not another record moved in under this number.
+        give_back_unbound(k, &j.unbound);
         if !taken.contains(&g) {
-            give_back_unbound(k, &j.unbound);
             state.remove(&state.claim_path(g))?;
         }
         said.push(format!(
