@@ -23,6 +23,10 @@ impl Bed {
             .unwrap()
             .write_tree(dir.path())
             .unwrap();
+        Self::on(dir)
+    }
+    /// The fake kernel over the tree in `dir`, with an empty state directory.
+    fn on(dir: tempfile::TempDir) -> Self {
         let kernel = FakeKernel::new(dir.path()).unwrap();
         Bed {
             dir,
@@ -469,13 +473,7 @@ fn arm64() -> Bed {
             }
         }
     }
-    let kernel = FakeKernel::new(dir.path()).unwrap();
-    Bed {
-        dir,
-        state_dir: tempfile::tempdir().unwrap(),
-        kernel,
-        locks: Locks::default(),
-    }
+    Bed::on(dir)
 }
 
 const BRIDGE: &str = "0000:06:00.0";

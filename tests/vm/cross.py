@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vm import CACHE, Unavailable, apt_uri, log, new_qemu, resolve_modules, run  # noqa: E402
+from vm import CACHE, Unavailable, apt_uri, log, new_qemu, resolve_modules, run, write_initramfs  # noqa: E402
 
 # Per architecture: Debian's name, the GNU triplet (its library directory and cross tools),
 # Rust's target, the QEMU program and machine, the console and the dynamic loader.
@@ -295,10 +295,7 @@ def prepare(arch, suite=""):
         (stage / "modules.order").write_text("\n".join(ko.name for ko in mods) + "\n")
         (stage / "init").write_text(INIT)
         (stage / "init").chmod(0o755)
-        files = subprocess.run(["find", ".", "-print0"], cwd=stage, check=True, capture_output=True).stdout
-        with open(initrd.with_suffix(".tmp"), "wb") as f:
-            subprocess.run(["cpio", "--null", "-o", "-H", "newc", "-R", "0:0", "--quiet"], cwd=stage, input=files, stdout=f, check=True)
-        initrd.with_suffix(".tmp").rename(initrd)
+        write_initramfs(stage, initrd)
         shutil.rmtree(stage, ignore_errors=True)
     return image, initrd, kver
 

@@ -296,6 +296,14 @@ poweroff -f
 """
 
 
+def write_initramfs(stage: Path, initrd: Path):
+    """STAGE packed as a newc cpio archive owned by root, written to INITRD in one rename."""
+    files = subprocess.run(["find", ".", "-print0"], cwd=stage, check=True, capture_output=True).stdout
+    with open(initrd.with_suffix(".tmp"), "wb") as f:
+        subprocess.run(["cpio", "--null", "-o", "-H", "newc", "-R", "0:0", "--quiet"], cwd=stage, input=files, stdout=f, check=True)
+    initrd.with_suffix(".tmp").rename(initrd)
+
+
 def prepare():
     """Kernel, vmlinux and initramfs in the cache; returns (vmlinux, initramfs, kver)."""
     if not shutil.which("qemu-system-x86_64"):
@@ -340,10 +348,7 @@ def prepare():
         (stage / "modules.infra").write_text("\n".join(ko.name for ko in infra) + "\n")
         (stage / "init").write_text(INIT)
         (stage / "init").chmod(0o755)
-        files = subprocess.run(["find", ".", "-print0"], cwd=stage, check=True, capture_output=True).stdout
-        with open(initrd.with_suffix(".tmp"), "wb") as f:
-            subprocess.run(["cpio", "--null", "-o", "-H", "newc", "-R", "0:0", "--quiet"], cwd=stage, input=files, stdout=f, check=True)
-        initrd.with_suffix(".tmp").rename(initrd)
+        write_initramfs(stage, initrd)
         shutil.rmtree(stage, ignore_errors=True)
     return vmlinux, initrd, kver
 

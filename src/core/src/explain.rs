@@ -458,14 +458,9 @@ pub fn device_reasons(host: &Host, d: &Device) -> Vec<Reason> {
         out.push(use_reason(d, u));
     }
     if d.group.is_none() && !host.groups.is_empty() && d.wants_a_group() {
-        let holder = host.groups.values().find(|g| {
-            host.stream_sharers(g)
-                .iter()
-                .any(|x| x.address == d.address)
-        });
-        out.push(match holder {
+        out.push(match host.stream_group(d) {
             Some(g) => Reason::new("no-group", Some(d.address), Severity::Warning,
-                trf("{device} is in no IOMMU group: the IOMMU driver refused it because it shares the DMA stream of group {group} (both behind one bridge to conventional PCI). It cannot be given to a guest on its own, and its DMA goes through group {group}'s domain: giving group {group} away takes it off {driver}.", &[("device", &dev), ("group", &g.id.to_string()), ("driver", d.driver.as_deref().unwrap_or("-"))]))
+                trf("{device} is in no IOMMU group: the IOMMU driver refused it because it shares the DMA stream of group {group} (both behind one bridge to conventional PCI). It cannot be given to a guest on its own, and its DMA goes through group {group}'s domain: giving group {group} away takes it off {driver}.", &[("device", &dev), ("group", &g.to_string()), ("driver", d.driver.as_deref().unwrap_or("-"))]))
                 .remedy(tr("Give it to a guest with its group's devices by moving it to a PCIe slot of its own; it cannot be passed through where it is.")),
             None => Reason::new("no-group", Some(d.address), Severity::Blocker,
                 trf("{device} is in no IOMMU group although the IOMMU makes groups on this host: the IOMMU driver did not take it (its kernel log line says why), so VFIO cannot give it to a guest.", &[("device", &dev)]))

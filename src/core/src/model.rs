@@ -395,15 +395,22 @@ impl Host {
         }
         self.devices
             .values()
-            .filter(|d| d.group.is_none() && d.wants_a_group())
-            .filter(|d| {
-                d.bridges.iter().any(|b| {
-                    self.devices
-                        .get(b)
-                        .is_some_and(|b| b.is_conventional_bridge() && b.group == Some(g.id))
-                })
-            })
+            .filter(|d| self.stream_group(d) == Some(g.id))
             .collect()
+    }
+
+    /// The group whose DMA stream `d` shares while it is in no group itself: that of a bridge
+    /// to conventional PCI above it (see [`Host::stream_sharers`]).
+    pub fn stream_group(&self, d: &Device) -> Option<GroupId> {
+        if d.group.is_some() || !d.wants_a_group() {
+            return None;
+        }
+        d.bridges.iter().find_map(|b| {
+            self.devices
+                .get(b)
+                .filter(|b| b.is_conventional_bridge())
+                .and_then(|b| b.group)
+        })
     }
 
     /// Devices in a group that exist in the model, in address order.
