@@ -279,6 +279,143 @@ fn gpus_with_the_amd_reset_bug_and_bus_only_resets() {
     );
 }
 
+/// `verify` takes the way QEMU takes: iommufd and the devices' own files where the kernel has
+/// them for every member on vfio-pci, the group file otherwise. (The ioctls themselves need a
+/// kernel with CONFIG_IOMMUFD, which no Debian kernel the VM bed can boot has — docs/TESTING.md;
+/// here a recorded tree's `dev/iommu` is a plain file, and the answer names the step.)
+#[test]
+fn verify_goes_through_iommufd_where_the_host_has_it() {
+    use passage_core::vfio::{self, Interface};
+    let mut spec = MachineSpec::from_json(demo::DEMO_HOST).unwrap();
+    spec.host.iommufd = true;
+    let b = build(&spec);
+    let root = b.root();
+    let usb: PciAddress = "0000:0c:00.0".parse().unwrap();
+    let d = &b.host.devices[&usb];
+    assert_eq!(d.driver.as_deref(), Some("vfio-pci"));
+    let g = d.group.unwrap();
+    let dev = root.path().join("dev");
+    // No device file yet: the group file.
+    assert_eq!(
+        vfio::interface_for(&b.host, g, root.path(), &dev),
+        Interface::Group
+    );
+    let files = root.path().join(&d.sysfs_path).join("vfio-dev");
+    std::fs::create_dir_all(files.join("vfio3")).unwrap();
+    assert_eq!(vfio::device_file(root.path(), d).as_deref(), Some("vfio3"));
+    assert_eq!(
+        vfio::interface_for(&b.host, g, root.path(), &dev),
+        Interface::Iommufd
+    );
+    let err = vfio::verify(&b.host, g, &dev, &root.path().join("proc")).unwrap_err();
+    assert!(err.to_string().contains("IOMMU_IOAS_ALLOC"), "{err}");
+    // Odd names are no device files; without /dev/iommu, the group file.
+    std::fs::remove_dir(files.join("vfio3")).unwrap();
+    std::fs::create_dir_all(files.join("vfiox")).unwrap();
+    assert_eq!(vfio::device_file(root.path(), d), None);
+    std::fs::create_dir_all(files.join("vfio3")).unwrap();
+    std::fs::remove_file(dev.join("iommu")).unwrap();
+    assert_eq!(
+        vfio::interface_for(&b.host, g, root.path(), &dev),
+        Interface::Group
+    );
+    // A group with nothing on vfio-pci: the group file (verify says it is not bound).
+    let gpu_group = b.host.devices[&"0000:0b:00.0".parse().unwrap()]
+        .group
+        .unwrap();
+    std::fs::write(dev.join("iommu"), "").unwrap();
+    assert_eq!(
+        vfio::interface_for(&b.host, gpu_group, root.path(), &dev),
+        Interface::Group
+    );
+}
+
+/// Kernels before 5.15 have no `reset_method` file: what they would use is worked out from
+/// config space, the bus and that kernel's quirk lists, as `__pci_reset_function_locked` tries.
+#[test]
+fn resets_on_kernels_before_5_15_are_modelled_as_the_kernel_would_try_them() {
+    let mut spec = MachineSpec::from_json(demo::DEMO_HOST).unwrap();
+    spec.host.kernel_release = Some("5.10.0-20-amd64".into());
+    for d in spec.devices.iter_mut() {
+        d.reset_method = None;
+        d.has_reset = None;
+    }
+    let config =
+        |spec: &mut MachineSpec, bdf: &str, f: &dyn Fn(&mut passage_core::config::ConfigSpec)| {
+            let d = spec.devices.iter_mut().find(|d| d.bdf == bdf).unwrap();
+            f(d.config.as_mut().unwrap());
+        };
+    // The NVIDIA GPU: no FLR, its PM capability says No_Soft_Reset, and its audio function
+    // shares the bus, so not even a bus reset: nothing.
+    config(&mut spec, "0000:0b:00.0", &|c| c.pm_no_soft_reset = true);
+    // AMD's Matisse USB controller advertises FLR, which the kernel's quirk skips (it hangs).
+    config(&mut spec, "0000:0e:00.3", &|c| c.flr = true);
+    // An NVMe drive with FLR.
+    config(&mut spec, "0000:05:00.0", &|c| c.flr = true);
+    let b = build(&spec);
+    let facts = doctor::read(&b.root(), &b.host);
+    let r = doctor::examine(&b.host, &facts);
+    let modelled = |bdf: &str| -> Vec<String> {
+        let a: PciAddress = bdf.parse().unwrap();
+        explain::reset_methods(&b.host, &b.host.devices[&a])
+            .filter(|r| r.modelled)
+            .unwrap_or_else(|| panic!("{bdf}: no model"))
+            .methods
+    };
+    let finding = |bdf: &str, code: &str| {
+        let a: PciAddress = bdf.parse().unwrap();
+        r.findings
+            .iter()
+            .find(|f| f.reason.device == Some(a) && f.reason.code == code)
+            .map(|f| f.reason.clone())
+    };
+    assert_eq!(modelled("0000:0b:00.0"), Vec::<String>::new());
+    let none = finding("0000:0b:00.0", "no-reset").expect("no reset for the NVIDIA GPU");
+    assert_eq!(none.severity, Severity::Warning);
+    let said = finding("0000:0b:00.0", "reset-modelled").unwrap();
+    assert!(
+        said.message.contains("5.10.0-20-amd64") && said.message.contains("5.15"),
+        "{}",
+        said.message
+    );
+    // The RTL8125 is alone on bus 07 behind its switch port: PM, then the bus.
+    assert_eq!(modelled("0000:07:00.0"), ["pm", "bus"]);
+    assert!(finding("0000:07:00.0", "no-reset").is_none());
+    assert!(finding("0000:07:00.0", "reset-modelled")
+        .unwrap()
+        .message
+        .contains("pm, bus"));
+    // The Polaris GPU: AMD VGA devices never get the PM reset (quirk_no_pm_reset), and its
+    // audio function shares the bus: nothing; its reset-bug finding stays, without telling
+    // to set a reset_method file this kernel does not have.
+    assert_eq!(modelled("0000:04:00.0"), Vec::<String>::new());
+    let bug = finding("0000:04:00.0", "reset-bug").unwrap();
+    assert!(bug.remedy.is_some());
+    assert_eq!(modelled("0000:0e:00.3"), ["pm"]);
+    assert_eq!(modelled("0000:05:00.0")[0], "flr");
+    // Root ports and the chipset are not the doctor's business.
+    assert!(finding("0000:00:01.1", "reset-modelled").is_none());
+
+    // The same devices on 6.1, where a missing file means no method at all: nothing modelled,
+    // and the RTL8125 has no reset.
+    spec.host.kernel_release = Some("6.1.0-28-amd64".into());
+    let (r, codes) = codes(&spec);
+    assert!(!codes.iter().any(|c| c == "reset-modelled"), "{codes:?}");
+    let rtl: PciAddress = "0000:07:00.0".parse().unwrap();
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.reason.device == Some(rtl) && f.reason.code == "no-reset"));
+
+    // `explain` (which does not know the kernel) uses the model where the file is missing.
+    let b = build(&spec);
+    let reasons =
+        explain::device_reasons(&b.host, &b.host.devices[&"0000:0b:00.0".parse().unwrap()]);
+    assert!(reasons.iter().any(|r| r.code == "no-reset"));
+    let reasons = explain::device_reasons(&b.host, &b.host.devices[&rtl]);
+    assert!(!reasons.iter().any(|r| r.code == "no-reset"));
+}
+
 #[test]
 fn passagectl_doctor_says_it_in_words_and_json_and_exits_1_on_a_blocker() {
     let dir = tempfile::tempdir().unwrap();

@@ -179,6 +179,17 @@ fn every_emitted_qemu_property_exists_in_the_qemu_in_use() {
     check_qemu_properties(&qemu, &text);
     // The iommufd form against a QEMU that has iommufd (Debian 12's 7.2 does not; the test
     // bed's QEMU 10 from bookworm-backports does).
+    let new = new_qemu();
+    let text = export_plan(
+        &plan,
+        &["--format", "qemu", "--guest", "win11", "--iommufd"],
+    );
+    assert!(text.contains("-object iommufd,id=") && text.contains(",iommufd="));
+    check_qemu_properties(&new, &text);
+}
+
+/// bookworm-backports' QEMU 10 (fetched once by the test bed).
+fn new_qemu() -> String {
     let new = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/vm.py"))
         .arg("new-qemu")
         .output()
@@ -188,13 +199,109 @@ fn every_emitted_qemu_property_exists_in_the_qemu_in_use() {
         "{}",
         String::from_utf8_lossy(&new.stderr)
     );
-    let new = String::from_utf8_lossy(&new.stdout).trim().to_string();
-    let text = export_plan(
-        &plan,
-        &["--format", "qemu", "--guest", "win11", "--iommufd"],
+    String::from_utf8_lossy(&new.stdout).trim().to_string()
+}
+
+/// Without --iommufd or --no-iommufd, QEMU's form follows the host: iommufd where its kernel
+/// has iommufd and VFIO's device files and its QEMU is 9.0 or later, the group form otherwise,
+/// each time with a note saying why.
+#[test]
+fn the_qemu_export_chooses_the_iommufd_form_where_the_host_has_it() {
+    let new = new_qemu();
+    let old = tool("qemu-system-x86_64");
+    let plan = demo_plan_copy();
+    let tree = |iommufd: bool, cdev: Option<bool>| {
+        let mut spec =
+            passage_core::synth::MachineSpec::from_json(passage_core::demo::DEMO_HOST).unwrap();
+        spec.host.iommufd = iommufd;
+        spec.host.vfio_cdev = cdev;
+        let dir = tempfile::tempdir().unwrap();
+        spec.write_tree(dir.path()).unwrap();
+        dir
+    };
+    let go = |root: &Path, qemu: Option<&str>, extra: &[&str]| {
+        let mut c = passagectl();
+        c.env_remove("PASSAGE_QEMU");
+        if let Some(q) = qemu {
+            c.env("PASSAGE_QEMU", q);
+        }
+        let plan_path = plan.path();
+        let o = c
+            .args([
+                "--root",
+                root.to_str().unwrap(),
+                "export",
+                "--plan",
+                &plan_path,
+            ])
+            .args(["--format", "qemu", "--guest", "win11"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{err}");
+        (String::from_utf8(o.stdout).unwrap(), err)
+    };
+    let both = tree(true, Some(true));
+    // QEMU 10 on a kernel with both: the iommufd form, which that QEMU takes.
+    let (text, err) = go(both.path(), Some(&new), &[]);
+    assert!(
+        text.contains("-object iommufd,id=") && text.contains(",iommufd="),
+        "{text}"
     );
-    assert!(text.contains("-object iommufd,id=") && text.contains(",iommufd="));
+    assert!(
+        err.contains("iommufd form") && err.contains("--no-iommufd"),
+        "{err}"
+    );
     check_qemu_properties(&new, &text);
+    // --no-iommufd: the group form, no note about it.
+    let (text, err) = go(both.path(), Some(&new), &["--no-iommufd"]);
+    assert!(!text.contains("iommufd"), "{text}");
+    assert!(!err.contains("iommufd"), "{err}");
+    // Debian 12's QEMU 7.2: the group form, and why.
+    let (text, err) = go(both.path(), Some(&old), &[]);
+    assert!(!text.contains("iommufd"), "{text}");
+    assert!(err.contains("older than 9.0"), "{err}");
+    check_qemu_properties(&old, &text);
+    // A recording, no QEMU named: its QEMU is not known, so the group form.
+    let (text, err) = go(both.path(), None, &[]);
+    assert!(!text.contains("-object iommufd"), "{text}");
+    assert!(err.contains("not known"), "{err}");
+    // A QEMU that does not run: said, the group form.
+    let (text, err) = go(both.path(), Some("/nonexistent/qemu"), &[]);
+    assert!(
+        !text.contains("-object iommufd") && err.contains("/nonexistent/qemu"),
+        "{err}"
+    );
+    // iommufd without the device files yet (nothing on vfio-pci): the group form.
+    let unknown = tree(true, None);
+    let (text, err) = go(unknown.path(), Some(&new), &[]);
+    assert!(
+        !text.contains("-object iommufd") && err.contains("once a device is on vfio-pci"),
+        "{err}"
+    );
+    // No iommufd at all: the group form, nothing to say; --iommufd still writes it.
+    let none = tree(false, None);
+    let (text, err) = go(none.path(), Some(&new), &[]);
+    assert!(
+        !text.contains("iommufd") && !err.contains("iommufd"),
+        "{text}{err}"
+    );
+    let (text, _) = go(none.path(), Some(&new), &["--iommufd"]);
+    assert!(text.contains("-object iommufd,id="), "{text}");
+    // Both flags: refused by the command line.
+    let o = passagectl()
+        .args([
+            "--demo",
+            "export",
+            "--format",
+            "qemu",
+            "--iommufd",
+            "--no-iommufd",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]

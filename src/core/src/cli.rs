@@ -228,9 +228,14 @@ pub mod ctl {
             /// kubevirt (YAML), nova (pci settings) or json (the resolved plan).
             #[arg(long, value_name = "F", value_parser = formats())]
             format: String,
-            /// QEMU: the iommufd form (QEMU 9.0+, a kernel with CONFIG_IOMMUFD).
-            #[arg(long)]
+            /// QEMU: the iommufd form (QEMU 9.0+, a kernel with iommufd and VFIO's device
+            /// files). Without this or --no-iommufd the form follows this host: iommufd where
+            /// its kernel has both and its QEMU ($PASSAGE_QEMU, else qemu-system-ARCH) is 9.0+.
+            #[arg(long, conflicts_with = "no_iommufd")]
             iommufd: bool,
+            /// QEMU: the group form (/dev/vfio/N), whatever this host has.
+            #[arg(long)]
+            no_iommufd: bool,
             /// Write to FILE instead of standard output.
             #[arg(long, short, value_name = "FILE")]
             output: Option<PathBuf>,

@@ -505,14 +505,12 @@ pub fn read(root: &HostRoot, host: &Host) -> Facts {
         })
     };
     let power = host.platform.arch.as_deref() == Some("powerpc");
+    let (iommufd, vfio_cdev) = crate::vfio::kernel_interfaces(root);
     Facts {
         kernel_release: release,
         vfio_pci,
-        iommufd: root.present("dev/iommu"),
-        vfio_cdev: root.read_dir("sys/class/vfio-dev").ok().and_then(|devs| {
-            let first = devs.first()?;
-            Some(root.present(Path::new("sys/class/vfio-dev").join(first).join("dev")))
-        }),
+        iommufd,
+        vfio_cdev,
         vendor_reset: root.is_dir("sys/module/vendor_reset"),
         // Listed once, by the scan.
         firmware_iommu_tables: host.platform.firmware_iommu_tables.clone(),
@@ -734,7 +732,7 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                 Severity::Info,
                 msg,
                 (facts.vfio_cdev == Some(true)).then(|| {
-                    tr("passagectl export --format qemu --iommufd writes the iommufd form.")
+                    tr("passagectl export --format qemu writes the iommufd form by itself where the QEMU here is 9.0 or later (--iommufd / --no-iommufd choose).")
                 }),
             ),
         );
@@ -748,9 +746,41 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
     // Devices a person would give away (GPUs, NICs, storage, audio, USB controllers,
     // accelerators, and whatever is on vfio-pci already): their reset, and what else stands in
     // the way. The chipset's own functions (SMBus, the IOMMU itself) would only be noise.
+    // A kernel before 5.15 lists no reset methods; from 5.15 on, a device without the file has
+    // none. Unknown release: the model, which agrees with a new kernel's list wherever the
+    // capabilities were read.
+    let lists_resets = facts
+        .kernel_release
+        .as_deref()
+        .and_then(major_minor)
+        .map(|v| v >= (5, 15));
     for d in host.devices.values() {
         if !given_away(d) {
             continue;
+        }
+        let resets = match (&d.reset_methods, lists_resets) {
+            (None, Some(true)) => Some(explain::ResetMethods {
+                methods: Vec::new(),
+                modelled: false,
+            }),
+            _ => explain::reset_methods(host, d),
+        };
+        if let Some(r) = resets.as_ref().filter(|r| r.modelled) {
+            let methods = if r.methods.is_empty() {
+                tr("none")
+            } else {
+                r.methods.join(", ")
+            };
+            add(
+                "reset",
+                reason(
+                    "reset-modelled",
+                    Some(d.address),
+                    Severity::Info,
+                    trf("{kernel} does not list reset methods (the reset_method file came with Linux 5.15); from {device}'s config space, its place on the bus and that kernel's quirks, it would be reset by: {methods}.", &[("kernel", &release), ("device", &label(d)), ("methods", &methods)]),
+                    None,
+                ),
+            );
         }
         if let Some(f) = facts.devices.get(&d.address) {
             power_and_bars(d, f, facts.kernel_release.as_deref(), &mut add);
@@ -766,7 +796,9 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
             let used = d
                 .reset_methods
                 .as_ref()
-                .map(|m| m.iter().any(|x| x == "device_specific"));
+                .map(|m| m.iter().any(|x| x == "device_specific"))
+                // Before 5.15 the kernel asks the device-specific reset first, always.
+                .or((lists_resets == Some(false)).then_some(true));
             let set_it = trf("Put device_specific first in the device's reset methods: echo device_specific > /sys/bus/pci/devices/{address}/reset_method (vendor-reset's udev rule does it at every boot).", &[("address", &d.address.to_string())]);
             if facts.vendor_reset && used != Some(false) {
                 add(
@@ -802,7 +834,7 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                     ),
                 );
             }
-        } else if d.reset_methods.as_deref() == Some(&["bus".to_string()][..]) {
+        } else if resets.as_ref().is_some_and(|r| r.methods == ["bus"]) {
             // A bus reset resets everything on the bus: fine for a card alone behind its port
             // (its own functions go to the guest together), trouble beside other cards.
             let others: Vec<String> = host
@@ -839,16 +871,12 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                 );
             }
         }
+        if let Some(r) = explain::reset_reason(d, resets.as_ref()) {
+            add("reset", r);
+        }
         for r in explain::device_reasons(host, d) {
-            if matches!(r.code.as_str(), "no-reset" | "small-bar") {
-                add(
-                    if r.code == "no-reset" {
-                        "reset"
-                    } else {
-                        "devices"
-                    },
-                    r,
-                );
+            if r.code == "small-bar" {
+                add("devices", r);
             }
         }
     }

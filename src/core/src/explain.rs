@@ -433,16 +433,112 @@ fn use_reason(d: &Device, u: &Use) -> Reason {
     }
 }
 
-fn reset_reason(d: &Device) -> Option<Reason> {
+/// How the kernel resets a device: the names `reset_method` uses, in the kernel's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetMethods {
+    pub methods: Vec<String>,
+    /// Worked out rather than read: kernels before 5.15 have no `reset_method` file, so the
+    /// list is what their `__pci_reset_function_locked` would try for this device
+    /// ([`modelled_reset_methods`]).
+    pub modelled: bool,
+}
+
+/// The kernel's reset methods for `d`: its own `reset_method` list where the kernel wrote one,
+/// else the model of an older kernel's choice; `None` when config space was not readable
+/// enough to tell (an unprivileged reader sees 64 bytes, not the capabilities).
+pub fn reset_methods(host: &Host, d: &Device) -> Option<ResetMethods> {
+    match &d.reset_methods {
+        Some(m) => Some(ResetMethods {
+            methods: m.clone(),
+            modelled: false,
+        }),
+        None => modelled_reset_methods(host, d).map(|methods| ResetMethods {
+            methods: methods.into_iter().map(str::to_string).collect(),
+            modelled: true,
+        }),
+    }
+}
+
+/// Devices Linux 5.14 resets its own way first (`pci_dev_reset_methods[]` in
+/// drivers/pci/quirks.c): Intel 82599 SFP VF, Ivy Bridge IGDs, Samsung SM961 and Intel 750
+/// NVMe (disable, then FLR / FLR and wait), Huawei HiNIC VF; Chelsio T4 is matched below.
+const DEVICE_SPECIFIC_RESET: &[(u16, u16)] = &[
+    (0x8086, 0x10ed),
+    (0x8086, 0x0156),
+    (0x8086, 0x0166),
+    (0x144d, 0xa804),
+    (0x8086, 0x0953),
+    (0x19e5, 0x375e),
+];
+/// `quirk_no_flr` as of Linux 5.14: FLR hangs AMD Starship/Matisse audio and USB and Intel
+/// 82579 NICs, so the kernel skips it.
+const NO_FLR: &[(u16, u16)] = &[
+    (0x1022, 0x1487),
+    (0x1022, 0x148c),
+    (0x1022, 0x149c),
+    (0x8086, 0x1502),
+    (0x8086, 0x1503),
+];
+/// `quirk_no_bus_reset` as of Linux 5.14: Atheros AR93xx wireless cards (their link does not
+/// come back from a secondary bus reset) and TI KeyStone C667x.
+const NO_BUS_RESET: &[(u16, u16)] = &[
+    (0x168c, 0x0030),
+    (0x168c, 0x0032),
+    (0x168c, 0x0033),
+    (0x168c, 0x0034),
+    (0x168c, 0x003c),
+    (0x104c, 0xb005),
+];
+
+/// What a kernel before 5.15 (no `reset_method` file) would use to reset `d`, in the order
+/// `__pci_reset_function_locked` tries them: the device-specific quirk, FLR (the PCIe
+/// capability's or the Advanced Features one; not on `quirk_no_flr` devices), a D3hot→D0
+/// power-management reset (PM capability without No_Soft_Reset; never on AMD/ATI VGA
+/// devices, `quirk_no_pm_reset`), and a secondary bus reset through the bridge above — which
+/// `pci_parent_bus_reset` allows only on a bus other than a root bus and with the function
+/// alone on it (no other function, not even the card's own), and never on a
+/// `quirk_no_bus_reset` device. A hot-plug slot's reset (`slot`) needs the slot's driver and
+/// is not modelled; it also requires a single-function card alone, where `bus` is listed.
+/// `None` when the capabilities were not read (64 bytes of config space).
+pub fn modelled_reset_methods(host: &Host, d: &Device) -> Option<Vec<&'static str>> {
+    let (v, id) = (d.vendor_id.0, d.device_id.0);
+    let c = &d.capabilities;
+    let (flr, pm) = (c.flr?, c.pm_reset?);
+    let mut out = Vec::new();
+    if DEVICE_SPECIFIC_RESET.contains(&(v, id)) || (v == 0x1425 && id & 0xf000 == 0x4000) {
+        out.push("device_specific");
+    }
+    if flr && !NO_FLR.contains(&(v, id)) {
+        out.push("flr");
+    }
+    let ati_vga = v == 0x1002 && d.class.0 >> 8 == 0x0300;
+    if pm && !ati_vga {
+        out.push("pm");
+    }
+    let alone = || {
+        let a = d.address;
+        let (Some(lo), Some(hi)) = (
+            PciAddress::new(a.domain, a.bus, 0, 0),
+            PciAddress::new(a.domain, a.bus, 31, 7),
+        ) else {
+            return false;
+        };
+        host.devices.range(lo..=hi).all(|(o, _)| *o == a)
+    };
+    if d.parent.is_some() && !d.is_bridge() && !NO_BUS_RESET.contains(&(v, id)) && alone() {
+        out.push("bus");
+    }
+    Some(out)
+}
+
+/// `no-reset` when the kernel has no way to reset `d`. `resets` as [`reset_methods`] gives
+/// them (a missing `reset_method` file is either no reset at all or a kernel older than 5.15,
+/// whose choice is modelled); the doctor, which knows the kernel's release, passes its own.
+pub fn reset_reason(d: &Device, resets: Option<&ResetMethods>) -> Option<Reason> {
     if !d.is_endpoint() || d.is_chipset_glue() {
         return None;
     }
-    let none_listed = match &d.reset_methods {
-        Some(m) => m.is_empty(),
-        // No reset_method file: either no reset at all, or a kernel older than 5.15; fall back
-        // to what config space says.
-        None => d.capabilities.flr == Some(false) && d.capabilities.pm_reset == Some(false),
-    };
+    let none_listed = resets.is_some_and(|r| r.methods.is_empty());
     none_listed.then(|| {
         Reason::new("no-reset", Some(d.address), Severity::Warning,
             trf("{device} has no reset method the kernel can use: after the guest stops (or reboots) the device may stay in whatever state the guest left it.", &[("device", &name(d))]))
@@ -519,7 +615,7 @@ pub fn device_reasons(host: &Host, d: &Device) -> Vec<Reason> {
         out.push(Reason::new("claimed-by-ids", Some(d.address), Severity::Info,
             trf("{device} matches vfio-pci.ids on the kernel command line, so vfio-pci takes it at every boot; releasing it cannot give it back to a host driver until that is removed.", &[("device", &dev)])));
     }
-    if let Some(r) = reset_reason(d) {
+    if let Some(r) = reset_reason(d, reset_methods(host, d).as_ref()) {
         out.push(r);
     }
     let vfs = d.virtfns.len().max(d.sriov_numvfs.unwrap_or(0) as usize);

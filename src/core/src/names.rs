@@ -53,6 +53,10 @@ pub const INITRAMFS_UNIT: &str = "passage-initramfs.service";
 /// unset.
 pub const SSH_ENV: &str = "PASSAGE_SSH";
 
+/// The QEMU program that runs guests here (what `export --format qemu` asks for its version
+/// to choose the iommufd form); this architecture's `qemu-system-*` when unset.
+pub const QEMU_ENV: &str = "PASSAGE_QEMU";
+
 /// What runs on the other machine at the end of the SSH connection: systemd's bridge from
 /// standard input and output to that machine's system bus (`systemctl -H` runs the same).
 pub const STDIO_BRIDGE: &str = "systemd-stdio-bridge";

@@ -615,9 +615,12 @@ pub fn guests_text(guests: &[session::KnownGuest]) -> String {
 /// why and what to do.
 pub fn verify_text(id: GroupId, v: &vfio::Verdict) -> String {
     match v {
-        vfio::Verdict::Usable { devices } => {
+        vfio::Verdict::Usable { devices, interface } => {
             let list: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
-            trf("Group {id} is usable by QEMU: viable, attached to a VFIO container with the IOMMU, devices open: {devices}.\n", &[("id", &id.to_string()), ("devices", &list.join(", "))])
+            match interface {
+                Some(vfio::Interface::Iommufd) => trf("Group {id} is usable by QEMU through iommufd: every device bound to /dev/iommu through its own file (/dev/vfio/devices) and attached to an I/O address space: {devices}.\n", &[("id", &id.to_string()), ("devices", &list.join(", "))]),
+                _ => trf("Group {id} is usable by QEMU: viable, attached to a VFIO container with the IOMMU, devices open: {devices}.\n", &[("id", &id.to_string()), ("devices", &list.join(", "))]),
+            }
         }
         vfio::Verdict::NotUsable {
             message, remedy, ..
@@ -801,7 +804,13 @@ ci-runner (cloud-hypervisor, q35, claimed and kept)
     fn verify_answers_in_one_sentence_and_a_remedy() {
         let a: PciAddress = "0000:0b:00.0".parse().unwrap();
         assert_eq!(
-            verify_text(GroupId(19), &vfio::Verdict::Usable { devices: vec![a] }),
+            verify_text(
+                GroupId(19),
+                &vfio::Verdict::Usable {
+                    devices: vec![a],
+                    interface: Some(vfio::Interface::Group)
+                }
+            ),
             "Group 19 is usable by QEMU: viable, attached to a VFIO container with the IOMMU, devices open: 0000:0b:00.0.\n"
         );
         let no = vfio::Verdict::NotUsable {

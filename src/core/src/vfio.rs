@@ -53,6 +53,34 @@ const VFIO_TYPE1V2_IOMMU: u64 = 3;
 const VFIO_SPAPR_TCE_IOMMU: u64 = 2;
 const VFIO_SPAPR_TCE_V2_IOMMU: u64 = 7;
 const GROUP_FLAGS_VIABLE: u32 = 1;
+// iommufd and VFIO's device files (the "cdev" interface, QEMU's `-object iommufd`):
+// include/uapi/linux/vfio.h and iommufd.h. Both types are ';'; iommufd's commands start at
+// 0x80 (IOMMUFD_CMD_IOAS_ALLOC = 0x81).
+const VFIO_DEVICE_BIND_IOMMUFD: u64 = vfio_io(18);
+const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = vfio_io(19);
+const IOMMU_IOAS_ALLOC: u64 = IOC_NONE | ((b';' as u64) << 8) | 0x81;
+
+#[repr(C)]
+struct BindIommufd {
+    argsz: u32,
+    flags: u32,
+    iommufd: i32,
+    out_devid: u32,
+}
+
+#[repr(C)]
+struct IoasAlloc {
+    size: u32,
+    flags: u32,
+    out_ioas_id: u32,
+}
+
+#[repr(C)]
+struct AttachPt {
+    argsz: u32,
+    flags: u32,
+    pt_id: u32,
+}
 
 #[repr(C)]
 struct GroupStatus {
@@ -60,12 +88,26 @@ struct GroupStatus {
     flags: u32,
 }
 
+/// Which of the kernel's two ways in QEMU takes: the group files (`/dev/vfio/N` in a
+/// container) or iommufd with VFIO's per-device files (`/dev/iommu`,
+/// `/dev/vfio/devices/vfioX`; QEMU 9.0 and later with `-object iommufd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interface {
+    Group,
+    Iommufd,
+}
+
 /// The outcome, as a person needs it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "verdict")]
 pub enum Verdict {
     /// QEMU will be able to use the group.
-    Usable { devices: Vec<PciAddress> },
+    Usable {
+        devices: Vec<PciAddress>,
+        /// The way checked; `null` when the helper answered (its reply does not say).
+        interface: Option<Interface>,
+    },
     /// It will not, and this is why.
     NotUsable {
         code: String,
@@ -174,7 +216,54 @@ pub fn group_status(node: &Path) -> io::Result<bool> {
     Ok(status.flags & GROUP_FLAGS_VIABLE != 0)
 }
 
-/// Runs QEMU's steps on group `id` of the live host (`dev` is normally `/dev`).
+/// The kernel's ways into VFIO besides the group files, as a host root shows them: iommufd
+/// (`dev/iommu`), and VFIO's per-device files (CONFIG_VFIO_DEVICE_CDEV: a `dev` in each
+/// `sys/class/vfio-dev/vfioX`; `None` while no device is on vfio-pci, when nothing tells).
+pub fn kernel_interfaces(root: &crate::host::HostRoot) -> (bool, Option<bool>) {
+    let cdev = root.read_dir("sys/class/vfio-dev").ok().and_then(|devs| {
+        let first = devs.first()?;
+        Some(root.present(Path::new("sys/class/vfio-dev").join(first).join("dev")))
+    });
+    (root.present("dev/iommu"), cdev)
+}
+
+/// The device file VFIO made for `d` (`vfio-dev/vfioX` in its sysfs directory under `root`),
+/// where the kernel has them (CONFIG_VFIO_DEVICE_CDEV) and `d` is on vfio-pci.
+pub fn device_file(root: &Path, d: &crate::model::Device) -> Option<String> {
+    let dir = root.join(&d.sysfs_path).join("vfio-dev");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| {
+            n.strip_prefix("vfio")
+                .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}
+
+/// The way QEMU would take on this host for group `id`: iommufd where the kernel has it
+/// (`/dev/iommu`) and every member on vfio-pci has its device file; the group files otherwise.
+pub fn interface_for(host: &Host, id: GroupId, root: &Path, dev: &Path) -> Interface {
+    let Some(group) = host.groups.get(&id) else {
+        return Interface::Group;
+    };
+    let on_vfio: Vec<_> = host.members(group).filter(|d| d.on_vfio()).collect();
+    if dev.join("iommu").exists()
+        && !on_vfio.is_empty()
+        && on_vfio.iter().all(|d| device_file(root, d).is_some())
+    {
+        Interface::Iommufd
+    } else {
+        Interface::Group
+    }
+}
+
+/// Runs QEMU's steps on group `id` of the live host (`dev` is normally `/dev`): through
+/// iommufd and the devices' own files where the host has them (QEMU's way there since 9.0,
+/// and the way Passage's exports choose), else through the group file and a container.
 pub fn verify(
     host: &Host,
     id: GroupId,
@@ -188,6 +277,10 @@ pub fn verify(
         .filter(|d| d.is_endpoint() && !d.driver_is_harmless())
         .map(|d| format!("{} ({})", d.address, d.driver.as_deref().unwrap_or("?")))
         .collect();
+    let root = proc_root.parent().unwrap_or(Path::new("/"));
+    if interface_for(host, id, root, dev) == Interface::Iommufd {
+        return verify_iommufd(host, id, &members, &blockers, root, dev, proc_root);
+    }
     let node: PathBuf = dev.join("vfio").join(id.to_string());
     if !node.exists() {
         return Ok(not_usable(
@@ -350,5 +443,130 @@ pub fn verify(
         drop(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(r) });
         opened.push(d.address);
     }
-    Ok(Verdict::Usable { devices: opened })
+    Ok(Verdict::Usable {
+        devices: opened,
+        interface: Some(Interface::Group),
+    })
+}
+
+/// QEMU's steps with iommufd (hw/vfio/iommufd.c): open `/dev/iommu`, allocate an I/O address
+/// space, then for each member on vfio-pci open its device file, bind it to the iommufd
+/// (where the kernel claims DMA ownership of the whole group: a member still on a host driver
+/// makes it EBUSY, missing interrupt isolation EPERM) and attach it to the address space.
+fn verify_iommufd(
+    host: &Host,
+    id: GroupId,
+    members: &[&crate::model::Device],
+    blockers: &[String],
+    root: &Path,
+    dev: &Path,
+    proc_root: &Path,
+) -> Result<Verdict, VerifyError> {
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::PermissionDenied => VerifyError::Permission(e),
+                _ => VerifyError::Io {
+                    what: format!("opening {}", p.display()),
+                    source: e,
+                },
+            })
+    };
+    let iommufd = open(&dev.join("iommu"))?;
+    let mut ioas = IoasAlloc {
+        size: std::mem::size_of::<IoasAlloc>() as u32,
+        flags: 0,
+        out_ioas_id: 0,
+    };
+    ioctl(
+        &iommufd,
+        IOMMU_IOAS_ALLOC,
+        &mut ioas as *mut IoasAlloc as u64,
+    )
+    .map_err(errno_io("IOMMU_IOAS_ALLOC"))?;
+    let mut opened = Vec::new();
+    let mut files = Vec::new();
+    for d in members.iter().filter(|d| d.on_vfio()) {
+        let Some(name) = device_file(root, d) else {
+            continue;
+        };
+        let file = open(&dev.join("vfio/devices").join(&name))?;
+        let mut bind = BindIommufd {
+            argsz: std::mem::size_of::<BindIommufd>() as u32,
+            flags: 0,
+            iommufd: iommufd.as_raw_fd(),
+            out_devid: 0,
+        };
+        if let Err(e) = ioctl(
+            &file,
+            VFIO_DEVICE_BIND_IOMMUFD,
+            &mut bind as *mut BindIommufd as u64,
+        ) {
+            let (code, message, remedy) = match e.raw_os_error() {
+                Some(libc::EBUSY) if !blockers.is_empty() => (
+                    "not-viable",
+                    trf("Group {id} cannot be given to a guest: binding {device} to iommufd needs the whole group free of host drivers, but these are still on them: {devices}.", &[("id", &id.to_string()), ("device", &d.address.to_string()), ("devices", &blockers.join("; "))]),
+                    Some(trf("Claim the whole group (passagectl claim {id}), which binds every member together.", &[("id", &id.to_string())])),
+                ),
+                Some(libc::EBUSY) => {
+                    let who = holders(proc_root, id);
+                    let who = if who.is_empty() { "another process".to_string() } else { who.join(", ") };
+                    (
+                        "held-by-process",
+                        trf("{device} of group {id} is in use by {who} (a running guest, most likely, through its group file or its device file); VFIO lets one user have a device at a time.", &[("id", &id.to_string()), ("device", &d.address.to_string()), ("who", &who)]),
+                        Some(trf("Stop that guest (or process) first, or give it this group in its configuration instead of starting a second one.", &[])),
+                    )
+                }
+                Some(libc::EPERM) => (
+                    "no-interrupt-remapping",
+                    trf("iommufd refused {device} of group {id} (EPERM): the platform does not isolate the interrupts devices send (no interrupt remapping, or on ARM no GICv3 ITS), and iommufd does not allow unsafe interrupts.", &[("id", &id.to_string()), ("device", &d.address.to_string())]),
+                    Some(if host.platform.arch.as_deref() == Some("arm64") {
+                        trf("Use a machine with a GICv3 ITS (QEMU: -machine virt,gic-version=3); as a last resort set iommufd.allow_unsafe_interrupts=1, which lets the device inject interrupts into the host.", &[])
+                    } else {
+                        trf("Enable interrupt remapping in the firmware; as a last resort set iommufd.allow_unsafe_interrupts=1, which lets the device inject interrupts into the host.", &[])
+                    }),
+                ),
+                _ => (
+                    "device-open",
+                    trf("{device} could not be bound to iommufd ({error}).", &[("device", &d.address.to_string()), ("error", &e.to_string())]),
+                    None,
+                ),
+            };
+            return Ok(not_usable(code, message, remedy));
+        }
+        let mut attach = AttachPt {
+            argsz: std::mem::size_of::<AttachPt>() as u32,
+            flags: 0,
+            pt_id: ioas.out_ioas_id,
+        };
+        if let Err(e) = ioctl(
+            &file,
+            VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+            &mut attach as *mut AttachPt as u64,
+        ) {
+            return Ok(not_usable(
+                "iommu-attach",
+                trf("The IOMMU could not attach {device} of group {id} to an I/O address space ({error}). On Intel this is often a device with an RMRR (“ineligible for IOMMU domain attach” in the kernel log).", &[("id", &id.to_string()), ("device", &d.address.to_string()), ("error", &e.to_string())]),
+                Some(trf("Check the kernel log (dmesg) for the device; an RMRR-bound device usually cannot be assigned.", &[])),
+            ));
+        }
+        // Kept open until every member is attached, as QEMU holds them; closing undoes it.
+        files.push(file);
+        opened.push(d.address);
+    }
+    if opened.is_empty() {
+        return Ok(not_usable(
+            "not-bound",
+            trf("No member of group {id} is bound to vfio-pci, so there is no device file for QEMU to open.", &[("id", &id.to_string())]),
+            Some(trf("Claim the group: passagectl claim {id}.", &[("id", &id.to_string())])),
+        ));
+    }
+    drop(files);
+    Ok(Verdict::Usable {
+        devices: opened,
+        interface: Some(Interface::Iommufd),
+    })
 }

@@ -1227,11 +1227,25 @@ impl App {
         let Some(host) = &self.host else {
             return;
         };
+        // QEMU's form as `passagectl export` chooses it: from this machine's kernel and QEMU
+        // (a recording's or the demo's kernel, with their QEMU unknown; nothing for another
+        // machine, whose files are not here).
+        let iommufd = match (&self.source, &self.opts.host) {
+            (Some(src), None) => {
+                use passage_core::export::qemu;
+                let live = self.opts.demo.is_none() && self.opts.root.is_none();
+                let program = qemu::program();
+                let q = live.then(|| (program.as_str(), qemu::version(&program)));
+                qemu::choose_iommufd(passage_core::vfio::kernel_interfaces(src.root()), q)
+            }
+            _ => (false, None),
+        };
         let dlg = ExportDialog::builder()
             .launch(ExportInit {
                 parent: root.clone().upcast(),
                 plan: self.plan.clone(),
                 host: host.clone(),
+                iommufd,
             })
             .detach();
         if let Some(p) = &self.probe {

@@ -1128,13 +1128,20 @@ impl Helper {
         .await
         .map_err(failed)??;
         let v = match v {
-            Ok(passage_core::vfio::Verdict::Usable { devices }) => Ok(Verification {
+            Ok(passage_core::vfio::Verdict::Usable { devices, interface }) => Ok(Verification {
                 usable: true,
                 code: "usable".into(),
-                message: format!(
-                    "QEMU can use group {group}: it is viable, attaches to a VFIO container with \
-                     the IOMMU, and every device opens."
-                ),
+                message: if interface == Some(passage_core::vfio::Interface::Iommufd) {
+                    format!(
+                        "QEMU can use group {group} through iommufd: every device binds to \
+                         /dev/iommu through its own file and attaches to an I/O address space."
+                    )
+                } else {
+                    format!(
+                        "QEMU can use group {group}: it is viable, attaches to a VFIO container \
+                         with the IOMMU, and every device opens."
+                    )
+                },
                 remedy: String::new(),
                 devices: devices.iter().map(|d| d.to_string()).collect(),
             }),

@@ -13,7 +13,7 @@ mod kubevirt;
 pub mod libvirt;
 mod nova;
 mod proxmox;
-mod qemu;
+pub mod qemu;
 
 use crate::i18n::{tr, trf};
 use crate::model::Host;

@@ -7,6 +7,72 @@ use super::comment_header;
 use crate::i18n::trf;
 use crate::plan::{Layout, ResolvedGuest};
 
+/// The QEMU that will run guests on this machine: `$PASSAGE_QEMU` where set, else this
+/// architecture's `qemu-system-*` on the PATH.
+pub fn program() -> String {
+    if let Some(p) = std::env::var_os(crate::names::QEMU_ENV).filter(|p| !p.is_empty()) {
+        return p.to_string_lossy().into_owned();
+    }
+    let arch = match std::env::consts::ARCH {
+        "powerpc64" => "ppc64",
+        a => a,
+    };
+    format!("qemu-system-{arch}")
+}
+
+/// The version `PROGRAM --version` prints ("QEMU emulator version 10.0.2 (Debian …)"), as
+/// (major, minor); `None` when it does not run or says something else.
+pub fn version(program: &str) -> Option<(u32, u32)> {
+    let out = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    parse_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let rest = text.lines().next()?.split("version ").nth(1)?;
+    let mut it = rest.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Whether the QEMU export takes the iommufd form, and why in a note: the kernel must have
+/// iommufd and VFIO's device files, and QEMU must be 9.0 or later. `qemu` is the QEMU that
+/// will run the guest, where known (its program name and version).
+pub fn choose_iommufd(
+    kernel: (bool, Option<bool>),
+    qemu: Option<(&str, Option<(u32, u32)>)>,
+) -> (bool, Option<String>) {
+    use crate::i18n::tr;
+    match kernel {
+        (true, Some(true)) => match qemu {
+            Some((_, Some(v))) if v >= (9, 0) => (
+                true,
+                Some(trf("Written in the iommufd form: this host's kernel has iommufd and VFIO's device files, and QEMU {version} takes them (--no-iommufd writes the group form).", &[("version", &format!("{}.{}", v.0, v.1))])),
+            ),
+            Some((_, Some(v))) => (
+                false,
+                Some(trf("This host's kernel has iommufd, but QEMU {version} here is older than 9.0, so the group form is written.", &[("version", &format!("{}.{}", v.0, v.1))])),
+            ),
+            Some((program, None)) => (
+                false,
+                Some(trf("This host's kernel has iommufd, but {program} did not say its version here, so the group form is written; --iommufd writes the iommufd form for QEMU 9.0 or later.", &[("program", program)])),
+            ),
+            None => (
+                false,
+                Some(tr("The host's kernel has iommufd; the QEMU that will run the guest is not known here, so the group form is written (--iommufd for QEMU 9.0 or later).")),
+            ),
+        },
+        (true, None) => (
+            false,
+            Some(tr("This host's kernel has iommufd; whether it has VFIO's device files shows once a device is on vfio-pci, so the group form is written (--iommufd to choose).")),
+        ),
+        _ => (false, None),
+    }
+}
+
 /// Root ports get chassis numbers from here up: QEMU needs each (chassis, slot) pair unique,
 /// and a hand-written command line usually numbers its own ports from 1.
 pub const CHASSIS_BASE: u32 = 0x50;

@@ -20,6 +20,8 @@ pub struct ExportDialog {
     pub buffer: gtk::TextBuffer,
     /// The export's notes, or why there is nothing to export.
     notes: String,
+    /// QEMU's form for this host, and why (`export::qemu::choose_iommufd`).
+    iommufd: (bool, Option<String>),
 }
 
 /// What to export.
@@ -30,6 +32,8 @@ pub struct ExportInit {
     pub plan: Plan,
     /// The host the plan is for.
     pub host: Host,
+    /// Whether QEMU's arguments take the iommufd form on this host, and the note saying why.
+    pub iommufd: (bool, Option<String>),
 }
 
 /// What a person did in the window.
@@ -157,6 +161,7 @@ impl Component for ExportDialog {
             format: 0,
             buffer: gtk::TextBuffer::new(None),
             notes: String::new(),
+            iommufd: init.iommufd.clone(),
         };
         model.render();
         let widgets = view_output!();
@@ -195,10 +200,21 @@ impl ExportDialog {
     fn render(&mut self) {
         let g = self.guests.get(self.guest as usize).map(String::as_str);
         let f = self.chosen_format();
-        match export::export(&self.plan, &self.host, g, f, &Default::default()) {
+        let qemu = f == Format::Qemu;
+        let opts = export::Options {
+            iommufd: qemu && self.iommufd.0,
+            ..Default::default()
+        };
+        match export::export(&self.plan, &self.host, g, f, &opts) {
             Ok(e) => {
                 self.buffer.set_text(&e.text);
-                self.notes = e.notes.join("\n");
+                let first = self.iommufd.1.as_ref().filter(|_| qemu);
+                self.notes = first
+                    .into_iter()
+                    .chain(&e.notes)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n");
             }
             Err(e) => {
                 self.buffer.set_text("");
