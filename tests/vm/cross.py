@@ -51,18 +51,6 @@ ARCHES = {
         # The SMMUv3 driver and the virtio-mmio transport the shares use.
         "modules": ["virtio_mmio", "arm_smmu_v3"],
     },
-    # x86 through this bed rather than vm.py's: for a kernel from another suite
-    # (bookworm-backports' has iommufd and VFIO's device files; Debian 12's 6.1 has neither).
-    "amd64": {
-        "triplet": "x86_64-linux-gnu",
-        "rust": "x86_64-unknown-linux-gnu",
-        "qemu": "qemu-system-x86_64",
-        "qemu_pkg": "qemu-system-x86",
-        "kernel": "linux-image-amd64",
-        "console": "ttyS0",
-        "loader": "ld-linux-x86-64.so.2",
-        "modules": ["virtio_pci", "iommufd"],
-    },
     "ppc64el": {
         "triplet": "powerpc64le-linux-gnu",
         "rust": "powerpc64le-unknown-linux-gnu",
