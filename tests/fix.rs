@@ -1208,6 +1208,27 @@ fn the_helper_rehearses_a_reset_and_gives_the_group_back() {
         .any(|r| r["device_id"] == "2206"
             && r["kernel"] == "6.1.0-27-amd64"
             && r["reset"] == true));
+    // Someone who cannot read the records (nobody; the tree has no /var/lib/passage yet):
+    // the doctor asks the helper for them (ResetRehearsals, the read action) and says the same.
+    assert!(!root.join("var/lib/passage/resets.json").exists());
+    let out = b.passagectl(true, &["--root", root.to_str().unwrap(), "doctor"]);
+    let doc = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        doc.contains("survived a rehearsed guest reboot on this kernel (6.1.0-27-amd64)")
+            && doc.contains("(reset-rehearsed)"),
+        "{doc}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without a helper to ask (another bus, nothing there): nothing said about rehearsals,
+    // and the doctor still answers.
+    let out = passagectl()
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .args(["--root", root.to_str().unwrap(), "doctor"])
+        .output()
+        .unwrap();
+    let doc = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.code().is_some_and(|c| c < 2), "{doc}");
+    assert!(!doc.contains("(reset-rehearsed)"), "{doc}");
     // The doctor, where it can read the records (as root, here copied into the tree's
     // /var/lib/passage), says what the rehearsal found for the models on this kernel.
     std::fs::create_dir_all(root.join("var/lib/passage")).unwrap();
@@ -1217,6 +1238,7 @@ fn the_helper_rehearses_a_reset_and_gives_the_group_back() {
     )
     .unwrap();
     let out = passagectl()
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
         .args(["--root", root.to_str().unwrap(), "doctor"])
         .output()
         .unwrap();

@@ -19,7 +19,7 @@ use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 /// The interface's version (the `Version` property): 2 since replies are typed, 3 since
 /// PersistedGroups, 4 since DescribeHost and DeviceChanged, 5 since Fix, Unfix, BootLineFixes,
 /// SetVirtualFunctions and RehearseReset.
-pub const INTERFACE_VERSION: u32 = 5;
+pub const INTERFACE_VERSION: u32 = 6;
 
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
 ///
@@ -286,6 +286,10 @@ pub trait Helper {
     /// The boot-line changes Passage made and has not taken back, as JSON
     /// (`[{code, device, edit: {add, remove}, before, files, at}]`).
     fn boot_line_fixes(&self) -> Result<String, HelperError>;
+    /// What reset rehearsals found, per device model and kernel release, as JSON
+    /// (`[passage_core::doctor::Rehearsal]`): the doctor's `reset-rehearsed` for callers who
+    /// cannot read the helper's state directory (interface version 6).
+    fn reset_rehearsals(&self) -> Result<String, HelperError>;
     /// The whole host as the helper keeps it, as JSON (`passage_core::Host`).
     fn describe_host(&self) -> Result<String, HelperError>;
     /// A device changed: one `passage_core::watch::Update` as JSON.
@@ -358,6 +362,27 @@ pub fn helper_reachable() -> Result<(), Unreachable> {
             Ok(())
         } else {
             Err(Unreachable::NotInstalled)
+        }
+    })
+}
+
+/// What reset rehearsals found, from this machine's helper (the records are in its root-only
+/// state directory), for a doctor run by someone else; empty when the helper cannot be
+/// reached or is older than interface version 6 — the doctor then says nothing of them.
+pub fn rehearsals_blocking() -> Vec<passage_core::doctor::Rehearsal> {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    rt.block_on(async {
+        let Ok(h) = connect().await else {
+            return Vec::new();
+        };
+        match h.reset_rehearsals().await {
+            Ok(json) => serde_json::from_str(&json).unwrap_or_default(),
+            Err(_) => Vec::new(),
         }
     })
 }

@@ -68,6 +68,7 @@ const BOUNCER: &[(&str, &str)] = &[
     ("SetVirtualFunctions", names::ACTION_SET_VFS),
     ("RehearseReset", names::ACTION_REHEARSE_RESET),
     ("BootLineFixes", names::ACTION_READ),
+    ("ResetRehearsals", names::ACTION_READ),
 ];
 
 /// The polkit action for `method`, from [`BOUNCER`].
@@ -1056,6 +1057,26 @@ impl Helper {
         )
         .await?;
         let recs = passage_helper::bootfix::records(&self.state).map_err(HelperError::Failed)?;
+        serde_json::to_string(&recs).map_err(failed)
+    }
+
+    /// What reset rehearsals found (per model and kernel; nothing about any one machine's
+    /// state), for a doctor that cannot read the state directory.
+    #[zbus(out_args("rehearsals"))]
+    async fn reset_rehearsals(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HelperError> {
+        self.authorize(
+            conn,
+            &hdr,
+            "ResetRehearsals",
+            HashMap::new(),
+            &Options::default(),
+        )
+        .await?;
+        let recs = passage_helper::rehearse::records(&self.state).map_err(HelperError::Failed)?;
         serde_json::to_string(&recs).map_err(failed)
     }
 

@@ -22,7 +22,12 @@ impl Source {
         let src = passage_core::demo::Source::open(self.demo, self.root.as_deref())
             .map_err(|e| e.to_string())?;
         let host = scan::scan(src.root()).map_err(|e| e.to_string())?;
-        let facts = doctor::read(src.root(), &host);
+        let mut facts = doctor::read(src.root(), &host);
+        // As `passagectl doctor`: the rehearsals from the helper when the state directory is
+        // not ours to read.
+        if facts.rehearsals.is_empty() && self.demo.is_none() {
+            facts.rehearsals = passage_dbus::rehearsals_blocking();
+        }
         Ok(Box::new(doctor::examine(&host, &facts)))
     }
 
