@@ -1423,6 +1423,85 @@ fn planned_cards_that_moved_are_said_and_followed_with_one_button_and_undone_wit
         .any(|g| g.group == passage_core::GroupId(30)));
 }
 
+/// Host Readiness's own buttons for what the CLI's rehearse-reset and vfs do, pressed through
+/// AT-SPI as a screen-reader user would (their names say which group or card): group 19's
+/// reset rehearsed by the real helper on a private bus (claimed, reset, given back to nvidia
+/// and snd_hda_intel), said in the window; then the i350 given 4 virtual functions, the
+/// kernel's count and the boot rule written, said in the window.
+#[test]
+fn host_readiness_rehearses_a_reset_and_sets_virtual_functions() {
+    let bus = bus::Bus::start_spec(
+        &|m| {
+            for d in m
+                .devices
+                .iter_mut()
+                .filter(|d| d.bdf.starts_with("0000:09:00."))
+            {
+                d.driver = Some("igb".into());
+                let c = d.config.get_or_insert_with(Default::default);
+                c.full = true;
+                c.port_type = Some(passage_core::config::PortType::Endpoint);
+                c.sriov_total_vfs = 8;
+            }
+        },
+        &|root| {
+            std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+            std::fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-27-amd64\n").unwrap();
+            for f in ["0000:09:00.0", "0000:09:00.1"] {
+                let dev = root.join("sys/bus/pci/devices").join(f);
+                std::fs::write(dev.join("sriov_totalvfs"), "8\n").unwrap();
+                std::fs::write(dev.join("sriov_numvfs"), "0\n").unwrap();
+            }
+        },
+    );
+    let s = Session::launch(Launch {
+        tree: Some(&bus.root()),
+        atspi: true,
+        env: vec![("DBUS_SYSTEM_BUS_ADDRESS", bus.address())],
+        ..Default::default()
+    });
+    s.until("the cards", |p| p["loaded"] == true);
+    let before = (bus.driver("0000:0b:00.0"), bus.driver("0000:0b:00.1"));
+    assert_eq!(before.0.as_deref(), Some("nvidia"));
+    let out = s.atspi("readiness-rehearse-and-vfs");
+    assert!(
+        out.contains("said: Group 19 survives a guest's reboot."),
+        "{out}"
+    );
+    assert!(
+        out.contains("pressed: Set the virtual functions of 0000:09:00.0"),
+        "{out}"
+    );
+    let p = s.until("the VFs set, said in the window", |p| {
+        p["texts"]["readiness"]
+            .as_str()
+            .is_some_and(|t| t.contains("virtual functions now") || t.contains("rror"))
+    });
+    let said = p["texts"]["readiness"].as_str().unwrap().to_string();
+    assert!(
+        said.contains("0000:09:00.0 has 4 virtual functions now"),
+        "{said}"
+    );
+    let numvfs = bus
+        .root()
+        .join("sys/bus/pci/devices/0000:09:00.0/sriov_numvfs");
+    assert_eq!(std::fs::read_to_string(numvfs).unwrap().trim(), "4");
+    assert!(bus
+        .root()
+        .join("etc/udev/rules.d/63-passage-sriov.rules")
+        .exists());
+    // The rehearsal ran before: kept per model and kernel, every member back where it was.
+    let recs = std::fs::read_to_string(bus.state().join("resets.json")).unwrap();
+    assert!(
+        recs.contains("\"2206\"") && recs.contains("6.1.0-27-amd64"),
+        "{recs}"
+    );
+    assert_eq!(
+        (bus.driver("0000:0b:00.0"), bus.driver("0000:0b:00.1")),
+        before
+    );
+}
+
 /// Host Readiness (Ctrl+Shift+R) on the demo host's tree driven by the real helper on a private
 /// bus: the doctor's findings by topic, a Fix button on the one Passage can carry out (the
 /// kernel line's vfio-pci.ids, with Debian's GRUB and a stand-in update-grub in the tree),

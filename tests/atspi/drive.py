@@ -239,7 +239,42 @@ def about_and_shortcuts():
     key("Escape")
 
 
-SCENARIOS = {"assign-undo-redo": assign_undo_redo, "about-and-shortcuts": about_and_shortcuts}
+def readiness_rehearse_and_vfs():
+    """Host Readiness as a screen-reader user works it: the Rehearse button of group 19 (its
+    name says which group), then the SR-IOV card's count and its Set button."""
+    a = app()
+    key("ctrl+shift+r")
+    rehearse = find(a, "the Rehearse button of group 19",
+                    lambda o: role(o) == "push button" and name(o) == "Rehearse the reset of group 19",
+                    timeout=30)
+    say("found:", name(rehearse))
+    click(rehearse)
+    said = find(a, "the rehearsal's outcome in the window's status line",
+                lambda o: role(o) == "status bar" and "reboot" in name(o) and "Group 19" in name(o),
+                timeout=60)
+    say("said:", name(said).splitlines()[0])
+    spin = find(a, "the virtual-function count of 0000:09:00.0",
+                lambda o: role(o) == "spin button" and name(o) == "Virtual functions of 0000:09:00.0",
+                timeout=60)
+    # Wait for the rehearsal's read-again to settle before the next press (the buttons are off
+    # while the helper works).
+    wait("the Set button to take presses again", lambda: find(
+        a, "the Set button", lambda o: role(o) == "push button"
+        and name(o) == "Set the virtual functions of 0000:09:00.0").get_state_set().contains(
+            Atspi.StateType.SENSITIVE), timeout=60)
+    spin = find(a, "the virtual-function count of 0000:09:00.0",
+                lambda o: role(o) == "spin button" and name(o) == "Virtual functions of 0000:09:00.0")
+    if not Atspi.Value.set_current_value(spin, 4.0):
+        raise Failed("the count did not take 4")
+    say("count:", Atspi.Value.get_current_value(spin))
+    set_button = find(a, "the Set button", lambda o: role(o) == "push button"
+                      and name(o) == "Set the virtual functions of 0000:09:00.0")
+    click(set_button)
+    say("pressed:", name(set_button))
+
+
+SCENARIOS = {"assign-undo-redo": assign_undo_redo, "about-and-shortcuts": about_and_shortcuts,
+             "readiness-rehearse-and-vfs": readiness_rehearse_and_vfs}
 
 if __name__ == "__main__":
     try:

@@ -366,6 +366,38 @@ pub fn helper_reachable() -> Result<(), Unreachable> {
     })
 }
 
+/// The helper's RehearseReset of `group` on this machine's system bus, waited for here (the
+/// app calls it off its main loop): whether every member survives, and a line per member.
+pub fn rehearse_blocking(group: u32) -> Result<(bool, Vec<String>), String> {
+    blocking(|h| async move { h.rehearse_reset(group, HashMap::new()).await })
+}
+
+/// The helper's SetVirtualFunctions: physical function `address` gets `count` virtual
+/// functions, now and at every boot; waited for here.
+pub fn set_vfs_blocking(address: &str, count: u32) -> Result<Persisted, String> {
+    let address = address.to_string();
+    blocking(|h| async move {
+        h.set_virtual_functions(&address, count, HashMap::new())
+            .await
+    })
+}
+
+/// One call to this machine's helper, waited for on a runtime of its own; errors in words.
+fn blocking<T, F, Fut>(f: F) -> Result<T, String>
+where
+    F: FnOnce(HelperProxy<'static>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, HelperError>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let h = connect().await.map_err(|e| error_text(&e))?;
+        f(h).await.map_err(|e| error_text(&e))
+    })
+}
+
 /// What reset rehearsals found, from this machine's helper (the records are in its root-only
 /// state directory), for a doctor run by someone else; empty when the helper cannot be
 /// reached or is older than interface version 6 — the doctor then says nothing of them.
@@ -390,18 +422,13 @@ pub fn rehearsals_blocking() -> Vec<passage_core::doctor::Rehearsal> {
 /// The helper's Fix (or Unfix) of a doctor's finding on this machine's system bus, waited for
 /// here (the app calls it off its main loop). `device` is "" for a finding about none.
 pub fn fix_blocking(code: &str, device: &str, undo: bool) -> Result<Persisted, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let h = connect().await.map_err(|e| error_text(&e))?;
-        let r = if undo {
-            h.unfix(code, device, HashMap::new()).await
+    let (code, device) = (code.to_string(), device.to_string());
+    blocking(|h| async move {
+        if undo {
+            h.unfix(&code, &device, HashMap::new()).await
         } else {
-            h.fix(code, device, HashMap::new()).await
-        };
-        r.map_err(|e| error_text(&e))
+            h.fix(&code, &device, HashMap::new()).await
+        }
     })
 }
 

@@ -1,14 +1,17 @@
 //! "Host Readiness": the doctor's findings by topic (`core::doctor`), each with its remedy,
 //! and a Fix button where Passage can carry the remedy out (`passagectl fix`, through the
-//! helper, which asks for the administrator's password). What waits for a restart is one of the
+//! helper, which asks for the administrator's password); on a group's reset findings a
+//! Rehearse button (`passagectl rehearse-reset`), on an SR-IOV card its count of virtual
+//! functions and Set (`passagectl vfs`). What waits for a restart is one of the
 //! findings (`boot-line-pending`), so it is said where the rest is. Read afresh after every fix.
 
 use adw::prelude::*;
 use passage_core::doctor::{self, Report};
 use passage_core::explain::Severity;
 use passage_core::i18n::{tr, trf};
-use passage_core::{scan, PciAddress};
+use passage_core::{scan, GroupId, PciAddress};
 use relm4::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where the findings are read: this machine (or `--root`), or the demo host (read, never fixed).
 #[derive(Debug, Clone)]
@@ -17,8 +20,17 @@ pub struct Source {
     pub root: Option<std::path::PathBuf>,
 }
 
+/// The doctor's findings, with what the rows' buttons need of the host: the group of each
+/// device a finding names, and each SR-IOV card's virtual functions (now, at most).
+#[derive(Debug)]
+pub struct Reading {
+    report: Report,
+    groups: BTreeMap<PciAddress, GroupId>,
+    vfs: BTreeMap<PciAddress, (u32, u16)>,
+}
+
 impl Source {
-    fn read(&self) -> Result<Box<Report>, String> {
+    fn read(&self) -> Result<Box<Reading>, String> {
         let src = passage_core::demo::Source::open(self.demo, self.root.as_deref())
             .map_err(|e| e.to_string())?;
         let host = scan::scan(src.root()).map_err(|e| e.to_string())?;
@@ -28,7 +40,29 @@ impl Source {
         if facts.rehearsals.is_empty() && self.demo.is_none() {
             facts.rehearsals = passage_dbus::rehearsals_blocking();
         }
-        Ok(Box::new(doctor::examine(&host, &facts)))
+        let report = doctor::examine(&host, &facts);
+        let named = |a: &PciAddress| report.findings.iter().any(|f| f.reason.device == Some(*a));
+        let groups = host
+            .devices
+            .values()
+            .filter(|d| named(&d.address))
+            .filter_map(|d| Some((d.address, d.group?)))
+            .collect();
+        let vfs = host
+            .devices
+            .values()
+            .filter(|d| named(&d.address))
+            .filter_map(|d| {
+                let total = d.capabilities.sriov_total_vfs.filter(|t| *t > 0)?;
+                let now = d.sriov_numvfs.unwrap_or(d.virtfns.len() as u32);
+                Some((d.address, (now, total)))
+            })
+            .collect();
+        Ok(Box::new(Reading {
+            report,
+            groups,
+            vfs,
+        }))
     }
 
     /// Fixes go to this machine's helper; the demo host has none, and neither has a recorded
@@ -55,11 +89,15 @@ pub struct ReadinessDialog {
 #[derive(Debug)]
 pub enum ReadinessInput {
     Fix(String, Option<PciAddress>),
+    /// Rehearse a group's reset (claimed, each member reset, given back) through the helper.
+    Rehearse(GroupId),
+    /// Give an SR-IOV card this many virtual functions, now and at every boot.
+    SetVfs(PciAddress, u32),
 }
 
 #[derive(Debug)]
 pub enum ReadinessCmd {
-    Read(Result<Box<Report>, String>),
+    Read(Result<Box<Reading>, String>),
     Fixed(Result<Vec<String>, String>),
 }
 
@@ -164,6 +202,32 @@ impl Component for ReadinessDialog {
                 set_fix_buttons(&widgets.list, false);
                 sender.spawn_oneshot_command(move || ReadinessCmd::Fixed(fix(&code, device)));
             }
+            ReadinessInput::Rehearse(g) => {
+                if self.busy {
+                    return;
+                }
+                self.busy = true;
+                self.said = trf(
+                    "Rehearsing the reset of group {group}: the helper asks for the administrator's password, claims the group, resets each device and gives it back…",
+                    &[("group", &g.to_string())],
+                );
+                self.show_said(widgets);
+                set_fix_buttons(&widgets.list, false);
+                sender.spawn_oneshot_command(move || ReadinessCmd::Fixed(rehearse(g)));
+            }
+            ReadinessInput::SetVfs(a, n) => {
+                if self.busy {
+                    return;
+                }
+                self.busy = true;
+                self.said = trf(
+                    "Giving {device} {count} virtual functions: the helper asks for the administrator's password…",
+                    &[("device", &a.to_string()), ("count", &n.to_string())],
+                );
+                self.show_said(widgets);
+                set_fix_buttons(&widgets.list, false);
+                sender.spawn_oneshot_command(move || ReadinessCmd::Fixed(set_vfs(a, n)));
+            }
         }
     }
 
@@ -175,12 +239,12 @@ impl Component for ReadinessDialog {
         _root: &Self::Root,
     ) {
         match msg {
-            ReadinessCmd::Read(Ok(report)) => {
+            ReadinessCmd::Read(Ok(reading)) => {
                 self.busy = false;
                 if self.said == tr("Reading this host…") {
-                    self.said = summary(&report);
+                    self.said = summary(&reading.report);
                 }
-                self.fill(widgets, &report, &sender);
+                self.fill(widgets, &reading, &sender);
                 self.show_said(widgets);
             }
             ReadinessCmd::Read(Err(e)) => {
@@ -215,11 +279,14 @@ impl ReadinessDialog {
     }
 
     /// One group of rows per topic, in the doctor's order.
-    fn fill(&self, widgets: &ReadinessWidgets, report: &Report, sender: &ComponentSender<Self>) {
+    fn fill(&self, widgets: &ReadinessWidgets, reading: &Reading, sender: &ComponentSender<Self>) {
+        let report = &reading.report;
         while let Some(c) = widgets.list.first_child() {
             widgets.list.remove(&c);
         }
         let mut first_fix: Option<gtk::Button> = None;
+        // One Rehearse button per group, on its first reset finding.
+        let mut rehearsable: BTreeSet<GroupId> = BTreeSet::new();
         let mut group: Option<(String, adw::PreferencesGroup)> = None;
         let mut codes = Vec::new();
         for f in &report.findings {
@@ -266,6 +333,67 @@ impl ReadinessDialog {
                 row.add_suffix(&b);
                 first_fix.get_or_insert(b);
             }
+            // What a guest's reboot will do, tried now (the CLI's rehearse-reset).
+            let group = f
+                .reason
+                .device
+                .and_then(|a| reading.groups.get(&a).copied());
+            if let Some(gid) = group
+                .filter(|g| f.topic == "reset" && self.source.can_fix() && rehearsable.insert(*g))
+            {
+                let b = gtk::Button::with_label(&tr("Rehearse"));
+                b.set_valign(gtk::Align::Center);
+                b.set_tooltip_text(Some(&tr("Claim the group as a guest's start would, reset each device the way the kernel does for VFIO, check that it answers, and give it back.")));
+                crate::a11y::accessible_label(
+                    &b,
+                    &trf(
+                        "Rehearse the reset of group {group}",
+                        &[("group", &gid.to_string())],
+                    ),
+                );
+                let s = sender.input_sender().clone();
+                b.connect_clicked(move |_| s.emit(ReadinessInput::Rehearse(gid)));
+                crate::registry::enter(&self.registry.buttons, format!("rehearse-{gid}"), &b);
+                row.add_suffix(&b);
+            }
+            // An SR-IOV card: how many virtual functions, set through the helper.
+            if let (Some(a), true) = (
+                f.reason.device,
+                f.reason.code == "sriov-capable" && self.source.can_fix(),
+            ) {
+                if let Some((now, total)) = reading.vfs.get(&a).copied() {
+                    let spin = gtk::SpinButton::with_range(0.0, f64::from(total), 1.0);
+                    spin.set_value(f64::from(now));
+                    spin.set_valign(gtk::Align::Center);
+                    crate::a11y::accessible_label(
+                        &spin,
+                        &trf(
+                            "Virtual functions of {device}",
+                            &[("device", &a.to_string())],
+                        ),
+                    );
+                    let b = gtk::Button::with_label(&tr("Set"));
+                    b.set_valign(gtk::Align::Center);
+                    crate::a11y::accessible_label(
+                        &b,
+                        &trf(
+                            "Set the virtual functions of {device}",
+                            &[("device", &a.to_string())],
+                        ),
+                    );
+                    let s = sender.input_sender().clone();
+                    let count = spin.clone();
+                    b.connect_clicked(move |_| {
+                        s.emit(ReadinessInput::SetVfs(
+                            a,
+                            count.value_as_int().max(0) as u32,
+                        ))
+                    });
+                    crate::registry::enter(&self.registry.buttons, format!("vfs-{a}"), &b);
+                    row.add_suffix(&spin);
+                    row.add_suffix(&b);
+                }
+            }
             g.add(&row);
         }
         self.registry
@@ -282,7 +410,10 @@ impl ReadinessDialog {
 fn set_fix_buttons(list: &gtk::Box, on: bool) {
     fn walk(w: &gtk::Widget, on: bool) {
         if let Some(b) = w.downcast_ref::<gtk::Button>() {
-            if b.label().as_deref() == Some(tr("Fix").as_str()) {
+            let ours = [tr("Fix"), tr("Rehearse"), tr("Set")];
+            if b.label()
+                .is_some_and(|l| ours.iter().any(|o| o.as_str() == l.as_str()))
+            {
                 b.set_sensitive(on);
             }
         }
@@ -327,6 +458,41 @@ fn summary(r: &Report) -> String {
 }
 
 /// The helper's Fix, on this machine's system bus.
+/// A rehearsal through the helper, said as `passagectl rehearse-reset` says it.
+fn rehearse(g: GroupId) -> Result<Vec<String>, String> {
+    let (survives, lines) = passage_dbus::rehearse_blocking(g.0)?;
+    let mut said = vec![if survives {
+        trf(
+            "Group {group} survives a guest's reboot.",
+            &[("group", &g.to_string())],
+        )
+    } else {
+        trf(
+            "Group {group} may not survive a guest's reboot.",
+            &[("group", &g.to_string())],
+        )
+    }];
+    said.extend(lines);
+    Ok(said)
+}
+
+fn set_vfs(a: PciAddress, n: u32) -> Result<Vec<String>, String> {
+    let done = passage_dbus::set_vfs_blocking(&a.to_string(), n)?;
+    let mut said = vec![if done.changed {
+        trf(
+            "{device} has {count} virtual functions now.",
+            &[("device", &a.to_string()), ("count", &n.to_string())],
+        )
+    } else {
+        trf(
+            "Nothing changed for {device}.",
+            &[("device", &a.to_string())],
+        )
+    }];
+    said.extend(done.notes);
+    Ok(said)
+}
+
 fn fix(code: &str, device: Option<PciAddress>) -> Result<Vec<String>, String> {
     let dev = device.map(|d| d.to_string()).unwrap_or_default();
     let done = passage_dbus::fix_blocking(code, &dev, false)?;
