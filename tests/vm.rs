@@ -552,6 +552,90 @@ fn sriov_virtual_functions_get_groups_of_their_own_and_bind_alone() {
     assert_eq!(v["devices"][0].as_str(), Some(vfs[0].as_str()));
 }
 
+/// The rule `passagectl vfs` writes, at a real boot: the helper gives the igb two VFs in one
+/// boot; in the next (a "udev" boot: no driver loaded until systemd-udevd loads them by
+/// modalias, the rule from the first boot in /etc/udev/rules.d) the card comes up without VFs,
+/// igb binds it, and the rule gives it its two again — each VF its own group.
+#[test]
+fn the_virtual_functions_come_back_at_the_next_boot_through_the_helpers_rule() {
+    const PF: &str = "0000:01:00.0";
+    let header = |stage: &str| {
+        format!(
+            "PASSAGECTL={}\nHELPER={}\nSTAGE={stage}\nPF={PF}\n",
+            bins::bin("passagectl"),
+            bins::bin("passage-helper")
+        )
+    };
+    // The first boot's Run holds the bed until it is dropped: the seed is taken in a block.
+    let seed: Vec<(String, Vec<u8>)> = {
+        let setup = boot_job(
+            "sriov",
+            &header("setup"),
+            "tests/vm/guest-sriov-boot-job.sh",
+        );
+        assert_eq!(setup.rc("vfs.rc"), 0, "{}", setup.file("vfs.txt"));
+        assert_eq!(setup.file("setup-numvfs.txt").trim(), "2");
+        ["63-passage-sriov.rules", "sriov.json"]
+            .iter()
+            .map(|f| (f.to_string(), setup.file(&format!("seed/{f}")).into_bytes()))
+            .collect()
+    };
+    let boot = boot_udev(
+        "sriov",
+        &header("boot"),
+        "tests/vm/guest-sriov-boot-job.sh",
+        &seed,
+    );
+    // Before udev: no driver, no VFs (a fresh boot of the card).
+    assert_eq!(boot.file("before-udev.txt").trim(), "0", "{}", boot.log());
+    assert_eq!(boot.rc("settle.rc"), 0, "{}", boot.file("udevd.log"));
+    assert_eq!(
+        boot.file("after-udev.txt").trim(),
+        "igb 2",
+        "{}",
+        boot.log()
+    );
+    // udevd's own log: the rule acted on the PF's bind.
+    let udevd = boot.file("udevd.log");
+    assert!(
+        udevd
+            .lines()
+            .any(|l| l.starts_with(&format!("{PF}: ")) && l.contains("63-passage-sriov.rules")),
+        "no line of 63-passage-sriov.rules for {PF} in udevd's log"
+    );
+    assert!(
+        !udevd
+            .lines()
+            .any(|l| l.contains("63-passage-sriov") && l.to_lowercase().contains("invalid")),
+        "udevd found the rule invalid"
+    );
+    let vfs: Vec<String> = boot
+        .file("vfs-after.txt")
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(vfs.len(), 2, "{}", boot.file("vfs-after.txt"));
+    let list = boot.json("list.json");
+    let pf = device(&list, PF);
+    assert_eq!(pf["virtfns"].as_array().map(Vec::len), Some(2), "{pf}");
+    for vf in &vfs {
+        let d = device(&list, vf);
+        assert_eq!(d["physfn"], PF);
+        let g = list["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == d["group"])
+            .unwrap();
+        assert_eq!(
+            g["devices"].as_array().unwrap().len(),
+            1,
+            "each VF alone: {g}"
+        );
+    }
+    eprintln!("udev boot: {}", boot.file("vfs-after.txt").trim());
+}
+
 /// `member driver` lines → map.
 fn members(text: &str) -> BTreeMap<String, String> {
     text.lines()
