@@ -10,6 +10,7 @@ bring the results back.
                                            "installed", systemd boots an installed system (below)
     tests/vm/vm.py topologies              list topologies and their QEMU arguments
     tests/vm/vm.py new-qemu                print the path of bookworm-backports' QEMU (fetched once)
+    tests/vm/vm.py modules                 print the bed kernel's release and its module tree (depmod'ed)
 
 How the guest sees things: the host's / is exported read-only over 9p and the guest chroots
 into it, with /proc, /sys and /dev bind-mounted from the guest kernel, so `target/debug/
@@ -665,6 +666,15 @@ def main(argv):
             print(name, " ".join(devs))
         for name, v in NO_IOMMU.items():
             print(name, f"({NO_IOMMU_BASE}; intel-iommu device: {v['iommu_device']}; append:{v['append'] or ' -'})")
+        return 0
+    if len(argv) == 1 and argv[0] == "modules":
+        # The bed's kernel: its release and its module tree with depmod's indexes (for tools
+        # that build an initramfs from it, as dracut in tests/persist.rs).
+        try:
+            _, _, k = prepare()
+            print(f"kernel {k}\nmodules {udev_modules(k)}")
+        except Unavailable as e:
+            raise SystemExit(f"vm: cannot prepare the bed's kernel here: {e}")
         return 0
     if len(argv) == 1 and argv[0] == "new-qemu":
         try:

@@ -26,6 +26,13 @@ use std::path::{Path, PathBuf};
 pub const UDEV_RULE: &str = "etc/udev/rules.d/61-passage-vfio.rules";
 /// The modprobe configuration, relative to the host root.
 pub const MODPROBE_CONF: &str = "etc/modprobe.d/passage-vfio.conf";
+/// dracut's drop-in (Fedora, RHEL, openSUSE; Debian with dracut), written only where the
+/// system has `etc/dracut.conf.d`: vfio-pci and the two files above in every initramfs it
+/// builds.
+pub const DRACUT_CONF: &str = "etc/dracut.conf.d/61-passage-vfio.conf";
+/// mkinitcpio's drop-in (Arch; mkinitcpio 36 and later read `etc/mkinitcpio.conf.d`), written
+/// only where that directory is.
+pub const MKINITCPIO_CONF: &str = "etc/mkinitcpio.conf.d/61-passage-vfio.conf";
 /// Where the list of persisted groups lives, in the state directory.
 const PERSIST_FILE: &str = "persist.json";
 
@@ -231,9 +238,9 @@ pub fn set(
         serde_json::to_vec_pretty(&list).map_err(|e| io_err("encoding", io::Error::other(e)))?;
     // The boot layers first, the list last: the list is what `status` shows and what makes
     // passage-reclaim.service run, so it must never claim more than the layers on disk carry.
-    // Any write that fails puts back what this call already wrote: all three files change, or
+    // Any write that fails puts back what this call already wrote: every file changes, or
     // none does.
-    let plan: Vec<(PathBuf, Option<Vec<u8>>)> = vec![
+    let mut plan: Vec<(PathBuf, Option<Vec<u8>>)> = vec![
         (
             root_dir.join(UDEV_RULE),
             (!list.is_empty()).then(|| render_udev(&list).into_bytes()),
@@ -242,12 +249,16 @@ pub fn set(
             root_dir.join(MODPROBE_CONF),
             (!list.is_empty()).then(|| render_modprobe(&list).into_bytes()),
         ),
-        // No list at all once it is empty: passage-reclaim.service runs only where it exists.
-        (
-            state.path().join(PERSIST_FILE),
-            (!list.is_empty()).then_some(list_bytes),
-        ),
     ];
+    // dracut's and mkinitcpio's drop-ins, where the system has that tool's directory.
+    for (path, text) in initramfs_drop_ins(root_dir) {
+        plan.push((path, (!list.is_empty()).then(|| text.into_bytes())));
+    }
+    // No list at all once it is empty: passage-reclaim.service runs only where it exists.
+    plan.push((
+        state.path().join(PERSIST_FILE),
+        (!list.is_empty()).then_some(list_bytes),
+    ));
     let written = apply_files(&plan).map_err(|message| ClaimError::Failed {
         message,
         rolled_back: Vec::new(),
@@ -255,7 +266,9 @@ pub fn set(
     Ok(PersistDone {
         changed,
         notes,
-        boot_layers_changed: root_dir == Path::new("/") && (written[0] || written[1]),
+        // Every file but the list is a boot layer.
+        boot_layers_changed: root_dir == Path::new("/")
+            && written[..written.len() - 1].iter().any(|w| *w),
     })
 }
 
@@ -372,11 +385,13 @@ fn apply_files(plan: &[(PathBuf, Option<Vec<u8>>)]) -> Result<Vec<bool>, String>
 /// The initramfs tool this system has (Debian's update-initramfs, dracut elsewhere), with the
 /// arguments that rebuild the running kernel's initramfs; or why there is nothing to rebuild.
 pub fn initramfs_tool() -> Result<(&'static str, &'static [&'static str]), String> {
-    let tools: [(&str, &[&str]); 2] = [
+    let tools: [(&str, &[&str]); 3] = [
         // The running (or newest) kernel's image only: older kernels keep theirs, a known-good
         // way back if the new one does not boot.
         ("update-initramfs", &["-u"]),
         ("dracut", &["-f"]),
+        // Every preset (Arch's kernels each have one; there is no "running kernel only").
+        ("mkinitcpio", &["-P"]),
     ];
     let found = tools.into_iter().find(|(tool, _)| {
         std::env::var_os("PATH")
@@ -384,7 +399,7 @@ pub fn initramfs_tool() -> Result<(&'static str, &'static [&'static str]), Strin
             .unwrap_or(false)
     });
     match found {
-        None => Err(trf("The initramfs was not regenerated: this system has no update-initramfs or dracut. If a host driver loads from an initramfs, regenerate it by hand.", &[])),
+        None => Err(trf("The initramfs was not regenerated: this system has no update-initramfs, dracut or mkinitcpio. If a host driver loads from an initramfs, regenerate it by hand.", &[])),
         // `update-initramfs -u` rebuilds only the images there are (/boot/initrd.img-VERSION
         // of an installed kernel) and succeeds silently when there are none.
         Some(("update-initramfs", _))
@@ -477,6 +492,42 @@ pub fn reclaimable(
         ));
     }
     Ok(out)
+}
+
+/// dracut's drop-in: it sources each `*.conf` with bash, `+=` keeps what other files added.
+/// The rule and the softdeps go in as they are on the running system; vfio-pci and what it
+/// needs as drivers, which the softdeps then load before a host driver that loads from the
+/// initramfs (dracut would otherwise leave out a module no device of this boot needed).
+pub fn render_dracut() -> String {
+    format!(
+        "# Written by passage-helper (passagectl persist): the layers that give persisted IOMMU\n\
+         # groups to vfio-pci at boot, in the initramfs too. Removed with the last persisted group.\n\
+         add_drivers+=\" vfio_pci vfio vfio_iommu_type1 \"\n\
+         install_items+=\" /{UDEV_RULE} /{MODPROBE_CONF} \"\n"
+    )
+}
+
+/// mkinitcpio's drop-in: bash arrays its config already has, extended.
+pub fn render_mkinitcpio() -> String {
+    format!(
+        "# Written by passage-helper (passagectl persist): the layers that give persisted IOMMU\n\
+         # groups to vfio-pci at boot, in the initramfs too. Removed with the last persisted group.\n\
+         MODULES+=(vfio_pci vfio vfio_iommu_type1)\n\
+         FILES+=(/{UDEV_RULE} /{MODPROBE_CONF})\n"
+    )
+}
+
+/// The initramfs tools' drop-ins that belong on this system (its tool's drop-in directory is
+/// there, or Passage's file is), each with its text.
+fn initramfs_drop_ins(root_dir: &Path) -> Vec<(PathBuf, String)> {
+    [
+        (DRACUT_CONF, render_dracut()),
+        (MKINITCPIO_CONF, render_mkinitcpio()),
+    ]
+    .into_iter()
+    .map(|(rel, text)| (root_dir.join(rel), text))
+    .filter(|(path, _)| path.exists() || path.parent().is_some_and(Path::is_dir))
+    .collect()
 }
 
 /// For tests and callers that need the file locations.
