@@ -616,3 +616,163 @@ fn on_arm_a_second_claim_killed_at_any_write_gives_every_device_back_to_its_host
         assert!(bed.state().claims().unwrap().is_empty(), "write {n}");
     }
 }
+
+/// The demo workstation with the RTX 3080's BAR 1 grown to 8 GiB by its host driver
+/// (resizable from 256 MiB to 8 GiB), and 256 MiB chosen for claims.
+fn rebar_bed() -> Bed {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = MachineSpec::from_json(passage_core::demo::DEMO_HOST).unwrap();
+    let gpu = spec.devices.iter_mut().find(|d| d.bdf == GPU).unwrap();
+    for b in gpu.bars.iter_mut().filter(|b| b.0 == 1) {
+        b.1 = 8 << 30;
+    }
+    gpu.resizable_bars = vec![(1, "3f00".into())];
+    spec.write_tree(dir.path()).unwrap();
+    let bed = Bed::on(dir);
+    passage_helper::rebar::set(
+        bed.dir.path(),
+        &bed.state(),
+        &bed.host(),
+        GPU.parse().unwrap(),
+        1,
+        256,
+    )
+    .unwrap();
+    bed
+}
+
+fn bar1_mib(bed: &Bed) -> u64 {
+    let h = bed.host();
+    let d = &h.devices[&GPU.parse::<PciAddress>().unwrap()];
+    d.bars.iter().find(|b| b.index == 1).unwrap().size >> 20
+}
+
+/// A chosen BAR size is written while the card is off nvidia and before vfio-pci probes it;
+/// release writes the size it had back before nvidia binds it again.
+#[test]
+fn a_chosen_bar_size_is_set_between_unbind_and_probe_and_given_back_before_the_host_driver() {
+    let bed = rebar_bed();
+    assert_eq!(bar1_mib(&bed), 8192);
+    let done = bed.claim(19, false).unwrap();
+    assert!(done.steps.iter().any(|s| matches!(
+        s,
+        claim::Step::ResizeBar {
+            bar: 1,
+            size: 8,
+            ..
+        }
+    )));
+    assert_eq!(bar1_mib(&bed), 256);
+    assert_eq!(bed.driver(GPU).as_deref(), Some("vfio-pci"));
+    let w = bed.writes_to(GPU, 0);
+    let at = |needle: &str| {
+        w.iter()
+            .position(|(p, v)| p.ends_with(needle) || v == needle)
+            .unwrap_or_else(|| panic!("no write of {needle}: {w:?}"))
+    };
+    let (unbind, resize, probe) = (
+        at("driver/unbind"),
+        at("resource1_resize"),
+        at("drivers_probe"),
+    );
+    assert!(unbind < resize && resize < probe, "{w:?}");
+    assert_eq!(w[resize].1, "8");
+    // Release: the size it had (8 GiB: 13), written before nvidia has it.
+    let from = bed.kernel.writes().len();
+    bed.release(19).unwrap();
+    assert_eq!(bar1_mib(&bed), 8192);
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+    let w = bed.writes_to(GPU, from);
+    let resize = w
+        .iter()
+        .position(|(p, v)| p.ends_with("resource1_resize") && v == "13")
+        .unwrap_or_else(|| panic!("no resize back: {w:?}"));
+    let bind = w
+        .iter()
+        .position(|(p, _)| p.ends_with("drivers/nvidia/bind"))
+        .unwrap();
+    assert!(resize < bind, "{w:?}");
+    // Forgotten: the next claim leaves the BAR as it is.
+    passage_helper::rebar::set(
+        bed.dir.path(),
+        &bed.state(),
+        &bed.host(),
+        GPU.parse().unwrap(),
+        1,
+        0,
+    )
+    .unwrap();
+    bed.claim(19, false).unwrap();
+    assert_eq!(bar1_mib(&bed), 8192);
+}
+
+/// A kill at any write of such a claim: replay gives every member its driver and the BAR its
+/// size back.
+#[test]
+fn a_kill_at_any_write_of_a_resizing_claim_gives_the_bar_its_size_back() {
+    let total = {
+        let bed = rebar_bed();
+        let before = bed.kernel.writes().len();
+        bed.claim(19, false).unwrap();
+        bed.kernel.writes().len() - before
+    };
+    for at in 1..=total {
+        let bed = rebar_bed();
+        let base = bed.kernel.writes().len();
+        bed.claim_killed_at_write(19, base + at);
+        claim::replay(&bed.kernel, &bed.state()).unwrap();
+        assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"), "killed at {at}");
+        assert_eq!(
+            bed.driver(AUDIO).as_deref(),
+            Some("snd_hda_intel"),
+            "killed at {at}"
+        );
+        assert_eq!(
+            bar1_mib(&bed),
+            8192,
+            "killed at write {at}: the BAR kept the guest's size"
+        );
+        assert_eq!(bed.journals(), 0);
+    }
+}
+
+/// The kernel refuses the size (no room behind the bridge, or a size the card no longer
+/// offers): the claim fails saying so, and every member is back as it was.
+#[test]
+fn a_size_the_kernel_refuses_fails_the_claim_and_puts_everything_back() {
+    let bed = rebar_bed();
+    let h = bed.host();
+    let dir = bed
+        .dir
+        .path()
+        .join(&h.devices[&GPU.parse::<PciAddress>().unwrap()].sysfs_path);
+    // The card now offers 1 GiB and up only (256 MiB is gone).
+    std::fs::write(dir.join("resource1_resize"), "0000000000003c00\n").unwrap();
+    let e = bed.claim(19, false).unwrap_err().to_string();
+    assert!(
+        e.contains("did not resize BAR 1") && e.contains("256 MiB"),
+        "{e}"
+    );
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bed.driver(AUDIO).as_deref(), Some("snd_hda_intel"));
+    assert_eq!(bar1_mib(&bed), 8192);
+    // What a person may choose is checked against what the card offers, and odd choices
+    // change nothing.
+    let st = bed.state();
+    for (bar, mib, says) in [
+        (1, 300, "cannot be 300 MiB"),
+        (1, 128, "cannot be 128 MiB"),
+        (0, 16, "not resizable"),
+        (9, 256, "BARs 0 to 5"),
+    ] {
+        let e = passage_helper::rebar::set(bed.dir.path(), &st, &h, GPU.parse().unwrap(), bar, mib)
+            .unwrap_err();
+        assert!(e.contains(says), "{bar} {mib}: {e}");
+    }
+    assert_eq!(passage_helper::rebar::wanted(&st).unwrap().len(), 1);
+    // An unreadable list stops claims, naming the file.
+    std::fs::write(bed.state_dir.path().join("bars.json"), "{not json").unwrap();
+    let e = bed.claim(19, false).unwrap_err().to_string();
+    assert!(e.contains("bars.json"), "{e}");
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+}

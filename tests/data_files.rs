@@ -73,6 +73,7 @@ fn xml_files_are_valid() {
         passage_core::names::ACTION_FIX_BOOT_LINE,
         passage_core::names::ACTION_FIX_D3COLD,
         passage_core::names::ACTION_SET_VFS,
+        passage_core::names::ACTION_SET_BAR_SIZE,
         passage_core::names::ACTION_REHEARSE_RESET,
     ] {
         assert!(
@@ -80,14 +81,14 @@ fn xml_files_are_valid() {
             "{a} missing from the policy"
         );
     }
-    assert_eq!(text.matches("<action id=").count(), 9);
+    assert_eq!(text.matches("<action id=").count(), 10);
     // The prompts are translated (po/update-pot merges them from po/LANG.po) and keep the
     // details polkit fills in.
     for lang in languages() {
         let n = text
             .matches(&format!("<message xml:lang=\"{lang}\">"))
             .count();
-        assert_eq!(n, 9, "{lang}: {n} of 9 polkit messages translated");
+        assert_eq!(n, 10, "{lang}: {n} of 10 polkit messages translated");
     }
     // Every prompt about a group names it and its devices (reading the host names none; a
     // device's own setting names the device).
@@ -97,6 +98,7 @@ fn xml_files_are_valid() {
         }
         if action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_FIX_D3COLD))
             || action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_SET_VFS))
+            || action.starts_with(&format!("\"{}\"", passage_core::names::ACTION_SET_BAR_SIZE))
         {
             for m in action.split("<message").skip(1) {
                 assert!(m.contains("$(devices)"), "{m}");

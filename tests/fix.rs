@@ -1281,3 +1281,108 @@ fn the_helper_rehearses_a_reset_and_gives_the_group_back() {
     );
     assert_eq!(drivers(&b), before);
 }
+
+/// `passagectl bar-size` through the helper on a private bus with polkitd: the RTX 3080's
+/// BAR 1 (8 GiB now, resizable from 256 MiB) is to be 256 MiB whenever Passage claims it;
+/// nobody is refused; sizes the card does not offer, a BAR that is not resizable, odd words and
+/// hostile arguments change nothing; a claim through the helper then resizes it while no
+/// driver holds it, and the release gives it its 8 GiB back before nvidia binds it.
+#[test]
+fn the_helper_sets_a_bar_size_that_claims_apply_and_releases_undo() {
+    const GPU: &str = "0000:0b:00.0";
+    let b = bus::Bus::start_spec(
+        &|m| {
+            let gpu = m.devices.iter_mut().find(|d| d.bdf == GPU).unwrap();
+            for bar in gpu.bars.iter_mut().filter(|b| b.0 == 1) {
+                bar.1 = 8 << 30;
+            }
+            gpu.resizable_bars = vec![(1, "3f00".into())];
+        },
+        &|_| {},
+    );
+    let bar1 = |b: &bus::Bus| -> String {
+        let r = std::fs::read_to_string(
+            b.root()
+                .join("sys/bus/pci/devices")
+                .join(GPU)
+                .join("resource"),
+        )
+        .unwrap();
+        r.lines().nth(1).unwrap().to_string()
+    };
+    let eight_gib = bar1(&b);
+    let records = b.state().join("bars.json");
+
+    let out = b.passagectl(true, &["bar-size", GPU, "1", "256"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("set-bar-size"));
+    for (bar, size, said) in [
+        ("1", "300", "cannot be 300 MiB"),
+        ("1", "16GiB", "cannot be 16 GiB"),
+        ("0", "256", "not resizable"),
+        ("1", "lots", "not a BAR size"),
+        ("7", "256", "0"),
+    ] {
+        let out = b.passagectl(false, &["bar-size", GPU, bar, size]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(said),
+            "{bar} {size}: {err}"
+        );
+    }
+    assert!(!records.exists());
+    let (rt, h) = b.proxy();
+    for (bar, size) in [(6u32, 256u64), (u32::MAX, 256), (1, u64::MAX)] {
+        let r = rt.block_on(h.set_bar_size(GPU, bar, size, Default::default()));
+        assert!(
+            matches!(r, Err(passage_dbus::HelperError::InvalidArgs(_))),
+            "{bar} {size}: {r:?}"
+        );
+    }
+    assert!(rt
+        .block_on(h.set_bar_size(GPU, 1, 300, Default::default()))
+        .is_err());
+    let r = rt.block_on(h.set_bar_size("0000:0b:00.0/../..", 1, 256, Default::default()));
+    assert!(r.is_err());
+
+    let out = b.passagectl(false, &["bar-size", GPU, "1", "256"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("BAR 1 of 0000:0b:00.0 will be 256 MiB whenever Passage claims it"),
+        "{text}"
+    );
+    assert!(std::fs::read_to_string(&records)
+        .unwrap()
+        .contains("\"size\": 8"));
+    assert_eq!(bar1(&b), eight_gib, "nothing is resized until a claim");
+
+    let out = b.passagectl(false, &["claim", "19"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.driver(GPU).as_deref(), Some("vfio-pci"));
+    let small = bar1(&b);
+    let f: Vec<u64> = small
+        .split_whitespace()
+        .map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    assert_eq!(f[1] - f[0] + 1, 256 << 20, "{small}");
+    let out = b.passagectl(false, &["release", "19"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bar1(&b), eight_gib);
+
+    let out = b.passagectl(false, &["bar-size", GPU, "1", "none"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no longer resizes BAR 1"));
+}

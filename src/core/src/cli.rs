@@ -156,6 +156,18 @@ pub mod ctl {
             device: String,
             count: u32,
         },
+        /// The size a resizable BAR gets whenever Passage claims the device (written while no
+        /// driver holds it, before vfio-pci; the size it had goes back at release): for a guest
+        /// whose 64-bit PCI window is smaller than the BAR, or a guest driver that fails on a
+        /// BAR larger than it expects. Through the helper. SIZE in MiB (256), or with GiB
+        /// (8GiB); `none` to leave the BAR as it is again.
+        BarSize {
+            /// The device's PCI address.
+            device: String,
+            /// The BAR (0–5): `passagectl doctor` names the resizable ones.
+            bar: u8,
+            size: String,
+        },
         /// Draw the PCI tree with a box around each IOMMU group, as SVG: the root complex, ports
         /// and bridges, which port does not isolate what is below it; for bug reports and forums.
         Draw {

@@ -25,6 +25,8 @@ pub const ACTION_FIX_D3COLD: &str = "io.github.passage.fix-d3cold";
 /// polkit: give an SR-IOV physical function its virtual functions (`passagectl vfs`), now and
 /// at every boot.
 pub const ACTION_SET_VFS: &str = "io.github.passage.set-vfs";
+/// Choose the size a resizable BAR gets whenever Passage claims the device.
+pub const ACTION_SET_BAR_SIZE: &str = "io.github.passage.set-bar-size";
 /// polkit: rehearse a group's reset (claim it, reset each member, give it back).
 pub const ACTION_REHEARSE_RESET: &str = "io.github.passage.rehearse-reset";
 /// The unit that carries out a boot-line change (the helper's own unit may not write

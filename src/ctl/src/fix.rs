@@ -88,6 +88,44 @@ pub fn vfs(cli: &Cli, device: &str, count: u32) -> Result<u8, Failure> {
     Ok(0)
 }
 
+/// `passagectl bar-size ADDRESS BAR SIZE`.
+pub fn bar_size(cli: &Cli, device: &str, bar: u8, size: &str) -> Result<u8, Failure> {
+    let addr: PciAddress = device.parse()?;
+    let mib = parse_size(size).ok_or_else(|| {
+        Failure(trf(
+            "“{size}” is not a BAR size: give MiB (256), GiB (8GiB) or none",
+            &[("size", &size.chars().take(24).collect::<String>())],
+        ))
+    })?;
+    refuse_fake(cli, "bar-size")?;
+    let a = addr.to_string();
+    let done = helper_call(cli, |h| async move {
+        h.set_bar_size(&a, u32::from(bar), mib, HashMap::new())
+            .await
+    })?;
+    for n in &done.notes {
+        print(&format!("{n}\n"))?;
+    }
+    Ok(0)
+}
+
+/// "256", "256M", "256MiB", "8G", "8GiB" → MiB; "none" or "0" → 0.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("none") {
+        return Some(0);
+    }
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "" | "m" | "mib" => 1,
+        "g" | "gib" => 1024,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
 /// The change as `diff` would show the lines that differ, file by file, and the commands.
 fn dry(cli: &Cli, code: &str, device: Option<PciAddress>) -> Result<u8, Failure> {
     let src = open_source(cli)?;

@@ -57,6 +57,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
         } => fix::fix(cli, code, device.as_deref(), *dry_run),
         Command::Unfix { code, device } => fix::unfix(cli, code, device.as_deref()),
         Command::Vfs { device, count } => fix::vfs(cli, device, *count),
+        Command::BarSize { device, bar, size } => fix::bar_size(cli, device, *bar, size),
         Command::RehearseReset { group } => fix::rehearse(cli, group),
         Command::Draw {
             group,

@@ -19,7 +19,7 @@ use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 /// The interface's version (the `Version` property): 2 since replies are typed, 3 since
 /// PersistedGroups, 4 since DescribeHost and DeviceChanged, 5 since Fix, Unfix, BootLineFixes,
 /// SetVirtualFunctions and RehearseReset.
-pub const INTERFACE_VERSION: u32 = 6;
+pub const INTERFACE_VERSION: u32 = 7;
 
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
 ///
@@ -286,6 +286,15 @@ pub trait Helper {
     /// The boot-line changes Passage made and has not taken back, as JSON
     /// (`[{code, device, edit: {add, remove}, before, files, at}]`).
     fn boot_line_fixes(&self) -> Result<String, HelperError>;
+    /// BAR `bar` of `address` gets `size_mib` whenever Passage claims it (0: left as it is);
+    /// interface version 7.
+    fn set_bar_size(
+        &self,
+        address: &str,
+        bar: u32,
+        size_mib: u64,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<Persisted, HelperError>;
     /// What reset rehearsals found, per device model and kernel release, as JSON
     /// (`[passage_core::doctor::Rehearsal]`): the doctor's `reset-rehearsed` for callers who
     /// cannot read the helper's state directory (interface version 6).

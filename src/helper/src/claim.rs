@@ -179,6 +179,13 @@ pub enum Step {
     Probe { device: PciAddress },
     /// `echo ADDR > /sys/bus/pci/drivers/DRIVER/bind`.
     Bind { device: PciAddress, driver: String },
+    /// `echo SIZE > …/resourceBAR_resize` (2^SIZE MiB), while no driver holds the device: the
+    /// size a person chose before a claim (`rebar`), the one it replaced before a release.
+    ResizeBar {
+        device: PciAddress,
+        bar: u8,
+        size: u8,
+    },
     /// Re-read the driver link: the kernel reports success for failed probes.
     Expect {
         device: PciAddress,
@@ -197,6 +204,9 @@ impl Step {
             Step::Unbind { device, driver } => format!("unbind {device} {driver}"),
             Step::Probe { device } => format!("probe {device}"),
             Step::Bind { device, driver } => format!("bind {device} {driver}"),
+            Step::ResizeBar { device, bar, size } => {
+                format!("resize {device} BAR {bar} to {} MiB", 1u64 << size)
+            }
             Step::Expect { device, driver } => format!(
                 "expect {device} {}",
                 driver.as_deref().unwrap_or("(no driver)")
@@ -213,6 +223,10 @@ pub struct Original {
     pub device_id: String,
     pub driver: Option<String>,
     pub driver_override: Option<String>,
+    /// BARs the claim resized, each with the size it had (the kernel's n: 2^n MiB), written
+    /// back before the device goes to its driver again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bars: Vec<(u8, u8)>,
 }
 
 /// The journal of one operation on one group: written before the first sysfs write, removed
@@ -689,6 +703,19 @@ pub fn execute(k: &dyn Kernel, step: &Step) -> Result<(), String> {
             PathBuf::from(format!("sys/bus/pci/drivers/{driver}/bind")),
             device.to_string(),
         ),
+        Step::ResizeBar { device, bar, size } => k
+            .write(&attr(*device, &format!("resource{bar}_resize")), &size.to_string())
+            .map_err(|e| {
+                trf(
+                    "the kernel did not resize BAR {bar} of {device} to {size} MiB ({error}); the bridge above may have no room for it (its window was sized at boot)",
+                    &[
+                        ("bar", &bar.to_string()),
+                        ("device", &device.to_string()),
+                        ("size", &(1u64 << size).to_string()),
+                        ("error", &e.to_string()),
+                    ],
+                )
+            }),
         Step::Expect { device, driver } => {
             let now = k
                 .driver_of(*device)
@@ -720,6 +747,7 @@ fn original(d: &passage_core::model::Device) -> Original {
         device_id: d.device_id.to_string(),
         driver: d.driver.clone(),
         driver_override: d.driver_override.clone(),
+        bars: Vec::new(),
     }
 }
 
@@ -727,13 +755,24 @@ fn original(d: &passage_core::model::Device) -> Original {
 /// bridges that would keep the group from the guest and the functions that share its DMA
 /// stream). Empty when it already is.
 pub fn claim_steps(host: &Host, g: GroupId) -> Result<ClaimPlan, ClaimError> {
+    claim_steps_with(host, g, &[])
+}
+
+/// [`claim_steps`], with the BAR sizes a person chose (`rebar`) written while each member is
+/// off its host driver, before vfio-pci probes it — for the same card only (its ids).
+pub fn claim_steps_with(
+    host: &Host,
+    g: GroupId,
+    bars: &[crate::rebar::BarSize],
+) -> Result<ClaimPlan, ClaimError> {
     let group = host.groups.get(&g).ok_or_else(|| no_group(g))?;
     let mut steps = Vec::new();
     let mut originals = Vec::new();
     let mut unbound = Vec::new();
     for d in host.members(group).filter(|d| d.is_endpoint()) {
-        originals.push(original(d));
+        let mut o = original(d);
         if d.on_vfio() {
+            originals.push(o);
             continue;
         }
         steps.push(Step::SetOverride {
@@ -746,6 +785,25 @@ pub fn claim_steps(host: &Host, g: GroupId) -> Result<ClaimPlan, ClaimError> {
                 driver: drv.clone(),
             });
         }
+        let ours = bars.iter().filter(|b| {
+            b.address == d.address
+                && b.vendor_id.eq_ignore_ascii_case(&d.vendor_id.to_string())
+                && b.device_id.eq_ignore_ascii_case(&d.device_id.to_string())
+        });
+        for b in ours {
+            let Some(now) = crate::rebar::current(host, d.address, b.bar) else {
+                continue;
+            };
+            if now != b.size {
+                o.bars.push((b.bar, now));
+                steps.push(Step::ResizeBar {
+                    device: d.address,
+                    bar: b.bar,
+                    size: b.size,
+                });
+            }
+        }
+        originals.push(o);
         steps.push(Step::Probe { device: d.address });
         steps.push(Step::Expect {
             device: d.address,
@@ -786,13 +844,23 @@ pub fn restore_steps(
             device: o.address,
             driver: o.driver_override.clone().unwrap_or_default(),
         });
-        if now == o.driver {
+        // On its driver already: done (a BAR it had resized was put back before that bind;
+        // without a driver, a resized BAR still goes back).
+        if now == o.driver && (o.bars.is_empty() || now.is_some()) {
             continue;
         }
         if let Some(d) = now {
             steps.push(Step::Unbind {
                 device: o.address,
                 driver: d,
+            });
+        }
+        // The sizes the claim changed, back while no driver holds the device.
+        for (bar, size) in &o.bars {
+            steps.push(Step::ResizeBar {
+                device: o.address,
+                bar: *bar,
+                size: *size,
             });
         }
         if let Some(d) = &o.driver {
@@ -927,7 +995,13 @@ pub fn claim_held(
             &[("id", &g.to_string())],
         )));
     }
-    let (steps, members, unbound) = claim_steps(host, g)?;
+    // The BAR sizes chosen: an unreadable list stops the claim (it would give the guest a
+    // size the person did not want), saying which file.
+    let bars = crate::rebar::wanted(state).map_err(|message| ClaimError::Failed {
+        message,
+        rolled_back: Vec::new(),
+    })?;
+    let (steps, members, unbound) = claim_steps_with(host, g, &bars)?;
     // What a rollback puts back: the members and the devices the claim unbinds.
     let originals: Vec<Original> = members.iter().chain(&unbound).cloned().collect();
     if steps.is_empty() {
@@ -1063,6 +1137,7 @@ fn step_device(s: &Step) -> PciAddress {
         | Step::Unbind { device, .. }
         | Step::Probe { device }
         | Step::Bind { device, .. }
+        | Step::ResizeBar { device, .. }
         | Step::Expect { device, .. } => *device,
     }
 }
@@ -1520,6 +1595,7 @@ mod reconcile_tests {
                     device_id: d.device_id.to_string(),
                     driver: Some("host-driver".into()),
                     driver_override: None,
+                    bars: Vec::new(),
                 })
                 .collect(),
             unbound: Vec::new(),

@@ -303,6 +303,46 @@ impl Kernel for FakeKernel {
                 }
                 Ok(())
             }
+            // A resizable BAR, as pci_resize_resource takes it: only while no driver holds the
+            // device, only a size its capability offers; the BAR's line in `resource` follows.
+            ["sys", "bus", "pci", "devices", a, file]
+                if file.starts_with("resource") && file.ends_with("_resize") =>
+            {
+                let a = addr(a)?;
+                let bar: usize = file["resource".len()..file.len() - "_resize".len()]
+                    .parse()
+                    .map_err(|_| err(io::ErrorKind::NotFound, "no such attribute"))?;
+                let dir = self.dev(a);
+                let mask = std::fs::read_to_string(dir.join(file))
+                    .ok()
+                    .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+                    .ok_or_else(|| err(io::ErrorKind::NotFound, "no such attribute"))?;
+                if self.current(a).is_some() {
+                    return Err(err(io::ErrorKind::ResourceBusy, "device or resource busy"));
+                }
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| err(io::ErrorKind::InvalidInput, "invalid argument"))?;
+                if n >= 48 || mask & (1 << n) == 0 {
+                    return Err(err(io::ErrorKind::InvalidInput, "invalid argument"));
+                }
+                let text = std::fs::read_to_string(dir.join("resource"))?;
+                let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+                let line = lines
+                    .get_mut(bar)
+                    .ok_or_else(|| err(io::ErrorKind::InvalidInput, "invalid argument"))?;
+                let f: Vec<u64> = line
+                    .split_whitespace()
+                    .filter_map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok())
+                    .collect();
+                let (start, flags) = match f.as_slice() {
+                    [s, _, fl] => (*s, *fl),
+                    _ => return Err(err(io::ErrorKind::InvalidInput, "invalid argument")),
+                };
+                let size = (1u64 << n) * 1024 * 1024;
+                *line = format!("0x{start:016x} 0x{:016x} 0x{flags:016x}", start + size - 1);
+                std::fs::write(dir.join("resource"), lines.join("\n") + "\n")
+            }
             ["sys", "bus", "pci", "drivers_probe"] => self.probe(addr(v)?, None),
             ["sys", "bus", "pci", "drivers", drv, "bind"] => self.probe(addr(v)?, Some(drv)),
             _ => Err(err(io::ErrorKind::NotFound, "no such attribute")),

@@ -24,6 +24,7 @@ pub mod devfix;
 pub mod fakekernel;
 pub mod fault;
 pub mod persist;
+pub mod rebar;
 pub mod rehearse;
 pub mod sriov;
 pub mod systemd;

@@ -66,6 +66,7 @@ const BOUNCER: &[(&str, &str)] = &[
     ("Unfix", names::ACTION_FIX_BOOT_LINE),
     ("FixD3cold", names::ACTION_FIX_D3COLD),
     ("SetVirtualFunctions", names::ACTION_SET_VFS),
+    ("SetBarSize", names::ACTION_SET_BAR_SIZE),
     ("RehearseReset", names::ACTION_REHEARSE_RESET),
     ("BootLineFixes", names::ACTION_READ),
     ("ResetRehearsals", names::ACTION_READ),
@@ -1035,6 +1036,62 @@ impl Helper {
             // The PF as it is now, after the password prompt.
             let host = kept_host(&model);
             passage_helper::sriov::set(&root, &state, &host, address, count)
+        })
+        .await
+        .map_err(failed)?
+        .map_err(HelperError::BadState)?;
+        Ok((done.changed, done.notes))
+    }
+
+    /// BAR `bar` of `address` is resized to `size_mib` whenever Passage claims it (0: no longer).
+    #[zbus(out_args("changed", "notes"))]
+    async fn set_bar_size(
+        &self,
+        address: &str,
+        bar: u32,
+        size_mib: u64,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(bool, Vec<String>), HelperError> {
+        let opts = Options::parse(&options, &["auth.no_user_interaction"])?;
+        let address: PciAddress = address
+            .parse()
+            .map_err(|e| HelperError::InvalidArgs(format!("{e}")))?;
+        let bar = u8::try_from(bar).ok().filter(|b| *b <= 5).ok_or_else(|| {
+            HelperError::InvalidArgs(format!("A PCI function has BARs 0 to 5, not {bar}."))
+        })?;
+        // What the card offers is checked by rebar::set, which names the sizes it can be.
+        if size_mib >= 1 << 47 {
+            return Err(HelperError::InvalidArgs(format!(
+                "{size_mib} MiB is no BAR size: a resizable BAR is at most 128 TiB"
+            )));
+        }
+        let host = self.host_model().clone();
+        let name = host
+            .devices
+            .get(&address)
+            .map(|d| format!("{address} {}", d.display_name()))
+            .ok_or_else(|| {
+                HelperError::NotFound(format!("There is no PCI device {address} on this host."))
+            })?;
+        let (b, size) = (bar.to_string(), size_mib.to_string());
+        self.authorize(
+            conn,
+            &hdr,
+            "SetBarSize",
+            HashMap::from([
+                ("devices", name.as_str()),
+                ("bar", b.as_str()),
+                ("size", size.as_str()),
+            ]),
+            &opts,
+        )
+        .await?;
+        let (root, state, model) = (self.root.clone(), self.state.clone(), self.model.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let host = kept_host(&model);
+            passage_helper::rebar::set(&root, &state, &host, address, bar, size_mib)
         })
         .await
         .map_err(failed)?

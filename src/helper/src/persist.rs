@@ -192,6 +192,7 @@ pub fn set(
                         .map(|o| o.driver.clone())
                         .unwrap_or_else(|| d.driver.clone()),
                     driver_override: None,
+                    bars: Vec::new(),
                 }
             })
             .collect();
