@@ -279,8 +279,9 @@ fn gpus_with_the_amd_reset_bug_and_bus_only_resets() {
     );
 }
 
-/// `verify` takes the way QEMU takes: iommufd and the devices' own files where the kernel has
-/// them for every member on vfio-pci, the group file otherwise. (The ioctls themselves need a
+/// `verify` takes the ways QEMU takes: the group file, and iommufd with the devices' own files
+/// too where the kernel has them for every member on vfio-pci (alone where it has no group
+/// files). (The ioctls themselves need a
 /// kernel with CONFIG_IOMMUFD, which no Debian kernel the VM bed can boot has — docs/TESTING.md;
 /// here a recorded tree's `dev/iommu` is a plain file, and the answer names the step.)
 #[test]
@@ -307,6 +308,14 @@ fn verify_goes_through_iommufd_where_the_host_has_it() {
         vfio::interface_for(&b.host, g, root.path(), &dev),
         Interface::Iommufd
     );
+    // The group file first (what libvirt and QEMU's default take): here the tree has no
+    // container to open, and the answer names it.
+    let node = dev.join(format!("vfio/{g}"));
+    assert!(node.exists());
+    let err = vfio::verify(&b.host, g, &dev, &root.path().join("proc")).unwrap_err();
+    assert!(err.to_string().contains("/dev/vfio/vfio"), "{err}");
+    // A kernel without the group files (CONFIG_VFIO_GROUP=n): iommufd alone.
+    std::fs::remove_file(&node).unwrap();
     let err = vfio::verify(&b.host, g, &dev, &root.path().join("proc")).unwrap_err();
     assert!(err.to_string().contains("IOMMU_IOAS_ALLOC"), "{err}");
     // Odd names are no device files; without /dev/iommu, the group file.
@@ -390,7 +399,11 @@ fn resets_on_kernels_before_5_15_are_modelled_as_the_kernel_would_try_them() {
     // to set a reset_method file this kernel does not have.
     assert_eq!(modelled("0000:04:00.0"), Vec::<String>::new());
     let bug = finding("0000:04:00.0", "reset-bug").unwrap();
-    assert!(bug.remedy.is_some());
+    let remedy = bug.remedy.unwrap();
+    assert!(
+        remedy.contains("vendor-reset") && !remedy.contains("reset_method"),
+        "{remedy}"
+    );
     assert_eq!(modelled("0000:0e:00.3"), ["pm"]);
     assert_eq!(modelled("0000:05:00.0")[0], "flr");
     // Root ports and the chipset are not the doctor's business.
@@ -399,9 +412,24 @@ fn resets_on_kernels_before_5_15_are_modelled_as_the_kernel_would_try_them() {
     // The same devices on 6.1, where a missing file means no method at all: nothing modelled,
     // and the RTL8125 has no reset.
     spec.host.kernel_release = Some("6.1.0-28-amd64".into());
-    let (r, codes) = codes(&spec);
-    assert!(!codes.iter().any(|c| c == "reset-modelled"), "{codes:?}");
+    let (r, said) = codes(&spec);
+    assert!(!said.iter().any(|c| c == "reset-modelled"), "{said:?}");
     let rtl: PciAddress = "0000:07:00.0".parse().unwrap();
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.reason.device == Some(rtl) && f.reason.code == "no-reset"));
+
+    // A 5.14 kernel with reset_method backported (as enterprise kernels have it): one device
+    // with the file says the kernel has the attribute, so the others have none, as on 6.1.
+    spec.host.kernel_release = Some("5.14.0-70.el9.x86_64".into());
+    spec.devices
+        .iter_mut()
+        .find(|d| d.bdf == "0000:05:00.0")
+        .unwrap()
+        .reset_method = Some("flr".into());
+    let (r, said) = codes(&spec);
+    assert!(!said.iter().any(|c| c == "reset-modelled"), "{said:?}");
     assert!(r
         .findings
         .iter()

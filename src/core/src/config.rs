@@ -349,7 +349,9 @@ impl ConfigSpace {
                         c.flr = Some(devcap & (1 << 28) != 0);
                     }
                 }
-                CAP_AF if u8_at(b, ptr + 3).is_some_and(|v| v & 0x02 != 0) => af_flr = true,
+                // Advanced Features: the kernel's af_flr wants both Transactions Pending and
+                // FLR.
+                CAP_AF if u8_at(b, ptr + 3).is_some_and(|v| v & 0x03 == 0x03) => af_flr = true,
                 _ => {}
             }
             ptr = b[ptr + 1] as usize & !3;

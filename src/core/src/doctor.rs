@@ -746,14 +746,20 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
     // Devices a person would give away (GPUs, NICs, storage, audio, USB controllers,
     // accelerators, and whatever is on vfio-pci already): their reset, and what else stands in
     // the way. The chipset's own functions (SMBus, the IOMMU itself) would only be noise.
-    // A kernel before 5.15 lists no reset methods; from 5.15 on, a device without the file has
-    // none. Unknown release: the model, which agrees with a new kernel's list wherever the
+    // A kernel with the reset_method attribute (5.15, and kernels it was backported to) shows
+    // it on every device with a method: any device with the file says so, and then a device
+    // without one has none. Where no device has it, the release tells (before 5.15: the
+    // model); unknown release: the model, which agrees with a new kernel's list wherever the
     // capabilities were read.
-    let lists_resets = facts
-        .kernel_release
-        .as_deref()
-        .and_then(major_minor)
-        .map(|v| v >= (5, 15));
+    let lists_resets = if host.devices.values().any(|d| d.reset_methods.is_some()) {
+        Some(true)
+    } else {
+        facts
+            .kernel_release
+            .as_deref()
+            .and_then(major_minor)
+            .map(|v| v >= (5, 15))
+    };
     for d in host.devices.values() {
         if !given_away(d) {
             continue;
@@ -830,7 +836,13 @@ pub fn examine(host: &Host, facts: &Facts) -> Report {
                         Some(d.address),
                         Severity::Warning,
                         msg,
-                        Some(tr("Install and load vendor-reset (https://github.com/gnif/vendor-reset; DKMS), set the device's reset_method to device_specific, or shut the guest down only with the host.")),
+                        Some(if lists_resets == Some(false) {
+                            // No reset_method file to set: the kernel asks the device-specific
+                            // reset (vendor-reset's) first by itself.
+                            tr("Install and load vendor-reset (https://github.com/gnif/vendor-reset; DKMS), or shut the guest down only with the host.")
+                        } else {
+                            tr("Install and load vendor-reset (https://github.com/gnif/vendor-reset; DKMS), set the device's reset_method to device_specific, or shut the guest down only with the host.")
+                        }),
                     ),
                 );
             }

@@ -460,14 +460,12 @@ pub fn reset_methods(host: &Host, d: &Device) -> Option<ResetMethods> {
 }
 
 /// Devices Linux 5.14 resets its own way first (`pci_dev_reset_methods[]` in
-/// drivers/pci/quirks.c): Intel 82599 SFP VF, Ivy Bridge IGDs, Samsung SM961 and Intel 750
-/// NVMe (disable, then FLR / FLR and wait), Huawei HiNIC VF; Chelsio T4 is matched below.
+/// drivers/pci/quirks.c): Intel 82599 SFP VF, Ivy Bridge IGDs, Huawei HiNIC VF; Chelsio T4 and
+/// the two NVMe drives whose quirk is a variant of FLR are matched below.
 const DEVICE_SPECIFIC_RESET: &[(u16, u16)] = &[
     (0x8086, 0x10ed),
     (0x8086, 0x0156),
     (0x8086, 0x0166),
-    (0x144d, 0xa804),
-    (0x8086, 0x0953),
     (0x19e5, 0x375e),
 ];
 /// `quirk_no_flr` as of Linux 5.14: FLR hangs AMD Starship/Matisse audio and USB and Intel
@@ -480,7 +478,8 @@ const NO_FLR: &[(u16, u16)] = &[
     (0x8086, 0x1503),
 ];
 /// `quirk_no_bus_reset` as of Linux 5.14: Atheros AR93xx wireless cards (their link does not
-/// come back from a secondary bus reset) and TI KeyStone C667x.
+/// come back from a secondary bus reset) and TI KeyStone C667x; NVIDIA's GA100 is matched
+/// below (`quirk_nvidia_no_bus_reset`, also in the 5.10 and 5.4 stable kernels).
 const NO_BUS_RESET: &[(u16, u16)] = &[
     (0x168c, 0x0030),
     (0x168c, 0x0032),
@@ -505,13 +504,21 @@ pub fn modelled_reset_methods(host: &Host, d: &Device) -> Option<Vec<&'static st
     let c = &d.capabilities;
     let (flr, pm) = (c.flr?, c.pm_reset?);
     let mut out = Vec::new();
-    if DEVICE_SPECIFIC_RESET.contains(&(v, id)) || (v == 0x1425 && id & 0xf000 == 0x4000) {
+    // Samsung SM961 (NVMe disabled, then FLR) and Intel 750 (FLR, then a wait): only where
+    // the drive has FLR, the SM961 only as an NVMe controller.
+    let nvme_quirk = flr
+        && ((v, id) == (0x8086, 0x0953) || ((v, id) == (0x144d, 0xa804) && d.class.0 == 0x010802));
+    if DEVICE_SPECIFIC_RESET.contains(&(v, id))
+        || (v == 0x1425 && id & 0xf000 == 0x4000)
+        || nvme_quirk
+    {
         out.push("device_specific");
     }
     if flr && !NO_FLR.contains(&(v, id)) {
         out.push("flr");
     }
-    let ati_vga = v == 0x1002 && d.class.0 >> 8 == 0x0300;
+    // `quirk_no_pm_reset` spares a VGA device on a root bus.
+    let ati_vga = v == 0x1002 && d.class.0 >> 8 == 0x0300 && d.parent.is_some();
     if pm && !ati_vga {
         out.push("pm");
     }
@@ -525,7 +532,9 @@ pub fn modelled_reset_methods(host: &Host, d: &Device) -> Option<Vec<&'static st
         };
         host.devices.range(lo..=hi).all(|(o, _)| *o == a)
     };
-    if d.parent.is_some() && !d.is_bridge() && !NO_BUS_RESET.contains(&(v, id)) && alone() {
+    let no_bus_reset = NO_BUS_RESET.contains(&(v, id)) || (v == 0x10de && id & 0xffc0 == 0x2340);
+    // A VF sits on its PF's bus or a virtual one: no bridge of its own to reset it with.
+    if d.parent.is_some() && d.physfn.is_none() && !d.is_bridge() && !no_bus_reset && alone() {
         out.push("bus");
     }
     Some(out)

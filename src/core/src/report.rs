@@ -615,11 +615,17 @@ pub fn guests_text(guests: &[session::KnownGuest]) -> String {
 /// why and what to do.
 pub fn verify_text(id: GroupId, v: &vfio::Verdict) -> String {
     match v {
-        vfio::Verdict::Usable { devices, interface } => {
+        vfio::Verdict::Usable { devices, ways } => {
             let list: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
-            match interface {
-                Some(vfio::Interface::Iommufd) => trf("Group {id} is usable by QEMU through iommufd: every device bound to /dev/iommu through its own file (/dev/vfio/devices) and attached to an I/O address space: {devices}.\n", &[("id", &id.to_string()), ("devices", &list.join(", "))]),
-                _ => trf("Group {id} is usable by QEMU: viable, attached to a VFIO container with the IOMMU, devices open: {devices}.\n", &[("id", &id.to_string()), ("devices", &list.join(", "))]),
+            let args = [("id", id.to_string()), ("devices", list.join(", "))];
+            let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let group = ways.contains(&vfio::Interface::Group);
+            let iommufd = ways.contains(&vfio::Interface::Iommufd);
+            match (group, iommufd) {
+                (true, true) => trf("Group {id} is usable by QEMU both ways: through its group file (viable, attached to a VFIO container with the IOMMU) and through iommufd (every device bound to /dev/iommu through its own file and attached to an I/O address space); devices open: {devices}.\n", &args),
+                (false, true) => trf("Group {id} is usable by QEMU through iommufd: every device bound to /dev/iommu through its own file (/dev/vfio/devices) and attached to an I/O address space: {devices}.\n", &args),
+                (true, false) => trf("Group {id} is usable by QEMU: viable, attached to a VFIO container with the IOMMU, devices open: {devices}.\n", &args),
+                (false, false) => trf("Group {id} is usable by QEMU: devices open: {devices}.\n", &args),
             }
         }
         vfio::Verdict::NotUsable {
@@ -808,7 +814,7 @@ ci-runner (cloud-hypervisor, q35, claimed and kept)
                 GroupId(19),
                 &vfio::Verdict::Usable {
                     devices: vec![a],
-                    interface: Some(vfio::Interface::Group)
+                    ways: vec![vfio::Interface::Group]
                 }
             ),
             "Group 19 is usable by QEMU: viable, attached to a VFIO container with the IOMMU, devices open: 0000:0b:00.0.\n"

@@ -9,7 +9,7 @@
 //! Closing the file descriptors undoes all of it.
 
 use crate::address::{GroupId, PciAddress};
-use crate::i18n::trf;
+use crate::i18n::{tr, trf};
 use crate::model::Host;
 use serde::Serialize;
 use std::ffi::CString;
@@ -105,8 +105,10 @@ pub enum Verdict {
     /// QEMU will be able to use the group.
     Usable {
         devices: Vec<PciAddress>,
-        /// The way checked; `null` when the helper answered (its reply does not say).
-        interface: Option<Interface>,
+        /// The ways checked: the group file always where the kernel has them, iommufd too where
+        /// it has that and the devices' files; empty when the helper answered (its reply says
+        /// it in words).
+        ways: Vec<Interface>,
     },
     /// It will not, and this is why.
     NotUsable {
@@ -261,9 +263,11 @@ pub fn interface_for(host: &Host, id: GroupId, root: &Path, dev: &Path) -> Inter
     }
 }
 
-/// Runs QEMU's steps on group `id` of the live host (`dev` is normally `/dev`): through
-/// iommufd and the devices' own files where the host has them (QEMU's way there since 9.0,
-/// and the way Passage's exports choose), else through the group file and a container.
+/// Runs QEMU's steps on group `id` of the live host (`dev` is normally `/dev`): through the
+/// group file and a container (what libvirt and QEMU do by default), and where the host has
+/// iommufd and the devices' own files also through those (QEMU 9.0 and later with
+/// `-object iommufd`, the form Passage's export writes there). Usable only when every way
+/// the host offers works; a failure says which way failed.
 pub fn verify(
     host: &Host,
     id: GroupId,
@@ -278,9 +282,55 @@ pub fn verify(
         .map(|d| format!("{} ({})", d.address, d.driver.as_deref().unwrap_or("?")))
         .collect();
     let root = proc_root.parent().unwrap_or(Path::new("/"));
-    if interface_for(host, id, root, dev) == Interface::Iommufd {
-        return verify_iommufd(host, id, &members, &blockers, root, dev, proc_root);
+    let iommufd = interface_for(host, id, root, dev) == Interface::Iommufd;
+    let node: PathBuf = dev.join("vfio").join(id.to_string());
+    let mut ways = Vec::new();
+    let mut devices = Vec::new();
+    // A kernel built without the group files (CONFIG_VFIO_GROUP=n) has only the iommufd way.
+    if !iommufd || node.exists() {
+        match verify_group(host, id, &members, &blockers, dev, proc_root)? {
+            Verdict::Usable { devices: d, .. } => {
+                devices = d;
+                ways.push(Interface::Group);
+            }
+            not => return Ok(not),
+        }
     }
+    if iommufd {
+        match verify_iommufd(host, id, &members, &blockers, root, dev, proc_root)? {
+            Verdict::Usable { devices: d, .. } => {
+                devices = d;
+                ways.push(Interface::Iommufd);
+            }
+            Verdict::NotUsable {
+                code,
+                message,
+                remedy,
+            } if !ways.is_empty() => {
+                return Ok(not_usable(
+                    &code,
+                    trf("QEMU can use group {id} through its group file, but not through iommufd (QEMU 9.0 and later with -object iommufd, the form passagectl export writes where this host has it): {message}", &[("id", &id.to_string()), ("message", &message)]),
+                    Some(match remedy {
+                        Some(r) => trf("{remedy} Or give QEMU the group form: passagectl export --format qemu --no-iommufd.", &[("remedy", &r)]),
+                        None => tr("Give QEMU the group form: passagectl export --format qemu --no-iommufd."),
+                    }),
+                ))
+            }
+            not => return Ok(not),
+        }
+    }
+    Ok(Verdict::Usable { devices, ways })
+}
+
+/// QEMU's steps through the group file: the container, the IOMMU backend, each device's fd.
+fn verify_group(
+    host: &Host,
+    id: GroupId,
+    members: &[&crate::model::Device],
+    blockers: &[String],
+    dev: &Path,
+    proc_root: &Path,
+) -> Result<Verdict, VerifyError> {
     let node: PathBuf = dev.join("vfio").join(id.to_string());
     if !node.exists() {
         return Ok(not_usable(
@@ -309,7 +359,7 @@ pub fn verify(
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
             let who = holders(proc_root, id);
             let who = if who.is_empty() {
-                "another process".to_string()
+                tr("another process")
             } else {
                 who.join(", ")
             };
@@ -445,7 +495,7 @@ pub fn verify(
     }
     Ok(Verdict::Usable {
         devices: opened,
-        interface: Some(Interface::Group),
+        ways: vec![Interface::Group],
     })
 }
 
@@ -475,6 +525,16 @@ fn verify_iommufd(
                 },
             })
     };
+    // Binding a device claims DMA ownership of its whole group: a member still on a host
+    // driver makes it fail (EPERM or EBUSY, depending on who owns the group). Said as the group
+    // way says it, before any bind.
+    if !blockers.is_empty() {
+        return Ok(not_usable(
+            "not-viable",
+            trf("Group {id} cannot be given to a guest: binding a device to iommufd needs the whole group free of host drivers, but these are still on them: {devices}.", &[("id", &id.to_string()), ("devices", &blockers.join("; "))]),
+            Some(trf("Claim the whole group (passagectl claim {id}), which binds every member together.", &[("id", &id.to_string())])),
+        ));
+    }
     let iommufd = open(&dev.join("iommu"))?;
     let mut ioas = IoasAlloc {
         size: std::mem::size_of::<IoasAlloc>() as u32,
@@ -505,21 +565,20 @@ fn verify_iommufd(
             VFIO_DEVICE_BIND_IOMMUFD,
             &mut bind as *mut BindIommufd as u64,
         ) {
+            // Someone else holding the group (another guest's iommufd: EPERM; its group file:
+            // EBUSY; this very device's file: EINVAL) is asked before anything is blamed.
+            let who = holders(proc_root, id);
             let (code, message, remedy) = match e.raw_os_error() {
-                Some(libc::EBUSY) if !blockers.is_empty() => (
-                    "not-viable",
-                    trf("Group {id} cannot be given to a guest: binding {device} to iommufd needs the whole group free of host drivers, but these are still on them: {devices}.", &[("id", &id.to_string()), ("device", &d.address.to_string()), ("devices", &blockers.join("; "))]),
-                    Some(trf("Claim the whole group (passagectl claim {id}), which binds every member together.", &[("id", &id.to_string())])),
+                Some(libc::EBUSY | libc::EPERM | libc::EINVAL) if !who.is_empty() => (
+                    "held-by-process",
+                    trf("{device} of group {id} is in use by {who} (a running guest, most likely, through its group file or its device file); VFIO lets one user have a device at a time.", &[("id", &id.to_string()), ("device", &d.address.to_string()), ("who", &who.join(", "))]),
+                    Some(trf("Stop that guest (or process) first, or give it this group in its configuration instead of starting a second one.", &[])),
                 ),
-                Some(libc::EBUSY) => {
-                    let who = holders(proc_root, id);
-                    let who = if who.is_empty() { "another process".to_string() } else { who.join(", ") };
-                    (
-                        "held-by-process",
-                        trf("{device} of group {id} is in use by {who} (a running guest, most likely, through its group file or its device file); VFIO lets one user have a device at a time.", &[("id", &id.to_string()), ("device", &d.address.to_string()), ("who", &who)]),
-                        Some(trf("Stop that guest (or process) first, or give it this group in its configuration instead of starting a second one.", &[])),
-                    )
-                }
+                Some(libc::EBUSY) => (
+                    "held-by-process",
+                    trf("{device} of group {id} is in use by another process (through its group file or its device file); VFIO lets one user have a device at a time.", &[("id", &id.to_string()), ("device", &d.address.to_string())]),
+                    Some(trf("Stop that guest (or process) first, or give it this group in its configuration instead of starting a second one.", &[])),
+                ),
                 Some(libc::EPERM) => (
                     "no-interrupt-remapping",
                     trf("iommufd refused {device} of group {id} (EPERM): the platform does not isolate the interrupts devices send (no interrupt remapping, or on ARM no GICv3 ITS), and iommufd does not allow unsafe interrupts.", &[("id", &id.to_string()), ("device", &d.address.to_string())]),
@@ -567,6 +626,6 @@ fn verify_iommufd(
     drop(files);
     Ok(Verdict::Usable {
         devices: opened,
-        interface: Some(Interface::Iommufd),
+        ways: vec![Interface::Iommufd],
     })
 }

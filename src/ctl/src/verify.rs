@@ -35,7 +35,7 @@ pub fn run(cli: &Cli, group: &str, as_json: bool) -> Result<u8, Failure> {
                     .iter()
                     .map(|a| a.parse())
                     .collect::<Result<_, _>>()?,
-                interface: None,
+                ways: Vec::new(),
             }
         } else {
             Verdict::NotUsable {

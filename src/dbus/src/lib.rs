@@ -18,7 +18,7 @@ use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 
 /// The interface's version (the `Version` property): 2 since replies are typed, 3 since
 /// PersistedGroups, 4 since DescribeHost and DeviceChanged, 5 since Fix, Unfix, BootLineFixes,
-/// SetVirtualFunctions and RehearseReset.
+/// SetVirtualFunctions and RehearseReset, 6 since ResetRehearsals, 7 since SetBarSize.
 pub const INTERFACE_VERSION: u32 = 7;
 
 /// Named errors, `io.github.passage.Helper1.Error.*`, each with a sentence for a person.
@@ -417,14 +417,19 @@ pub fn rehearsals_blocking() -> Vec<passage_core::doctor::Rehearsal> {
     else {
         return Vec::new();
     };
+    // A doctor does not wait long for what is only a note: a helper that does not answer
+    // within a few seconds (activation stuck, a bus that does not reply) is "no rehearsals".
     rt.block_on(async {
-        let Ok(h) = connect().await else {
-            return Vec::new();
+        let ask = async {
+            let h = connect().await.ok()?;
+            let json = h.reset_rehearsals().await.ok()?;
+            serde_json::from_str(&json).ok()
         };
-        match h.reset_rehearsals().await {
-            Ok(json) => serde_json::from_str(&json).unwrap_or_default(),
-            Err(_) => Vec::new(),
-        }
+        tokio::time::timeout(std::time::Duration::from_secs(5), ask)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     })
 }
 

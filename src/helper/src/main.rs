@@ -1206,22 +1206,20 @@ impl Helper {
         .await
         .map_err(failed)??;
         let v = match v {
-            Ok(passage_core::vfio::Verdict::Usable { devices, interface }) => Ok(Verification {
+            Ok(v @ passage_core::vfio::Verdict::Usable { .. }) => Ok(Verification {
                 usable: true,
                 code: "usable".into(),
-                message: if interface == Some(passage_core::vfio::Interface::Iommufd) {
-                    format!(
-                        "QEMU can use group {group} through iommufd: every device binds to \
-                         /dev/iommu through its own file and attaches to an I/O address space."
-                    )
-                } else {
-                    format!(
-                        "QEMU can use group {group}: it is viable, attaches to a VFIO container \
-                         with the IOMMU, and every device opens."
-                    )
-                },
+                // The words `passagectl verify` prints as root: which ways were checked.
+                message: passage_core::report::verify_text(g, &v)
+                    .trim_end()
+                    .to_string(),
                 remedy: String::new(),
-                devices: devices.iter().map(|d| d.to_string()).collect(),
+                devices: match &v {
+                    passage_core::vfio::Verdict::Usable { devices, .. } => {
+                        devices.iter().map(|d| d.to_string()).collect()
+                    }
+                    passage_core::vfio::Verdict::NotUsable { .. } => Vec::new(),
+                },
             }),
             Ok(passage_core::vfio::Verdict::NotUsable {
                 code,

@@ -251,9 +251,17 @@ pub fn set(
             (!list.is_empty()).then(|| render_modprobe(&list).into_bytes()),
         ),
     ];
-    // dracut's and mkinitcpio's drop-ins, where the system has that tool's directory.
-    for (path, text) in initramfs_drop_ins(root_dir) {
-        plan.push((path, (!list.is_empty()).then(|| text.into_bytes())));
+    // dracut's and mkinitcpio's drop-ins, where the system has that tool's directory. They
+    // name the two files above: written after them, and taken away before them, so that no
+    // step leaves a drop-in naming a file that is not there (an initramfs build would fail).
+    let drop_ins: Vec<_> = initramfs_drop_ins(root_dir)
+        .into_iter()
+        .map(|(path, text)| (path, (!list.is_empty()).then(|| text.into_bytes())))
+        .collect();
+    if list.is_empty() {
+        plan.splice(0..0, drop_ins);
+    } else {
+        plan.extend(drop_ins);
     }
     // No list at all once it is empty: passage-reclaim.service runs only where it exists.
     plan.push((
@@ -496,14 +504,16 @@ pub fn reclaimable(
 }
 
 /// dracut's drop-in: it sources each `*.conf` with bash, `+=` keeps what other files added.
-/// The rule and the softdeps go in as they are on the running system; vfio-pci and what it
-/// needs as drivers, which the softdeps then load before a host driver that loads from the
-/// initramfs (dracut would otherwise leave out a module no device of this boot needed).
+/// The rule and the softdeps go in as they are on the running system, and vfio-pci (its own
+/// dependencies come with it; the IOMMU backend is loaded later, when QEMU opens a container,
+/// and is another module on POWER), which the softdeps then load before a host driver that
+/// loads from the initramfs (dracut would otherwise leave out a module no device of this boot
+/// needed).
 pub fn render_dracut() -> String {
     format!(
         "# Written by passage-helper (passagectl persist): the layers that give persisted IOMMU\n\
          # groups to vfio-pci at boot, in the initramfs too. Removed with the last persisted group.\n\
-         add_drivers+=\" vfio_pci vfio vfio_iommu_type1 \"\n\
+         add_drivers+=\" vfio_pci \"\n\
          install_items+=\" /{UDEV_RULE} /{MODPROBE_CONF} \"\n"
     )
 }
@@ -513,7 +523,7 @@ pub fn render_mkinitcpio() -> String {
     format!(
         "# Written by passage-helper (passagectl persist): the layers that give persisted IOMMU\n\
          # groups to vfio-pci at boot, in the initramfs too. Removed with the last persisted group.\n\
-         MODULES+=(vfio_pci vfio vfio_iommu_type1)\n\
+         MODULES+=(vfio_pci)\n\
          FILES+=(/{UDEV_RULE} /{MODPROBE_CONF})\n"
     )
 }

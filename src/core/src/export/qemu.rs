@@ -15,21 +15,46 @@ pub fn program() -> String {
     }
     let arch = match std::env::consts::ARCH {
         "powerpc64" => "ppc64",
+        "x86" => "i386",
         a => a,
     };
     format!("qemu-system-{arch}")
 }
 
 /// The version `PROGRAM --version` prints ("QEMU emulator version 10.0.2 (Debian …)"), as
-/// (major, minor); `None` when it does not run or says something else.
+/// (major, minor); `None` when it does not run, says something else, or has not answered
+/// within two seconds (the app asks on its main loop: a program that hangs is killed).
 pub fn version(program: &str) -> Option<(u32, u32)> {
-    let out = std::process::Command::new(program)
+    use std::io::Read;
+    let mut child = std::process::Command::new(program)
         .arg("--version")
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .output()
+        .spawn()
         .ok()?;
-    parse_version(&String::from_utf8_lossy(&out.stdout))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut text = String::new();
+    child
+        .stdout
+        .take()?
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    parse_version(&text)
 }
 
 fn parse_version(text: &str) -> Option<(u32, u32)> {
@@ -144,4 +169,33 @@ pub fn args(r: &ResolvedGuest, iommufd: bool, notes: &mut Vec<String>) -> String
         out.push_str(if i + 1 < n { " \\\n" } else { "\n" });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_as_qemu_prints_them() {
+        assert_eq!(
+            parse_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright (c) 2003-2025"),
+            Some((10, 0))
+        );
+        assert_eq!(
+            parse_version("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)"),
+            Some((7, 2))
+        );
+        assert_eq!(parse_version("qemu-system-x86_64: unknown option"), None);
+        assert_eq!(parse_version(""), None);
+        assert_eq!(version("/nonexistent/qemu"), None);
+    }
+
+    #[test]
+    fn the_iommufd_form_needs_the_kernel_and_qemu_9() {
+        assert!(choose_iommufd((true, Some(true)), Some(("q", Some((9, 0))))).0);
+        assert!(!choose_iommufd((true, Some(true)), Some(("q", Some((8, 2))))).0);
+        assert!(!choose_iommufd((true, Some(false)), Some(("q", Some((10, 0))))).0);
+        assert!(!choose_iommufd((false, None), Some(("q", Some((10, 0))))).0);
+        assert_eq!(choose_iommufd((false, None), None), (false, None));
+    }
 }

@@ -457,7 +457,6 @@ fn summary(r: &Report) -> String {
     }
 }
 
-/// The helper's Fix, on this machine's system bus.
 /// A rehearsal through the helper, said as `passagectl rehearse-reset` says it.
 fn rehearse(g: GroupId) -> Result<Vec<String>, String> {
     let (survives, lines) = passage_dbus::rehearse_blocking(g.0)?;
@@ -493,6 +492,7 @@ fn set_vfs(a: PciAddress, n: u32) -> Result<Vec<String>, String> {
     Ok(said)
 }
 
+/// The helper's Fix, on this machine's system bus.
 fn fix(code: &str, device: Option<PciAddress>) -> Result<Vec<String>, String> {
     let dev = device.map(|d| d.to_string()).unwrap_or_default();
     let done = passage_dbus::fix_blocking(code, &dev, false)?;
