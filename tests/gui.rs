@@ -1502,6 +1502,73 @@ fn host_readiness_rehearses_a_reset_and_sets_virtual_functions() {
     );
 }
 
+/// Host Readiness's size for a resizable BAR, through AT-SPI: the RTX 3080's BAR 1 (8 GiB now,
+/// 256 MiB to 8 GiB offered) gets 256 MiB for claims through the real helper; a claim then
+/// resizes it and a release gives it its 8 GiB back.
+#[test]
+fn host_readiness_sets_the_size_claims_give_a_resizable_bar() {
+    const GPU: &str = "0000:0b:00.0";
+    let bus = bus::Bus::start_spec(
+        &|m| {
+            let gpu = m.devices.iter_mut().find(|d| d.bdf == GPU).unwrap();
+            for bar in gpu.bars.iter_mut().filter(|b| b.0 == 1) {
+                bar.1 = 8 << 30;
+            }
+            gpu.resizable_bars = vec![(1, "3f00".into())];
+        },
+        &|_| {},
+    );
+    let s = Session::launch(Launch {
+        tree: Some(&bus.root()),
+        atspi: true,
+        env: vec![("DBUS_SYSTEM_BUS_ADDRESS", bus.address())],
+        ..Default::default()
+    });
+    s.until("the cards", |p| p["loaded"] == true);
+    let out = s.atspi("readiness-bar-size");
+    assert!(
+        out.contains("said: BAR 1 of 0000:0b:00.0 will be 256 MiB whenever Passage claims it"),
+        "{out}"
+    );
+    let recs = std::fs::read_to_string(bus.state().join("bars.json")).unwrap();
+    assert!(
+        recs.contains("\"bar\": 1") && recs.contains("\"size\": 8"),
+        "{recs}"
+    );
+    let bar1 = || -> u64 {
+        let r = std::fs::read_to_string(
+            bus.root()
+                .join("sys/bus/pci/devices")
+                .join(GPU)
+                .join("resource"),
+        )
+        .unwrap();
+        let f: Vec<u64> = r
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).unwrap())
+            .collect();
+        (f[1] - f[0] + 1) >> 20
+    };
+    assert_eq!(bar1(), 8192);
+    let out = bus.passagectl(false, &["claim", "19"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(bar1(), 256);
+    let out = bus.passagectl(false, &["release", "19"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(bar1(), 8192);
+}
+
 /// Host Readiness (Ctrl+Shift+R) on the demo host's tree driven by the real helper on a private
 /// bus: the doctor's findings by topic, a Fix button on the one Passage can carry out (the
 /// kernel line's vfio-pci.ids, with Debian's GRUB and a stand-in update-grub in the tree),

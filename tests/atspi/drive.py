@@ -273,8 +273,27 @@ def readiness_rehearse_and_vfs():
     say("pressed:", name(set_button))
 
 
+def readiness_bar_size():
+    """Host Readiness: the GPU's resizable BAR 1, its size for claims (offered first: 256 MiB)
+    and Set, each named for the BAR and the device."""
+    a = app()
+    key("ctrl+shift+r")
+    choice = find(a, "the size choice of BAR 1 of 0000:0b:00.0",
+                  lambda o: name(o) == "Size of BAR 1 of 0000:0b:00.0 for claims", timeout=30)
+    say("choice:", role(choice), name(choice))
+    set_button = find(a, "the Set button of BAR 1",
+                      lambda o: role(o) == "push button"
+                      and name(o) == "Set the size of BAR 1 of 0000:0b:00.0 for claims")
+    click(set_button)
+    said = find(a, "what the helper said, in the window's status line",
+                lambda o: role(o) == "status bar" and "BAR 1 of 0000:0b:00.0 will be" in name(o),
+                timeout=60)
+    say("said:", name(said).splitlines()[0])
+
+
 SCENARIOS = {"assign-undo-redo": assign_undo_redo, "about-and-shortcuts": about_and_shortcuts,
-             "readiness-rehearse-and-vfs": readiness_rehearse_and_vfs}
+             "readiness-rehearse-and-vfs": readiness_rehearse_and_vfs,
+             "readiness-bar-size": readiness_bar_size}
 
 if __name__ == "__main__":
     try:

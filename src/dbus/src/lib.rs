@@ -391,6 +391,15 @@ pub fn set_vfs_blocking(address: &str, count: u32) -> Result<Persisted, String> 
     })
 }
 
+/// The helper's SetBarSize: BAR `bar` of `address` gets `mib` whenever Passage claims it.
+pub fn set_bar_size_blocking(address: &str, bar: u8, mib: u64) -> Result<Persisted, String> {
+    let address = address.to_string();
+    blocking(|h| async move {
+        h.set_bar_size(&address, u32::from(bar), mib, HashMap::new())
+            .await
+    })
+}
+
 /// One call to this machine's helper, waited for on a runtime of its own; errors in words.
 fn blocking<T, F, Fut>(f: F) -> Result<T, String>
 where

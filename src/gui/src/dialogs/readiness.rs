@@ -27,6 +27,8 @@ pub struct Reading {
     report: Report,
     groups: BTreeMap<PciAddress, GroupId>,
     vfs: BTreeMap<PciAddress, (u32, u16)>,
+    /// Each device's resizable BARs, in the order the doctor's findings name them.
+    bars: BTreeMap<PciAddress, Vec<doctor::ResizableBar>>,
 }
 
 impl Source {
@@ -41,6 +43,12 @@ impl Source {
             facts.rehearsals = passage_dbus::rehearsals_blocking();
         }
         let report = doctor::examine(&host, &facts);
+        let bars = facts
+            .devices
+            .iter()
+            .filter(|(_, f)| !f.resizable_bars.is_empty())
+            .map(|(a, f)| (*a, f.resizable_bars.clone()))
+            .collect();
         let named = |a: &PciAddress| report.findings.iter().any(|f| f.reason.device == Some(*a));
         let groups = host
             .devices
@@ -62,6 +70,7 @@ impl Source {
             report,
             groups,
             vfs,
+            bars,
         }))
     }
 
@@ -93,6 +102,8 @@ pub enum ReadinessInput {
     Rehearse(GroupId),
     /// Give an SR-IOV card this many virtual functions, now and at every boot.
     SetVfs(PciAddress, u32),
+    /// The size (MiB) a resizable BAR gets whenever Passage claims the device.
+    SetBar(PciAddress, u8, u64),
 }
 
 #[derive(Debug)]
@@ -215,6 +226,19 @@ impl Component for ReadinessDialog {
                 set_fix_buttons(&widgets.list, false);
                 sender.spawn_oneshot_command(move || ReadinessCmd::Fixed(rehearse(g)));
             }
+            ReadinessInput::SetBar(a, bar, mib) => {
+                if self.busy {
+                    return;
+                }
+                self.busy = true;
+                self.said = trf(
+                    "BAR {bar} of {device} for claims: the helper asks for the administrator's password…",
+                    &[("device", &a.to_string()), ("bar", &bar.to_string())],
+                );
+                self.show_said(widgets);
+                set_fix_buttons(&widgets.list, false);
+                sender.spawn_oneshot_command(move || ReadinessCmd::Fixed(set_bar(a, bar, mib)));
+            }
             ReadinessInput::SetVfs(a, n) => {
                 if self.busy {
                     return;
@@ -287,6 +311,8 @@ impl ReadinessDialog {
         let mut first_fix: Option<gtk::Button> = None;
         // One Rehearse button per group, on its first reset finding.
         let mut rehearsable: BTreeSet<GroupId> = BTreeSet::new();
+        // Which of a device's resizable BARs the next resizable-bar finding is about.
+        let mut bar_seen: BTreeMap<PciAddress, usize> = BTreeMap::new();
         let mut group: Option<(String, adw::PreferencesGroup)> = None;
         let mut codes = Vec::new();
         for f in &report.findings {
@@ -394,6 +420,55 @@ impl ReadinessDialog {
                     row.add_suffix(&b);
                 }
             }
+            // A resizable BAR: the size claims give it, chosen among those the card offers
+            // (256 MiB first where offered: the size cards had before resizable BARs).
+            if let (Some(a), true) = (
+                f.reason.device,
+                f.reason.code == "resizable-bar" && self.source.can_fix(),
+            ) {
+                let i = bar_seen.entry(a).or_insert(0);
+                if let Some(rb) = reading.bars.get(&a).and_then(|v| v.get(*i)) {
+                    let mut sizes = rb.sizes_mib.clone();
+                    sizes.sort_unstable();
+                    let labels: Vec<String> = sizes.iter().map(|m| size_label(*m)).collect();
+                    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+                    let dd = gtk::DropDown::from_strings(&refs);
+                    let first = sizes.iter().position(|m| *m == 256).unwrap_or(0);
+                    dd.set_selected(first as u32);
+                    dd.set_valign(gtk::Align::Center);
+                    crate::a11y::label_dropdown(
+                        &dd,
+                        &trf(
+                            "Size of BAR {bar} of {device} for claims",
+                            &[("bar", &rb.index.to_string()), ("device", &a.to_string())],
+                        ),
+                    );
+                    let b = gtk::Button::with_label(&tr("Set"));
+                    b.set_valign(gtk::Align::Center);
+                    crate::a11y::accessible_label(
+                        &b,
+                        &trf(
+                            "Set the size of BAR {bar} of {device} for claims",
+                            &[("bar", &rb.index.to_string()), ("device", &a.to_string())],
+                        ),
+                    );
+                    let s = sender.input_sender().clone();
+                    let (choice, bar) = (dd.clone(), rb.index);
+                    b.connect_clicked(move |_| {
+                        if let Some(m) = sizes.get(choice.selected() as usize) {
+                            s.emit(ReadinessInput::SetBar(a, bar, *m));
+                        }
+                    });
+                    crate::registry::enter(
+                        &self.registry.buttons,
+                        format!("bar-{a}-{}", rb.index),
+                        &b,
+                    );
+                    row.add_suffix(&dd);
+                    row.add_suffix(&b);
+                }
+                *i += 1;
+            }
             g.add(&row);
         }
         self.registry
@@ -473,6 +548,19 @@ fn rehearse(g: GroupId) -> Result<Vec<String>, String> {
     }];
     said.extend(lines);
     Ok(said)
+}
+
+fn size_label(mib: u64) -> String {
+    if mib >= 1024 && mib.is_multiple_of(1024) {
+        format!("{} GiB", mib / 1024)
+    } else {
+        format!("{mib} MiB")
+    }
+}
+
+fn set_bar(a: PciAddress, bar: u8, mib: u64) -> Result<Vec<String>, String> {
+    let done = passage_dbus::set_bar_size_blocking(&a.to_string(), bar, mib)?;
+    Ok(done.notes)
 }
 
 fn set_vfs(a: PciAddress, n: u32) -> Result<Vec<String>, String> {
