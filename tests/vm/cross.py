@@ -51,6 +51,19 @@ ARCHES = {
         # The SMMUv3 driver and the virtio-mmio transport the shares use.
         "modules": ["virtio_mmio", "arm_smmu_v3"],
     },
+    # x86 on a kernel of another release than the host's (vm.py boots the host's own): Debian
+    # 11's 5.10, which lists no reset methods. Passage's own x86 binaries run there (the
+    # userland is this release's, as on the host).
+    "amd64": {
+        "triplet": "x86_64-linux-gnu",
+        "rust": "x86_64-unknown-linux-gnu",
+        "qemu": "qemu-system-x86_64",
+        "qemu_pkg": "qemu-system-x86",
+        "kernel": "linux-image-amd64",
+        "console": "ttyS0",
+        "loader": "ld-linux-x86-64.so.2",
+        "modules": ["virtio_pci"],
+    },
     "ppc64el": {
         "triplet": "powerpc64le-linux-gnu",
         "rust": "powerpc64le-unknown-linux-gnu",
@@ -102,6 +115,24 @@ ARM_SRIOV = [
     "-device", "igb,bus=rp5,netdev=n6", "-netdev", "user,id=n6,restrict=on",
 ]
 
+# q35 for a kernel of another release: the x86 bed's kinds of reset — an e1000e alone behind a
+# root port, a multifunction card (two functions on one bus: no bus reset for either), a
+# PCIe-to-PCI bridge with two conventional devices, and an rtl8139 alone behind a PCI bridge.
+X86_DEVICES = [
+    "-device", "intel-iommu,intremap=on,caching-mode=on",
+    "-device", "pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x2",
+    "-device", "e1000e,bus=rp1,netdev=n1", "-netdev", "user,id=n1,restrict=on",
+    "-device", "pcie-root-port,id=rp2,chassis=2,slot=2,bus=pcie.0,addr=0x3",
+    "-device", "e1000e,bus=rp2,addr=0.0,multifunction=on,netdev=n2", "-netdev", "user,id=n2,restrict=on",
+    "-device", "qemu-xhci,bus=rp2,addr=0.1",
+    "-device", "pcie-root-port,id=rp3,chassis=3,slot=3,bus=pcie.0,addr=0x4",
+    "-device", "pcie-pci-bridge,id=br1,bus=rp3",
+    "-device", "e1000,bus=br1,addr=0x1,netdev=n3", "-netdev", "user,id=n3,restrict=on",
+    "-device", "rtl8139,bus=br1,addr=0x2,netdev=n4", "-netdev", "user,id=n4,restrict=on",
+    "-device", "pci-bridge,id=pb1,chassis_nr=9,bus=pcie.0,addr=0x5",
+    "-device", "rtl8139,bus=pb1,addr=0x1,netdev=n5", "-netdev", "user,id=n5,restrict=on",
+]
+
 # pseries: each spapr-pci-host-bridge is a partitionable endpoint of its own; devices on one
 # bridge share it.
 PPC_DEVICES = [
@@ -129,6 +160,9 @@ TOPOLOGIES = {
     "arm64-no-iommu": ("arm64", "virt", ARM_DEVICES, ""),
     "ppc64le-pseries": ("ppc64el", "pseries", PPC_DEVICES, "backports"),
     "ppc64le-pseries-6.1": ("ppc64el", "pseries", PPC_DEVICES, ""),
+    # Linux 5.10 (Debian 11) on q35 with VT-d: no reset_method files; Passage models each
+    # function's resets as that kernel tries them.
+    "x86-linux-5.10": ("amd64", "q35,kernel-irqchip=split", X86_DEVICES, "bullseye"),
 }
 
 
@@ -152,6 +186,9 @@ def apt(arch):
         lines = [f"deb [arch={arch} {key}] {uri} {name} main",
                  f"deb [arch={arch} {key}] {uri} {name}-updates main",
                  f"deb [arch={arch} {key}] {uri} {name}-backports main"]
+        if any(a == arch and s == "bullseye" for a, _, _, s in TOPOLOGIES.values()):
+            # An older release's kernel, for kernels before 5.15.
+            lines.append(f"deb [arch={arch} {key}] {uri} bullseye main")
         security = uri.rstrip("/") + "-security"
         lines.append(f"deb [arch={arch} {key}] {security} {name}-security main")
         sources.write_text("\n".join(lines) + "\n")
@@ -181,7 +218,8 @@ def download(arch, pkgs, suite=""):
     missing = [p for p in pkgs if not sorted(d.glob(f"{p}_*.deb"))]
     if missing:
         log(f"downloading {arch}: {' '.join(missing)}")
-        names = [f"{p}/{codename()}-{suite}" if suite else p for p in missing]
+        release = f"{codename()}-{suite}" if suite == "backports" else suite
+        names = [f"{p}/{release}" if suite else p for p in missing]
         r = subprocess.run(["apt-get", *apt(arch), "download", *names], cwd=d, capture_output=True, text=True)
         if r.returncode != 0:
             raise Unavailable(f"apt-get download of {arch} packages failed: {r.stderr.strip()[-400:]}")
@@ -308,6 +346,11 @@ def qemu_command(topology, image, initrd, out: Path):
         # The share on virtio-mmio: outside PCI, so outside every group.
         share = ["-device", "virtio-9p-device,fsdev=fs1,mount_tag=out"]
         cpu = ["-cpu", "max", "-smp", "2"]
+    elif arch == "amd64":
+        # q35 has no virtio-mmio: the share on the root complex, alone in its group.
+        share = ["-device", "virtio-9p-pci,fsdev=fs1,mount_tag=out,bus=pcie.0,addr=0x10"]
+        cpu = ["-smp", "2"]
+        append += " intel_iommu=on"
     else:
         # pseries has no virtio-mmio: the share gets a host bridge of its own (index 0 is the
         # machine's default bridge; nothing else is put on it).

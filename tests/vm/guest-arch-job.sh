@@ -45,6 +45,12 @@ if [ -n "${VFS:-}" ]; then
 fi
 snapshot boot
 passagectl list > $OUT/boot-list.txt 2>&1
+# How the kernel resets each function: `reset` is there when it has a way (every kernel);
+# `reset_method` lists them from Linux 5.15 on.
+for d in /sys/bus/pci/devices/*; do
+  m=$(cat $d/reset_method 2>/dev/null | tr ' ' ',')
+  echo "${d##*/} $([ -e $d/reset ] && echo reset || echo -) ${m:--}"
+done > $OUT/resets.txt
 dmesg > $OUT/dmesg.txt
 cat /proc/interrupts > $OUT/interrupts.txt
 passagectl doctor --json > $OUT/doctor.json 2> $OUT/doctor.err; echo $? > $OUT/doctor.rc
