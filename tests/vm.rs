@@ -555,7 +555,9 @@ fn sriov_virtual_functions_get_groups_of_their_own_and_bind_alone() {
 /// The rule `passagectl vfs` writes, at a real boot: the helper gives the igb two VFs in one
 /// boot; in the next (a "udev" boot: no driver loaded until systemd-udevd loads them by
 /// modalias, the rule from the first boot in /etc/udev/rules.d) the card comes up without VFs,
-/// igb binds it, and the rule gives it its two again — each VF its own group.
+/// igb binds it, and the rule gives it its two again — each VF its own group. The D3cold rule
+/// (`fix d3cold-allowed`, rendered by the helper's own code for the igb) keeps it powered from
+/// that boot on.
 #[test]
 fn the_virtual_functions_come_back_at_the_next_boot_through_the_helpers_rule() {
     const PF: &str = "0000:01:00.0";
@@ -575,10 +577,20 @@ fn the_virtual_functions_come_back_at_the_next_boot_through_the_helpers_rule() {
         );
         assert_eq!(setup.rc("vfs.rc"), 0, "{}", setup.file("vfs.txt"));
         assert_eq!(setup.file("setup-numvfs.txt").trim(), "2");
-        ["63-passage-sriov.rules", "sriov.json"]
+        let mut seed: Vec<(String, Vec<u8>)> = ["63-passage-sriov.rules", "sriov.json"]
             .iter()
             .map(|f| (f.to_string(), setup.file(&format!("seed/{f}")).into_bytes()))
-            .collect()
+            .collect();
+        // And the rule that keeps a device powered, as the helper renders it.
+        let power = passage_helper::devfix::render_rule(&[passage_helper::devfix::Record {
+            code: "d3cold-allowed".into(),
+            address: PF.parse().unwrap(),
+            vendor_id: "8086".into(),
+            device_id: "10c9".into(),
+            before: "1".into(),
+        }]);
+        seed.push(("62-passage-power.rules".into(), power.into_bytes()));
+        seed
     };
     let boot = boot_udev(
         "sriov",
@@ -633,6 +645,20 @@ fn the_virtual_functions_come_back_at_the_next_boot_through_the_helpers_rule() {
             "each VF alone: {g}"
         );
     }
+    // The power rule: the kernel's default (1) until udev added the card, 0 after.
+    assert_eq!(boot.file("d3cold-before.txt").trim(), "1", "{}", boot.log());
+    assert_eq!(
+        boot.file("d3cold-after.txt").trim(),
+        "0",
+        "{}",
+        boot.file("udevd.log")
+    );
+    assert!(
+        udevd
+            .lines()
+            .any(|l| l.starts_with(&format!("{PF}: ")) && l.contains("62-passage-power.rules")),
+        "no line of 62-passage-power.rules for {PF} in udevd's log"
+    );
     eprintln!("udev boot: {}", boot.file("vfs-after.txt").trim());
 }
 

@@ -26,10 +26,14 @@ if [ "$STAGE" = setup ]; then
 fi
 
 cp $OUT/seed/63-passage-sriov.rules /etc/udev/rules.d/
+# The rule `passagectl fix d3cold-allowed` writes (made by the host test for the igb: QEMU
+# offers no GPU, whose driver would allow runtime power management, for the doctor to name).
+cp $OUT/seed/62-passage-power.rules /etc/udev/rules.d/
 cp $OUT/seed/sriov.json $R/state/
 mkdir -p /lib/modules
 mount --bind "$(cat $OUT/moddir)" /lib/modules
 echo "$(drv $PF) $(numvfs)" > $OUT/before-udev.txt
+cat /sys/bus/pci/devices/$PF/d3cold_allowed > $OUT/d3cold-before.txt 2>&1
 udevd=/lib/systemd/systemd-udevd
 [ -x $udevd ] || udevd=/usr/lib/systemd/systemd-udevd
 $udevd --debug --resolve-names=never > $OUT/udevd.log 2>&1 &
@@ -38,6 +42,7 @@ udevadm trigger --type=subsystems --action=add
 udevadm trigger --type=devices --action=add
 udevadm settle --timeout=240; echo $? > $OUT/settle.rc
 echo "$(drv $PF) $(numvfs)" > $OUT/after-udev.txt
+cat /sys/bus/pci/devices/$PF/d3cold_allowed > $OUT/d3cold-after.txt 2>&1
 for v in /sys/bus/pci/devices/$PF/virtfn*; do
   [ -e "$v" ] && echo "$(basename $(readlink $v)) $(drv $(basename $(readlink $v)))"
 done > $OUT/vfs-after.txt
