@@ -776,3 +776,32 @@ fn a_size_the_kernel_refuses_fails_the_claim_and_puts_everything_back() {
     assert!(e.contains("bars.json"), "{e}");
     assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
 }
+
+/// A repeat claim (the group's record from an earlier claim still there, a member since taken
+/// off vfio-pci by hand) that resizes a BAR the earlier claim did not: the record keeps the
+/// earlier drivers and gains the size to give back, so the release restores both.
+#[test]
+fn a_repeat_claim_that_resizes_keeps_the_size_to_give_back() {
+    let bed = rebar_bed();
+    let (st, gpu) = (bed.state(), GPU.parse::<PciAddress>().unwrap());
+    passage_helper::rebar::set(bed.dir.path(), &st, &bed.host(), gpu, 1, 0).unwrap();
+    bed.claim(19, false).unwrap();
+    assert_eq!(bar1_mib(&bed), 8192);
+    // By hand: the GPU off vfio-pci, then a size chosen.
+    passage_helper::claim::execute(
+        &bed.kernel,
+        &claim::Step::Unbind {
+            device: gpu,
+            driver: "vfio-pci".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(bed.driver(GPU), None);
+    passage_helper::rebar::set(bed.dir.path(), &st, &bed.host(), gpu, 1, 256).unwrap();
+    bed.claim(19, false).unwrap();
+    assert_eq!(bar1_mib(&bed), 256);
+    assert_eq!(bed.driver(GPU).as_deref(), Some("vfio-pci"));
+    bed.release(19).unwrap();
+    assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
+    assert_eq!(bar1_mib(&bed), 8192, "the release gave the BAR its size back");
+}

@@ -1320,7 +1320,7 @@ fn the_helper_sets_a_bar_size_that_claims_apply_and_releases_undo() {
         ("1", "16GiB", "cannot be 16 GiB"),
         ("0", "256", "not resizable"),
         ("1", "lots", "not a BAR size"),
-        ("7", "256", "0"),
+        ("7", "256", "BARs 0 to 5"),
     ] {
         let out = b.passagectl(false, &["bar-size", GPU, bar, size]);
         let err = String::from_utf8_lossy(&out.stderr);

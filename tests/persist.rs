@@ -199,7 +199,7 @@ fn dracut_and_mkinitcpio_get_drop_ins_where_the_system_has_them() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(lines[0], ["nvme", "vfio_pci"], "{out}");
+    assert_eq!(lines[0], ["nvme", "vfio_pci", "vfio_iommu_type1"], "{out}");
     assert_eq!(
         lines[1],
         [
@@ -220,7 +220,7 @@ fn dracut_and_mkinitcpio_get_drop_ins_where_the_system_has_them() {
     let out = String::from_utf8(o.stdout).unwrap();
     assert_eq!(
         out,
-        "amdgpu vfio_pci\n/etc/udev/rules.d/61-passage-vfio.rules /etc/modprobe.d/passage-vfio.conf\n"
+        "amdgpu vfio_pci vfio_iommu_type1?\n/etc/udev/rules.d/61-passage-vfio.rules /etc/modprobe.d/passage-vfio.conf\n"
     );
     // A second group: the drop-ins stay as they are; the last one off takes them away.
     persist::set(&h, &r, dir.path(), GroupId(18), true, &st).unwrap();
@@ -304,6 +304,7 @@ fn the_real_dracut_puts_vfio_pci_the_rule_and_the_softdeps_in_the_initramfs() {
         "kernel/drivers/vfio/pci/vfio-pci.ko",
         // vfio-pci's own dependency, brought by dracut with it.
         "kernel/drivers/vfio/vfio.ko",
+        "kernel/drivers/vfio/vfio_iommu_type1.ko",
     ] {
         assert!(listing.contains(f), "{f} not in the initramfs:\n{listing}");
     }

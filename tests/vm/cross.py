@@ -179,8 +179,11 @@ def apt(arch):
     for sub in ["lists/partial", "cache/archives/partial"]:
         (d / sub).mkdir(parents=True, exist_ok=True)
     sources = d / "sources.list"
-    if not sources.exists():
-        name = codename()
+    # Written afresh when what it should say changed (a suite added since the cache was made),
+    # and the lists read again then.
+    fresh = False
+    name = codename()
+    if name:
         uri = apt_uri()
         key = "signed-by=/usr/share/keyrings/debian-archive-keyring.gpg"
         lines = [f"deb [arch={arch} {key}] {uri} {name} main",
@@ -191,12 +194,15 @@ def apt(arch):
             lines.append(f"deb [arch={arch} {key}] {uri} bullseye main")
         security = uri.rstrip("/") + "-security"
         lines.append(f"deb [arch={arch} {key}] {security} {name}-security main")
-        sources.write_text("\n".join(lines) + "\n")
+        text = "\n".join(lines) + "\n"
+        if not sources.exists() or sources.read_text() != text:
+            sources.write_text(text)
+            fresh = True
     opts = [f"-oDir::Etc::SourceList={sources}", "-oDir::Etc::SourceParts=/nonexistent",
             f"-oDir::State::Lists={d}/lists", f"-oDir::Cache={d}/cache", "-oAPT::Get::List-Cleanup=0",
             f"-oAPT::Architecture={arch}", f"-oAPT::Architectures={arch}",
             "-oDir::State::status=/dev/null"]
-    if not any((d / "lists").glob("*Packages*")):
+    if fresh or not any((d / "lists").glob("*Packages*")):
         log(f"reading Debian's {arch} package lists")
         run(["apt-get", *opts, "update"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return opts

@@ -156,8 +156,9 @@ pub mod ctl {
             device: String,
             count: u32,
         },
-        /// The size a resizable BAR gets whenever Passage claims the device (written while no
-        /// driver holds it, before vfio-pci; the size it had goes back at release): for a guest
+        /// The size a resizable BAR gets whenever Passage claims the device from its host driver
+        /// (written while no driver holds it, before vfio-pci; the size it had goes back at
+        /// release; a group the boot's udev rule gives to vfio-pci keeps its size): for a guest
         /// whose 64-bit PCI window is smaller than the BAR, or a guest driver that fails on a
         /// BAR larger than it expects. Through the helper. SIZE in MiB (256), or with GiB
         /// (8GiB); `none` to leave the BAR as it is again.

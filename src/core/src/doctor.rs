@@ -1076,7 +1076,7 @@ fn power_and_bars(
                 Some(d.address),
                 Severity::Info,
                 trf("{device} has a resizable BAR {bar}: {now} now, {min} to {max}. The guest sees the size set when it starts: a BAR larger than the guest's 64-bit PCI window is not mapped, and some guest drivers fail with one larger than they expect.", &[("device", &label(d)), ("bar", &rb.index.to_string()), ("now", &now), ("min", &size_text(*min)), ("max", &size_text(*max))]),
-                Some(trf("Give the guest a 64-bit window at least that large (QEMU: -global q35-pcihost.pci-hole64-size=64G; OVMF: -fw_cfg name=opt/ovmf/X-PciMmio64Mb,string=65536), or let Passage resize the BAR whenever it claims the device (while no driver holds it, given back at release): passagectl bar-size {address} {bar} 256 (any size listed here).", &[("address", &addr), ("bar", &rb.index.to_string())])),
+                Some(trf("Give the guest a 64-bit window at least that large (QEMU: -global q35-pcihost.pci-hole64-size=64G; OVMF: -fw_cfg name=opt/ovmf/X-PciMmio64Mb,string=65536), or let Passage resize the BAR whenever it claims the device from its host driver (while no driver holds it, given back at release): passagectl bar-size {address} {bar} SIZE, SIZE one the card offers ({min} to {max}).", &[("address", &addr), ("bar", &rb.index.to_string()), ("min", &size_text(*min)), ("max", &size_text(*max))])),
             ),
         );
     }

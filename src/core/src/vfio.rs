@@ -178,11 +178,13 @@ pub fn holders(proc_root: &Path, group: GroupId) -> Vec<String> {
     let Ok(procs) = std::fs::read_dir(proc_root) else {
         return out;
     };
+    // This process is no holder: verify itself has the files open while it asks.
+    let me = std::process::id().to_string();
     for p in procs.flatten() {
         let name = p.file_name();
         let Some(pid) = name
             .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()) && *s != me)
         else {
             continue;
         };

@@ -18,6 +18,7 @@ pub fn run(cli: &Cli, group: &str, as_json: bool) -> Result<u8, Failure> {
     }
     // Root here runs QEMU's steps itself; anyone else, and anyone on another machine (-H),
     // asks the helper, which runs the same steps as root there.
+    let mut said: Option<String> = None;
     let v = if cli.remote()?.is_none() && rustix::process::geteuid().is_root() {
         let root = HostRoot::open("/")?;
         let host = scan::scan(&root)?;
@@ -28,6 +29,8 @@ pub fn run(cli: &Cli, group: &str, as_json: bool) -> Result<u8, Failure> {
     } else {
         // /dev/vfio is root's: ask the helper, which runs the same steps.
         let v = helper_call(cli, |h| async move { h.verify(id.0).await })?;
+        // The helper's words say which ways it checked.
+        said = v.usable.then(|| format!("{}\n", v.message));
         if v.usable {
             Verdict::Usable {
                 devices: v
@@ -48,7 +51,7 @@ pub fn run(cli: &Cli, group: &str, as_json: bool) -> Result<u8, Failure> {
     print(&if as_json {
         json(&v)?
     } else {
-        report::verify_text(id, &v)
+        said.unwrap_or_else(|| report::verify_text(id, &v))
     })?;
     Ok(match v {
         Verdict::Usable { .. } => 0,

@@ -205,7 +205,7 @@ impl Step {
             Step::Probe { device } => format!("probe {device}"),
             Step::Bind { device, driver } => format!("bind {device} {driver}"),
             Step::ResizeBar { device, bar, size } => {
-                format!("resize {device} BAR {bar} to {} MiB", 1u64 << size)
+                format!("resize {device} BAR {bar} to 2^{size} MiB")
             }
             Step::Expect { device, driver } => format!(
                 "expect {device} {}",
@@ -711,7 +711,7 @@ pub fn execute(k: &dyn Kernel, step: &Step) -> Result<(), String> {
                     &[
                         ("bar", &bar.to_string()),
                         ("device", &device.to_string()),
-                        ("size", &(1u64 << size).to_string()),
+                        ("size", &1u64.checked_shl(u32::from(*size)).unwrap_or(0).to_string()),
                         ("error", &e.to_string()),
                     ],
                 )
@@ -1119,7 +1119,15 @@ fn merge_with_record(
             let moved = n.driver.as_deref().is_some_and(|d| d != VFIO_PCI);
             match out.iter_mut().find(|e| e.address == n.address) {
                 Some(e) if moved => *e = n.clone(),
-                Some(_) => {}
+                // The earlier record's drivers and BAR sizes stand; a BAR this claim resizes
+                // that the earlier one did not is added with the size it has now.
+                Some(e) => {
+                    for (bar, size) in &n.bars {
+                        if !e.bars.iter().any(|(b, _)| b == bar) {
+                            e.bars.push((*bar, *size));
+                        }
+                    }
+                }
                 None => out.push(n.clone()),
             }
         }

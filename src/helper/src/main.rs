@@ -1064,18 +1064,26 @@ impl Helper {
         // What the card offers is checked by rebar::set, which names the sizes it can be.
         if size_mib >= 1 << 47 {
             return Err(HelperError::InvalidArgs(format!(
-                "{size_mib} MiB is no BAR size: a resizable BAR is at most 128 TiB"
+                "{size_mib} MiB is larger than any BAR (2^47 MiB at most)"
             )));
         }
         let host = self.host_model().clone();
-        let name = host
-            .devices
-            .get(&address)
-            .map(|d| format!("{address} {}", d.display_name()))
-            .ok_or_else(|| {
-                HelperError::NotFound(format!("There is no PCI device {address} on this host."))
-            })?;
-        let (b, size) = (bar.to_string(), size_mib.to_string());
+        // Forgetting a size needs no card: the one it was for may be gone.
+        let name = match host.devices.get(&address) {
+            Some(d) => format!("{address} {}", d.display_name()),
+            None if size_mib == 0 => address.to_string(),
+            None => {
+                return Err(HelperError::NotFound(format!(
+                    "There is no PCI device {address} on this host."
+                )))
+            }
+        };
+        let b = bar.to_string();
+        let size = if size_mib == 0 {
+            "the size the card has".to_string()
+        } else {
+            format!("{size_mib} MiB")
+        };
         self.authorize(
             conn,
             &hdr,

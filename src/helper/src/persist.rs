@@ -254,7 +254,7 @@ pub fn set(
     // dracut's and mkinitcpio's drop-ins, where the system has that tool's directory. They
     // name the two files above: written after them, and taken away before them, so that no
     // step leaves a drop-in naming a file that is not there (an initramfs build would fail).
-    let drop_ins: Vec<_> = initramfs_drop_ins(root_dir)
+    let drop_ins: Vec<_> = initramfs_drop_ins(root_dir, host.platform.arch.as_deref())
         .into_iter()
         .map(|(path, text)| (path, (!list.is_empty()).then(|| text.into_bytes())))
         .collect();
@@ -503,37 +503,49 @@ pub fn reclaimable(
     Ok(out)
 }
 
+/// The IOMMU backend VFIO needs on this architecture: loaded with vfio (a softdep, or a request
+/// on older kernels), so once vfio loads from the initramfs the backend must be there too, or
+/// no container can be made after the switch to the real root.
+fn iommu_backend(arch: Option<&str>) -> &'static str {
+    match arch {
+        Some("powerpc") => "vfio_iommu_spapr_tce",
+        _ => "vfio_iommu_type1",
+    }
+}
+
 /// dracut's drop-in: it sources each `*.conf` with bash, `+=` keeps what other files added.
 /// The rule and the softdeps go in as they are on the running system, and vfio-pci (its own
-/// dependencies come with it; the IOMMU backend is loaded later, when QEMU opens a container,
-/// and is another module on POWER), which the softdeps then load before a host driver that
-/// loads from the initramfs (dracut would otherwise leave out a module no device of this boot
-/// needed).
-pub fn render_dracut() -> String {
+/// dependencies come with it) and this architecture's IOMMU backend, which the softdeps then
+/// load before a host driver that loads from the initramfs (dracut would otherwise leave out a
+/// module no device of this boot needed).
+pub fn render_dracut(arch: Option<&str>) -> String {
     format!(
         "# Written by passage-helper (passagectl persist): the layers that give persisted IOMMU\n\
          # groups to vfio-pci at boot, in the initramfs too. Removed with the last persisted group.\n\
-         add_drivers+=\" vfio_pci \"\n\
-         install_items+=\" /{UDEV_RULE} /{MODPROBE_CONF} \"\n"
+         add_drivers+=\" vfio_pci {} \"\n\
+         install_items+=\" /{UDEV_RULE} /{MODPROBE_CONF} \"\n",
+        iommu_backend(arch)
     )
 }
 
-/// mkinitcpio's drop-in: bash arrays its config already has, extended.
-pub fn render_mkinitcpio() -> String {
+/// mkinitcpio's drop-in: bash arrays its config already has, extended (the backend marked
+/// optional with `?`, as mkinitcpio allows, for a kernel built without it).
+pub fn render_mkinitcpio(arch: Option<&str>) -> String {
     format!(
         "# Written by passage-helper (passagectl persist): the layers that give persisted IOMMU\n\
          # groups to vfio-pci at boot, in the initramfs too. Removed with the last persisted group.\n\
-         MODULES+=(vfio_pci)\n\
-         FILES+=(/{UDEV_RULE} /{MODPROBE_CONF})\n"
+         MODULES+=(vfio_pci {}?)\n\
+         FILES+=(/{UDEV_RULE} /{MODPROBE_CONF})\n",
+        iommu_backend(arch)
     )
 }
 
 /// The initramfs tools' drop-ins that belong on this system (its tool's drop-in directory is
 /// there, or Passage's file is), each with its text.
-fn initramfs_drop_ins(root_dir: &Path) -> Vec<(PathBuf, String)> {
+fn initramfs_drop_ins(root_dir: &Path, arch: Option<&str>) -> Vec<(PathBuf, String)> {
     [
-        (DRACUT_CONF, render_dracut()),
-        (MKINITCPIO_CONF, render_mkinitcpio()),
+        (DRACUT_CONF, render_dracut(arch)),
+        (MKINITCPIO_CONF, render_mkinitcpio(arch)),
     ]
     .into_iter()
     .map(|(rel, text)| (root_dir.join(rel), text))

@@ -30,16 +30,29 @@ pub struct BarSize {
 
 impl BarSize {
     pub fn mib(&self) -> u64 {
-        1u64 << self.size
+        1u64.checked_shl(u32::from(self.size)).unwrap_or(0)
     }
 }
 
-/// The sizes chosen, for every device.
+/// The sizes chosen, for every device; a record no BAR can have (a BAR over 5, a size past
+/// 2^47 MiB) makes the list unreadable, as a file that is not JSON does.
 pub fn wanted(state: &StateDir) -> Result<Vec<BarSize>, String> {
-    state.read_list(
+    let recs: Vec<BarSize> = state.read_list(
         RECORDS,
         &passage_core::i18n::tr("a list of BAR sizes Passage sets"),
-    )
+    )?;
+    if let Some(r) = recs.iter().find(|r| r.bar > 5 || r.size >= 48) {
+        return Err(trf(
+            "{file} names BAR {bar} of {address} with size 2^{size} MiB, which no BAR has; move it aside to go on",
+            &[
+                ("file", &state.path().join(RECORDS).display().to_string()),
+                ("bar", &r.bar.to_string()),
+                ("address", &r.address.to_string()),
+                ("size", &r.size.to_string()),
+            ],
+        ));
+    }
+    Ok(recs)
 }
 
 /// The sizes `bar` of the device at `dir` supports (`resourceN_resize`: bit n = 2^n MiB), or
@@ -160,7 +173,7 @@ pub fn set(
         state.write_file(RECORDS, &recs)?;
     }
     let mut notes = vec![trf(
-        "BAR {bar} of {address} will be {size} whenever Passage claims it (resized while no driver holds it, given back at release).",
+        "BAR {bar} of {address} will be {size} whenever Passage claims it from its host driver (resized while no driver holds it, given back at release; a group the boot's udev rule gives to vfio-pci keeps the firmware's size until then).",
         &[("bar", &bar.to_string()), ("address", &a), ("size", &size_text(mib))],
     )];
     if d.on_vfio() {
