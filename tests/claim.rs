@@ -803,5 +803,9 @@ fn a_repeat_claim_that_resizes_keeps_the_size_to_give_back() {
     assert_eq!(bed.driver(GPU).as_deref(), Some("vfio-pci"));
     bed.release(19).unwrap();
     assert_eq!(bed.driver(GPU).as_deref(), Some("nvidia"));
-    assert_eq!(bar1_mib(&bed), 8192, "the release gave the BAR its size back");
+    assert_eq!(
+        bar1_mib(&bed),
+        8192,
+        "the release gave the BAR its size back"
+    );
 }
