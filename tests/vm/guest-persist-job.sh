@@ -26,6 +26,11 @@ group_of() { local l; l=$(readlink /sys/bus/pci/devices/$1/iommu_group); echo ${
 # boot to the next, as a disk would.
 mount -t tmpfs passage-rules /etc/udev/rules.d || { echo "no /etc/udev/rules.d (is udev installed?)"; exit 1; }
 mount -t tmpfs passage-modprobe /etc/modprobe.d || { echo "no /etc/modprobe.d (is kmod installed?)"; exit 1; }
+# dracut's and mkinitcpio's drop-in directories, where the host has them (dracut-core beside
+# initramfs-tools, as ./dev test installs it): persist writes its drop-in there too.
+for d in /etc/dracut.conf.d /etc/mkinitcpio.conf.d; do
+  [ -d $d ] && { mount -t tmpfs passage-dropins $d || exit 1; }
+done
 # systemd's tools refuse to act inside a chroot unless told it is meant.
 export SYSTEMD_IGNORE_CHROOT=1
 
