@@ -1290,16 +1290,7 @@ fn the_helper_rehearses_a_reset_and_gives_the_group_back() {
 #[test]
 fn the_helper_sets_a_bar_size_that_claims_apply_and_releases_undo() {
     const GPU: &str = "0000:0b:00.0";
-    let b = bus::Bus::start_spec(
-        &|m| {
-            let gpu = m.devices.iter_mut().find(|d| d.bdf == GPU).unwrap();
-            for bar in gpu.bars.iter_mut().filter(|b| b.0 == 1) {
-                bar.1 = 8 << 30;
-            }
-            gpu.resizable_bars = vec![(1, "3f00".into())];
-        },
-        &|_| {},
-    );
+    let b = bus::Bus::start_spec(&bus::resizable_gpu_bar, &|_| {});
     let bar1 = |b: &bus::Bus| -> String {
         let r = std::fs::read_to_string(
             b.root()

@@ -1508,16 +1508,7 @@ fn host_readiness_rehearses_a_reset_and_sets_virtual_functions() {
 #[test]
 fn host_readiness_sets_the_size_claims_give_a_resizable_bar() {
     const GPU: &str = "0000:0b:00.0";
-    let bus = bus::Bus::start_spec(
-        &|m| {
-            let gpu = m.devices.iter_mut().find(|d| d.bdf == GPU).unwrap();
-            for bar in gpu.bars.iter_mut().filter(|b| b.0 == 1) {
-                bar.1 = 8 << 30;
-            }
-            gpu.resizable_bars = vec![(1, "3f00".into())];
-        },
-        &|_| {},
-    );
+    let bus = bus::Bus::start_spec(&bus::resizable_gpu_bar, &|_| {});
     let s = Session::launch(Launch {
         tree: Some(&bus.root()),
         atspi: true,

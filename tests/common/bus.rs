@@ -296,3 +296,17 @@ pub fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
     }
     panic!("{what} did not come up within 20 s");
 }
+
+/// The demo workstation's RTX 3080 (0000:0b:00.0) with its BAR 1 grown to 8 GiB by its host
+/// driver and resizable from 256 MiB to 8 GiB (the BAR-size tests' machine).
+pub fn resizable_gpu_bar(m: &mut passage_core::synth::MachineSpec) {
+    let gpu = m
+        .devices
+        .iter_mut()
+        .find(|d| d.bdf == "0000:0b:00.0")
+        .unwrap();
+    for bar in gpu.bars.iter_mut().filter(|b| b.0 == 1) {
+        bar.1 = 8 << 30;
+    }
+    gpu.resizable_bars = vec![(1, "3f00".into())];
+}

@@ -441,7 +441,8 @@ fn major_minor(release: &str) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-fn size_text(mib: u64) -> String {
+/// "256 MiB", "8 GiB": a size in MiB as a person reads it.
+pub fn size_text(mib: u64) -> String {
     if mib >= 1024 && mib.is_multiple_of(1024) {
         format!("{} GiB", mib / 1024)
     } else {

@@ -89,6 +89,11 @@ fn failed(e: impl std::fmt::Display) -> HelperError {
     HelperError::Failed(e.to_string())
 }
 
+/// A list the state directory keeps, as the JSON a read method answers with.
+fn records_json<T: serde::Serialize>(recs: Result<Vec<T>, String>) -> Result<String, HelperError> {
+    serde_json::to_string(&recs.map_err(HelperError::Failed)?).map_err(failed)
+}
+
 /// Applies device events to the kept model, each by re-reading its one device (the path every
 /// kernel event takes); what each device is now, in the same order.
 fn apply_events(
@@ -1121,8 +1126,7 @@ impl Helper {
             &Options::default(),
         )
         .await?;
-        let recs = passage_helper::bootfix::records(&self.state).map_err(HelperError::Failed)?;
-        serde_json::to_string(&recs).map_err(failed)
+        records_json(passage_helper::bootfix::records(&self.state))
     }
 
     /// What reset rehearsals found (per model and kernel; nothing about any one machine's
@@ -1141,8 +1145,7 @@ impl Helper {
             &Options::default(),
         )
         .await?;
-        let recs = passage_helper::rehearse::records(&self.state).map_err(HelperError::Failed)?;
-        serde_json::to_string(&recs).map_err(failed)
+        records_json(passage_helper::rehearse::records(&self.state))
     }
 
     #[zbus(out_args("pending"))]

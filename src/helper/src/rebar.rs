@@ -9,6 +9,7 @@
 
 use crate::bootfix::Done;
 use crate::claim::StateDir;
+use passage_core::doctor::size_text;
 use passage_core::i18n::trf;
 use passage_core::{Host, PciAddress};
 use serde::{Deserialize, Serialize};
@@ -77,14 +78,6 @@ pub fn current(host: &Host, address: PciAddress, bar: u8) -> Option<u8> {
         .find(|b| b.index == bar)?;
     let mib = b.size / (1024 * 1024);
     (mib.is_power_of_two() && mib * 1024 * 1024 == b.size).then(|| mib.trailing_zeros() as u8)
-}
-
-fn size_text(mib: u64) -> String {
-    if mib >= 1024 && mib.is_multiple_of(1024) {
-        format!("{} GiB", mib / 1024)
-    } else {
-        format!("{mib} MiB")
-    }
 }
 
 /// Sets (`mib` > 0) or forgets (`mib` = 0) the size of `bar` of `address` for every claim from

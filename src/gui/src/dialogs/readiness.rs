@@ -430,7 +430,7 @@ impl ReadinessDialog {
                 if let Some(rb) = reading.bars.get(&a).and_then(|v| v.get(*i)) {
                     let mut sizes = rb.sizes_mib.clone();
                     sizes.sort_unstable();
-                    let labels: Vec<String> = sizes.iter().map(|m| size_label(*m)).collect();
+                    let labels: Vec<String> = sizes.iter().map(|m| doctor::size_text(*m)).collect();
                     let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
                     let dd = gtk::DropDown::from_strings(&refs);
                     let first = sizes.iter().position(|m| *m == 256).unwrap_or(0);
@@ -548,14 +548,6 @@ fn rehearse(g: GroupId) -> Result<Vec<String>, String> {
     }];
     said.extend(lines);
     Ok(said)
-}
-
-fn size_label(mib: u64) -> String {
-    if mib >= 1024 && mib.is_multiple_of(1024) {
-        format!("{} GiB", mib / 1024)
-    } else {
-        format!("{mib} MiB")
-    }
 }
 
 fn set_bar(a: PciAddress, bar: u8, mib: u64) -> Result<Vec<String>, String> {
