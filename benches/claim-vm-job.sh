@@ -53,9 +53,9 @@ coproc CL { $CLIENT $G 2>> $OUT/client.log; }
 for r in $(seq $ROUNDS); do
   t0=$EPOCHREALTIME; bare; t1=$EPOCHREALTIME
   unbare
-  echo go >&${CL[1]}; read -r service <&${CL[0]}
+  echo go >&${CL[1]}; read -r service ping read <&${CL[0]}
   bare_ms=$(( (${t1/./} - ${t0/./}) / 1000 ))
-  echo "$r bare=$bare_ms service=$service" >> $OUT/claim-times.txt
+  echo "$r bare=$bare_ms service=$service ping=${ping:-?} read=${read:-?}" >> $OUT/claim-times.txt
 done
 exec {CL[1]}>&-
 listing() { for a in $MEMBERS; do d=$(readlink /sys/bus/pci/devices/$a/driver); echo "$a ${d##*/}"; done; }

@@ -41,5 +41,10 @@ svc = [float(r["service"]) for r in rows]
 mb, ms = statistics.median(bare), statistics.median(svc)
 print(f"  {len(rows)} rounds: bare loop median {mb:.0f} ms ({min(bare):.0f}-{max(bare):.0f}), "
       f"service claim median {ms:.0f} ms ({min(svc):.0f}-{max(svc):.0f}): {ms / mb:.2f}x")
+ping = [float(r["ping"]) for r in rows]
+read = [float(r["read"]) for r in rows]
+print(f"  for scale, a bare round trip to the helper: Peer.Ping median {statistics.median(ping):.1f} ms "
+      f"({min(ping):.1f}-{max(ping):.1f}), Claims (authorized, read only) median {statistics.median(read):.1f} ms "
+      f"({min(read):.1f}-{max(read):.1f})")
 PY
 done

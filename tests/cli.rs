@@ -102,6 +102,16 @@ fn parallel_json_is_byte_for_byte_serdes_json() {
     let b = build(&load("asus-tuf-b550m-plus-5800x"));
     let rep = passage_core::report::Report::build(&b.host);
     assert_eq!(rep.to_json().unwrap(), serde_json::to_string(&rep).unwrap());
+    // `list --json` streams from the host, verdicts made a window at a time: the same bytes,
+    // here and on a farm of many windows (1,225 groups; a window is 256 items per lane).
+    let farm = build(&passage_core::synth::sriov_farm(5, 244));
+    assert!(farm.host.groups.len() > 1024, "{}", farm.host.groups.len());
+    for host in [&b.host, &farm.host] {
+        let mut streamed = Vec::new();
+        passage_core::report::write_list_json(host, &mut streamed).unwrap();
+        let whole = serde_json::to_string(&passage_core::report::Report::build(host)).unwrap();
+        assert_eq!(String::from_utf8(streamed).unwrap(), whole);
+    }
     // Unknown, absent and present ACS are three different things on the wire.
     let v: serde_json::Value = serde_json::from_str(&rep.to_json().unwrap()).unwrap();
     let d = v["devices"]

@@ -393,7 +393,7 @@ pub struct DirHandle<'r> {
     fd: OwnedFd,
 }
 
-impl DirHandle<'_> {
+impl<'r> DirHandle<'r> {
     /// The directory, relative to the host root.
     pub fn rel(&self) -> &Path {
         &self.rel
@@ -540,8 +540,9 @@ impl DirHandle<'_> {
         Ok(buf)
     }
 
-    /// A subdirectory (`N/devices`), opened beneath this one.
-    pub fn open_subdir(&self, sub: &Path) -> io::Result<DirHandle<'_>> {
+    /// A subdirectory (`N/devices`), opened beneath this one: only what is below it is
+    /// walked, never the path from the root again.
+    pub fn open_subdir(&self, sub: &Path) -> io::Result<DirHandle<'r>> {
         let fd = open2(
             &self.fd,
             relative(sub)?,

@@ -41,42 +41,79 @@ impl Report<'_> {
         })
     }
 
-    /// Writes the same bytes as [`Report::to_json`] to `w`: groups and devices are serialized
-    /// in chunks on every core, each chunk written as it is, never joined into one string
-    /// (joining and formatting copied the 18 MB twice).
+    /// Writes the same bytes as [`Report::to_json`] to `w`, groups and devices serialized on
+    /// every core (see [`write_json_items`]).
     pub fn write_json<W: std::io::Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
-        use rayon::prelude::*;
-        fn chunks<T: Serialize + Sync>(items: &[T]) -> std::io::Result<Vec<Vec<u8>>> {
-            const CHUNK: usize = 512;
-            items
-                .par_chunks(CHUNK)
-                .enumerate()
-                .map(|(i, part)| {
-                    let mut buf = Vec::with_capacity(part.len() * 1024);
-                    for (j, item) in part.iter().enumerate() {
-                        if i > 0 || j > 0 {
-                            buf.push(b',');
-                        }
-                        serde_json::to_writer(&mut buf, item)?;
-                    }
-                    Ok(buf)
-                })
-                .collect::<serde_json::Result<_>>()
-                .map_err(std::io::Error::from)
-        }
-        let (groups, devices) = rayon::join(|| chunks(&self.groups), || chunks(&self.devices));
         write!(w, "{{\"version\":{},\"iommu\":", self.version)?;
         serde_json::to_writer(&mut *w, &self.iommu)?;
         w.write_all(b",\"groups\":[")?;
-        for c in groups? {
-            w.write_all(&c)?;
-        }
+        write_json_items(w, &self.groups, |b, g| serde_json::to_writer(b, g))?;
         w.write_all(b"],\"devices\":[")?;
-        for c in devices? {
-            w.write_all(&c)?;
-        }
+        write_json_items(w, &self.devices, |b, d| serde_json::to_writer(b, d))?;
         w.write_all(b"]}")
     }
+}
+
+/// `passagectl list --json` straight from the host: the same bytes as
+/// `serde_json::to_string(&Report::build(host))`, but each group's verdict is made, written
+/// and dropped a window at a time, so neither the verdicts (~13 MB on a 10,000-function host)
+/// nor the listing (~18 MB) is ever held whole. Memory the kernel must first hand over and zero
+/// costs time too: this keeps the run at the model's own size.
+pub fn write_list_json<W: std::io::Write + ?Sized>(host: &Host, w: &mut W) -> std::io::Result<()> {
+    write!(w, "{{\"version\":1,\"iommu\":")?;
+    serde_json::to_writer(&mut *w, &explain::iommu(host))?;
+    w.write_all(b",\"groups\":[")?;
+    let groups: Vec<&crate::model::Group> = host.groups.values().collect();
+    write_json_items(w, &groups, |b, g| {
+        serde_json::to_writer(b, &explain::group(host, g))
+    })?;
+    w.write_all(b"],\"devices\":[")?;
+    let devices: Vec<&Device> = host.devices.values().collect();
+    write_json_items(w, &devices, |b, d| serde_json::to_writer(b, &dr(d, host)))?;
+    w.write_all(b"]}")
+}
+
+/// The inside of a JSON array (items, comma-separated), made on every core and written in
+/// order: a window of a few chunks is serialized in parallel into buffers that are reused for
+/// the next window, then written. The bytes are serde_json's; the memory is one window's.
+fn write_json_items<W, T>(
+    w: &mut W,
+    items: &[T],
+    write_item: impl Fn(&mut Vec<u8>, &T) -> serde_json::Result<()> + Sync,
+) -> std::io::Result<()>
+where
+    W: std::io::Write + ?Sized,
+    T: Sync,
+{
+    use rayon::prelude::*;
+    const CHUNK: usize = 256;
+    let lanes = 2 * rayon::current_num_threads().max(1);
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); lanes];
+    let mut first = true;
+    for window in items.chunks(CHUNK * lanes) {
+        bufs.par_iter_mut()
+            .zip(window.par_chunks(CHUNK))
+            .try_for_each(|(buf, part)| {
+                buf.clear();
+                for item in part {
+                    buf.push(b',');
+                    write_item(buf, item)?;
+                }
+                Ok::<_, serde_json::Error>(())
+            })
+            .map_err(std::io::Error::from)?;
+        for buf in &bufs[..window.len().div_ceil(CHUNK)] {
+            // Every item is written after a comma; the array's first one is not.
+            let bytes = if first {
+                buf.get(1..).unwrap_or_default()
+            } else {
+                &buf[..]
+            };
+            first = false;
+            w.write_all(bytes)?;
+        }
+    }
+    Ok(())
 }
 
 impl<'a> Report<'a> {
@@ -261,11 +298,12 @@ fn iommu_text(out: &mut String, v: &IommuVerdict, host: &Host) {
 }
 
 /// `passagectl list` for people: groups, their state and what matters about them.
-pub fn list_text(host: &Host, report: &Report) -> String {
+pub fn list_text(host: &Host) -> String {
     let mut out = String::new();
-    iommu_text(&mut out, &report.iommu, host);
+    let iommu = explain::iommu(host);
+    iommu_text(&mut out, &iommu, host);
     let _ = writeln!(out);
-    if !report.iommu.enabled {
+    if !iommu.enabled {
         let _ = writeln!(out, "{}", tr("Devices (no groups without an IOMMU):"));
         for d in host.devices.values() {
             let _ = writeln!(out, "  {}", device_line(d));
@@ -273,17 +311,22 @@ pub fn list_text(host: &Host, report: &Report) -> String {
         return out;
     }
     // Groups are written in chunks on every core, then joined in order (a 10,000-group host's
-    // listing is ~3 MB).
+    // listing is ~3 MB); each chunk's verdicts are made and dropped there, never all held.
     use rayon::prelude::*;
     let label = tr("Group");
     let glue_group =
         |g: &GroupVerdict| !g.assignable && g.reasons.iter().all(|r| r.severity == Severity::Info);
-    let parts: Vec<String> = report
-        .groups
+    let groups: Vec<&crate::model::Group> = host.groups.values().collect();
+    let parts: Vec<(String, Vec<GroupId>)> = groups
         .par_chunks(256)
         .map(|chunk| {
             let mut out = String::with_capacity(chunk.len() * 320);
-            for g in chunk.iter().filter(|g| !glue_group(g)) {
+            let mut glue = Vec::new();
+            for g in chunk.iter().map(|g| explain::group(host, g)) {
+                if glue_group(&g) {
+                    glue.push(g.id);
+                    continue;
+                }
                 let _ = writeln!(
                     out,
                     "{} {:<4} {:<14} {}",
@@ -301,19 +344,15 @@ pub fn list_text(host: &Host, report: &Report) -> String {
                     let _ = writeln!(out, "    {} {}", sev_mark(r.severity), r.message);
                 }
             }
-            out
+            (out, glue)
         })
         .collect();
-    out.reserve(parts.iter().map(String::len).sum());
-    for p in parts {
+    out.reserve(parts.iter().map(|(p, _)| p.len()).sum());
+    let mut glue = Vec::new();
+    for (p, ids) in parts {
         out.push_str(&p);
+        glue.extend(ids.iter().map(|g| g.to_string()));
     }
-    let glue: Vec<String> = report
-        .groups
-        .iter()
-        .filter(|g| glue_group(g))
-        .map(|g| g.id.to_string())
-        .collect();
     if !glue.is_empty() {
         let _ = writeln!(
             out,

@@ -93,24 +93,41 @@ fn scan_devices(
     }
     let listing = &listing;
     let index = &LinkIndex::read(root);
-    // Each device: its link, then its directory, on every core.
+    // Each device: its link, then its directory, on every core. Neighbours in address order
+    // mostly share a parent (a port's functions, a PF's VFs): each run of them opens that
+    // parent once and the devices inside it by name, one component for the kernel to look up
+    // instead of the whole walk from the root.
     let scanned: Vec<Result<Option<Device>, ScanError>> = found
-        .par_iter()
-        .map(|(a, name)| {
-            let name = name.to_string_lossy();
-            let dir = match listing.resolve_link(&name) {
-                Ok(d) => d,
-                Err(e) if not_found(&e) => return Ok(None),
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                    return Err(malformed(
-                        root,
-                        &names_dir.join(&*name),
-                        "not a link into sys/devices",
-                    ))
+        .par_chunks(64)
+        .flat_map_iter(|chunk| {
+            let mut parent: Option<crate::host::DirHandle<'_>> = None;
+            chunk.iter().map(move |(a, name)| {
+                let name = name.to_string_lossy();
+                let dir = match listing.resolve_link(&name) {
+                    Ok(d) => d,
+                    Err(e) if not_found(&e) => return Ok(None),
+                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                        return Err(malformed(
+                            root,
+                            &names_dir.join(&*name),
+                            "not a link into sys/devices",
+                        ))
+                    }
+                    Err(e) => return Err(io_err(root, &names_dir.join(&*name), e)),
+                };
+                let opened = dir.parent().zip(dir.file_name()).and_then(|(up, leaf)| {
+                    if parent.as_ref().is_none_or(|p| p.rel() != up) {
+                        parent = root.open_dir(up).ok();
+                    }
+                    parent.as_ref()?.open_subdir(Path::new(leaf)).ok()
+                });
+                match opened {
+                    Some(h) => read_device_in(root, *a, h, page_size, Some(index)),
+                    // A parent that would not open, or a device directory gone meanwhile,
+                    // takes the walk from the root, with its errors.
+                    None => read_device(root, *a, &dir, page_size, Some(index)),
                 }
-                Err(e) => return Err(io_err(root, &names_dir.join(&*name), e)),
-            };
-            read_device(root, *a, &dir, page_size, Some(index))
+            })
         })
         .collect();
     let mut devices = BTreeMap::new();
@@ -443,7 +460,19 @@ fn read_device(
         Err(e) if not_found(&e) => return Ok(None),
         Err(e) => return Err(io_err(root, &link, e)),
     };
-    let dir = dir.to_path_buf();
+    read_device_in(root, address, h, page_size, index)
+}
+
+/// Reads one device from its directory, open already.
+fn read_device_in(
+    root: &HostRoot,
+    address: PciAddress,
+    h: crate::host::DirHandle<'_>,
+    page_size: u64,
+    index: Option<&LinkIndex>,
+) -> Result<Option<Device>, ScanError> {
+    let link = Path::new(DEVICES).join(address.to_string());
+    let dir = h.rel().to_path_buf();
     let rel = |n: &str| dir.join(n);
     // Attributes are opened by name; one that is absent costs one failed open, which is
     // cheaper than listing a sysfs directory of forty entries for every device. Each is parsed

@@ -1,6 +1,8 @@
 //! The client half of `benches/claim-vm.sh`: one process, one bus connection, and on every
 //! line read from stdin one claim of group G through the running helper — timed from the call
-//! to its reply — then its release (not timed). Prints the claim's milliseconds per round.
+//! to its reply — then its release (not timed). Prints the claim's milliseconds per round, then
+//! two bare round trips for scale: the bus's `Peer.Ping` answered by the helper's connection,
+//! and `Claims` (authorization and a read of the state directory, nothing written).
 //! Process start and connection setup are paid once, as a running app or libvirt hook pays
 //! them, so what is timed is the service's claim: authorization, the fresh read, the journal,
 //! the writes, the checks and the reply.
@@ -34,6 +36,18 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(1);
             }
         };
+        // The same destination and path as the helper's proxy, so the helper's own
+        // connection answers.
+        let peer = zbus::fdo::PeerProxy::builder(helper.inner().connection())
+            .destination(helper.inner().destination().to_owned())
+            .path(helper.inner().path().to_owned());
+        let peer = match peer.build().await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("claim_round: {e}");
+                return std::process::ExitCode::from(1);
+            }
+        };
         let opts = || HashMap::from([("auth.no_user_interaction", Value::from(true))]);
         for line in std::io::stdin().lock().lines() {
             if line.is_err() {
@@ -44,8 +58,22 @@ fn main() -> std::process::ExitCode {
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
             // Released before the answer, so the caller's next round starts from host drivers.
             let released = helper.release(group, opts()).await;
+            let t1 = std::time::Instant::now();
+            let pinged = peer.ping().await;
+            let ping = t1.elapsed().as_secs_f64() * 1000.0;
+            let t2 = std::time::Instant::now();
+            let listed = helper.claims().await;
+            let read = t2.elapsed().as_secs_f64() * 1000.0;
+            if let Err(e) = pinged {
+                println!("error: ping: {e}");
+                continue;
+            }
+            if let Err(e) = listed {
+                println!("error: claims: {e}");
+                continue;
+            }
             match (claimed, released) {
-                (Ok(t), Ok(_)) if t.changed => println!("{ms:.1}"),
+                (Ok(t), Ok(_)) if t.changed => println!("{ms:.1} {ping:.1} {read:.1}"),
                 (Ok(_), Ok(_)) => println!("error: group {group} was claimed already"),
                 (Err(e), _) => println!("error: {e}"),
                 (_, Err(e)) => println!("error: release: {e}"),
