@@ -257,17 +257,18 @@ fn malformed_trees_get_a_clear_error_and_never_a_panic() {
     });
     assert_clean_failure(&o, "not a PCI address");
 
-    // A device link that loops on itself.
+    // A device link that loops on itself. (0000:01:00.0 is the first device behind its
+    // port: its link is what tells the scan where that port's devices are.)
     let o = list_damaged(|r| {
-        let l = r.join("sys/bus/pci/devices/0000:01:00.1");
+        let l = r.join("sys/bus/pci/devices/0000:01:00.0");
         std::fs::remove_file(&l).unwrap();
-        symlink("0000:01:00.1", &l).unwrap();
+        symlink("0000:01:00.0", &l).unwrap();
     });
-    assert_clean_failure(&o, "0000:01:00.1");
+    assert_clean_failure(&o, "0000:01:00.0");
 
     // A device link pointing outside the root reads nothing outside it.
     let o = list_damaged(|r| {
-        let l = r.join("sys/bus/pci/devices/0000:01:00.1");
+        let l = r.join("sys/bus/pci/devices/0000:01:00.0");
         std::fs::remove_file(&l).unwrap();
         symlink(
             "../../../../../../../../../../sys/bus/pci/devices/0000:00:00.0",
@@ -276,6 +277,24 @@ fn malformed_trees_get_a_clear_error_and_never_a_panic() {
         .unwrap();
     });
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // Its sibling's link is not read at all: the port's listing (the kernel's other end of
+    // the same fact) shows its directory, and that directory is the device listed — the same
+    // as on the undamaged tree — whatever the link says.
+    let whole = list_damaged(|_| {});
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    for target in [
+        "0000:01:00.1",
+        "../../../../../../../../../../sys/bus/pci/devices/0000:00:00.0",
+    ] {
+        let o = list_damaged(|r| {
+            let l = r.join("sys/bus/pci/devices/0000:01:00.1");
+            std::fs::remove_file(&l).unwrap();
+            symlink(target, &l).unwrap();
+        });
+        assert!(o.status.success(), "{target}: {}", stderr(&o));
+        assert_eq!(stdout(&o), stdout(&whole), "{target}");
+    }
 
     // A device that claims a group the kernel does not list, and one whose link is garbage.
     let o = list_damaged(|r| std::fs::remove_dir_all(r.join("sys/kernel/iommu_groups/1")).unwrap());

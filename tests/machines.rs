@@ -818,3 +818,45 @@ fn drivers_and_units_read_from_their_listings_or_from_each_device_agree() {
         "only {bound} bound devices: the test would show little"
     );
 }
+
+/// A whole-host scan reads one `bus/pci/devices` link per parent directory and finds that
+/// parent's other devices in its listing; `scan_device` reads the one device through its own
+/// link. On every recorded machine and an SR-IOV farm, every device is the same both ways
+/// (its VFs aside, which only a whole-host scan gathers), and the listing did spare links.
+#[test]
+fn devices_found_in_their_parents_listing_are_those_their_links_name() {
+    let mut specs = machines();
+    specs.push((
+        "sriov-farm-3x5".into(),
+        passage_core::synth::sriov_farm(3, 5),
+    ));
+    let mut devices = 0;
+    let mut beside = 0;
+    for (name, spec) in &specs {
+        let b = build(spec);
+        let root = b.root();
+        let page = b.host.platform.page_size;
+        let mut parents = std::collections::BTreeSet::new();
+        for d in b.host.devices.values() {
+            let alone = scan::scan_device(&root, d.address, page)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{name}: {} not read alone", d.address));
+            let mut whole = d.clone();
+            whole.virtfns.clear();
+            assert_eq!(alone, whole, "{name}: {}", d.address);
+            devices += 1;
+            let parent = std::path::Path::new(&d.sysfs_path)
+                .parent()
+                .unwrap()
+                .to_path_buf();
+            if !parents.insert(parent) {
+                beside += 1;
+            }
+        }
+    }
+    assert!(devices > 300, "only {devices} devices compared");
+    assert!(
+        beside > devices / 2,
+        "{beside} of {devices} beside another: little spared"
+    );
+}

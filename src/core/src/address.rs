@@ -61,50 +61,80 @@ impl PciAddress {
     }
 }
 
-impl FromStr for PciAddress {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseError::Address(shorten(s));
+impl PciAddress {
+    /// `DDDD:BB:SS.F` (or `BB:SS.F` in domain 0), `None` for anything else. The scan asks this
+    /// of every path component and listing entry (tens of thousands on a large host), so it
+    /// allocates nothing, not even for a name that is not an address.
+    pub fn parse_str(s: &str) -> Option<Self> {
         if s.len() > 16 || !s.is_ascii() {
-            return Err(err());
+            return None;
         }
-        let parts: Vec<&str> = s.split(':').collect();
-        let (domain, bus, rest) = match parts.as_slice() {
-            [d, b, r] => (*d, *b, *r),
-            [b, r] => ("0000", *b, *r),
-            _ => return Err(err()),
-        };
-        let (slot, function) = rest.split_once('.').ok_or_else(err)?;
-        let hex = |t: &str, max_len: usize| -> Result<u32, ParseError> {
+        let hex = |t: &str, max_len: usize| -> Option<u32> {
             if t.is_empty() || t.len() > max_len || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(err());
+                return None;
             }
-            u32::from_str_radix(t, 16).map_err(|_| err())
+            u32::from_str_radix(t, 16).ok()
         };
-        let domain = hex(domain, 8)?;
+        let (head, rest) = s.rsplit_once(':')?;
+        let (domain, bus) = match head.split_once(':') {
+            Some((d, b)) => (hex(d, 8)?, b),
+            None => (0, head),
+        };
         let bus = hex(bus, 2)? as u8;
+        let (slot, function) = rest.split_once('.')?;
         let slot = hex(slot, 2)?;
         let function = hex(function, 1)?;
         if slot > 31 || function > 7 {
-            return Err(err());
+            return None;
         }
-        Ok(Self {
+        Some(Self {
             domain,
             bus,
             slot: slot as u8,
             function: function as u8,
         })
     }
+
+    /// The address as sysfs writes it, without the formatting machinery (serializing a
+    /// 10,000-function listing writes ~40,000 of them).
+    fn with_text<R>(self, f: impl FnOnce(&str) -> R) -> R {
+        let mut buf = [0u8; 20];
+        let mut n = 0;
+        for (v, width, sep) in [
+            (self.domain, 4, b':'),
+            (u32::from(self.bus), 2, b':'),
+            (u32::from(self.slot), 2, b'.'),
+            (u32::from(self.function), 1, 0),
+        ] {
+            let digits = ((32 - v.leading_zeros()).div_ceil(4) as usize).max(width);
+            for i in (0..digits).rev() {
+                buf[n] = HEX[((v >> (4 * i)) & 0xf) as usize];
+                n += 1;
+            }
+            if sep != 0 {
+                buf[n] = sep;
+                n += 1;
+            }
+        }
+        // Only ASCII hex digits and separators were written.
+        f(std::str::from_utf8(&buf[..n]).unwrap_or_default())
+    }
+}
+
+/// Lowercase hex digits, for the allocation-free writers.
+pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl FromStr for PciAddress {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_str(s).ok_or_else(|| ParseError::Address(shorten(s)))
+    }
 }
 
 impl fmt::Display for PciAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.domain, self.bus, self.slot, self.function
-        )
+        self.with_text(|t| f.write_str(t))
     }
 }
 
@@ -116,7 +146,7 @@ impl fmt::Debug for PciAddress {
 
 impl Serialize for PciAddress {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        self.with_text(|t| s.serialize_str(t))
     }
 }
 

@@ -451,6 +451,23 @@ impl<'r> DirHandle<'r> {
         Ok(names)
     }
 
+    /// The names of the directories in this one (as the file system's listing types them;
+    /// links and files left out), unsorted. Not for recording: it notes nothing.
+    pub fn subdirs(&mut self) -> io::Result<Vec<OsString>> {
+        let mut names = Vec::new();
+        let mut dir = rustix::fs::Dir::read_from(&self.fd)?;
+        while let Some(entry) = dir.read() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." || entry.file_type() != rustix::fs::FileType::Directory
+            {
+                continue;
+            }
+            names.push(OsString::from(std::ffi::OsStr::from_bytes(name)));
+        }
+        Ok(names)
+    }
+
     /// Reads the file `name` in this directory.
     pub fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         self.read_with(name, <[u8]>::to_vec)

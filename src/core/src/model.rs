@@ -14,9 +14,21 @@ macro_rules! hex_newtype {
         #[doc = concat!("A ", stringify!($t), " printed as ", $width, " lowercase hex digits without `0x`.")]
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub $t);
+        impl $name {
+            /// The digits without the formatting machinery (a listing writes ~60,000).
+            fn with_text<R>(self, f: impl FnOnce(&str) -> R) -> R {
+                let v = u64::from(self.0);
+                let digits = ((64 - v.leading_zeros()).div_ceil(4) as usize).max($width);
+                let mut buf = [0u8; 16];
+                for (i, b) in buf[..digits].iter_mut().rev().enumerate() {
+                    *b = crate::address::HEX[((v >> (4 * i)) & 0xf) as usize];
+                }
+                f(std::str::from_utf8(&buf[..digits]).unwrap_or_default())
+            }
+        }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!("{:0", $width, "x}"), self.0)
+                self.with_text(|t| f.write_str(t))
             }
         }
         impl fmt::Debug for $name {
@@ -26,7 +38,7 @@ macro_rules! hex_newtype {
         }
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                self.with_text(|t| s.serialize_str(t))
             }
         }
         impl<'de> Deserialize<'de> for $name {

@@ -91,29 +91,23 @@ fn scan_devices(
         })?;
         found.push((a, name));
     }
-    let listing = &listing;
     let index = &LinkIndex::read(root);
-    // Each device: its link, then its directory, on every core. Neighbours in address order
-    // mostly share a parent (a port's functions, a PF's VFs): each run of them opens that
-    // parent once and the devices inside it by name, one component for the kernel to look up
-    // instead of the whole walk from the root.
+    let dirs = device_dirs(root, &listing, &found);
+    // Each device's directory, on every core. Neighbours in address order mostly share a
+    // parent (a port's functions, a PF's VFs): each run of them opens that parent once and the
+    // devices inside it by name, one component for the kernel to look up instead of the whole
+    // walk from the root.
     let scanned: Vec<Result<Option<Device>, ScanError>> = found
-        .par_chunks(64)
+        .par_iter()
+        .zip(dirs)
+        .chunks(64)
         .flat_map_iter(|chunk| {
             let mut parent: Option<crate::host::DirHandle<'_>> = None;
-            chunk.iter().map(move |(a, name)| {
-                let name = name.to_string_lossy();
-                let dir = match listing.resolve_link(&name) {
-                    Ok(d) => d,
-                    Err(e) if not_found(&e) => return Ok(None),
-                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                        return Err(malformed(
-                            root,
-                            &names_dir.join(&*name),
-                            "not a link into sys/devices",
-                        ))
-                    }
-                    Err(e) => return Err(io_err(root, &names_dir.join(&*name), e)),
+            chunk.into_iter().map(move |((a, _), dir)| {
+                let dir = match dir {
+                    Ok(Some(d)) => d,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(e),
                 };
                 let opened = dir.parent().zip(dir.file_name()).and_then(|(up, leaf)| {
                     if parent.as_ref().is_none_or(|p| p.rel() != up) {
@@ -137,6 +131,68 @@ fn scan_devices(
         }
     }
     Ok(devices)
+}
+
+/// Where each device's directory is (`sys/devices/…/ADDR`), in the order of `found`.
+///
+/// The kernel shows it from both ends: the `bus/pci/devices/ADDR` link, and the device's
+/// directory among its parent's subdirectories (a bridge's or a root bus's). One link per
+/// parent is read; that parent's listing then gives every sibling, one `getdents` for a port's
+/// hundred VFs instead of a hundred `readlink`s. A device no listing showed (its parent could
+/// not be listed, or a recording that kept only links) is read from its link, and so is every
+/// device while recording, whose tree must keep each link. `Ok(None)`: gone meanwhile.
+fn device_dirs(
+    root: &HostRoot,
+    listing: &crate::host::DirHandle<'_>,
+    found: &[(PciAddress, std::ffi::OsString)],
+) -> Vec<Result<Option<PathBuf>, ScanError>> {
+    let names_dir = Path::new(DEVICES);
+    let wanted: std::collections::HashSet<PciAddress> = found.iter().map(|(a, _)| *a).collect();
+    let mut seen: std::collections::HashMap<PciAddress, PathBuf> = Default::default();
+    let mut listed: std::collections::HashSet<PathBuf> = Default::default();
+    let mut out = Vec::with_capacity(found.len());
+    for (a, name) in found {
+        if let Some(dir) = seen.remove(a) {
+            out.push(Ok(Some(dir)));
+            continue;
+        }
+        let name = name.to_string_lossy();
+        let dir = match listing.resolve_link(&name) {
+            Ok(d) => d,
+            Err(e) if not_found(&e) => {
+                out.push(Ok(None));
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                out.push(Err(malformed(
+                    root,
+                    &names_dir.join(&*name),
+                    "not a link into sys/devices",
+                )));
+                continue;
+            }
+            Err(e) => {
+                out.push(Err(io_err(root, &names_dir.join(&*name), e)));
+                continue;
+            }
+        };
+        if let Some(up) = dir.parent().filter(|_| !root.is_recording()) {
+            if listed.insert(up.to_path_buf()) {
+                let subdirs = root.open_dir(up).and_then(|mut h| h.subdirs());
+                for sub in subdirs.unwrap_or_default() {
+                    let Some(b) = sub.to_str().and_then(PciAddress::parse_str) else {
+                        continue;
+                    };
+                    // Only a later device of this scan, never one already placed.
+                    if b > *a && wanted.contains(&b) {
+                        seen.entry(b).or_insert_with(|| up.join(&sub));
+                    }
+                }
+            }
+        }
+        out.push(Ok(Some(dir)));
+    }
+    out
 }
 
 /// A host bridge on a root bus: its vendor is the platform's (until the CPU's own word is read).
@@ -422,7 +478,7 @@ impl LinkIndex {
         name: &str,
     ) -> Option<()> {
         for e in entries {
-            if let Some(a) = e.to_str().and_then(|s| s.parse::<PciAddress>().ok()) {
+            if let Some(a) = e.to_str().and_then(PciAddress::parse_str) {
                 if out.insert(a, name.to_string()).is_some() {
                     return None;
                 }
@@ -557,7 +613,12 @@ fn read_device_in(
         n: &str,
         parse: impl FnOnce(&str) -> T,
     ) -> Result<Option<T>, io::Error> {
-        match h.read_with(n, |b| parse(String::from_utf8_lossy(b).trim())) {
+        // Sysfs writes ASCII: the lossy conversion is only for a tree that does not.
+        let text = |b: &[u8]| match std::str::from_utf8(b) {
+            Ok(s) => parse(s.trim()),
+            Err(_) => parse(String::from_utf8_lossy(b).trim()),
+        };
+        match h.read_with(n, text) {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.raw_os_error().is_some() => Ok(None),
             Err(e) => Err(e),
@@ -616,7 +677,7 @@ fn read_device_in(
     // Parent chain from the canonical path: every path component that is a PCI address.
     let mut chain: Vec<PciAddress> = dir
         .components()
-        .filter_map(|c| c.as_os_str().to_str()?.parse().ok())
+        .filter_map(|c| PciAddress::parse_str(c.as_os_str().to_str()?))
         .collect();
     if chain.last() != Some(&address) {
         return Err(malformed(
