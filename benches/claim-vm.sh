@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-15}
 cargo build --release -q -p passage-helper -p passagectl
 cargo build --release -q -p passage-dbus --example claim_round
-for device in 0000:02:01.0 0000:04:00.0; do
+for device in ${DEVICES:-0000:02:01.0 0000:04:00.0}; do
   out=target/tmp/bench-claim-$device
   rm -rf "$out" && mkdir -p "$out"
   job=$out.job.sh

@@ -96,3 +96,59 @@ fn binding_the_gpu_group_to_vfio_pci_turns_it_assigned_one_event_at_a_time() {
         State::Assigned
     );
 }
+
+/// A bind or unbind of a device the model knows changes only its driver: the event reads the
+/// `driver` link and `driver_override` (and whether the group's VFIO node is there), not the
+/// device's twenty-odd files or its group — the events every claim and release sets off. A
+/// device the model does not know is read whole.
+#[test]
+fn a_bind_event_reads_only_the_drivers_facts() {
+    let b = build(&load("msi-z370i-i5-8400-gtx1070"));
+    let mut host = b.host.clone();
+    let gpu: passage_core::PciAddress = "0000:01:00.0".parse().unwrap();
+    let dir = std::fs::canonicalize(b.dir.path().join("sys/bus/pci/devices/0000:01:00.0")).unwrap();
+    std::fs::create_dir_all(b.dir.path().join("sys/bus/pci/drivers/vfio-pci")).unwrap();
+    symlink("../../../../bus/pci/drivers/vfio-pci", dir.join("driver")).unwrap();
+    std::fs::write(dir.join("driver_override"), "vfio-pci\n").unwrap();
+    let root = passage_core::host::HostRoot::open_recording(b.dir.path()).unwrap();
+    let bind = DeviceEvent {
+        action: Action::Bind,
+        address: gpu,
+    };
+    let u = apply(&mut host, &root, &bind).unwrap();
+    assert_eq!(u.driver_after.as_deref(), Some("vfio-pci"));
+    assert_eq!(
+        host.devices[&gpu].driver_override.as_deref(),
+        Some("vfio-pci")
+    );
+    let read: Vec<String> = root
+        .recording()
+        .keys()
+        .map(|p| p.display().to_string())
+        .filter(|p| p.contains("0000:01:00.0") || p.contains("iommu_groups"))
+        .collect();
+    assert!(
+        read.iter()
+            .any(|p| p.ends_with("0000:01:00.0/driver_override")),
+        "{read:?}"
+    );
+    for p in &read {
+        assert!(
+            !p.ends_with("/config") && !p.ends_with("/resource") && !p.contains("iommu_groups"),
+            "a bind read {p}: {read:?}"
+        );
+    }
+    // The model after the light read is the device a whole scan finds.
+    let whole = passage_core::scan::scan(&b.root()).unwrap();
+    assert_eq!(host.devices[&gpu], whole.devices[&gpu]);
+
+    // Unknown to the model: read whole, config space and all.
+    host.devices.remove(&gpu);
+    let root = passage_core::host::HostRoot::open_recording(b.dir.path()).unwrap();
+    apply(&mut host, &root, &bind).unwrap();
+    assert!(root
+        .recording()
+        .keys()
+        .any(|p| p.ends_with("0000:01:00.0/config")));
+    assert_eq!(host.devices[&gpu], whole.devices[&gpu]);
+}

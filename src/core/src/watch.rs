@@ -89,16 +89,87 @@ fn read_group(root: &HostRoot, id: GroupId) -> Result<Option<Group>, ScanError> 
 
 /// Applies one event to the model by re-reading just that device and its group.
 pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Update, ScanError> {
+    let page_size = host.platform.page_size.max(4096);
+    let read = read_event(root, ev, page_size, host.devices.get(&ev.address))?;
+    Ok(apply_read(host, ev, read))
+}
+
+/// What an event's device is now, read from sysfs without the model: the device (`None` when
+/// it is gone), its group's members, whether the group has its VFIO node. A caller that keeps
+/// a shared model reads this first and takes its lock only for [`apply_read`], so nobody waits
+/// on sysfs reads done under the lock.
+#[derive(Debug)]
+pub struct EventRead {
+    device: Option<Device>,
+    /// The device's group read again (`None` inside: the group is gone), or not read at all
+    /// (a driver bound or unbound: membership did not change).
+    group: Option<(GroupId, Option<Option<Group>>, bool)>,
+}
+
+/// Reads what event `ev` changed (see [`EventRead`]). `known` is the device as the model has
+/// it: a bind or unbind of a known device changes only its driver, so only the `driver` link
+/// and `driver_override` are read (two reads instead of twenty-odd, on every claim and
+/// release); anything else reads the device and its group whole.
+pub fn read_event(
+    root: &HostRoot,
+    ev: &DeviceEvent,
+    page_size: u64,
+    known: Option<&Device>,
+) -> Result<EventRead, ScanError> {
+    let vfio_node = |g: GroupId| root.exists(Path::new("dev/vfio").join(g.to_string()));
+    if let (Action::Bind | Action::Unbind, Some(d)) = (&ev.action, known) {
+        if let Ok(Some((driver, driver_override))) = read_driver(root, ev.address) {
+            let device = Device {
+                driver,
+                driver_override,
+                ..d.clone()
+            };
+            let group = device.group.map(|g| (g, None, vfio_node(g)));
+            return Ok(EventRead {
+                device: Some(device),
+                group,
+            });
+        }
+    }
+    let device = if ev.action == Action::Remove {
+        None
+    } else {
+        scan_device(root, ev.address, page_size)?
+    };
+    let group = match device.as_ref().and_then(|d| d.group) {
+        Some(g) => Some((g, Some(read_group(root, g)?), vfio_node(g))),
+        None => None,
+    };
+    Ok(EventRead { device, group })
+}
+
+/// The driver bound to `address` and its `driver_override`, `None` when the device is gone;
+/// an error when they cannot be read.
+fn read_driver(
+    root: &HostRoot,
+    address: PciAddress,
+) -> io::Result<Option<(Option<String>, Option<String>)>> {
+    let dir = Path::new("sys/bus/pci/devices").join(address.to_string());
+    if !root.exists(&dir) {
+        return Ok(None);
+    }
+    let driver = match root.read_link(dir.join("driver")) {
+        Ok(t) => t.file_name().map(|f| f.to_string_lossy().into_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let ovr = root.read_string(dir.join("driver_override"))?;
+    let ovr = Some(ovr.trim().to_string()).filter(|s| !s.is_empty() && s != "(null)");
+    Ok(Some((driver, ovr)))
+}
+
+/// Applies what [`read_event`] read for `ev` to `host`: what changed, from and to.
+pub fn apply_read(host: &mut Host, ev: &DeviceEvent, read: EventRead) -> Update {
     let a = ev.address;
     let old: Option<Device> = host.devices.get(&a).cloned();
     let old_group = old.as_ref().and_then(|d| d.group);
     let state_before = group_state(host, old_group);
-    let new = if ev.action == Action::Remove {
-        None
-    } else {
-        scan_device(root, a, host.platform.page_size.max(4096))?
-    };
-    match new {
+    match read.device {
         None => {
             host.devices.remove(&a);
             if let Some(g) = old_group {
@@ -113,18 +184,17 @@ pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Updat
         Some(d) => {
             let gid = d.group;
             host.devices.insert(a, d);
-            if let Some(g) = gid {
-                match read_group(root, g)? {
-                    Some(grp) => {
+            if let Some((g, grp, node)) = read.group {
+                match grp {
+                    Some(Some(grp)) => {
                         host.groups.insert(g, grp);
                     }
-                    None => {
+                    Some(None) => {
                         host.groups.remove(&g);
                     }
+                    None => {}
                 }
-                if host.platform.vfio_nodes.binary_search(&g).is_err()
-                    && root.exists(Path::new("dev/vfio").join(g.to_string()))
-                {
+                if node && host.platform.vfio_nodes.binary_search(&g).is_err() {
                     host.platform.vfio_nodes.push(g);
                     host.platform.vfio_nodes.sort();
                 }
@@ -138,7 +208,7 @@ pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Updat
     }
     crate::scan::link_virtfns(&mut host.devices);
     let group = host.devices.get(&a).and_then(|d| d.group).or(old_group);
-    Ok(Update {
+    Update {
         action: ev.action.clone(),
         address: a,
         group,
@@ -146,7 +216,7 @@ pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Updat
         driver_after: host.devices.get(&a).and_then(|d| d.driver.clone()),
         state_before,
         state_after: group_state(host, group),
-    })
+    }
 }
 
 /// Brings the model of group `g` up to date from the kernel, reading only what a decision about
@@ -205,19 +275,10 @@ pub fn refresh_drivers(
         let dir = Path::new("sys/bus/pci/devices").join(address.to_string());
         let known = host.devices.contains_key(&address);
         let light = known
-            .then(|| -> io::Result<(Option<String>, Option<String>)> {
-                let driver = match root.read_link(dir.join("driver")) {
-                    Ok(t) => t.file_name().map(|f| f.to_string_lossy().into_owned()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(e),
-                };
-                let ovr = root.read_string(dir.join("driver_override"))?;
-                let ovr = Some(ovr.trim().to_string()).filter(|s| !s.is_empty() && s != "(null)");
-                Ok((driver, ovr))
-            })
-            .and_then(|r| r.ok());
+            .then(|| read_driver(root, address).ok().flatten())
+            .flatten();
         match light {
-            Some((driver, driver_override)) if root.exists(&dir) => {
+            Some((driver, driver_override)) => {
                 if let Some(d) = host.devices.get_mut(&address) {
                     d.driver = driver;
                     d.driver_override = driver_override;

@@ -96,35 +96,71 @@ fn records_json<T: serde::Serialize>(recs: Result<Vec<T>, String>) -> Result<Str
 
 /// Applies device events to the kept model, each by re-reading its one device (the path every
 /// kernel event takes); what each device is now, in the same order.
+///
+/// The devices are read before the model is locked: a claim's first look and its fresh read
+/// never wait on the sysfs reads of the events its neighbour's rebinding set off. Where a
+/// claim or release wrote the model meanwhile (its own read may be newer than this one),
+/// the events are read again under the lock, as they come.
 fn apply_events(
     model: &Model,
     root: &HostRoot,
     events: &[passage_core::watch::DeviceEvent],
 ) -> Vec<Option<passage_core::watch::Update>> {
+    // The devices as the model has them (a bind or unbind of one reads only its driver).
+    let (page_size, generation, known) = {
+        let kept = model
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known: Vec<Option<passage_core::model::Device>> = events
+            .iter()
+            .map(|ev| kept.host.devices.get(&ev.address).cloned())
+            .collect();
+        (
+            kept.host.platform.page_size.max(4096),
+            kept.generation,
+            known,
+        )
+    };
+    let mut reads: Vec<_> = events
+        .iter()
+        .zip(&known)
+        .map(|(ev, d)| passage_core::watch::read_event(root, ev, page_size, d.as_ref()))
+        .collect();
     let mut kept = model
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if kept.generation != generation {
+        let host = &kept.host;
+        reads = events
+            .iter()
+            .map(|ev| {
+                let known = host.devices.get(&ev.address);
+                passage_core::watch::read_event(root, ev, page_size, known)
+            })
+            .collect();
+    }
+    kept.generation += 1;
     events
         .iter()
-        .map(
-            |ev| match passage_core::watch::apply(&mut kept.host, root, ev) {
-                Ok(mut u) => {
-                    // The helper may have read this driver change itself (before or after its
-                    // own claim) before the kernel's event came: listeners hear it from where
-                    // they last knew the device.
-                    if let Some((driver, state)) = kept.unheard.remove(&u.address) {
-                        u.driver_before = driver;
-                        u.state_before = state;
-                    }
-                    kept.tell(&u);
-                    Some(u)
+        .zip(reads)
+        .map(|(ev, read)| match read {
+            Ok(read) => {
+                let mut u = passage_core::watch::apply_read(&mut kept.host, ev, read);
+                // The helper may have read this driver change itself (before or after its
+                // own claim) before the kernel's event came: listeners hear it from where
+                // they last knew the device.
+                if let Some((driver, state)) = kept.unheard.remove(&u.address) {
+                    u.driver_before = driver;
+                    u.state_before = state;
                 }
-                Err(e) => {
-                    tracing::warn!("applying {ev:?}: {e}");
-                    None
-                }
-            },
-        )
+                kept.tell(&u);
+                Some(u)
+            }
+            Err(e) => {
+                tracing::warn!("applying {ev:?}: {e}");
+                None
+            }
+        })
         .collect()
 }
 
@@ -155,11 +191,12 @@ fn settle(
         })
         .collect();
     let (model, root) = (model.clone(), root.to_path_buf());
-    let update = move || match HostRoot::open(&root) {
+    let update = move || match kept_root(&root) {
         Ok(r) => {
             let mut kept = model
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            kept.generation += 1;
             let before = drivers_of(&kept.host, &members);
             let state_before = passage_core::watch::group_state(&kept.host, Some(g));
             if let Err(e) = passage_core::watch::refresh_drivers(&mut kept.host, &r, &members) {
@@ -178,12 +215,24 @@ fn settle(
     Transition { changed, devices }
 }
 
+/// The host root, opened once and kept for the changes' fresh reads and settling: opening it
+/// walks and checks the tree, which on a slow machine costs more than reading a group.
+fn kept_root(root: &Path) -> Result<Arc<HostRoot>, HelperError> {
+    static KEPT: std::sync::OnceLock<Arc<HostRoot>> = std::sync::OnceLock::new();
+    if let Some(r) = KEPT.get().filter(|r| r.path() == root) {
+        return Ok(r.clone());
+    }
+    let r = Arc::new(HostRoot::open(root).map_err(failed)?);
+    let _ = KEPT.set(r.clone());
+    Ok(r)
+}
+
 /// The kept model with group `g` read again from the kernel — its members, their drivers, and
 /// the host's uses of devices — as a snapshot to decide on: what a change reads after taking
 /// its lock, instead of a scan of the whole host (the rest of the model is kept current by
 /// kernel events).
 fn fresh(model: &Model, root: &Path, g: GroupId) -> Result<Host, HelperError> {
-    let r = HostRoot::open(root).map_err(failed)?;
+    let r = kept_root(root)?;
     let mut kept = model
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -193,6 +242,7 @@ fn fresh(model: &Model, root: &Path, g: GroupId) -> Result<Host, HelperError> {
         .get(&g)
         .map(|grp| grp.devices.clone())
         .unwrap_or_default();
+    kept.generation += 1;
     let before = drivers_of(&kept.host, &members);
     let state_before = passage_core::watch::group_state(&kept.host, Some(g));
     let Kept { host, uses_key, .. } = &mut *kept;
@@ -274,6 +324,9 @@ struct Kept {
     /// Devices whose driver change the helper read itself before the kernel's event for it
     /// came: the driver and group state listeners last heard of.
     unheard: HashMap<PciAddress, (Option<String>, Option<State>)>,
+    /// Counts the model's writes, so that events read before the lock was taken are read
+    /// again when a claim or release wrote the model meanwhile.
+    generation: u64,
 }
 
 impl Kept {
@@ -729,6 +782,7 @@ impl Helper {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(bool, Vec<DeviceDriver>), HelperError> {
+        let entered = std::time::Instant::now();
         let opts = Options::parse(
             &options,
             &["force", "auth.no_user_interaction", "expect_devices"],
@@ -757,6 +811,7 @@ impl Helper {
         // A helper that only reads says so before anyone is asked for a password.
         let kernel = writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
         let t0 = std::time::Instant::now();
+        let looked = entered.elapsed();
         self.authorize(conn, &hdr, method, details, &opts).await?;
         let authorized = t0.elapsed();
         // Authorized; now lock, then decide on the host as it is now, not as it was before a
@@ -766,7 +821,9 @@ impl Helper {
         let (force, expected) = (opts.force, opts.expect_devices.clone());
         tokio::task::spawn_blocking(move || {
             let t1 = std::time::Instant::now();
+            let queued = t0.elapsed() - authorized;
             let held = claim::hold(&locks, &state_dir, g).map_err(passage_helper::dbus_error)?;
+            let locked = t1.elapsed();
             let host = fresh(&model, &root, g)?;
             let read = t1.elapsed();
             let (_, now) = group_details(&host, g)?;
@@ -799,11 +856,15 @@ impl Helper {
             let reply = settle(&model, &root, &host, g, kernel.as_ref(), d.changed).into_args();
             // Where a claim's time goes (PASSAGE_LOG=debug), for benches/claim-vm.sh.
             tracing::debug!(
-                "claim of group {g}: authorized {:?}, locked and read {:?}, changed {:?}, settled {:?}",
+                "claim of group {g}: first look {:?}, authorized {:?}, on a worker {:?}, locked {:?}, read {:?}, changed {:?}, settled {:?}, in all {:?}",
+                looked,
                 authorized,
-                read,
+                queued,
+                locked,
+                read - locked,
                 changed - read,
-                t1.elapsed() - changed
+                t1.elapsed() - changed,
+                entered.elapsed()
             );
             Ok(reply)
         })
@@ -1669,6 +1730,7 @@ fn main() -> ExitCode {
             news: Some(news),
             own_changes_told: args.root != Path::new("/"),
             unheard: HashMap::new(),
+            generation: 0,
         }));
         if args.root == Path::new("/") {
             let (m, r) = (model.clone(), args.root.clone());
