@@ -89,55 +89,39 @@ fn read_group(root: &HostRoot, id: GroupId) -> Result<Option<Group>, ScanError> 
 
 /// Applies one event to the model by re-reading just that device and its group.
 pub fn apply(host: &mut Host, root: &HostRoot, ev: &DeviceEvent) -> Result<Update, ScanError> {
-    let page_size = host.platform.page_size.max(4096);
-    let read = read_event(root, ev, page_size, host.devices.get(&ev.address))?;
+    let read = read_event(root, ev, host.platform.page_size.max(4096))?;
     Ok(apply_read(host, ev, read))
 }
 
 /// What an event's device is now, read from sysfs without the model: the device (`None` when
 /// it is gone), its group's members, whether the group has its VFIO node. A caller that keeps
 /// a shared model reads this first and takes its lock only for [`apply_read`], so nobody waits
-/// on sysfs reads done under the lock.
+/// on sysfs reads done under the lock. Every event reads its device whole: a bind or unbind
+/// changes more than the driver (a PF's driver turns SR-IOV off as it goes, a GPU driver may
+/// resize a BAR), and events of one batch may remove and add the same device.
 #[derive(Debug)]
 pub struct EventRead {
     device: Option<Device>,
-    /// The device's group read again (`None` inside: the group is gone), or not read at all
-    /// (a driver bound or unbound: membership did not change).
-    group: Option<(GroupId, Option<Option<Group>>, bool)>,
+    group: Option<(GroupId, Option<Group>, bool)>,
 }
 
-/// Reads what event `ev` changed (see [`EventRead`]). `known` is the device as the model has
-/// it: a bind or unbind of a known device changes only its driver, so only the `driver` link
-/// and `driver_override` are read (two reads instead of twenty-odd, on every claim and
-/// release); anything else reads the device and its group whole.
+/// Reads what event `ev` changed (see [`EventRead`]).
 pub fn read_event(
     root: &HostRoot,
     ev: &DeviceEvent,
     page_size: u64,
-    known: Option<&Device>,
 ) -> Result<EventRead, ScanError> {
-    let vfio_node = |g: GroupId| root.exists(Path::new("dev/vfio").join(g.to_string()));
-    if let (Action::Bind | Action::Unbind, Some(d)) = (&ev.action, known) {
-        if let Ok(Some((driver, driver_override))) = read_driver(root, ev.address) {
-            let device = Device {
-                driver,
-                driver_override,
-                ..d.clone()
-            };
-            let group = device.group.map(|g| (g, None, vfio_node(g)));
-            return Ok(EventRead {
-                device: Some(device),
-                group,
-            });
-        }
-    }
     let device = if ev.action == Action::Remove {
         None
     } else {
         scan_device(root, ev.address, page_size)?
     };
     let group = match device.as_ref().and_then(|d| d.group) {
-        Some(g) => Some((g, Some(read_group(root, g)?), vfio_node(g))),
+        Some(g) => Some((
+            g,
+            read_group(root, g)?,
+            root.exists(Path::new("dev/vfio").join(g.to_string())),
+        )),
         None => None,
     };
     Ok(EventRead { device, group })
@@ -186,13 +170,12 @@ pub fn apply_read(host: &mut Host, ev: &DeviceEvent, read: EventRead) -> Update 
             host.devices.insert(a, d);
             if let Some((g, grp, node)) = read.group {
                 match grp {
-                    Some(Some(grp)) => {
+                    Some(grp) => {
                         host.groups.insert(g, grp);
                     }
-                    Some(None) => {
+                    None => {
                         host.groups.remove(&g);
                     }
-                    None => {}
                 }
                 if node && host.platform.vfio_nodes.binary_search(&g).is_err() {
                     host.platform.vfio_nodes.push(g);

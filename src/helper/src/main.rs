@@ -106,38 +106,24 @@ fn apply_events(
     root: &HostRoot,
     events: &[passage_core::watch::DeviceEvent],
 ) -> Vec<Option<passage_core::watch::Update>> {
-    // The devices as the model has them (a bind or unbind of one reads only its driver).
-    let (page_size, generation, known) = {
+    let (page_size, generation) = {
         let kept = model
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let known: Vec<Option<passage_core::model::Device>> = events
-            .iter()
-            .map(|ev| kept.host.devices.get(&ev.address).cloned())
-            .collect();
-        (
-            kept.host.platform.page_size.max(4096),
-            kept.generation,
-            known,
-        )
+        (kept.host.platform.page_size.max(4096), kept.generation)
     };
-    let mut reads: Vec<_> = events
-        .iter()
-        .zip(&known)
-        .map(|(ev, d)| passage_core::watch::read_event(root, ev, page_size, d.as_ref()))
-        .collect();
+    let read_all = || -> Vec<_> {
+        events
+            .iter()
+            .map(|ev| passage_core::watch::read_event(root, ev, page_size))
+            .collect()
+    };
+    let mut reads = read_all();
     let mut kept = model
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if kept.generation != generation {
-        let host = &kept.host;
-        reads = events
-            .iter()
-            .map(|ev| {
-                let known = host.devices.get(&ev.address);
-                passage_core::watch::read_event(root, ev, page_size, known)
-            })
-            .collect();
+        reads = read_all();
     }
     kept.generation += 1;
     events
