@@ -603,11 +603,7 @@ fn z370_devices_without_a_reset_file_are_flagged() {
 #[test]
 fn explaining_one_target_from_its_own_facts_says_what_the_whole_scan_says() {
     use passage_core::{report, Target};
-    let mut specs = machines();
-    specs.push((
-        "sriov-farm-3x5".into(),
-        passage_core::synth::sriov_farm(3, 5),
-    ));
+    let specs = machines_and_a_farm();
     let mut quick = 0;
     for (name, spec) in &specs {
         let b = build(spec);
@@ -757,11 +753,7 @@ fn listings_that_sysfs_could_not_show_are_not_believed() {
 /// machine and on an SR-IOV farm.
 #[test]
 fn drivers_and_units_read_from_their_listings_or_from_each_device_agree() {
-    let mut specs = machines();
-    specs.push((
-        "sriov-farm-3x5".into(),
-        passage_core::synth::sriov_farm(3, 5),
-    ));
+    let specs = machines_and_a_farm();
     let mut bound = 0;
     let mut unit_entries = 0;
     for (name, spec) in &specs {
@@ -825,11 +817,7 @@ fn drivers_and_units_read_from_their_listings_or_from_each_device_agree() {
 /// (its VFs aside, which only a whole-host scan gathers), and the listing did spare links.
 #[test]
 fn devices_found_in_their_parents_listing_are_those_their_links_name() {
-    let mut specs = machines();
-    specs.push((
-        "sriov-farm-3x5".into(),
-        passage_core::synth::sriov_farm(3, 5),
-    ));
+    let specs = machines_and_a_farm();
     let mut devices = 0;
     let mut beside = 0;
     for (name, spec) in &specs {
@@ -859,4 +847,14 @@ fn devices_found_in_their_parents_listing_are_those_their_links_name() {
         beside > devices / 2,
         "{beside} of {devices} beside another: little spared"
     );
+}
+
+/// Every recorded machine and a small SR-IOV farm (3 PFs × 5 VFs).
+fn machines_and_a_farm() -> Vec<(String, passage_core::synth::MachineSpec)> {
+    let mut specs = machines();
+    specs.push((
+        "sriov-farm-3x5".into(),
+        passage_core::synth::sriov_farm(3, 5),
+    ));
+    specs
 }
