@@ -247,3 +247,87 @@ fn a_card_stops_saying_pending_once_apply_has_claimed_its_group() {
     let s = view::sections(&host, &plan, &holders);
     assert!(card(&s, 18).pending);
 }
+
+/// The app lists every group from the outline at once and makes a card only when its row is
+/// drawn (or a filter needs them all): the outline, the cheap "assignable" and a filter that
+/// asks only that must agree with the cards, on every recorded machine and an SR-IOV farm.
+#[test]
+fn the_outline_lists_what_the_cards_would_in_the_same_order() {
+    let mut specs = machines();
+    specs.push((
+        "sriov-farm-3x5".into(),
+        passage_core::synth::sriov_farm(3, 5),
+    ));
+    for (name, spec) in specs {
+        let b = build(&spec);
+        let plan = plan::Plan::default();
+        let sections = view::sections(&b.host, &plan, &Holders::new());
+        let outline = view::outline(&b.host);
+        assert_eq!(outline.len(), sections.len(), "{name}");
+        let mut groups = 0;
+        for (o, s) in outline.iter().zip(&sections) {
+            assert_eq!(o.title, s.title, "{name}");
+            let of_cards: Vec<GroupId> = s.cards.iter().map(|c| c.group).collect();
+            assert_eq!(o.groups, of_cards, "{name}: {}", o.title);
+            groups += o.groups.len();
+            for c in &s.cards {
+                assert_eq!(
+                    view::assignable(&b.host, c.group),
+                    c.assignable,
+                    "{name}: group {}",
+                    c.group
+                );
+                // A card made alone (as a row drawn) is the card made with all the others.
+                assert_eq!(
+                    view::card_of(&b.host, &plan, &Holders::new(), c.group).as_ref(),
+                    Some(&**c),
+                    "{name}"
+                );
+            }
+        }
+        assert_eq!(
+            groups,
+            b.host.groups.len(),
+            "{name}: every group listed once"
+        );
+        // What the list shows with bridges hidden, from the outline alone, is what the cards
+        // filtered would show.
+        let only = Filter {
+            assignable_only: true,
+            ..Default::default()
+        };
+        assert!(!only.needs_cards());
+        let by_outline: Vec<GroupId> = outline
+            .iter()
+            .flat_map(|o| o.groups.iter().copied())
+            .filter(|g| view::assignable(&b.host, *g))
+            .collect();
+        let by_cards: Vec<GroupId> = view::filtered(&sections, &only)
+            .iter()
+            .flat_map(|s| s.cards.iter().map(|c| c.group))
+            .collect();
+        assert_eq!(by_outline, by_cards, "{name}");
+        assert!(!view::assignable(&b.host, GroupId(u32::MAX)), "{name}");
+    }
+    for f in [
+        Filter {
+            text: "nvidia".into(),
+            ..Default::default()
+        },
+        Filter {
+            kind: Some(Kind::Gpu),
+            ..Default::default()
+        },
+        Filter {
+            state: Some(State::Available),
+            ..Default::default()
+        },
+    ] {
+        assert!(f.needs_cards(), "{f:?}");
+    }
+    assert!(!Filter {
+        text: "  ".into(),
+        ..Default::default()
+    }
+    .needs_cards());
+}

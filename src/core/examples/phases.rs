@@ -20,16 +20,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t_json = t.elapsed();
         let text = report::list_text(&host);
         let t_text = t.elapsed();
-        drop(host);
+        // What the app does after the scan: every verdict, then every card.
+        let verdicts = passage_core::explain::groups(&host);
+        let t_verdicts = t.elapsed();
+        let plan = passage_core::plan::Plan::default();
+        let sections = passage_core::view::sections(&host, &plan, &Default::default());
+        let t_cards = t.elapsed();
+        drop((host, verdicts, sections));
         let t_drop = t.elapsed();
         eprintln!(
-            "scan {:>6.1} ms  verdicts+json {:>6.1} ({} B)  text {:>6.1} ({} B)  drop {:>5.1}",
+            "scan {:>6.1} ms  verdicts+json {:>6.1} ({} B)  text {:>6.1} ({} B)  verdicts {:>6.1}  cards {:>6.1}  drop {:>5.1}",
             ms(t_scan),
             ms(t_json - t_scan),
             json.len(),
             ms(t_text - t_json),
             text.len(),
-            ms(t_drop - t_text)
+            ms(t_verdicts - t_text),
+            ms(t_cards - t_verdicts),
+            ms(t_drop - t_cards)
         );
     }
     Ok(())

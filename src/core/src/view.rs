@@ -123,9 +123,43 @@ pub struct Section {
     pub cards: Vec<Arc<Card>>,
 }
 
+/// One section's groups, in order, before any card is made: what the app lists at once
+/// (each card is made when its row is first drawn, or when a filter needs them all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outline {
+    pub title: String,
+    pub groups: Vec<GroupId>,
+}
+
+/// Every group under its section's title, in the order [`sections`] gives them: from the
+/// groups' members alone, no verdict made.
+pub fn outline(host: &Host) -> Vec<Outline> {
+    let mut by: BTreeMap<(u8, Option<PciAddress>), Vec<GroupId>> = BTreeMap::new();
+    for g in host.groups.values() {
+        by.entry(section_key(host, &g.devices))
+            .or_default()
+            .push(g.id);
+    }
+    by.into_iter()
+        .map(|(k, groups)| Outline {
+            title: section_title(host, &k),
+            groups,
+        })
+        .collect()
+}
+
+/// Whether a group has anything a guest could use (what its card's `assignable` says),
+/// without its verdict: the list's default filter asks this of every group.
+pub fn assignable(host: &Host, g: GroupId) -> bool {
+    host.groups.get(&g).is_some_and(|grp| {
+        host.members(grp)
+            .any(|d| d.is_endpoint() && !d.is_chipset_glue())
+    })
+}
+
 /// Where a group sits: the root port (or switch port) above its first usable device.
-fn section_key(host: &Host, v: &GroupVerdict) -> (u8, Option<PciAddress>) {
-    let members: Vec<&Device> = v.devices.iter().filter_map(|a| host.device(*a)).collect();
+fn section_key(host: &Host, devices: &[PciAddress]) -> (u8, Option<PciAddress>) {
+    let members: Vec<&Device> = devices.iter().filter_map(|a| host.device(*a)).collect();
     let first = members
         .iter()
         .find(|d| d.is_endpoint() && !d.is_chipset_glue())
@@ -163,34 +197,31 @@ pub type Holders = BTreeMap<GroupId, String>;
 
 /// Every card, in sections, as the plan stands.
 pub fn sections(host: &Host, plan: &Plan, holders: &Holders) -> Vec<Section> {
+    let mut made = cards(host, plan, holders);
+    outline(host)
+        .into_iter()
+        .map(|o| Section {
+            title: o.title,
+            cards: o.groups.iter().filter_map(|g| made.remove(g)).collect(),
+        })
+        .collect()
+}
+
+/// Every group's card, by group, as the plan stands: made on every core (a 10,000-function
+/// host has 10,000 of them).
+pub fn cards(host: &Host, plan: &Plan, holders: &Holders) -> BTreeMap<GroupId, Arc<Card>> {
     let verdicts = explain::groups(host);
     let resolved: BTreeMap<&str, plan::ResolvedGuest> = plan
         .guests
         .iter()
         .map(|g| (g.name.as_str(), plan::resolve(g, host)))
         .collect();
-    // Cards are made on every core (a 10,000-function host has 10,000 of them), then sorted
-    // into their sections in order.
     use rayon::prelude::*;
-    let made: Vec<((u8, Option<PciAddress>), Card)> = verdicts
+    let made: Vec<Arc<Card>> = verdicts
         .par_iter()
-        .map(|v| {
-            (
-                section_key(host, v),
-                card(host, plan, &resolved, holders, v),
-            )
-        })
+        .map(|v| Arc::new(card(host, plan, &resolved, holders, v)))
         .collect();
-    let mut by: BTreeMap<(u8, Option<PciAddress>), Vec<Arc<Card>>> = BTreeMap::new();
-    for (key, c) in made {
-        by.entry(key).or_default().push(Arc::new(c));
-    }
-    by.into_iter()
-        .map(|(k, cards)| Section {
-            title: section_title(host, &k),
-            cards,
-        })
-        .collect()
+    made.into_iter().map(|c| (c.group, c)).collect()
 }
 
 /// One group's card as [`sections`] would draw it: what a device event redraws, without
@@ -294,6 +325,12 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether this filter asks anything of a group that only its card knows (words, a kind,
+    /// a state); "assignable only" alone does not (see [`assignable`]).
+    pub fn needs_cards(&self) -> bool {
+        !self.text.trim().is_empty() || self.kind.is_some() || self.state.is_some()
+    }
+
     pub fn matches(&self, c: &Card) -> bool {
         let words_ok = self
             .text

@@ -36,7 +36,7 @@ use relm4::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 /// The app's model and the components it drives.
@@ -63,7 +63,9 @@ pub struct App {
     /// The app's settings (the machines opened lately), when the schema is installed.
     settings: Option<gio::Settings>,
     source: Option<Source>,
-    host: Option<Host>,
+    /// Shared with the host list (which makes cards from it as their rows are drawn); a
+    /// device's event changes it in place once the list has let go of its share.
+    host: Option<Arc<Host>>,
     plan: Plan,
     plan_path: Option<PathBuf>,
     known: Vec<plan::Guest>,
@@ -595,7 +597,12 @@ impl Component for App {
                     return;
                 }
                 // One device and its group re-read, never the whole host; one card redrawn.
-                let Ok(u) = passage_core::watch::apply(host, src.root(), &ev) else {
+                // The list lets go of its share first, so the host is changed in place (a
+                // copy only while an export or Apply still reads the one before).
+                self.hosts.let_go();
+                let applied = passage_core::watch::apply(Arc::make_mut(host), src.root(), &ev);
+                self.hosts.took_back(host.clone());
+                let Ok(u) = applied else {
                     return;
                 };
                 let card = u
@@ -678,7 +685,7 @@ impl App {
                 self.update_actions();
                 self.troubles = Troubles::default();
                 self.notice_bar.set(Vec::new());
-                self.hosts.set_sections(Vec::new());
+                self.hosts.set_host(None, &self.plan, &self.holders);
                 self.guests.sender().emit(GuestsInput::Show {
                     entries: guests::entries(None, &self.plan, &[], &self.refusals),
                     no_bus: false,
@@ -730,6 +737,8 @@ impl App {
         } else {
             self.set_page("host");
         }
+        self.hosts
+            .set_laid_out(Some(l.host.clone()), l.outline, &self.plan, &self.holders);
         self.host = Some(l.host);
         self.source = l.source;
         if let Some(m) = &self.opts.host {
@@ -742,7 +751,6 @@ impl App {
             }
             self.follow_machine(m.clone(), sender);
         }
-        self.hosts.set_sections(l.sections);
         let t = Instant::now();
         self.redraw();
         give_back_freed_memory();
@@ -777,13 +785,21 @@ impl App {
         self.following = true;
     }
 
-    /// Recomputes every card from the model, then draws everything.
+    /// Lists the host again from the model as it is now (every card made again as it is
+    /// drawn), then draws everything.
     fn refresh(&mut self) {
-        let Some(host) = &self.host else {
+        if self.host.is_none() {
             return;
-        };
+        }
         self.hosts
-            .set_sections(view::sections(host, &self.plan, &self.holders));
+            .set_host(self.host.clone(), &self.plan, &self.holders);
+        self.redraw();
+    }
+
+    /// The plan changed (the host did not): every card is made again as it is drawn, then
+    /// everything is drawn.
+    fn replan(&mut self) {
+        self.hosts.set_plan(&self.plan, &self.holders);
         self.redraw();
     }
 
@@ -902,7 +918,7 @@ impl App {
             Ok(_) => self.done(before, what),
             Err(e) => self.say(&Said::error(e.to_string()), Offer::Nothing),
         }
-        self.refresh();
+        self.replan();
     }
 
     /// An edit went through: kept for Undo (unless it changed nothing), saved, said.
@@ -949,7 +965,7 @@ impl App {
         let said = self.save().unwrap_or_else(|| Said::news(news));
         self.update_actions();
         self.say(&said, offer);
-        self.refresh();
+        self.replan();
     }
 
     fn update_actions(&self) {
@@ -988,7 +1004,7 @@ impl App {
                 self.say(&Said::error(e.to_string()), Offer::Nothing);
             }
         }
-        self.refresh();
+        self.replan();
     }
 
     /// Which page the main area shows: "host" (the list and guests) or a page in their place
@@ -1064,7 +1080,7 @@ impl App {
         self.holders = Holders::new();
         self.troubles = Troubles::default();
         self.notice_bar.set(Vec::new());
-        self.hosts.set_sections(Vec::new());
+        self.hosts.set_host(None, &self.plan, &self.holders);
         self.hosts.show(&self.filter);
         self.guests.sender().emit(GuestsInput::Show {
             entries: guests::entries(None, &self.plan, &[], &self.refusals),
@@ -1165,7 +1181,7 @@ impl App {
             .launch(AssignInit {
                 parent: root.clone().upcast(),
                 group: g,
-                title: guests::title_of(self.host.as_ref(), g),
+                title: guests::title_of(self.host.as_deref(), g),
                 guests: guests::guest_names(&self.plan, &self.known),
             })
             .forward(

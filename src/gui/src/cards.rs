@@ -3,16 +3,16 @@
 //! [`passage_core::view::Card`], and every gesture on it leaves as a [`CardMsg`].
 
 use crate::a11y::accessible_label;
+use crate::hostlist::CardBook;
 use crate::registry::{self, Registry};
 use gtk::prelude::*;
 use gtk::{gdk, glib};
 use passage_core::i18n::{tr, trf};
-use passage_core::view::{Card, DeviceRow};
+use passage_core::view::DeviceRow;
 use passage_core::{GroupId, PciAddress};
 use relm4::typed_view::grid::RelmGridItem;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
 
 /// What a person did on a card.
 #[derive(Debug)]
@@ -37,7 +37,8 @@ pub type Emit = Rc<dyn Fn(CardMsg)>;
 /// One row of the host list: a section header or a group card.
 pub struct RowItem {
     header: Option<String>,
-    card: Option<Arc<Card>>,
+    /// The group, and where its card comes from: made when the row is first bound.
+    group: Option<(GroupId, Rc<RefCell<CardBook>>)>,
     expanded: bool,
     tx: Option<Emit>,
     registry: Option<Registry>,
@@ -48,22 +49,32 @@ impl RowItem {
     pub fn header(title: &str) -> Self {
         Self {
             header: Some(title.to_string()),
-            card: None,
+            group: None,
             expanded: false,
             tx: None,
             registry: None,
         }
     }
 
-    /// A group's card, its devices shown when `expanded`.
-    pub fn card(card: Arc<Card>, expanded: bool, tx: Emit, registry: Registry) -> Self {
+    /// A group's card from `book`, its devices shown when `expanded`.
+    pub fn card(
+        group: GroupId,
+        book: Rc<RefCell<CardBook>>,
+        expanded: bool,
+        tx: Emit,
+        registry: Registry,
+    ) -> Self {
         Self {
             header: None,
-            card: Some(card),
+            group: Some((group, book)),
             expanded,
             tx: Some(tx),
             registry: Some(registry),
         }
+    }
+
+    fn group(&self) -> Option<GroupId> {
+        self.group.as_ref().map(|(g, _)| *g)
     }
 }
 
@@ -86,7 +97,7 @@ pub fn group_at(view: &gtk::GridView, pos: u32) -> Option<GroupId> {
     let obj = model.item(pos)?;
     let boxed = obj.downcast_ref::<glib::BoxedAnyObject>()?;
     let item = boxed.try_borrow::<RowItem>().ok()?;
-    item.card.as_ref().map(|c| c.group)
+    item.group()
 }
 
 /// A card's device rows, made only when its expander is open: a switch and an address entry
@@ -296,7 +307,13 @@ impl RelmGridItem for RowItem {
         }
         w.header.set_visible(false);
         w.card.set_visible(true);
-        let Some(c) = &self.card else {
+        // The book is borrowed for this one lookup: binding never changes the list's model.
+        let Some(c) = self
+            .group
+            .as_ref()
+            .and_then(|(g, book)| book.borrow_mut().card(*g))
+        else {
+            w.card.set_visible(false);
             w.binding.set(false);
             return;
         };
@@ -398,8 +415,8 @@ impl RelmGridItem for RowItem {
     fn unbind(&mut self, w: &mut RowWidgets, _root: &mut gtk::Box) {
         *w.tx.borrow_mut() = None;
         // Forget this row's widgets unless another row has taken the group's entry since.
-        if let (Some(r), Some(c)) = (&self.registry, &self.card) {
-            let id = c.group.0;
+        if let (Some(r), Some(g)) = (&self.registry, self.group()) {
+            let id = g.0;
             if r.cards.borrow().get(&id).and_then(|x| x.upgrade()).as_ref() == Some(&w.card) {
                 r.cards.borrow_mut().remove(&id);
                 r.expanders.borrow_mut().remove(&id);

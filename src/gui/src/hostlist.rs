@@ -1,25 +1,70 @@
 //! The host's groups: a one-column `TypedGridView` of section headers and cards, kept
-//! imperative for speed (a 10,000-function host lists every group at once). It holds the
-//! cards as last computed and redraws from them: filtering never computes a verdict again.
+//! imperative for speed (a 10,000-function host lists every group at once). A card is made
+//! when its row is first drawn (or when a filter needs every card) and kept until the host
+//! or the plan changes: listing 10,000 groups costs the rows on screen, and filtering never
+//! computes a verdict twice.
 
 use crate::a11y::accessible_label;
 use crate::cards::{self, CardMsg, Emit, RowItem};
 use crate::registry::Registry;
 use gtk::prelude::*;
 use passage_core::i18n::tr;
-use passage_core::view::{self, Card, Filter};
+use passage_core::model::Host;
+use passage_core::plan::Plan;
+use passage_core::view::{self, Card, Filter, Holders};
 use passage_core::GroupId;
 use relm4::typed_view::grid::TypedGridView;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
+
+/// The cards made so far and what they are made from. Shared by the list and its rows (a
+/// row asks for its card when GTK binds it); borrowed only for the length of one call, never
+/// across a change to the list's model (which may bind rows at once).
+#[derive(Default)]
+pub struct CardBook {
+    /// `None` while the app changes the host (it owns the host then, alone) or has none.
+    host: Option<Arc<Host>>,
+    plan: Plan,
+    holders: Holders,
+    made: HashMap<GroupId, Arc<Card>>,
+}
+
+impl CardBook {
+    /// A group's card: the one made already, else made now.
+    pub fn card(&mut self, g: GroupId) -> Option<Arc<Card>> {
+        if let Some(c) = self.made.get(&g) {
+            return Some(c.clone());
+        }
+        let host = self.host.as_ref()?;
+        let c = Arc::new(view::card_of(host, &self.plan, &self.holders, g)?);
+        self.made.insert(g, c.clone());
+        Some(c)
+    }
+
+    /// Makes every card not made yet, on every core: a filter on words, kinds or states
+    /// reads them all.
+    fn make_all(&mut self) {
+        let Some(host) = &self.host else {
+            return;
+        };
+        if self.made.len() == host.groups.len() {
+            return;
+        }
+        self.made = view::cards(host, &self.plan, &self.holders)
+            .into_iter()
+            .collect();
+    }
+}
 
 /// The list, its cards and which of them are open.
 pub struct HostList {
     list: TypedGridView<RowItem, gtk::NoSelection>,
     scroller: gtk::ScrolledWindow,
-    /// Every card as last computed, by section (filters redraw from these). The list's rows
-    /// share these cards rather than copying them.
-    sections: Vec<view::Section>,
+    /// Every group by section, in order (filters redraw from this).
+    outline: Vec<view::Outline>,
+    book: Rc<RefCell<CardBook>>,
     /// Where each group's card is in the list (for redrawing one card).
     positions: BTreeMap<GroupId, u32>,
     expanded: BTreeSet<GroupId>,
@@ -75,7 +120,8 @@ impl HostList {
         Self {
             list,
             scroller,
-            sections: Vec::new(),
+            outline: Vec::new(),
+            book: Rc::default(),
             positions: BTreeMap::new(),
             expanded: BTreeSet::new(),
             emit,
@@ -88,28 +134,89 @@ impl HostList {
         &self.scroller
     }
 
-    /// New cards for every group (shown at the next [`HostList::show`]).
-    pub fn set_sections(&mut self, sections: Vec<view::Section>) {
-        self.sections = sections;
+    /// A host (or none) to list, with the plan and holders its cards show: every card made
+    /// for the last one is forgotten (shown at the next [`HostList::show`]).
+    pub fn set_host(&mut self, host: Option<Arc<Host>>, plan: &Plan, holders: &Holders) {
+        let outline = host.as_deref().map(view::outline).unwrap_or_default();
+        self.set_laid_out(host, outline, plan, holders);
     }
 
-    /// Rebuilds the rows from the cached cards under a filter; typing in the search box costs
-    /// this, never a new verdict for every group.
+    /// [`HostList::set_host`] with the host's [`view::outline`] made already (off the main
+    /// loop, while the host was read).
+    pub fn set_laid_out(
+        &mut self,
+        host: Option<Arc<Host>>,
+        outline: Vec<view::Outline>,
+        plan: &Plan,
+        holders: &Holders,
+    ) {
+        self.outline = outline;
+        *self.book.borrow_mut() = CardBook {
+            host,
+            plan: plan.clone(),
+            holders: holders.clone(),
+            made: HashMap::new(),
+        };
+    }
+
+    /// The plan (or the holders) changed: every card is made again as it is drawn.
+    pub fn set_plan(&mut self, plan: &Plan, holders: &Holders) {
+        let mut book = self.book.borrow_mut();
+        book.plan = plan.clone();
+        book.holders = holders.clone();
+        book.made.clear();
+    }
+
+    /// Gives up the list's share of the host, so that the app, its only owner again, changes
+    /// it in place rather than copying it; [`HostList::took_back`] returns it.
+    pub fn let_go(&mut self) {
+        self.book.borrow_mut().host = None;
+    }
+
+    /// The host once changed (by one device's event; its group's card is redrawn by
+    /// [`HostList::replace_card`]). A change that moves a group between sections, or adds or
+    /// removes one, is listed again by the caller's [`HostList::set_host`].
+    pub fn took_back(&mut self, host: Arc<Host>) {
+        self.book.borrow_mut().host = Some(host);
+    }
+
+    /// Rebuilds the rows under a filter; typing in the search box costs this, and the first
+    /// time every card not made yet, never a verdict made twice.
     pub fn show(&mut self, filter: &Filter) {
         self.list.clear();
         let mut rows = Vec::new();
         self.positions.clear();
-        for s in view::filtered(&self.sections, filter) {
-            rows.push(RowItem::header(&s.title));
-            for c in s.cards {
-                self.positions.insert(c.group, rows.len() as u32);
-                let expanded = self.expanded.contains(&c.group);
-                rows.push(RowItem::card(
-                    c,
-                    expanded,
-                    self.emit.clone(),
-                    self.registry.clone(),
-                ));
+        {
+            let mut book = self.book.borrow_mut();
+            let by_card = filter.needs_cards();
+            if by_card {
+                book.make_all();
+            }
+            for o in &self.outline {
+                let shown: Vec<GroupId> = o
+                    .groups
+                    .iter()
+                    .copied()
+                    .filter(|g| match (&book.host, by_card) {
+                        (_, true) => book.made.get(g).is_some_and(|c| filter.matches(c)),
+                        (Some(h), false) => !filter.assignable_only || view::assignable(h, *g),
+                        (None, false) => false,
+                    })
+                    .collect();
+                if shown.is_empty() {
+                    continue;
+                }
+                rows.push(RowItem::header(&o.title));
+                for g in shown {
+                    self.positions.insert(g, rows.len() as u32);
+                    rows.push(RowItem::card(
+                        g,
+                        self.book.clone(),
+                        self.expanded.contains(&g),
+                        self.emit.clone(),
+                        self.registry.clone(),
+                    ));
+                }
             }
         }
         self.list.extend_from_iter(rows);
@@ -125,20 +232,18 @@ impl HostList {
         let Some(&pos) = self.positions.get(&g) else {
             return false;
         };
-        let card = Arc::new(card);
-        if let Some(cached) = self
-            .sections
-            .iter_mut()
-            .flat_map(|s| s.cards.iter_mut())
-            .find(|c| c.group == g)
-        {
-            *cached = card.clone();
-        }
+        self.book.borrow_mut().made.insert(g, Arc::new(card));
         let expanded = self.expanded.contains(&g);
         self.list.remove(pos);
         self.list.insert(
             pos,
-            RowItem::card(card, expanded, self.emit.clone(), self.registry.clone()),
+            RowItem::card(
+                g,
+                self.book.clone(),
+                expanded,
+                self.emit.clone(),
+                self.registry.clone(),
+            ),
         );
         true
     }

@@ -10,7 +10,7 @@ use passage_core::plan::{self, Plan};
 use passage_core::scan;
 use passage_core::session::{KnownGuests, PlanSource};
 use passage_core::view::{self, Holders};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 /// What the background scan brings back.
 #[derive(Debug)]
@@ -18,8 +18,8 @@ pub struct Loaded {
     /// Where the host was read from (kept for re-reading one device on an event); `None` for
     /// another machine, whose helper tells its changes.
     pub source: Option<Source>,
-    /// The host as scanned.
-    pub host: Host,
+    /// The host as scanned (shared with the list, which makes its cards as they are drawn).
+    pub host: Arc<Host>,
     /// The plan being edited.
     pub plan: Plan,
     /// Guests the plan does not hold yet: local profiles, libvirt domains, demo guests.
@@ -36,8 +36,8 @@ pub struct Loaded {
     pub sandbox_note: Option<String>,
     /// Why Apply could not reach the helper, when it could not (not installed, no system bus).
     pub helper_note: Option<passage_dbus::Unreachable>,
-    /// Every group's card, made on the loading threads.
-    pub sections: Vec<view::Section>,
+    /// Every group under its section, in order (cards are made when their rows are drawn).
+    pub outline: Vec<view::Outline>,
 }
 
 /// Reads the host (and makes every card) on threads of its own from the moment the process
@@ -106,13 +106,14 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
         && opts.root.is_none()
         && std::path::Path::new("/.flatpak-info").exists())
     .then(|| tr("Passage runs in a Flatpak sandbox: it cannot see the host's mounts, swap and network routes, so no group is marked as needed by the host here. The helper checks that on the host before every claim and refuses such a group."));
-    // Every card too (~10,000 verdicts are work for these threads, not for the main loop),
-    // and beside them whether Apply can reach the helper, to say so now rather than when the
-    // person presses it.
+    // Which group goes under which section (no verdict: a card is made when its row is
+    // first drawn, so 10,000 groups cost the main loop only the rows on screen), and beside
+    // it whether Apply can reach the helper, to say so now rather than when the person
+    // presses it.
     let t = std::time::Instant::now();
-    let (sections, helper_note) = pool.install(|| {
+    let (outline, helper_note) = pool.install(|| {
         rayon::join(
-            || view::sections(&host, &plan, &holders),
+            || view::outline(&host),
             || {
                 opts.demo
                     .is_none()
@@ -124,11 +125,11 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         rss = rss_kib(),
-        "cards made"
+        "laid out"
     );
     Ok(Loaded {
         source: Some(source),
-        host,
+        host: Arc::new(host),
         plan,
         known,
         holders,
@@ -137,7 +138,7 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
         profiles_note,
         sandbox_note,
         helper_note,
-        sections,
+        outline,
     })
 }
 
@@ -163,10 +164,10 @@ fn load_machine(opts: &Options, m: &passage_core::Remote) -> Result<Loaded, Stri
     let holders = guests.holders();
     let libvirt_note = guests.libvirt_error.clone();
     let known = guests.plan_guests();
-    let sections = view::sections(&host, &plan, &holders);
+    let outline = view::outline(&host);
     Ok(Loaded {
         source: None,
-        host,
+        host: Arc::new(host),
         plan,
         known,
         holders,
@@ -176,6 +177,6 @@ fn load_machine(opts: &Options, m: &passage_core::Remote) -> Result<Loaded, Stri
         sandbox_note: None,
         // Its helper just answered.
         helper_note: None,
-        sections,
+        outline,
     })
 }

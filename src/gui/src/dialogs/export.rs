@@ -11,7 +11,7 @@ use relm4::prelude::*;
 /// The window: the plan and host as they were when it opened, and what it shows.
 pub struct ExportDialog {
     plan: Plan,
-    host: Host,
+    host: std::sync::Arc<Host>,
     /// Guests with groups, in the drop-down's order.
     guests: Vec<String>,
     guest: u32,
@@ -31,7 +31,8 @@ pub struct ExportInit {
     /// The plan.
     pub plan: Plan,
     /// The host the plan is for.
-    pub host: Host,
+    /// (Shared: the window reads it, the app changes its own copy on a device event.)
+    pub host: std::sync::Arc<Host>,
     /// Whether QEMU's arguments take the iommufd form on this host, and the note saying why.
     pub iommufd: (bool, Option<String>),
 }
