@@ -331,3 +331,34 @@ fn the_outline_lists_what_the_cards_would_in_the_same_order() {
     }
     .needs_cards());
 }
+
+/// A card made alone, as a row is drawn, says what it says among all the others where a plan
+/// gives groups to guests (addresses resolved guest by guest) and libvirt guests hold some.
+#[test]
+fn a_card_made_alone_is_the_card_made_with_the_plan_and_holders() {
+    let b = demo_host();
+    let plan = demo::plan().unwrap();
+    assert!(!plan.guests.is_empty());
+    let mut holders = Holders::new();
+    holders.insert(GroupId(19), "win11".into());
+    holders.insert(GroupId(16), "elsewhere".into());
+    let all = view::cards(&b.host, &plan, &holders);
+    assert_eq!(all.len(), b.host.groups.len());
+    let mut planned = 0;
+    for (g, c) in &all {
+        let alone = view::card_of(&b.host, &plan, &holders, *g).expect("a card");
+        assert_eq!(&alone, &**c, "group {g}");
+        planned += usize::from(c.planned_for.is_some());
+        assert_eq!(
+            view::section_title_of(&b.host, *g),
+            view::outline(&b.host)
+                .into_iter()
+                .find(|o| o.groups.contains(g))
+                .expect("listed")
+                .title
+        );
+    }
+    assert!(planned > 0, "the demo plan gives groups to guests");
+    assert_eq!(all[&GroupId(19)].badge, "assigned → win11");
+    assert!(view::card_of(&b.host, &plan, &holders, GroupId(u32::MAX)).is_none());
+}

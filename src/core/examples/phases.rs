@@ -20,22 +20,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t_json = t.elapsed();
         let text = report::list_text(&host);
         let t_text = t.elapsed();
-        // What the app does after the scan: every verdict, then every card.
+        // What the app does after the scan: the outline it lists at once; then, for
+        // comparison, every verdict alone and every card (which makes its verdict again).
+        let outline = passage_core::view::outline(&host);
+        let t_outline = t.elapsed();
         let verdicts = passage_core::explain::groups(&host);
         let t_verdicts = t.elapsed();
         let plan = passage_core::plan::Plan::default();
-        let sections = passage_core::view::sections(&host, &plan, &Default::default());
+        let cards = passage_core::view::cards(&host, &plan, &Default::default());
         let t_cards = t.elapsed();
-        drop((host, verdicts, sections));
+        drop((host, outline, verdicts, cards));
         let t_drop = t.elapsed();
         eprintln!(
-            "scan {:>6.1} ms  verdicts+json {:>6.1} ({} B)  text {:>6.1} ({} B)  verdicts {:>6.1}  cards {:>6.1}  drop {:>5.1}",
+            "scan {:>6.1} ms  verdicts+json {:>6.1} ({} B)  text {:>6.1} ({} B)  outline {:>5.1}  verdicts {:>6.1}  cards {:>6.1}  drop {:>5.1}",
             ms(t_scan),
             ms(t_json - t_scan),
             json.len(),
             ms(t_text - t_json),
             text.len(),
-            ms(t_verdicts - t_text),
+            ms(t_outline - t_text),
+            ms(t_verdicts - t_outline),
             ms(t_cards - t_verdicts),
             ms(t_drop - t_cards)
         );

@@ -148,6 +148,16 @@ pub fn outline(host: &Host) -> Vec<Outline> {
         .collect()
 }
 
+/// The title of the section a group is listed under (as [`outline`] gives it).
+pub fn section_title_of(host: &Host, g: GroupId) -> String {
+    let devices = host
+        .groups
+        .get(&g)
+        .map(|grp| grp.devices.as_slice())
+        .unwrap_or_default();
+    section_title(host, &section_key(host, devices))
+}
+
 /// Whether a group has anything a guest could use (what its card's `assignable` says),
 /// without its verdict: the list's default filter asks this of every group.
 pub fn assignable(host: &Host, g: GroupId) -> bool {

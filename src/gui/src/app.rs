@@ -201,6 +201,8 @@ pub enum AppInput {
     Readiness,
     /// Ctrl+F: to the search field.
     Search,
+    /// Every card not made yet, made off the main loop from the list's state of that number.
+    Cards(u64, BTreeMap<GroupId, Arc<view::Card>>),
 }
 
 /// What runs off the main loop reports.
@@ -516,6 +518,7 @@ impl Component for App {
             AppInput::OpenMachine(m) => self.open_machine(m, &sender),
             AppInput::ConnectMachine => self.ask_machine(root),
             AppInput::Refused(why) => self.say(&Said::error(why), Offer::Nothing),
+            AppInput::Cards(generation, cards) => self.hosts.fill(generation, cards),
             AppInput::Remap => self.remap(),
             AppInput::Readiness => self.open_readiness(root),
             AppInput::About => {
@@ -598,13 +601,24 @@ impl Component for App {
                 }
                 // One device and its group re-read, never the whole host; one card redrawn.
                 // The list lets go of its share first, so the host is changed in place (a
-                // copy only while an export or Apply still reads the one before).
-                self.hosts.let_go();
-                let applied = passage_core::watch::apply(Arc::make_mut(host), src.root(), &ev);
-                self.hosts.took_back(host.clone());
-                let Ok(u) = applied else {
+                // copy only while an Export window or Apply still holds the one before).
+                let page = host.platform.page_size.max(4096);
+                let Ok(read) = passage_core::watch::read_event(src.root(), &ev, page) else {
                     return;
                 };
+                self.hosts.let_go();
+                // A closed Export window still holds the host it opened with (its controller
+                // is kept until the next one): let go of it too.
+                if self
+                    .dialogs
+                    .export
+                    .as_ref()
+                    .is_some_and(|d| !d.widget().is_visible())
+                {
+                    self.dialogs.export = None;
+                }
+                let u = passage_core::watch::apply_read(Arc::make_mut(host), &ev, read);
+                self.hosts.took_back(host.clone());
                 let card = u
                     .group
                     .and_then(|g| view::card_of(host, &self.plan, &self.holders, g));
@@ -796,6 +810,28 @@ impl App {
         self.redraw();
     }
 
+    /// Every card the list has not made yet, made on threads below the main loop's priority
+    /// (the rows on screen were made as they were drawn): the first word typed in the search
+    /// box then filters cards made already.
+    fn make_cards_soon(&self) {
+        let Some((generation, host, plan, holders)) = self.hosts.wanting() else {
+            return;
+        };
+        let s = self.input.clone();
+        let _ = std::thread::Builder::new()
+            .name("passage-cards".into())
+            .spawn(move || {
+                let cards = match load::niced_pool() {
+                    Ok(pool) => pool.install(|| view::cards(&host, &plan, &holders)),
+                    Err(_) => return,
+                };
+                // The host is let go of before the cards arrive: the app may change it in
+                // place at once.
+                drop(host);
+                s.emit(AppInput::Cards(generation, cards));
+            });
+    }
+
     /// The plan changed (the host did not): every card is made again as it is drawn, then
     /// everything is drawn.
     fn replan(&mut self) {
@@ -848,6 +884,7 @@ impl App {
     /// Topology view again when it is shown (else when it is next shown).
     fn redraw(&mut self) {
         self.hosts.show(&self.filter);
+        self.make_cards_soon();
         self.topology_soon();
         let Some(host) = &self.host else {
             return;

@@ -313,7 +313,18 @@ impl RelmGridItem for RowItem {
             .as_ref()
             .and_then(|(g, book)| book.borrow_mut().card(*g))
         else {
+            // No host to make it from (nothing is listed then): an empty row that names and
+            // sends nothing.
             w.card.set_visible(false);
+            w.id.set(0);
+            *w.tx.borrow_mut() = None;
+            *w.rows.borrow_mut() = None;
+            while let Some(child) = w.devices.first_child() {
+                w.devices.remove(&child);
+            }
+            if let Some(row) = root.parent() {
+                accessible_label(&row, "");
+            }
             w.binding.set(false);
             return;
         };

@@ -29,6 +29,9 @@ pub struct CardBook {
     plan: Plan,
     holders: Holders,
     made: HashMap<GroupId, Arc<Card>>,
+    /// Counts the changes that make cards made before them wrong (a new host, plan or
+    /// holders, a device's event): cards made off the main loop from an older one are dropped.
+    generation: u64,
 }
 
 impl CardBook {
@@ -151,11 +154,14 @@ impl HostList {
         holders: &Holders,
     ) {
         self.outline = outline;
-        *self.book.borrow_mut() = CardBook {
+        let mut book = self.book.borrow_mut();
+        let generation = book.generation + 1;
+        *book = CardBook {
             host,
             plan: plan.clone(),
             holders: holders.clone(),
             made: HashMap::new(),
+            generation,
         };
     }
 
@@ -165,6 +171,35 @@ impl HostList {
         book.plan = plan.clone();
         book.holders = holders.clone();
         book.made.clear();
+        book.generation += 1;
+    }
+
+    /// What every card not made yet would be made from, when some are missing: for making
+    /// them off the main loop (then [`HostList::fill`]), so that the first word typed in the
+    /// search box does not wait for 10,000 verdicts.
+    pub fn wanting(&self) -> Option<(u64, Arc<Host>, Plan, Holders)> {
+        let book = self.book.borrow();
+        let host = book.host.as_ref()?;
+        (book.made.len() < host.groups.len()).then(|| {
+            (
+                book.generation,
+                host.clone(),
+                book.plan.clone(),
+                book.holders.clone(),
+            )
+        })
+    }
+
+    /// Cards made off the main loop from what [`HostList::wanting`] gave, kept where nothing
+    /// changed since (and where no newer card was made meanwhile).
+    pub fn fill(&mut self, generation: u64, cards: BTreeMap<GroupId, Arc<Card>>) {
+        let mut book = self.book.borrow_mut();
+        if book.generation != generation {
+            return;
+        }
+        for (g, c) in cards {
+            book.made.entry(g).or_insert(c);
+        }
     }
 
     /// Gives up the list's share of the host, so that the app, its only owner again, changes
@@ -174,10 +209,11 @@ impl HostList {
     }
 
     /// The host once changed (by one device's event; its group's card is redrawn by
-    /// [`HostList::replace_card`]). A change that moves a group between sections, or adds or
-    /// removes one, is listed again by the caller's [`HostList::set_host`].
+    /// [`HostList::replace_card`], which says when the whole list must be made again).
     pub fn took_back(&mut self, host: Arc<Host>) {
-        self.book.borrow_mut().host = Some(host);
+        let mut book = self.book.borrow_mut();
+        book.host = Some(host);
+        book.generation += 1;
     }
 
     /// Rebuilds the rows under a filter; typing in the search box costs this, and the first
@@ -232,7 +268,17 @@ impl HostList {
         let Some(&pos) = self.positions.get(&g) else {
             return false;
         };
-        self.book.borrow_mut().made.insert(g, Arc::new(card));
+        // A group whose first usable device changed (a function added or gone) may belong
+        // under another port now: then the whole list is laid out again.
+        {
+            let mut book = self.book.borrow_mut();
+            let now = book.host.as_deref().map(|h| view::section_title_of(h, g));
+            let listed = self.outline.iter().find(|o| o.groups.contains(&g));
+            if now.as_ref() != listed.map(|o| &o.title) {
+                return false;
+            }
+            book.made.insert(g, Arc::new(card));
+        }
         let expanded = self.expanded.contains(&g);
         self.list.remove(pos);
         self.list.insert(

@@ -40,7 +40,7 @@ pub struct Loaded {
     pub outline: Vec<view::Outline>,
 }
 
-/// Reads the host (and makes every card) on threads of its own from the moment the process
+/// Reads the host (and lays out its list) on threads of its own from the moment the process
 /// starts, at a lower priority than GTK's main thread: the window's first frames come first,
 /// and the rest of both cores goes to the scan while GTK starts.
 pub fn start(opts: Options) -> mpsc::Receiver<Result<Loaded, String>> {
@@ -58,6 +58,15 @@ pub fn start(opts: Options) -> mpsc::Receiver<Result<Loaded, String>> {
     rx
 }
 
+/// Threads on every core below the main loop's priority, for work the window waits on but
+/// must not stutter for.
+pub fn niced_pool() -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("passage-work-{i}"))
+        .start_handler(|_| lower_priority())
+        .build()
+}
+
 /// Nice 10 for the calling thread (Linux applies PRIO_PROCESS with pid 0 to the thread).
 fn lower_priority() {
     let _ = rustix::process::setpriority_process(None, 10);
@@ -70,11 +79,7 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
     }
     let source = Source::open(opts.demo, opts.root.as_deref()).map_err(|e| e.to_string())?;
     // Every core, niced: GTK's main thread is served first and the scan takes what is left.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("passage-scan-{i}"))
-        .start_handler(|_| lower_priority())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let pool = niced_pool().map_err(|e| e.to_string())?;
     let t = std::time::Instant::now();
     let host = pool
         .install(|| scan::scan(source.root()))
