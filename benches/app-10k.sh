@@ -10,7 +10,9 @@
 # (injected through the probe's FIFO, the same path as the kernel's); then the Topology view
 # opened with a real click (xdotool) on its header button: from the click's arrival to the first
 # frame that shows it (taken inside the app), and resident memory with it open; and passagectl
-# list's own time on the tree. Needs Xvfb and xdotool (./dev test installs them).
+# list's own time on the tree, and the floor's (benches/floor/floor.c, a bare single-threaded
+# reader of what identifies a function): the target for every group listed is the floor + 0.2 s.
+# Needs Xvfb, xdotool and a C compiler (./dev test installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-80x127}
@@ -36,6 +38,15 @@ for _ in 1 2 3; do
   t=$(now); target/release/passagectl --root "$work/tree" list --json > /dev/null
   echo "passagectl list --json: $(echo "$(now) - $t" | bc) s"
 done
+cc -O2 -o "$work/floor" benches/floor/floor.c
+floors=()
+for _ in $(seq 11); do
+  t=$(now); "$work/floor" "$work/tree" > /dev/null
+  floors+=("$(echo "$(now) - $t" | bc)")
+done
+floor=$(printf '%s\n' "${floors[@]}" | sort -n | sed -n 6p)
+echo "the floor (C, one thread), median of 11: $floor s; target for every group listed: $(echo "$floor + 0.2" | bc) s"
+: > "$work/listed"
 Xvfb :66 -screen 0 1400x900x24 -nolisten tcp 2>/dev/null &
 for _ in $(seq 100); do [ -e /tmp/.X11-unix/X66 ] && break; sleep 0.05; done
 export DISPLAY=:66 GDK_BACKEND=x11 GSK_RENDERER=${GSK_RENDERER:-cairo} NO_AT_BRIDGE=1 XDG_CONFIG_HOME="$work"
@@ -62,9 +73,10 @@ for run in $(seq "$runs"); do
   sleep 0.5
   trss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
   thwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
-  python3 - "$work/probe.json" "$t0" "$rss" "$run" "$hwm" "$trss" "$thwm" <<'PY'
+  python3 - "$work/probe.json" "$t0" "$rss" "$run" "$hwm" "$trss" "$thwm" "$work/listed" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1])); t0 = float(sys.argv[2]); rss = int(sys.argv[3]); hwm = int(sys.argv[5])
+open(sys.argv[8], "a").write(f"{p['loaded_frame_at'] - t0}\n")
 trss = int(sys.argv[6]); thwm = int(sys.argv[7])
 print(f"run {sys.argv[4]}: first frame {p['first_frame_at'] - t0:.3f} s · every group listed "
       f"{p['loaded_frame_at'] - t0:.3f} s · RSS {rss / 1024:.0f} MiB (peak {hwm / 1024:.0f}) · event → card redrawn "
@@ -75,3 +87,11 @@ PY
   exec 3>&-
   kill $pid; wait $pid 2>/dev/null || true
 done
+python3 - "$work/listed" "$floor" <<'PY'
+import statistics, sys
+listed = [float(l) for l in open(sys.argv[1]) if l.strip()]
+floor = float(sys.argv[2])
+m = statistics.median(listed)
+print(f"every group listed: median {m:.3f} s ({min(listed):.3f}-{max(listed):.3f}) = the floor + {m - floor:.3f} s"
+      f" (target: the floor + 0.2 s = {floor + 0.2:.3f} s)")
+PY

@@ -201,8 +201,6 @@ pub enum AppInput {
     Readiness,
     /// Ctrl+F: to the search field.
     Search,
-    /// Every card not made yet, made off the main loop from the list's state of that number.
-    Cards(u64, BTreeMap<GroupId, Arc<view::Card>>),
 }
 
 /// What runs off the main loop reports.
@@ -518,7 +516,6 @@ impl Component for App {
             AppInput::OpenMachine(m) => self.open_machine(m, &sender),
             AppInput::ConnectMachine => self.ask_machine(root),
             AppInput::Refused(why) => self.say(&Said::error(why), Offer::Nothing),
-            AppInput::Cards(generation, cards) => self.hosts.fill(generation, cards),
             AppInput::Remap => self.remap(),
             AppInput::Readiness => self.open_readiness(root),
             AppInput::About => {
@@ -810,28 +807,6 @@ impl App {
         self.redraw();
     }
 
-    /// Every card the list has not made yet, made on threads below the main loop's priority
-    /// (the rows on screen were made as they were drawn): the first word typed in the search
-    /// box then filters cards made already.
-    fn make_cards_soon(&self) {
-        let Some((generation, host, plan, holders)) = self.hosts.wanting() else {
-            return;
-        };
-        let s = self.input.clone();
-        let _ = std::thread::Builder::new()
-            .name("passage-cards".into())
-            .spawn(move || {
-                let cards = match load::niced_pool() {
-                    Ok(pool) => pool.install(|| view::cards(&host, &plan, &holders)),
-                    Err(_) => return,
-                };
-                // The host is let go of before the cards arrive: the app may change it in
-                // place at once.
-                drop(host);
-                s.emit(AppInput::Cards(generation, cards));
-            });
-    }
-
     /// The plan changed (the host did not): every card is made again as it is drawn, then
     /// everything is drawn.
     fn replan(&mut self) {
@@ -884,7 +859,6 @@ impl App {
     /// Topology view again when it is shown (else when it is next shown).
     fn redraw(&mut self) {
         self.hosts.show(&self.filter);
-        self.make_cards_soon();
         self.topology_soon();
         let Some(host) = &self.host else {
             return;

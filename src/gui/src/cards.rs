@@ -129,6 +129,10 @@ pub struct RowWidgets {
     group: gtk::Label,
     badge: gtk::Label,
     headline: gtk::Label,
+    /// The headline's whole sentence, for its tooltip (asked for when shown: setting a
+    /// tooltip's text makes GTK look for the pointer, a round trip to the X server, on every
+    /// row bound).
+    headline_text: Rc<RefCell<String>>,
     expander: gtk::Expander,
     devices: gtk::Box,
     why: gtk::Button,
@@ -200,6 +204,19 @@ impl RelmGridItem for RowItem {
         headline.set_hexpand(true);
         headline.set_max_width_chars(30);
         headline.add_css_class("headline");
+        let headline_text: Rc<RefCell<String>> = Rc::default();
+        headline.set_has_tooltip(true);
+        {
+            let text = headline_text.clone();
+            headline.connect_query_tooltip(move |_, _, _, _, tip| {
+                let text = text.borrow();
+                if text.is_empty() {
+                    return false;
+                }
+                tip.set_text(Some(&text));
+                true
+            });
+        }
         second.append(&headline);
         second.append(&why);
         second.append(&assign);
@@ -281,6 +298,7 @@ impl RelmGridItem for RowItem {
                 group,
                 badge,
                 headline,
+                headline_text,
                 expander,
                 devices,
                 why,
@@ -359,7 +377,10 @@ impl RelmGridItem for RowItem {
                 .unwrap_or("network-workgroup-symbolic"),
         ));
         w.headline.set_label(c.headline.as_deref().unwrap_or(""));
-        w.headline.set_tooltip_text(c.headline.as_deref());
+        c.headline
+            .as_deref()
+            .unwrap_or("")
+            .clone_into(&mut w.headline_text.borrow_mut());
         let said = trf(
             "Group {id}: {title}, {state}",
             &[

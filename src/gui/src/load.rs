@@ -59,12 +59,19 @@ pub fn start(opts: Options) -> mpsc::Receiver<Result<Loaded, String>> {
 }
 
 /// Threads on every core below the main loop's priority, for work the window waits on but
-/// must not stutter for.
-pub fn niced_pool() -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
-    rayon::ThreadPoolBuilder::new()
+/// must not stutter for: one pool for the process (the scan's threads make the cards after
+/// it, and their allocator's memory is reused rather than a new pool's taken).
+pub fn niced_pool() -> Result<&'static rayon::ThreadPool, String> {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    if let Some(p) = POOL.get() {
+        return Ok(p);
+    }
+    let p = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("passage-work-{i}"))
         .start_handler(|_| lower_priority())
         .build()
+        .map_err(|e| e.to_string())?;
+    Ok(POOL.get_or_init(|| p))
 }
 
 /// Nice 10 for the calling thread (Linux applies PRIO_PROCESS with pid 0 to the thread).
@@ -79,7 +86,7 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
     }
     let source = Source::open(opts.demo, opts.root.as_deref()).map_err(|e| e.to_string())?;
     // Every core, niced: GTK's main thread is served first and the scan takes what is left.
-    let pool = niced_pool().map_err(|e| e.to_string())?;
+    let pool = niced_pool()?;
     let t = std::time::Instant::now();
     let host = pool
         .install(|| scan::scan(source.root()))
