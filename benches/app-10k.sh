@@ -41,7 +41,7 @@ done
 cc -O2 -o "$work/floor" benches/floor/floor.c
 floors=()
 for _ in $(seq 11); do
-  t=$(now); "$work/floor" "$work/tree" > /dev/null
+  t=$(now); "$work/floor" "$work/tree" > /dev/null 2>&1
   floors+=("$(echo "$(now) - $t" | bc)")
 done
 floor=$(printf '%s\n' "${floors[@]}" | sort -n | sed -n 6p)

@@ -50,9 +50,17 @@ unbare() {
 }
 coproc CL { $CLIENT $G 2>> $OUT/client.log; }
 : > $OUT/claim-times.txt
+# Each timed claim starts from a machine at rest: a rebind to the NIC's own driver leaves the
+# kernel work for a while after the write returns (the driver's probe finishing, its network
+# interface added, their events). Without this pause the service's claim, started at once
+# after `unbare`, met that work while the bare loop, started after the client's untimed
+# release, Ping and Claims, met less of it.
+at_rest() { sleep 0.3; }
 for r in $(seq $ROUNDS); do
+  at_rest
   t0=$EPOCHREALTIME; bare; t1=$EPOCHREALTIME
   unbare
+  at_rest
   echo go >&${CL[1]}; read -r service ping read <&${CL[0]}
   bare_ms=$(( (${t1/./} - ${t0/./}) / 1000 ))
   echo "$r bare=$bare_ms service=$service ping=${ping:-?} read=${read:-?}" >> $OUT/claim-times.txt

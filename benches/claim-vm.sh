@@ -6,6 +6,11 @@
 #   benches/claim-vm.sh [ROUNDS]     default 15; both the multi-device group behind the
 #                                    PCIe-to-PCI bridge (e1000 + rtl8139) and an e1000e alone
 #
+# Prints, per group, the medians of both and their ratio, two bare round trips for scale, and
+# where the service's time goes: the request's way to the method, the method (its fresh read,
+# its transaction) and the reply's way back, from the client's wall clock beside the helper's
+# log.
+#
 # Needs what the VM tests need (./dev test installs it: qemu-system-x86, busybox-static,
 # dbus, polkitd).
 set -euo pipefail
@@ -46,5 +51,26 @@ read = [float(r["read"]) for r in rows]
 print(f"  for scale, a bare round trip to the helper: Peer.Ping median {statistics.median(ping):.1f} ms "
       f"({min(ping):.1f}-{max(ping):.1f}), Claims (authorized, read only) median {statistics.median(read):.1f} ms "
       f"({min(read):.1f}-{max(read):.1f})")
+PY
+  # Where the service's time goes, per round: the request's way to the helper's method, the
+  # method itself (the helper's own log), the reply's way back (the client's wall clock
+  # beside the helper's log; one machine, one clock).
+  python3 - "$out/client.log" "$out/helper.log" <<'PY'
+import datetime, re, statistics, sys
+sent = [tuple(map(float, re.findall(r"at ([\d.]+)", l))) for l in open(sys.argv[1]) if "claim sent" in l]
+def ms(line, name):
+    m = re.search(name + r" ([\d.]+)(µs|ms)", line)
+    return float(m.group(1)) / (1000 if m.group(2) == "µs" else 1)
+done = []
+for l in open(sys.argv[2]):
+    l = re.sub(r"\x1b\[[0-9;]*m", "", l)
+    if "claim of group" in l:
+        at = datetime.datetime.fromisoformat(l.split("Z")[0]).replace(tzinfo=datetime.timezone.utc)
+        done.append((at.timestamp(), ms(l, "in all"), ms(l, "read"), ms(l, "changed")))
+rows = [((e - a / 1000 - s) * 1000, a, r, c, (t - e) * 1000) for (s, t), (e, a, r, c) in zip(sent, done)]
+if rows:
+    med = lambda i: statistics.median(x[i] for x in rows)
+    print(f"  the service's claim, medians: request to the method {med(0):.1f} ms, the method {med(1):.1f} ms"
+          f" (of which the fresh read {med(2):.1f}, the transaction {med(3):.1f}), its end to the reply received {med(4):.1f} ms")
 PY
 done

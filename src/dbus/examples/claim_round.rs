@@ -49,13 +49,33 @@ fn main() -> std::process::ExitCode {
             }
         };
         let opts = || HashMap::from([("auth.no_user_interaction", Value::from(true))]);
-        for line in std::io::stdin().lock().lines() {
-            if line.is_err() {
-                break;
+        // Lines are read on a thread of their own: the runtime keeps serving the connection
+        // while the client waits for the next round, as a running app's does (read on the
+        // runtime's one thread, stdin would stop it between rounds).
+        let (go, mut rounds) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() || go.send(()).is_err() {
+                    break;
+                }
             }
-            let t0 = std::time::Instant::now();
+        });
+        while rounds.recv().await.is_some() {
+            let (t0, sent) = (std::time::Instant::now(), std::time::SystemTime::now());
             let claimed = helper.claim(group, opts()).await;
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            // The wall clock too (to stderr, the job's client.log): beside the helper's own
+            // log of the claim, it tells the request's way from the reply's.
+            let epoch = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or_default()
+            };
+            eprintln!(
+                "claim sent at {:.6} answered at {:.6}",
+                epoch(sent),
+                epoch(std::time::SystemTime::now())
+            );
             // Released before the answer, so the caller's next round starts from host drivers.
             let released = helper.release(group, opts()).await;
             let t1 = std::time::Instant::now();
