@@ -27,7 +27,8 @@ target/release/examples/mktree --sriov "$shape" "$work/tree"
 echo "tree: $(ls "$work/tree/sys/bus/pci/devices" | wc -l) functions, $(ls "$work/tree/sys/kernel/iommu_groups" | wc -l) groups"
 now() { date +%s.%N; }
 # Waits until the probe's file gives KEY a number. Read by bash itself: a poll that started
-# python every 50 ms would take a third of a core from the app it measures.
+# python every 50 ms (tens of ms of CPU each here) would take much of a core from the app it
+# measures.
 wait_probe() {
   local s
   until [[ -e $work/probe.json ]] && IFS= read -r -d '' s < "$work/probe.json"; [[ ${s:-} == *"\"$1\":"[0-9]* ]]; do

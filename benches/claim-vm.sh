@@ -57,16 +57,21 @@ PY
   # beside the helper's log; one machine, one clock).
   python3 - "$out/client.log" "$out/helper.log" <<'PY'
 import datetime, re, statistics, sys
-sent = [tuple(map(float, re.findall(r"at ([\d.]+)", l))) for l in open(sys.argv[1]) if "claim sent" in l]
+sent = [tuple(map(float, re.findall(r"at ([\d.]+)", l)))
+        for l in open(sys.argv[1], encoding="utf-8") if "claim sent" in l]
+UNIT = {"ns": 1e-6, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
 def ms(line, name):
-    m = re.search(name + r" ([\d.]+)(µs|ms)", line)
-    return float(m.group(1)) / (1000 if m.group(2) == "µs" else 1)
+    # Rust's Duration as Debug prints it: 850ns, 12.3µs, 4.5ms, 1.2s.
+    m = re.search(name + r" ([\d.]+)(ns|µs|ms|s)\b", line)
+    return float(m.group(1)) * UNIT[m.group(2)]
 done = []
-for l in open(sys.argv[2]):
+for l in open(sys.argv[2], encoding="utf-8"):
     l = re.sub(r"\x1b\[[0-9;]*m", "", l)
     if "claim of group" in l:
         at = datetime.datetime.fromisoformat(l.split("Z")[0]).replace(tzinfo=datetime.timezone.utc)
         done.append((at.timestamp(), ms(l, "in all"), ms(l, "read"), ms(l, "changed")))
+if len(sent) != len(done):
+    sys.exit(f"{len(sent)} claims sent but {len(done)} in the helper's log: rounds cannot be paired")
 rows = [((e - a / 1000 - s) * 1000, a, r, c, (t - e) * 1000) for (s, t), (e, a, r, c) in zip(sent, done)]
 if rows:
     med = lambda i: statistics.median(x[i] for x in rows)

@@ -290,6 +290,20 @@ fn the_outline_lists_what_the_cards_would_in_the_same_order() {
             b.host.groups.len(),
             "{name}: every group listed once"
         );
+        let mut seen = std::collections::BTreeSet::new();
+        for o in &outline {
+            assert!(!o.groups.is_empty(), "{name}: an empty section {}", o.title);
+            // Within a section, groups in their numbers' order; no group twice anywhere.
+            assert!(
+                o.groups.windows(2).all(|w| w[0] < w[1]),
+                "{name}: {}",
+                o.title
+            );
+            for g in &o.groups {
+                assert!(seen.insert(*g), "{name}: group {g} listed twice");
+                assert_eq!(view::section_title_of(&b.host, *g), o.title, "{name}");
+            }
+        }
         // What the list shows with bridges hidden, from the outline alone, is what the cards
         // filtered would show.
         let only = Filter {
@@ -359,6 +373,7 @@ fn a_card_made_alone_is_the_card_made_with_the_plan_and_holders() {
         );
     }
     assert!(planned > 0, "the demo plan gives groups to guests");
+    assert_eq!(all[&GroupId(19)].held_by.as_deref(), Some("win11"));
     assert_eq!(all[&GroupId(19)].badge, "assigned → win11");
     assert!(view::card_of(&b.host, &plan, &holders, GroupId(u32::MAX)).is_none());
 }

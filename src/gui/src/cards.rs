@@ -131,7 +131,8 @@ pub struct RowWidgets {
     headline: gtk::Label,
     /// The headline's whole sentence, for its tooltip (asked for when shown: setting a
     /// tooltip's text makes GTK look for the pointer, a round trip to the X server, on every
-    /// row bound).
+    /// row bound). A tooltip open while its row is bound again keeps the old sentence until
+    /// the pointer moves.
     headline_text: Rc<RefCell<String>>,
     expander: gtk::Expander,
     devices: gtk::Box,

@@ -45,8 +45,10 @@ impl CardBook {
 
     /// Makes every card not made yet, on every core: a filter on words, kinds or states
     /// reads them all. Done when such a filter is first asked for (~45 ms for 10,000 groups
-    /// on two cores), not ahead of it: made while the list is first drawn they slow it, and
-    /// made after it they hold memory (~24 MiB for 10,000) that most sessions never use.
+    /// on two cores with nothing else running), not ahead of it: made while the list is first
+    /// drawn they slow it, and made after it they hold memory (~24 MiB for 10,000) that most
+    /// sessions never use. The window waits on these threads, so they run at its priority (not
+    /// on the niced pool, which a busy machine would starve while the window stood still).
     fn make_all(&mut self) {
         let Some(host) = &self.host else {
             return;
@@ -54,12 +56,9 @@ impl CardBook {
         if self.made.len() == host.groups.len() {
             return;
         }
-        let make = || view::cards(host, &self.plan, &self.holders);
-        let cards = match crate::load::niced_pool() {
-            Ok(pool) => pool.install(make),
-            Err(_) => make(),
-        };
-        self.made = cards.into_iter().collect();
+        self.made = view::cards(host, &self.plan, &self.holders)
+            .into_iter()
+            .collect();
     }
 }
 

@@ -58,9 +58,8 @@ pub fn start(opts: Options) -> mpsc::Receiver<Result<Loaded, String>> {
     rx
 }
 
-/// Threads on every core below the main loop's priority, for work the window waits on but
-/// must not stutter for: one pool for the process (the scan's threads make the cards after
-/// it, and their allocator's memory is reused rather than a new pool's taken).
+/// Threads on every core below the main loop's priority, for reading the host while the
+/// window starts and draws: one pool for the process (each re-read uses the same threads).
 pub fn niced_pool() -> Result<&'static rayon::ThreadPool, String> {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
     if let Some(p) = POOL.get() {
