@@ -482,7 +482,9 @@ fn man_pages_and_completions_are_read_by_mandoc_bash_fish_and_zsh() {
             .args(["-T", "lint", "-W", "warning"])
             .arg(p)
             .output()
-            .unwrap();
+            .unwrap_or_else(|e| {
+                panic!("mandoc is needed to check the man pages (apt-get install mandoc): {e}")
+            });
         let text =
             String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
         let wrong: Vec<&str> = text

@@ -283,7 +283,7 @@ fn given_away(d: &Device) -> bool {
     let wanted = matches!(d.class.base(), 0x01 | 0x02 | 0x03 | 0x04 | 0x0d | 0x12)
         || d.class.0 >> 8 == 0x0c03
         || d.on_vfio();
-    wanted && d.is_endpoint() && !d.is_chipset_glue() && d.physfn.is_none()
+    wanted && d.is_for_a_guest() && d.physfn.is_none()
 }
 
 fn read_device(

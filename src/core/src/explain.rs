@@ -144,7 +144,7 @@ pub fn title(host: &Host, g: &Group) -> String {
     let endpoints: Vec<&Device> = members
         .iter()
         .copied()
-        .filter(|d| d.is_endpoint() && !d.is_chipset_glue())
+        .filter(|d| d.is_for_a_guest())
         .collect();
     let Some(first) = endpoints.first() else {
         return match members.first() {
@@ -845,7 +845,7 @@ pub fn group(host: &Host, g: &Group) -> GroupVerdict {
     let endpoints: Vec<&Device> = members
         .iter()
         .copied()
-        .filter(|d| d.is_endpoint() && !d.is_chipset_glue())
+        .filter(|d| d.is_for_a_guest())
         .collect();
     let assignable = !endpoints.is_empty();
     // A function that shares the group's DMA stream goes off its driver with the group: what

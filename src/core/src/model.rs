@@ -158,7 +158,7 @@ impl Device {
     /// A function that belongs in a group when the IOMMU makes groups: not a bridge, not
     /// chipset glue, not the IOMMU itself.
     pub fn wants_a_group(&self) -> bool {
-        self.is_endpoint() && !self.is_chipset_glue() && !self.is_iommu()
+        self.is_for_a_guest() && !self.is_iommu()
     }
 
     /// A bridge to conventional PCI: the devices below it reach memory under its requester ID.
@@ -170,6 +170,12 @@ impl Device {
     /// Host bridges, ISA bridges and other chipset glue that no guest could use.
     pub fn is_chipset_glue(&self) -> bool {
         self.class.is_bridge() && !self.is_bridge()
+    }
+
+    /// A function a guest could be given: an endpoint that is not chipset glue (what makes a
+    /// group assignable, and its card's first usable device).
+    pub fn is_for_a_guest(&self) -> bool {
+        self.is_endpoint() && !self.is_chipset_glue()
     }
 
     /// Members that count for viability: not bridges.

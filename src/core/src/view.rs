@@ -161,10 +161,9 @@ pub fn section_title_of(host: &Host, g: GroupId) -> String {
 /// Whether a group has anything a guest could use (what its card's `assignable` says),
 /// without its verdict: the list's default filter asks this of every group.
 pub fn assignable(host: &Host, g: GroupId) -> bool {
-    host.groups.get(&g).is_some_and(|grp| {
-        host.members(grp)
-            .any(|d| d.is_endpoint() && !d.is_chipset_glue())
-    })
+    host.groups
+        .get(&g)
+        .is_some_and(|grp| host.members(grp).any(|d| d.is_for_a_guest()))
 }
 
 /// Where a group sits: the root port (or switch port) above its first usable device.
@@ -172,7 +171,7 @@ fn section_key(host: &Host, devices: &[PciAddress]) -> (u8, Option<PciAddress>) 
     let members: Vec<&Device> = devices.iter().filter_map(|a| host.device(*a)).collect();
     let first = members
         .iter()
-        .find(|d| d.is_endpoint() && !d.is_chipset_glue())
+        .find(|d| d.is_for_a_guest())
         .or(members.first());
     match first {
         // The port closest to the root bus: what a person calls "the slot".
@@ -269,7 +268,7 @@ fn card(
                 kind: Kind::of(d),
                 driver: d.driver.clone(),
                 visible: dp.map(|x| x.visible),
-                assignable: d.is_endpoint() && !d.is_chipset_glue(),
+                assignable: d.is_for_a_guest(),
                 guest_address: r
                     .and_then(|r| r.devices.iter().find(|x| x.address == d.address))
                     .and_then(|x| x.guest_address),
@@ -396,7 +395,7 @@ pub fn why(host: &Host, g: GroupId) -> Option<Why> {
     in_the_way.sort_by_key(|r| r.severity);
     let host_loses = host
         .members(group)
-        .filter(|d| d.is_endpoint() && !d.is_chipset_glue() && !d.driver_is_harmless())
+        .filter(|d| d.is_for_a_guest() && !d.driver_is_harmless())
         .map(|d| {
             format!(
                 "{} {} ({})",

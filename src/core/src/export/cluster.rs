@@ -129,7 +129,7 @@ fn entries(node: &Node, pick: &Pick, notes: &mut Vec<String>) -> Vec<Entry> {
     let picked: Vec<&Device> = host
         .devices
         .values()
-        .filter(|d| d.is_endpoint() && !d.is_chipset_glue() && d.group.is_some())
+        .filter(|d| d.is_for_a_guest() && d.group.is_some())
         .filter(|d| pick.wants(d))
         .collect();
     let mut out: Vec<Entry> = Vec::new();

@@ -14,11 +14,7 @@ use std::collections::BTreeSet;
 pub fn assignable_members(host: &Host, g: GroupId) -> Vec<&Device> {
     host.groups
         .get(&g)
-        .map(|grp| {
-            host.members(grp)
-                .filter(|d| d.is_endpoint() && !d.is_chipset_glue())
-                .collect()
-        })
+        .map(|grp| host.members(grp).filter(|d| d.is_for_a_guest()).collect())
         .unwrap_or_default()
 }
 
