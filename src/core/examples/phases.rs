@@ -1,4 +1,5 @@
-//! Where `passagectl list` spends its time, phase by phase, on a host root:
+//! Where `passagectl list` spends its time, phase by phase, on a host root (and the app's
+//! two steps, the sketch and the rest):
 //! `cargo run --release -p passage-core --example phases -- ROOT [RUNS]`
 //! (used for docs/PERFORMANCE.md; not a test).
 use passage_core::host::HostRoot;
@@ -31,8 +32,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t_cards = t.elapsed();
         drop((host, outline, verdicts, cards));
         let t_drop = t.elapsed();
+        // The app's two steps: the sketch it lists from, then the rest of the facts.
+        let t = Instant::now();
+        let s = passage_core::sketch::sketch(&root)?;
+        let t_sketch = t.elapsed();
+        let whole = s.finish_here(&root)?;
+        let t_rest = t.elapsed();
+        drop(whole);
         eprintln!(
-            "scan {:>6.1} ms  verdicts+json {:>6.1} ({} B)  text {:>6.1} ({} B)  outline {:>5.1}  verdicts {:>6.1}  cards {:>6.1}  drop {:>5.1}",
+            "scan {:>6.1} ms  verdicts+json {:>6.1} ({} B)  text {:>6.1} ({} B)  outline {:>5.1}  verdicts {:>6.1}  cards {:>6.1}  drop {:>5.1}  sketch {:>6.1}  rest {:>6.1}",
             ms(t_scan),
             ms(t_json - t_scan),
             json.len(),
@@ -41,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ms(t_outline - t_text),
             ms(t_verdicts - t_outline),
             ms(t_cards - t_verdicts),
-            ms(t_drop - t_cards)
+            ms(t_drop - t_cards),
+            ms(t_sketch),
+            ms(t_rest - t_sketch)
         );
     }
     Ok(())

@@ -22,6 +22,7 @@ pub mod plan;
 pub mod report;
 pub mod scan;
 pub mod session;
+pub mod sketch;
 pub mod store;
 pub mod synth;
 pub mod topology;

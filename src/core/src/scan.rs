@@ -22,7 +22,7 @@ pub enum ScanError {
     Malformed { path: PathBuf, what: String },
 }
 
-fn io_err(root: &HostRoot, rel: &Path, source: io::Error) -> ScanError {
+pub(crate) fn io_err(root: &HostRoot, rel: &Path, source: io::Error) -> ScanError {
     ScanError::Io {
         path: root.path().join(rel),
         source,
@@ -36,19 +36,36 @@ fn malformed(root: &HostRoot, rel: &Path, what: impl Into<String>) -> ScanError 
     }
 }
 
-fn not_found(e: &io::Error) -> bool {
+pub(crate) fn not_found(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
 }
 
 const DEVICES: &str = "sys/bus/pci/devices";
-const GROUPS: &str = "sys/kernel/iommu_groups";
+pub(crate) const GROUPS: &str = "sys/kernel/iommu_groups";
 
 /// Scans everything: the entry point for every front end.
 pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
+    scan_parts(root, Parts::Whole)
+}
+
+/// How much of each device and group a scan reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parts {
+    /// Everything.
+    Whole,
+    /// What places a device in its group and its section, not what only a verdict reads
+    /// ([`Details`] and the groups' types): the first step of a [`crate::sketch`].
+    Identity,
+}
+
+pub(crate) fn scan_parts(root: &HostRoot, parts: Parts) -> Result<Host, ScanError> {
     // The groups' own files (their numbers and types) do not depend on the devices: they are
     // read beside them, so both cores stay busy through the devices' serial steps.
     let page_size = rustix::param::page_size() as u64;
-    let (devices, kinds) = rayon::join(|| scan_devices(root, page_size), || group_kinds(root));
+    let (devices, kinds) = rayon::join(
+        || scan_devices(root, page_size, parts),
+        || group_kinds(root, parts),
+    );
     let mut devices = devices?;
     link_virtfns(&mut devices);
     let groups = scan_groups(root, &devices, kinds?)?;
@@ -74,6 +91,7 @@ pub fn scan(root: &HostRoot) -> Result<Host, ScanError> {
 fn scan_devices(
     root: &HostRoot,
     page_size: u64,
+    parts: Parts,
 ) -> Result<BTreeMap<PciAddress, Device>, ScanError> {
     let names_dir = Path::new(DEVICES);
     let mut listing = root
@@ -116,10 +134,10 @@ fn scan_devices(
                     parent.as_ref()?.open_subdir(Path::new(leaf)).ok()
                 });
                 match opened {
-                    Some(h) => read_device_in(root, *a, h, page_size, Some(index)),
+                    Some(h) => read_device_in(root, *a, h, page_size, Some(index), parts),
                     // A parent that would not open, or a device directory gone meanwhile,
                     // takes the walk from the root, with its errors.
-                    None => read_device(root, *a, &dir, page_size, Some(index)),
+                    None => read_device(root, *a, &dir, page_size, Some(index), parts),
                 }
             })
         })
@@ -496,7 +514,7 @@ pub fn scan_device(
 ) -> Result<Option<Device>, ScanError> {
     let link = Path::new(DEVICES).join(address.to_string());
     match root.resolve_link(&link) {
-        Ok(dir) => read_device(root, address, &dir, page_size, None),
+        Ok(dir) => read_device(root, address, &dir, page_size, None, Parts::Whole),
         Err(e) if not_found(&e) => Ok(None),
         Err(e) => Err(io_err(root, &link, e)),
     }
@@ -509,6 +527,7 @@ fn read_device(
     dir: &Path,
     page_size: u64,
     index: Option<&LinkIndex>,
+    parts: Parts,
 ) -> Result<Option<Device>, ScanError> {
     let link = Path::new(DEVICES).join(address.to_string());
     let h = match root.open_dir(dir) {
@@ -516,7 +535,7 @@ fn read_device(
         Err(e) if not_found(&e) => return Ok(None),
         Err(e) => return Err(io_err(root, &link, e)),
     };
-    read_device_in(root, address, h, page_size, index)
+    read_device_in(root, address, h, page_size, index, parts)
 }
 
 /// Reads one device from its directory, open already.
@@ -526,6 +545,7 @@ fn read_device_in(
     h: crate::host::DirHandle<'_>,
     page_size: u64,
     index: Option<&LinkIndex>,
+    parts: Parts,
 ) -> Result<Option<Device>, ScanError> {
     let link = Path::new(DEVICES).join(address.to_string());
     let dir = h.rel().to_path_buf();
@@ -606,45 +626,6 @@ fn read_device_in(
         None => None,
     };
 
-    // A text attribute, trimmed, handed to `parse`; `None` when it is absent or refuses to
-    // be read (some attributes do in some states: that is "unknown", not an error).
-    fn opt_text<T>(
-        h: &crate::host::DirHandle<'_>,
-        n: &str,
-        parse: impl FnOnce(&str) -> T,
-    ) -> Result<Option<T>, io::Error> {
-        // Sysfs writes ASCII: the lossy conversion is only for a tree that does not.
-        let text = |b: &[u8]| match std::str::from_utf8(b) {
-            Ok(s) => parse(s.trim()),
-            Err(_) => parse(String::from_utf8_lossy(b).trim()),
-        };
-        match h.read_with(n, text) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.raw_os_error().is_some() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-    // A text attribute parsed into a value; what does not parse is a malformed tree.
-    fn parsed<T>(
-        root: &HostRoot,
-        h: &crate::host::DirHandle<'_>,
-        n: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ScanError> {
-        match opt_text(h, n, parse) {
-            Ok(Some(Ok(v))) => Ok(Some(v)),
-            Ok(Some(Err(what))) => Err(malformed(root, &h.rel().join(n), what)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(io_err(root, &h.rel().join(n), e)),
-        }
-    }
-    let driver_override = parsed(root, &h, "driver_override", |s| {
-        Ok((!s.is_empty() && s != "(null)").then(|| s.to_string()))
-    })?
-    .flatten();
-    let reset_methods = parsed(root, &h, "reset_method", |s| {
-        Ok(s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-    })?;
     // Only display devices have boot_vga; only SR-IOV PFs have sriov_numvfs.
     let display = (class >> 16) == 0x03;
     let boot_vga = if display {
@@ -656,11 +637,6 @@ fn read_device_in(
     } else {
         None
     };
-    let numa_node = parsed(root, &h, "numa_node", |s| {
-        s.parse::<i32>()
-            .map_err(|_| format!("“{s}” is not a number"))
-    })?
-    .filter(|n| *n >= 0);
     let may_sriov = config
         .as_ref()
         .is_none_or(|c| c.caps.sriov_total_vfs != Some(0));
@@ -672,7 +648,6 @@ fn read_device_in(
     } else {
         None
     };
-    let bars = parsed(root, &h, "resource", |s| parse_resource(s, page_size))?.unwrap_or_default();
 
     // Parent chain from the canonical path: every path component that is a PCI address.
     let mut chain: Vec<PciAddress> = dir
@@ -709,7 +684,7 @@ fn read_device_in(
         ),
     };
     let (vendor_name, device_name) = pci_names::lookup(vendor, device);
-    Ok(Some(Device {
+    let mut d = Device {
         address,
         vendor_id: Hex16(vendor),
         device_id: Hex16(device),
@@ -721,7 +696,7 @@ fn read_device_in(
         device_name,
         class_name: pci_names::class_name(class),
         driver,
-        driver_override,
+        driver_override: None,
         group,
         parent: chain.first().copied(),
         bridges: chain,
@@ -731,16 +706,101 @@ fn read_device_in(
         pcie_type: caps.port_type,
         capabilities: caps,
         config_bytes,
-        bars,
-        reset_methods,
+        bars: Vec::new(),
+        reset_methods: None,
         boot_vga,
-        numa_node,
+        numa_node: None,
         physfn,
         virtfns: Vec::new(),
         sriov_numvfs,
         iommu_unit,
         sysfs_path: dir.to_string_lossy().into_owned(),
-    }))
+    };
+    if parts == Parts::Whole {
+        read_details(root, &h, page_size)?.fill(&mut d);
+    }
+    Ok(Some(d))
+}
+
+/// What a device's directory says that only a verdict reads, not where the device is or
+/// what it is: read with the rest by [`scan`], after it by a [`crate::sketch`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
+    driver_override: Option<String>,
+    reset_methods: Option<Vec<String>>,
+    numa_node: Option<i32>,
+    bars: Vec<Bar>,
+}
+
+impl Details {
+    /// Puts these into `d` (whose own were never read).
+    pub fn fill(self, d: &mut Device) {
+        d.driver_override = self.driver_override;
+        d.reset_methods = self.reset_methods;
+        d.numa_node = self.numa_node;
+        d.bars = self.bars;
+    }
+}
+
+/// Reads a device's [`Details`] from its directory, open already.
+pub(crate) fn read_details(
+    root: &HostRoot,
+    h: &crate::host::DirHandle<'_>,
+    page_size: u64,
+) -> Result<Details, ScanError> {
+    let driver_override = parsed(root, h, "driver_override", |s| {
+        Ok((!s.is_empty() && s != "(null)").then(|| s.to_string()))
+    })?
+    .flatten();
+    let reset_methods = parsed(root, h, "reset_method", |s| {
+        Ok(s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+    })?;
+    let numa_node = parsed(root, h, "numa_node", |s| {
+        s.parse::<i32>()
+            .map_err(|_| format!("“{s}” is not a number"))
+    })?
+    .filter(|n| *n >= 0);
+    let bars = parsed(root, h, "resource", |s| parse_resource(s, page_size))?.unwrap_or_default();
+    Ok(Details {
+        driver_override,
+        reset_methods,
+        numa_node,
+        bars,
+    })
+}
+
+/// A text attribute, trimmed, handed to `parse`; `None` when it is absent or refuses to be
+/// read (some attributes do in some states: that is "unknown", not an error).
+fn opt_text<T>(
+    h: &crate::host::DirHandle<'_>,
+    n: &str,
+    parse: impl FnOnce(&str) -> T,
+) -> Result<Option<T>, io::Error> {
+    // Sysfs writes ASCII: the lossy conversion is only for a tree that does not.
+    let text = |b: &[u8]| match std::str::from_utf8(b) {
+        Ok(s) => parse(s.trim()),
+        Err(_) => parse(String::from_utf8_lossy(b).trim()),
+    };
+    match h.read_with(n, text) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.raw_os_error().is_some() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A text attribute parsed into a value; what does not parse is a malformed tree.
+fn parsed<T>(
+    root: &HostRoot,
+    h: &crate::host::DirHandle<'_>,
+    n: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, ScanError> {
+    match opt_text(h, n, parse) {
+        Ok(Some(Ok(v))) => Ok(Some(v)),
+        Ok(Some(Err(what))) => Err(malformed(root, &h.rel().join(n), what)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(io_err(root, &h.rel().join(n), e)),
+    }
 }
 
 /// `0x10de` or `10de` → 0x10de.
@@ -827,7 +887,7 @@ fn groups_from_links(devices: &BTreeMap<PciAddress, Device>) -> BTreeMap<GroupId
 /// `/sys/devices` but not `/sys/kernel`).
 type GroupKinds = Option<Vec<(GroupId, Option<String>)>>;
 
-fn group_kinds(root: &HostRoot) -> Result<GroupKinds, ScanError> {
+fn group_kinds(root: &HostRoot, parts: Parts) -> Result<GroupKinds, ScanError> {
     let dir = Path::new(GROUPS);
     let mut groups_dir = match root.open_dir(dir) {
         Ok(d) => d,
@@ -847,15 +907,23 @@ fn group_kinds(root: &HostRoot) -> Result<GroupKinds, ScanError> {
     Ok(Some(
         ids.into_par_iter()
             .map(|id| {
-                let kind = groups_dir
-                    .read_beneath(&Path::new(&id.to_string()).join("type"))
-                    .ok()
-                    .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-                    .filter(|s| !s.is_empty());
+                let kind = match parts {
+                    Parts::Whole => group_kind(groups_dir, id),
+                    Parts::Identity => None,
+                };
                 (id, kind)
             })
             .collect(),
     ))
+}
+
+/// A group's `type`, read beneath the groups directory; `None` when it has none.
+pub(crate) fn group_kind(groups_dir: &crate::host::DirHandle<'_>, id: GroupId) -> Option<String> {
+    groups_dir
+        .read_beneath(&Path::new(&id.to_string()).join("type"))
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Groups: the numbers and types [`group_kinds`] read, PCI members from each device's

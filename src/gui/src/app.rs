@@ -62,7 +62,7 @@ pub struct App {
     reread_again: bool,
     /// The app's settings (the machines opened lately), when the schema is installed.
     settings: Option<gio::Settings>,
-    source: Option<Source>,
+    source: Option<Arc<Source>>,
     /// Shared with the host list (which makes cards from it as their rows are drawn); a
     /// device's event changes it in place once the list has let go of its share.
     host: Option<Arc<Host>>,
@@ -148,7 +148,7 @@ pub struct AppInit {
     /// The app's settings, when the schema is installed.
     pub settings: Option<gtk::gio::Settings>,
     /// The host being read since the process started.
-    pub first: mpsc::Receiver<Result<Loaded, String>>,
+    pub first: mpsc::Receiver<load::First>,
 }
 
 /// What the components report.
@@ -209,6 +209,8 @@ pub enum AppCommand {
     /// The host, plan and guests read (or why not), for the machine of that number: a reading
     /// of a machine no longer shown is dropped.
     Loaded(u64, Box<Result<Loaded, String>>),
+    /// The rest of a sketched host (what only verdicts read), for the machine of that number.
+    Detailed(u64, Box<Result<passage_core::sketch::Read, String>>),
     /// A device event, when it arrived (for the probe's latency figure), and whether it came
     /// from this machine's kernel (rather than the probe's FIFO).
     Event(DeviceEvent, Instant, bool),
@@ -414,22 +416,38 @@ impl Component for App {
             let s = sender.input_sender().clone();
             model.toaster.on_width(move |w| s.emit(AppInput::Width(w)));
         }
-        // The host has been read since the process started (load::start): its result comes
-        // in as a command, off the main loop.
-        sender.spawn_oneshot_command(move || {
-            AppCommand::Loaded(
-                0,
-                Box::new(
-                    first
-                        .recv()
-                        .unwrap_or_else(|_| Err("the thread reading the host stopped".to_string())),
-                ),
-            )
+        // The host has been read since the process started (load::start): it comes in as
+        // commands, off the main loop: placed, then the rest of its facts.
+        sender.spawn_command(move |out| {
+            let mut placed = false;
+            while let Ok(m) = first.recv() {
+                let c = match m {
+                    load::First::Loaded(r) => {
+                        placed = true;
+                        AppCommand::Loaded(0, r)
+                    }
+                    load::First::Detailed(r) => AppCommand::Detailed(0, Box::new(r)),
+                };
+                if out.send(c).is_err() {
+                    return;
+                }
+            }
+            if !placed {
+                let _ = out.send(AppCommand::Loaded(
+                    0,
+                    Box::new(Err("the thread reading the host stopped".to_string())),
+                ));
+            }
         });
         ComponentParts { model, widgets }
     }
 
     fn update(&mut self, msg: AppInput, sender: ComponentSender<Self>, root: &Self::Root) {
+        // What the person does may need the whole host: a sketch still listed is finished
+        // first (the window's own changes of size and schedules do not wait for it).
+        if !matches!(msg, AppInput::Width(_) | AppInput::TopologyDue) {
+            self.settle();
+        }
         match msg {
             AppInput::Header(h) => match h {
                 HeaderOutput::Search(t) => {
@@ -571,6 +589,25 @@ impl Component for App {
                     self.loaded(*r, &sender);
                 }
             }
+            AppCommand::Detailed(n, r) => {
+                // Nothing to do when the sketch was finished here already (or replaced).
+                if n != self.machine.load(std::sync::atomic::Ordering::Relaxed)
+                    || !self.hosts.sketched()
+                {
+                    return;
+                }
+                match *r {
+                    Ok(read) => {
+                        if let Some(host) = self.hosts.finish(read) {
+                            self.detailed(host);
+                        }
+                    }
+                    Err(e) => {
+                        self.hosts.set_host(None, &self.plan, &self.holders);
+                        self.unreadable(e);
+                    }
+                }
+            }
             AppCommand::MachineChanged(n) => {
                 // Another machine's change: its model read again from its helper (what the
                 // helper tells is what changed there, not a device to re-read here).
@@ -588,6 +625,7 @@ impl Component for App {
                 }
             }
             AppCommand::Event(ev, at, kernel) => {
+                self.settle();
                 let (Some(host), Some(src)) = (&mut self.host, &self.source) else {
                     return;
                 };
@@ -706,13 +744,7 @@ impl App {
                 return;
             }
             Err(e) => {
-                let s = self.input.clone();
-                self.empty.set_child(Some(&notices::unreadable_page(
-                    &e,
-                    &self.registry,
-                    move || s.emit(AppInput::OpenDemo),
-                )));
-                self.set_page("unreadable");
+                self.unreadable(e);
                 return;
             }
         };
@@ -737,10 +769,10 @@ impl App {
         self.holders = l.holders;
         // No group at all (the IOMMU off): a page that says why and what to do in place of
         // an empty list.
-        if l.host.groups.is_empty() {
+        if l.facts.placed().groups.is_empty() {
             let s = self.input.clone();
             self.empty.set_child(Some(&notices::no_groups_page(
-                &l.host,
+                l.facts.placed(),
                 &self.registry,
                 move || s.emit(AppInput::OpenDemo),
             )));
@@ -748,9 +780,18 @@ impl App {
         } else {
             self.set_page("host");
         }
-        self.hosts
-            .set_laid_out(Some(l.host.clone()), l.outline, &self.plan, &self.holders);
-        self.host = Some(l.host);
+        // A sketch: the list is drawn from it now, the rest of the window once it is whole.
+        self.host = match &l.facts {
+            load::Facts::Whole(h) => Some(h.clone()),
+            load::Facts::Sketch(_) => None,
+        };
+        self.hosts.set_facts(
+            l.facts,
+            l.source.clone(),
+            l.outline,
+            &self.plan,
+            &self.holders,
+        );
         self.source = l.source;
         if let Some(m) = &self.opts.host {
             // Remembered once per opening, not at every re-read after a change.
@@ -781,7 +822,10 @@ impl App {
             });
         }
         if let Some(p) = &self.probe {
-            p.set_loaded();
+            p.set_listed();
+            if self.host.is_some() {
+                p.set_loaded();
+            }
         }
         // Tests and benchmarks inject events through the same path as the kernel's: lines
         // "ACTION ADDRESS" on the probe's FIFO.
@@ -794,6 +838,43 @@ impl App {
             });
         }
         self.following = true;
+    }
+
+    /// The window's page for a host that could not be read, with why.
+    fn unreadable(&mut self, e: String) {
+        let s = self.input.clone();
+        self.empty.set_child(Some(&notices::unreadable_page(
+            &e,
+            &self.registry,
+            move || s.emit(AppInput::OpenDemo),
+        )));
+        self.set_page("unreadable");
+    }
+
+    /// A sketch still listed is made whole now, on every core (on an ordinary host, a few
+    /// milliseconds; it is read off the main loop anyway and usually here before anyone acts).
+    fn settle(&mut self) {
+        let t = Instant::now();
+        match self.hosts.finish_here() {
+            None => {}
+            Some(Ok(host)) => {
+                tracing::debug!(ms = t.elapsed().as_millis() as u64, "finished here");
+                self.detailed(host);
+            }
+            Some(Err(e)) => {
+                self.host = None;
+                self.unreadable(e);
+            }
+        }
+    }
+
+    /// The host is whole: the rest of the window (notices, summary, guests) is drawn from it.
+    fn detailed(&mut self, host: Arc<Host>) {
+        self.host = Some(host);
+        self.redraw_around();
+        if let Some(p) = &self.probe {
+            p.set_loaded();
+        }
     }
 
     /// Lists the host again from the model as it is now (every card made again as it is
@@ -858,7 +939,17 @@ impl App {
     /// Draws the list from the cached cards, then the banner, the summary and the guests; the
     /// Topology view again when it is shown (else when it is next shown).
     fn redraw(&mut self) {
+        // A filter on words, kinds or states reads every card: the whole host first.
+        if self.filter.needs_cards() {
+            self.settle();
+        }
         self.hosts.show(&self.filter);
+        self.redraw_around();
+    }
+
+    /// Everything but the list: the Topology view (when shown), notices, the summary line and
+    /// the guests.
+    fn redraw_around(&mut self) {
         self.topology_soon();
         let Some(host) = &self.host else {
             return;
@@ -1118,7 +1209,8 @@ impl App {
     fn read_again(&self, sender: &ComponentSender<Self>) {
         let o = self.opts.clone();
         let n = self.machine.load(std::sync::atomic::Ordering::Relaxed);
-        sender.spawn_oneshot_command(move || AppCommand::Loaded(n, Box::new(load::load(&o))));
+        sender
+            .spawn_oneshot_command(move || AppCommand::Loaded(n, Box::new(load::load(&o, false))));
     }
 
     /// A device's guest address as typed: empty or "auto" lets Passage place it.

@@ -6,11 +6,14 @@
 
 use crate::a11y::accessible_label;
 use crate::cards::{self, CardMsg, Emit, RowItem};
+use crate::load::Facts;
 use crate::registry::Registry;
 use gtk::prelude::*;
+use passage_core::demo::Source;
 use passage_core::i18n::tr;
 use passage_core::model::Host;
 use passage_core::plan::Plan;
+use passage_core::sketch::{self, Sketch};
 use passage_core::view::{self, Card, Filter, Holders};
 use passage_core::GroupId;
 use relm4::typed_view::grid::TypedGridView;
@@ -24,23 +27,49 @@ use std::sync::Arc;
 /// across a change to the list's model (which may bind rows at once).
 #[derive(Default)]
 pub struct CardBook {
-    /// `None` while the app changes the host (it owns the host then, alone) or has none.
+    /// `None` while the app changes the host (it owns the host then, alone), while only a
+    /// sketch of it is read, or when there is none.
     host: Option<Arc<Host>>,
+    /// The host's first reading until the rest of it comes ([`HostList::finish`]), and where
+    /// to read a drawn row's share of that rest.
+    sketch: Option<(Sketch, Arc<Source>)>,
     plan: Plan,
     holders: Holders,
     made: HashMap<GroupId, Arc<Card>>,
 }
 
 impl CardBook {
-    /// A group's card: the one made already, else made now.
+    /// A group's card: the one made already, else made now (from a sketch, once the group's
+    /// own facts are read: a handful of files).
     pub fn card(&mut self, g: GroupId) -> Option<Arc<Card>> {
         if let Some(c) = self.made.get(&g) {
             return Some(c.clone());
         }
-        let host = self.host.as_ref()?;
-        let c = Arc::new(view::card_of(host, &self.plan, &self.holders, g)?);
+        let c = match (&self.host, &mut self.sketch) {
+            (Some(host), _) => view::card_of(host, &self.plan, &self.holders, g)?,
+            (None, Some((sketch, source))) => {
+                if let Err(e) = sketch.detail(source.root(), g) {
+                    // The rest of the reading meets the same file and says so in the window.
+                    tracing::warn!(group = %g, "{e}");
+                    return None;
+                }
+                view::card_of(sketch.so_far(), &self.plan, &self.holders, g)?
+            }
+            (None, None) => return None,
+        };
+        let c = Arc::new(c);
         self.made.insert(g, c.clone());
         Some(c)
+    }
+
+    /// Where every group is listed and whether it has anything for a guest: the host, or as
+    /// much of it as is read.
+    fn placed(&self) -> Option<&Host> {
+        match (&self.host, &self.sketch) {
+            (Some(h), _) => Some(h),
+            (None, Some((s, _))) => Some(s.so_far()),
+            (None, None) => None,
+        }
     }
 
     /// Makes every card not made yet, on every core: a filter on words, kinds or states
@@ -50,6 +79,7 @@ impl CardBook {
     /// sessions never use. The window waits on these threads, so they run at its priority (not
     /// on the niced pool, which a busy machine would starve while the window stood still).
     fn make_all(&mut self) {
+        // The app finishes a sketch before it asks a filter of the list.
         let Some(host) = &self.host else {
             return;
         };
@@ -157,10 +187,60 @@ impl HostList {
         self.outline = outline;
         *self.book.borrow_mut() = CardBook {
             host,
+            sketch: None,
             plan: plan.clone(),
             holders: holders.clone(),
             made: HashMap::new(),
         };
+    }
+
+    /// The first reading, whole or a sketch (read from `source`), laid out already.
+    pub fn set_facts(
+        &mut self,
+        facts: Facts,
+        source: Option<Arc<Source>>,
+        outline: Vec<view::Outline>,
+        plan: &Plan,
+        holders: &Holders,
+    ) {
+        let (host, sketch) = match (facts, source) {
+            (Facts::Whole(h), _) => (Some(h), None),
+            (Facts::Sketch(s), Some(src)) => (None, Some((*s, src))),
+            // Nowhere to read the rest from (the load never gives this).
+            (Facts::Sketch(_), None) => (None, None),
+        };
+        self.set_laid_out(host, outline, plan, holders);
+        self.book.borrow_mut().sketch = sketch;
+    }
+
+    /// Whether the list shows a sketch whose rest is still to come.
+    pub fn sketched(&self) -> bool {
+        self.book.borrow().sketch.is_some()
+    }
+
+    /// The sketch made whole by `read` (what was read off the main loop; the groups drawn
+    /// meanwhile keep what their cards were made from): the host, shared from now on.
+    pub fn finish(&mut self, read: sketch::Read) -> Option<Arc<Host>> {
+        let mut book = self.book.borrow_mut();
+        let (sketch, _) = book.sketch.take()?;
+        let host = Arc::new(sketch.finish(read));
+        book.host = Some(host.clone());
+        Some(host)
+    }
+
+    /// The sketch made whole here and now (the person did something that needs the whole
+    /// host before its rest came): read on every core at the window's priority.
+    pub fn finish_here(&mut self) -> Option<Result<Arc<Host>, String>> {
+        let mut book = self.book.borrow_mut();
+        let (sketch, source) = book.sketch.take()?;
+        Some(match sketch.finish_here(source.root()) {
+            Ok(h) => {
+                let host = Arc::new(h);
+                book.host = Some(host.clone());
+                Ok(host)
+            }
+            Err(e) => Err(e.to_string()),
+        })
     }
 
     /// The plan (or the holders) changed: every card is made again as it is drawn.
@@ -200,7 +280,7 @@ impl HostList {
                     .groups
                     .iter()
                     .copied()
-                    .filter(|g| match (&book.host, by_card) {
+                    .filter(|g| match (book.placed(), by_card) {
                         (_, true) => book.made.get(g).is_some_and(|c| filter.matches(c)),
                         (Some(h), false) => !filter.assignable_only || view::assignable(h, *g),
                         (None, false) => false,

@@ -9,17 +9,19 @@ use passage_core::model::Host;
 use passage_core::plan::{self, Plan};
 use passage_core::scan;
 use passage_core::session::{KnownGuests, PlanSource};
+use passage_core::sketch::{self, Sketch};
 use passage_core::view::{self, Holders};
 use std::sync::{mpsc, Arc};
 
 /// What the background scan brings back.
 #[derive(Debug)]
 pub struct Loaded {
-    /// Where the host was read from (kept for re-reading one device on an event); `None` for
-    /// another machine, whose helper tells its changes.
-    pub source: Option<Source>,
-    /// The host as scanned (shared with the list, which makes its cards as they are drawn).
-    pub host: Arc<Host>,
+    /// Where the host was read from (kept for re-reading one device on an event, and by the
+    /// list for the rest of a sketch); `None` for another machine, whose helper tells its
+    /// changes.
+    pub source: Option<Arc<Source>>,
+    /// The host as read so far.
+    pub facts: Facts,
     /// The plan being edited.
     pub plan: Plan,
     /// Guests the plan does not hold yet: local profiles, libvirt domains, demo guests.
@@ -40,20 +42,69 @@ pub struct Loaded {
     pub outline: Vec<view::Outline>,
 }
 
+/// The host as read so far.
+#[derive(Debug)]
+pub enum Facts {
+    /// All of it (shared with the list, which makes its cards as they are drawn).
+    Whole(Arc<Host>),
+    /// Every device placed, what only verdicts read still to come ([`First::Detailed`]); the
+    /// list reads a group's share itself when its row is drawn first.
+    Sketch(Box<Sketch>),
+}
+
+impl Facts {
+    /// What the list is laid out from: right about every group's place, whole or not.
+    pub fn placed(&self) -> &Host {
+        match self {
+            Facts::Whole(h) => h,
+            Facts::Sketch(s) => s.so_far(),
+        }
+    }
+}
+
+/// What the first reading brings, in order.
+#[derive(Debug)]
+pub enum First {
+    /// The host placed (or why not), with the plan and the guests.
+    Loaded(Box<Result<Loaded, String>>),
+    /// The rest of the host's facts, after a [`Facts::Sketch`].
+    Detailed(Result<sketch::Read, String>),
+}
+
 /// Reads the host (and lays out its list) on threads of its own from the moment the process
 /// starts, at a lower priority than GTK's main thread: the window's first frames come first,
-/// and the rest of both cores goes to the scan while GTK starts.
-pub fn start(opts: Options) -> mpsc::Receiver<Result<Loaded, String>> {
+/// and the rest of both cores goes to the scan while GTK starts. The list needs only where
+/// every group goes and the facts of the rows it draws (which it reads itself): the host is
+/// sketched first and the rest read after it is sent, while the list is made and drawn.
+pub fn start(opts: Options) -> mpsc::Receiver<First> {
     let (tx, rx) = mpsc::channel();
     let failed = tx.clone();
     let spawned = std::thread::Builder::new()
         .name("passage-load".into())
         .spawn(move || {
             lower_priority();
-            let _ = tx.send(load(&opts));
+            let loaded = load(&opts, true);
+            let rest = match &loaded {
+                Ok(Loaded {
+                    facts: Facts::Sketch(s),
+                    source: Some(src),
+                    ..
+                }) => Some((s.work(), src.clone())),
+                _ => None,
+            };
+            if tx.send(First::Loaded(Box::new(loaded))).is_err() {
+                return;
+            }
+            if let Some((work, src)) = rest {
+                let read = niced_pool().and_then(|pool| {
+                    pool.install(|| sketch::read(src.root(), &work))
+                        .map_err(|e| e.to_string())
+                });
+                let _ = tx.send(First::Detailed(read));
+            }
         });
     if let Err(e) = spawned {
-        let _ = failed.send(Err(e.to_string()));
+        let _ = failed.send(First::Loaded(Box::new(Err(e.to_string()))));
     }
     rx
 }
@@ -78,8 +129,9 @@ fn lower_priority() {
     let _ = rustix::process::setpriority_process(None, 10);
 }
 
-/// Reads everything the window shows; an error is a sentence for the banner.
-pub fn load(opts: &Options) -> Result<Loaded, String> {
+/// Reads everything the window shows (`sketched`: the host placed, its details left to
+/// [`sketch::read`]); an error is a sentence for the banner.
+pub fn load(opts: &Options, sketched: bool) -> Result<Loaded, String> {
     if let Some(m) = &opts.host {
         return load_machine(opts, m);
     }
@@ -87,12 +139,21 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
     // Every core, niced: GTK's main thread is served first and the scan takes what is left.
     let pool = niced_pool()?;
     let t = std::time::Instant::now();
-    let host = pool
-        .install(|| scan::scan(source.root()))
-        .map_err(|e| e.to_string())?;
+    let facts = match sketched {
+        true => Facts::Sketch(Box::new(
+            pool.install(|| sketch::sketch(source.root()))
+                .map_err(|e| e.to_string())?,
+        )),
+        false => Facts::Whole(Arc::new(
+            pool.install(|| scan::scan(source.root()))
+                .map_err(|e| e.to_string())?,
+        )),
+    };
+    let host = facts.placed();
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         rss = rss_kib(),
+        sketched,
         "scanned"
     );
     // The same choices passagectl makes (core::session), except that an unreadable default
@@ -106,7 +167,7 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
     let mut guests =
         KnownGuests::gather(opts.demo == Some(passage_core::demo::DemoHost::Workstation));
     if opts.demo.is_none() {
-        guests.add_libvirt(passage_dbus::libvirt::system_guests(&host));
+        guests.add_libvirt(passage_dbus::libvirt::system_guests(host));
     }
     let profiles_note = guests.profiles_error.as_ref().map(|e| e.to_string());
     let holders = guests.holders();
@@ -124,7 +185,7 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
     let t = std::time::Instant::now();
     let (outline, helper_note) = pool.install(|| {
         rayon::join(
-            || view::outline(&host),
+            || view::outline(host),
             || {
                 opts.demo
                     .is_none()
@@ -139,8 +200,8 @@ pub fn load(opts: &Options) -> Result<Loaded, String> {
         "laid out"
     );
     Ok(Loaded {
-        source: Some(source),
-        host: Arc::new(host),
+        source: Some(Arc::new(source)),
+        facts,
         plan,
         known,
         holders,
@@ -178,7 +239,7 @@ fn load_machine(opts: &Options, m: &passage_core::Remote) -> Result<Loaded, Stri
     let outline = view::outline(&host);
     Ok(Loaded {
         source: None,
-        host: Arc::new(host),
+        facts: Facts::Whole(Arc::new(host)),
         plan,
         known,
         holders,

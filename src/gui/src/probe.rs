@@ -15,10 +15,15 @@ use std::rc::Rc;
 
 #[derive(Default)]
 struct Data {
+    /// Every group is in the list (its rows' cards made as they are drawn).
+    listed: bool,
+    /// The whole window is drawn from the whole host: notices, summary, guests.
     loaded: bool,
-    /// When (UNIX time, seconds) the first frame was painted, and the first frame after every
-    /// group was in the list: the benchmark's figures, taken inside the app.
+    /// When (UNIX time, seconds) the first frame was painted, the first frame after every
+    /// group was in the list, and the first after the whole window was: the benchmark's
+    /// figures, taken inside the app.
     first_frame_at: Option<f64>,
+    listed_frame_at: Option<f64>,
     loaded_frame_at: Option<f64>,
     /// Device events applied, and how long the last took from its arrival to the redrawn list.
     events: u64,
@@ -110,6 +115,9 @@ impl Probe {
                     if d.first_frame_at.is_none() {
                         d.first_frame_at = Some(now);
                     }
+                    if d.listed && d.listed_frame_at.is_none() {
+                        d.listed_frame_at = Some(now);
+                    }
                     if d.loaded && d.loaded_frame_at.is_none() {
                         d.loaded_frame_at = Some(now);
                     }
@@ -132,8 +140,10 @@ impl Probe {
                 .map(|(k, _)| k)
                 .collect();
             let v = json!({
+                "listed": d.listed,
                 "loaded": d.loaded,
                 "first_frame_at": d.first_frame_at,
+                "listed_frame_at": d.listed_frame_at,
                 "loaded_frame_at": d.loaded_frame_at,
                 "window": [w.width(), w.height()],
                 "cards": rects(&registry.cards.borrow(), &w),
@@ -232,6 +242,10 @@ impl Probe {
         let mut d = self.data.borrow_mut();
         d.topology_at = Some(at);
         d.topology_frame_ms = None;
+    }
+
+    pub fn set_listed(&self) {
+        self.data.borrow_mut().listed = true;
     }
 
     pub fn set_loaded(&self) {
