@@ -35,28 +35,83 @@ fn every_machine() -> Vec<(String, MachineSpec)> {
     specs
 }
 
+/// Each group's `type` made its own (synth writes one for the whole host), so that a type
+/// put on the wrong group shows.
+fn types_of_their_own(b: &Built) -> passage_core::Host {
+    const KINDS: [&str; 4] = ["DMA", "DMA-FQ", "identity", "blocked"];
+    for (i, g) in b.host.groups.keys().enumerate() {
+        let t = b
+            .dir
+            .path()
+            .join(format!("sys/kernel/iommu_groups/{g}/type"));
+        if t.exists() {
+            std::fs::write(&t, format!("{}\n", KINDS[i % KINDS.len()])).expect("write type");
+        }
+    }
+    scan::scan(&b.root()).expect("scan")
+}
+
 #[test]
 fn a_sketch_finished_is_the_host_a_whole_scan_reads() {
+    let mut kinds_seen = std::collections::BTreeSet::new();
     for (name, spec) in every_machine() {
         let b = build(&spec);
+        let host = types_of_their_own(&b);
+        kinds_seen.extend(host.groups.values().filter_map(|g| g.kind.clone()));
         let root = b.root();
         let s = sketch::sketch(&root).expect("sketch");
-        assert!(!s.is_whole() || b.host.devices.is_empty(), "{name}");
-        assert_eq!(
-            s.clone().finish_here(&root).expect("finish"),
-            b.host,
-            "{name}"
-        );
+        assert!(!s.is_whole(), "{name}: the sketch left nothing to read");
+        assert_ne!(s.so_far(), &host, "{name}: a sketch is not the whole host");
+        let f = s.clone().finish_here(&root).expect("finish");
+        assert!(!f.moved, "{name}");
+        assert_eq!(f.host, host, "{name}");
         // Groups detailed first (rows drawn before the rest came) change nothing.
         let mut s2 = s.clone();
-        for g in b.host.groups.keys().step_by(3) {
+        for g in host.groups.keys().step_by(3) {
             s2.detail(&root, *g).expect("detail");
+            assert_eq!(
+                s2.so_far().groups[g].kind,
+                host.groups[g].kind,
+                "{name}: group {g}"
+            );
         }
-        let work = s2.work();
-        let read = sketch::read(&root, &work).expect("read");
-        let whole = s2.finish(read);
-        assert_eq!(whole, b.host, "{name}");
+        let read = sketch::read(&root, &s2.work()).expect("read");
+        let f = s2.finish(read);
+        assert!(!f.moved, "{name}");
+        assert_eq!(f.host, host, "{name}");
     }
+    assert!(
+        kinds_seen.len() > 1,
+        "every group has the same type: {kinds_seen:?}"
+    );
+}
+
+/// A group detailed before the rest is read keeps what its card was made from, even when the
+/// rest is read after a change (the change's own event brings it).
+#[test]
+fn a_group_detailed_first_keeps_what_its_card_was_made_from() {
+    let b = build(&load("msi-b450m-mortar-raven"));
+    let root = b.root();
+    let mut s = sketch::sketch(&root).expect("sketch");
+    let (a, d) = b
+        .host
+        .devices
+        .iter()
+        .find(|(_, d)| d.group.is_some() && d.numa_node.is_none())
+        .expect("a device in a group, on no NUMA node");
+    let g = d.group.expect("group");
+    s.detail(&root, g).expect("detail");
+    let numa = b.dir.path().join(&d.sysfs_path).join("numa_node");
+    std::fs::write(&numa, "1\n").expect("write");
+    let f = sketch::read(&root, &s.work())
+        .map(|r| s.finish(r))
+        .expect("finish");
+    assert_eq!(f.host.devices[a].numa_node, None, "kept as it was detailed");
+    // Read whole now, the change shows: the two steps differ only by when they read.
+    assert_eq!(
+        scan::scan(&root).expect("scan").devices[a].numa_node,
+        Some(1)
+    );
 }
 
 /// The list is laid out from the sketch, and a row's card is made from the sketch once its
@@ -110,10 +165,10 @@ fn a_group_detailed_alone_gets_the_card_the_whole_host_gives() {
     );
 }
 
-/// A device removed between the two steps is not in the finished host, as a whole scan run
-/// after the removal would not see it.
+/// A device removed between the two steps is not in the finished host, nor its group when it
+/// was the last member: what a whole scan run after the removal reads.
 #[test]
-fn a_device_gone_before_its_details_is_left_out() {
+fn a_device_gone_before_its_details_is_left_out_as_a_scan_would() {
     let spec = passage_core::synth::sriov_farm(2, 3);
     let b = build(&spec);
     let root = b.root();
@@ -127,14 +182,30 @@ fn a_device_gone_before_its_details_is_left_out() {
         .expect("a VF");
     let pf = d.physfn.expect("its PF");
     let g = d.group.expect("its group");
-    let dir = b.dir.path().join(&d.sysfs_path);
-    std::fs::remove_dir_all(&dir).expect("remove the VF's directory");
-    let whole = s.finish_here(&root).expect("finish");
-    assert!(!whole.devices.contains_key(vf));
-    assert!(!whole.devices[&pf].virtfns.contains(vf));
-    assert!(!whole.groups[&g].devices.contains(vf));
-    let others = b.host.devices.len() - 1;
-    assert_eq!(whole.devices.len(), others);
+    assert_eq!(b.host.groups[&g].devices, vec![*vf], "alone in its group");
+    // As the kernel removes it: its directory, its bus link, its group with it, the PF's link.
+    let p = b.dir.path();
+    std::fs::remove_dir_all(p.join(&d.sysfs_path)).expect("remove the VF's directory");
+    std::fs::remove_file(p.join(format!("sys/bus/pci/devices/{vf}"))).expect("its link");
+    std::fs::remove_dir_all(p.join(format!("sys/kernel/iommu_groups/{g}"))).expect("group");
+    let pf_dir = p.join(&b.host.devices[&pf].sysfs_path);
+    for e in std::fs::read_dir(&pf_dir).expect("PF dir").flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("virtfn")
+            && std::fs::read_link(e.path()).is_ok_and(|t| t.ends_with(vf.to_string()))
+        {
+            std::fs::remove_file(e.path()).expect("virtfn link");
+        }
+    }
+    let f = s.finish_here(&root).expect("finish");
+    assert!(f.moved, "the list must be laid out again");
+    assert!(!f.host.devices.contains_key(vf));
+    assert!(!f.host.devices[&pf].virtfns.contains(vf));
+    assert!(
+        !f.host.groups.contains_key(&g),
+        "no group with nothing in it"
+    );
+    assert_eq!(f.host, scan::scan(&root).expect("scan"));
 }
 
 /// A malformed attribute only a verdict reads: the sketch places the device, and finishing

@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let s = passage_core::sketch::sketch(&root)?;
         let t_sketch = t.elapsed();
-        let whole = s.finish_here(&root)?;
+        let whole = s.finish_here(&root)?.host;
         let t_rest = t.elapsed();
         drop(whole);
         eprintln!(

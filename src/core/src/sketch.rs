@@ -166,18 +166,22 @@ impl Sketch {
 
     /// The whole host: what [`read`] found put in, where it is still missing (a group detailed
     /// meanwhile keeps what its card was made from).
-    pub fn finish(mut self, read: Read) -> Host {
-        self.put(read);
-        self.host
+    pub fn finish(mut self, read: Read) -> Finished {
+        let moved = self.put(read);
+        Finished {
+            host: self.host,
+            moved,
+        }
     }
 
     /// [`Sketch::work`] read on the calling pool and put in.
-    pub fn finish_here(self, root: &HostRoot) -> Result<Host, ScanError> {
+    pub fn finish_here(self, root: &HostRoot) -> Result<Finished, ScanError> {
         let found = read(root, &self.work())?;
         Ok(self.finish(found))
     }
 
-    fn put(&mut self, read: Read) {
+    /// Puts `read` in; true when a device was gone (its group may be too).
+    fn put(&mut self, read: Read) -> bool {
         let mut gone = false;
         for (a, details) in read.devices {
             if !self.devices.remove(&a) {
@@ -189,11 +193,19 @@ impl Sketch {
                         x.fill(d);
                     }
                 }
-                // Removed since it was placed, as a whole scan run now would not see it.
+                // Removed since it was placed, as a whole scan run now would not see it; nor
+                // its group, when it was the last member (the kernel removes the group's
+                // directory with it).
                 None => {
                     if let Some(d) = self.host.devices.remove(&a) {
-                        if let Some(g) = d.group.and_then(|g| self.host.groups.get_mut(&g)) {
-                            g.devices.retain(|x| *x != a);
+                        if let Some(g) = d.group {
+                            if let Some(grp) = self.host.groups.get_mut(&g) {
+                                grp.devices.retain(|x| *x != a);
+                                if grp.devices.is_empty() && grp.other_members.is_empty() {
+                                    self.host.groups.remove(&g);
+                                    self.groups.remove(&g);
+                                }
+                            }
                         }
                         gone = true;
                     }
@@ -210,5 +222,16 @@ impl Sketch {
                 }
             }
         }
+        gone
     }
+}
+
+/// A finished sketch.
+#[derive(Debug)]
+pub struct Finished {
+    /// The whole host.
+    pub host: Host,
+    /// A device went away between the two steps: what was listed from the sketch (a group,
+    /// a card made before) may show it still, and must be laid out again.
+    pub moved: bool,
 }

@@ -66,6 +66,8 @@ pub struct App {
     /// Shared with the host list (which makes cards from it as their rows are drawn); a
     /// device's event changes it in place once the list has let go of its share.
     host: Option<Arc<Host>>,
+    /// Device events that came while the list showed a sketch: applied once it is whole.
+    early_events: Vec<(DeviceEvent, Instant, bool)>,
     plan: Plan,
     plan_path: Option<PathBuf>,
     known: Vec<plan::Guest>,
@@ -201,6 +203,44 @@ pub enum AppInput {
     Readiness,
     /// Ctrl+F: to the search field.
     Search,
+}
+
+/// Whether what the person did needs the whole host (a sketch still listed is finished
+/// first): every gesture that edits the plan, explains, exports, applies, lays out the
+/// Topology view or filters on what only cards say. Not the window's own changes, moving
+/// between machines (the host is about to be replaced) or showing what is there already.
+fn needs_host(msg: &AppInput) -> bool {
+    match msg {
+        AppInput::Header(h) => match h {
+            HeaderOutput::Search(_)
+            | HeaderOutput::Kind(_)
+            | HeaderOutput::State(_)
+            | HeaderOutput::Export
+            | HeaderOutput::Apply => true,
+            // The list's "has anything for a guest" needs no more than a sketch.
+            HeaderOutput::ShowAll(_) => false,
+        },
+        AppInput::Card(c) => !matches!(c, CardMsg::Expanded(..)),
+        AppInput::Assign { .. }
+        | AppInput::Unassign(_)
+        | AppInput::Why(_)
+        | AppInput::Topology(_)
+        | AppInput::Lifecycle(..)
+        | AppInput::Undo
+        | AppInput::Redo
+        | AppInput::Remap => true,
+        AppInput::ShowTopology(on) => *on,
+        AppInput::TopologyDue
+        | AppInput::Width(_)
+        | AppInput::ShowGuests
+        | AppInput::OpenDemo
+        | AppInput::OpenMachine(_)
+        | AppInput::ConnectMachine
+        | AppInput::Refused(_)
+        | AppInput::About
+        | AppInput::Readiness
+        | AppInput::Search => false,
+    }
 }
 
 /// What runs off the main loop reports.
@@ -363,6 +403,7 @@ impl Component for App {
             opts,
             source: None,
             host: None,
+            early_events: Vec::new(),
             plan: Plan::default(),
             plan_path,
             known: Vec::new(),
@@ -419,33 +460,41 @@ impl Component for App {
         // The host has been read since the process started (load::start): it comes in as
         // commands, off the main loop: placed, then the rest of its facts.
         sender.spawn_command(move |out| {
-            let mut placed = false;
+            let (mut placed, mut rest_due) = (false, false);
             while let Ok(m) = first.recv() {
                 let c = match m {
                     load::First::Loaded(r) => {
                         placed = true;
+                        rest_due = r
+                            .as_ref()
+                            .as_ref()
+                            .is_ok_and(|l| matches!(l.facts, load::Facts::Sketch(_)));
                         AppCommand::Loaded(0, r)
                     }
-                    load::First::Detailed(r) => AppCommand::Detailed(0, Box::new(r)),
+                    load::First::Detailed(r) => {
+                        rest_due = false;
+                        AppCommand::Detailed(0, Box::new(r))
+                    }
                 };
                 if out.send(c).is_err() {
                     return;
                 }
             }
-            if !placed {
-                let _ = out.send(AppCommand::Loaded(
-                    0,
-                    Box::new(Err("the thread reading the host stopped".to_string())),
-                ));
-            }
+            let stopped = || "the thread reading the host stopped".to_string();
+            let _ = match (placed, rest_due) {
+                (false, _) => out.send(AppCommand::Loaded(0, Box::new(Err(stopped())))),
+                // The app reads the rest itself (and says why when that fails too).
+                (true, true) => out.send(AppCommand::Detailed(0, Box::new(Err(stopped())))),
+                (true, false) => Ok(()),
+            };
         });
         ComponentParts { model, widgets }
     }
 
     fn update(&mut self, msg: AppInput, sender: ComponentSender<Self>, root: &Self::Root) {
         // What the person does may need the whole host: a sketch still listed is finished
-        // first (the window's own changes of size and schedules do not wait for it).
-        if !matches!(msg, AppInput::Width(_) | AppInput::TopologyDue) {
+        // first.
+        if needs_host(&msg) {
             self.settle();
         }
         match msg {
@@ -598,13 +647,15 @@ impl Component for App {
                 }
                 match *r {
                     Ok(read) => {
-                        if let Some(host) = self.hosts.finish(read) {
-                            self.detailed(host);
+                        if let Some((host, moved)) = self.hosts.finish(read) {
+                            self.detailed(host, moved);
                         }
                     }
+                    // The rest could not be read there (or the thread stopped): read here,
+                    // which says why in the window when it fails again.
                     Err(e) => {
-                        self.hosts.set_host(None, &self.plan, &self.holders);
-                        self.unreadable(e);
+                        tracing::warn!("the rest of the host: {e}");
+                        self.settle();
                     }
                 }
             }
@@ -625,44 +676,12 @@ impl Component for App {
                 }
             }
             AppCommand::Event(ev, at, kernel) => {
-                self.settle();
-                let (Some(host), Some(src)) = (&mut self.host, &self.source) else {
-                    return;
-                };
-                // This machine's kernel says nothing about the demo host or another machine
-                // opened in its place.
-                if kernel && (self.opts.demo.is_some() || self.opts.host.is_some()) {
-                    return;
-                }
-                // One device and its group re-read, never the whole host; one card redrawn.
-                // The list lets go of its share first, so the host is changed in place (a
-                // copy only while an Export window or Apply still holds the one before).
-                let page = host.platform.page_size.max(4096);
-                let Ok(read) = passage_core::watch::read_event(src.root(), &ev, page) else {
-                    return;
-                };
-                self.hosts.let_go();
-                // A closed Export window still holds the host it opened with (its controller
-                // is kept until the next one): let go of it too.
-                if self
-                    .dialogs
-                    .export
-                    .as_ref()
-                    .is_some_and(|d| !d.widget().is_visible())
-                {
-                    self.dialogs.export = None;
-                }
-                let u = passage_core::watch::apply_read(Arc::make_mut(host), &ev, read);
-                self.hosts.took_back(host.clone());
-                let card = u
-                    .group
-                    .and_then(|g| view::card_of(host, &self.plan, &self.holders, g));
-                if !card.is_some_and(|c| self.hosts.replace_card(c, &self.filter)) {
-                    self.refresh();
-                }
-                self.topology_soon();
-                if let Some(p) = &self.probe {
-                    p.event_applied(at);
+                // Before the host is whole, kept for when it is (the rest read meanwhile may
+                // or may not have seen the change; the event's own read decides).
+                if self.hosts.sketched() {
+                    self.early_events.push((ev, at, kernel));
+                } else {
+                    self.on_event(ev, at, kernel);
                 }
             }
             AppCommand::Progress(d) => {
@@ -698,6 +717,8 @@ impl Component for App {
 impl App {
     /// The host (and plan, and guests) arrived: draw them, and start following device events.
     fn loaded(&mut self, r: Result<Loaded, String>, sender: &ComponentSender<Self>) {
+        // Read after them: what they changed is in this reading.
+        self.early_events.clear();
         self.status.sender().emit(StatusInput::Loaded);
         self.rereading = false;
         if std::mem::take(&mut self.reread_again) {
@@ -840,6 +861,49 @@ impl App {
         self.following = true;
     }
 
+    /// A device event: one device and its group re-read, never the whole host; one card
+    /// redrawn.
+    fn on_event(&mut self, ev: DeviceEvent, at: Instant, kernel: bool) {
+        let (Some(host), Some(src)) = (&mut self.host, &self.source) else {
+            return;
+        };
+        // This machine's kernel says nothing about the demo host or another machine
+        // opened in its place.
+        if kernel && (self.opts.demo.is_some() || self.opts.host.is_some()) {
+            return;
+        }
+        // One device and its group re-read, never the whole host; one card redrawn.
+        // The list lets go of its share first, so the host is changed in place (a
+        // copy only while an Export window or Apply still holds the one before).
+        let page = host.platform.page_size.max(4096);
+        let Ok(read) = passage_core::watch::read_event(src.root(), &ev, page) else {
+            return;
+        };
+        self.hosts.let_go();
+        // A closed Export window still holds the host it opened with (its controller
+        // is kept until the next one): let go of it too.
+        if self
+            .dialogs
+            .export
+            .as_ref()
+            .is_some_and(|d| !d.widget().is_visible())
+        {
+            self.dialogs.export = None;
+        }
+        let u = passage_core::watch::apply_read(Arc::make_mut(host), &ev, read);
+        self.hosts.took_back(host.clone());
+        let card = u
+            .group
+            .and_then(|g| view::card_of(host, &self.plan, &self.holders, g));
+        if !card.is_some_and(|c| self.hosts.replace_card(c, &self.filter)) {
+            self.refresh();
+        }
+        self.topology_soon();
+        if let Some(p) = &self.probe {
+            p.event_applied(at);
+        }
+    }
+
     /// The window's page for a host that could not be read, with why.
     fn unreadable(&mut self, e: String) {
         let s = self.input.clone();
@@ -857,23 +921,34 @@ impl App {
         let t = Instant::now();
         match self.hosts.finish_here() {
             None => {}
-            Some(Ok(host)) => {
+            Some(Ok((host, moved))) => {
                 tracing::debug!(ms = t.elapsed().as_millis() as u64, "finished here");
-                self.detailed(host);
+                self.detailed(host, moved);
             }
             Some(Err(e)) => {
                 self.host = None;
+                self.early_events.clear();
+                self.hosts.set_host(None, &self.plan, &self.holders);
                 self.unreadable(e);
             }
         }
     }
 
-    /// The host is whole: the rest of the window (notices, summary, guests) is drawn from it.
-    fn detailed(&mut self, host: Arc<Host>) {
+    /// The host is whole: the rest of the window (notices, summary, guests) is drawn from it
+    /// (the list too when a device went away meanwhile), then the device events that came
+    /// before it are applied.
+    fn detailed(&mut self, host: Arc<Host>, moved: bool) {
         self.host = Some(host);
-        self.redraw_around();
+        if moved {
+            self.refresh();
+        } else {
+            self.redraw_around();
+        }
         if let Some(p) = &self.probe {
             p.set_loaded();
+        }
+        for (ev, at, kernel) in std::mem::take(&mut self.early_events) {
+            self.on_event(ev, at, kernel);
         }
     }
 

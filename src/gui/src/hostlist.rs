@@ -219,25 +219,27 @@ impl HostList {
     }
 
     /// The sketch made whole by `read` (what was read off the main loop; the groups drawn
-    /// meanwhile keep what their cards were made from): the host, shared from now on.
-    pub fn finish(&mut self, read: sketch::Read) -> Option<Arc<Host>> {
+    /// meanwhile keep what their cards were made from): the host, shared from now on, and
+    /// whether a device went away meanwhile (then the list must be laid out again).
+    pub fn finish(&mut self, read: sketch::Read) -> Option<(Arc<Host>, bool)> {
         let mut book = self.book.borrow_mut();
         let (sketch, _) = book.sketch.take()?;
-        let host = Arc::new(sketch.finish(read));
+        let f = sketch.finish(read);
+        let host = Arc::new(f.host);
         book.host = Some(host.clone());
-        Some(host)
+        Some((host, f.moved))
     }
 
     /// The sketch made whole here and now (the person did something that needs the whole
     /// host before its rest came): read on every core at the window's priority.
-    pub fn finish_here(&mut self) -> Option<Result<Arc<Host>, String>> {
+    pub fn finish_here(&mut self) -> Option<Result<(Arc<Host>, bool), String>> {
         let mut book = self.book.borrow_mut();
         let (sketch, source) = book.sketch.take()?;
         Some(match sketch.finish_here(source.root()) {
-            Ok(h) => {
-                let host = Arc::new(h);
+            Ok(f) => {
+                let host = Arc::new(f.host);
                 book.host = Some(host.clone());
-                Ok(host)
+                Ok((host, f.moved))
             }
             Err(e) => Err(e.to_string()),
         })
