@@ -197,6 +197,13 @@ fn a_device_gone_before_its_details_is_left_out_as_a_scan_would() {
             std::fs::remove_file(e.path()).expect("virtfn link");
         }
     }
+    // Seen first when its group's row is drawn, the removal is still told at the finish.
+    let mut drawn = s.clone();
+    drawn.detail(&root, g).expect("detail");
+    assert!(!drawn.so_far().groups.contains_key(&g));
+    let f = drawn.finish_here(&root).expect("finish");
+    assert!(f.moved, "a removal seen by a drawn row");
+    assert_eq!(f.host, scan::scan(&root).expect("scan"));
     let f = s.finish_here(&root).expect("finish");
     assert!(f.moved, "the list must be laid out again");
     assert!(!f.host.devices.contains_key(vf));

@@ -30,6 +30,8 @@ pub struct Sketch {
     /// Groups whose `type` is not read yet.
     groups: BTreeSet<GroupId>,
     page_size: u64,
+    /// A device went away since it was placed (found by a group's details or by the rest).
+    moved: bool,
 }
 
 /// What is left to read of a [`Sketch`], to be read off its thread.
@@ -62,6 +64,7 @@ pub fn sketch(root: &HostRoot) -> Result<Sketch, ScanError> {
         devices: host.devices.keys().copied().collect(),
         groups: host.groups.keys().copied().collect(),
         page_size: host.platform.page_size,
+        moved: false,
         host,
     })
 }
@@ -167,10 +170,10 @@ impl Sketch {
     /// The whole host: what [`read`] found put in, where it is still missing (a group detailed
     /// meanwhile keeps what its card was made from).
     pub fn finish(mut self, read: Read) -> Finished {
-        let moved = self.put(read);
+        self.put(read);
         Finished {
             host: self.host,
-            moved,
+            moved: self.moved,
         }
     }
 
@@ -180,8 +183,9 @@ impl Sketch {
         Ok(self.finish(found))
     }
 
-    /// Puts `read` in; true when a device was gone (its group may be too).
-    fn put(&mut self, read: Read) -> bool {
+    /// Puts `read` in; a device gone is left out (and its group with it when it was the last
+    /// member), and remembered as a move.
+    fn put(&mut self, read: Read) {
         let mut gone = false;
         for (a, details) in read.devices {
             if !self.devices.remove(&a) {
@@ -214,6 +218,7 @@ impl Sketch {
         }
         if gone {
             scan::link_virtfns(&mut self.host.devices);
+            self.moved = true;
         }
         for (g, kind) in read.groups {
             if self.groups.remove(&g) {
@@ -222,7 +227,6 @@ impl Sketch {
                 }
             }
         }
-        gone
     }
 }
 
@@ -231,7 +235,8 @@ impl Sketch {
 pub struct Finished {
     /// The whole host.
     pub host: Host,
-    /// A device went away between the two steps: what was listed from the sketch (a group,
-    /// a card made before) may show it still, and must be laid out again.
+    /// A device went away between the two steps (seen when its group's row was drawn, or by
+    /// the rest): what was listed from the sketch (a group, a card made before) may show it
+    /// still, and must be laid out again.
     pub moved: bool,
 }

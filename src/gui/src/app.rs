@@ -483,7 +483,7 @@ impl Component for App {
             let stopped = || "the thread reading the host stopped".to_string();
             let _ = match (placed, rest_due) {
                 (false, _) => out.send(AppCommand::Loaded(0, Box::new(Err(stopped())))),
-                // The app reads the rest itself (and says why when that fails too).
+                // Said in the window, as a stopped first reading is.
                 (true, true) => out.send(AppCommand::Detailed(0, Box::new(Err(stopped())))),
                 (true, false) => Ok(()),
             };
@@ -616,6 +616,8 @@ impl Component for App {
             AppInput::TopologyDue => {
                 self.topology_due = false;
                 if self.topology_stale && self.topology_shown() {
+                    // Shown before the host was whole (asked for while it was read).
+                    self.settle();
                     self.lay_out_topology();
                 }
             }
@@ -651,12 +653,10 @@ impl Component for App {
                             self.detailed(host, moved);
                         }
                     }
-                    // The rest could not be read there (or the thread stopped): read here,
-                    // which says why in the window when it fails again.
-                    Err(e) => {
-                        tracing::warn!("the rest of the host: {e}");
-                        self.settle();
-                    }
+                    // The rest could not be read (or the thread reading it stopped): said in
+                    // the window, as a scan's error is; not read again here, where what
+                    // stopped that thread would stop the window.
+                    Err(e) => self.cannot_read(e),
                 }
             }
             AppCommand::MachineChanged(n) => {
@@ -925,13 +925,16 @@ impl App {
                 tracing::debug!(ms = t.elapsed().as_millis() as u64, "finished here");
                 self.detailed(host, moved);
             }
-            Some(Err(e)) => {
-                self.host = None;
-                self.early_events.clear();
-                self.hosts.set_host(None, &self.plan, &self.holders);
-                self.unreadable(e);
-            }
+            Some(Err(e)) => self.cannot_read(e),
         }
+    }
+
+    /// The rest of a sketched host could not be read: nothing of it stays listed.
+    fn cannot_read(&mut self, e: String) {
+        self.host = None;
+        self.early_events.clear();
+        self.hosts.set_host(None, &self.plan, &self.holders);
+        self.unreadable(e);
     }
 
     /// The host is whole: the rest of the window (notices, summary, guests) is drawn from it
