@@ -111,10 +111,15 @@ struct DeviceRows {
     registry: Option<Registry>,
 }
 
-fn fill_devices(devices: &gtk::Box, rows: &DeviceRows) {
+/// Takes every device row out of a card's device box (a reused row shows another group next).
+fn empty_devices(devices: &gtk::Box) {
     while let Some(child) = devices.first_child() {
         devices.remove(&child);
     }
+}
+
+fn fill_devices(devices: &gtk::Box, rows: &DeviceRows) {
+    empty_devices(devices);
     for d in &rows.devices {
         devices.append(&device_row(d, rows));
     }
@@ -338,9 +343,7 @@ impl RelmGridItem for RowItem {
             w.id.set(0);
             *w.tx.borrow_mut() = None;
             *w.rows.borrow_mut() = None;
-            while let Some(child) = w.devices.first_child() {
-                w.devices.remove(&child);
-            }
+            empty_devices(&w.devices);
             if let Some(row) = root.parent() {
                 accessible_label(&row, "");
             }
@@ -436,9 +439,7 @@ impl RelmGridItem for RowItem {
         if self.expanded {
             fill_devices(&w.devices, &rows);
         } else {
-            while let Some(child) = w.devices.first_child() {
-                w.devices.remove(&child);
-            }
+            empty_devices(&w.devices);
         }
         *w.rows.borrow_mut() = Some(rows);
         w.expander.set_expanded(self.expanded);
