@@ -9,6 +9,10 @@ OUT=${OUT:-/run/passage-out}
 start_bus
 setup_polkit
 start_polkitd
+# Both logs stay on the guest's tmpfs while rounds are timed (a line written to the OUT share
+# is a round trip to QEMU's 9p server, inside the helper's timed claim; an installed helper
+# logs to the journal) and are copied out at the end.
+HELPER_LOG=$R/helper.log
 start_helper PASSAGE_LOG=passage_helper=debug,info
 l=$(readlink /sys/bus/pci/devices/$DEVICE/iommu_group); G=${l##*/}
 MEMBERS=
@@ -48,7 +52,7 @@ unbare() {
     echo $a > /sys/bus/pci/drivers/${!i}/bind
   done
 }
-coproc CL { $CLIENT $G 2>> $OUT/client.log; }
+coproc CL { $CLIENT $G 2>> $R/client.log; }
 : > $OUT/claim-times.txt
 # Each timed claim starts from a machine at rest: a rebind to the NIC's own driver leaves the
 # kernel work for a while after the write returns (the driver's probe finishing, its network
@@ -68,4 +72,5 @@ done
 exec {CL[1]}>&-
 listing() { for a in $MEMBERS; do d=$(readlink /sys/bus/pci/devices/$a/driver); echo "$a ${d##*/}"; done; }
 listing > $OUT/claim-end.txt
+cp $R/helper.log $R/client.log $OUT/
 echo done > $OUT/job.done

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vm import CACHE, Unavailable, apt_uri, log, new_qemu, resolve_modules, run, write_initramfs  # noqa: E402
+from vm import CACHE, Unavailable, apt_update, apt_uri, log, new_qemu, resolve_modules, run, write_initramfs  # noqa: E402
 
 # Per architecture: Debian's name, the GNU triplet (its library directory and cross tools),
 # Rust's target, the QEMU program and machine, the console and the dynamic loader.
@@ -204,8 +204,9 @@ def apt(arch):
             "-oDir::State::status=/dev/null"]
     if fresh or not any((d / "lists").glob("*Packages*")):
         log(f"reading Debian's {arch} package lists")
-        run(["apt-get", *opts, "update"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        apt_update(arch, opts, d / "lists")
     return opts
+
 
 
 def codename():

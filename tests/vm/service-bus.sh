@@ -61,9 +61,12 @@ start_polkitd() {
   done
   wait_owner org.freedesktop.PolicyKit1
 }
-# start_helper [VAR=value…]: the service, with its state in $R/state; its pid in $R/helper.pid.
+# start_helper [VAR=value…]: the service, with its state in $R/state; its pid in $R/helper.pid;
+# its log in $OUT/helper.log, or in $HELPER_LOG (a bench keeps it on the guest's tmpfs: each
+# line written to the OUT share is a round trip to QEMU's 9p server, which an installed
+# helper's journal does not pay).
 start_helper() {
-  env "$@" $HELPER --state-dir $R/state >> $OUT/helper.log 2>&1 &
+  env "$@" $HELPER --state-dir $R/state >> ${HELPER_LOG:-$OUT/helper.log} 2>&1 &
   echo $! > $R/helper.pid
   wait_owner io.github.passage.Helper1
 }

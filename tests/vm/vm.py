@@ -373,6 +373,25 @@ def apt_uri():
     raise Unavailable("no Debian mirror in /etc/apt to fetch backports' QEMU from")
 
 
+def apt_update(what, opts, lists):
+    """apt-get update, tried three times. A mirror caught mid-sync fails one index (seen: the
+    security suite's Packages of another size than its InRelease says) while the others are
+    read; the lists read are then used, and a package they lack fails its download by name."""
+    err = ""
+    for attempt in range(3):
+        if attempt:
+            time.sleep(5 * attempt)
+        r = subprocess.run(["apt-get", *opts, "update"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        if r.returncode == 0:
+            return
+        err = r.stderr.strip()[-600:]
+        log(f"apt-get update for {what} failed (try {attempt + 1} of 3): {err}")
+    if not any(lists.glob("*Packages*")):
+        raise Unavailable(f"cannot read Debian's {what} package lists: {err}")
+    log(f"going on with the {what} lists that were read")
+
+
 def new_qemu(package="qemu-system-x86", program="qemu-system-x86_64"):
     """QEMU from <codename>-backports, unpacked privately: the host's apt sources and state are
     left untouched (private lists and cache under the test cache). PACKAGE names the system
@@ -392,7 +411,7 @@ def new_qemu(package="qemu-system-x86", program="qemu-system-x86_64"):
     opts = [f"-oDir::Etc::SourceList={d}/sources.list", "-oDir::Etc::SourceParts=/nonexistent",
             f"-oDir::State::Lists={d}/lists", f"-oDir::Cache={d}/cache", "-oAPT::Get::List-Cleanup=0"]
     log(f"fetching QEMU from {codename}-backports")
-    run(["apt-get", *opts, "update"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    apt_update(f"{codename}-backports", opts, d / "lists")
     pkgs = [f"{p}/{codename}-backports" for p in [package, "qemu-system-common", "qemu-system-data"]]
     run(["apt-get", *opts, "download", *pkgs], cwd=d / "debs", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp = d / "root.tmp"
