@@ -329,8 +329,8 @@ type Model = std::sync::RwLock<Kept>;
 /// Follows the kernel's PCI device events into the kept model, for as long as the helper
 /// runs (a thread of its own: the monitor blocks).
 fn follow_events(model: Arc<Model>, root: PathBuf) {
-    // The kernel's socket: the shipped unit runs the helper with a private network namespace,
-    // where udev's netlink messages never arrive.
+    // The kernel's socket, not udev's: the helper needs no udevd (an initramfs, a minimal
+    // container host), and a network namespace of its own would not keep it from its events.
     let monitor = match passage_core::watch::Monitor::open_kernel() {
         Ok(m) => m,
         Err(e) => {
