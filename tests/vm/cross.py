@@ -202,11 +202,21 @@ def apt(arch):
             f"-oDir::State::Lists={d}/lists", f"-oDir::Cache={d}/cache", "-oAPT::Get::List-Cleanup=0",
             f"-oAPT::Architecture={arch}", f"-oAPT::Architectures={arch}",
             "-oDir::State::status=/dev/null"]
-    if fresh or not any((d / "lists").glob("*Packages*")):
+    # A run whose update read only some of the lists says so in a mark: the next run (not this
+    # one: every download asks for these options) reads them all again.
+    incomplete = d / "update-incomplete"
+    if arch not in UPDATED and (fresh or incomplete.exists() or not any((d / "lists").glob("*Packages*"))):
         log(f"reading Debian's {arch} package lists")
-        apt_update(arch, opts, d / "lists")
+        if apt_update(arch, opts, d / "lists"):
+            incomplete.unlink(missing_ok=True)
+        else:
+            incomplete.touch()
+    UPDATED.add(arch)
     return opts
 
+
+# The architectures whose lists this process has read (or tried to) already.
+UPDATED = set()
 
 
 def codename():

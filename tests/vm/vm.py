@@ -376,7 +376,8 @@ def apt_uri():
 def apt_update(what, opts, lists):
     """apt-get update, tried three times. A mirror caught mid-sync fails one index (seen: the
     security suite's Packages of another size than its InRelease says) while the others are
-    read; the lists read are then used, and a package they lack fails its download by name."""
+    read; the lists read are then used, and a package they lack fails its download by name.
+    True when every list was read."""
     err = ""
     for attempt in range(3):
         if attempt:
@@ -384,12 +385,13 @@ def apt_update(what, opts, lists):
         r = subprocess.run(["apt-get", *opts, "update"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
         if r.returncode == 0:
-            return
+            return True
         err = r.stderr.strip()[-600:]
         log(f"apt-get update for {what} failed (try {attempt + 1} of 3): {err}")
     if not any(lists.glob("*Packages*")):
         raise Unavailable(f"cannot read Debian's {what} package lists: {err}")
     log(f"going on with the {what} lists that were read")
+    return False
 
 
 def new_qemu(package="qemu-system-x86", program="qemu-system-x86_64"):
