@@ -1,5 +1,6 @@
 //! Where `passagectl list` spends its time, phase by phase, on a host root (and the app's
-//! two steps, the sketch and the rest):
+//! two steps, the sketch and the rest; and what a copy of the whole host costs, which the
+//! helper's claims no longer pay):
 //! `cargo run --release -p passage-core --example phases -- ROOT [RUNS]`
 //! (used for docs/PERFORMANCE.md; not a test).
 use passage_core::host::HostRoot;
@@ -15,6 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let host = scan::scan(&root)?;
         let t_scan = t.elapsed();
+        let copy = host.clone();
+        let t_copy = t.elapsed();
+        drop(copy);
+        let t_copy_drop = t.elapsed();
+        let t = t + (t_copy_drop - t_scan);
         // What `list --json` does after the scan: verdicts made and written a window at a time.
         let mut json = Vec::new();
         report::write_list_json(&host, &mut json)?;
@@ -40,8 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t_rest = t.elapsed();
         drop(whole);
         eprintln!(
-            "scan {:>6.1} ms  verdicts+json {:>6.1} ({} B)  text {:>6.1} ({} B)  outline {:>5.1}  verdicts {:>6.1}  cards {:>6.1}  drop {:>5.1}  sketch {:>6.1}  rest {:>6.1}",
+            "scan {:>6.1} ms  copy {:>4.1} (drop {:>4.1})  verdicts+json {:>6.1} ({} B)  text {:>6.1} ({} B)  outline {:>5.1}  verdicts {:>6.1}  cards {:>6.1}  drop {:>5.1}  sketch {:>6.1}  rest {:>6.1}",
             ms(t_scan),
+            ms(t_copy - t_scan),
+            ms(t_copy_drop - t_copy),
             ms(t_json - t_scan),
             json.len(),
             ms(t_text - t_json),
