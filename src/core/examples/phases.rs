@@ -1,6 +1,6 @@
 //! Where `passagectl list` spends its time, phase by phase, on a host root (and the app's
 //! two steps, the sketch and the rest; and what a copy of the whole host costs, which the
-//! helper's claims no longer pay):
+//! helper's claims no longer pay on their way to the first write):
 //! `cargo run --release -p passage-core --example phases -- ROOT [RUNS]`
 //! (used for docs/PERFORMANCE.md; not a test).
 use passage_core::host::HostRoot;
