@@ -567,7 +567,7 @@ impl Helper {
                     ))
                 })?
         } else {
-            let host = self.host_model().clone();
+            let host = kept_host(&self.model);
             let r = HostRoot::open(&self.root).map_err(failed)?;
             let facts = passage_core::doctor::read(&r, &host);
             let edit = passage_core::doctor::boot_line_fix(&host, &facts, code, device).map_err(
@@ -679,7 +679,7 @@ impl Helper {
         let address = device.ok_or_else(|| {
             HelperError::InvalidArgs(format!("{code} names a device: pass its address"))
         })?;
-        let host = self.host_model().clone();
+        let host = kept_host(&self.model);
         if !undo {
             let r = HostRoot::open(&self.root).map_err(failed)?;
             let facts = passage_core::doctor::read(&r, &host);
@@ -721,7 +721,9 @@ impl Helper {
     }
 }
 
-/// The kept model's host as it is now, for work off the bus's threads (after polkit said yes).
+/// The kept model's host as it is now, shared (a first look before polkit is asked, or work
+/// off the bus's threads after it said yes): a copy of a large host would cost every call,
+/// authorized or not, milliseconds.
 fn kept_host(model: &Model) -> Arc<Host> {
     Arc::clone(
         &model
@@ -1088,7 +1090,7 @@ impl Helper {
             )));
         }
         writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
-        let host = self.host_model().clone();
+        let host = kept_host(&self.model);
         let name = host
             .devices
             .get(&address)
@@ -1141,7 +1143,7 @@ impl Helper {
                 "{size_mib} MiB is larger than any BAR (2^47 MiB at most)"
             )));
         }
-        let host = self.host_model().clone();
+        let host = kept_host(&self.model);
         // Forgetting a size needs no card: the one it was for may be gone.
         let name = match host.devices.get(&address) {
             Some(d) => format!("{address} {}", d.display_name()),
