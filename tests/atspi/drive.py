@@ -59,17 +59,31 @@ def walk(o, depth=0, limit=60, last_first=False):
         yield from walk(c, depth + 1, limit, last_first)
 
 
-def app(timeout=30):
-    """The passage application on the accessibility bus."""
+def app(timeout=60):
+    """The passage application on the accessibility bus. Under a loaded machine (CI runs the
+    app tests side by side) an answer from the app can take seconds: the wait is generous, and
+    a failure says what the registry listed, and why a name could not be read."""
     end = time.time() + timeout
+    seen = []
     while time.time() < end:
         d = Atspi.get_desktop(0)
+        seen = []
         for i in range(d.get_child_count()):
             a = d.get_child_at_index(i)
-            if a is not None and name(a) == "passage":
+            if a is None:
+                seen.append("(none)")
+                continue
+            try:
+                n = a.get_name() or ""
+            except Exception as e:  # the app's answer timed out, or its connection is gone
+                seen.append(f"(no name: {e})")
+                continue
+            if n == "passage":
                 return a
+            seen.append(repr(n))
         time.sleep(0.3)
-    raise Failed("the app never appeared on the accessibility bus")
+    raise Failed("the app never appeared on the accessibility bus; the registry listed: "
+                 + (", ".join(seen) or "no application"))
 
 
 def find(root, what, pred, timeout=15, last_first=False):
