@@ -487,6 +487,14 @@ fn man_pages_and_completions_are_read_by_mandoc_bash_fish_and_zsh() {
             });
         let text =
             String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        // 0 clean, 2–4 findings (listed below); 5 and 6 mean mandoc could not do the check
+        // (bad arguments, a system error), which must not pass as "nothing wrong".
+        assert!(
+            matches!(o.status.code(), Some(0..=4)),
+            "mandoc could not check {}: {:?} {text}",
+            p.display(),
+            o.status
+        );
         let wrong: Vec<&str> = text
             .lines()
             .filter(|l| !l.contains("skipping paragraph macro: br"))

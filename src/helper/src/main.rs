@@ -305,16 +305,6 @@ fn drivers_of(host: &Host, members: &[PciAddress]) -> Vec<(PciAddress, Option<St
         .collect()
 }
 
-/// The kept host, read-locked.
-struct HostRead<'a>(std::sync::RwLockReadGuard<'a, Kept>);
-
-impl std::ops::Deref for HostRead<'_> {
-    type Target = Host;
-    fn deref(&self) -> &Host {
-        &self.0.host
-    }
-}
-
 /// The host as the helper knows it, and what its uses of devices were read from.
 struct Kept {
     host: Arc<Host>,
@@ -394,14 +384,9 @@ fn writable(kernel: &Option<Arc<dyn Kernel>>, root: &Path) -> Result<Arc<dyn Ker
 }
 
 impl Helper {
-    /// The kept model, for reading. A panic elsewhere while it was written leaves the last
-    /// state it had, which is still the best answer the helper has: never a poisoned error.
-    fn host_model(&self) -> HostRead<'_> {
-        HostRead(
-            self.model
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+    /// The kept model's host, for reading (shared, no lock held while it is read).
+    fn host_model(&self) -> Arc<Host> {
+        kept_host(&self.model)
     }
 
     /// The caller's uid as the bus daemon knows it (remembered per unique name, which the bus
@@ -567,7 +552,7 @@ impl Helper {
                     ))
                 })?
         } else {
-            let host = kept_host(&self.model);
+            let host = self.host_model();
             let r = HostRoot::open(&self.root).map_err(failed)?;
             let facts = passage_core::doctor::read(&r, &host);
             let edit = passage_core::doctor::boot_line_fix(&host, &facts, code, device).map_err(
@@ -679,7 +664,7 @@ impl Helper {
         let address = device.ok_or_else(|| {
             HelperError::InvalidArgs(format!("{code} names a device: pass its address"))
         })?;
-        let host = kept_host(&self.model);
+        let host = self.host_model();
         if !undo {
             let r = HostRoot::open(&self.root).map_err(failed)?;
             let facts = passage_core::doctor::read(&r, &host);
@@ -723,7 +708,8 @@ impl Helper {
 
 /// The kept model's host as it is now, shared (a first look before polkit is asked, or work
 /// off the bus's threads after it said yes): a copy of a large host would cost every call,
-/// authorized or not, milliseconds.
+/// authorized or not, milliseconds. A panic elsewhere while the model was written leaves the
+/// last state it had, which is still the best answer the helper has: never a poisoned error.
 fn kept_host(model: &Model) -> Arc<Host> {
     Arc::clone(
         &model
@@ -1090,7 +1076,7 @@ impl Helper {
             )));
         }
         writable(&self.kernel, &self.root).map_err(HelperError::BadState)?;
-        let host = kept_host(&self.model);
+        let host = self.host_model();
         let name = host
             .devices
             .get(&address)
@@ -1143,7 +1129,7 @@ impl Helper {
                 "{size_mib} MiB is larger than any BAR (2^47 MiB at most)"
             )));
         }
-        let host = kept_host(&self.model);
+        let host = self.host_model();
         // Forgetting a size needs no card: the one it was for may be gone.
         let name = match host.devices.get(&address) {
             Some(d) => format!("{address} {}", d.display_name()),
